@@ -1,0 +1,57 @@
+# Shoal — two commands do everything on a fresh machine:
+#   make demo   build, start a local node with sample data, print how to connect
+#   make test   the whole suite (format, lints, unit, integration, sqllogictest)
+
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/shoal/target
+BIN := $(CARGO_TARGET_DIR)/debug
+CORPUS ?= ../shared/sqllogictest
+
+.PHONY: all deps build demo test test-unit test-slt slt-corpus lint fmt clean bench
+
+all: build
+
+# System packages a fresh Debian machine lacks: clang/libclang for RocksDB's
+# bindgen, a C++ toolchain, and psql for the end-to-end tests.
+deps:
+	@missing=""; \
+	for p in clang libclang-dev g++ make postgresql-client; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo is required (see rust-toolchain.toml)"; exit 1; }
+
+build: deps
+	cargo build --workspace --all-targets
+
+demo: deps
+	cargo build -p shoal
+	$(BIN)/shoal demo
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-unit: build
+	cargo test --workspace
+
+# Shoal's own SQL suites, then the SQLite corpus: select1/select2 must pass
+# completely; the other corpus files report their pass counts.
+test-slt: build
+	$(BIN)/shoal-slt --shoal-bin $(BIN)/shoal sqllogictest/suites
+	@if [ -d "$(CORPUS)" ]; then \
+	  $(BIN)/shoal-slt --shoal-bin $(BIN)/shoal $(CORPUS)/select1.test $(CORPUS)/select2.test && \
+	  $(MAKE) --no-print-directory slt-corpus; \
+	else echo "no corpus at $(CORPUS); skipping the SQLite corpus"; fi
+
+slt-corpus:
+	$(BIN)/shoal-slt --allow-failures --shoal-bin $(BIN)/shoal $(CORPUS)/index $(CORPUS)/random
+
+test: lint test-unit test-slt
+
+clean:
+	cargo clean

@@ -1,0 +1,57 @@
+//! Errors of the transactional KV layer.
+//!
+//! [`KvError::WriteConflict`] is the one error a client is expected to retry:
+//! the front end maps it to SQLSTATE 40001 (`serialization_failure`), which is
+//! what PostgreSQL raises when a snapshot-isolation (REPEATABLE READ)
+//! transaction loses a write-write race. [`KvError::TxnFinished`] is a caller
+//! bug. Storage and replication failures pass through unchanged.
+
+use shoal_replication::ReplicationError;
+use shoal_storage::StorageError;
+
+/// A failure of a KV operation.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// Another transaction committed a write to `key` after this transaction's
+    /// snapshot was taken (first committer wins). Retryable.
+    #[error("could not serialize access due to concurrent update (key {key})")]
+    WriteConflict {
+        /// The conflicting key, printable ASCII kept and other bytes as `\xNN`.
+        key: String,
+    },
+    /// The transaction was already committed or rolled back.
+    #[error("transaction is already finished")]
+    TxnFinished,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+}
+
+/// Result alias for KV operations.
+pub type Result<T> = std::result::Result<T, KvError>;
+
+/// A key rendered for humans: printable ASCII as-is, everything else (and the
+/// backslash) as `\xNN`.
+pub fn printable_key(key: &[u8]) -> String {
+    let mut s = String::with_capacity(key.len());
+    for &b in key {
+        if b.is_ascii_graphic() && b != b'\\' || b == b' ' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_key_escapes_non_printables() {
+        assert_eq!(printable_key(b"abc"), "abc");
+        assert_eq!(printable_key(b"a\x00\xff\\ b"), "a\\x00\\xff\\x5c b");
+    }
+}

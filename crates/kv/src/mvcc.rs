@@ -1,0 +1,284 @@
+//! Multi-version storage layout and snapshot reads.
+//!
+//! # Versions
+//!
+//! A write never overwrites: committing a value for user key `k` at commit
+//! timestamp `ts` adds a new **version** under its own engine key
+//!
+//! ```text
+//! b'v' ++ escaped(k) ++ be_u64(u64::MAX - ts)   →   [1] ++ value   (a value)
+//!                                               →   [0]            (a tombstone)
+//! ```
+//!
+//! * `escaped(k)` is [`encode_bytes_escaped`]: order-preserving and
+//!   prefix-free, so all versions of one key are contiguous, keys keep their
+//!   order, and no key's versions interleave with another's.
+//! * The timestamp is stored inverted, so a key's **newest version comes
+//!   first** in an ascending scan; a reader seeks to the first version at or
+//!   below its read timestamp and is done.
+//! * A delete writes a tombstone version rather than removing anything,
+//!   because older snapshots must still see the deleted value.
+//!
+//! Node metadata lives under `b'm'` (see [`TS_MARK_KEY`]), outside the
+//! version space, so scans of user data never meet it.
+//!
+//! # Visibility
+//!
+//! A transaction with read timestamp `r` sees, for each key, the newest
+//! version with `ts <= r`; if that is a tombstone (or there is none) the key
+//! does not exist for it. Versions above `r` are invisible. Because commit
+//! timestamps are only published after their batch is durable (`store.rs`),
+//! and `r` is a published timestamp, a snapshot never sees half a commit.
+//!
+//! # Bounded memory
+//!
+//! [`VisibleScan`] streams over the engine's lazy scan, holding one user key
+//! of state. Callers take as many pairs as they need and drop it.
+
+use shoal_storage::{Engine, KvPair, StorageError, decode_bytes_escaped, encode_bytes_escaped};
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+
+/// Prefix of MVCC version keys.
+pub const VERSION_PREFIX: u8 = b'v';
+/// Prefix of node metadata keys.
+pub const META_PREFIX: u8 = b'm';
+/// The timestamp high-water mark: the largest commit timestamp ever written,
+/// big-endian `u64`. Written in the same batch as every commit.
+pub const TS_MARK_KEY: &[u8] = b"mts_high_water";
+
+const VALUE_TAG: u8 = 1;
+const TOMBSTONE_TAG: u8 = 0;
+
+/// The engine-key prefix shared by every version of `user_key`.
+pub fn version_prefix(user_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(user_key.len() + 11);
+    out.push(VERSION_PREFIX);
+    encode_bytes_escaped(user_key, &mut out);
+    out
+}
+
+/// The engine key of `user_key`'s version committed at `ts`.
+pub fn version_key(user_key: &[u8], ts: Timestamp) -> Vec<u8> {
+    let mut out = version_prefix(user_key);
+    out.extend_from_slice(&(u64::MAX - ts).to_be_bytes());
+    out
+}
+
+/// Splits an engine version key into user key and commit timestamp.
+pub fn decode_version_key(key: &[u8]) -> Result<(Vec<u8>, Timestamp)> {
+    let corrupt = |what: &str| StorageError::Corrupt(format!("version key {key:x?}: {what}"));
+    let Some((&VERSION_PREFIX, mut rest)) = key.split_first() else {
+        return Err(corrupt("missing version prefix").into());
+    };
+    let user_key = decode_bytes_escaped(&mut rest)?;
+    let inverted: [u8; 8] = rest
+        .try_into()
+        .map_err(|_| corrupt("timestamp suffix is not 8 bytes"))?;
+    Ok((user_key, u64::MAX - u64::from_be_bytes(inverted)))
+}
+
+/// The stored form of a version's value (`None` = tombstone).
+pub fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        Some(v) => {
+            let mut out = Vec::with_capacity(v.len() + 1);
+            out.push(VALUE_TAG);
+            out.extend_from_slice(v);
+            out
+        }
+        None => vec![TOMBSTONE_TAG],
+    }
+}
+
+/// Parses a stored version value (`None` = tombstone).
+pub fn decode_value(stored: &[u8]) -> Result<Option<Vec<u8>>> {
+    match stored.split_first() {
+        Some((&VALUE_TAG, v)) => Ok(Some(v.to_vec())),
+        Some((&TOMBSTONE_TAG, [])) => Ok(None),
+        _ => Err(StorageError::Corrupt(format!("bad version value {stored:x?}")).into()),
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`, or `None`
+/// when no such key exists (the prefix is all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last != 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Engine-key bounds covering all versions of user keys in `[start, end)`
+/// (`end = None`: unbounded).
+pub fn version_span(start: &[u8], end: Option<&[u8]>) -> (Vec<u8>, Vec<u8>) {
+    let lower = version_prefix(start);
+    let upper = match end {
+        Some(end) => version_prefix(end),
+        None => vec![VERSION_PREFIX + 1],
+    };
+    (lower, upper)
+}
+
+/// The value of `user_key` visible at `read_ts`.
+pub fn read_visible(
+    engine: &dyn Engine,
+    user_key: &[u8],
+    read_ts: Timestamp,
+) -> Result<Option<Vec<u8>>> {
+    // The first version at or below read_ts is the one with the smallest
+    // inverted suffix >= u64::MAX - read_ts: seek straight to it.
+    let prefix = version_prefix(user_key);
+    let from = version_key(user_key, read_ts);
+    let to = prefix_end(&prefix);
+    match engine.scan(&from, to.as_deref()).next() {
+        Some(item) => {
+            let (_, stored) = item?;
+            decode_value(&stored)
+        }
+        None => Ok(None),
+    }
+}
+
+/// The commit timestamp of `user_key`'s newest version, tombstones included.
+pub fn newest_version_ts(engine: &dyn Engine, user_key: &[u8]) -> Result<Option<Timestamp>> {
+    let prefix = version_prefix(user_key);
+    let to = prefix_end(&prefix);
+    match engine.scan(&prefix, to.as_deref()).next() {
+        Some(item) => {
+            let (key, _) = item?;
+            Ok(Some(decode_version_key(&key)?.1))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Streams the (user key, value) pairs visible at a read timestamp, in key
+/// order, skipping invisible versions and deleted keys.
+pub struct VisibleScan<'a> {
+    versions: Box<dyn Iterator<Item = shoal_storage::Result<KvPair>> + 'a>,
+    read_ts: Timestamp,
+    /// The user key whose visible version has been decided; its older
+    /// versions are skipped.
+    decided: Option<Vec<u8>>,
+}
+
+impl<'a> VisibleScan<'a> {
+    /// Scans user keys in `[start, end)` (`end = None`: unbounded).
+    pub fn new(
+        engine: &'a dyn Engine,
+        start: &[u8],
+        end: Option<&[u8]>,
+        read_ts: Timestamp,
+    ) -> Self {
+        let (lower, upper) = version_span(start, end);
+        Self {
+            versions: engine.scan(&lower, Some(&upper)),
+            read_ts,
+            decided: None,
+        }
+    }
+}
+
+impl Iterator for VisibleScan<'_> {
+    type Item = Result<KvPair>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (key, stored) = match self.versions.next()? {
+                Ok(pair) => pair,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let (user_key, ts) = match decode_version_key(&key) {
+                Ok(decoded) => decoded,
+                Err(e) => return Some(Err(e)),
+            };
+            if ts > self.read_ts || self.decided.as_deref() == Some(user_key.as_slice()) {
+                continue;
+            }
+            self.decided = Some(user_key.clone());
+            match decode_value(&stored) {
+                Ok(Some(value)) => return Some(Ok((user_key, value))),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use shoal_storage::{MemoryEngine, WriteBatch};
+
+    /// (user key, commit timestamp, value or tombstone).
+    type Version<'a> = (&'a [u8], Timestamp, Option<&'a [u8]>);
+
+    fn engine_with(versions: &[Version<'_>]) -> MemoryEngine {
+        let engine = MemoryEngine::new();
+        let mut batch = WriteBatch::new();
+        for (k, ts, v) in versions {
+            batch.put(version_key(k, *ts), encode_value(*v));
+        }
+        engine.write(batch, false).unwrap();
+        engine
+    }
+
+    #[test]
+    fn version_keys_round_trip_and_sort_newest_first() {
+        let a10 = version_key(b"a\x00b", 10);
+        assert_eq!(decode_version_key(&a10).unwrap(), (b"a\x00b".to_vec(), 10));
+        assert!(version_key(b"a", 20) < version_key(b"a", 10));
+        assert!(version_key(b"a", 1) < version_key(b"a\x00", 99));
+        assert!(decode_version_key(b"x").is_err());
+        assert!(decode_version_key(&version_prefix(b"a")).is_err());
+    }
+
+    #[test]
+    fn reads_pick_the_newest_visible_version() {
+        let engine = engine_with(&[
+            (b"a", 10, Some(&b"a10"[..])),
+            (b"a", 20, None),
+            (b"a", 30, Some(&b"a30"[..])),
+            (b"b", 15, Some(&b"b15"[..])),
+        ]);
+        let cases: &[(Timestamp, Option<&[u8]>)] = &[
+            (5, None),
+            (10, Some(&b"a10"[..])),
+            (25, None),
+            (30, Some(&b"a30"[..])),
+        ];
+        for (ts, want) in cases {
+            assert_eq!(
+                read_visible(&engine, b"a", *ts).unwrap().as_deref(),
+                *want,
+                "ts {ts}"
+            );
+        }
+        assert_eq!(newest_version_ts(&engine, b"a").unwrap(), Some(30));
+        assert_eq!(newest_version_ts(&engine, b"c").unwrap(), None);
+
+        let at = |ts| {
+            VisibleScan::new(&engine, b"", None, ts)
+                .map(|r| r.unwrap().0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(12), [b"a".to_vec()]);
+        assert_eq!(at(22), [b"b".to_vec()]);
+        assert_eq!(at(40), [b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn prefix_end_handles_ff() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+}

@@ -1,0 +1,449 @@
+//! Arrow results to PostgreSQL wire values, in text and binary format.
+//!
+//! Each Arrow column gets a PostgreSQL type (by Arrow type, refined by the
+//! `pg_type` field metadata the SQL layer sets for uuid, varchar and char).
+//! Text output follows PostgreSQL's own output functions — `t`/`f` for
+//! booleans, shortest round-trip floats with PostgreSQL's exponent style,
+//! numerics with their declared scale, `\x…` for bytea, ISO timestamps —
+//! because clients parse these strings. Binary output follows the types'
+//! send functions (big-endian integers, days and microseconds since
+//! 2000-01-01).
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, NaiveDate};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float32Array, Float64Array, Int8Array,
+    Int16Array, Int32Array, Int64Array, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::types::ToSqlText;
+use postgres_types::{IsNull, ToSql};
+use shoal_sql::PG_TYPE_KEY;
+
+/// Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's epoch.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days between 1970-01-01 and 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// The PostgreSQL type of an Arrow field.
+pub fn pg_type(field: &Field) -> Type {
+    if let Some(t) = field.metadata().get(PG_TYPE_KEY) {
+        match t.as_str() {
+            "uuid" => return Type::UUID,
+            "varchar" => return Type::VARCHAR,
+            "bpchar" => return Type::BPCHAR,
+            "oid" => return Type::OID,
+            "char" => return Type::CHAR,
+            "name" => return Type::NAME,
+            _ => {}
+        }
+    }
+    pg_type_of(field.data_type())
+}
+
+pub fn pg_type_of(dt: &DataType) -> Type {
+    match dt {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::UInt8 | DataType::Int16 => Type::INT2,
+        DataType::UInt16 | DataType::Int32 => Type::INT4,
+        DataType::UInt32 | DataType::Int64 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
+        DataType::Interval(_) => Type::INTERVAL,
+        _ => Type::TEXT,
+    }
+}
+
+/// Row description for a result schema.
+pub fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f),
+                format.format_for(i),
+            )
+        })
+        .collect()
+}
+
+/// One already-encoded value; lets [`DataRowEncoder`] frame bytes we made.
+#[derive(Debug)]
+struct Encoded(Option<Vec<u8>>);
+
+impl ToSql for Encoded {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            None => Ok(IsNull::Yes),
+            Some(b) => {
+                out.put_slice(b);
+                Ok(IsNull::No)
+            }
+        }
+    }
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for Encoded {
+    fn to_sql_text(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+        _o: &pgwire::types::format::FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.to_sql(ty, out)
+    }
+}
+
+/// Encodes every row of a batch.
+pub fn encode_batch(
+    batch: &RecordBatch,
+    fields: &Arc<Vec<FieldInfo>>,
+) -> PgWireResult<Vec<DataRow>> {
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let opts = FormatOptions::default().with_null("");
+    let formatters: Vec<ArrayFormatter> = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .collect::<Result<_, _>>()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    for r in 0..batch.num_rows() {
+        for (c, col) in batch.columns().iter().enumerate() {
+            let field = &fields[c];
+            let value = if col.is_null(r) {
+                None
+            } else if field.format() == FieldFormat::Binary {
+                Some(binary_value(col, r, field.datatype())?)
+            } else {
+                Some(text_value(col, r, &formatters[c]).into_bytes())
+            };
+            encoder.encode_field(&Encoded(value))?;
+        }
+        rows.push(encoder.take_row());
+    }
+    Ok(rows)
+}
+
+/// PostgreSQL's text output of float8/float4 (extra_float_digits ≥ 1):
+/// shortest exact digits, exponent form outside 1e-4 ≤ |x| < 1e15.
+pub fn format_float(v: f64, single: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let digits_limit = if single { 1e6 } else { 1e15 };
+    let abs = v.abs();
+    if (1e-4..digits_limit).contains(&abs) {
+        if single {
+            format!("{}", v as f32)
+        } else {
+            format!("{v}")
+        }
+    } else {
+        let s = if single {
+            format!("{:e}", v as f32)
+        } else {
+            format!("{v:e}")
+        };
+        match s.split_once('e') {
+            Some((mantissa, exp)) => {
+                let (sign, digits) = match exp.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', exp),
+                };
+                format!("{mantissa}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    }
+}
+
+fn format_decimal(v: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (v * 10i128.pow((-scale) as u32)).to_string();
+    }
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+}
+
+fn format_micros(micros: i64, tz: bool) -> String {
+    match DateTime::from_timestamp_micros(micros) {
+        Some(dt) => {
+            let mut s = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
+            let frac = micros.rem_euclid(1_000_000);
+            if frac != 0 {
+                let f = format!("{frac:06}");
+                s.push('.');
+                s.push_str(f.trim_end_matches('0'));
+            }
+            if tz {
+                s.push_str("+00");
+            }
+            s
+        }
+        None => micros.to_string(),
+    }
+}
+
+fn to_micros(v: i64, unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1_000),
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v.div_euclid(1_000),
+    }
+}
+
+fn text_value(col: &ArrayRef, r: usize, fallback: &ArrayFormatter) -> String {
+    match col.data_type() {
+        DataType::Boolean => {
+            let v = col.as_boolean().value(r);
+            if v { "t".into() } else { "f".into() }
+        }
+        DataType::Float64 => format_float(
+            col.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .value(r),
+            false,
+        ),
+        DataType::Float32 => format_float(
+            col.as_primitive::<datafusion::arrow::datatypes::Float32Type>()
+                .value(r) as f64,
+            true,
+        ),
+        DataType::Decimal128(_, s) => format_decimal(
+            col.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                .value(r),
+            *s,
+        ),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => {
+            let bytes = binary_bytes(col, r);
+            let mut s = String::with_capacity(2 + bytes.len() * 2);
+            s.push_str("\\x");
+            for b in bytes {
+                s.push_str(&format!("{b:02x}"));
+            }
+            s
+        }
+        DataType::Timestamp(unit, tz) => {
+            let raw = timestamp_raw(col, r);
+            format_micros(to_micros(raw, unit), tz.is_some())
+        }
+        DataType::Date32 => {
+            let d = col.as_primitive::<Date32Type>().value(r);
+            match NaiveDate::from_num_days_from_ce_opt(d + 719_163) {
+                Some(date) => date.format("%Y-%m-%d").to_string(),
+                None => d.to_string(),
+            }
+        }
+        _ => fallback.value(r).to_string(),
+    }
+}
+
+fn timestamp_raw(col: &ArrayRef, r: usize) -> i64 {
+    use datafusion::arrow::datatypes::*;
+    match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            col.as_primitive::<TimestampSecondType>().value(r)
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            col.as_primitive::<TimestampMillisecondType>().value(r)
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            col.as_primitive::<TimestampMicrosecondType>().value(r)
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            col.as_primitive::<TimestampNanosecondType>().value(r)
+        }
+        _ => 0,
+    }
+}
+
+fn binary_bytes(col: &ArrayRef, r: usize) -> Vec<u8> {
+    match col.data_type() {
+        DataType::Binary => col.as_binary::<i32>().value(r).to_vec(),
+        DataType::LargeBinary => col.as_binary::<i64>().value(r).to_vec(),
+        DataType::BinaryView => col.as_binary_view().value(r).to_vec(),
+        DataType::FixedSizeBinary(_) => col.as_fixed_size_binary().value(r).to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+fn unsupported_binary(ty: &Type) -> PgWireError {
+    PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+        "ERROR".into(),
+        "0A000".into(),
+        format!("binary output of type {} is not supported", ty.name()),
+    )))
+}
+
+fn binary_value(col: &ArrayRef, r: usize, ty: &Type) -> PgWireResult<Vec<u8>> {
+    let mut out = BytesMut::new();
+    let any = col.as_any();
+    macro_rules! int {
+        ($arr:ty) => {
+            any.downcast_ref::<$arr>().map(|a| a.value(r) as i64)
+        };
+    }
+    let as_int = || -> Option<i64> {
+        int!(Int8Array)
+            .or_else(|| int!(Int16Array))
+            .or_else(|| int!(Int32Array))
+            .or_else(|| int!(Int64Array))
+            .or_else(|| int!(UInt8Array))
+            .or_else(|| int!(UInt16Array))
+            .or_else(|| int!(UInt32Array))
+            .or_else(|| int!(UInt64Array))
+    };
+    match *ty {
+        Type::INT2 => out.put_i16(as_int().ok_or_else(|| unsupported_binary(ty))? as i16),
+        Type::INT4 => out.put_i32(as_int().ok_or_else(|| unsupported_binary(ty))? as i32),
+        Type::INT8 => out.put_i64(as_int().ok_or_else(|| unsupported_binary(ty))?),
+        Type::OID => out.put_u32(as_int().ok_or_else(|| unsupported_binary(ty))? as u32),
+        Type::CHAR => out.put_slice(text_of(col, r)?.as_bytes().get(..1).unwrap_or_default()),
+        Type::FLOAT4 => {
+            let v = any
+                .downcast_ref::<Float32Array>()
+                .map(|a| a.value(r))
+                .ok_or_else(|| unsupported_binary(ty))?;
+            out.put_f32(v)
+        }
+        Type::FLOAT8 => {
+            let v = any
+                .downcast_ref::<Float64Array>()
+                .map(|a| a.value(r))
+                .ok_or_else(|| unsupported_binary(ty))?;
+            out.put_f64(v)
+        }
+        Type::BOOL => {
+            let v = any
+                .downcast_ref::<BooleanArray>()
+                .map(|a| a.value(r))
+                .ok_or_else(|| unsupported_binary(ty))?;
+            out.put_u8(v as u8)
+        }
+        Type::NUMERIC => {
+            let (v, scale) = match (any.downcast_ref::<Decimal128Array>(), col.data_type()) {
+                (Some(a), DataType::Decimal128(_, s)) => (a.value(r), *s),
+                _ => return Err(unsupported_binary(ty)),
+            };
+            let d = rust_decimal::Decimal::try_from_i128_with_scale(v, scale.max(0) as u32)
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            d.to_sql(ty, &mut out).map_err(PgWireError::ApiError)?;
+        }
+        Type::BYTEA => out.put_slice(&binary_bytes(col, r)),
+        Type::UUID => {
+            let s = text_of(col, r)?;
+            let u = uuid::Uuid::parse_str(&s).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            out.put_slice(u.as_bytes())
+        }
+        Type::DATE => {
+            let d = match col.data_type() {
+                DataType::Date32 => col.as_primitive::<Date32Type>().value(r),
+                _ => return Err(unsupported_binary(ty)),
+            };
+            out.put_i32(d - PG_EPOCH_DAYS)
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let DataType::Timestamp(unit, _) = col.data_type() else {
+                return Err(unsupported_binary(ty));
+            };
+            out.put_i64(to_micros(timestamp_raw(col, r), unit) - PG_EPOCH_MICROS)
+        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+            out.put_slice(text_of(col, r)?.as_bytes())
+        }
+        _ => return Err(unsupported_binary(ty)),
+    }
+    Ok(out.to_vec())
+}
+
+fn text_of(col: &ArrayRef, r: usize) -> PgWireResult<String> {
+    let opts = FormatOptions::default();
+    let f = ArrayFormatter::try_new(col.as_ref(), &opts)
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    Ok(f.value(r).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_as_postgres_does() {
+        assert_eq!(format_float(1.5, false), "1.5");
+        assert_eq!(format_float(0.1, false), "0.1");
+        assert_eq!(format_float(1e20, false), "1e+20");
+        assert_eq!(format_float(1.5e-5, false), "1.5e-05");
+        assert_eq!(format_float(f64::NAN, false), "NaN");
+        assert_eq!(format_float(-f64::INFINITY, false), "-Infinity");
+        assert_eq!(format_float(100.0, false), "100");
+    }
+
+    #[test]
+    fn decimals_keep_their_scale() {
+        assert_eq!(format_decimal(150, 2), "1.50");
+        assert_eq!(format_decimal(-5, 2), "-0.05");
+        assert_eq!(format_decimal(7, 0), "7");
+    }
+
+    #[test]
+    fn timestamps_print_iso() {
+        assert_eq!(format_micros(0, false), "1970-01-01 00:00:00");
+        assert_eq!(format_micros(1_500_000, true), "1970-01-01 00:00:01.5+00");
+    }
+}

@@ -1,0 +1,329 @@
+//! One client connection: startup, simple and extended query protocol.
+//!
+//! A [`Connection`] is made for every accepted socket and owns that client's
+//! [`Session`]. The session is opened when startup completes (it needs the
+//! database and user names from the startup message) and lives behind a
+//! mutex because pgwire calls the handlers through shared references; only
+//! this connection ever takes the lock, so it is never contended.
+//!
+//! Errors of SQL statements are returned as `Response::Error`, not as `Err`,
+//! so pgwire sends an ErrorResponse, moves the transaction status to failed
+//! when inside a block, and (in the extended protocol) skips to Sync.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::{Sink, stream};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, METADATA_DATABASE, METADATA_USER,
+    PgWireServerHandlers, Type,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use shoal_sql::{Database, Output, Prepared, Session, SqlError};
+use tokio::sync::Mutex;
+
+use crate::encode;
+use crate::params;
+use crate::sqlstate::{error_info, to_pgwire};
+
+type SessionCell = Arc<Mutex<Option<Session>>>;
+
+/// The handlers of one connection.
+pub struct Connection {
+    queries: Arc<QueryHandler>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Connection {
+    pub fn new(db: Arc<Database>, connections: Arc<ConnectionManager>) -> Connection {
+        let session: SessionCell = Arc::default();
+        Connection {
+            queries: Arc::new(QueryHandler {
+                session: session.clone(),
+                parser: Arc::new(StatementParser {
+                    session: session.clone(),
+                }),
+            }),
+            startup: Arc::new(Startup {
+                db,
+                session,
+                connections: connections.clone(),
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Opens the session once the client has said who it is and where to.
+pub struct Startup {
+    db: Arc<Database>,
+    session: SessionCell,
+    connections: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_else(|| "shoal".into());
+        // PostgreSQL's default database is the one named like the user.
+        let database = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        let session = self
+            .db
+            .open_session(&database, &user)
+            .map_err(|e| to_pgwire(&e))?;
+        *self.session.lock().await = Some(session);
+        Ok(())
+    }
+}
+
+/// A statement as the extended protocol stores it between Parse and Execute.
+#[derive(Debug, Clone)]
+pub struct StoredStatement {
+    stmt: Option<Statement>,
+    prepared: Prepared,
+}
+
+pub struct StatementParser {
+    session: SessionCell,
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = StoredStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<StoredStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = Session::parse(sql).map_err(|e| to_pgwire(&e))?;
+        if stmts.len() > 1 {
+            return Err(to_pgwire(&SqlError::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            )));
+        }
+        let Some(stmt) = stmts.pop() else {
+            return Ok(Some(StoredStatement {
+                stmt: None,
+                prepared: Prepared {
+                    param_types: Vec::new(),
+                    schema: None,
+                },
+            }));
+        };
+        let mut guard = self.session.lock().await;
+        let session = guard.as_mut().ok_or_else(no_session)?;
+        let prepared = session.prepare(&stmt).await.map_err(|e| to_pgwire(&e))?;
+        Ok(Some(StoredStatement {
+            stmt: Some(stmt),
+            prepared,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &StoredStatement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .prepared
+            .param_types
+            .iter()
+            .map(|t| params::wire_type(t.as_ref()))
+            .collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &StoredStatement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match &stmt.prepared.schema {
+            Some(schema) => encode::fields(schema, format.unwrap_or(&Format::UnifiedText)),
+            None => Vec::new(),
+        })
+    }
+}
+
+fn no_session() -> PgWireError {
+    to_pgwire(&SqlError::Internal("connection has no session".into()))
+}
+
+pub struct QueryHandler {
+    session: SessionCell,
+    parser: Arc<StatementParser>,
+}
+
+/// Turns a statement's outcome into a pgwire response.
+fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Response> {
+    let output = match result {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!("statement failed: {e}");
+            return Ok(Response::Error(Box::new(error_info(&e))));
+        }
+    };
+    Ok(match output {
+        Output::Rows { schema, batches } => {
+            let fields = Arc::new(encode::fields(&schema, format));
+            let mut rows = Vec::new();
+            for b in &batches {
+                rows.extend(encode::encode_batch(b, &fields)?.into_iter().map(Ok));
+            }
+            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+        }
+        Output::Command { tag, rows } => {
+            let mut t = Tag::new(&tag);
+            if tag == "INSERT" {
+                t = t.with_oid(0);
+            }
+            if let Some(n) = rows {
+                t = t.with_rows(n as usize);
+            }
+            Response::Execution(t)
+        }
+        Output::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        Output::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+        Output::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmts = match Session::parse(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+        };
+        let mut guard = self.session.lock().await;
+        let session = guard.as_mut().ok_or_else(no_session)?;
+        let mut responses = Vec::with_capacity(stmts.len());
+        if stmts.is_empty() {
+            responses.push(Response::EmptyQuery);
+        }
+        for stmt in &stmts {
+            let response = respond(
+                session.execute(stmt, Vec::new()).await,
+                &Format::UnifiedText,
+            )?;
+            let failed = matches!(response, Response::Error(_));
+            responses.push(response);
+            // PostgreSQL stops at the first failing statement of a query string.
+            if failed {
+                break;
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = StoredStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<StatementParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<StoredStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = StoredStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stored = &portal.statement.statement;
+        let Some(stmt) = &stored.stmt else {
+            return Ok(Response::EmptyQuery);
+        };
+        let mut values = Vec::with_capacity(portal.parameters.len());
+        for (i, raw) in portal.parameters.iter().enumerate() {
+            let expected = stored.prepared.param_types.get(i).cloned().flatten();
+            let declared = portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| params::wire_type(expected.as_ref()));
+            match params::decode(
+                raw.as_ref(),
+                portal.parameter_format.format_for(i),
+                &declared,
+                expected.as_ref(),
+            ) {
+                Ok(v) => values.push(v),
+                Err(e) => return Ok(Response::Error(Box::new(error_info(&e)))),
+            }
+        }
+        let mut guard = self.session.lock().await;
+        let session = guard.as_mut().ok_or_else(no_session)?;
+        respond(
+            session.execute(stmt, values).await,
+            &portal.result_column_format,
+        )
+    }
+}

@@ -1,0 +1,87 @@
+//! The one place where Shoal's typed errors become PostgreSQL SQLSTATE codes.
+//!
+//! Clients and ORMs branch on these codes (23505 → "already exists",
+//! 40001 → "retry the transaction"), so each [`SqlError`] meaning maps to the
+//! code PostgreSQL uses for the same situation.
+
+use pgwire::error::{ErrorInfo, PgWireError};
+use shoal_sql::SqlError;
+
+/// The SQLSTATE of an error.
+pub fn sqlstate(e: &SqlError) -> &'static str {
+    match e {
+        SqlError::Syntax(_) => "42601",
+        SqlError::UndefinedTable(_) => "42P01",
+        SqlError::DuplicateTable(_) => "42P07",
+        SqlError::UndefinedColumn(_) => "42703",
+        SqlError::DuplicateColumn(_) => "42701",
+        SqlError::UndefinedFunction(_) => "42883",
+        SqlError::InvalidTableDefinition(_) => "42P16",
+        SqlError::UndefinedObject(_) => "42704",
+        SqlError::UniqueViolation { .. } => "23505",
+        SqlError::NotNullViolation { .. } => "23502",
+        SqlError::InvalidText(_) => "22P02",
+        SqlError::NumericOutOfRange(_) => "22003",
+        SqlError::StringTooLong(_) => "22001",
+        SqlError::DivisionByZero => "22012",
+        SqlError::DatatypeMismatch(_) => "42804",
+        SqlError::InvalidParameter(_) => "22023",
+        SqlError::CantChangeRuntimeParam(_) => "55P02",
+        SqlError::UndefinedDatabase(_) => "3D000",
+        SqlError::NotSupported(_) => "0A000",
+        SqlError::SerializationFailure(_) => "40001",
+        SqlError::InFailedTransaction => "25P02",
+        SqlError::ActiveTransaction(_) => "25001",
+        SqlError::NoActiveTransaction(_) => "25P01",
+        SqlError::Canceled => "57014",
+        SqlError::Unavailable(_) => "58000",
+        SqlError::Internal(_) => "XX000",
+    }
+}
+
+/// The wire error for a Shoal error.
+pub fn error_info(e: &SqlError) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".to_string(), sqlstate(e).to_string(), e.to_string());
+    if let SqlError::UniqueViolation { detail, .. } = e {
+        info.detail = Some(detail.clone());
+    }
+    info
+}
+
+pub fn to_pgwire(e: &SqlError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_of_the_issue() {
+        assert_eq!(
+            sqlstate(&SqlError::UniqueViolation {
+                constraint: "t_pkey".into(),
+                detail: String::new()
+            }),
+            "23505"
+        );
+        assert_eq!(
+            sqlstate(&SqlError::NotNullViolation {
+                table: "t".into(),
+                column: "a".into()
+            }),
+            "23502"
+        );
+        assert_eq!(sqlstate(&SqlError::UndefinedTable("t".into())), "42P01");
+        assert_eq!(sqlstate(&SqlError::UndefinedColumn("c".into())), "42703");
+        assert_eq!(sqlstate(&SqlError::Syntax("x".into())), "42601");
+        assert_eq!(sqlstate(&SqlError::InvalidText("x".into())), "22P02");
+        assert_eq!(sqlstate(&SqlError::DivisionByZero), "22012");
+        assert_eq!(sqlstate(&SqlError::NotSupported("x".into())), "0A000");
+        assert_eq!(
+            sqlstate(&SqlError::SerializationFailure("x".into())),
+            "40001"
+        );
+        assert_eq!(sqlstate(&SqlError::InFailedTransaction), "25P02");
+    }
+}

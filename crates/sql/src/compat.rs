@@ -1,0 +1,149 @@
+//! Rewrites that let PostgreSQL-isms through DataFusion's SQL planner.
+//!
+//! Tools write SQL for PostgreSQL's catalogs: `pg_catalog.`-qualified
+//! function names, `OPERATOR(pg_catalog.~)`, `COLLATE pg_catalog.default`,
+//! casts to `regclass`, `oid` or `pg_catalog.text`. DataFusion parses all of
+//! these but plans few; each rule below maps one onto what DataFusion plans,
+//! with the same meaning. The rewrite runs on every statement before
+//! planning; a statement without such constructs is unchanged.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self, BinaryOperator, DataType, Expr, ObjectName, ObjectNamePart, Statement,
+    visit_expressions_mut,
+};
+
+/// Applies every rule to a statement.
+pub fn rewrite(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |expr| {
+        rewrite_expr(expr);
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn is_pg_catalog(part: &ObjectNamePart) -> bool {
+    part.as_ident()
+        .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog"))
+}
+
+/// `pg_catalog.name` → `name`.
+fn strip_pg_catalog(name: &mut ObjectName) {
+    if name.0.len() == 2 && is_pg_catalog(&name.0[0]) {
+        name.0.remove(0);
+    }
+}
+
+fn type_name(dt: &DataType) -> Option<String> {
+    match dt {
+        DataType::Custom(name, _) => name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_lowercase()),
+        DataType::Regclass => Some("regclass".into()),
+        _ => None,
+    }
+}
+
+fn rewrite_expr(expr: &mut Expr) {
+    match expr {
+        Expr::Function(f) => strip_pg_catalog(&mut f.name),
+        Expr::BinaryOp { op, .. } => {
+            if let BinaryOperator::PGCustomBinaryOperator(parts) = op {
+                let symbol = parts.last().map(String::as_str).unwrap_or("");
+                let plain = match symbol {
+                    "~" => Some(BinaryOperator::PGRegexMatch),
+                    "~*" => Some(BinaryOperator::PGRegexIMatch),
+                    "!~" => Some(BinaryOperator::PGRegexNotMatch),
+                    "!~*" => Some(BinaryOperator::PGRegexNotIMatch),
+                    "=" => Some(BinaryOperator::Eq),
+                    "<>" => Some(BinaryOperator::NotEq),
+                    "<" => Some(BinaryOperator::Lt),
+                    ">" => Some(BinaryOperator::Gt),
+                    "<=" => Some(BinaryOperator::LtEq),
+                    ">=" => Some(BinaryOperator::GtEq),
+                    "||" => Some(BinaryOperator::StringConcat),
+                    "~~" => None,
+                    _ => None,
+                };
+                if let Some(p) = plain {
+                    *op = p;
+                }
+            }
+        }
+        Expr::Collate { expr: inner, .. } => {
+            let inner = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+            *expr = inner;
+        }
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => {
+            if let DataType::Custom(name, _) = data_type {
+                strip_pg_catalog(name);
+            }
+            match type_name(data_type).as_deref() {
+                Some("text") | Some("name") => *data_type = DataType::Text,
+                Some("oid") | Some("regtype") | Some("regnamespace") | Some("regproc")
+                | Some("regprocedure") | Some("regrole") => *data_type = DataType::BigInt(None),
+                Some("regclass") => {
+                    // A regclass cast of a name looks the relation up; of a
+                    // number, it is the number.
+                    let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                    *expr = call("shoal_regclass", vec![arg]);
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: ast::FunctionArguments::None,
+        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+
+    fn rw(sql: &str) -> String {
+        let mut stmts = Session::parse(sql).unwrap_or_default();
+        let mut s = stmts.remove(0);
+        rewrite(&mut s);
+        s.to_string()
+    }
+
+    #[test]
+    fn psql_constructs_become_plain_sql() {
+        assert_eq!(
+            rw(
+                "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)"
+            ),
+            "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$' AND pg_table_is_visible(c.oid)"
+        );
+        assert_eq!(
+            rw("SELECT x::pg_catalog.text, 'a'::regclass"),
+            "SELECT CAST(x AS TEXT), shoal_regclass('a')"
+        );
+    }
+}

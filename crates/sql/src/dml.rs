@@ -1,0 +1,730 @@
+//! `INSERT`, `UPDATE` and `DELETE`.
+//!
+//! Each statement works in two phases. First a DataFusion query computes
+//! everything the statement needs: the rows to insert (the `VALUES` list or
+//! the `SELECT`), or the rows an `UPDATE`/`DELETE` matches together with
+//! their new values. That query reads the transaction's state from *before*
+//! the statement, so a statement never sees its own writes (no Halloween
+//! problem) and a `WHERE` clause — with subqueries, `IN`, `EXISTS` or a
+//! condition that is always false — selects exactly the rows it selects in a
+//! `SELECT`. Then the writes are checked (NOT NULL, primary key uniqueness,
+//! declared lengths) and applied to the transaction in one step, so a failed
+//! statement leaves nothing behind.
+//!
+//! The internal query for `UPDATE`/`DELETE` reads the table under its DML
+//! name (see `providers.rs`), which also exposes the hidden rowid, and keeps
+//! the user's alias so qualified column references still resolve.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, StringArray};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::FormatOptions;
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{self, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use shoal_kv::Txn;
+
+use crate::catalog;
+use crate::descriptor::TableDescriptor;
+use crate::error::{Result, SqlError};
+use crate::names::{self, quote};
+use crate::providers::{DML_PREFIX, PUBLIC_SCHEMA};
+use crate::row::{encode_key, encode_value};
+use crate::session::{Output, Session, param_types as plan_param_types};
+use crate::types::{Datum, SqlType, datum_from_array};
+
+/// Parameter types of a DML statement, for the extended protocol.
+pub async fn param_types(
+    session: &Session,
+    txn: &Arc<Txn>,
+    stmt: &Statement,
+) -> Result<Vec<Option<DataType>>> {
+    let plan = match stmt {
+        Statement::Insert(insert) => {
+            let (desc, targets) = insert_target(session, txn, insert)?;
+            let query = insert_source(insert, &desc, &targets)?;
+            session.plan(&Statement::Query(Box::new(query))).await?
+        }
+        Statement::Update(update) => {
+            let (sql, _, _) = update_query(session, txn, update)?;
+            session.plan_sql(&sql).await?
+        }
+        Statement::Delete(delete) => {
+            let (sql, _) = delete_query(session, txn, delete)?;
+            session.plan_sql(&sql).await?
+        }
+        _ => return Ok(Vec::new()),
+    };
+    plan_param_types(&plan)
+}
+
+fn lookup(session: &Session, txn: &Txn, name: &ast::ObjectName) -> Result<Arc<TableDescriptor>> {
+    let table = names::table_name(name, session.database())?;
+    catalog::table_by_name(txn, session.database(), PUBLIC_SCHEMA, &table)?
+        .ok_or(SqlError::UndefinedTable(table))
+}
+
+fn insert_target(
+    session: &Session,
+    txn: &Txn,
+    insert: &ast::Insert,
+) -> Result<(Arc<TableDescriptor>, Vec<usize>)> {
+    if insert.on.is_some() {
+        return Err(SqlError::NotSupported("INSERT … ON CONFLICT".into()));
+    }
+    if insert.returning.is_some() {
+        return Err(SqlError::NotSupported("RETURNING".into()));
+    }
+    let ast::TableObject::TableName(name) = &insert.table else {
+        return Err(SqlError::NotSupported(
+            "INSERT INTO a table function".into(),
+        ));
+    };
+    let desc = lookup(session, txn, name)?;
+    let targets = if insert.columns.is_empty() {
+        desc.visible_columns()
+    } else {
+        let mut targets = Vec::with_capacity(insert.columns.len());
+        for c in &insert.columns {
+            let ident =
+                c.0.last()
+                    .and_then(|p| p.as_ident())
+                    .ok_or_else(|| SqlError::Syntax(format!("invalid column name {c}")))?;
+            let col = names::fold(ident);
+            let pos = desc
+                .column_index(&col)
+                .filter(|p| !desc.columns[*p].hidden)
+                .ok_or_else(|| {
+                    SqlError::UndefinedColumn(format!(
+                        "column \"{col}\" of relation \"{}\" does not exist",
+                        desc.name
+                    ))
+                })?;
+            if targets.contains(&pos) {
+                return Err(SqlError::DuplicateColumn(format!(
+                    "column \"{col}\" specified more than once"
+                )));
+            }
+            targets.push(pos);
+        }
+        targets
+    };
+    Ok((desc, targets))
+}
+
+/// The query producing the rows to insert; bare `$n` in a `VALUES` list are
+/// given the type of their target column.
+fn insert_source(
+    insert: &ast::Insert,
+    desc: &TableDescriptor,
+    targets: &[usize],
+) -> Result<ast::Query> {
+    let Some(source) = &insert.source else {
+        return Err(SqlError::NotSupported("INSERT … DEFAULT VALUES".into()));
+    };
+    let mut query = (**source).clone();
+    if let ast::SetExpr::Values(values) = query.body.as_mut() {
+        for row in values.rows.iter_mut() {
+            if row.content.len() > targets.len() {
+                return Err(SqlError::Syntax(
+                    "INSERT has more expressions than target columns".into(),
+                ));
+            }
+            if row.content.len() < targets.len() {
+                return Err(SqlError::Syntax(
+                    "INSERT has more target columns than expressions".into(),
+                ));
+            }
+            for (expr, pos) in row.content.iter_mut().zip(targets) {
+                if let ast::Expr::Identifier(ident) = expr {
+                    if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default") {
+                        return Err(SqlError::NotSupported("DEFAULT in VALUES".into()));
+                    }
+                }
+                typed_placeholder(expr, &desc.columns[*pos].ty)?;
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// Wraps a bare placeholder in a cast to the column's type, so DataFusion
+/// (and the client) know what type it is.
+fn typed_placeholder(expr: &mut ast::Expr, ty: &SqlType) -> Result<()> {
+    let ast::Expr::Value(v) = expr else {
+        return Ok(());
+    };
+    if !matches!(v.value, ast::Value::Placeholder(_)) {
+        return Ok(());
+    }
+    let text = format!("CAST({expr} AS {})", cast_type_name(ty));
+    *expr = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| SqlError::Internal(format!("cannot type parameter: {e}")))?;
+    Ok(())
+}
+
+/// A type name DataFusion's SQL planner understands for a cast.
+fn cast_type_name(ty: &SqlType) -> String {
+    match ty {
+        SqlType::SmallInt => "smallint".into(),
+        SqlType::Integer => "integer".into(),
+        SqlType::BigInt => "bigint".into(),
+        SqlType::Real => "real".into(),
+        SqlType::Double => "double precision".into(),
+        SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+        SqlType::Boolean => "boolean".into(),
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Uuid => "text".into(),
+        SqlType::Bytea => "bytea".into(),
+        SqlType::Date => "date".into(),
+        SqlType::Timestamp | SqlType::TimestampTz => "timestamp".into(),
+    }
+}
+
+/// Generates values for hidden rowid columns: unique per node, increasing.
+/// Microseconds shifted left leave room for 1024 ids per microsecond before
+/// the generator runs ahead of the clock.
+fn next_rowid() -> i64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+        << 10;
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return (next & (i64::MAX as u64)) as i64,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+/// Casts a computed column to the column's declared type. Casts are strict:
+/// text that does not parse, or a number out of range, is an error rather
+/// than a NULL.
+fn cast_column(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
+    let target = ty.arrow_type();
+    if array.data_type() == &target {
+        return Ok(array.clone());
+    }
+    if matches!(ty, SqlType::Bytea)
+        && matches!(
+            array.data_type(),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+        )
+    {
+        let text = cast_with_options(array, &DataType::Utf8, &strict())
+            .map_err(|e| SqlError::Internal(e.to_string()))?;
+        let text = text
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| SqlError::Internal("utf8 cast".into()))?;
+        let decoded: Vec<Option<Vec<u8>>> = text
+            .iter()
+            .map(|v| v.map(parse_bytea).transpose())
+            .collect::<Result<_>>()?;
+        return Ok(Arc::new(BinaryArray::from_iter(decoded)));
+    }
+    if matches!(array.data_type(), DataType::Boolean)
+        && !matches!(target, DataType::Boolean | DataType::Utf8)
+    {
+        return Err(SqlError::DatatypeMismatch(format!(
+            "column is of type {} but expression is of type boolean",
+            ty.pg_name()
+        )));
+    }
+    cast_with_options(array, &target, &strict()).map_err(|e| match e {
+        datafusion::arrow::error::ArrowError::CastError(m)
+            if m.contains("overflow") || m.contains("Overflow") || m.contains("too large") =>
+        {
+            SqlError::NumericOutOfRange(format!("{} out of range", ty.pg_name()))
+        }
+        datafusion::arrow::error::ArrowError::CastError(m)
+        | datafusion::arrow::error::ArrowError::ParseError(m) => {
+            if m.contains("Can't cast value")
+                || m.contains("too large to store")
+                || m.contains("out of range")
+            {
+                SqlError::NumericOutOfRange(format!("{} out of range", ty.pg_name()))
+            } else if m.contains("not supported") || m.contains("Unsupported") {
+                SqlError::DatatypeMismatch(format!(
+                    "column is of type {} but expression is of type {}",
+                    ty.pg_name(),
+                    array.data_type()
+                ))
+            } else {
+                SqlError::InvalidText(format!(
+                    "invalid input syntax for type {}: {m}",
+                    ty.pg_name()
+                ))
+            }
+        }
+        other => SqlError::from(datafusion::error::DataFusionError::from(other)),
+    })
+}
+
+fn strict() -> CastOptions<'static> {
+    CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    }
+}
+
+/// Decodes PostgreSQL's text form of bytea: `\x` followed by hex digits, or
+/// the escape format (backslash-octal escapes).
+pub fn parse_bytea(s: &str) -> Result<Vec<u8>> {
+    let bad = || SqlError::InvalidText(format!("invalid input syntax for type bytea: \"{s}\""));
+    if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if digits.len() % 2 != 0 {
+            return Err(bad());
+        }
+        return digits
+            .chunks(2)
+            .map(|p| {
+                let h = (p[0] as char).to_digit(16).ok_or_else(bad)?;
+                let l = (p[1] as char).to_digit(16).ok_or_else(bad)?;
+                Ok((h * 16 + l) as u8)
+            })
+            .collect();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (bytes[i + 1] - b'0') as u32 * 64
+                + (bytes[i + 2] - b'0') as u32 * 8
+                + (bytes[i + 3] - b'0') as u32;
+            if v > 255 {
+                return Err(bad());
+            }
+            out.push(v as u8);
+            i += 4;
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a full row before it is written.
+fn check_row(desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
+    for (c, d) in desc.columns.iter().zip(row) {
+        if d.is_null() && !c.nullable {
+            return Err(SqlError::NotNullViolation {
+                table: desc.name.clone(),
+                column: c.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn unique_violation(desc: &TableDescriptor, row: &[Datum]) -> SqlError {
+    let cols: Vec<&str> = desc
+        .primary_key
+        .iter()
+        .map(|p| desc.columns[*p].name.as_str())
+        .collect();
+    let vals: Vec<String> = desc
+        .primary_key
+        .iter()
+        .map(|p| display_datum(&row[*p]))
+        .collect();
+    SqlError::UniqueViolation {
+        constraint: desc.pkey_name(),
+        detail: format!(
+            "Key ({})=({}) already exists.",
+            cols.join(", "),
+            vals.join(", ")
+        ),
+    }
+}
+
+fn display_datum(d: &Datum) -> String {
+    match d {
+        Datum::Null => "null".into(),
+        Datum::Bool(b) => {
+            if *b {
+                "t".into()
+            } else {
+                "f".into()
+            }
+        }
+        Datum::Int(i) => i.to_string(),
+        Datum::Float(f) => f.to_string(),
+        Datum::Decimal(v) => v.to_string(),
+        Datum::Text(s) => s.clone(),
+        Datum::Bytes(b) => format!(
+            "\\x{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
+        Datum::Date(d) => d.to_string(),
+        Datum::Timestamp(t) => t.to_string(),
+        Datum::Uuid(u) => crate::types::format_uuid(u),
+    }
+}
+
+/// The writes of one statement, checked against each other and against the
+/// transaction's snapshot before any is applied.
+struct StatementWrites {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Keys this statement deletes, then keys it puts.
+    deleted: HashSet<Vec<u8>>,
+    inserted: HashSet<Vec<u8>>,
+}
+
+impl StatementWrites {
+    fn new() -> Self {
+        StatementWrites {
+            writes: Vec::new(),
+            deleted: HashSet::new(),
+            inserted: HashSet::new(),
+        }
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.deleted.insert(key.clone());
+        self.writes.push((key, None));
+    }
+
+    fn overwrite(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push((key, Some(value)));
+    }
+
+    /// Puts a row whose key must not exist yet (before the statement, or
+    /// earlier in it).
+    fn insert_new(&mut self, txn: &Txn, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
+        let key = encode_key(desc, row)?;
+        let taken = self.inserted.contains(&key)
+            || (!self.deleted.contains(&key) && txn.get(&key)?.is_some());
+        if taken {
+            return Err(unique_violation(desc, row));
+        }
+        self.inserted.insert(key.clone());
+        self.writes.push((key, Some(encode_value(desc, row))));
+        Ok(())
+    }
+
+    fn apply(self, txn: &Txn) -> Result<()> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        txn.write_all(self.writes)?;
+        Ok(())
+    }
+}
+
+/// Datums of row `r` of a batch, starting at column `offset`, cast to the
+/// types of the given table columns.
+fn batch_datums(
+    batch: &RecordBatch,
+    offset: usize,
+    desc: &TableDescriptor,
+    columns: &[usize],
+    casted: &mut HashMap<usize, ArrayRef>,
+    r: usize,
+) -> Result<Vec<Datum>> {
+    let mut out = Vec::with_capacity(columns.len());
+    for (i, pos) in columns.iter().enumerate() {
+        let idx = offset + i;
+        if !casted.contains_key(&idx) {
+            let arr = cast_column(batch.column(idx), &desc.columns[*pos].ty)?;
+            casted.insert(idx, arr);
+        }
+        let arr = &casted[&idx];
+        out.push(datum_from_array(arr, r, &desc.columns[*pos].ty)?);
+    }
+    Ok(out)
+}
+
+pub async fn insert(
+    session: &Session,
+    txn: &Arc<Txn>,
+    insert: &ast::Insert,
+    params: Vec<ScalarValue>,
+) -> Result<Output> {
+    let (desc, targets) = insert_target(session, txn, insert)?;
+    let query = insert_source(insert, &desc, &targets)?;
+    let plan = session.plan(&Statement::Query(Box::new(query))).await?;
+    let width = plan.schema().fields().len();
+    if width > targets.len() {
+        return Err(SqlError::Syntax(
+            "INSERT has more expressions than target columns".into(),
+        ));
+    }
+    if width < targets.len() {
+        return Err(SqlError::Syntax(
+            "INSERT has more target columns than expressions".into(),
+        ));
+    }
+    let batches = session.collect(plan, params).await?;
+    let mut writes = StatementWrites::new();
+    let mut count = 0u64;
+    for batch in &batches {
+        let mut casted = HashMap::new();
+        for r in 0..batch.num_rows() {
+            let values = batch_datums(batch, 0, &desc, &targets, &mut casted, r)?;
+            let mut row = vec![Datum::Null; desc.columns.len()];
+            for (pos, v) in targets.iter().zip(values) {
+                row[*pos] = v;
+            }
+            if desc.has_hidden_rowid() {
+                row[desc.primary_key[0]] = Datum::Int(next_rowid());
+            }
+            check_row(&desc, &row)?;
+            writes.insert_new(txn, &desc, &row)?;
+            count += 1;
+        }
+    }
+    writes.apply(txn)?;
+    Ok(Output::count("INSERT", count))
+}
+
+/// The name a DML statement's rows are addressed by: its alias, or the
+/// table's own name.
+fn alias_of(alias: Option<&ast::TableAlias>, desc: &TableDescriptor) -> String {
+    alias
+        .map(|a| names::fold(&a.name))
+        .unwrap_or_else(|| desc.name.clone())
+}
+
+fn all_columns(desc: &TableDescriptor, alias: &str) -> Vec<String> {
+    desc.columns
+        .iter()
+        .map(|c| format!("{}.{}", quote(alias), quote(&c.name)))
+        .collect()
+}
+
+/// The internal query of an UPDATE: every column of each matching row,
+/// followed by the new value of each assigned column.
+fn update_query(
+    session: &Session,
+    txn: &Txn,
+    update: &ast::Update,
+) -> Result<(String, Arc<TableDescriptor>, Vec<usize>)> {
+    if update.from.is_some() {
+        return Err(SqlError::NotSupported("UPDATE … FROM".into()));
+    }
+    if update.returning.is_some() {
+        return Err(SqlError::NotSupported("RETURNING".into()));
+    }
+    if update.limit.is_some() || !update.order_by.is_empty() {
+        return Err(SqlError::NotSupported("UPDATE … ORDER BY / LIMIT".into()));
+    }
+    if !update.table.joins.is_empty() {
+        return Err(SqlError::NotSupported("UPDATE of a join".into()));
+    }
+    let ast::TableFactor::Table { name, alias, .. } = &update.table.relation else {
+        return Err(SqlError::NotSupported(
+            "UPDATE of something that is not a table".into(),
+        ));
+    };
+    let desc = lookup(session, txn, name)?;
+    let alias = alias_of(alias.as_ref(), &desc);
+    let mut assigned = Vec::new();
+    let mut exprs = Vec::new();
+    for a in &update.assignments {
+        let ast::AssignmentTarget::ColumnName(col) = &a.target else {
+            return Err(SqlError::NotSupported("UPDATE SET (a, b) = …".into()));
+        };
+        let ident = col
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .ok_or_else(|| SqlError::Syntax(format!("invalid column {col}")))?;
+        let col_name = names::fold(ident);
+        let pos = desc
+            .column_index(&col_name)
+            .filter(|p| !desc.columns[*p].hidden)
+            .ok_or_else(|| {
+                SqlError::UndefinedColumn(format!(
+                    "column \"{col_name}\" of relation \"{}\" does not exist",
+                    desc.name
+                ))
+            })?;
+        if assigned.contains(&pos) {
+            return Err(SqlError::DuplicateColumn(format!(
+                "multiple assignments to same column \"{col_name}\""
+            )));
+        }
+        let mut value = a.value.clone();
+        if let ast::Expr::Identifier(i) = &value {
+            if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default") {
+                return Err(SqlError::NotSupported("SET column = DEFAULT".into()));
+            }
+        }
+        typed_placeholder(&mut value, &desc.columns[pos].ty)?;
+        assigned.push(pos);
+        exprs.push(value.to_string());
+    }
+    let mut projection = all_columns(&desc, &alias);
+    projection.extend(exprs);
+    let mut sql = format!(
+        "SELECT {} FROM {} AS {}",
+        projection.join(", "),
+        quote(&format!("{DML_PREFIX}{}", desc.name)),
+        quote(&alias)
+    );
+    if let Some(selection) = &update.selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    Ok((sql, desc, assigned))
+}
+
+pub async fn update(
+    session: &Session,
+    txn: &Arc<Txn>,
+    update: &ast::Update,
+    params: Vec<ScalarValue>,
+) -> Result<Output> {
+    let (sql, desc, assigned) = update_query(session, txn, update)?;
+    let plan = session.plan_sql(&sql).await?;
+    let batches = session.collect(plan, params).await?;
+    let all: Vec<usize> = (0..desc.columns.len()).collect();
+    let ncols = desc.columns.len();
+    // First every old row's fate, then the new rows, so that key changes
+    // within one statement (`SET id = id + 1`) do not collide with rows the
+    // same statement moves away.
+    let mut writes = StatementWrites::new();
+    let mut moved = Vec::new();
+    let mut count = 0u64;
+    for batch in &batches {
+        let mut casted = HashMap::new();
+        for r in 0..batch.num_rows() {
+            let old = batch_datums(batch, 0, &desc, &all, &mut casted, r)?;
+            let new_values = batch_datums(batch, ncols, &desc, &assigned, &mut casted, r)?;
+            let mut new = old.clone();
+            for (pos, v) in assigned.iter().zip(new_values) {
+                new[*pos] = v;
+            }
+            check_row(&desc, &new)?;
+            let old_key = encode_key(&desc, &old)?;
+            let new_key = encode_key(&desc, &new)?;
+            if old_key == new_key {
+                writes.overwrite(new_key, encode_value(&desc, &new));
+            } else {
+                writes.delete(old_key);
+                moved.push(new);
+            }
+            count += 1;
+        }
+    }
+    for row in moved {
+        writes.insert_new(txn, &desc, &row)?;
+    }
+    writes.apply(txn)?;
+    Ok(Output::count("UPDATE", count))
+}
+
+fn delete_query(
+    session: &Session,
+    txn: &Txn,
+    delete: &ast::Delete,
+) -> Result<(String, Arc<TableDescriptor>)> {
+    if delete.using.is_some() {
+        return Err(SqlError::NotSupported("DELETE … USING".into()));
+    }
+    if delete.returning.is_some() {
+        return Err(SqlError::NotSupported("RETURNING".into()));
+    }
+    if delete.limit.is_some() || !delete.order_by.is_empty() {
+        return Err(SqlError::NotSupported("DELETE … ORDER BY / LIMIT".into()));
+    }
+    let from = match &delete.from {
+        ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
+    };
+    let [table] = from.as_slice() else {
+        return Err(SqlError::NotSupported("DELETE from several tables".into()));
+    };
+    if !table.joins.is_empty() {
+        return Err(SqlError::NotSupported("DELETE from a join".into()));
+    }
+    let ast::TableFactor::Table { name, alias, .. } = &table.relation else {
+        return Err(SqlError::NotSupported(
+            "DELETE from something that is not a table".into(),
+        ));
+    };
+    let desc = lookup(session, txn, name)?;
+    let alias = alias_of(alias.as_ref(), &desc);
+    let keys: Vec<String> = desc
+        .primary_key
+        .iter()
+        .map(|p| format!("{}.{}", quote(&alias), quote(&desc.columns[*p].name)))
+        .collect();
+    let mut sql = format!(
+        "SELECT {} FROM {} AS {}",
+        keys.join(", "),
+        quote(&format!("{DML_PREFIX}{}", desc.name)),
+        quote(&alias)
+    );
+    if let Some(selection) = &delete.selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    Ok((sql, desc))
+}
+
+pub async fn delete(
+    session: &Session,
+    txn: &Arc<Txn>,
+    delete: &ast::Delete,
+    params: Vec<ScalarValue>,
+) -> Result<Output> {
+    let (sql, desc) = delete_query(session, txn, delete)?;
+    let plan = session.plan_sql(&sql).await?;
+    let batches = session.collect(plan, params).await?;
+    let mut writes = StatementWrites::new();
+    let mut count = 0u64;
+    for batch in &batches {
+        let mut casted = HashMap::new();
+        for r in 0..batch.num_rows() {
+            let key_values = batch_datums(batch, 0, &desc, &desc.primary_key, &mut casted, r)?;
+            writes.delete(crate::row::encode_key_values(&desc, &key_values)?);
+            count += 1;
+        }
+    }
+    writes.apply(txn)?;
+    Ok(Output::count("DELETE", count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytea_text_forms() -> Result<()> {
+        assert_eq!(parse_bytea("\\x0aff")?, vec![0x0a, 0xff]);
+        assert_eq!(parse_bytea("abc")?, b"abc".to_vec());
+        assert_eq!(parse_bytea("a\\\\b\\001")?, vec![b'a', b'\\', b'b', 1]);
+        assert!(parse_bytea("\\xabc").is_err());
+        assert!(parse_bytea("\\q").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn rowids_increase() {
+        let a = next_rowid();
+        let b = next_rowid();
+        assert!(b > a);
+    }
+}

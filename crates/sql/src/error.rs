@@ -1,0 +1,213 @@
+//! Errors of the SQL layer, typed by what went wrong for the client.
+//!
+//! Every variant names a *meaning* (a unique key was violated, a table does not
+//! exist, the input text is malformed), never an origin (DataFusion, Arrow, KV).
+//! The Postgres front end maps each meaning to exactly one SQLSTATE; nothing
+//! below it knows SQLSTATE codes. Errors that come up from DataFusion are
+//! classified once, in [`SqlError::from_datafusion`].
+
+use datafusion::error::DataFusionError;
+use shoal_kv::KvError;
+
+/// Result type of the SQL layer.
+pub type Result<T> = std::result::Result<T, SqlError>;
+
+/// What went wrong while planning or executing a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    #[error("{0}")]
+    UndefinedColumn(String),
+    #[error("{0}")]
+    DuplicateColumn(String),
+    #[error("{0}")]
+    UndefinedFunction(String),
+    #[error("{0}")]
+    InvalidTableDefinition(String),
+    #[error("{0}")]
+    UndefinedObject(String),
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation { constraint: String, detail: String },
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
+    NotNullViolation { table: String, column: String },
+    #[error("{0}")]
+    InvalidText(String),
+    #[error("{0}")]
+    NumericOutOfRange(String),
+    #[error("{0}")]
+    StringTooLong(String),
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    CantChangeRuntimeParam(String),
+    #[error("database \"{0}\" does not exist")]
+    UndefinedDatabase(String),
+    #[error("{0} is not supported")]
+    NotSupported(String),
+    #[error("{0}")]
+    SerializationFailure(String),
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+    #[error("{0}")]
+    ActiveTransaction(String),
+    #[error("{0}")]
+    NoActiveTransaction(String),
+    #[error("canceling statement due to user request")]
+    Canceled,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SqlError {
+    /// Sorts a DataFusion error into a meaning. DataFusion reports most user
+    /// mistakes as plan or schema errors with a message; the message is kept
+    /// for the client and the class decides the SQLSTATE.
+    pub fn from_datafusion(err: DataFusionError) -> SqlError {
+        use datafusion::arrow::error::ArrowError;
+        use datafusion::common::SchemaError;
+        match err {
+            DataFusionError::Context(_, inner) => SqlError::from_datafusion(*inner),
+            DataFusionError::Diagnostic(_, inner) => SqlError::from_datafusion(*inner),
+            DataFusionError::Shared(inner) => SqlError::from_datafusion(DataFusionError::External(
+                Box::new(std::io::Error::other(inner.to_string())),
+            )),
+            DataFusionError::Collection(mut errs) if !errs.is_empty() => {
+                SqlError::from_datafusion(errs.remove(0))
+            }
+            DataFusionError::External(e) => match e.downcast::<SqlError>() {
+                Ok(sql) => *sql,
+                Err(e) => match e.downcast::<KvError>() {
+                    Ok(kv) => SqlError::from(*kv),
+                    Err(e) => SqlError::Internal(e.to_string()),
+                },
+            },
+            DataFusionError::SQL(e, _) => SqlError::Syntax(strip(&e.to_string())),
+            DataFusionError::SchemaError(e, _) => match *e {
+                SchemaError::FieldNotFound { .. } => {
+                    SqlError::UndefinedColumn(strip(&e.to_string()))
+                }
+                SchemaError::DuplicateQualifiedField { .. }
+                | SchemaError::DuplicateUnqualifiedField { .. } => {
+                    SqlError::DuplicateColumn(strip(&e.to_string()))
+                }
+                other => SqlError::DatatypeMismatch(strip(&other.to_string())),
+            },
+            DataFusionError::ArrowError(e, _) => match *e {
+                ArrowError::DivideByZero => SqlError::DivisionByZero,
+                ArrowError::CastError(m) | ArrowError::ParseError(m) => SqlError::InvalidText(m),
+                ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+                    SqlError::NumericOutOfRange(m)
+                }
+                ArrowError::ArithmeticOverflow(m) => SqlError::NumericOutOfRange(m),
+                other => SqlError::Internal(other.to_string()),
+            },
+            DataFusionError::NotImplemented(m) => SqlError::NotSupported(m),
+            DataFusionError::Plan(m) => classify_plan_message(m),
+            DataFusionError::Execution(m) => classify_execution_message(m),
+            other => {
+                let msg = strip(&other.to_string());
+                classify_execution_message(msg)
+            }
+        }
+    }
+}
+
+/// DataFusion uses plan errors for several user mistakes; the wording is the
+/// only thing that tells them apart.
+fn classify_plan_message(m: String) -> SqlError {
+    let lower = m.to_ascii_lowercase();
+    if lower.contains("table '") && lower.contains("not found") {
+        let name = m.split('\'').nth(1).unwrap_or("").to_string();
+        let name = name.rsplit('.').next().unwrap_or("").to_string();
+        return SqlError::UndefinedTable(name);
+    }
+    if lower.contains("invalid function") || lower.contains("no function matches") {
+        return SqlError::UndefinedFunction(strip(&m));
+    }
+    if lower.contains("division by zero") || lower.contains("divide by zero") {
+        return SqlError::DivisionByZero;
+    }
+    if lower.contains("cannot cast") || lower.contains("cannot coerce") {
+        return SqlError::DatatypeMismatch(strip(&m));
+    }
+    SqlError::DatatypeMismatch(strip(&m))
+}
+
+fn classify_execution_message(m: String) -> SqlError {
+    let lower = m.to_ascii_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        SqlError::DivisionByZero
+    } else if lower.contains("cannot cast")
+        || lower.contains("cast error")
+        || lower.contains("parse")
+    {
+        SqlError::InvalidText(strip(&m))
+    } else if lower.contains("overflow") {
+        SqlError::NumericOutOfRange(strip(&m))
+    } else {
+        SqlError::Internal(strip(&m))
+    }
+}
+
+/// DataFusion prefixes messages with its own error class ("Error during
+/// planning: ..."); clients should see only the sentence about their query.
+fn strip(m: &str) -> String {
+    let mut s = m.trim();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "SQL error: ",
+        "Execution error: ",
+        "This feature is not implemented: ",
+        "Arrow error: ",
+        "Optimizer rule",
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest;
+        }
+    }
+    s.to_string()
+}
+
+impl From<KvError> for SqlError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::WriteConflict { .. } => SqlError::SerializationFailure(e.to_string()),
+            KvError::TxnFinished => SqlError::NoActiveTransaction(e.to_string()),
+            other => SqlError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> Self {
+        SqlError::from_datafusion(e)
+    }
+}
+
+impl From<SqlError> for DataFusionError {
+    fn from(e: SqlError) -> Self {
+        DataFusionError::External(Box::new(e))
+    }
+}
+
+/// Raise a [`SqlError::NotSupported`] with a formatted message.
+#[macro_export]
+macro_rules! not_supported {
+    ($($arg:tt)*) => {
+        Err($crate::error::SqlError::NotSupported(format!($($arg)*)))
+    };
+}

@@ -1,0 +1,346 @@
+//! Built-in functions PostgreSQL clients call that DataFusion lacks or
+//! answers differently: `version()`, `current_database()`,
+//! `current_schema()`, `current_user` and friends.
+//!
+//! They are registered per session because their answers depend on the
+//! session (database and user).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+
+use crate::vars::SERVER_VERSION;
+
+/// What `version()` returns. Tools parse the leading "PostgreSQL X.Y".
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {SERVER_VERSION} (Shoal {}) on {}-{}, compiled by rustc",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+fn constant(ctx: &SessionContext, name: &str, value: String) {
+    let udf = create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                value.clone(),
+            ))))
+        }),
+    );
+    ctx.register_udf(udf);
+}
+
+/// Registers the session's functions.
+pub fn register(ctx: &SessionContext, database: &str, user: &str) {
+    constant(ctx, "version", version_string());
+    constant(ctx, "current_database", database.to_string());
+    constant(ctx, "current_catalog", database.to_string());
+    constant(
+        ctx,
+        "current_schema",
+        crate::providers::PUBLIC_SCHEMA.to_string(),
+    );
+    for name in ["current_user", "session_user", "user", "current_role"] {
+        constant(ctx, name, user.to_string());
+    }
+}
+
+/// A row-at-a-time function over scalar values, for the catalog functions
+/// tools call: they run over a handful of catalog rows, so clarity wins over
+/// vectorization.
+struct RowFn {
+    name: String,
+    signature: datafusion::logical_expr::Signature,
+    returns: DataType,
+    f: Arc<dyn Fn(&[ScalarValue]) -> datafusion::error::Result<ScalarValue> + Send + Sync>,
+}
+
+impl std::fmt::Debug for RowFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RowFn({})", self.name)
+    }
+}
+
+impl PartialEq for RowFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RowFn {}
+
+impl std::hash::Hash for RowFn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for RowFn {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        if all_scalar {
+            let values: Vec<ScalarValue> = args
+                .args
+                .iter()
+                .map(|a| match a {
+                    ColumnarValue::Scalar(s) => s.clone(),
+                    ColumnarValue::Array(_) => ScalarValue::Null,
+                })
+                .collect();
+            return Ok(ColumnarValue::Scalar(
+                (self.f)(&values)?.cast_to(&self.returns)?,
+            ));
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            let values = arrays
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            out.push((self.f)(&values)?.cast_to(&self.returns)?);
+        }
+        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+    }
+}
+
+fn row_fn(
+    ctx: &SessionContext,
+    name: &str,
+    args: Option<usize>,
+    returns: DataType,
+    f: impl Fn(&[ScalarValue]) -> datafusion::error::Result<ScalarValue> + Send + Sync + 'static,
+) {
+    use datafusion::logical_expr::{Signature, TypeSignature};
+    let signature = match args {
+        Some(0) => Signature::new(TypeSignature::Nullary, Volatility::Stable),
+        Some(n) => Signature::new(TypeSignature::Any(n), Volatility::Stable),
+        None => Signature::new(TypeSignature::VariadicAny, Volatility::Stable),
+    };
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(RowFn {
+        name: name.to_string(),
+        signature,
+        returns,
+        f: Arc::new(f),
+    }));
+}
+
+fn as_i64(v: &ScalarValue) -> Option<i64> {
+    match v.cast_to(&DataType::Int64) {
+        Ok(ScalarValue::Int64(x)) => x,
+        _ => None,
+    }
+}
+
+fn as_string(v: &ScalarValue) -> Option<String> {
+    match v.cast_to(&DataType::Utf8) {
+        Ok(ScalarValue::Utf8(x)) => x,
+        _ => None,
+    }
+}
+
+/// `format_type(type_oid, typmod)`.
+pub fn format_type(oid: i64, typmod: i64) -> String {
+    let with_len = |base: &str| {
+        if typmod >= 4 {
+            format!("{base}({})", typmod - 4)
+        } else {
+            base.to_string()
+        }
+    };
+    match oid {
+        16 => "boolean".into(),
+        17 => "bytea".into(),
+        18 => "\"char\"".into(),
+        19 => "name".into(),
+        20 => "bigint".into(),
+        21 => "smallint".into(),
+        23 => "integer".into(),
+        25 => "text".into(),
+        26 => "oid".into(),
+        700 => "real".into(),
+        701 => "double precision".into(),
+        1042 => with_len("character"),
+        1043 => with_len("character varying"),
+        1082 => "date".into(),
+        1083 => "time without time zone".into(),
+        1114 => "timestamp without time zone".into(),
+        1184 => "timestamp with time zone".into(),
+        1186 => "interval".into(),
+        1700 if typmod >= 4 => {
+            let m = typmod - 4;
+            format!("numeric({},{})", m >> 16, m & 0xFFFF)
+        }
+        1700 => "numeric".into(),
+        2950 => "uuid".into(),
+        114 => "json".into(),
+        3802 => "jsonb".into(),
+        _ => "???".into(),
+    }
+}
+
+/// Registers the functions of `pg_catalog` that tools call. Those that need
+/// the catalog read it through the session's transaction slot.
+pub fn register_catalog_functions(
+    ctx: &SessionContext,
+    database: &str,
+    slot: crate::providers::TxnSlot,
+) {
+    use crate::pg_catalog::INDEX_OID_OFFSET;
+    let b = DataType::Boolean;
+    let t = DataType::Utf8;
+    for name in [
+        "pg_table_is_visible",
+        "pg_type_is_visible",
+        "has_table_privilege",
+        "has_schema_privilege",
+        "has_database_privilege",
+        "has_column_privilege",
+        "pg_has_role",
+    ] {
+        row_fn(ctx, name, None, b.clone(), |_| {
+            Ok(ScalarValue::Boolean(Some(true)))
+        });
+    }
+    row_fn(
+        ctx,
+        "pg_relation_is_publishable",
+        Some(1),
+        b.clone(),
+        |_| Ok(ScalarValue::Boolean(Some(false))),
+    );
+    row_fn(ctx, "pg_get_userbyid", Some(1), t.clone(), |_| {
+        Ok(ScalarValue::Utf8(Some("shoal".into())))
+    });
+    row_fn(ctx, "pg_encoding_to_char", Some(1), t.clone(), |_| {
+        Ok(ScalarValue::Utf8(Some("UTF8".into())))
+    });
+    for name in [
+        "obj_description",
+        "col_description",
+        "shobj_description",
+        "pg_get_statisticsobjdef_columns",
+        "pg_get_serial_sequence",
+    ] {
+        row_fn(ctx, name, None, t.clone(), |_| Ok(ScalarValue::Utf8(None)));
+    }
+    row_fn(ctx, "pg_get_expr", None, t.clone(), |a| {
+        Ok(ScalarValue::Utf8(a.first().and_then(as_string)))
+    });
+    row_fn(ctx, "format_type", Some(2), t.clone(), |a| {
+        Ok(ScalarValue::Utf8(
+            as_i64(&a[0]).map(|oid| format_type(oid, as_i64(&a[1]).unwrap_or(-1))),
+        ))
+    });
+    row_fn(ctx, "pg_backend_pid", Some(0), DataType::Int32, |_| {
+        Ok(ScalarValue::Int32(Some(std::process::id() as i32)))
+    });
+
+    let table_of = {
+        let slot = slot.clone();
+        let database = database.to_string();
+        move |oid: i64| -> Option<Arc<crate::descriptor::TableDescriptor>> {
+            let txn = slot.lock().clone()?;
+            let tables = crate::catalog::list_tables(&txn, &database).ok()?;
+            tables.into_iter().find(|d| d.oid() as i64 == oid)
+        }
+    };
+    let key_list = |d: &crate::descriptor::TableDescriptor| {
+        d.primary_key
+            .iter()
+            .map(|p| crate::names::quote_if_needed(&d.columns[*p].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    {
+        let table_of = table_of.clone();
+        row_fn(ctx, "pg_get_indexdef", None, t.clone(), move |a| {
+            let def = a
+                .first()
+                .and_then(as_i64)
+                .and_then(|oid| table_of(oid - INDEX_OID_OFFSET))
+                .map(|d| {
+                    format!(
+                        "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+                        d.pkey_name(),
+                        d.name,
+                        key_list(&d)
+                    )
+                });
+            Ok(ScalarValue::Utf8(def))
+        });
+    }
+    {
+        let table_of = table_of.clone();
+        row_fn(ctx, "pg_get_constraintdef", None, t.clone(), move |a| {
+            let def = a
+                .first()
+                .and_then(as_i64)
+                .and_then(|oid| table_of(oid - 2 * INDEX_OID_OFFSET))
+                .map(|d| format!("PRIMARY KEY ({})", key_list(&d)));
+            Ok(ScalarValue::Utf8(def))
+        });
+    }
+    {
+        let slot = slot.clone();
+        let database = database.to_string();
+        row_fn(ctx, "shoal_regclass", Some(1), DataType::Int64, move |a| {
+            if let Some(n) = as_i64(&a[0]) {
+                return Ok(ScalarValue::Int64(Some(n)));
+            }
+            let Some(name) = as_string(&a[0]) else {
+                return Ok(ScalarValue::Int64(None));
+            };
+            let txn = slot.lock().clone();
+            let bare = name
+                .trim_matches('"')
+                .rsplit('.')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let found = txn.and_then(|txn| {
+                crate::catalog::table_by_name(
+                    &txn,
+                    &database,
+                    crate::providers::PUBLIC_SCHEMA,
+                    &bare,
+                )
+                .ok()
+                .flatten()
+            });
+            match found {
+                Some(d) => Ok(ScalarValue::Int64(Some(d.oid() as i64))),
+                None => Err(datafusion::error::DataFusionError::External(Box::new(
+                    crate::error::SqlError::UndefinedTable(bare),
+                ))),
+            }
+        });
+    }
+}

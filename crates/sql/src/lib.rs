@@ -1,0 +1,52 @@
+//! # shoal-sql — the SQL layer
+//!
+//! Turns SQL text into reads and writes of the transactional KV layer.
+//!
+//! ```text
+//!   SQL text ──parse──▶ sqlparser AST ──▶ Session::execute
+//!                                          │
+//!          ┌───────────────┬───────────────┼────────────────────┐
+//!          ▼               ▼               ▼                    ▼
+//!   query (DataFusion)   INSERT/UPDATE/   CREATE/DROP TABLE    BEGIN/COMMIT/SET/SHOW
+//!   plans + executes     DELETE (dml.rs)  (ddl.rs → catalog)   (session.rs, vars.rs)
+//!          │               │ computes rows with DataFusion,
+//!          ▼               ▼ writes through the transaction
+//!   TableScan (scan.rs): primary-key filters → KV point gets / key spans
+//!          │
+//!          ▼
+//!   shoal-kv Txn: snapshot reads, buffered writes, atomic commit
+//! ```
+//!
+//! Reading order: `types.rs` (column types and values) → `descriptor.rs` and
+//! `row.rs` (how tables and rows are laid out in keys and values) →
+//! `catalog.rs` → `scan.rs` and `providers.rs` (how DataFusion reads tables)
+//! → `session.rs` → `dml.rs`, `ddl.rs`.
+//!
+//! Invariants:
+//! - The SQL layer knows nothing of nodes, ranges or replication; it sees one
+//!   ordered, transactional key space.
+//! - Every statement runs inside a transaction: the session's open block or
+//!   an implicit one; its reads come from that transaction's snapshot and its
+//!   writes become visible to others only at commit.
+//! - Errors are typed by meaning ([`SqlError`]); SQLSTATE codes are assigned
+//!   by the front end.
+
+pub mod catalog;
+pub mod compat;
+pub mod ddl;
+pub mod descriptor;
+pub mod dml;
+pub mod error;
+pub mod functions;
+pub mod names;
+pub mod pg_catalog;
+pub mod providers;
+pub mod row;
+pub mod scan;
+pub mod session;
+pub mod types;
+pub mod vars;
+
+pub use error::{Result, SqlError};
+pub use session::{Database, Output, Prepared, Session, TxnStatus};
+pub use types::{PG_TYPE_KEY, SqlType};

@@ -1,0 +1,976 @@
+//! `pg_catalog`: PostgreSQL's system catalogs, built from Shoal's catalog.
+//!
+//! Tools (psql's `\d`, drivers' type lookups, ORMs' schema introspection)
+//! read these tables. Each one is materialized when a statement names it,
+//! from the same transaction snapshot the statement uses, so what `\d`
+//! shows is exactly what a query in that transaction sees.
+//!
+//! OIDs are derived, never allocated: a table's OID is
+//! `FIRST_USER_OID + table id` and its primary key index's OID is that plus
+//! [`INDEX_OID_OFFSET`]. Table ids are never reused, so OIDs are stable across
+//! restarts and the same on every node. Catalog tables Shoal has nothing to
+//! put in (policies, publications, statistics objects, …) exist with their
+//! columns and no rows, so tools' queries against them plan and return
+//! nothing rather than fail.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
+    StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, SchemaProvider};
+use datafusion::datasource::TableProvider;
+use datafusion::error::{DataFusionError, Result as DfResult};
+
+use crate::catalog;
+use crate::descriptor::TableDescriptor;
+use crate::error::SqlError;
+use crate::providers::TxnSlot;
+use crate::session::DATABASES;
+use crate::types::{PG_TYPE_KEY, SqlType};
+
+pub const PG_CATALOG: &str = "pg_catalog";
+pub const PG_CATALOG_OID: i64 = 11;
+pub const PUBLIC_OID: i64 = 2200;
+pub const INFORMATION_SCHEMA_OID: i64 = 13_000;
+/// OID of the bootstrap superuser, which owns everything.
+pub const OWNER_OID: i64 = 10;
+/// Added to a table's OID to get its primary key index's OID.
+pub const INDEX_OID_OFFSET: i64 = 1 << 30;
+
+/// The OID of a database by name.
+pub fn database_oid(name: &str) -> i64 {
+    match name {
+        "postgres" => 5,
+        _ => 16_000 + DATABASES.iter().position(|d| *d == name).unwrap_or(0) as i64,
+    }
+}
+
+/// Column kinds of catalog tables.
+#[derive(Clone, Copy)]
+enum Kind {
+    Oid,
+    I16,
+    I32,
+    I64,
+    F32,
+    Bool,
+    Text,
+    /// PostgreSQL's one-byte `"char"`.
+    Char,
+    Name,
+}
+
+/// One catalog value.
+enum V {
+    N,
+    I(i64),
+    F(f32),
+    B(bool),
+    S(String),
+}
+
+fn s(x: impl Into<String>) -> V {
+    V::S(x.into())
+}
+
+struct CatalogTable {
+    columns: &'static [(&'static str, Kind)],
+    rows: Vec<Vec<V>>,
+}
+
+impl CatalogTable {
+    fn new(columns: &'static [(&'static str, Kind)]) -> Self {
+        CatalogTable {
+            columns,
+            rows: Vec::new(),
+        }
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|(name, kind)| {
+                    let (dt, pg) = match kind {
+                        Kind::Oid => (DataType::Int64, Some("oid")),
+                        Kind::I16 => (DataType::Int16, None),
+                        Kind::I32 => (DataType::Int32, None),
+                        Kind::I64 => (DataType::Int64, None),
+                        Kind::F32 => (DataType::Float32, None),
+                        Kind::Bool => (DataType::Boolean, None),
+                        Kind::Text => (DataType::Utf8, None),
+                        Kind::Char => (DataType::Utf8, Some("char")),
+                        Kind::Name => (DataType::Utf8, Some("name")),
+                    };
+                    let f = Field::new(*name, dt, true);
+                    match pg {
+                        Some(p) => f.with_metadata(HashMap::from([(
+                            PG_TYPE_KEY.to_string(),
+                            p.to_string(),
+                        )])),
+                        None => f,
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    fn into_provider(self) -> DfResult<Arc<dyn TableProvider>> {
+        let schema = self.schema();
+        let n = self.rows.len();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        for (c, (_, kind)) in self.columns.iter().enumerate() {
+            let cell = |r: usize| &self.rows[r][c];
+            let array: ArrayRef = match kind {
+                Kind::Oid | Kind::I64 => {
+                    let mut b = Int64Builder::with_capacity(n);
+                    (0..n).for_each(|r| b.append_option(int(cell(r))));
+                    Arc::new(b.finish())
+                }
+                Kind::I32 => {
+                    let mut b = Int32Builder::with_capacity(n);
+                    (0..n).for_each(|r| b.append_option(int(cell(r)).map(|v| v as i32)));
+                    Arc::new(b.finish())
+                }
+                Kind::I16 => {
+                    let mut b = Int16Builder::with_capacity(n);
+                    (0..n).for_each(|r| b.append_option(int(cell(r)).map(|v| v as i16)));
+                    Arc::new(b.finish())
+                }
+                Kind::F32 => {
+                    let mut b = Float32Builder::with_capacity(n);
+                    (0..n).for_each(|r| {
+                        b.append_option(match cell(r) {
+                            V::F(f) => Some(*f),
+                            _ => None,
+                        })
+                    });
+                    Arc::new(b.finish())
+                }
+                Kind::Bool => {
+                    let mut b = BooleanBuilder::with_capacity(n);
+                    (0..n).for_each(|r| {
+                        b.append_option(match cell(r) {
+                            V::B(v) => Some(*v),
+                            _ => None,
+                        })
+                    });
+                    Arc::new(b.finish())
+                }
+                Kind::Text | Kind::Char | Kind::Name => {
+                    let mut b = StringBuilder::with_capacity(n, n * 8);
+                    (0..n).for_each(|r| {
+                        b.append_option(match cell(r) {
+                            V::S(v) => Some(v.as_str()),
+                            _ => None,
+                        })
+                    });
+                    Arc::new(b.finish())
+                }
+            };
+            arrays.push(array);
+        }
+        let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
+
+fn int(v: &V) -> Option<i64> {
+    match v {
+        V::I(i) => Some(*i),
+        _ => None,
+    }
+}
+
+use Kind::*;
+
+const PG_NAMESPACE: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("nspname", Name),
+    ("nspowner", Oid),
+    ("nspacl", Text),
+];
+const PG_CLASS: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("relname", Name),
+    ("relnamespace", Oid),
+    ("reltype", Oid),
+    ("reloftype", Oid),
+    ("relowner", Oid),
+    ("relam", Oid),
+    ("relfilenode", Oid),
+    ("reltablespace", Oid),
+    ("relpages", I32),
+    ("reltuples", F32),
+    ("relallvisible", I32),
+    ("reltoastrelid", Oid),
+    ("relhasindex", Bool),
+    ("relisshared", Bool),
+    ("relpersistence", Char),
+    ("relkind", Char),
+    ("relnatts", I16),
+    ("relchecks", I16),
+    ("relhasrules", Bool),
+    ("relhastriggers", Bool),
+    ("relhassubclass", Bool),
+    ("relrowsecurity", Bool),
+    ("relforcerowsecurity", Bool),
+    ("relispopulated", Bool),
+    ("relreplident", Char),
+    ("relispartition", Bool),
+    ("relrewrite", Oid),
+    ("relfrozenxid", I64),
+    ("relminmxid", I64),
+    ("relacl", Text),
+    ("reloptions", Text),
+    ("relpartbound", Text),
+];
+const PG_ATTRIBUTE: &[(&str, Kind)] = &[
+    ("attrelid", Oid),
+    ("attname", Name),
+    ("atttypid", Oid),
+    ("attstattarget", I32),
+    ("attlen", I16),
+    ("attnum", I16),
+    ("attndims", I32),
+    ("attcacheoff", I32),
+    ("atttypmod", I32),
+    ("attbyval", Bool),
+    ("attalign", Char),
+    ("attstorage", Char),
+    ("attcompression", Char),
+    ("attnotnull", Bool),
+    ("atthasdef", Bool),
+    ("atthasmissing", Bool),
+    ("attidentity", Char),
+    ("attgenerated", Char),
+    ("attisdropped", Bool),
+    ("attislocal", Bool),
+    ("attinhcount", I32),
+    ("attcollation", Oid),
+    ("attacl", Text),
+    ("attoptions", Text),
+    ("attfdwoptions", Text),
+    ("attmissingval", Text),
+];
+const PG_TYPE: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("typname", Name),
+    ("typnamespace", Oid),
+    ("typowner", Oid),
+    ("typlen", I16),
+    ("typbyval", Bool),
+    ("typtype", Char),
+    ("typcategory", Char),
+    ("typispreferred", Bool),
+    ("typisdefined", Bool),
+    ("typdelim", Char),
+    ("typrelid", Oid),
+    ("typsubscript", Oid),
+    ("typelem", Oid),
+    ("typarray", Oid),
+    ("typinput", Text),
+    ("typoutput", Text),
+    ("typreceive", Text),
+    ("typsend", Text),
+    ("typalign", Char),
+    ("typstorage", Char),
+    ("typnotnull", Bool),
+    ("typbasetype", Oid),
+    ("typtypmod", I32),
+    ("typndims", I32),
+    ("typcollation", Oid),
+    ("typdefault", Text),
+];
+const PG_DATABASE: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("datname", Name),
+    ("datdba", Oid),
+    ("encoding", I32),
+    ("datlocprovider", Char),
+    ("datistemplate", Bool),
+    ("datallowconn", Bool),
+    ("datconnlimit", I32),
+    ("datfrozenxid", I64),
+    ("datminmxid", I64),
+    ("dattablespace", Oid),
+    ("datcollate", Text),
+    ("datctype", Text),
+    ("daticulocale", Text),
+    ("datcollversion", Text),
+    ("datacl", Text),
+];
+const PG_AM: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("amname", Name),
+    ("amhandler", Text),
+    ("amtype", Char),
+];
+const PG_INDEX: &[(&str, Kind)] = &[
+    ("indexrelid", Oid),
+    ("indrelid", Oid),
+    ("indnatts", I16),
+    ("indnkeyatts", I16),
+    ("indisunique", Bool),
+    ("indnullsnotdistinct", Bool),
+    ("indisprimary", Bool),
+    ("indisexclusion", Bool),
+    ("indimmediate", Bool),
+    ("indisclustered", Bool),
+    ("indisvalid", Bool),
+    ("indcheckxmin", Bool),
+    ("indisready", Bool),
+    ("indislive", Bool),
+    ("indisreplident", Bool),
+    ("indkey", Text),
+    ("indcollation", Text),
+    ("indclass", Text),
+    ("indoption", Text),
+    ("indexprs", Text),
+    ("indpred", Text),
+];
+const PG_CONSTRAINT: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("conname", Name),
+    ("connamespace", Oid),
+    ("contype", Char),
+    ("condeferrable", Bool),
+    ("condeferred", Bool),
+    ("convalidated", Bool),
+    ("conrelid", Oid),
+    ("contypid", Oid),
+    ("conindid", Oid),
+    ("conparentid", Oid),
+    ("confrelid", Oid),
+    ("confupdtype", Char),
+    ("confdeltype", Char),
+    ("confmatchtype", Char),
+    ("conislocal", Bool),
+    ("coninhcount", I32),
+    ("connoinherit", Bool),
+    ("conkey", Text),
+    ("confkey", Text),
+    ("conbin", Text),
+];
+const PG_ATTRDEF: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("adrelid", Oid),
+    ("adnum", I16),
+    ("adbin", Text),
+];
+const PG_DESCRIPTION: &[(&str, Kind)] = &[
+    ("objoid", Oid),
+    ("classoid", Oid),
+    ("objsubid", I32),
+    ("description", Text),
+];
+const PG_INHERITS: &[(&str, Kind)] = &[
+    ("inhrelid", Oid),
+    ("inhparent", Oid),
+    ("inhseqno", I32),
+    ("inhdetachpending", Bool),
+];
+const PG_ROLES: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("rolname", Name),
+    ("rolsuper", Bool),
+    ("rolinherit", Bool),
+    ("rolcreaterole", Bool),
+    ("rolcreatedb", Bool),
+    ("rolcanlogin", Bool),
+    ("rolreplication", Bool),
+    ("rolconnlimit", I32),
+    ("rolpassword", Text),
+    ("rolvaliduntil", Text),
+    ("rolbypassrls", Bool),
+    ("rolconfig", Text),
+];
+const PG_TABLESPACE: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("spcname", Name),
+    ("spcowner", Oid),
+    ("spcacl", Text),
+    ("spcoptions", Text),
+];
+const PG_COLLATION: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("collname", Name),
+    ("collnamespace", Oid),
+    ("collowner", Oid),
+    ("collprovider", Char),
+    ("collisdeterministic", Bool),
+    ("collencoding", I32),
+    ("collcollate", Text),
+    ("collctype", Text),
+];
+const PG_POLICY: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("polname", Name),
+    ("polrelid", Oid),
+    ("polcmd", Char),
+    ("polpermissive", Bool),
+    ("polroles", Text),
+    ("polqual", Text),
+    ("polwithcheck", Text),
+];
+const PG_STATISTIC_EXT: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("stxrelid", Oid),
+    ("stxname", Name),
+    ("stxnamespace", Oid),
+    ("stxowner", Oid),
+    ("stxstattarget", I32),
+    ("stxkeys", Text),
+    ("stxkind", Text),
+    ("stxexprs", Text),
+];
+const PG_PUBLICATION: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("pubname", Name),
+    ("pubowner", Oid),
+    ("puballtables", Bool),
+    ("pubinsert", Bool),
+    ("pubupdate", Bool),
+    ("pubdelete", Bool),
+    ("pubtruncate", Bool),
+    ("pubviaroot", Bool),
+];
+const PG_PUBLICATION_REL: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("prpubid", Oid),
+    ("prrelid", Oid),
+    ("prqual", Text),
+    ("prattrs", Text),
+];
+const PG_PUBLICATION_NAMESPACE: &[(&str, Kind)] =
+    &[("oid", Oid), ("pnpubid", Oid), ("pnnspid", Oid)];
+const PG_TRIGGER: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("tgrelid", Oid),
+    ("tgparentid", Oid),
+    ("tgname", Name),
+    ("tgfoid", Oid),
+    ("tgtype", I16),
+    ("tgenabled", Char),
+    ("tgisinternal", Bool),
+    ("tgconstrrelid", Oid),
+    ("tgconstrindid", Oid),
+    ("tgconstraint", Oid),
+];
+const PG_REWRITE: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("rulename", Name),
+    ("ev_class", Oid),
+    ("ev_type", Char),
+    ("ev_enabled", Char),
+    ("is_instead", Bool),
+];
+const PG_RANGE: &[(&str, Kind)] = &[
+    ("rngtypid", Oid),
+    ("rngsubtype", Oid),
+    ("rngmultitypid", Oid),
+    ("rngcollation", Oid),
+    ("rngsubopc", Oid),
+];
+const PG_ENUM: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("enumtypid", Oid),
+    ("enumsortorder", F32),
+    ("enumlabel", Name),
+];
+const PG_SEQUENCE: &[(&str, Kind)] = &[
+    ("seqrelid", Oid),
+    ("seqtypid", Oid),
+    ("seqstart", I64),
+    ("seqincrement", I64),
+    ("seqmax", I64),
+    ("seqmin", I64),
+    ("seqcache", I64),
+    ("seqcycle", Bool),
+];
+const PG_PROC: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("proname", Name),
+    ("pronamespace", Oid),
+    ("proowner", Oid),
+    ("prokind", Char),
+    ("prorettype", Oid),
+    ("proargtypes", Text),
+];
+const PG_TABLES: &[(&str, Kind)] = &[
+    ("schemaname", Name),
+    ("tablename", Name),
+    ("tableowner", Name),
+    ("tablespace", Name),
+    ("hasindexes", Bool),
+    ("hasrules", Bool),
+    ("hastriggers", Bool),
+    ("rowsecurity", Bool),
+];
+const PG_SETTINGS: &[(&str, Kind)] = &[
+    ("name", Text),
+    ("setting", Text),
+    ("unit", Text),
+    ("category", Text),
+    ("short_desc", Text),
+    ("context", Text),
+    ("vartype", Text),
+    ("source", Text),
+];
+
+/// Names of the catalog tables Shoal provides.
+pub const TABLES: &[&str] = &[
+    "pg_am",
+    "pg_attrdef",
+    "pg_attribute",
+    "pg_class",
+    "pg_collation",
+    "pg_constraint",
+    "pg_database",
+    "pg_description",
+    "pg_enum",
+    "pg_index",
+    "pg_inherits",
+    "pg_namespace",
+    "pg_policy",
+    "pg_proc",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
+    "pg_range",
+    "pg_rewrite",
+    "pg_roles",
+    "pg_sequence",
+    "pg_settings",
+    "pg_statistic_ext",
+    "pg_tables",
+    "pg_tablespace",
+    "pg_trigger",
+    "pg_type",
+    "pg_user",
+];
+
+/// Built-in types: (oid, name, length, category).
+const TYPES: &[(i64, &str, i64, &str)] = &[
+    (16, "bool", 1, "B"),
+    (17, "bytea", -1, "U"),
+    (18, "char", 1, "Z"),
+    (19, "name", 64, "S"),
+    (20, "int8", 8, "N"),
+    (21, "int2", 2, "N"),
+    (23, "int4", 4, "N"),
+    (25, "text", -1, "S"),
+    (26, "oid", 4, "N"),
+    (114, "json", -1, "U"),
+    (700, "float4", 4, "N"),
+    (701, "float8", 8, "N"),
+    (1042, "bpchar", -1, "S"),
+    (1043, "varchar", -1, "S"),
+    (1082, "date", 4, "D"),
+    (1083, "time", 8, "D"),
+    (1114, "timestamp", 8, "D"),
+    (1184, "timestamptz", 8, "D"),
+    (1186, "interval", 16, "T"),
+    (1700, "numeric", -1, "N"),
+    (2205, "regclass", 4, "N"),
+    (2206, "regtype", 4, "N"),
+    (2950, "uuid", 16, "U"),
+    (3802, "jsonb", -1, "U"),
+];
+
+/// `pg_attribute.atttypmod` of a column type.
+pub fn typmod(ty: &SqlType) -> i64 {
+    match ty {
+        SqlType::Varchar(Some(n)) | SqlType::Char(n) => *n as i64 + 4,
+        SqlType::Numeric { precision, scale } => {
+            (((*precision as i64) << 16) | (*scale as i64 & 0xFFFF)) + 4
+        }
+        _ => -1,
+    }
+}
+
+fn type_len(oid: i64) -> i64 {
+    TYPES.iter().find(|t| t.0 == oid).map(|t| t.2).unwrap_or(-1)
+}
+
+pub struct PgCatalogSchema {
+    database: String,
+    slot: TxnSlot,
+}
+
+impl PgCatalogSchema {
+    pub fn new(database: String, slot: TxnSlot) -> Self {
+        PgCatalogSchema { database, slot }
+    }
+
+    fn user_tables(&self) -> DfResult<Vec<Arc<TableDescriptor>>> {
+        let txn = self.slot.lock().clone().ok_or_else(|| {
+            DataFusionError::External(Box::new(SqlError::Internal(
+                "no transaction for catalog read".into(),
+            )))
+        })?;
+        Ok(catalog::list_tables(&txn, &self.database)?)
+    }
+
+    fn build(&self, name: &str) -> DfResult<Option<CatalogTable>> {
+        let t = match name {
+            "pg_namespace" => {
+                let mut t = CatalogTable::new(PG_NAMESPACE);
+                t.rows.push(vec![
+                    V::I(PG_CATALOG_OID),
+                    s("pg_catalog"),
+                    V::I(OWNER_OID),
+                    V::N,
+                ]);
+                t.rows
+                    .push(vec![V::I(PUBLIC_OID), s("public"), V::I(OWNER_OID), V::N]);
+                t.rows.push(vec![
+                    V::I(INFORMATION_SCHEMA_OID),
+                    s("information_schema"),
+                    V::I(OWNER_OID),
+                    V::N,
+                ]);
+                t
+            }
+            "pg_class" => {
+                let mut t = CatalogTable::new(PG_CLASS);
+                for d in self.user_tables()? {
+                    let oid = d.oid() as i64;
+                    let natts = d.visible_columns().len() as i64;
+                    let mut row = |oid: i64,
+                                   name: String,
+                                   am: i64,
+                                   kind: &str,
+                                   natts: i64,
+                                   has_index: bool| {
+                        t.rows.push(vec![
+                            V::I(oid),
+                            s(name),
+                            V::I(PUBLIC_OID),
+                            V::I(0),
+                            V::I(0),
+                            V::I(OWNER_OID),
+                            V::I(am),
+                            V::I(oid),
+                            V::I(0),
+                            V::I(0),
+                            V::F(-1.0),
+                            V::I(0),
+                            V::I(0),
+                            V::B(has_index),
+                            V::B(false),
+                            s("p"),
+                            s(kind),
+                            V::I(natts),
+                            V::I(0),
+                            V::B(false),
+                            V::B(false),
+                            V::B(false),
+                            V::B(false),
+                            V::B(false),
+                            V::B(true),
+                            s("d"),
+                            V::B(false),
+                            V::I(0),
+                            V::I(0),
+                            V::I(0),
+                            V::N,
+                            V::N,
+                            V::N,
+                        ]);
+                    };
+                    let has_pk = !d.has_hidden_rowid();
+                    row(oid, d.name.clone(), 2, "r", natts, has_pk);
+                    if has_pk {
+                        row(
+                            oid + INDEX_OID_OFFSET,
+                            d.pkey_name(),
+                            403,
+                            "i",
+                            d.primary_key.len() as i64,
+                            false,
+                        );
+                    }
+                }
+                t
+            }
+            "pg_attribute" => {
+                let mut t = CatalogTable::new(PG_ATTRIBUTE);
+                for d in self.user_tables()? {
+                    for (num, pos) in d.visible_columns().iter().enumerate() {
+                        let c = &d.columns[*pos];
+                        let ty = c.ty.pg_oid() as i64;
+                        t.rows.push(vec![
+                            V::I(d.oid() as i64),
+                            s(c.name.clone()),
+                            V::I(ty),
+                            V::I(-1),
+                            V::I(type_len(ty)),
+                            V::I(num as i64 + 1),
+                            V::I(0),
+                            V::I(-1),
+                            V::I(typmod(&c.ty)),
+                            V::B(type_len(ty) > 0 && type_len(ty) <= 8),
+                            s("i"),
+                            s("p"),
+                            s(""),
+                            V::B(!c.nullable),
+                            V::B(false),
+                            V::B(false),
+                            s(""),
+                            s(""),
+                            V::B(false),
+                            V::B(true),
+                            V::I(0),
+                            V::I(0),
+                            V::N,
+                            V::N,
+                            V::N,
+                            V::N,
+                        ]);
+                    }
+                }
+                t
+            }
+            "pg_type" => {
+                let mut t = CatalogTable::new(PG_TYPE);
+                for (oid, name, len, cat) in TYPES {
+                    t.rows.push(vec![
+                        V::I(*oid),
+                        s(*name),
+                        V::I(PG_CATALOG_OID),
+                        V::I(OWNER_OID),
+                        V::I(*len),
+                        V::B(*len > 0 && *len <= 8),
+                        s("b"),
+                        s(*cat),
+                        V::B(false),
+                        V::B(true),
+                        s(","),
+                        V::I(0),
+                        V::I(0),
+                        V::I(0),
+                        V::I(0),
+                        s(format!("{name}in")),
+                        s(format!("{name}out")),
+                        s(format!("{name}recv")),
+                        s(format!("{name}send")),
+                        s("i"),
+                        s("p"),
+                        V::B(false),
+                        V::I(0),
+                        V::I(-1),
+                        V::I(0),
+                        V::I(0),
+                        V::N,
+                    ]);
+                }
+                t
+            }
+            "pg_database" => {
+                let mut t = CatalogTable::new(PG_DATABASE);
+                for db in DATABASES {
+                    t.rows.push(vec![
+                        V::I(database_oid(db)),
+                        s(*db),
+                        V::I(OWNER_OID),
+                        V::I(6),
+                        s("c"),
+                        V::B(false),
+                        V::B(true),
+                        V::I(-1),
+                        V::I(0),
+                        V::I(0),
+                        V::I(1663),
+                        s("C.UTF-8"),
+                        s("C.UTF-8"),
+                        V::N,
+                        V::N,
+                        V::N,
+                    ]);
+                }
+                t
+            }
+            "pg_am" => {
+                let mut t = CatalogTable::new(PG_AM);
+                t.rows
+                    .push(vec![V::I(2), s("heap"), s("heap_tableam_handler"), s("t")]);
+                t.rows
+                    .push(vec![V::I(403), s("btree"), s("bthandler"), s("i")]);
+                t
+            }
+            "pg_index" => {
+                let mut t = CatalogTable::new(PG_INDEX);
+                for d in self.user_tables()? {
+                    if d.has_hidden_rowid() {
+                        continue;
+                    }
+                    let oid = d.oid() as i64;
+                    let key = attnums(&d);
+                    t.rows.push(vec![
+                        V::I(oid + INDEX_OID_OFFSET),
+                        V::I(oid),
+                        V::I(d.primary_key.len() as i64),
+                        V::I(d.primary_key.len() as i64),
+                        V::B(true),
+                        V::B(false),
+                        V::B(true),
+                        V::B(false),
+                        V::B(true),
+                        V::B(false),
+                        V::B(true),
+                        V::B(false),
+                        V::B(true),
+                        V::B(true),
+                        V::B(false),
+                        s(key),
+                        s(""),
+                        s(""),
+                        s(""),
+                        V::N,
+                        V::N,
+                    ]);
+                }
+                t
+            }
+            "pg_constraint" => {
+                let mut t = CatalogTable::new(PG_CONSTRAINT);
+                for d in self.user_tables()? {
+                    if d.has_hidden_rowid() {
+                        continue;
+                    }
+                    let oid = d.oid() as i64;
+                    t.rows.push(vec![
+                        V::I(oid + 2 * INDEX_OID_OFFSET),
+                        s(d.pkey_name()),
+                        V::I(PUBLIC_OID),
+                        s("p"),
+                        V::B(false),
+                        V::B(false),
+                        V::B(true),
+                        V::I(oid),
+                        V::I(0),
+                        V::I(oid + INDEX_OID_OFFSET),
+                        V::I(0),
+                        V::I(0),
+                        s(" "),
+                        s(" "),
+                        s(" "),
+                        V::B(true),
+                        V::I(0),
+                        V::B(true),
+                        s(format!("{{{}}}", attnums(&d).replace(' ', ","))),
+                        V::N,
+                        V::N,
+                    ]);
+                }
+                t
+            }
+            "pg_roles" | "pg_user" => {
+                let mut t = CatalogTable::new(PG_ROLES);
+                t.rows.push(vec![
+                    V::I(OWNER_OID),
+                    s("shoal"),
+                    V::B(true),
+                    V::B(true),
+                    V::B(true),
+                    V::B(true),
+                    V::B(true),
+                    V::B(true),
+                    V::I(-1),
+                    s("********"),
+                    V::N,
+                    V::B(true),
+                    V::N,
+                ]);
+                t
+            }
+            "pg_tablespace" => {
+                let mut t = CatalogTable::new(PG_TABLESPACE);
+                t.rows.push(vec![
+                    V::I(1663),
+                    s("pg_default"),
+                    V::I(OWNER_OID),
+                    V::N,
+                    V::N,
+                ]);
+                t
+            }
+            "pg_tables" => {
+                let mut t = CatalogTable::new(PG_TABLES);
+                for d in self.user_tables()? {
+                    t.rows.push(vec![
+                        s("public"),
+                        s(d.name.clone()),
+                        s("shoal"),
+                        V::N,
+                        V::B(!d.has_hidden_rowid()),
+                        V::B(false),
+                        V::B(false),
+                        V::B(false),
+                    ]);
+                }
+                t
+            }
+            "pg_attrdef" => CatalogTable::new(PG_ATTRDEF),
+            "pg_description" => CatalogTable::new(PG_DESCRIPTION),
+            "pg_inherits" => CatalogTable::new(PG_INHERITS),
+            "pg_collation" => CatalogTable::new(PG_COLLATION),
+            "pg_policy" => CatalogTable::new(PG_POLICY),
+            "pg_statistic_ext" => CatalogTable::new(PG_STATISTIC_EXT),
+            "pg_publication" => CatalogTable::new(PG_PUBLICATION),
+            "pg_publication_rel" => CatalogTable::new(PG_PUBLICATION_REL),
+            "pg_publication_namespace" => CatalogTable::new(PG_PUBLICATION_NAMESPACE),
+            "pg_trigger" => CatalogTable::new(PG_TRIGGER),
+            "pg_rewrite" => CatalogTable::new(PG_REWRITE),
+            "pg_range" => CatalogTable::new(PG_RANGE),
+            "pg_enum" => CatalogTable::new(PG_ENUM),
+            "pg_sequence" => CatalogTable::new(PG_SEQUENCE),
+            "pg_proc" => CatalogTable::new(PG_PROC),
+            "pg_settings" => CatalogTable::new(PG_SETTINGS),
+            _ => return Ok(None),
+        };
+        Ok(Some(t))
+    }
+}
+
+/// `pg_index.indkey`: 1-based column numbers of the key, space separated.
+fn attnums(d: &TableDescriptor) -> String {
+    let visible = d.visible_columns();
+    d.primary_key
+        .iter()
+        .map(|p| (visible.iter().position(|v| v == p).unwrap_or(0) + 1).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl fmt::Debug for PgCatalogSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgCatalogSchema({})", self.database)
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalogSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.build(name)? {
+            Some(t) => Ok(Some(t.into_provider()?)),
+            None => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}

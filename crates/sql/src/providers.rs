@@ -1,0 +1,123 @@
+//! How DataFusion finds Shoal's tables: catalog and schema providers.
+//!
+//! A session registers one [`ShoalCatalog`] named after its database. The
+//! `public` schema resolves names through the KV catalog, reading with the
+//! session's current transaction (held in a [`TxnSlot`]); so a table created
+//! earlier in the same transaction is visible and one dropped is gone.
+//!
+//! DML plans its reads through the same providers under a reserved name
+//! ([`DML_PREFIX`] + table name) that also exposes hidden key columns, so
+//! `DELETE` and `UPDATE` can address rows of tables without a primary key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::datasource::TableProvider;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use parking_lot::Mutex;
+use shoal_kv::Txn;
+
+use crate::catalog;
+use crate::error::SqlError;
+use crate::pg_catalog::{PG_CATALOG, PgCatalogSchema};
+use crate::scan::TableScan;
+
+/// Table names starting with this resolve to the DML view of a table.
+pub const DML_PREFIX: &str = "shoal_dml$";
+
+/// The schema user tables live in.
+pub const PUBLIC_SCHEMA: &str = "public";
+
+/// The transaction the session's current statement runs in.
+pub type TxnSlot = Arc<Mutex<Option<Arc<Txn>>>>;
+
+pub struct ShoalCatalog {
+    public: Arc<ShoalSchema>,
+    pg_catalog: Arc<PgCatalogSchema>,
+}
+
+impl ShoalCatalog {
+    pub fn new(database: String, slot: TxnSlot) -> ShoalCatalog {
+        ShoalCatalog {
+            pg_catalog: Arc::new(PgCatalogSchema::new(database.clone(), slot.clone())),
+            public: Arc::new(ShoalSchema { database, slot }),
+        }
+    }
+}
+
+impl fmt::Debug for ShoalCatalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShoalCatalog({})", self.public.database)
+    }
+}
+
+impl CatalogProvider for ShoalCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![PUBLIC_SCHEMA.to_string(), PG_CATALOG.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match name {
+            PUBLIC_SCHEMA => Some(self.public.clone() as Arc<dyn SchemaProvider>),
+            PG_CATALOG => Some(self.pg_catalog.clone() as Arc<dyn SchemaProvider>),
+            _ => None,
+        }
+    }
+}
+
+pub struct ShoalSchema {
+    database: String,
+    slot: TxnSlot,
+}
+
+impl fmt::Debug for ShoalSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShoalSchema({}.public)", self.database)
+    }
+}
+
+impl ShoalSchema {
+    fn txn(&self) -> DfResult<Arc<Txn>> {
+        self.slot.lock().clone().ok_or_else(|| {
+            DataFusionError::External(Box::new(SqlError::Internal(
+                "no transaction for catalog lookup".into(),
+            )))
+        })
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for ShoalSchema {
+    fn table_names(&self) -> Vec<String> {
+        let Ok(txn) = self.txn() else {
+            return Vec::new();
+        };
+        match catalog::list_tables(&txn, &self.database) {
+            Ok(tables) => tables.iter().map(|t| t.name.clone()).collect(),
+            Err(e) => {
+                tracing::warn!("listing tables failed: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let txn = self.txn()?;
+        let (name, with_hidden) = match name.strip_prefix(DML_PREFIX) {
+            Some(rest) => (rest, true),
+            None => (name, false),
+        };
+        let desc = catalog::table_by_name(&txn, &self.database, PUBLIC_SCHEMA, name)?;
+        Ok(desc.map(|d| Arc::new(TableScan::new(d, txn, with_hidden)) as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        let Ok(txn) = self.txn() else { return false };
+        matches!(
+            catalog::table_by_name(&txn, &self.database, PUBLIC_SCHEMA, name),
+            Ok(Some(_))
+        )
+    }
+}

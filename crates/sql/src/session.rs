@@ -1,0 +1,563 @@
+//! A client session: transaction state, variables, and the dispatch of each
+//! statement to DataFusion (queries) or to Shoal's own DDL and DML code.
+//!
+//! ## Transactions
+//!
+//! A session is either idle, inside an explicit transaction block
+//! (`BEGIN`…`COMMIT`), or inside a failed block. A statement outside a block
+//! runs in an implicit transaction that commits when the statement succeeds
+//! and is discarded when it fails, so every statement is atomic. Inside a
+//! block, a failing statement puts the block into the failed state: its
+//! writes were never applied (DML applies a statement's writes only once all
+//! of them are computed and checked), and every later statement is refused
+//! with 25P02 until `ROLLBACK` (or `COMMIT`, which then rolls back).
+//!
+//! ## Statements
+//!
+//! The statement's transaction is put into the session's [`TxnSlot`] before
+//! planning, so DataFusion's catalog lookups and table scans read the same
+//! snapshot the statement writes against. Queries are planned and run by
+//! DataFusion; `INSERT`, `UPDATE` and `DELETE` compute their rows with a
+//! DataFusion query and write through the transaction (see `dml.rs`);
+//! `CREATE TABLE` and `DROP TABLE` change the catalog (see `ddl.rs`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use shoal_kv::{Kv, Txn};
+
+use crate::error::{Result, SqlError};
+use crate::functions;
+use crate::providers::{ShoalCatalog, TxnSlot};
+use crate::vars::Vars;
+use crate::{ddl, dml};
+
+/// Databases every cluster has; more come with `CREATE DATABASE` later.
+pub const DATABASES: &[&str] = &["shoal", "postgres"];
+
+/// The shared state of a node's SQL layer; sessions are opened from it.
+pub struct Database {
+    kv: Arc<Kv>,
+}
+
+impl Database {
+    pub fn new(kv: Arc<Kv>) -> Arc<Database> {
+        Arc::new(Database { kv })
+    }
+
+    pub fn kv(&self) -> &Arc<Kv> {
+        &self.kv
+    }
+
+    /// Opens a session on `database` for `user`.
+    pub fn open_session(self: &Arc<Self>, database: &str, user: &str) -> Result<Session> {
+        if !DATABASES.contains(&database) {
+            return Err(SqlError::UndefinedDatabase(database.to_string()));
+        }
+        let slot: TxnSlot = Arc::default();
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(database, crate::providers::PUBLIC_SCHEMA)
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(
+            database,
+            Arc::new(ShoalCatalog::new(database.to_string(), slot.clone())),
+        );
+        functions::register(&ctx, database, user);
+        functions::register_catalog_functions(&ctx, database, slot.clone());
+        Ok(Session {
+            db: self.clone(),
+            database: database.to_string(),
+            user: user.to_string(),
+            ctx,
+            slot,
+            state: TxnState::Idle,
+            vars: Vars::default(),
+        })
+    }
+}
+
+/// Where the session stands with respect to transaction blocks; reported to
+/// the client in every ReadyForQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStatus {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+enum TxnState {
+    Idle,
+    InBlock(Arc<Txn>),
+    Failed,
+}
+
+/// What a statement produced.
+#[derive(Debug)]
+pub enum Output {
+    /// Rows, with their schema (also for zero rows).
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// A command tag such as `INSERT 0 3` (`rows` present) or `CREATE TABLE`.
+    Command {
+        tag: String,
+        rows: Option<u64>,
+    },
+    /// A transaction block began, ended (committed) or was rolled back.
+    Begin,
+    Commit,
+    Rollback,
+}
+
+impl Output {
+    pub fn command(tag: &str) -> Output {
+        Output::Command {
+            tag: tag.to_string(),
+            rows: None,
+        }
+    }
+
+    pub fn count(tag: &str, rows: u64) -> Output {
+        Output::Command {
+            tag: tag.to_string(),
+            rows: Some(rows),
+        }
+    }
+}
+
+/// What the extended protocol needs to know about a statement before it runs.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Type of each `$n`, `None` where nothing tells it (then clients send text).
+    pub param_types: Vec<Option<DataType>>,
+    /// Columns of the result, or None for statements that return no rows.
+    pub schema: Option<SchemaRef>,
+}
+
+pub struct Session {
+    db: Arc<Database>,
+    database: String,
+    user: String,
+    ctx: SessionContext,
+    slot: TxnSlot,
+    state: TxnState,
+    vars: Vars,
+}
+
+impl Session {
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    pub fn txn_status(&self) -> TxnStatus {
+        match self.state {
+            TxnState::Idle => TxnStatus::Idle,
+            TxnState::InBlock(_) => TxnStatus::InBlock,
+            TxnState::Failed => TxnStatus::Failed,
+        }
+    }
+
+    /// Splits SQL text into statements (PostgreSQL dialect).
+    pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+        Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .map_err(|e| SqlError::Syntax(syntax_message(&e.to_string())))
+    }
+
+    /// Describes a statement for the extended protocol without running it.
+    pub async fn prepare(&mut self, stmt: &Statement) -> Result<Prepared> {
+        let mut stmt = stmt.clone();
+        crate::compat::rewrite(&mut stmt);
+        let stmt = &stmt;
+        if matches!(self.state, TxnState::Failed) && !is_txn_end(stmt) {
+            return Err(SqlError::InFailedTransaction);
+        }
+        let (txn, implicit) = self.statement_txn();
+        *self.slot.lock() = Some(txn.clone());
+        let result = self.prepare_in(stmt, &txn).await;
+        if implicit {
+            txn.rollback();
+        }
+        *self.slot.lock() = None;
+        result
+    }
+
+    async fn prepare_in(&mut self, stmt: &Statement, txn: &Arc<Txn>) -> Result<Prepared> {
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                let plan = self.plan(stmt).await?;
+                Ok(Prepared {
+                    param_types: param_types(&plan)?,
+                    schema: Some(Arc::new(plan.schema().as_arrow().clone())),
+                })
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Ok(Prepared {
+                param_types: dml::param_types(self, txn, stmt).await?,
+                schema: None,
+            }),
+            Statement::ShowVariable { variable } => Ok(Prepared {
+                param_types: Vec::new(),
+                schema: Some(show_schema(&self.show_name(variable))),
+            }),
+            _ => Ok(Prepared {
+                param_types: Vec::new(),
+                schema: None,
+            }),
+        }
+    }
+
+    /// Runs one statement with the given parameter values.
+    pub async fn execute(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        let mut stmt = stmt.clone();
+        crate::compat::rewrite(&mut stmt);
+        let stmt = &stmt;
+        match stmt {
+            Statement::StartTransaction { modes, .. } => return self.begin(modes),
+            Statement::Commit { chain: false, .. } => return self.commit(),
+            Statement::Rollback {
+                chain: false,
+                savepoint: None,
+            } => return Ok(self.rollback()),
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. } => {
+                if matches!(self.state, TxnState::Failed) {
+                    return Err(SqlError::InFailedTransaction);
+                }
+                return Err(SqlError::NotSupported("savepoints".into()));
+            }
+            _ => {}
+        }
+        if matches!(self.state, TxnState::Failed) {
+            return Err(SqlError::InFailedTransaction);
+        }
+        let (txn, implicit) = self.statement_txn();
+        *self.slot.lock() = Some(txn.clone());
+        let result = self.dispatch(stmt, params, &txn).await;
+        *self.slot.lock() = None;
+        match (result, implicit) {
+            (Ok(out), true) => {
+                txn.commit()?;
+                Ok(out)
+            }
+            (Ok(out), false) => Ok(out),
+            (Err(e), true) => {
+                txn.rollback();
+                Err(e)
+            }
+            (Err(e), false) => {
+                txn.rollback();
+                self.state = TxnState::Failed;
+                Err(e)
+            }
+        }
+    }
+
+    /// The transaction a statement runs in: the open block's, or a new
+    /// implicit one (then `true`).
+    fn statement_txn(&self) -> (Arc<Txn>, bool) {
+        match &self.state {
+            TxnState::InBlock(txn) => (txn.clone(), false),
+            _ => (self.db.kv.begin(), true),
+        }
+    }
+
+    async fn dispatch(
+        &mut self,
+        stmt: &Statement,
+        params: Vec<ScalarValue>,
+        txn: &Arc<Txn>,
+    ) -> Result<Output> {
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                let plan = self.plan(stmt).await?;
+                self.run_query(plan, params).await
+            }
+            Statement::Insert(insert) => dml::insert(self, txn, insert, params).await,
+            Statement::Update(update) => dml::update(self, txn, update, params).await,
+            Statement::Delete(delete) => dml::delete(self, txn, delete, params).await,
+            Statement::CreateTable(create) => ddl::create_table(txn, &self.database, create),
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => ddl::drop(
+                txn,
+                &self.database,
+                *object_type,
+                *if_exists,
+                names,
+                *cascade,
+            ),
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(variable),
+            Statement::Truncate(_) => Err(SqlError::NotSupported("TRUNCATE".into())),
+            other => Err(SqlError::NotSupported(format!(
+                "statement {}",
+                statement_keyword(other)
+            ))),
+        }
+    }
+
+    /// Plans a statement with DataFusion.
+    pub(crate) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        Ok(state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .await?)
+    }
+
+    /// Plans SQL text with DataFusion (used by DML for its internal queries).
+    pub(crate) async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
+        let stmt = Self::parse(sql)?
+            .pop()
+            .ok_or_else(|| SqlError::Internal("empty internal query".into()))?;
+        self.plan(&stmt).await
+    }
+
+    /// Binds parameters and runs a query plan to completion.
+    pub(crate) async fn run_query(
+        &self,
+        plan: LogicalPlan,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let batches = self.collect(plan, params).await?;
+        Ok(Output::Rows { schema, batches })
+    }
+
+    pub(crate) async fn collect(
+        &self,
+        plan: LogicalPlan,
+        params: Vec<ScalarValue>,
+    ) -> Result<Vec<RecordBatch>> {
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.replace_params_with_values(&ParamValues::from(params))?
+        };
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        Ok(df.collect().await?)
+    }
+
+    fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Output> {
+        for mode in modes {
+            match mode {
+                ast::TransactionMode::IsolationLevel(
+                    ast::TransactionIsolationLevel::Serializable,
+                ) => {
+                    return Err(SqlError::NotSupported(
+                        "SERIALIZABLE isolation (Shoal gives snapshot isolation, REPEATABLE READ, for now)".into(),
+                    ));
+                }
+                ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadOnly) => {
+                    return Err(SqlError::NotSupported("READ ONLY transactions".into()));
+                }
+                _ => {}
+            }
+        }
+        match self.state {
+            TxnState::Idle => {
+                self.state = TxnState::InBlock(self.db.kv.begin());
+                Ok(Output::Begin)
+            }
+            // PostgreSQL warns and stays in the block.
+            TxnState::InBlock(_) => Ok(Output::Begin),
+            TxnState::Failed => Err(SqlError::InFailedTransaction),
+        }
+    }
+
+    fn commit(&mut self) -> Result<Output> {
+        match std::mem::replace(&mut self.state, TxnState::Idle) {
+            TxnState::Idle => Ok(Output::Commit),
+            TxnState::InBlock(txn) => {
+                txn.commit()?;
+                Ok(Output::Commit)
+            }
+            TxnState::Failed => Ok(Output::Rollback),
+        }
+    }
+
+    fn rollback(&mut self) -> Output {
+        if let TxnState::InBlock(txn) = std::mem::replace(&mut self.state, TxnState::Idle) {
+            txn.rollback();
+        }
+        Output::Rollback
+    }
+
+    fn set(&mut self, set: &ast::Set) -> Result<Output> {
+        match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string();
+                let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
+                self.vars.set(&name, &value)?;
+            }
+            ast::Set::SetTimeZone { value, .. } => {
+                self.vars.set("TimeZone", &set_value(value))?;
+            }
+            ast::Set::SetNames { charset_name, .. } => {
+                self.vars.set("client_encoding", &charset_name.value)?;
+            }
+            ast::Set::SetTransaction { modes, .. } => {
+                for mode in modes {
+                    if let ast::TransactionMode::IsolationLevel(level) = mode {
+                        self.vars.set("transaction_isolation", &level.to_string())?;
+                    }
+                }
+            }
+            other => return Err(SqlError::NotSupported(format!("{other}"))),
+        }
+        Ok(Output::command("SET"))
+    }
+
+    fn show_name(&self, variable: &[ast::Ident]) -> String {
+        let name = variable
+            .iter()
+            .map(|i| i.value.clone())
+            .collect::<Vec<_>>()
+            .join(" ");
+        match name.to_lowercase().as_str() {
+            "time zone" => "TimeZone".into(),
+            "transaction isolation level" => "transaction_isolation".into(),
+            _ => self
+                .vars
+                .canonical_name(&name)
+                .map(str::to_string)
+                .unwrap_or(name),
+        }
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
+        let name = self.show_name(variable);
+        if name.eq_ignore_ascii_case("all") {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("setting", DataType::Utf8, false),
+            ]));
+            let (names, values): (Vec<&str>, Vec<&str>) = self.vars.all().unzip();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(StringArray::from(values)),
+                ],
+            )
+            .map_err(|e| SqlError::Internal(e.to_string()))?;
+            return Ok(Output::Rows {
+                schema,
+                batches: vec![batch],
+            });
+        }
+        let Some(value) = self.vars.get(&name) else {
+            return Err(SqlError::UndefinedObject(format!(
+                "unrecognized configuration parameter \"{name}\""
+            )));
+        };
+        let schema = show_schema(&name);
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![value]))],
+        )
+        .map_err(|e| SqlError::Internal(e.to_string()))?;
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let TxnState::InBlock(txn) = &self.state {
+            txn.rollback();
+        }
+    }
+}
+
+fn show_schema(name: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        name.to_lowercase(),
+        DataType::Utf8,
+        false,
+    )]))
+}
+
+/// The text of a `SET` value: string literals without quotes, anything else
+/// as written.
+fn set_value(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn is_txn_end(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. })
+}
+
+/// The parameter types of a plan, ordered `$1`, `$2`, ….
+pub(crate) fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let types = plan.get_parameter_types()?;
+    let mut out = Vec::new();
+    for (id, ty) in types {
+        let n: usize = id
+            .trim_start_matches('$')
+            .parse()
+            .map_err(|_| SqlError::Syntax(format!("invalid parameter name {id}")))?;
+        if n == 0 {
+            return Err(SqlError::Syntax("there is no parameter $0".into()));
+        }
+        if out.len() < n {
+            out.resize(n, None);
+        }
+        out[n - 1] = ty;
+    }
+    Ok(out)
+}
+
+/// The leading keyword(s) of a statement, for "not supported" messages.
+fn statement_keyword(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// sqlparser's messages read "sql parser error: Expected: …"; PostgreSQL says
+/// "syntax error at or near …". Keep sqlparser's detail, drop its prefix.
+fn syntax_message(m: &str) -> String {
+    let m = m.strip_prefix("sql parser error: ").unwrap_or(m);
+    format!("syntax error: {m}")
+}

@@ -1,0 +1,142 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: a panic is the failure report
+//! End-to-end test support: real `shoal` processes on loopback.
+//!
+//! [`TestNode`] starts the `shoal` binary (built into the same target
+//! directory as the tests) on free 127.0.0.1 ports with a store in a
+//! temporary directory, waits until it accepts PostgreSQL connections, and
+//! stops it — by its pid, and only it — when dropped. `kill9` and `restart`
+//! exercise crash recovery on the same store.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+/// Path of the `shoal` binary next to the running test executable.
+pub fn shoal_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SHOAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/shoal
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("shoal");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p shoal)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+pub struct TestNode {
+    pub store: tempfile::TempDir,
+    pub sql_addr: SocketAddr,
+    pub listen_addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    /// Starts a node on a fresh store and waits until it serves SQL.
+    pub async fn start() -> TestNode {
+        let store = tempfile::tempdir().expect("temp dir");
+        let mut node = TestNode {
+            store,
+            sql_addr: free_addr(),
+            listen_addr: free_addr(),
+            child: None,
+        };
+        node.spawn().await;
+        node
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(shoal_bin())
+            .arg("start")
+            .arg("--store")
+            .arg(self.store.path())
+            .arg("--sql-addr")
+            .arg(self.sql_addr.to_string())
+            .arg("--listen-addr")
+            .arg(self.listen_addr.to_string())
+            .env("SHOAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn shoal");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if tokio_postgres::connect(&self.conn_str(), NoTls)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("shoal exited during startup: {status}");
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shoal did not accept connections within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn conn_str(&self) -> String {
+        format!(
+            "host={} port={} user=shoal dbname=shoal",
+            self.sql_addr.ip(),
+            self.sql_addr.port()
+        )
+    }
+
+    /// A new client connection; its driver task runs in the background.
+    pub async fn connect(&self) -> Client {
+        let (client, conn) = tokio_postgres::connect(&self.conn_str(), NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the node again on the same store and ports.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

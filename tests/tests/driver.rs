@@ -1,0 +1,235 @@
+//! tokio-postgres against a real node: prepared statements, parameters and
+//! binary results for every supported type, errors with their SQLSTATE.
+
+use shoal_tests::TestNode;
+use tokio_postgres::error::SqlState;
+
+#[tokio::test]
+async fn prepared_statements_with_binary_results() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, age integer, small smallint,
+           score double precision, ratio real, active boolean, avatar bytea, born date,
+           seen timestamp, seen_tz timestamptz, ext uuid, balance numeric(12,2), code varchar(8))",
+    )
+    .await
+    .unwrap();
+    let insert = c
+        .prepare("INSERT INTO users VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+        .await
+        .unwrap();
+    let born = chrono::NaiveDate::from_ymd_opt(1990, 5, 17).unwrap();
+    let seen = born.and_hms_micro_opt(8, 30, 0, 250).unwrap();
+    let seen_tz = chrono::DateTime::<chrono::Utc>::from_naive_utc_and_offset(seen, chrono::Utc);
+    let ext = uuid::Uuid::parse_str("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
+    let balance = rust_decimal::Decimal::new(123456, 2);
+    let n = c
+        .execute(
+            &insert,
+            &[
+                &1i64,
+                &"ada",
+                &36i32,
+                &7i16,
+                &99.5f64,
+                &0.25f32,
+                &true,
+                &vec![0u8, 1, 255],
+                &born,
+                &seen,
+                &seen_tz,
+                &ext,
+                &balance,
+                &"abc",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let row = c
+        .query_one("SELECT * FROM users WHERE id = $1", &[&1i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>("id"), 1);
+    assert_eq!(row.get::<_, &str>("name"), "ada");
+    assert_eq!(row.get::<_, i32>("age"), 36);
+    assert_eq!(row.get::<_, i16>("small"), 7);
+    assert_eq!(row.get::<_, f64>("score"), 99.5);
+    assert_eq!(row.get::<_, f32>("ratio"), 0.25);
+    assert!(row.get::<_, bool>("active"));
+    assert_eq!(row.get::<_, Vec<u8>>("avatar"), vec![0u8, 1, 255]);
+    assert_eq!(row.get::<_, chrono::NaiveDate>("born"), born);
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>("seen"), seen);
+    assert_eq!(
+        row.get::<_, chrono::DateTime<chrono::Utc>>("seen_tz"),
+        seen_tz
+    );
+    assert_eq!(row.get::<_, uuid::Uuid>("ext"), ext);
+    assert_eq!(row.get::<_, rust_decimal::Decimal>("balance"), balance);
+    assert_eq!(row.get::<_, &str>("code"), "abc");
+
+    // NULLs through parameters and back.
+    c.execute(
+        "INSERT INTO users (id, name, age) VALUES ($1, $2, $3)",
+        &[&2i64, &"bob", &None::<i32>],
+    )
+    .await
+    .unwrap();
+    let row = c
+        .query_one("SELECT age, avatar FROM users WHERE id = $1", &[&2i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i32>>(0), None);
+    assert_eq!(row.get::<_, Option<Vec<u8>>>(1), None);
+
+    // The same prepared statement many times; UPDATE and DELETE counts.
+    let by_id = c
+        .prepare("SELECT name FROM users WHERE id = $1")
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let r = c.query(&by_id, &[&2i64]).await.unwrap();
+        assert_eq!(r.len(), 1);
+    }
+    assert_eq!(
+        c.execute("UPDATE users SET age = $1 WHERE id >= $2", &[&40i32, &1i64])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        c.execute("DELETE FROM users WHERE id = $1", &[&2i64])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        c.execute("DELETE FROM users WHERE id = $1", &[&2i64])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE t (id integer PRIMARY KEY, v text NOT NULL)")
+        .await
+        .unwrap();
+    c.execute("INSERT INTO t VALUES (1, 'a')", &[])
+        .await
+        .unwrap();
+    let code = |e: tokio_postgres::Error| e.code().cloned();
+    assert_eq!(
+        code(
+            c.execute("INSERT INTO t VALUES (1, 'b')", &[])
+                .await
+                .unwrap_err()
+        ),
+        Some(SqlState::UNIQUE_VIOLATION)
+    );
+    assert_eq!(
+        code(
+            c.execute("INSERT INTO t (id) VALUES (2)", &[])
+                .await
+                .unwrap_err()
+        ),
+        Some(SqlState::NOT_NULL_VIOLATION)
+    );
+    assert_eq!(
+        code(c.query("SELECT * FROM missing", &[]).await.unwrap_err()),
+        Some(SqlState::UNDEFINED_TABLE)
+    );
+    assert_eq!(
+        code(c.query("SELECT nope FROM t", &[]).await.unwrap_err()),
+        Some(SqlState::UNDEFINED_COLUMN)
+    );
+    assert_eq!(
+        code(c.query("SELEKT 1", &[]).await.unwrap_err()),
+        Some(SqlState::SYNTAX_ERROR)
+    );
+    assert_eq!(
+        code(c.query("SELECT 1/0", &[]).await.unwrap_err()),
+        Some(SqlState::DIVISION_BY_ZERO)
+    );
+    assert_eq!(
+        code(
+            c.query("SELECT CAST('x' AS integer)", &[])
+                .await
+                .unwrap_err()
+        ),
+        Some(SqlState::INVALID_TEXT_REPRESENTATION)
+    );
+    // The connection is still usable after errors.
+    let row = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+}
+
+#[tokio::test]
+async fn connect_time_settings_and_functions() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute("SET application_name = 'it'; SET extra_float_digits = 3; SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'")
+        .await
+        .unwrap();
+    let v: String = c.query_one("SELECT version()", &[]).await.unwrap().get(0);
+    assert!(v.starts_with("PostgreSQL "), "{v}");
+    let db: String = c
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(db, "shoal");
+    let user: String = c
+        .query_one("SELECT current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, "shoal");
+    let rows = c.simple_query("SHOW application_name").await.unwrap();
+    let value = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("it"));
+}
+
+#[tokio::test]
+async fn hundreds_of_concurrent_connections() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE hits (id integer PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        clients.push(node.connect().await);
+    }
+    let mut tasks = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            client
+                .execute("INSERT INTO hits VALUES ($1)", &[&(i as i32)])
+                .await
+                .unwrap();
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM hits WHERE id = $1", &[&(i as i32)])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 1);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM hits", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 200);
+}
