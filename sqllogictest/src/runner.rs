@@ -28,7 +28,8 @@
 //! timeout the query is cancelled and the session reopened, because a dropped
 //! tokio-postgres future leaves its query running ahead of every later one. A closed
 //! connection fails the record in flight and the runner reconnects; session state such
-//! as an open transaction is lost, which the report notes. When reconnecting fails —
+//! as an open transaction is lost, which the report notes. A FATAL server error also
+//! ends the session, so it triggers the same reconnect, before the next record. When reconnecting fails —
 //! the server is gone — or the connection has been lost too often, or queries keep
 //! timing out, the rest of the file is abandoned: its records count as failed without
 //! being sent, so a crash never hangs the run or inflates the pass count.
@@ -61,7 +62,13 @@ pub struct RunConfig {
 #[derive(Debug)]
 pub enum Exec {
     Rows(Vec<Vec<Option<String>>>),
-    Error { code: String, message: String },
+    /// A server error. `fatal` (severity FATAL or PANIC) means the server also
+    /// closed the session, as PostgreSQL does after e.g. `pg_terminate_backend`.
+    Error {
+        code: String,
+        message: String,
+        fatal: bool,
+    },
     Lost(String),
     TimedOut(Duration),
 }
@@ -83,7 +90,7 @@ impl Session {
             tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(config, NoTls))
                 .await
                 .map_err(|_| format!("connecting timed out after {}s", CONNECT_TIMEOUT.as_secs()))?
-                .map_err(|e| format!("connecting failed: {e}"))?;
+                .map_err(|e| format!("connecting failed: {}", describe(&e)))?;
         let connection = tokio::spawn(async move {
             // The error also reaches the client as a closed connection; nothing to add.
             let _ = connection.await;
@@ -100,11 +107,13 @@ impl Session {
                     Some(db) => Exec::Error {
                         code: db.code().code().to_string(),
                         message: db.message().to_string(),
+                        fatal: matches!(db.severity(), "FATAL" | "PANIC"),
                     },
-                    None if e.is_closed() || self.client.is_closed() => Exec::Lost(e.to_string()),
+                    None if e.is_closed() || self.client.is_closed() => Exec::Lost(describe(&e)),
                     None => Exec::Error {
                         code: String::new(),
-                        message: e.to_string(),
+                        message: describe(&e),
+                        fatal: false,
                     },
                 };
             }
@@ -193,6 +202,19 @@ pub async fn run_file(
                     session = reopen(config, record.line, "timed out", report).await;
                 }
             }
+            // The record is judged on the error like any other, but the session is
+            // gone: reconnect now rather than fail the next record on a dead socket.
+            Exec::Error {
+                fatal: true,
+                message,
+                ..
+            } => {
+                timeouts_in_a_row = 0;
+                // Close the old socket before opening the new one.
+                drop(session.take());
+                let why = format!("ended the session ({message})");
+                session = reopen(config, record.line, &why, report).await;
+            }
             Exec::Lost(msg) => {
                 timeouts_in_a_row = 0;
                 reconnects += 1;
@@ -250,6 +272,22 @@ async fn reopen(config: &str, line: usize, why: &str, report: &mut FileReport) -
     }
 }
 
+/// A client error with its causes (`error connecting to server: Connection refused`);
+/// tokio-postgres's own `Display` stops at the outermost layer (`db error`).
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn is_sqlstate(pattern: &str) -> bool {
     pattern.len() == 5
         && pattern
@@ -272,7 +310,7 @@ pub fn judge(record: &Record, exec: Exec, state: &mut FileState) -> Result<(), F
     let rows = match exec {
         Exec::TimedOut(after) => return fail(format!("timed out after {}s", after.as_secs())),
         Exec::Lost(msg) => return fail(format!("connection lost: {msg}")),
-        Exec::Error { code, message } => {
+        Exec::Error { code, message, .. } => {
             return match &record.kind {
                 RecordKind::Statement {
                     expect: StatementExpect::Error(Some(p)),
@@ -405,6 +443,7 @@ mod tests {
         Exec::Error {
             code: code.into(),
             message: "boom".into(),
+            fatal: false,
         }
     }
 

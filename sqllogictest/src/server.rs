@@ -103,6 +103,9 @@ impl Node {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            return "(the log is empty)".to_string();
+        }
         let start = lines.len().saturating_sub(LOG_TAIL_LINES);
         lines[start..].join("\n")
     }

@@ -53,7 +53,12 @@ impl Kv {
             if let Some(ts) = mvcc::newest_version_ts(self.engine_for(key), key)?
                 && ts > read_ts
             {
-                tracing::debug!(key = %printable_key(key), read_ts, conflicting_ts = ts, "write conflict");
+                tracing::debug!(
+                    key = %printable_key(key),
+                    read_ts,
+                    conflicting_ts = ts,
+                    "write conflict"
+                );
                 return Err(KvError::WriteConflict {
                     key: printable_key(key),
                 });

@@ -20,6 +20,85 @@ pub fn rewrite(stmt: &mut Statement) {
         rewrite_expr(expr);
         ControlFlow::<()>::Continue(())
     });
+    match stmt {
+        Statement::Query(q) => name_outputs(q),
+        Statement::Insert(ins) => {
+            if let Some(q) = ins.source.as_mut() {
+                name_outputs(q)
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Marks the part of an output column name that only keeps it unique;
+/// [`output_name`] removes it before a client sees the name.
+pub const UNIQUE_SUFFIX: &str = "#shoal";
+
+/// The name a client sees for an output column.
+pub fn output_name(name: &str) -> &str {
+    name.split_once(UNIQUE_SUFFIX).map_or(name, |(n, _)| n)
+}
+
+/// PostgreSQL names output columns after the column or function they show
+/// (`?column?` otherwise) and allows duplicates; DataFusion names them by
+/// their full expression text and requires unique names. So every unnamed
+/// select item gets PostgreSQL's name as an alias, made unique with a suffix
+/// that is stripped again on output.
+fn name_outputs(q: &mut ast::Query) {
+    let ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in select.projection.iter_mut() {
+        let (name, expr) = match item {
+            ast::SelectItem::UnnamedExpr(e) => (pg_output_name(e), e.clone()),
+            ast::SelectItem::ExprWithAlias { alias, .. } => {
+                *seen.entry(alias.value.clone()).or_default() += 1;
+                continue;
+            }
+            _ => continue,
+        };
+        let count = seen.entry(name.clone()).or_default();
+        *count += 1;
+        let is_column = matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        if is_column && *count == 1 {
+            continue; // DataFusion names a column as PostgreSQL does
+        }
+        let alias = if *count == 1 {
+            name
+        } else {
+            format!("{name}{UNIQUE_SUFFIX}{count}")
+        };
+        *item = ast::SelectItem::ExprWithAlias {
+            expr,
+            alias: ast::Ident::with_quote('"', alias),
+        };
+    }
+}
+
+/// The output column name PostgreSQL gives an unnamed select item.
+fn pg_output_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => crate::names::fold(i),
+        Expr::CompoundIdentifier(parts) => parts.last().map(crate::names::fold).unwrap_or_default(),
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(crate::names::fold)
+            .unwrap_or_default(),
+        Expr::Cast {
+            expr, data_type, ..
+        } => match pg_output_name(expr).as_str() {
+            "?column?" => data_type.to_string().to_lowercase(),
+            other => other.to_string(),
+        },
+        Expr::Nested(inner) => pg_output_name(inner),
+        Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
 }
 
 fn is_pg_catalog(part: &ObjectNamePart) -> bool {

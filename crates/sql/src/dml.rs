@@ -45,23 +45,35 @@ pub async fn param_types(
     txn: &Arc<Txn>,
     stmt: &Statement,
 ) -> Result<Vec<Option<DataType>>> {
-    let plan = match stmt {
+    let (plan, hints) = match stmt {
         Statement::Insert(insert) => {
             let (desc, targets) = insert_target(session, txn, insert)?;
-            let query = insert_source(insert, &desc, &targets)?;
-            session.plan(&Statement::Query(Box::new(query))).await?
+            let (query, hints) = insert_source(insert, &desc, &targets)?;
+            (
+                session.plan(&Statement::Query(Box::new(query))).await?,
+                hints,
+            )
         }
         Statement::Update(update) => {
-            let (sql, _, _) = update_query(session, txn, update)?;
-            session.plan_sql(&sql).await?
+            let (sql, _, _, hints) = update_query(session, txn, update)?;
+            (session.plan_sql(&sql).await?, hints)
         }
         Statement::Delete(delete) => {
             let (sql, _) = delete_query(session, txn, delete)?;
-            session.plan_sql(&sql).await?
+            (session.plan_sql(&sql).await?, Hints::new())
         }
         _ => return Ok(Vec::new()),
     };
-    plan_param_types(&plan)
+    let mut types = plan_param_types(&plan)?;
+    for (n, ty) in hints {
+        if types.len() < n {
+            types.resize(n, None);
+        }
+        if types[n - 1].is_none() {
+            types[n - 1] = Some(ty);
+        }
+    }
+    Ok(types)
 }
 
 fn lookup(session: &Session, txn: &Txn, name: &ast::ObjectName) -> Result<Arc<TableDescriptor>> {
@@ -124,7 +136,8 @@ fn insert_source(
     insert: &ast::Insert,
     desc: &TableDescriptor,
     targets: &[usize],
-) -> Result<ast::Query> {
+) -> Result<(ast::Query, Hints)> {
+    let mut hints = Hints::new();
     let Some(source) = &insert.source else {
         return Err(SqlError::NotSupported("INSERT … DEFAULT VALUES".into()));
     };
@@ -147,21 +160,29 @@ fn insert_source(
                         return Err(SqlError::NotSupported("DEFAULT in VALUES".into()));
                     }
                 }
-                typed_placeholder(expr, &desc.columns[*pos].ty)?;
+                typed_placeholder(expr, &desc.columns[*pos].ty, &mut hints)?;
             }
         }
     }
-    Ok(query)
+    Ok((query, hints))
 }
+
+/// Types of `$n` parameters known from the column they are assigned to.
+type Hints = HashMap<usize, DataType>;
 
 /// Wraps a bare placeholder in a cast to the column's type, so DataFusion
 /// (and the client) know what type it is.
-fn typed_placeholder(expr: &mut ast::Expr, ty: &SqlType) -> Result<()> {
+fn typed_placeholder(expr: &mut ast::Expr, ty: &SqlType, hints: &mut Hints) -> Result<()> {
     let ast::Expr::Value(v) = expr else {
         return Ok(());
     };
-    if !matches!(v.value, ast::Value::Placeholder(_)) {
+    let ast::Value::Placeholder(name) = &v.value else {
         return Ok(());
+    };
+    if let Ok(n) = name.trim_start_matches('$').parse::<usize>() {
+        if n > 0 {
+            hints.insert(n, ty.arrow_type());
+        }
     }
     let text = format!("CAST({expr} AS {})", cast_type_name(ty));
     *expr = Parser::new(&PostgreSqlDialect {})
@@ -465,7 +486,7 @@ pub async fn insert(
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
     let (desc, targets) = insert_target(session, txn, insert)?;
-    let query = insert_source(insert, &desc, &targets)?;
+    let (query, _) = insert_source(insert, &desc, &targets)?;
     let plan = session.plan(&Statement::Query(Box::new(query))).await?;
     let width = plan.schema().fields().len();
     if width > targets.len() {
@@ -522,7 +543,8 @@ fn update_query(
     session: &Session,
     txn: &Txn,
     update: &ast::Update,
-) -> Result<(String, Arc<TableDescriptor>, Vec<usize>)> {
+) -> Result<(String, Arc<TableDescriptor>, Vec<usize>, Hints)> {
+    let mut hints = Hints::new();
     if update.from.is_some() {
         return Err(SqlError::NotSupported("UPDATE … FROM".into()));
     }
@@ -574,7 +596,7 @@ fn update_query(
                 return Err(SqlError::NotSupported("SET column = DEFAULT".into()));
             }
         }
-        typed_placeholder(&mut value, &desc.columns[pos].ty)?;
+        typed_placeholder(&mut value, &desc.columns[pos].ty, &mut hints)?;
         assigned.push(pos);
         exprs.push(value.to_string());
     }
@@ -589,7 +611,7 @@ fn update_query(
     if let Some(selection) = &update.selection {
         sql.push_str(&format!(" WHERE {selection}"));
     }
-    Ok((sql, desc, assigned))
+    Ok((sql, desc, assigned, hints))
 }
 
 pub async fn update(
@@ -598,7 +620,7 @@ pub async fn update(
     update: &ast::Update,
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
-    let (sql, desc, assigned) = update_query(session, txn, update)?;
+    let (sql, desc, assigned, _) = update_query(session, txn, update)?;
     let plan = session.plan_sql(&sql).await?;
     let batches = session.collect(plan, params).await?;
     let all: Vec<usize> = (0..desc.columns.len()).collect();

@@ -34,6 +34,7 @@
 pub mod catalog;
 pub mod compat;
 pub mod ddl;
+pub mod decorrelate;
 pub mod descriptor;
 pub mod dml;
 pub mod error;

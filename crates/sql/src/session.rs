@@ -70,7 +70,19 @@ impl Database {
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_target_partitions(2);
-        let ctx = SessionContext::new_with_config(config);
+        // Shoal's decorrelation runs before DataFusion's rules, while the
+        // subquery still has the shape it was planned with.
+        let mut rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> =
+            vec![Arc::new(
+                crate::decorrelate::DecorrelateAggregateSubquery::default(),
+            )];
+        rules.extend(datafusion::optimizer::Optimizer::new().rules);
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_optimizer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             database,
             Arc::new(ShoalCatalog::new(database.to_string(), slot.clone())),
@@ -209,7 +221,7 @@ impl Session {
                 let plan = self.plan(stmt).await?;
                 Ok(Prepared {
                     param_types: param_types(&plan)?,
-                    schema: Some(Arc::new(plan.schema().as_arrow().clone())),
+                    schema: Some(output_schema(&plan)),
                 })
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Ok(Prepared {
@@ -346,7 +358,7 @@ impl Session {
         plan: LogicalPlan,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
-        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let schema = output_schema(&plan);
         let batches = self.collect(plan, params).await?;
         Ok(Output::Rows { schema, batches })
     }
@@ -499,6 +511,23 @@ impl Drop for Session {
             txn.rollback();
         }
     }
+}
+
+/// The result columns of a plan as the client sees them.
+fn output_schema(plan: &LogicalPlan) -> SchemaRef {
+    let arrow = plan.schema().as_arrow();
+    Arc::new(Schema::new_with_metadata(
+        arrow
+            .fields()
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_name(crate::compat::output_name(f.name()))
+            })
+            .collect::<Vec<Field>>(),
+        arrow.metadata().clone(),
+    ))
 }
 
 fn show_schema(name: &str) -> SchemaRef {
