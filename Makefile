@@ -53,5 +53,12 @@ slt-corpus:
 
 test: lint test-unit test-slt
 
+# sysbench oltp_point_select / oltp_insert against PostgreSQL 15 on this
+# machine, in the same run (see benches/README.md). BENCH_ARGS=--smoke for a
+# quick run.
+bench: deps
+	cargo build --release -p shoal
+	SHOAL_BIN=$(CARGO_TARGET_DIR)/release/shoal benches/sysbench.sh $(BENCH_ARGS)
+
 clean:
 	cargo clean

@@ -160,10 +160,7 @@ impl QueryParser for StatementParser {
         let Some(stmt) = stmts.pop() else {
             return Ok(Some(StoredStatement {
                 stmt: None,
-                prepared: Prepared {
-                    param_types: Vec::new(),
-                    schema: None,
-                },
+                prepared: Prepared::new(Vec::new(), None),
             }));
         };
         let mut guard = self.session.lock().await;
@@ -176,12 +173,7 @@ impl QueryParser for StatementParser {
     }
 
     fn get_parameter_types(&self, stmt: &StoredStatement) -> PgWireResult<Vec<Type>> {
-        Ok(stmt
-            .prepared
-            .param_types
-            .iter()
-            .map(|t| params::wire_type(t.as_ref()))
-            .collect())
+        Ok(server_param_types(&stmt.prepared))
     }
 
     fn get_result_schema(
@@ -194,6 +186,27 @@ impl QueryParser for StatementParser {
             None => Vec::new(),
         })
     }
+}
+
+/// The types Shoal asks the client to send parameters as.
+fn server_param_types(prepared: &Prepared) -> Vec<Type> {
+    prepared
+        .param_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            match prepared
+                .param_oids
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(Type::from_oid)
+            {
+                Some(ty) => ty,
+                None => params::wire_type(t.as_ref()),
+            }
+        })
+        .collect()
 }
 
 fn no_session() -> PgWireError {
@@ -299,6 +312,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let Some(stmt) = &stored.stmt else {
             return Ok(Response::EmptyQuery);
         };
+        let server_types = server_param_types(&stored.prepared);
         let mut values = Vec::with_capacity(portal.parameters.len());
         for (i, raw) in portal.parameters.iter().enumerate() {
             let expected = stored.prepared.param_types.get(i).cloned().flatten();
@@ -308,7 +322,8 @@ impl ExtendedQueryHandler for QueryHandler {
                 .get(i)
                 .cloned()
                 .flatten()
-                .unwrap_or_else(|| params::wire_type(expected.as_ref()));
+                .or_else(|| server_types.get(i).cloned())
+                .unwrap_or(Type::TEXT);
             match params::decode(
                 raw.as_ref(),
                 portal.parameter_format.format_for(i),
@@ -322,7 +337,9 @@ impl ExtendedQueryHandler for QueryHandler {
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or_else(no_session)?;
         respond(
-            session.execute(stmt, values).await,
+            session
+                .execute_prepared(&stored.prepared, stmt, values)
+                .await,
             &portal.result_column_format,
         )
     }

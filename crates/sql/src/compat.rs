@@ -221,8 +221,18 @@ mod tests {
             "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$' AND pg_table_is_visible(c.oid)"
         );
         assert_eq!(
-            rw("SELECT x::pg_catalog.text, 'a'::regclass"),
-            "SELECT CAST(x AS TEXT), shoal_regclass('a')"
+            rw("SELECT x::pg_catalog.text AS x, 'a'::regclass AS r"),
+            "SELECT x::TEXT AS x, shoal_regclass('a') AS r"
         );
+    }
+
+    #[test]
+    fn duplicate_outputs_get_unique_names() {
+        assert_eq!(
+            rw("SELECT a, a, 1, 1, count(*) FROM t"),
+            "SELECT a, a AS \"a#shoal2\", 1 AS \"?column?\", 1 AS \"?column?#shoal2\", count(*) AS \"count\" FROM t"
+        );
+        assert_eq!(output_name("a#shoal2"), "a");
+        assert_eq!(output_name("plain"), "plain");
     }
 }

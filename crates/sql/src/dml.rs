@@ -40,11 +40,13 @@ use crate::session::{Output, Session, param_types as plan_param_types};
 use crate::types::{Datum, SqlType, datum_from_array};
 
 /// Parameter types of a DML statement, for the extended protocol.
+/// Parameter types of a DML statement, for the extended protocol: Arrow
+/// types, and PostgreSQL type OIDs where a parameter is assigned to a column.
 pub async fn param_types(
     session: &Session,
     txn: &Arc<Txn>,
     stmt: &Statement,
-) -> Result<Vec<Option<DataType>>> {
+) -> Result<(Vec<Option<DataType>>, Vec<Option<u32>>)> {
     let (plan, hints) = match stmt {
         Statement::Insert(insert) => {
             let (desc, targets) = insert_target(session, txn, insert)?;
@@ -62,18 +64,21 @@ pub async fn param_types(
             let (sql, _) = delete_query(session, txn, delete)?;
             (session.plan_sql(&sql).await?, Hints::new())
         }
-        _ => return Ok(Vec::new()),
+        _ => return Ok((Vec::new(), Vec::new())),
     };
     let mut types = plan_param_types(&plan)?;
+    let mut oids = vec![None; types.len()];
     for (n, ty) in hints {
         if types.len() < n {
             types.resize(n, None);
+            oids.resize(n, None);
         }
         if types[n - 1].is_none() {
-            types[n - 1] = Some(ty);
+            types[n - 1] = Some(ty.arrow_type());
         }
+        oids[n - 1] = Some(ty.pg_oid());
     }
-    Ok(types)
+    Ok((types, oids))
 }
 
 fn lookup(session: &Session, txn: &Txn, name: &ast::ObjectName) -> Result<Arc<TableDescriptor>> {
@@ -168,7 +173,7 @@ fn insert_source(
 }
 
 /// Types of `$n` parameters known from the column they are assigned to.
-type Hints = HashMap<usize, DataType>;
+type Hints = HashMap<usize, SqlType>;
 
 /// Wraps a bare placeholder in a cast to the column's type, so DataFusion
 /// (and the client) know what type it is.
@@ -181,7 +186,7 @@ fn typed_placeholder(expr: &mut ast::Expr, ty: &SqlType, hints: &mut Hints) -> R
     };
     if let Ok(n) = name.trim_start_matches('$').parse::<usize>() {
         if n > 0 {
-            hints.insert(n, ty.arrow_type());
+            hints.insert(n, ty.clone());
         }
     }
     let text = format!("CAST({expr} AS {})", cast_type_name(ty));
@@ -212,7 +217,7 @@ fn cast_type_name(ty: &SqlType) -> String {
 /// Generates values for hidden rowid columns: unique per node, increasing.
 /// Microseconds shifted left leave room for 1024 ids per microsecond before
 /// the generator runs ahead of the clock.
-fn next_rowid() -> i64 {
+pub(crate) fn next_rowid() -> i64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -349,7 +354,7 @@ pub fn parse_bytea(s: &str) -> Result<Vec<u8>> {
 }
 
 /// Checks a full row before it is written.
-fn check_row(desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
+pub(crate) fn check_row(desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
     for (c, d) in desc.columns.iter().zip(row) {
         if d.is_null() && !c.nullable {
             return Err(SqlError::NotNullViolation {
@@ -408,7 +413,7 @@ fn display_datum(d: &Datum) -> String {
 
 /// The writes of one statement, checked against each other and against the
 /// transaction's snapshot before any is applied.
-struct StatementWrites {
+pub(crate) struct StatementWrites {
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Keys this statement deletes, then keys it puts.
     deleted: HashSet<Vec<u8>>,
@@ -416,7 +421,7 @@ struct StatementWrites {
 }
 
 impl StatementWrites {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         StatementWrites {
             writes: Vec::new(),
             deleted: HashSet::new(),
@@ -435,7 +440,12 @@ impl StatementWrites {
 
     /// Puts a row whose key must not exist yet (before the statement, or
     /// earlier in it).
-    fn insert_new(&mut self, txn: &Txn, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
+    pub(crate) fn insert_new(
+        &mut self,
+        txn: &Txn,
+        desc: &TableDescriptor,
+        row: &[Datum],
+    ) -> Result<()> {
         let key = encode_key(desc, row)?;
         let taken = self.inserted.contains(&key)
             || (!self.deleted.contains(&key) && txn.get(&key)?.is_some());
@@ -447,7 +457,7 @@ impl StatementWrites {
         Ok(())
     }
 
-    fn apply(self, txn: &Txn) -> Result<()> {
+    pub(crate) fn apply(self, txn: &Txn) -> Result<()> {
         if self.writes.is_empty() {
             return Ok(());
         }

@@ -38,6 +38,7 @@ pub mod decorrelate;
 pub mod descriptor;
 pub mod dml;
 pub mod error;
+pub mod fastpath;
 pub mod functions;
 pub mod names;
 pub mod pg_catalog;

@@ -156,8 +156,25 @@ impl Output {
 pub struct Prepared {
     /// Type of each `$n`, `None` where nothing tells it (then clients send text).
     pub param_types: Vec<Option<DataType>>,
+    /// PostgreSQL type OID of each `$n` where its Arrow type does not tell it
+    /// (a uuid or varchar column's parameter is Arrow `Utf8`).
+    pub param_oids: Vec<Option<u32>>,
     /// Columns of the result, or None for statements that return no rows.
     pub schema: Option<SchemaRef>,
+    /// A shortcut that skips planning at execution, when the statement has
+    /// a shape [`crate::fastpath`] knows.
+    pub fast: Option<crate::fastpath::FastPlan>,
+}
+
+impl Prepared {
+    pub fn new(param_types: Vec<Option<DataType>>, schema: Option<SchemaRef>) -> Prepared {
+        Prepared {
+            param_types,
+            param_oids: Vec::new(),
+            schema,
+            fast: None,
+        }
+    }
 }
 
 pub struct Session {
@@ -216,26 +233,61 @@ impl Session {
     }
 
     async fn prepare_in(&mut self, stmt: &Statement, txn: &Arc<Txn>) -> Result<Prepared> {
-        match stmt {
+        let mut prepared = match stmt {
             Statement::Query(_) | Statement::Explain { .. } => {
                 let plan = self.plan(stmt).await?;
-                Ok(Prepared {
-                    param_types: param_types(&plan)?,
-                    schema: Some(output_schema(&plan)),
-                })
+                Prepared::new(param_types(&plan)?, Some(output_schema(&plan)))
             }
-            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Ok(Prepared {
-                param_types: dml::param_types(self, txn, stmt).await?,
-                schema: None,
-            }),
-            Statement::ShowVariable { variable } => Ok(Prepared {
-                param_types: Vec::new(),
-                schema: Some(show_schema(&self.show_name(variable))),
-            }),
-            _ => Ok(Prepared {
-                param_types: Vec::new(),
-                schema: None,
-            }),
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                let (types, oids) = dml::param_types(self, txn, stmt).await?;
+                let mut p = Prepared::new(types, None);
+                p.param_oids = oids;
+                p
+            }
+            Statement::ShowVariable { variable } => {
+                Prepared::new(Vec::new(), Some(show_schema(&self.show_name(variable))))
+            }
+            _ => Prepared::new(Vec::new(), None),
+        };
+        prepared.fast = crate::fastpath::analyze(txn, &self.database, stmt)?;
+        Ok(prepared)
+    }
+
+    /// Runs a prepared statement: through its fast plan when it has one that
+    /// still applies, else like [`Session::execute`].
+    pub async fn execute_prepared(
+        &mut self,
+        prepared: &Prepared,
+        stmt: &Statement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let Some(fast) = &prepared.fast else {
+            return self.execute(stmt, params).await;
+        };
+        if matches!(self.state, TxnState::Failed) {
+            return Err(SqlError::InFailedTransaction);
+        }
+        let (txn, implicit) = self.statement_txn();
+        match crate::fastpath::execute(fast, &txn, &params) {
+            Ok(Some(out)) => {
+                if implicit {
+                    txn.commit()?;
+                }
+                Ok(out)
+            }
+            Ok(None) => {
+                if implicit {
+                    txn.rollback();
+                }
+                self.execute(stmt, params).await
+            }
+            Err(e) => {
+                txn.rollback();
+                if !implicit {
+                    self.state = TxnState::Failed;
+                }
+                Err(e)
+            }
         }
     }
 

@@ -1,0 +1,379 @@
+//! Fast paths for prepared point reads and point inserts.
+//!
+//! Key-value traffic — `SELECT … FROM t WHERE pk = $1` and
+//! `INSERT INTO t VALUES ($1, $2, …)` prepared once and executed many times —
+//! must not pay for SQL planning on every execution. When a statement is
+//! prepared, [`analyze`] recognizes these two shapes and records a
+//! [`FastPlan`]: which table (by id and descriptor version), which parameter
+//! feeds which key or column, which columns to return. Executing the plan
+//! is then one KV get (plus the descriptor check) or one KV put, with no
+//! DataFusion involvement.
+//!
+//! A fast plan is only a shortcut: it must give exactly what the general
+//! path gives. If the table's descriptor changed since preparation (DDL),
+//! the plan is not used and the statement runs the general way.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatchOptions;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{self, Expr, SelectItem, SetExpr, Statement};
+use shoal_kv::Txn;
+
+use crate::catalog;
+use crate::descriptor::TableDescriptor;
+use crate::dml::{StatementWrites, check_row, next_rowid};
+use crate::error::{Result, SqlError};
+use crate::names;
+use crate::providers::PUBLIC_SCHEMA;
+use crate::row::{decode_row, encode_key_values};
+use crate::session::Output;
+use crate::types::{ColumnBuilder, Datum, datum_from_array};
+
+#[derive(Debug, Clone)]
+pub enum FastPlan {
+    /// `SELECT cols FROM t WHERE pk1 = $a AND pk2 = $b …`
+    PointSelect {
+        table_id: u32,
+        version: u32,
+        /// Parameter index (0-based) for each primary key column, in key order.
+        key_params: Vec<usize>,
+        /// Column positions returned.
+        output: Vec<usize>,
+        schema: SchemaRef,
+    },
+    /// `INSERT INTO t [(cols)] VALUES ($1, …)` — one row, parameters only.
+    PointInsert {
+        table_id: u32,
+        version: u32,
+        /// (column position, parameter index) for each target column.
+        targets: Vec<(usize, usize)>,
+    },
+}
+
+/// Parameter index of `$n` (0-based).
+fn param_index(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Placeholder(p) => p
+                .trim_start_matches('$')
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| n - 1),
+            _ => None,
+        },
+        Expr::Nested(inner) => param_index(inner),
+        _ => None,
+    }
+}
+
+/// The column a plain column reference names, if it refers to `alias`.
+fn column_ref(e: &Expr, alias: &str) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(names::fold(i)),
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 && names::fold(&parts[0]) == alias => {
+            Some(names::fold(&parts[1]))
+        }
+        Expr::Nested(inner) => column_ref(inner, alias),
+        _ => None,
+    }
+}
+
+fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// Recognizes a fast-path statement. `None` means "use the general path".
+pub fn analyze(txn: &Txn, database: &str, stmt: &Statement) -> Result<Option<FastPlan>> {
+    match stmt {
+        Statement::Query(q) => point_select(txn, database, q),
+        Statement::Insert(ins) => point_insert(txn, database, ins),
+        _ => Ok(None),
+    }
+}
+
+fn point_select(txn: &Txn, database: &str, q: &ast::Query) -> Result<Option<FastPlan>> {
+    if q.with.is_some()
+        || q.order_by.is_some()
+        || q.limit_clause.is_some()
+        || q.fetch.is_some()
+        || !q.locks.is_empty()
+    {
+        return Ok(None);
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Ok(None);
+    };
+    if sel.distinct.is_some()
+        || sel.having.is_some()
+        || sel.from.len() != 1
+        || !sel.from[0].joins.is_empty()
+    {
+        return Ok(None);
+    }
+    if !matches!(&sel.group_by, ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+    {
+        return Ok(None);
+    }
+    let ast::TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &sel.from[0].relation
+    else {
+        return Ok(None);
+    };
+    let Ok(table) = names::table_name(name, database) else {
+        return Ok(None);
+    };
+    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? else {
+        return Ok(None);
+    };
+    let alias = alias
+        .as_ref()
+        .map(|a| names::fold(&a.name))
+        .unwrap_or_else(|| desc.name.clone());
+    // Projection: plain visible columns or `*`.
+    let mut output = Vec::new();
+    for item in &sel.projection {
+        match item {
+            SelectItem::Wildcard(opts)
+                if opts.opt_exclude.is_none()
+                    && opts.opt_except.is_none()
+                    && opts.opt_replace.is_none()
+                    && opts.opt_rename.is_none() =>
+            {
+                output.extend(desc.visible_columns())
+            }
+            SelectItem::UnnamedExpr(e) => {
+                match column_ref(e, &alias).and_then(|c| desc.column_index(&c)) {
+                    Some(p) if !desc.columns[p].hidden => output.push(p),
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if output.iter().any(|p| !seen.insert(*p)) {
+        return Ok(None); // duplicate names take the general path's naming
+    }
+    // WHERE: exactly `pk_i = $n` for every key column.
+    let Some(selection) = &sel.selection else {
+        return Ok(None);
+    };
+    let mut parts = Vec::new();
+    conjuncts(selection, &mut parts);
+    let mut key_params: Vec<Option<usize>> = vec![None; desc.primary_key.len()];
+    for part in parts {
+        let Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Eq,
+            right,
+        } = part
+        else {
+            return Ok(None);
+        };
+        let (col, param) = match (
+            column_ref(left, &alias),
+            param_index(right),
+            column_ref(right, &alias),
+            param_index(left),
+        ) {
+            (Some(c), Some(p), _, _) => (c, p),
+            (_, _, Some(c), Some(p)) => (c, p),
+            _ => return Ok(None),
+        };
+        let Some(pos) = desc.column_index(&col) else {
+            return Ok(None);
+        };
+        let Some(k) = desc.primary_key.iter().position(|p| *p == pos) else {
+            return Ok(None);
+        };
+        if key_params[k].replace(param).is_some() {
+            return Ok(None);
+        }
+    }
+    let Some(key_params) = key_params.into_iter().collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let schema = desc.arrow_schema(&output);
+    Ok(Some(FastPlan::PointSelect {
+        table_id: desc.id,
+        version: desc.version,
+        key_params,
+        output,
+        schema,
+    }))
+}
+
+fn point_insert(txn: &Txn, database: &str, ins: &ast::Insert) -> Result<Option<FastPlan>> {
+    if ins.on.is_some() || ins.returning.is_some() || ins.or.is_some() {
+        return Ok(None);
+    }
+    let ast::TableObject::TableName(name) = &ins.table else {
+        return Ok(None);
+    };
+    let Some(source) = &ins.source else {
+        return Ok(None);
+    };
+    let SetExpr::Values(values) = source.body.as_ref() else {
+        return Ok(None);
+    };
+    if values.rows.len() != 1 || source.order_by.is_some() || source.limit_clause.is_some() {
+        return Ok(None);
+    }
+    let Ok(table) = names::table_name(name, database) else {
+        return Ok(None);
+    };
+    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? else {
+        return Ok(None);
+    };
+    let columns: Vec<usize> = if ins.columns.is_empty() {
+        desc.visible_columns()
+    } else {
+        let mut cols = Vec::new();
+        for c in &ins.columns {
+            let Some(ident) = c.0.last().and_then(|p| p.as_ident()) else {
+                return Ok(None);
+            };
+            match desc.column_index(&names::fold(ident)) {
+                Some(p) if !desc.columns[p].hidden && !cols.contains(&p) => cols.push(p),
+                _ => return Ok(None),
+            }
+        }
+        cols
+    };
+    let row = &values.rows[0].content;
+    if row.len() != columns.len() {
+        return Ok(None);
+    }
+    let mut targets = Vec::with_capacity(row.len());
+    for (e, pos) in row.iter().zip(&columns) {
+        let Some(p) = param_index(e) else {
+            return Ok(None);
+        };
+        targets.push((*pos, p));
+    }
+    Ok(Some(FastPlan::PointInsert {
+        table_id: desc.id,
+        version: desc.version,
+        targets,
+    }))
+}
+
+/// The descriptor a plan was made for, if it is still current.
+fn current(txn: &Txn, table_id: u32, version: u32) -> Result<Option<Arc<TableDescriptor>>> {
+    Ok(catalog::table_by_id(txn, table_id)?.filter(|d| d.version == version))
+}
+
+/// A parameter value as a datum of the column's type (with the column's checks).
+fn param_datum(
+    params: &[ScalarValue],
+    idx: usize,
+    desc: &TableDescriptor,
+    pos: usize,
+) -> Result<Datum> {
+    let ty = &desc.columns[pos].ty;
+    let value = params.get(idx).cloned().unwrap_or(ScalarValue::Null);
+    if value.is_null() {
+        return Ok(Datum::Null);
+    }
+    let target = ty.arrow_type();
+    let value = if value.data_type() == target {
+        value
+    } else if matches!(target, DataType::Utf8) {
+        value.cast_to(&DataType::Utf8)?
+    } else {
+        value.cast_to(&target).map_err(|_| {
+            SqlError::InvalidText(format!("invalid input for type {}: {value}", ty.pg_name()))
+        })?
+    };
+    let array = value.to_array()?;
+    datum_from_array(&array, 0, ty)
+}
+
+/// Runs a fast plan. `Ok(None)`: the plan no longer applies.
+pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Option<Output>> {
+    match plan {
+        FastPlan::PointSelect {
+            table_id,
+            version,
+            key_params,
+            output,
+            schema,
+        } => {
+            let Some(desc) = current(txn, *table_id, *version)? else {
+                return Ok(None);
+            };
+            let key_values = key_params
+                .iter()
+                .zip(&desc.primary_key)
+                .map(|(p, pos)| param_datum(params, *p, &desc, *pos))
+                .collect::<Result<Vec<_>>>()?;
+            let mut builders: Vec<ColumnBuilder> = output
+                .iter()
+                .map(|p| ColumnBuilder::new(&desc.columns[*p].ty, 1))
+                .collect();
+            let mut rows = 0;
+            // `pk = NULL` matches nothing.
+            if !key_values.iter().any(Datum::is_null) {
+                let key = encode_key_values(&desc, &key_values)?;
+                if let Some(value) = txn.get(&key)? {
+                    let row = decode_row(&desc, &key, &value)?;
+                    for (b, p) in builders.iter_mut().zip(output) {
+                        b.append(&row[*p])?;
+                    }
+                    rows = 1;
+                }
+            }
+            let arrays = builders.into_iter().map(ColumnBuilder::finish).collect();
+            let batch = RecordBatch::try_new_with_options(
+                schema.clone(),
+                arrays,
+                &RecordBatchOptions::new().with_row_count(Some(rows)),
+            )
+            .map_err(|e| SqlError::Internal(e.to_string()))?;
+            Ok(Some(Output::Rows {
+                schema: schema.clone(),
+                batches: vec![batch],
+            }))
+        }
+        FastPlan::PointInsert {
+            table_id,
+            version,
+            targets,
+        } => {
+            let Some(desc) = current(txn, *table_id, *version)? else {
+                return Ok(None);
+            };
+            let mut row = vec![Datum::Null; desc.columns.len()];
+            for (pos, p) in targets {
+                row[*pos] = param_datum(params, *p, &desc, *pos)?;
+            }
+            if desc.has_hidden_rowid() {
+                row[desc.primary_key[0]] = Datum::Int(next_rowid());
+            }
+            check_row(&desc, &row)?;
+            let mut writes = StatementWrites::new();
+            writes.insert_new(txn, &desc, &row)?;
+            writes.apply(txn)?;
+            Ok(Some(Output::count("INSERT", 1)))
+        }
+    }
+}
