@@ -48,3 +48,86 @@ async fn psql_creates_inserts_and_selects() {
     assert!(!ok);
     assert!(err.contains("duplicate key value"), "{err}");
 }
+
+#[tokio::test]
+async fn psql_describe_commands_read_the_catalog() {
+    let node = TestNode::start().await;
+    let (ok, _, err) = psql(
+        &node,
+        &[
+            "-c",
+            "CREATE TABLE accounts (id integer PRIMARY KEY, owner varchar(40) NOT NULL, balance numeric(12,2))",
+            "-c",
+            "CREATE TABLE events (at timestamptz, payload bytea)",
+        ],
+    );
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = psql(&node, &["-c", "\\dt"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("public | accounts | table | shoal"), "{out}");
+    assert!(out.contains("public | events   | table | shoal"), "{out}");
+
+    let (ok, out, err) = psql(&node, &["-c", "\\d"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("accounts"), "{out}");
+
+    let (ok, out, err) = psql(&node, &["-c", "\\d accounts"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Table \"public.accounts\""), "{out}");
+    assert!(
+        out.contains(" id      | integer               |           | not null |"),
+        "{out}"
+    );
+    assert!(
+        out.contains(" owner   | character varying(40) |           | not null |"),
+        "{out}"
+    );
+    assert!(
+        out.contains(" balance | numeric(12,2)         |           |          |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"accounts_pkey\" PRIMARY KEY, btree (id)"),
+        "{out}"
+    );
+
+    let (ok, out, err) = psql(&node, &["-c", "\\d events"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("timestamp with time zone"), "{out}");
+    assert!(
+        !out.contains("rowid"),
+        "the hidden key column is not shown: {out}"
+    );
+
+    let (ok, out, err) = psql(&node, &["-c", "\\l"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(" shoal ") && out.contains(" postgres "),
+        "{out}"
+    );
+
+    // OIDs come from table ids: the same after a restart.
+    let (_, before, _) = psql(
+        &node,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT oid FROM pg_catalog.pg_class WHERE relname = 'accounts'",
+        ],
+    );
+    assert!(!before.trim().is_empty());
+    let mut node = node;
+    node.restart().await;
+    let (_, after, _) = psql(
+        &node,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT oid FROM pg_catalog.pg_class WHERE relname = 'accounts'",
+        ],
+    );
+    assert_eq!(before, after);
+}

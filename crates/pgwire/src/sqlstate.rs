@@ -26,6 +26,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::DivisionByZero => "22012",
         SqlError::DatatypeMismatch(_) => "42804",
         SqlError::InvalidParameter(_) => "22023",
+        SqlError::CardinalityViolation(_) => "21000",
         SqlError::CantChangeRuntimeParam(_) => "55P02",
         SqlError::UndefinedDatabase(_) => "3D000",
         SqlError::NotSupported(_) => "0A000",

@@ -125,8 +125,87 @@ fn type_name(dt: &DataType) -> Option<String> {
     }
 }
 
+/// Aggregate function names: a subquery selecting one of these already
+/// yields one row.
+pub const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "every",
+    "string_agg",
+    "array_agg",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "json_agg",
+    "jsonb_agg",
+    "median",
+    "first_value",
+    "last_value",
+    "shoal_single",
+];
+
+/// `(SELECT x FROM …)` → `(SELECT shoal_single(x) FROM …)` for a scalar
+/// subquery whose single select item is not an aggregate (see `single.rs`).
+fn single_row_subquery(q: &mut ast::Query) {
+    if q.limit_clause.is_some() || q.fetch.is_some() {
+        return;
+    }
+    let ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    if select.projection.len() != 1 || select.having.is_some() || select.distinct.is_some() {
+        return;
+    }
+    if !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty()) {
+        return;
+    }
+    let (expr, alias) = match &mut select.projection[0] {
+        ast::SelectItem::UnnamedExpr(e) => (e, None),
+        ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+        _ => return,
+    };
+    let mut has_aggregate = false;
+    let _ = ast::visit_expressions(expr, |e| {
+        if let Expr::Function(f) = e {
+            let name = f
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_lowercase())
+                .unwrap_or_default();
+            if AGGREGATES.contains(&name.as_str()) || f.over.is_some() {
+                has_aggregate = true;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if has_aggregate {
+        return;
+    }
+    let inner = std::mem::replace(expr, Expr::value(ast::Value::Null));
+    let wrapped = call(crate::single::NAME, vec![inner]);
+    select.projection[0] = match alias {
+        Some(alias) => ast::SelectItem::ExprWithAlias {
+            expr: wrapped,
+            alias,
+        },
+        None => ast::SelectItem::UnnamedExpr(wrapped),
+    };
+}
+
 fn rewrite_expr(expr: &mut Expr) {
     match expr {
+        Expr::Subquery(q) => single_row_subquery(q),
         Expr::Function(f) => strip_pg_catalog(&mut f.name),
         Expr::BinaryOp { op, .. } => {
             if let BinaryOperator::PGCustomBinaryOperator(parts) = op {

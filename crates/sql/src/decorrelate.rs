@@ -135,7 +135,14 @@ fn analyze(sq: &Subquery) -> Option<Shape> {
     let output = strip_alias(&proj.expr[0]);
     let is_count = match output_aggregate(&output, &agg.aggr_expr) {
         Some(name) if matches!(name.as_str(), "count") => true,
-        Some(name) if matches!(name.as_str(), "sum" | "avg" | "min" | "max") => false,
+        Some(name)
+            if matches!(
+                name.as_str(),
+                "sum" | "avg" | "min" | "max" | "shoal_single"
+            ) =>
+        {
+            false
+        }
         _ => return None,
     };
     Some(Shape {

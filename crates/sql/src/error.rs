@@ -50,6 +50,8 @@ pub enum SqlError {
     #[error("{0}")]
     InvalidParameter(String),
     #[error("{0}")]
+    CardinalityViolation(String),
+    #[error("{0}")]
     CantChangeRuntimeParam(String),
     #[error("database \"{0}\" does not exist")]
     UndefinedDatabase(String),

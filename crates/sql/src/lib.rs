@@ -46,6 +46,7 @@ pub mod providers;
 pub mod row;
 pub mod scan;
 pub mod session;
+pub mod single;
 pub mod types;
 pub mod vars;
 

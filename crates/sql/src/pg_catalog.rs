@@ -65,6 +65,8 @@ enum Kind {
     /// PostgreSQL's one-byte `"char"`.
     Char,
     Name,
+    /// `text[]`, always NULL for now (ACLs, options).
+    TextArray,
 }
 
 /// One catalog value.
@@ -108,6 +110,10 @@ impl CatalogTable {
                         Kind::Text => (DataType::Utf8, None),
                         Kind::Char => (DataType::Utf8, Some("char")),
                         Kind::Name => (DataType::Utf8, Some("name")),
+                        Kind::TextArray => (
+                            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                            None,
+                        ),
                     };
                     let f = Field::new(*name, dt, true);
                     match pg {
@@ -164,6 +170,10 @@ impl CatalogTable {
                     });
                     Arc::new(b.finish())
                 }
+                Kind::TextArray => datafusion::arrow::array::new_null_array(
+                    &DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                    n,
+                ),
                 Kind::Text | Kind::Char | Kind::Name => {
                     let mut b = StringBuilder::with_capacity(n, n * 8);
                     (0..n).for_each(|r| {
@@ -195,7 +205,7 @@ const PG_NAMESPACE: &[(&str, Kind)] = &[
     ("oid", Oid),
     ("nspname", Name),
     ("nspowner", Oid),
-    ("nspacl", Text),
+    ("nspacl", TextArray),
 ];
 const PG_CLASS: &[(&str, Kind)] = &[
     ("oid", Oid),
@@ -228,7 +238,7 @@ const PG_CLASS: &[(&str, Kind)] = &[
     ("relrewrite", Oid),
     ("relfrozenxid", I64),
     ("relminmxid", I64),
-    ("relacl", Text),
+    ("relacl", TextArray),
     ("reloptions", Text),
     ("relpartbound", Text),
 ];
@@ -255,7 +265,7 @@ const PG_ATTRIBUTE: &[(&str, Kind)] = &[
     ("attislocal", Bool),
     ("attinhcount", I32),
     ("attcollation", Oid),
-    ("attacl", Text),
+    ("attacl", TextArray),
     ("attoptions", Text),
     ("attfdwoptions", Text),
     ("attmissingval", Text),
@@ -305,7 +315,7 @@ const PG_DATABASE: &[(&str, Kind)] = &[
     ("datctype", Text),
     ("daticulocale", Text),
     ("datcollversion", Text),
-    ("datacl", Text),
+    ("datacl", TextArray),
 ];
 const PG_AM: &[(&str, Kind)] = &[
     ("oid", Oid),
@@ -396,7 +406,7 @@ const PG_TABLESPACE: &[(&str, Kind)] = &[
     ("oid", Oid),
     ("spcname", Name),
     ("spcowner", Oid),
-    ("spcacl", Text),
+    ("spcacl", TextArray),
     ("spcoptions", Text),
 ];
 const PG_COLLATION: &[(&str, Kind)] = &[
@@ -973,4 +983,105 @@ impl SchemaProvider for PgCatalogSchema {
     fn table_exist(&self, name: &str) -> bool {
         TABLES.contains(&name)
     }
+}
+
+/// Catalog tables that never have rows in Shoal.
+const ALWAYS_EMPTY: &[&str] = &[
+    "pg_attrdef",
+    "pg_collation",
+    "pg_description",
+    "pg_enum",
+    "pg_inherits",
+    "pg_policy",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
+    "pg_range",
+    "pg_rewrite",
+    "pg_sequence",
+    "pg_statistic_ext",
+    "pg_trigger",
+];
+
+/// If the query certainly returns no rows because it reads an always-empty
+/// catalog table through inner joins only (and aggregates nothing), the
+/// names of its output columns.
+pub fn provably_empty(q: &datafusion::sql::sqlparser::ast::Query) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::ast::{JoinOperator, SetExpr, SetOperator, TableFactor};
+    fn empty_select(body: &SetExpr) -> Option<Vec<String>> {
+        match body {
+            SetExpr::Select(sel) => {
+                let grouped = !matches!(&sel.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+                if grouped || sel.having.is_some() || sel.from.len() != 1 {
+                    return None;
+                }
+                let from = &sel.from[0];
+                let is_empty_table = |f: &TableFactor| match f {
+                    TableFactor::Table { name, .. } => {
+                        name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                            ALWAYS_EMPTY.contains(&i.value.to_lowercase().as_str())
+                        })
+                    }
+                    _ => false,
+                };
+                let inner = |op: &JoinOperator| {
+                    matches!(
+                        op,
+                        JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+                    )
+                };
+                let empty = (is_empty_table(&from.relation)
+                    && from.joins.iter().all(|j| inner(&j.join_operator)))
+                    || from.joins.iter().any(|j| {
+                        is_empty_table(&j.relation)
+                            && from.joins.iter().all(|j| inner(&j.join_operator))
+                    });
+                if !empty {
+                    return None;
+                }
+                let aggregates = sel.projection.iter().any(|p| match p {
+                    datafusion::sql::sqlparser::ast::SelectItem::UnnamedExpr(e)
+                    | datafusion::sql::sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                        matches!(e, datafusion::sql::sqlparser::ast::Expr::Function(f)
+                            if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| crate::compat::AGGREGATES.contains(&i.value.to_lowercase().as_str())))
+                    }
+                    _ => false,
+                });
+                if aggregates {
+                    // Might be an aggregate over no rows, which yields a row.
+                    return None;
+                }
+                Some(
+                    sel.projection
+                        .iter()
+                        .map(|p| match p {
+                            datafusion::sql::sqlparser::ast::SelectItem::ExprWithAlias {
+                                alias,
+                                ..
+                            } => alias.value.clone(),
+                            other => other
+                                .to_string()
+                                .rsplit('.')
+                                .next()
+                                .unwrap_or("?column?")
+                                .to_string(),
+                        })
+                        .collect(),
+                )
+            }
+            SetExpr::SetOperation {
+                op: SetOperator::Union,
+                left,
+                right,
+                ..
+            } => {
+                let names = empty_select(left)?;
+                empty_select(right)?;
+                Some(names)
+            }
+            SetExpr::Query(q) => empty_select(&q.body),
+            _ => None,
+        }
+    }
+    empty_select(&q.body)
 }
