@@ -84,10 +84,10 @@ impl TestNode {
             {
                 return;
             }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("shoal exited during startup: {status}");
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("shoal exited during startup: {status}");
             }
             assert!(
                 Instant::now() < deadline,

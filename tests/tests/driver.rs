@@ -233,3 +233,27 @@ async fn hundreds_of_concurrent_connections() {
         .get(0);
     assert_eq!(n, 200);
 }
+
+#[tokio::test]
+async fn cancel_request_stops_a_running_query() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let started = std::time::Instant::now();
+    let err = c
+        .simple_query(
+            "SELECT count(*) FROM generate_series(1, 20000000000) AS g(x) WHERE x % 7 = 3",
+        )
+        .await
+        .unwrap_err();
+    canceller.await.unwrap().unwrap();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The connection serves the next query.
+    let n: i64 = c.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+}

@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used)] // a missing psql is a test failure, reported by the panic
 //! psql, run as a user would run it.
 
 use std::process::Command;
