@@ -192,16 +192,9 @@ pub async fn demo(
         .db
         .open_session("shoal", "shoal")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let fresh = matches!(
-        session
-            .execute(
-                &shoal_sql::Session::parse("SELECT count(*) FROM accounts")
-                    .map_err(|e| anyhow::anyhow!("{e}"))?[0],
-                Vec::new()
-            )
-            .await,
-        Err(_)
-    );
+    let probe = shoal_sql::Session::parse("SELECT count(*) FROM accounts")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let fresh = session.execute(&probe[0], Vec::new()).await.is_err();
     if fresh {
         for sql in DEMO_SCHEMA {
             for stmt in shoal_sql::Session::parse(sql).map_err(|e| anyhow::anyhow!("{e}"))? {

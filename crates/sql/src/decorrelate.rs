@@ -215,11 +215,11 @@ fn find(exprs: &[Expr]) -> Option<(Subquery, Shape)> {
     let mut hit = None;
     for e in exprs {
         let _ = e.apply(|x| {
-            if let Expr::ScalarSubquery(sq) = x {
-                if let Some(shape) = analyze(sq) {
-                    hit = Some((sq.clone(), shape));
-                    return Ok(TreeNodeRecursion::Stop);
-                }
+            if let Expr::ScalarSubquery(sq) = x
+                && let Some(shape) = analyze(sq)
+            {
+                hit = Some((sq.clone(), shape));
+                return Ok(TreeNodeRecursion::Stop);
             }
             Ok(TreeNodeRecursion::Continue)
         });

@@ -160,10 +160,11 @@ fn insert_source(
                 ));
             }
             for (expr, pos) in row.content.iter_mut().zip(targets) {
-                if let ast::Expr::Identifier(ident) = expr {
-                    if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default") {
-                        return Err(SqlError::NotSupported("DEFAULT in VALUES".into()));
-                    }
+                if let ast::Expr::Identifier(ident) = expr
+                    && ident.quote_style.is_none()
+                    && ident.value.eq_ignore_ascii_case("default")
+                {
+                    return Err(SqlError::NotSupported("DEFAULT in VALUES".into()));
                 }
                 typed_placeholder(expr, &desc.columns[*pos].ty, &mut hints)?;
             }
@@ -184,10 +185,10 @@ fn typed_placeholder(expr: &mut ast::Expr, ty: &SqlType, hints: &mut Hints) -> R
     let ast::Value::Placeholder(name) = &v.value else {
         return Ok(());
     };
-    if let Ok(n) = name.trim_start_matches('$').parse::<usize>() {
-        if n > 0 {
-            hints.insert(n, ty.clone());
-        }
+    if let Ok(n) = name.trim_start_matches('$').parse::<usize>()
+        && n > 0
+    {
+        hints.insert(n, ty.clone());
     }
     let text = format!("CAST({expr} AS {})", cast_type_name(ty));
     *expr = Parser::new(&PostgreSqlDialect {})
@@ -311,7 +312,7 @@ pub fn parse_bytea(s: &str) -> Result<Vec<u8>> {
     let bad = || SqlError::InvalidText(format!("invalid input syntax for type bytea: \"{s}\""));
     if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err(bad());
         }
         return digits
@@ -479,11 +480,12 @@ fn batch_datums(
     let mut out = Vec::with_capacity(columns.len());
     for (i, pos) in columns.iter().enumerate() {
         let idx = offset + i;
-        if !casted.contains_key(&idx) {
-            let arr = cast_column(batch.column(idx), &desc.columns[*pos].ty)?;
-            casted.insert(idx, arr);
-        }
-        let arr = &casted[&idx];
+        let arr = match casted.entry(idx) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(cast_column(batch.column(idx), &desc.columns[*pos].ty)?)
+            }
+        };
         out.push(datum_from_array(arr, r, &desc.columns[*pos].ty)?);
     }
     Ok(out)
@@ -601,10 +603,11 @@ fn update_query(
             )));
         }
         let mut value = a.value.clone();
-        if let ast::Expr::Identifier(i) = &value {
-            if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default") {
-                return Err(SqlError::NotSupported("SET column = DEFAULT".into()));
-            }
+        if let ast::Expr::Identifier(i) = &value
+            && i.quote_style.is_none()
+            && i.value.eq_ignore_ascii_case("default")
+        {
+            return Err(SqlError::NotSupported("SET column = DEFAULT".into()));
         }
         typed_placeholder(&mut value, &desc.columns[pos].ty, &mut hints)?;
         assigned.push(pos);

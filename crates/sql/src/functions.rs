@@ -61,8 +61,12 @@ struct RowFn {
     name: String,
     signature: datafusion::logical_expr::Signature,
     returns: DataType,
-    f: Arc<dyn Fn(&[ScalarValue]) -> datafusion::error::Result<ScalarValue> + Send + Sync>,
+    f: RowFnBody,
 }
+
+/// The body of a [`RowFn`]: arguments of one row to its result.
+type RowFnBody =
+    Arc<dyn Fn(&[ScalarValue]) -> datafusion::error::Result<ScalarValue> + Send + Sync>;
 
 impl std::fmt::Debug for RowFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -285,12 +285,12 @@ pub fn datum_from_array(array: &ArrayRef, row: usize, ty: &SqlType) -> Result<Da
         SqlType::Text => Datum::Text(string_value(array, row).ok_or_else(bad)?),
         SqlType::Varchar(limit) => {
             let s = string_value(array, row).ok_or_else(bad)?;
-            if let Some(n) = limit {
-                if s.chars().count() > *n as usize {
-                    return Err(SqlError::StringTooLong(format!(
-                        "value too long for type character varying({n})"
-                    )));
-                }
+            if let Some(n) = limit
+                && s.chars().count() > *n as usize
+            {
+                return Err(SqlError::StringTooLong(format!(
+                    "value too long for type character varying({n})"
+                )));
             }
             Datum::Text(s)
         }
