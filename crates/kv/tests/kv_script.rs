@@ -21,7 +21,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod script;
+use shoal_datadriven as script;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

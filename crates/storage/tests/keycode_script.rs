@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod script;
+use shoal_datadriven as script;
 
 use std::path::Path;
 

@@ -14,6 +14,10 @@
 //! The runner hands each command to a callback and compares what it returns
 //! with the recorded output. With `UPDATE_EXPECT=1` the file is rewritten with
 //! the actual output instead, so a behaviour change is reviewed as a diff.
+//!
+//! This crate is for tests only: a mismatch or an unreadable script panics,
+//! which is how a test reports failure. Used by the storage key encoding and
+//! the KV layer's MVCC scripts.
 
 use std::path::Path;
 
