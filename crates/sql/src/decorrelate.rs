@@ -324,18 +324,19 @@ impl DecorrelateAggregateSubquery {
         } else {
             value
         };
+        // The subquery's place in an expression now reads the joined value.
+        let substitute = |e: Expr| -> Result<Expr> {
+            Ok(e.transform(|x| {
+                Ok(match x {
+                    Expr::ScalarSubquery(sq) if sq == subquery => Transformed::yes(value.clone()),
+                    other => Transformed::no(other),
+                })
+            })?
+            .data)
+        };
         let replace = |e: Expr| -> Result<Expr> {
             let name = e.name_for_alias()?;
-            let replaced = e
-                .transform(|x| {
-                    Ok(match x {
-                        Expr::ScalarSubquery(sq) if sq == subquery => {
-                            Transformed::yes(value.clone())
-                        }
-                        other => Transformed::no(other),
-                    })
-                })?
-                .data;
+            let replaced = substitute(e)?;
             Ok(if matches!(replaced, Expr::Alias(_)) {
                 replaced
             } else {
@@ -353,18 +354,7 @@ impl DecorrelateAggregateSubquery {
                 LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(joined))?)
             }
             LogicalPlan::Filter(f) => {
-                let predicate = f
-                    .predicate
-                    .clone()
-                    .transform(|x| {
-                        Ok(match x {
-                            Expr::ScalarSubquery(sq) if sq == subquery => {
-                                Transformed::yes(value.clone())
-                            }
-                            other => Transformed::no(other),
-                        })
-                    })?
-                    .data;
+                let predicate = substitute(f.predicate.clone())?;
                 let filtered = LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(joined))?);
                 // Keep the Filter's original output columns.
                 let columns: Vec<Expr> = input
