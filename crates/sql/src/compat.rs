@@ -54,7 +54,16 @@ fn name_outputs(q: &mut ast::Query) {
         let (name, expr) = match item {
             ast::SelectItem::UnnamedExpr(e) => (pg_output_name(e), e.clone()),
             ast::SelectItem::ExprWithAlias { alias, .. } => {
-                *seen.entry(alias.value.clone()).or_default() += 1;
+                // PostgreSQL allows `SELECT 1 AS c, 2 AS c`; DataFusion needs
+                // the second one renamed.
+                let count = seen.entry(alias.value.clone()).or_default();
+                *count += 1;
+                if *count > 1 {
+                    *alias = ast::Ident::with_quote(
+                        '"',
+                        format!("{}{UNIQUE_SUFFIX}{count}", alias.value),
+                    );
+                }
                 continue;
             }
             _ => continue,
@@ -312,6 +321,10 @@ mod tests {
             "SELECT a, a AS \"a#shoal2\", 1 AS \"?column?\", 1 AS \"?column?#shoal2\", count(*) AS \"count\" FROM t"
         );
         assert_eq!(output_name("a#shoal2"), "a");
+        assert_eq!(
+            rw("SELECT 1 AS c, 2 AS c"),
+            "SELECT 1 AS c, 2 AS \"c#shoal2\""
+        );
         assert_eq!(output_name("plain"), "plain");
     }
 }
