@@ -175,6 +175,12 @@ async fn connect_time_settings_and_functions() {
     c.batch_execute("SET application_name = 'it'; SET extra_float_digits = 3; SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'")
         .await
         .unwrap();
+    // What the server announced at startup agrees with SHOW.
+    let shown: String = match &c.simple_query("SHOW server_version").await.unwrap()[1] {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).unwrap_or_default().to_string(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(shown, "15.0");
     let v: String = c.query_one("SELECT version()", &[]).await.unwrap().get(0);
     assert!(v.starts_with("PostgreSQL "), "{v}");
     let db: String = c

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::sql::sqlparser::ast::Statement;
-use futures::{Sink, stream};
+use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
@@ -123,6 +123,24 @@ impl NoopStartupHandler for Startup {
             .open_session(&database, &user)
             .map_err(|e| to_pgwire(&e))?;
         *self.session.lock().await = Some(session);
+        // pgwire's default startup already reported its own parameter values;
+        // a later ParameterStatus overrides them, so clients see the same
+        // values as `SHOW` (psql picks its describe queries by server_version).
+        for (name, value) in [
+            ("server_version", shoal_sql::vars::SERVER_VERSION),
+            ("DateStyle", "ISO, MDY"),
+            ("TimeZone", "UTC"),
+            ("search_path", "\"$user\", public"),
+        ] {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(
+                    pgwire::messages::startup::ParameterStatus::new(
+                        name.to_string(),
+                        value.to_string(),
+                    ),
+                ))
+                .await?;
+        }
         Ok(())
     }
 }
