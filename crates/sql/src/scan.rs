@@ -481,3 +481,122 @@ impl SpanReader {
 fn to_df(e: shoal_kv::KvError) -> DataFusionError {
     DataFusionError::External(Box::new(SqlError::from(e)))
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+
+    use super::*;
+    use crate::descriptor::ColumnDescriptor;
+    use crate::types::SqlType;
+
+    fn desc() -> TableDescriptor {
+        let c = |name: &str, ty: SqlType| ColumnDescriptor {
+            name: name.into(),
+            ty,
+            nullable: false,
+            hidden: false,
+        };
+        TableDescriptor {
+            id: 9,
+            database: "shoal".into(),
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![
+                c("a", SqlType::Integer),
+                c("b", SqlType::Text),
+                c("v", SqlType::Double),
+            ],
+            primary_key: vec![0, 1],
+            version: 1,
+        }
+    }
+
+    fn names() -> Vec<Option<String>> {
+        vec![Some("a".into()), Some("b".into())]
+    }
+
+    fn key(values: &[Datum]) -> Vec<u8> {
+        encode_key_values(&desc(), values).unwrap()
+    }
+
+    #[test]
+    fn full_key_equality_is_a_point_get() {
+        let spans = key_spans(
+            &desc(),
+            &names(),
+            &[col("a").eq(lit(5i32)).and(col("b").eq(lit("x")))],
+        )
+        .unwrap();
+        assert_eq!(
+            spans,
+            vec![Span::Point(key(&[Datum::Int(5), Datum::Text("x".into())]))]
+        );
+    }
+
+    #[test]
+    fn in_lists_become_one_span_per_value() {
+        let spans = key_spans(
+            &desc(),
+            &names(),
+            &[col("a").in_list(vec![lit(1i32), lit(3i32), lit(1i32)], false)],
+        )
+        .unwrap();
+        let prefix = |v| {
+            let k = key(&[Datum::Int(v)]);
+            Span::Range(k.clone(), prefix_end(&k))
+        };
+        assert_eq!(spans, vec![prefix(1), prefix(3)]);
+    }
+
+    #[test]
+    fn ranges_bound_the_span() {
+        let spans = key_spans(
+            &desc(),
+            &names(),
+            &[col("a").gt(lit(5i32)), col("a").lt_eq(lit(9i32))],
+        )
+        .unwrap();
+        let five = key(&[Datum::Int(5)]);
+        let nine = key(&[Datum::Int(9)]);
+        assert_eq!(
+            spans,
+            vec![Span::Range(prefix_end(&five), prefix_end(&nine))]
+        );
+    }
+
+    #[test]
+    fn other_filters_scan_the_table() {
+        let table = {
+            let p = index_prefix(9);
+            vec![Span::Range(p.clone(), prefix_end(&p))]
+        };
+        // Not a key column.
+        assert_eq!(
+            key_spans(&desc(), &names(), &[col("v").eq(lit(1.0))]).unwrap(),
+            table
+        );
+        // Second key column alone does not narrow.
+        assert_eq!(
+            key_spans(&desc(), &names(), &[col("b").eq(lit("x"))]).unwrap(),
+            table
+        );
+        // A literal that does not convert exactly must not narrow (`a = 2.5` matches nothing,
+        // but DataFusion decides that, not the scan).
+        assert_eq!(
+            key_spans(&desc(), &names(), &[col("a").eq(lit(2.5f64))]).unwrap(),
+            table
+        );
+    }
+
+    #[test]
+    fn contradictory_equalities_read_nothing() {
+        let spans = key_spans(
+            &desc(),
+            &names(),
+            &[col("a").eq(lit(1i32)), col("a").eq(lit(2i32))],
+        )
+        .unwrap();
+        assert!(spans.is_empty());
+    }
+}
