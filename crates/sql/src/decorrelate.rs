@@ -263,20 +263,15 @@ impl DecorrelateAggregateSubquery {
         // 2. The subquery per domain row.
         let predicate = shape.predicate.clone().transform(|e| {
             Ok(match e {
-                Expr::OuterReferenceColumn(_, c) => {
+                Expr::OuterReferenceColumn(field, c) => {
                     match shape.outer_columns.iter().position(|o| *o == c) {
                         Some(i) => Transformed::yes(Expr::Column(Column::new(
                             Some(domain_alias.clone()),
                             keys[i].clone(),
                         ))),
-                        None => Transformed::no(Expr::OuterReferenceColumn(
-                            Arc::new(datafusion::arrow::datatypes::Field::new(
-                                c.name.clone(),
-                                datafusion::arrow::datatypes::DataType::Null,
-                                true,
-                            )),
-                            c,
-                        )),
+                        // Unreachable: `outer_columns` was collected from this
+                        // very predicate. Left as it was, never invented.
+                        None => Transformed::no(Expr::OuterReferenceColumn(field, c)),
                     }
                 }
                 other => Transformed::no(other),
