@@ -1,5 +1,5 @@
 # Shoal — two commands do everything on a fresh machine:
-#   make demo   build, start a local node with sample data, print how to connect
+#   make demo   build, start a local 3-node cluster with sample data, print how to connect
 #   make test   the whole suite (format, lints, unit, integration, sqllogictest)
 
 SHELL := /bin/bash
@@ -28,8 +28,7 @@ deps:
 build: deps
 	cargo build --workspace --all-targets
 
-demo: deps
-	cargo build -p shoal
+demo: build
 	$(BIN)/shoal demo
 
 lint: deps
@@ -53,12 +52,14 @@ slt-corpus:
 
 test: lint test-unit test-slt
 
-# sysbench oltp_point_select / oltp_insert against PostgreSQL 15 on this
+# sysbench oltp_point_select / oltp_insert against PostgreSQL 15, and
+# replicated inserts (Shoal 3 nodes, Shoal 1 node, etcd 3.4 cluster), on this
 # machine, in the same run (see benches/README.md). BENCH_ARGS=--smoke for a
 # quick run.
 bench: deps
-	cargo build --release -p shoal
+	cargo build --release -p shoal -p shoal-loadgen
 	SHOAL_BIN=$(CARGO_TARGET_DIR)/release/shoal benches/sysbench.sh $(BENCH_ARGS)
+	SHOAL_BIN=$(CARGO_TARGET_DIR)/release/shoal benches/replication.sh $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -77,8 +77,8 @@ STAMP=$(date -u +%Y%m%d-%H%M%S)
 REPORT=$RESULTS_DIR/sysbench-$STAMP.md
 LOG_DIR=$RESULTS_DIR/sysbench-$STAMP
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=benches/lib.sh
+source "$REPO_ROOT/benches/lib.sh"
 
 # ---------------------------------------------------------------------------
 # Packages
@@ -90,15 +90,7 @@ ensure_packages() {
   { dpkg -s sysbench && command -v sysbench; } >/dev/null 2>&1 || missing+=(sysbench)
   dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
-  (( ${#missing[@]} == 0 )) && return 0
-  local sudo=()
-  if [[ $(id -u) != 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "missing packages: ${missing[*]} (run as root or install them)"
-    sudo=(sudo)
-  fi
-  log "installing: ${missing[*]}"
-  timeout 600 "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  install_debs "${missing[@]}"
 }
 
 # PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not on PATH on
@@ -113,40 +105,9 @@ find_pg_bindir() {
   dirname "$initdb"
 }
 
-find_shoal_bin() {
-  if [[ -n ${SHOAL_BIN:-} ]]; then
-    [[ -x $SHOAL_BIN ]] || die "SHOAL_BIN=$SHOAL_BIN is not an executable"
-    echo "$SHOAL_BIN"; return
-  fi
-  local c
-  for c in ${CARGO_TARGET_DIR:+"$CARGO_TARGET_DIR/release/shoal"} \
-           "$HOME/.cache/shoal/target/release/shoal" \
-           "$HOME/.cache/shoal/target/debug/shoal"; do
-    [[ -x $c ]] && { echo "$c"; return; }
-  done
-  die "no shoal binary; build one (cargo build --release -p shoal), set SHOAL_BIN, or pass --postgres-only"
-}
-
 # ---------------------------------------------------------------------------
 # Ports, processes, cleanup
 # ---------------------------------------------------------------------------
-
-TAKEN_PORTS=" "
-# pick_port VAR: a loopback port nothing listens on (a refused connect), not
-# handed out before in this run.
-pick_port() {
-  local p _
-  for _ in $(seq 200); do
-    p=$(( 20000 + RANDOM % 40000 ))
-    [[ $TAKEN_PORTS == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      TAKEN_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  die "no free loopback port found"
-}
 
 WORK=""
 PG_STARTED=0
@@ -163,17 +124,7 @@ as_pg() {
 }
 
 stop_shoal() {
-  [[ -n $SHOAL_PID ]] || return 0
-  if kill -0 "$SHOAL_PID" 2>/dev/null; then
-    kill -TERM "$SHOAL_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 100); do kill -0 "$SHOAL_PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$SHOAL_PID" 2>/dev/null; then
-      log "shoal (pid $SHOAL_PID) ignored SIGTERM for 10 s; sending SIGKILL"
-      kill -KILL "$SHOAL_PID" 2>/dev/null || true
-    fi
-  fi
-  wait "$SHOAL_PID" 2>/dev/null || true
+  stop_pid "$SHOAL_PID" shoal
   SHOAL_PID=""
 }
 
@@ -373,15 +324,6 @@ bench() {
 # appended WAL (RocksDB); overwriting does not, like PostgreSQL's
 # preallocated WAL segments.
 # ---------------------------------------------------------------------------
-
-FSYNC_COUNT=200
-dsync_ms() { # dsync_ms FILE [dd conv flags]: average ms per write
-  local out secs
-  out=$(LC_ALL=C timeout 120 dd if=/dev/zero of="$1" bs=4k count="$FSYNC_COUNT" oflag=dsync ${2:+conv=$2} 2>&1 >/dev/null) || { echo "?"; return; }
-  secs=$(sed -n 's/.* copied, \([0-9.e+-]*\) s,.*/\1/p' <<<"$out")
-  [[ -n $secs ]] || { echo "?"; return; }
-  awk -v s="$secs" -v n="$FSYNC_COUNT" 'BEGIN { printf "%.3f", s * 1000 / n }'
-}
 
 # ---------------------------------------------------------------------------
 # Report

@@ -40,29 +40,45 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("local addr")
 }
 
+pub mod cluster;
+
 pub struct TestNode {
     pub store: tempfile::TempDir,
     pub sql_addr: SocketAddr,
     pub listen_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Node-to-node addresses to join through (empty: a cluster of its own).
+    pub join: Vec<SocketAddr>,
+    /// More `shoal start` arguments.
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl TestNode {
     /// Starts a node on a fresh store and waits until it serves SQL.
     pub async fn start() -> TestNode {
-        let store = tempfile::tempdir().expect("temp dir");
-        let mut node = TestNode {
-            store,
-            sql_addr: free_addr(),
-            listen_addr: free_addr(),
-            child: None,
-        };
+        let mut node = TestNode::new();
         node.spawn().await;
         node
     }
 
-    async fn spawn(&mut self) {
-        let child = Command::new(shoal_bin())
+    /// A node with a fresh store and free ports, not started.
+    pub fn new() -> TestNode {
+        TestNode {
+            store: tempfile::tempdir().expect("temp dir"),
+            sql_addr: free_addr(),
+            listen_addr: free_addr(),
+            http_addr: free_addr(),
+            join: Vec::new(),
+            extra_args: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Starts the process without waiting for it to serve SQL.
+    pub fn spawn_process(&mut self) {
+        let mut command = Command::new(shoal_bin());
+        command
             .arg("start")
             .arg("--store")
             .arg(self.store.path())
@@ -70,12 +86,37 @@ impl TestNode {
             .arg(self.sql_addr.to_string())
             .arg("--listen-addr")
             .arg(self.listen_addr.to_string())
-            .env("SHOAL_LOG", "warn")
+            .arg("--http-addr")
+            .arg(self.http_addr.to_string());
+        if !self.join.is_empty() {
+            let join: Vec<String> = self.join.iter().map(ToString::to_string).collect();
+            command.arg("--join").arg(join.join(","));
+        }
+        command.args(&self.extra_args);
+        let child = command
+            .env(
+                "SHOAL_LOG",
+                std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn shoal");
         self.child = Some(child);
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    async fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_sql().await;
+    }
+
+    /// Waits (up to 30 s) until the node accepts PostgreSQL connections.
+    pub async fn wait_sql(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if tokio_postgres::connect(&self.conn_str(), NoTls)
@@ -132,6 +173,12 @@ impl TestNode {
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
+    }
+}
+
+impl Default for TestNode {
+    fn default() -> Self {
+        TestNode::new()
     }
 }
 

@@ -102,6 +102,13 @@ impl HybridClock {
     }
 
     /// The current wall-clock reading (for GC's retention window).
+    /// Moves the clock past `ts` (a timestamp seen elsewhere), so this
+    /// node's next hint is above it.
+    pub(crate) fn observe(&self, ts: Timestamp) {
+        let mut last = self.last.lock();
+        *last = (*last).max(ts);
+    }
+
     pub(crate) fn wall_now(&self) -> u64 {
         self.wall.now_micros()
     }

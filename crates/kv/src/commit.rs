@@ -1,42 +1,42 @@
-//! The commit path: conflict check, timestamp, durable write, publish.
+//! The commit path: propose, let every replica decide, report.
 //!
-//! All four steps run under one node-wide commit mutex:
+//! A transaction's buffered writes become one [`Command::Commit`] carrying
+//! its read timestamp and a timestamp hint from this node's clock. The
+//! command goes to the range's Raft group (from any node: a follower's
+//! proposal is forwarded to the leader) and is applied by every replica
+//! (`apply.rs`), which decides — identically everywhere — between:
 //!
-//! 1. **Conflict check (first committer wins).** For every buffered key, if
-//!    its newest committed version is newer than the transaction's read
-//!    timestamp, someone else committed a write to it after our snapshot:
-//!    fail with [`KvError::WriteConflict`]. This is snapshot isolation's
-//!    write rule, PostgreSQL's REPEATABLE READ behaviour. Write skew remains
-//!    possible, as in PostgreSQL REPEATABLE READ.
-//! 2. **Timestamp.** The hybrid clock's next value; above every earlier
-//!    commit on this node, including before a restart.
-//! 3. **Write.** Every buffered write becomes a version at the commit
-//!    timestamp; the batch also carries the timestamp high-water mark, so
-//!    the mark is durable exactly when the commit is. The batch goes through
-//!    the range's replica ([`LocalReplica::apply`]), the future Raft
-//!    proposal point, which returns once it is durable.
-//! 4. **Publish.** Store the commit timestamp as `latest`. New snapshots
-//!    start there; they see the whole commit, and none saw a part of it.
+//! * **conflict** (first committer wins): some written key has a version
+//!   newer than the read timestamp → [`KvError::WriteConflict`], nothing
+//!   written. This is snapshot isolation's write rule, PostgreSQL's
+//!   REPEATABLE READ behaviour; write skew remains possible, as there.
+//! * **commit** at `max(hint, last commit + 1)`: every write becomes a
+//!   version at that timestamp, atomically with the range's new
+//!   `last_commit`.
 //!
-//! Holding the mutex through the write makes commits strictly ordered by
-//! timestamp, which step 4 relies on (publishing `t` implies everything up
-//! to `t` is durable). It also serializes fsyncs; group commit is the known
-//! remedy when this becomes the bottleneck.
+//! The call returns once a quorum has the entry in its log (synced) and
+//! this node has applied it, so a snapshot this node takes afterwards
+//! includes the commit. Commits from many sessions that arrive during one
+//! Raft round share its fsync.
 //!
-//! Cross-range atomicity: writes are grouped per range and applied range by
-//! range. With one range (today) that is a single atomic batch. Once the
-//! directory can hold several ranges, a commit spanning them needs a
-//! transaction record and two-phase intents; that arrives with splits.
+//! The command carries a random id and applying it leaves a commit record,
+//! so the Raft handle may propose it again whenever an answer is late (a
+//! proposal forwarded to a leader that died is simply lost): a second copy
+//! is answered from the record. Only when no attempt got an answer by the
+//! request timeout is the outcome reported ambiguous (or the range
+//! unavailable, if no leader was ever found).
 //!
-//! [`LocalReplica::apply`]: shoal_replication::LocalReplica::apply
+//! Cross-range atomicity: with one range (today) a commit is one command.
+//! Once ranges split, a commit spanning them needs a transaction record and
+//! two-phase intents; that arrives with distributed transactions.
 
 use std::collections::BTreeMap;
 
-use shoal_storage::WriteBatch;
+use shoal_replication::ReplicationError;
 
 use crate::clock::Timestamp;
+use crate::command::{Command, Reply};
 use crate::error::{KvError, Result, printable_key};
-use crate::mvcc;
 use crate::store::Kv;
 
 impl Kv {
@@ -47,42 +47,37 @@ impl Kv {
         read_ts: Timestamp,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<Timestamp> {
-        let _serialized = self.commit_lock.lock();
-
-        for key in writes.keys() {
-            if let Some(ts) = mvcc::newest_version_ts(self.engine_for(key), key)?
-                && ts > read_ts
-            {
-                tracing::debug!(
-                    key = %printable_key(key),
-                    read_ts,
-                    conflicting_ts = ts,
-                    "write conflict"
-                );
-                return Err(KvError::WriteConflict {
-                    key: printable_key(key),
-                });
-            }
-        }
-
-        let commit_ts = self.clock.next();
-        let mut batches: BTreeMap<usize, WriteBatch> = BTreeMap::new();
         let n_writes = writes.len();
-        for (key, value) in writes {
-            let batch = batches.entry(self.replica_index(&key)).or_default();
-            batch.put(
-                mvcc::version_key(&key, commit_ts),
-                mvcc::encode_value(value.as_deref()),
-            );
+        let range = match writes.keys().next() {
+            Some(first) => self.range_of(first),
+            None => return Ok(read_ts),
+        };
+        let command = Command::Commit {
+            id: rand::random(),
+            read_ts,
+            ts_hint: self.clock.next(),
+            writes: writes.into_iter().collect(),
+        };
+        // Safe to re-propose: the commit record makes it idempotent.
+        let reply = self
+            .raft
+            .propose_idempotent(range, command.encode(), self.timeout)?;
+        match Reply::decode(&reply)? {
+            Reply::Committed(commit_ts) => {
+                self.clock.observe(commit_ts);
+                tracing::debug!(read_ts, commit_ts, writes = n_writes, "committed");
+                Ok(commit_ts)
+            }
+            Reply::Conflict(key) => {
+                tracing::debug!(key = %printable_key(&key), read_ts, "write conflict");
+                Err(KvError::WriteConflict {
+                    key: printable_key(&key),
+                })
+            }
+            Reply::TooOld(threshold) => Err(KvError::SnapshotTooOld { read_ts, threshold }),
+            other @ (Reply::Collected(_) | Reply::Registered(_)) => Err(KvError::Replication(
+                ReplicationError::Corrupt(format!("a commit was answered with {other:?}")),
+            )),
         }
-        for (range_idx, mut batch) in batches {
-            batch.put(mvcc::TS_MARK_KEY, commit_ts.to_be_bytes());
-            self.replicas[range_idx].apply(batch)?;
-        }
-
-        self.latest
-            .store(commit_ts, std::sync::atomic::Ordering::Release);
-        tracing::debug!(read_ts, commit_ts, writes = n_writes, "committed");
-        Ok(commit_ts)
     }
 }

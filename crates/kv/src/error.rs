@@ -4,7 +4,10 @@
 //! the front end maps it to SQLSTATE 40001 (`serialization_failure`), which is
 //! what PostgreSQL raises when a snapshot-isolation (REPEATABLE READ)
 //! transaction loses a write-write race. [`KvError::TxnFinished`] is a caller
-//! bug. Storage and replication failures pass through unchanged.
+//! bug. [`KvError::Unavailable`] (no quorum in time; nothing happened) and
+//! [`KvError::Ambiguous`] (a commit's fate is unknown) are what replication
+//! failures mean to a client; other storage and replication failures pass
+//! through unchanged.
 
 use shoal_replication::ReplicationError;
 use shoal_storage::StorageError;
@@ -19,13 +22,45 @@ pub enum KvError {
         /// The conflicting key, printable ASCII kept and other bytes as `\xNN`.
         key: String,
     },
+    /// The snapshot is older than the GC threshold: versions it needs may
+    /// have been collected. Retry with a new transaction.
+    #[error("snapshot too old: read at {read_ts}, versions below {threshold} were collected")]
+    SnapshotTooOld {
+        /// The transaction's snapshot.
+        read_ts: u64,
+        /// The range's GC threshold.
+        threshold: u64,
+    },
     /// The transaction was already committed or rolled back.
     #[error("transaction is already finished")]
     TxnFinished,
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The range cannot serve now: no leader with a quorum answered in
+    /// time. Nothing was written; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A commit's outcome is unknown (its answer did not arrive in time).
+    #[error("{0}")]
+    Ambiguous(String),
     #[error(transparent)]
-    Replication(#[from] ReplicationError),
+    Replication(ReplicationError),
+}
+
+impl From<ReplicationError> for KvError {
+    fn from(e: ReplicationError) -> Self {
+        match e {
+            ReplicationError::Unavailable { .. }
+            | ReplicationError::NotLeader { .. }
+            | ReplicationError::Dropped(_)
+            | ReplicationError::Stopped => KvError::Unavailable(e.to_string()),
+            ReplicationError::Ambiguous(_) => KvError::Ambiguous(e.to_string()),
+            ReplicationError::RangeNotFound(_) => KvError::Unavailable(format!(
+                "{e}: the node is still joining the cluster; retry shortly"
+            )),
+            other => KvError::Replication(other),
+        }
+    }
 }
 
 /// Result alias for KV operations.

@@ -4,15 +4,20 @@
 //! picks a **threshold** timestamp
 //!
 //! ```text
-//! threshold = min(wall now − window, oldest active read_ts, latest published)
+//! threshold = min(wall now − window, oldest local active read_ts, last commit)
 //! ```
 //!
-//! and relies on one fact: every current and future reader reads at a
-//! timestamp `r >= threshold` (active ones by the `min`; future ones start
-//! at `latest`, which only grows, and are registered under the lock the
-//! threshold is computed under; see `store.rs`). Such a reader sees, per key,
-//! either a version newer than the threshold, or the newest version at or
-//! below it. So, for each user key, GC
+//! and relies on one fact: every reader that may still read reads at a
+//! timestamp `r >= threshold`. Local readers are bounded by the `min`;
+//! future ones start at `last_commit`, which only grows; readers on *other*
+//! nodes are not known here, so the threshold is replicated with the
+//! deletions and a reader below it fails with "snapshot too old" instead of
+//! reading a collected history (`store.rs`, `check_snapshot`). With the
+//! default window of hours, only transactions open that long are affected.
+//!
+//! A reader at `r >= threshold` sees, per key, either a version newer than
+//! the threshold, or the newest version at or below it. So, for each user
+//! key, GC
 //!
 //! * keeps every version newer than the threshold;
 //! * keeps the newest version at or below the threshold — unless it is a
@@ -20,54 +25,46 @@
 //!   reading a tombstone are the same to a reader);
 //! * removes every older version.
 //!
-//! Capping by `latest` matters: a commit in flight may already have written
-//! versions stamped below the wall clock but not yet published, and the
-//! newest *published* version of each key must survive for snapshots taken
-//! at `latest`.
-//!
 //! Removal does not affect conflict checks: a removed version is at or below
 //! every live read timestamp, so it could never have caused a conflict.
 //!
-//! GC streams over the version space range by range, with one user key of
-//! state, and deletes through the range's replica in bounded batches, so it
-//! runs in constant memory alongside normal traffic.
+//! The proposing node finds the garbage by streaming over its own replica
+//! (one user key of state) and proposes the version keys to delete in
+//! bounded [`Command::Gc`] batches. Every replica deletes exactly those
+//! keys, so replicas stay identical; versions at or below the threshold are
+//! immutable, so the list is valid whenever it applies.
 
 use std::time::Duration;
 
-use shoal_storage::WriteBatch;
-
 use crate::clock::Timestamp;
-use crate::error::Result;
+use crate::command::{Command, Reply};
+use crate::error::{KvError, Result};
 use crate::mvcc;
 use crate::store::Kv;
 
-/// Deletes per replicated batch.
+/// Versions removed per proposed GC command.
 const GC_BATCH: usize = 1024;
 
 /// What one GC pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcStats {
-    /// Version entries deleted.
+    /// Versions deleted.
     pub versions_removed: u64,
     /// Distinct user keys examined.
     pub keys_scanned: u64,
 }
 
 impl Kv {
-    /// Removes versions no reader can see any more, keeping at least
-    /// `gc_window` of history. See the module documentation.
+    /// Runs one GC pass over every range, keeping history for `gc_window`.
     pub fn gc(&self, gc_window: std::time::Duration) -> Result<GcStats> {
         let threshold = self.gc_threshold(gc_window);
         let mut stats = GcStats::default();
-        for (idx, range) in self.directory.ranges().iter().enumerate() {
-            let replica = &self.replicas[idx];
+        for range in self.directory.ranges() {
             let (lower, upper) = mvcc::version_span(&range.start_key, range.end_key.as_deref());
-            let mut batch = WriteBatch::new();
-            // The user key being examined, and whether its newest version at
-            // or below the threshold has been seen.
+            let mut doomed: Vec<Vec<u8>> = Vec::new();
             let mut current: Option<Vec<u8>> = None;
             let mut kept_base = false;
-            for item in replica.engine().scan(&lower, Some(&upper)) {
+            for item in self.engine.scan(&lower, Some(&upper)) {
                 let (key, stored) = item?;
                 let (user_key, ts) = mvcc::decode_version_key(&key)?;
                 if current.as_deref() != Some(user_key.as_slice()) {
@@ -85,14 +82,38 @@ impl Kv {
                     mvcc::decode_value(&stored)?.is_none()
                 };
                 if remove {
-                    batch.delete(key);
-                    stats.versions_removed += 1;
-                    if batch.len() >= GC_BATCH {
-                        replica.apply(std::mem::take(&mut batch))?;
+                    doomed.push(key);
+                    if doomed.len() >= GC_BATCH {
+                        stats.versions_removed += self.propose_gc(
+                            range.range_id,
+                            threshold,
+                            std::mem::take(&mut doomed),
+                        )?;
                     }
                 }
             }
-            replica.apply(batch)?;
+            if !doomed.is_empty() {
+                stats.versions_removed += self.propose_gc(range.range_id, threshold, doomed)?;
+            }
+        }
+        // Commit records older than the threshold: no retry of theirs can
+        // still be in flight.
+        let prefix = crate::apply::COMMIT_RECORD_PREFIX;
+        let end = mvcc::prefix_end(prefix).unwrap_or_default();
+        let range = self.directory.ranges()[0].range_id;
+        let mut doomed = Vec::new();
+        for item in self.engine.scan(prefix, Some(&end)) {
+            let (key, ts) = item?;
+            let ts = <[u8; 8]>::try_from(ts.as_slice()).map(u64::from_be_bytes);
+            if ts.is_ok_and(|ts| ts <= threshold) {
+                doomed.push(key);
+                if doomed.len() >= GC_BATCH {
+                    self.propose_gc(range, threshold, std::mem::take(&mut doomed))?;
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            self.propose_gc(range, threshold, doomed)?;
         }
         tracing::info!(
             threshold,
@@ -103,10 +124,19 @@ impl Kv {
         Ok(stats)
     }
 
+    fn propose_gc(&self, range: u64, threshold: Timestamp, keys: Vec<Vec<u8>>) -> Result<u64> {
+        let command = Command::Gc { threshold, keys };
+        let reply = self.raft.propose(range, command.encode(), self.timeout)?;
+        match Reply::decode(&reply)? {
+            Reply::Collected(n) => Ok(n),
+            other => Err(KvError::Replication(
+                shoal_replication::ReplicationError::Corrupt(format!("gc answered with {other:?}")),
+            )),
+        }
+    }
+
     fn gc_threshold(&self, window: Duration) -> Timestamp {
         let window_us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
-        // Under the active-set lock: no transaction can begin (and pick a
-        // snapshot below the threshold) while it is being computed.
         let active = self.active.lock();
         let oldest_active = active.keys().next().copied().unwrap_or(Timestamp::MAX);
         self.clock

@@ -1,52 +1,60 @@
 //! Shoal's transactional key-value layer: MVCC and snapshot-isolation
-//! transactions on one node.
+//! transactions over Raft-replicated ranges.
 //!
 //! # Where it sits
 //!
-//! Below: `shoal-storage` (an ordered byte map), reached only through
-//! `shoal-replication` for writes (each range's replica applies batches —
-//! the future Raft boundary) and `shoal-placement` for routing (which range
-//! owns a key). Above: the SQL layer, which sees nothing but [`Kv`] and
-//! [`Txn`]: byte keys and values, snapshots, commit and rollback. It never
-//! learns whether the store is one node or many.
+//! Below: `shoal-replication` (each range is a Raft group; this crate's
+//! [`KvStateMachine`] is what its committed commands mean), `shoal-storage`
+//! (the local replica's data, read directly) and `shoal-placement` (which
+//! range owns a key). Above: the SQL layer, which sees nothing but [`Kv`]
+//! and [`Txn`]: byte keys and values, snapshots, commit and rollback. It
+//! never learns whether the store is one node or many.
 //!
 //! # The model
 //!
 //! * **Multi-version storage** (`mvcc`): every commit adds versions stamped
 //!   with its commit timestamp; nothing is updated in place. A reader at
 //!   timestamp `r` sees, per key, the newest version at or below `r`.
-//! * **Snapshot isolation** (`txn`, `commit`): a transaction reads the
-//!   snapshot at the latest committed timestamp when it began, plus its own
-//!   buffered writes. At commit, if any key it wrote has a version newer than
-//!   its snapshot, it fails with [`KvError::WriteConflict`] (first committer
-//!   wins — PostgreSQL's REPEATABLE READ). Otherwise all its writes land in
-//!   one durable batch at a fresh commit timestamp.
-//! * **Timestamps** (`clock`): hybrid wall-clock microseconds, strictly
-//!   increasing, persisted as a high-water mark with every commit so they
-//!   never go backwards across restarts.
+//! * **Snapshot isolation** (`txn`, `commit`, `apply`): a transaction reads
+//!   the snapshot at the range's last commit after a read barrier, plus its
+//!   own buffered writes. Its commit is a replicated command; every replica
+//!   applies the first-committer-wins check identically, so a conflict
+//!   fails with [`KvError::WriteConflict`] (PostgreSQL's REPEATABLE READ).
+//! * **Timestamps** (`clock`, `apply`): a node proposes hybrid wall-clock
+//!   microseconds; the state machine makes commit timestamps strictly
+//!   increasing in log order (`max(hint, last + 1)`), and the last one is
+//!   stored with every commit, so they never go backwards, across restarts
+//!   and leader changes alike.
 //! * **Garbage collection** (`gc`): removes versions older than a retention
-//!   window that no live snapshot can see.
+//!   window, through the log, so every replica removes the same ones.
 //!
 //! # Life of a write
 //!
-//! `txn.put(k, v)` buffers in the transaction → `txn.commit()` takes the
-//! commit mutex, checks conflicts, draws a timestamp, builds
-//! `v ++ escaped(k) ++ !ts → [1] ++ v` plus the high-water mark, hands the
-//! batch to the range's `LocalReplica::apply` (fsynced), then publishes the
-//! timestamp so new snapshots include it.
+//! `txn.put(k, v)` buffers in the transaction → `txn.commit()` proposes a
+//! [`command::Command::Commit`] to the key's range → Raft replicates it to
+//! a quorum (synced) → every replica applies it (conflict check, versions
+//! `v ++ escaped(k) ++ !ts → [1] ++ v`, new last commit) → the proposer's
+//! node, having applied it, answers with the commit timestamp.
 //!
-//! Module reading order: `clock`, `mvcc`, `store`, `txn`, `commit`, `gc`.
+//! Module reading order: `clock`, `mvcc`, `command`, `apply`, `store`,
+//! `txn`, `commit`, `gc`.
 
+mod apply;
 pub mod clock;
+pub mod command;
 mod commit;
 pub mod error;
 mod gc;
 pub mod mvcc;
+pub mod registry;
 mod store;
 mod txn;
 
+pub use apply::{
+    COMMIT_RECORD_PREFIX, GC_THRESHOLD_KEY, KvStateMachine, Published, commit_record_key,
+};
 pub use clock::{ManualClock, SystemClock, Timestamp, WallClock};
 pub use error::{KvError, Result};
 pub use gc::GcStats;
-pub use store::Kv;
+pub use store::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_TICK, Kv, SINGLE_NODE_ID};
 pub use txn::Txn;

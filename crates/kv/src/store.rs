@@ -3,51 +3,54 @@
 //!
 //! # State
 //!
-//! * **Routing** — a [`RangeDirectory`] and one [`LocalReplica`] per range
-//!   (parallel vectors). Today the directory has a single range, but every
-//!   read and write is routed through it so that splitting ranges later does
-//!   not touch this layer's callers.
-//! * **The clock** — hands out commit timestamps (`clock.rs`). Its floor is
-//!   the persisted high-water mark, read once in [`Kv::open`].
-//! * **`latest`** — the newest *published* commit timestamp. A commit
-//!   publishes its timestamp only after its batch is durable, and commits are
-//!   serialized (`commit.rs`), so every version at or below `latest` is
-//!   complete: that is what makes `latest` a consistent snapshot.
-//! * **The active set** — the read timestamps of live transactions (a
-//!   multiset). GC never removes a version one of them may still read
-//!   (`gc.rs`).
+//! * **Routing** — a [`RangeDirectory`]; every key is routed through it to
+//!   its range's Raft group. Today the directory has a single range.
+//! * **Replication** — a [`RaftHandle`] to the node's Raft thread. Commits
+//!   and GC are proposed through it; reads start with its read barrier.
+//! * **The local replica** — the engine, read directly: every version at
+//!   or below the published `last_commit` is in it and never changes.
+//! * **The clock** — proposes commit timestamps (`clock.rs`); the state
+//!   machine makes them strictly increasing in log order.
+//! * **The active set** — the read timestamps of live local transactions
+//!   (a multiset); GC proposed by this node never collects what they read.
 //!
 //! # Taking a snapshot
 //!
-//! [`Kv::begin`] reads `latest` and registers it in the active set *under
-//! the active-set lock*. GC computes its threshold under the same lock, so a
-//! transaction either is registered before the threshold is computed (and
-//! bounds it) or starts afterwards at a `latest` no lower than the threshold.
+//! [`Kv::begin`] first passes the range's read barrier (ReadIndex): once it
+//! returns, this node's replica has applied every commit acknowledged
+//! anywhere before the call, so `last_commit` is a linearizable snapshot.
+//! It registers the snapshot in the active set *under the active-set lock*;
+//! GC computes its threshold under the same lock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use shoal_placement::RangeDirectory;
-use shoal_replication::LocalReplica;
-use shoal_storage::{Engine, StorageError};
+use shoal_replication::{MultiRaft, NoTransport, RaftConfig, RaftHandle, RaftRunner, RangeId};
+use shoal_storage::Engine;
 
+use crate::apply::{KvStateMachine, Published};
 use crate::clock::{HybridClock, SystemClock, Timestamp, WallClock};
-use crate::error::Result;
-use crate::mvcc::{TS_MARK_KEY, VisibleScan};
+use crate::error::{KvError, Result};
+use crate::mvcc::VisibleScan;
 use crate::txn::Txn;
+
+/// How long a request waits for its range before failing.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Raft tick of a node.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
 
 /// The transactional key-value store of one node. Shared as `Arc<Kv>`.
 pub struct Kv {
     pub(crate) directory: RangeDirectory,
-    /// `replicas[i]` serves `directory.ranges()[i]`; built together in
-    /// [`Kv::open_with_clock`] and never changed, so indexes always line up.
-    pub(crate) replicas: Vec<LocalReplica>,
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) raft: RaftHandle<KvStateMachine>,
+    pub(crate) published: Arc<Published>,
     pub(crate) clock: HybridClock,
-    pub(crate) latest: AtomicU64,
-    /// Serializes commits: conflict check, timestamp, write, publish.
-    pub(crate) commit_lock: Mutex<()>,
+    pub(crate) timeout: Duration,
     /// Read timestamp → number of live transactions reading at it.
     pub(crate) active: Mutex<BTreeMap<Timestamp, usize>>,
 }
@@ -61,11 +64,12 @@ impl std::fmt::Debug for Kv {
     }
 }
 
+/// The node id of a store opened alone by [`Kv::open`].
+pub const SINGLE_NODE_ID: u64 = 1;
+
 impl Kv {
-    /// Opens the store over `engine`, timed by the system clock.
-    ///
-    /// Reads the persisted timestamp high-water mark so timestamps never go
-    /// backwards across restarts.
+    /// Opens a store over `engine` as a one-node cluster (node 1, range 1
+    /// bootstrapped on first open), timed by the system clock.
     pub fn open(engine: Arc<dyn Engine>) -> Result<Arc<Kv>> {
         Self::open_with_clock(engine, Arc::new(SystemClock))
     }
@@ -73,44 +77,112 @@ impl Kv {
     /// Like [`Kv::open`], with an explicit wall clock (tests use
     /// [`ManualClock`](crate::clock::ManualClock)).
     pub fn open_with_clock(engine: Arc<dyn Engine>, wall: Arc<dyn WallClock>) -> Result<Arc<Kv>> {
-        let mark = match engine.get(TS_MARK_KEY)? {
-            None => 0,
-            Some(bytes) => {
-                let raw: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                    StorageError::Corrupt(format!("timestamp mark is {} bytes", bytes.len()))
-                })?;
-                u64::from_be_bytes(raw)
-            }
-        };
-        let directory = RangeDirectory::single();
-        let replicas = directory
-            .ranges()
-            .iter()
-            .map(|_| LocalReplica::new(engine.clone()))
-            .collect();
-        tracing::info!(high_water = mark, "opened kv store");
-        Ok(Arc::new(Kv {
-            directory,
-            replicas,
-            clock: HybridClock::new(wall, mark),
-            latest: AtomicU64::new(mark),
-            commit_lock: Mutex::new(()),
-            active: Mutex::new(BTreeMap::new()),
-        }))
+        let range = RangeDirectory::single().ranges()[0].range_id;
+        if !Self::is_bootstrapped(engine.as_ref())? {
+            MultiRaft::<KvStateMachine>::bootstrap_range(
+                engine.as_ref(),
+                range,
+                &[SINGLE_NODE_ID],
+            )?;
+        }
+        let (machine, published) = KvStateMachine::open(engine.as_ref())?;
+        let driver = MultiRaft::open(
+            SINGLE_NODE_ID,
+            engine.clone(),
+            RaftConfig::default(),
+            machine,
+        )?;
+        let raft = RaftRunner::spawn(driver, Arc::new(NoTransport), DEFAULT_TICK)?;
+        Ok(Self::new(engine, raft, published, wall))
     }
 
-    /// Starts a transaction reading the latest committed snapshot.
-    pub fn begin(self: &Arc<Self>) -> Arc<Txn> {
+    /// Whether `engine` holds a replica of the first range.
+    pub fn is_bootstrapped(engine: &dyn Engine) -> Result<bool> {
+        let range = RangeDirectory::single().ranges()[0].range_id;
+        Ok(engine
+            .get_cf(
+                shoal_storage::ColumnFamily::Raft,
+                &shoal_replication::keys::apply_state(range),
+            )?
+            .is_some())
+    }
+
+    /// A store over a running Raft thread whose state machine publishes
+    /// into `published` (see `KvStateMachine::open`).
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        raft: RaftHandle<KvStateMachine>,
+        published: Arc<Published>,
+        wall: Arc<dyn WallClock>,
+    ) -> Arc<Kv> {
+        let floor = published.last_commit();
+        tracing::info!(high_water = floor, node = raft.node_id(), "opened kv store");
+        Arc::new(Kv {
+            directory: RangeDirectory::single(),
+            engine,
+            raft,
+            published,
+            clock: HybridClock::new(wall, floor),
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            active: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The handle to this node's Raft thread.
+    pub fn raft(&self) -> &RaftHandle<KvStateMachine> {
+        &self.raft
+    }
+
+    /// Starts a transaction reading a linearizable snapshot: every commit
+    /// acknowledged before the call is visible.
+    pub fn begin(self: &Arc<Self>) -> Result<Arc<Txn>> {
+        for range in self.directory.ranges() {
+            self.raft.read_barrier(range.range_id, self.timeout)?;
+        }
         let mut active = self.active.lock();
         let read_ts = self.latest_ts();
         *active.entry(read_ts).or_insert(0) += 1;
         drop(active);
-        Arc::new(Txn::new(self.clone(), read_ts))
+        Ok(Arc::new(Txn::new(self.clone(), read_ts)))
     }
 
-    /// The newest published commit timestamp (0 before any commit).
+    /// Registers node `node_id` (0: allocate an id) at `addr` in the
+    /// cluster's node registry; returns its id.
+    pub fn register_node(&self, node_id: u64, addr: &str) -> Result<u64> {
+        let range = self.directory.ranges()[0].range_id;
+        let command = crate::command::Command::RegisterNode {
+            node_id,
+            addr: addr.to_string(),
+        };
+        let reply = self.raft.propose(range, command.encode(), self.timeout)?;
+        match crate::command::Reply::decode(&reply)? {
+            crate::command::Reply::Registered(id) => Ok(id),
+            other => Err(KvError::Replication(
+                shoal_replication::ReplicationError::Corrupt(format!(
+                    "registration answered with {other:?}"
+                )),
+            )),
+        }
+    }
+
+    /// The node registry as this node's replica has it.
+    pub fn nodes(&self) -> Result<Vec<(u64, String)>> {
+        crate::registry::nodes(self.engine.as_ref())
+    }
+
+    /// The newest commit timestamp applied on this node (0 before any).
     pub fn latest_ts(&self) -> Timestamp {
-        self.latest.load(Ordering::Acquire)
+        self.published.last_commit()
+    }
+
+    /// Fails if a snapshot at `read_ts` may have lost versions to GC. Called
+    /// after reading, so a collection racing with the read is noticed.
+    pub(crate) fn check_snapshot(&self, read_ts: Timestamp) -> Result<()> {
+        let threshold = self.published.gc_threshold();
+        if read_ts < threshold {
+            return Err(KvError::SnapshotTooOld { read_ts, threshold });
+        }
+        Ok(())
     }
 
     /// Removes `read_ts` from the active set (once per `begin`).
@@ -124,50 +196,27 @@ impl Kv {
         }
     }
 
-    /// The replica owning `user_key`.
-    pub(crate) fn replica_index(&self, user_key: &[u8]) -> usize {
-        self.directory.lookup_index(user_key)
-    }
-
-    pub(crate) fn engine_for(&self, user_key: &[u8]) -> &dyn Engine {
-        self.replicas[self.replica_index(user_key)]
-            .engine()
-            .as_ref()
+    /// The range owning `user_key`.
+    pub(crate) fn range_of(&self, user_key: &[u8]) -> RangeId {
+        self.directory.ranges()[self.directory.lookup_index(user_key)].range_id
     }
 
     /// Visible pairs in `[start, end)` (`end = None`: unbounded) at
-    /// `read_ts`, range by range in key order, each range clipped to the
-    /// requested span. Lazy: nothing is read until the iterator is pulled.
+    /// `read_ts`. Lazy: nothing is read until the iterator is pulled.
     pub(crate) fn visible_scan<'a>(
         &'a self,
         start: &[u8],
         end: Option<&[u8]>,
         read_ts: Timestamp,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<'a> {
-        let first = self.replica_index(start);
-        let start = start.to_vec();
-        let end = end.map(<[u8]>::to_vec);
-        let spans: Vec<(usize, Vec<u8>, Option<Vec<u8>>)> = self.directory.ranges()[first..]
-            .iter()
-            .enumerate()
-            .take_while(|(_, r)| end.as_deref().is_none_or(|e| r.start_key.as_slice() < e))
-            .map(|(i, r)| {
-                let lo = start.clone().max(r.start_key.clone());
-                let hi = match (&end, &r.end_key) {
-                    (Some(a), Some(b)) => Some(a.min(b).clone()),
-                    (Some(a), None) => Some(a.clone()),
-                    (None, b) => b.clone(),
-                };
-                (first + i, lo, hi)
-            })
-            .collect();
-        spans.into_iter().flat_map(move |(i, lo, hi)| {
-            VisibleScan::new(
-                self.replicas[i].engine().as_ref(),
-                &lo,
-                hi.as_deref(),
-                read_ts,
-            )
-        })
+    ) -> VisibleScan<'a> {
+        VisibleScan::new(self.engine.as_ref(), start, end, read_ts)
+    }
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        // Stop the Raft thread so the engine is released (a store reopened
+        // in the same process must not find it locked).
+        self.raft.shutdown();
     }
 }

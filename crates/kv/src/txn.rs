@@ -92,7 +92,9 @@ impl Txn {
                 return Ok(own.clone());
             }
         }
-        mvcc::read_visible(self.kv.engine_for(key), key, self.read_ts)
+        let value = mvcc::read_visible(self.kv.engine.as_ref(), key, self.read_ts)?;
+        self.kv.check_snapshot(self.read_ts)?;
+        Ok(value)
     }
 
     /// Up to `limit` visible pairs in [start, end) in key order (own writes
@@ -129,6 +131,8 @@ impl Txn {
                 next_committed = committed.next().transpose()?;
             }
         }
+        drop(committed);
+        self.kv.check_snapshot(self.read_ts)?;
         Ok(out)
     }
 

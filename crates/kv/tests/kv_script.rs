@@ -15,7 +15,8 @@
 //! * `gc window=<µs>` — a GC pass; prints its stats.
 //! * `tick <µs>`, `clock <µs>` — advance / set the wall clock.
 //! * `latest` — the latest committed timestamp.
-//! * `dump` — every raw engine entry, versions decoded.
+//! * `dump` — every raw engine entry, versions decoded; commit records (keyed
+//!   by random ids) as one line of their timestamps.
 //! * `reopen` — drop everything (open transactions roll back) and reopen the
 //!   store over the same data.
 
@@ -97,7 +98,10 @@ impl Harness {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let result: Result<String, shoal_kv::KvError> = match (command.as_str(), args.as_slice()) {
             ("begin", [t]) => {
-                let txn = self.kv.begin();
+                let txn = match self.kv.begin() {
+                    Ok(txn) => txn,
+                    Err(e) => return format!("error: {e}"),
+                };
                 let out = format!("{t}: read_ts={}", txn.read_ts());
                 self.txns.insert(t.to_string(), txn);
                 Ok(out)
@@ -216,8 +220,14 @@ impl Harness {
 
     fn dump(&self) -> String {
         let mut lines = Vec::new();
+        // Commit records are keyed by random ids: listed by timestamp.
+        let mut records = Vec::new();
         for item in self.engine.scan(b"", None) {
             let (key, value) = item.unwrap();
+            if key.starts_with(shoal_kv::COMMIT_RECORD_PREFIX) {
+                records.push(u64::from_be_bytes(value.as_slice().try_into().unwrap()));
+                continue;
+            }
             let line = match key.first() {
                 Some(&VERSION_PREFIX) => {
                     let (user_key, ts) = mvcc::decode_version_key(&key).unwrap();
@@ -235,6 +245,11 @@ impl Harness {
                 _ => format!("raw {} = {}", printable_key(&key), printable_key(&value)),
             };
             lines.push(line);
+        }
+        if !records.is_empty() {
+            records.sort_unstable();
+            let records: Vec<String> = records.iter().map(u64::to_string).collect();
+            lines.push(format!("commit records at {}", records.join(",")));
         }
         if lines.is_empty() {
             "(empty)".into()

@@ -12,7 +12,7 @@ fn timestamps_are_monotonic_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let first_ts = {
         let kv = Kv::open(Arc::new(RocksEngine::open(dir.path()).unwrap())).unwrap();
-        let txn = kv.begin();
+        let txn = kv.begin().unwrap();
         txn.put(b"k".to_vec(), b"v".to_vec()).unwrap();
         let ts = txn.commit().unwrap();
         assert_eq!(kv.latest_ts(), ts);
@@ -20,7 +20,7 @@ fn timestamps_are_monotonic_across_reopen() {
     };
     let kv = Kv::open(Arc::new(RocksEngine::open(dir.path()).unwrap())).unwrap();
     assert_eq!(kv.latest_ts(), first_ts);
-    let txn = kv.begin();
+    let txn = kv.begin().unwrap();
     assert_eq!(txn.get(b"k").unwrap(), Some(b"v".to_vec()));
     txn.put(b"k2".to_vec(), b"v2".to_vec()).unwrap();
     assert!(txn.commit().unwrap() > first_ts);
@@ -38,7 +38,7 @@ fn concurrent_increments_never_lose_updates() {
             std::thread::spawn(move || {
                 let mut done = 0;
                 while done < 25 {
-                    let txn = kv.begin();
+                    let txn = kv.begin().unwrap();
                     let n = txn
                         .get(b"counter")
                         .unwrap()
@@ -57,7 +57,7 @@ fn concurrent_increments_never_lose_updates() {
     for t in threads {
         t.join().unwrap();
     }
-    let txn = kv.begin();
+    let txn = kv.begin().unwrap();
     let n = u64::from_be_bytes(txn.get(b"counter").unwrap().unwrap().try_into().unwrap());
     assert_eq!(n, 100);
     assert_eq!(kv.gc(std::time::Duration::ZERO).unwrap().keys_scanned, 1);

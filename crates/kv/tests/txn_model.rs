@@ -50,12 +50,12 @@ proptest! {
         let kv = Kv::open(Arc::new(MemoryEngine::new())).unwrap();
         let mut model = BTreeMap::new();
         for writes in &commits {
-            let txn = kv.begin();
+            let txn = kv.begin().unwrap();
             txn.write_all(writes.clone()).unwrap();
             txn.commit().unwrap();
             apply(&mut model, writes);
         }
-        let txn = kv.begin();
+        let txn = kv.begin().unwrap();
         txn.write_all(own.clone()).unwrap();
         apply(&mut model, &own);
 

@@ -36,6 +36,9 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::NoActiveTransaction(_) => "25P01",
         SqlError::Canceled => "57014",
         SqlError::Unavailable(_) => "58000",
+        SqlError::RangeUnavailable(_) => "57P03",
+        SqlError::CompletionUnknown(_) => "40003",
+        SqlError::SnapshotTooOld(_) => "72000",
         SqlError::Internal(_) => "XX000",
     }
 }

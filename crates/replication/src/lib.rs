@@ -1,94 +1,142 @@
-//! Replication: the boundary between "a range wants to write" and "the write
-//! is on disk".
+//! Replication: every range is a Raft group; this crate drives the groups
+//! of one node.
 //!
-//! # Today
+//! # Shape
 //!
-//! Every range has exactly one replica, on the local node, and "replicating"
-//! a write means applying it durably to the local engine. [`LocalReplica`]
-//! is that single replica.
+//! * [`MultiRaft`] (`multiraft.rs`) owns every replica on the node and runs
+//!   raft-rs's cycle for all of them at once — one engine write and one
+//!   fsync per round, one message batch per destination node. It is a pure
+//!   state machine: time is [`MultiRaft::tick`], the network is
+//!   [`MultiRaft::step`] in and [`MultiRaft::take_messages`] out, results
+//!   are [`MultiRaft::take_events`].
+//! * [`Peer`](peer) wraps one raft-rs `RawNode` with its pending proposals
+//!   and reads.
+//! * [`PeerStorage`] (`peer_storage.rs`) is the replica's log and state as
+//!   raft-rs reads it, cached in memory and persisted to the engine's Raft
+//!   column family ([`keys`] gives the layout; [`ApplyState`] the progress
+//!   record).
+//! * [`snapshot`] captures and installs a range's data.
+//! * [`StateMachine`] is what committed commands mean: the KV layer
+//!   implements it. Replication moves opaque bytes.
+//! * [`Transport`] carries [`RaftEnvelope`]s between nodes; [`sim`] is a
+//!   seeded, lossy in-process network and cluster for tests.
 //!
-//! # Why the seam exists now
+//! # Life of a replicated write
 //!
-//! The KV layer never writes to the engine directly: it hands each batch to
-//! the replica of the range that owns the keys ([`LocalReplica::apply`]).
-//! That call is exactly where a Raft proposal will go when ranges get several
-//! replicas (raft-rs, in a later issue): the batch becomes a log entry, and
-//! `apply` returns once a quorum has persisted it and the local state machine
-//! has applied it. Keeping the seam from the start means the MVCC and
-//! transaction code will not change when replication arrives — only what
-//! "durable" means will (one fsync today, a quorum of fsyncs then).
-//!
-//! Reads go to [`LocalReplica::engine`]. With Raft they will be served by the
-//! leaseholder; today every read is local.
+//! The leader's owner calls `propose(range, token, command)`; the entry is
+//! appended to the leader's log and sent to the followers in the same round
+//! (the leader's fsync and the followers' overlap). Each follower persists
+//! it (synced) and acknowledges; once a majority has it, the leader marks
+//! it committed, applies it through the [`StateMachine`] (data and applied
+//! index in one unsynced batch — the log is the durable record), and emits
+//! [`Event::Applied`] with the state machine's reply. Followers apply when
+//! they learn the commit index from the next append or heartbeat.
 //!
 //! # Invariants
 //!
-//! * A batch is applied atomically and durably (`sync = true`) before `apply`
-//!   returns `Ok`; a commit acknowledged to a client survives a crash.
-//! * Batches are applied in the order `apply` is called. Callers that need an
-//!   order across batches (the commit path) serialize their calls.
+//! * A proposal is reported applied only after a quorum persisted its entry
+//!   and the leader applied it; reported dropped only when its log slot
+//!   went to a different entry (so it never ran).
+//! * Every replica applies the same commands in the same order; state
+//!   machines must be deterministic.
+//! * Peer ids are node ids: a node holds at most one replica of a range.
 
-use std::sync::Arc;
+pub mod apply_state;
+pub mod error;
+pub mod keys;
+mod logging;
+pub mod multiraft;
+mod peer;
+pub mod peer_storage;
+pub mod replicate_queue;
+pub mod runner;
+pub mod sim;
+pub mod snapshot;
+pub mod tcp;
+pub mod transport;
 
-use shoal_storage::{Engine, StorageError, WriteBatch};
+pub use apply_state::ApplyState;
+pub use error::{ReplicationError, Result};
+pub use multiraft::{MultiRaft, RaftConfig, RaftStats};
+pub use peer_storage::PeerStorage;
+pub use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Message};
+pub use runner::{NoTransport, RaftHandle, RaftRunner};
+pub use snapshot::DataSpan;
+pub use transport::{RaftEnvelope, Transport};
 
-/// Why a replicated write failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplicationError {
-    /// The local engine failed to apply the batch.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
+use shoal_storage::{Engine, WriteBatch};
+
+/// A node's id, also its Raft peer id. Never 0 (raft-rs's "none").
+pub type NodeId = u64;
+
+/// A range's id.
+pub type RangeId = u64;
+
+/// The owner's handle for a request (proposal or read), echoed in its
+/// [`Event`].
+pub type Token = u64;
+
+/// What the driver reports to its owner.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The proposal `token` was committed and applied; `reply` is the state
+    /// machine's answer.
+    Applied {
+        /// The proposal.
+        token: Token,
+        /// What [`StateMachine::apply`] returned.
+        reply: Vec<u8>,
+    },
+    /// The request `token` failed.
+    Failed {
+        /// The request.
+        token: Token,
+        /// Why.
+        error: ReplicationError,
+    },
+    /// The read `token` may now be served from this node's applied state.
+    ReadReady {
+        /// The read.
+        token: Token,
+        /// Its range.
+        range: RangeId,
+    },
+    /// This node learned of a new leader of `range` (or lost track of it).
+    LeaderChanged {
+        /// The range.
+        range: RangeId,
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
 }
 
-/// The single, local replica of a range.
-#[derive(Clone)]
-pub struct LocalReplica {
-    engine: Arc<dyn Engine>,
-}
+/// What committed commands do. Implemented by the KV layer.
+pub trait StateMachine: Send {
+    /// Applies the command at `index` of `range`: adds its effects on the
+    /// data column family to `batch` (which the driver writes together with
+    /// the new applied index) and returns the reply for the proposer.
+    ///
+    /// Must be deterministic — it runs on every replica and must reach the
+    /// same state everywhere — and may read `engine`, which holds every
+    /// earlier command's effects. An error means the local engine failed:
+    /// the replica stops rather than diverge.
+    fn apply(
+        &mut self,
+        range: RangeId,
+        index: u64,
+        command: &[u8],
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Vec<u8>>;
 
-impl std::fmt::Debug for LocalReplica {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalReplica").finish_non_exhaustive()
+    /// The batch carrying the effects of entry `index` is now in the
+    /// engine: state published to readers may move forward.
+    fn applied(&mut self, range: RangeId, index: u64) {
+        let _ = (range, index);
     }
-}
 
-impl LocalReplica {
-    /// A replica storing its data in `engine`.
-    pub fn new(engine: Arc<dyn Engine>) -> Self {
-        Self { engine }
-    }
-
-    /// The engine holding this replica's data, for reads.
-    pub fn engine(&self) -> &Arc<dyn Engine> {
-        &self.engine
-    }
-
-    /// Durably applies the batch (sync) — the future Raft proposal point.
-    pub fn apply(&self, batch: WriteBatch) -> Result<(), ReplicationError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let ops = batch.len();
-        self.engine.write(batch, true)?;
-        tracing::trace!(ops, "applied batch on local replica");
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use shoal_storage::MemoryEngine;
-
-    #[test]
-    fn apply_writes_through_to_the_engine() {
-        let replica = LocalReplica::new(Arc::new(MemoryEngine::new()));
-        let mut batch = WriteBatch::new();
-        batch.put(b"k".to_vec(), b"v".to_vec());
-        replica.apply(batch).unwrap();
-        replica.apply(WriteBatch::new()).unwrap();
-        assert_eq!(replica.engine().get(b"k").unwrap(), Some(b"v".to_vec()));
+    /// The range's data was replaced by a snapshot; drop anything cached.
+    fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {
+        let _ = (range, engine);
     }
 }

@@ -1,16 +1,22 @@
 //! # shoal — the one binary
 //!
 //! Subcommands:
-//! - `shoal start`: run a node (today: a single-node cluster) that serves
-//!   PostgreSQL clients on `--sql-addr` and stores its data in `--store`.
-//! - `shoal demo`: start a throwaway node with sample data and print how to
-//!   connect with psql.
+//! - `shoal start`: run a node that serves PostgreSQL clients on
+//!   `--sql-addr`, stores its data in `--store` and talks to other nodes on
+//!   `--listen-addr`. Without `--join`, a new store starts a single-node
+//!   cluster; with it, the node joins through the listed nodes (or waits
+//!   for `shoal init`).
+//! - `shoal init --host ADDR`: initialize a new cluster on the node at ADDR.
+//! - `shoal demo`: start a throwaway local three-node cluster with sample
+//!   data and print how to connect with psql.
 //!
-//! A node is wired bottom-up: the storage engine (RocksDB) → the KV layer
-//! (MVCC transactions, through the replication seam) → the SQL layer → the
-//! PostgreSQL front end. SIGINT/SIGTERM stop accepting connections and close
-//! the store cleanly.
+//! A node is wired bottom-up (`node.rs`): the storage engine (RocksDB) → its
+//! identity (`cluster.rs`) → Raft → the KV layer (MVCC transactions) → the
+//! SQL layer → the PostgreSQL front end. SIGINT/SIGTERM stop accepting
+//! connections; every acknowledged commit is already durable.
 
+mod cluster;
+mod demo;
 mod node;
 
 use std::net::SocketAddr;
@@ -38,14 +44,20 @@ struct Cli {
 enum Command {
     /// Run a node.
     Start(node::StartArgs),
-    /// Start a throwaway local node with sample data and print how to connect.
+    /// Initialize a new cluster on the node at HOST (its node-to-node
+    /// address). Fails if the cluster is already initialized.
+    Init {
+        /// The node's `--listen-addr`.
+        #[arg(long)]
+        host: SocketAddr,
+    },
+    /// Start a throwaway local three-node cluster with sample data and print
+    /// how to connect.
     Demo {
-        /// Address for PostgreSQL clients.
+        /// SQL address of the first node; the nodes use this port and the
+        /// five after it (SQL and node-to-node, alternating).
         #[arg(long, default_value = DEFAULT_SQL_ADDR)]
         sql_addr: SocketAddr,
-        /// Node-to-node address.
-        #[arg(long, default_value = DEFAULT_LISTEN_ADDR)]
-        listen_addr: SocketAddr,
         /// Keep the data here instead of a temporary directory.
         #[arg(long)]
         store: Option<PathBuf>,
@@ -59,19 +71,32 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    // SQL statements block their worker while they wait for storage or a
+    // quorum, so the SQL runtime gets more workers than cores.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads((4 * cores).max(8))
+        .thread_name("sql")
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    // Node-to-node traffic has a runtime of its own (see `node.rs`).
+    let net = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("net")
+        .enable_all()
+        .build()?;
+    let net_handle = net.handle().clone();
+    let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Start(args) => node::start(args).await,
-            Command::Demo {
-                sql_addr,
-                listen_addr,
-                store,
-            } => node::demo(sql_addr, listen_addr, store).await,
+            Command::Start(args) => node::start(args, net_handle).await,
+            Command::Init { host } => node::init(host).await,
+            Command::Demo { sql_addr, store } => demo::demo(sql_addr, store, net_handle).await,
         }
-    })
+    });
+    net.shutdown_timeout(std::time::Duration::from_secs(1));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }

@@ -1,4 +1,26 @@
 //! Starting, running and stopping one node.
+//!
+//! # Wiring
+//!
+//! Bottom-up: the RocksDB engine → the node's identity (`cluster.rs`) →
+//! the Raft thread (`MultiRaft` + [`KvStateMachine`], sending through the
+//! TCP transport) → the KV store → the SQL layer → the PostgreSQL front
+//! end.
+//!
+//! # Threads
+//!
+//! SQL connections run on the main tokio runtime. Node-to-node traffic (the
+//! transport's connection tasks and the listener) runs on a separate
+//! runtime, so SQL statements blocked waiting for a quorum can never starve
+//! the very messages that would form it. The Raft driver has its own
+//! thread.
+//!
+//! # Maintenance
+//!
+//! Every half second a node refreshes its address book from the node
+//! registry, makes sure it is registered itself, and — where it leads the
+//! first range — runs the replicate queue (add a learner, promote it) until
+//! the range has three replicas.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,14 +29,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use shoal_kv::Kv;
-use shoal_sql::{Database, Output};
+use shoal_kv::{DEFAULT_TICK, Kv, KvStateMachine, SystemClock};
+use shoal_replication::tcp::{Introduction, TcpTransport};
+use shoal_replication::{MultiRaft, RaftConfig, RaftRunner, replicate_queue};
+use shoal_sql::Database;
 use shoal_storage::engine::Engine;
 use shoal_storage::rocks::RocksEngine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::cluster::{FIRST_RANGE, NodeControl};
 use crate::{DEFAULT_LISTEN_ADDR, DEFAULT_SQL_ADDR};
+
+/// Replicas per range.
+pub const REPLICATION_FACTOR: usize = 3;
 
 #[derive(Args, Debug)]
 pub struct StartArgs {
@@ -24,49 +52,114 @@ pub struct StartArgs {
     /// Address for PostgreSQL clients.
     #[arg(long, default_value = DEFAULT_SQL_ADDR)]
     sql_addr: SocketAddr,
-    /// Node-to-node address (used by replication, in a later release).
+    /// Node-to-node address: other nodes reach this one here, exactly.
     #[arg(long, default_value = DEFAULT_LISTEN_ADDR)]
     listen_addr: SocketAddr,
     /// Address of a small HTTP endpoint answering `GET /health`.
     #[arg(long)]
     http_addr: Option<SocketAddr>,
-    /// Addresses of nodes to join; multi-node clusters are not supported yet.
+    /// Node-to-node addresses of cluster members to join through. Without
+    /// it, a new store starts a single-node cluster of its own.
     #[arg(long, value_delimiter = ',')]
-    join: Vec<String>,
+    join: Vec<SocketAddr>,
     /// How long old row versions are kept for snapshot reads, in seconds.
     #[arg(long, default_value_t = 4 * 3600)]
     gc_ttl_secs: u64,
+    /// Raft log entries a replica keeps before compacting (tests lower it
+    /// to force snapshots).
+    #[arg(long, hide = true, default_value_t = RaftConfig::default().log_compact_threshold)]
+    raft_log_keep: usize,
 }
 
-/// A running node's handles.
-struct Node {
-    db: Arc<Database>,
-    sql: TcpListener,
-    listen: TcpListener,
-    http: Option<TcpListener>,
+/// What a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub store: PathBuf,
+    pub sql_addr: SocketAddr,
+    pub listen_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub join: Vec<SocketAddr>,
+    pub raft: RaftConfig,
 }
 
-async fn open(
-    store: &std::path::Path,
-    sql_addr: SocketAddr,
-    listen_addr: SocketAddr,
-    http_addr: Option<SocketAddr>,
-) -> anyhow::Result<Node> {
-    std::fs::create_dir_all(store)
-        .with_context(|| format!("cannot create store directory {}", store.display()))?;
+/// A started node.
+pub struct Node {
+    pub db: Arc<Database>,
+    pub sql: TcpListener,
+    pub http: Option<TcpListener>,
+}
+
+/// Opens the store, becomes (or finds out) who this node is, starts Raft
+/// and the maintenance loop, and binds the SQL port.
+pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(&spec.store)
+        .with_context(|| format!("cannot create store directory {}", spec.store.display()))?;
     let engine: Arc<dyn Engine> = Arc::new(
-        RocksEngine::open(store)
-            .map_err(|e| anyhow::anyhow!("cannot open store {}: {e}", store.display()))?,
+        RocksEngine::open(&spec.store)
+            .map_err(|e| anyhow::anyhow!("cannot open store {}: {e}", spec.store.display()))?,
     );
-    let kv = Kv::open(engine).map_err(|e| anyhow::anyhow!("cannot open KV layer: {e}"))?;
-    let db = Database::new(kv);
-    let sql = TcpListener::bind(sql_addr)
+    let identity = crate::cluster::load_identity(engine.as_ref())?;
+    let control = NodeControl::new(engine.clone(), spec.listen_addr, identity);
+
+    // The node-to-node listener serves control calls before the node has an
+    // identity (that is how `shoal init` and joins reach it).
+    let listen_addr = spec.listen_addr;
+    let service = control.clone();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    net.spawn(async move {
+        match TcpListener::bind(listen_addr).await {
+            Ok(listener) => {
+                let _ = bound_tx.send(Ok(()));
+                shoal_replication::tcp::serve(listener, service).await;
+            }
+            Err(e) => {
+                let _ = bound_tx.send(Err(e));
+            }
+        }
+    });
+    bound_rx
         .await
-        .with_context(|| format!("cannot listen for SQL on {sql_addr}"))?;
-    let listen = TcpListener::bind(listen_addr)
-        .await
+        .context("the node-to-node listener stopped")?
         .with_context(|| format!("cannot listen for nodes on {listen_addr}"))?;
-    let http = match http_addr {
+
+    let identity = match control.identity() {
+        Some(identity) => identity,
+        None if spec.join.is_empty() => control.initialize()?,
+        None => control.join(&spec.join).await?,
+    };
+
+    let (machine, published) = KvStateMachine::open(engine.as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot open KV layer: {e}"))?;
+    let driver = MultiRaft::open(identity.node_id, engine.clone(), spec.raft.clone(), machine)
+        .map_err(|e| anyhow::anyhow!("cannot open replicas: {e}"))?;
+    let transport = Arc::new(TcpTransport::new(
+        Introduction {
+            cluster_id: identity.cluster_id,
+            node: identity.node_id,
+            addr: spec.listen_addr,
+        },
+        control.addresses.clone(),
+        net.clone(),
+    ));
+    let raft = RaftRunner::spawn(driver, transport, DEFAULT_TICK)
+        .map_err(|e| anyhow::anyhow!("cannot start replication: {e}"))?;
+    let kv = Kv::new(engine, raft.clone(), published, Arc::new(SystemClock));
+    control.set_running(raft, kv.clone());
+    if let Ok(nodes) = kv.nodes() {
+        control.learn_registry(&nodes);
+    }
+    tokio::spawn(maintain(kv.clone(), control.clone(), spec.listen_addr));
+    tracing::info!(
+        node_id = identity.node_id,
+        cluster_id = %format!("{:032x}", identity.cluster_id),
+        "node is part of the cluster"
+    );
+
+    let db = Database::new(kv);
+    let sql = TcpListener::bind(spec.sql_addr)
+        .await
+        .with_context(|| format!("cannot listen for SQL on {}", spec.sql_addr))?;
+    let http = match spec.http_addr {
         Some(a) => Some(
             TcpListener::bind(a)
                 .await
@@ -74,15 +167,49 @@ async fn open(
         ),
         None => None,
     };
-    Ok(Node {
-        db,
-        sql,
-        listen,
-        http,
-    })
+    Ok(Node { db, sql, http })
 }
 
-async fn shutdown_signal() {
+/// The maintenance loop: address book, self-registration, replicate queue.
+async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAddr) {
+    let Some(me) = control.identity().map(|i| i.node_id) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let kv = kv.clone();
+        let control = control.clone();
+        let round = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let nodes = kv.nodes()?;
+            control.learn_registry(&nodes);
+            let raft = kv.raft();
+            let listed = nodes
+                .iter()
+                .any(|(id, addr)| *id == me && *addr == listen_addr.to_string());
+            if !listed && raft.leader(FIRST_RANGE).is_some() {
+                kv.register_node(me, &listen_addr.to_string())?;
+            }
+            let view = raft.inspect(|driver| driver.range_view(FIRST_RANGE))?;
+            if let Some(view) = view {
+                let candidates: Vec<u64> = nodes.iter().map(|(id, _)| *id).collect();
+                if let Some(change) = replicate_queue::plan(&view, &candidates, REPLICATION_FACTOR)
+                {
+                    tracing::info!(range = FIRST_RANGE, ?change, "changing replicas");
+                    raft.change_membership(FIRST_RANGE, change, Duration::from_secs(10))?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match round {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "maintenance round failed"),
+            Err(e) => tracing::warn!(error = %e, "maintenance round panicked"),
+        }
+    }
+}
+
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -104,31 +231,22 @@ async fn shutdown_signal() {
     }
 }
 
-/// Serves until SIGINT/SIGTERM.
-async fn run(node: Node, gc_ttl: Duration) -> anyhow::Result<()> {
-    let Node {
-        db,
-        sql,
-        listen,
-        http,
-    } = node;
-    tracing::info!(sql = %sql.local_addr()?, listen = %listen.local_addr()?, "node started");
-    // Peers have nothing to say to a single-node cluster yet: refuse politely.
-    tokio::spawn(async move {
-        while let Ok((mut socket, peer)) = listen.accept().await {
-            tracing::debug!(%peer, "node-to-node connection refused: single-node cluster");
-            let _ = socket.shutdown().await;
-        }
-    });
-    if let Some(http) = http {
-        tokio::spawn(serve_health(http));
+/// Background work every node does while serving: health endpoint, GC.
+fn spawn_background(node: &mut Node, gc_ttl: Duration) {
+    if let Some(http) = node.http.take() {
+        tokio::spawn(serve_health(http, node.db.kv().clone()));
     }
-    let kv = db.kv().clone();
+    let kv = node.db.kv().clone();
     tokio::spawn(async move {
         let mut tick =
             tokio::time::interval(Duration::from_secs(60).min(gc_ttl.max(Duration::from_secs(1))));
         loop {
             tick.tick().await;
+            // Only the first range's leader proposes GC; others would
+            // propose the same deletions again.
+            if kv.raft().leader(FIRST_RANGE) != Some(kv.raft().node_id()) {
+                continue;
+            }
             let kv = kv.clone();
             match tokio::task::spawn_blocking(move || kv.gc(gc_ttl)).await {
                 Ok(Ok(stats)) if stats.versions_removed > 0 => {
@@ -143,19 +261,44 @@ async fn run(node: Node, gc_ttl: Duration) -> anyhow::Result<()> {
             }
         }
     });
-    shoal_pgwire::serve(sql, db, shutdown_signal()).await;
+}
+
+/// Serves until SIGINT/SIGTERM.
+async fn run(mut node: Node, gc_ttl: Duration) -> anyhow::Result<()> {
+    spawn_background(&mut node, gc_ttl);
+    tracing::info!(sql = %node.sql.local_addr()?, "serving SQL");
+    shoal_pgwire::serve(node.sql, node.db, shutdown_signal()).await;
     tracing::info!("shutting down");
     Ok(())
 }
 
-async fn serve_health(listener: TcpListener) {
+/// `GET /health`: 200 while the node's replication runs, 503 after it
+/// stopped (a storage failure). `GET /status`: the node's view of the first
+/// range as JSON (node id, leader, voters, learners, applied index,
+/// snapshots installed) — for operators and tests.
+async fn serve_health(listener: TcpListener, kv: Arc<Kv>) {
     while let Ok((mut socket, _)) = listener.accept().await {
+        let kv = kv.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await;
-            let body = "ok\n";
+            let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if request.starts_with("GET /status") {
+                ("200 OK", status_json(kv).await)
+            } else if kv.raft().is_stopped() {
+                (
+                    "503 Service Unavailable",
+                    "replication stopped\n".to_string(),
+                )
+            } else {
+                ("200 OK", "ok\n".to_string())
+            };
             let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = socket.write_all(reply.as_bytes()).await;
@@ -163,56 +306,64 @@ async fn serve_health(listener: TcpListener) {
     }
 }
 
-pub async fn start(args: StartArgs) -> anyhow::Result<()> {
-    if !args.join.is_empty() {
-        anyhow::bail!(
-            "joining a cluster (--join) is not supported yet: Shoal runs single-node clusters for now"
-        );
+async fn status_json(kv: Arc<Kv>) -> String {
+    let raft = kv.raft().clone();
+    let node = raft.node_id();
+    let view = tokio::task::spawn_blocking(move || {
+        raft.inspect(|d| {
+            let cs = d.conf_state(FIRST_RANGE).unwrap_or_default();
+            (
+                d.leader(FIRST_RANGE),
+                cs.voters,
+                cs.learners,
+                d.applied_index(FIRST_RANGE),
+                d.stats().snapshots_installed,
+            )
+        })
+    })
+    .await;
+    match view {
+        Ok(Ok((leader, voters, learners, applied, snapshots))) => serde_json::json!({
+            "node_id": node,
+            "leader": leader,
+            "voters": voters,
+            "learners": learners,
+            "applied": applied,
+            "snapshots_installed": snapshots,
+        })
+        .to_string(),
+        _ => serde_json::json!({ "node_id": node, "error": "replication stopped" }).to_string(),
     }
-    let node = open(&args.store, args.sql_addr, args.listen_addr, args.http_addr).await?;
+}
+
+pub async fn start(args: StartArgs, net: tokio::runtime::Handle) -> anyhow::Result<()> {
+    let spec = NodeSpec {
+        store: args.store,
+        sql_addr: args.sql_addr,
+        listen_addr: args.listen_addr,
+        http_addr: args.http_addr,
+        join: args.join,
+        raft: RaftConfig {
+            log_compact_threshold: args.raft_log_keep.max(1),
+            ..RaftConfig::default()
+        },
+    };
+    let node = launch(&spec, &net).await?;
     run(node, Duration::from_secs(args.gc_ttl_secs)).await
 }
 
-const DEMO_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS accounts (id integer PRIMARY KEY, owner text NOT NULL, balance numeric(12,2) NOT NULL, opened date)",
-    "INSERT INTO accounts VALUES (1, 'alice', 1200.50, '2024-01-15'), (2, 'bob', 310.00, '2024-03-02'), (3, 'carol', 98000.25, '2023-11-30')",
-    "CREATE TABLE IF NOT EXISTS kv (k text PRIMARY KEY, v bytea)",
-    "INSERT INTO kv VALUES ('greeting', '\\x68656c6c6f'), ('answer', '\\x3432')",
-];
-
-pub async fn demo(
-    sql_addr: SocketAddr,
-    listen_addr: SocketAddr,
-    store: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
-    let path = store.unwrap_or_else(|| temp.path().to_path_buf());
-    let node = open(&path, sql_addr, listen_addr, None).await?;
-    let mut session = node
-        .db
-        .open_session("shoal", "shoal")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let probe = shoal_sql::Session::parse("SELECT count(*) FROM accounts")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let fresh = session.execute(&probe[0], Vec::new()).await.is_err();
-    if fresh {
-        for sql in DEMO_SCHEMA {
-            for stmt in shoal_sql::Session::parse(sql).map_err(|e| anyhow::anyhow!("{e}"))? {
-                match session.execute(&stmt, Vec::new()).await {
-                    Ok(Output::Command { .. }) | Ok(_) => {}
-                    Err(e) => anyhow::bail!("loading demo data failed: {e}"),
-                }
-            }
+/// `shoal init --host ADDR`: asks the node at ADDR to create the cluster.
+pub async fn init(host: SocketAddr) -> anyhow::Result<()> {
+    use crate::cluster::{ControlRequest, ControlResponse, call};
+    match call(host, &ControlRequest::Init)
+        .await
+        .with_context(|| format!("cannot reach the node at {host}"))?
+    {
+        ControlResponse::Initialized { cluster_id } => {
+            println!("initialized a new cluster (id {cluster_id}) on the node at {host}");
+            Ok(())
         }
+        ControlResponse::Refused { reason } => anyhow::bail!("{reason}"),
+        other => anyhow::bail!("unexpected answer: {other:?}"),
     }
-    drop(session);
-    let addr = node.sql.local_addr()?;
-    println!("Shoal demo node is running with sample tables `accounts` and `kv`.");
-    println!(
-        "Connect with:\n\n    psql \"host={} port={} user=shoal dbname=shoal\"\n",
-        addr.ip(),
-        addr.port()
-    );
-    println!("Press Ctrl-C to stop (the demo data is thrown away).");
-    run(node, Duration::from_secs(3600)).await
 }

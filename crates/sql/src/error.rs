@@ -69,6 +69,12 @@ pub enum SqlError {
     Canceled,
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    RangeUnavailable(String),
+    #[error("{0}")]
+    CompletionUnknown(String),
+    #[error("{0}")]
+    SnapshotTooOld(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -189,6 +195,11 @@ impl From<KvError> for SqlError {
         match e {
             KvError::WriteConflict { .. } => SqlError::SerializationFailure(e.to_string()),
             KvError::TxnFinished => SqlError::NoActiveTransaction(e.to_string()),
+            KvError::SnapshotTooOld { .. } => SqlError::SnapshotTooOld(e.to_string()),
+            KvError::Unavailable(_) => SqlError::RangeUnavailable(e.to_string()),
+            KvError::Ambiguous(_) => SqlError::CompletionUnknown(format!(
+                "{e}; the transaction may or may not have committed"
+            )),
             other => SqlError::Unavailable(other.to_string()),
         }
     }

@@ -223,7 +223,7 @@ impl Session {
         if matches!(self.state, TxnState::Failed) && !is_txn_end(stmt) {
             return Err(SqlError::InFailedTransaction);
         }
-        let (txn, implicit) = self.statement_txn();
+        let (txn, implicit) = self.statement_txn()?;
         *self.slot.lock() = Some(txn.clone());
         let result = self.prepare_in(stmt, &txn).await;
         if implicit {
@@ -275,7 +275,7 @@ impl Session {
         if matches!(self.state, TxnState::Failed) {
             return Err(SqlError::InFailedTransaction);
         }
-        let (txn, implicit) = self.statement_txn();
+        let (txn, implicit) = self.statement_txn()?;
         match crate::fastpath::execute(fast, &txn, &params) {
             Ok(Some(out)) => {
                 if implicit {
@@ -326,7 +326,7 @@ impl Session {
         if matches!(self.state, TxnState::Failed) {
             return Err(SqlError::InFailedTransaction);
         }
-        let (txn, implicit) = self.statement_txn();
+        let (txn, implicit) = self.statement_txn()?;
         *self.slot.lock() = Some(txn.clone());
         let result = self.dispatch(stmt, params, &txn).await;
         *self.slot.lock() = None;
@@ -350,11 +350,11 @@ impl Session {
 
     /// The transaction a statement runs in: the open block's, or a new
     /// implicit one (then `true`).
-    fn statement_txn(&self) -> (Arc<Txn>, bool) {
-        match &self.state {
+    fn statement_txn(&self) -> Result<(Arc<Txn>, bool)> {
+        Ok(match &self.state {
             TxnState::InBlock(txn) => (txn.clone(), false),
-            _ => (self.db.kv.begin(), true),
-        }
+            _ => (self.db.kv.begin()?, true),
+        })
     }
 
     async fn dispatch(
@@ -469,7 +469,7 @@ impl Session {
         }
         match self.state {
             TxnState::Idle => {
-                self.state = TxnState::InBlock(self.db.kv.begin());
+                self.state = TxnState::InBlock(self.db.kv.begin()?);
                 Ok(Output::Begin)
             }
             // PostgreSQL warns and stays in the block.

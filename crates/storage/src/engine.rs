@@ -17,17 +17,54 @@
 //!   batch is durable (its log record fsynced) before `write` returns; this is
 //!   what a transaction commit waits for.
 //!
+//! * **Column families** ([`ColumnFamily`]) are independent key spaces in one
+//!   engine; a batch spans them atomically with a single sync.
+//!
 //! Engines are `Send + Sync + 'static` and are shared as `Arc<dyn Engine>`.
 
 use crate::error::Result;
+
+/// An independent key space of an engine. One [`WriteBatch`] may touch
+/// several, atomically and with one log sync.
+///
+/// The split follows what the bytes are for, not who writes them:
+///
+/// * [`ColumnFamily::Data`] is the replicated state machine — MVCC versions,
+///   the catalog, everything a range's replicas agree on.
+/// * [`ColumnFamily::Raft`] is node-local consensus state — Raft logs, hard
+///   states, apply states. It is never replicated as data and never read by
+///   SQL; keeping it apart means table scans never step over log entries and
+///   log truncation never leaves tombstones among table rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ColumnFamily {
+    /// Replicated range data.
+    Data,
+    /// Node-local Raft state.
+    Raft,
+}
+
+impl ColumnFamily {
+    /// Every column family, in a fixed order.
+    pub const ALL: [ColumnFamily; 2] = [ColumnFamily::Data, ColumnFamily::Raft];
+
+    /// The column family's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnFamily::Data => "default",
+            ColumnFamily::Raft => "raft",
+        }
+    }
+}
 
 /// One operation in a [`WriteBatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
     /// Set `key` to `value`.
-    Put(Vec<u8>, Vec<u8>),
+    Put(ColumnFamily, Vec<u8>, Vec<u8>),
     /// Remove `key` (a no-op when it is absent).
-    Delete(Vec<u8>),
+    Delete(ColumnFamily, Vec<u8>),
+    /// Remove every key in `[start, end)`.
+    DeleteRange(ColumnFamily, Vec<u8>, Vec<u8>),
 }
 
 /// An ordered list of writes applied atomically by [`Engine::write`].
@@ -46,14 +83,40 @@ impl WriteBatch {
         Self::default()
     }
 
-    /// Appends a put.
+    /// Appends a put to the data column family.
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(WriteOp::Put(key.into(), value.into()));
+        self.put_cf(ColumnFamily::Data, key, value);
     }
 
-    /// Appends a delete.
+    /// Appends a delete from the data column family.
     pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
-        self.ops.push(WriteOp::Delete(key.into()));
+        self.delete_cf(ColumnFamily::Data, key);
+    }
+
+    /// Appends a put to `cf`.
+    pub fn put_cf(&mut self, cf: ColumnFamily, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Put(cf, key.into(), value.into()));
+    }
+
+    /// Appends a delete from `cf`.
+    pub fn delete_cf(&mut self, cf: ColumnFamily, key: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Delete(cf, key.into()));
+    }
+
+    /// Appends the removal of every key of `cf` in `[start, end)`.
+    pub fn delete_range_cf(
+        &mut self,
+        cf: ColumnFamily,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+    ) {
+        self.ops
+            .push(WriteOp::DeleteRange(cf, start.into(), end.into()));
+    }
+
+    /// Appends every operation of `other`, after this batch's own.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
     }
 
     /// Number of operations.
@@ -70,19 +133,30 @@ impl WriteBatch {
 /// A key and its value.
 pub type KvPair = (Vec<u8>, Vec<u8>);
 
+/// A lazy ascending scan.
+pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
+
 /// An ordered, durable key-value store. See the module documentation for the
 /// contract.
 pub trait Engine: Send + Sync + 'static {
-    /// The value of `key`, if any.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The value of `key` in `cf`, if any.
+    fn get_cf(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
-    /// Ascending scan over [start, end); end None = to the end of the key space.
-    fn scan<'a>(
-        &'a self,
-        start: &[u8],
-        end: Option<&[u8]>,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
+    /// Ascending scan of `cf` over [start, end); end None = to the end of
+    /// the key space.
+    fn scan_cf<'a>(&'a self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a>;
 
-    /// Atomic batch. sync=true means durable (WAL fsynced) before returning.
+    /// Atomic batch, across column families. sync=true means durable (WAL
+    /// fsynced) before returning.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+
+    /// The value of `key` in the data column family, if any.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_cf(ColumnFamily::Data, key)
+    }
+
+    /// Ascending scan of the data column family over [start, end).
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
+        self.scan_cf(ColumnFamily::Data, start, end)
+    }
 }

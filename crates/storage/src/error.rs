@@ -9,7 +9,7 @@
 //! boundary so nothing above storage names an engine.
 
 /// A storage-layer failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     /// The engine or the device below it failed.
     #[error("storage I/O failure: {0}")]

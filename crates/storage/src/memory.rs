@@ -16,16 +16,27 @@ use std::ops::Bound;
 
 use parking_lot::RwLock;
 
-use crate::engine::{Engine, KvPair, WriteBatch, WriteOp};
+use crate::engine::{ColumnFamily, Engine, KvPair, ScanIter, WriteBatch, WriteOp};
 use crate::error::Result;
 
 /// Pairs copied per lock acquisition during a scan.
 const SCAN_CHUNK: usize = 256;
 
-/// An engine holding everything in a `BTreeMap`.
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// An engine holding everything in `BTreeMap`s, one per column family.
 #[derive(Debug, Default)]
 pub struct MemoryEngine {
-    data: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Indexed by [`cf_index`]; one lock for all, so a batch is atomic across
+    /// column families.
+    data: RwLock<[Map; 2]>,
+}
+
+fn cf_index(cf: ColumnFamily) -> usize {
+    match cf {
+        ColumnFamily::Data => 0,
+        ColumnFamily::Raft => 1,
+    }
 }
 
 impl MemoryEngine {
@@ -36,17 +47,14 @@ impl MemoryEngine {
 }
 
 impl Engine for MemoryEngine {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.data.read().get(key).cloned())
+    fn get_cf(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.data.read()[cf_index(cf)].get(key).cloned())
     }
 
-    fn scan<'a>(
-        &'a self,
-        start: &[u8],
-        end: Option<&[u8]>,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    fn scan_cf<'a>(&'a self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
         Box::new(ChunkedScan {
             engine: self,
+            cf: cf_index(cf),
             next_from: Bound::Included(start.to_vec()),
             end: end.map(<[u8]>::to_vec),
             buffer: VecDeque::new(),
@@ -58,11 +66,26 @@ impl Engine for MemoryEngine {
         let mut data = self.data.write();
         for op in batch.ops {
             match op {
-                WriteOp::Put(key, value) => {
-                    data.insert(key, value);
+                WriteOp::Put(cf, key, value) => {
+                    data[cf_index(cf)].insert(key, value);
                 }
-                WriteOp::Delete(key) => {
-                    data.remove(&key);
+                WriteOp::Delete(cf, key) => {
+                    data[cf_index(cf)].remove(&key);
+                }
+                WriteOp::DeleteRange(cf, start, end) => {
+                    let map = &mut data[cf_index(cf)];
+                    if start < end {
+                        let doomed: Vec<Vec<u8>> = map
+                            .range::<[u8], _>((
+                                Bound::Included(start.as_slice()),
+                                Bound::Excluded(end.as_slice()),
+                            ))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for key in doomed {
+                            map.remove(&key);
+                        }
+                    }
                 }
             }
         }
@@ -73,6 +96,7 @@ impl Engine for MemoryEngine {
 /// A scan that refills a small buffer under the read lock, one chunk at a time.
 struct ChunkedScan<'a> {
     engine: &'a MemoryEngine,
+    cf: usize,
     /// Where the next chunk starts: the scan start, then just past the last
     /// key handed out.
     next_from: Bound<Vec<u8>>,
@@ -102,7 +126,8 @@ impl ChunkedScan<'_> {
         }
         let data = self.engine.data.read();
         self.buffer.extend(
-            data.range::<[u8], _>((lower, upper))
+            data[self.cf]
+                .range::<[u8], _>((lower, upper))
                 .take(SCAN_CHUNK)
                 .map(|(k, v)| (k.clone(), v.clone())),
         );

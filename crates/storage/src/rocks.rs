@@ -1,6 +1,8 @@
 //! The RocksDB engine: the durable engine used by a real node.
 //!
-//! One RocksDB instance, default column family. Options favour the MVCC
+//! One RocksDB instance with a column family per [`ColumnFamily`]: data in
+//! `default`, Raft state in `raft`; a batch spans both with one WAL record,
+//! so a Raft log append and the hard state land atomically. Options favour the MVCC
 //! workload above: keys share long prefixes (table, index, user key) and
 //! versions are appended rather than overwritten, so LZ4 block compression
 //! and dynamic level sizing pay off; point lookups of a version prefix are
@@ -16,9 +18,12 @@
 
 use std::path::Path;
 
-use rocksdb::{DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
+    WriteOptions,
+};
 
-use crate::engine::{Engine, KvPair, WriteBatch, WriteOp};
+use crate::engine::{ColumnFamily, Engine, ScanIter, WriteBatch, WriteOp};
 use crate::error::{Result, StorageError};
 
 /// An engine stored in a RocksDB database directory.
@@ -51,34 +56,54 @@ impl RocksEngine {
         // Smooth out fsync cost instead of flushing whole SST files at once.
         opts.set_bytes_per_sync(1 << 20);
         opts.set_keep_log_file_num(10);
-        let db = rocksdb::DB::open(&opts, path).map_err(io_err)?;
+        opts.create_missing_column_families(true);
+        let families = ColumnFamily::ALL.iter().map(|cf| {
+            let mut cf_opts = Options::default();
+            cf_opts.set_compression_type(DBCompressionType::Lz4);
+            cf_opts.set_bottommost_compression_type(DBCompressionType::Lz4);
+            cf_opts.set_level_compaction_dynamic_level_bytes(true);
+            ColumnFamilyDescriptor::new(cf.name(), cf_opts)
+        });
+        let db = rocksdb::DB::open_cf_descriptors(&opts, path, families).map_err(io_err)?;
         tracing::debug!(path = %path.display(), "opened rocksdb engine");
         Ok(RocksEngine { db })
     }
 }
 
+impl RocksEngine {
+    /// The handle of `cf`; every family is created at open, so a missing one
+    /// means the database was tampered with.
+    fn handle(&self, cf: ColumnFamily) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StorageError::Corrupt(format!("column family {} is missing", cf.name())))
+    }
+}
+
 impl Engine for RocksEngine {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get(key).map_err(io_err)
+    fn get_cf(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.handle(cf)?, key).map_err(io_err)
     }
 
-    fn scan<'a>(
-        &'a self,
-        start: &[u8],
-        end: Option<&[u8]>,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    fn scan_cf<'a>(&'a self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
         if let Some(end) = end
             && start >= end
         {
             return Box::new(std::iter::empty());
         }
+        let handle = match self.handle(cf) {
+            Ok(handle) => handle,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         let mut read_opts = ReadOptions::default();
         if let Some(end) = end {
             read_opts.set_iterate_upper_bound(end.to_vec());
         }
-        let iter = self
-            .db
-            .iterator_opt(IteratorMode::From(start, Direction::Forward), read_opts);
+        let iter = self.db.iterator_cf_opt(
+            handle,
+            read_opts,
+            IteratorMode::From(start, Direction::Forward),
+        );
         Box::new(iter.map(|item| {
             item.map(|(k, v)| (k.into_vec(), v.into_vec()))
                 .map_err(io_err)
@@ -89,8 +114,13 @@ impl Engine for RocksEngine {
         let mut rb = rocksdb::WriteBatch::default();
         for op in batch.ops {
             match op {
-                WriteOp::Put(k, v) => rb.put(k, v),
-                WriteOp::Delete(k) => rb.delete(k),
+                WriteOp::Put(cf, k, v) => rb.put_cf(self.handle(cf)?, k, v),
+                WriteOp::Delete(cf, k) => rb.delete_cf(self.handle(cf)?, k),
+                WriteOp::DeleteRange(cf, start, end) => {
+                    if start < end {
+                        rb.delete_range_cf(self.handle(cf)?, start, end);
+                    }
+                }
             }
         }
         let mut wo = WriteOptions::default();

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use shoal_storage::{Engine, KvPair, MemoryEngine, RocksEngine, WriteBatch};
+use shoal_storage::{ColumnFamily, Engine, KvPair, MemoryEngine, RocksEngine, WriteBatch};
 
 fn scan_all(engine: &dyn Engine, start: &[u8], end: Option<&[u8]>) -> Vec<KvPair> {
     engine.scan(start, end).collect::<Result<_, _>>().unwrap()
@@ -65,6 +65,39 @@ fn conformance(engine: &dyn Engine) {
     }
     assert_eq!(seen.len(), 1000);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
+
+    column_families(engine);
+}
+
+/// Column families are separate key spaces, written atomically together;
+/// a range delete removes exactly `[start, end)` of one family.
+fn column_families(engine: &dyn Engine) {
+    let raft = ColumnFamily::Raft;
+    let mut batch = WriteBatch::new();
+    batch.put(b"shared".to_vec(), b"data".to_vec());
+    batch.put_cf(raft, b"shared".to_vec(), b"raft".to_vec());
+    for i in 0..10u8 {
+        batch.put_cf(raft, vec![b'l', i], vec![i]);
+    }
+    engine.write(batch, true).unwrap();
+    assert_eq!(engine.get(b"shared").unwrap(), Some(b"data".to_vec()));
+    assert_eq!(
+        engine.get_cf(raft, b"shared").unwrap(),
+        Some(b"raft".to_vec())
+    );
+    assert!(scan_all(engine, b"l", Some(b"m")).is_empty());
+
+    let mut batch = WriteBatch::new();
+    batch.delete_range_cf(raft, vec![b'l', 2], vec![b'l', 5]);
+    batch.delete_range_cf(raft, vec![b'l', 9], vec![b'l', 9]); // empty: no-op
+    engine.write(batch, true).unwrap();
+    let left: Vec<KvPair> = engine
+        .scan_cf(raft, b"l", Some(b"m"))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let left: Vec<u8> = left.iter().map(|(k, _)| k[1]).collect();
+    assert_eq!(left, [0, 1, 5, 6, 7, 8, 9]);
+    assert_eq!(engine.get(b"shared").unwrap(), Some(b"data".to_vec()));
 }
 
 #[test]
@@ -85,8 +118,13 @@ fn rocks_engine_persists_across_reopen() {
         let engine = RocksEngine::open(dir.path()).unwrap();
         let mut batch = WriteBatch::new();
         batch.put(b"k".to_vec(), b"v".to_vec());
+        batch.put_cf(ColumnFamily::Raft, b"k".to_vec(), b"r".to_vec());
         engine.write(batch, true).unwrap();
     }
     let engine = RocksEngine::open(dir.path()).unwrap();
     assert_eq!(engine.get(b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        engine.get_cf(ColumnFamily::Raft, b"k").unwrap(),
+        Some(b"r".to_vec())
+    );
 }

@@ -1,0 +1,319 @@
+//! The commands the KV layer replicates, and their replies.
+//!
+//! A transaction's writes reach storage only as a [`Command::Commit`]
+//! applied by every replica of the range (`apply.rs`); garbage collection
+//! removes versions only through [`Command::Gc`], so every replica holds
+//! the same versions and a snapshot of any replica is a snapshot of the
+//! range.
+//!
+//! Encoding (all integers big-endian):
+//!
+//! ```text
+//! Commit: 1 | id u128 | read_ts u64 | ts_hint u64 | n u32 | n × (key, value?)
+//! Gc:     2 | threshold u64 | n u32 | n × version key
+//! field:  len u32 | bytes          value?: 0 (delete) | 1 field
+//!
+//! RegisterNode: 3 | node_id u64 (0: allocate) | addr field
+//! ```
+//!
+//! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
+//! `3 | removed u64` (collected), `4 | gc_threshold` (snapshot too old),
+//! `5 | node_id` (registered).
+
+use shoal_replication::ReplicationError;
+
+use crate::clock::Timestamp;
+use crate::error::{KvError, Result};
+
+/// A replicated KV command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Commit `writes` (`None` = delete) of a transaction that read at
+    /// `read_ts`, unless a written key has a version newer than `read_ts`.
+    /// The commit timestamp is `max(ts_hint, last commit + 1)`.
+    Commit {
+        /// A random id: a commit proposed twice (a retry after a lost
+        /// answer) is applied once, and the second copy gets the first's
+        /// reply.
+        id: u128,
+        /// The transaction's snapshot.
+        read_ts: Timestamp,
+        /// The proposer's clock reading.
+        ts_hint: Timestamp,
+        /// Key → new value, or `None` for a delete.
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
+    /// Remove the listed version keys (chosen by the proposer as invisible
+    /// at `threshold`) and raise the range's GC threshold to `threshold`.
+    Gc {
+        /// No snapshot below this may read any more.
+        threshold: Timestamp,
+        /// Engine keys of versions to remove.
+        keys: Vec<Vec<u8>>,
+    },
+    /// Record that node `node_id` (0: the next free id) listens on `addr`,
+    /// in the cluster's node registry. An address already registered keeps
+    /// its id, so a node retrying its join is not counted twice.
+    RegisterNode {
+        /// The node, or 0 to allocate one.
+        node_id: u64,
+        /// Its node-to-node address.
+        addr: String,
+    },
+}
+
+/// What applying a [`Command`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Committed at this timestamp.
+    Committed(Timestamp),
+    /// A written key had a newer version (first committer wins).
+    Conflict(Vec<u8>),
+    /// Garbage collected: versions removed.
+    Collected(u64),
+    /// The transaction's snapshot is below the GC threshold.
+    TooOld(Timestamp),
+    /// The node's id in the registry.
+    Registered(u64),
+}
+
+const COMMIT: u8 = 1;
+const GC: u8 = 2;
+const REGISTER_NODE: u8 = 3;
+
+const COMMITTED: u8 = 1;
+const CONFLICT: u8 = 2;
+const COLLECTED: u8 = 3;
+const TOO_OLD: u8 = 4;
+const REGISTERED: u8 = 5;
+
+fn put_field(out: &mut Vec<u8>, field: &[u8]) {
+    // Keys and values are bounded far below 4 GiB by the SQL layer.
+    out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+fn corrupt(what: &str) -> KvError {
+    KvError::Replication(ReplicationError::Corrupt(format!("kv command: {what}")))
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Result<u8> {
+        let (&b, rest) = self.0.split_first().ok_or_else(|| corrupt("truncated"))?;
+        self.0 = rest;
+        Ok(b)
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let (n, rest) = self
+            .0
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("truncated"))?;
+        self.0 = rest;
+        Ok(u32::from_be_bytes(*n))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        let (n, rest) = self
+            .0
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt("truncated"))?;
+        self.0 = rest;
+        Ok(u64::from_be_bytes(*n))
+    }
+
+    fn field(&mut self) -> Result<Vec<u8>> {
+        let len = self.u32()? as usize;
+        let field = self.0.get(..len).ok_or_else(|| corrupt("truncated"))?;
+        self.0 = &self.0[len..];
+        Ok(field.to_vec())
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(corrupt("trailing bytes"))
+        }
+    }
+}
+
+impl Command {
+    /// The command's wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Command::Commit {
+                id,
+                read_ts,
+                ts_hint,
+                writes,
+            } => {
+                out.push(COMMIT);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&read_ts.to_be_bytes());
+                out.extend_from_slice(&ts_hint.to_be_bytes());
+                out.extend_from_slice(&(writes.len() as u32).to_be_bytes());
+                for (key, value) in writes {
+                    put_field(&mut out, key);
+                    match value {
+                        Some(v) => {
+                            out.push(1);
+                            put_field(&mut out, v);
+                        }
+                        None => out.push(0),
+                    }
+                }
+            }
+            Command::Gc { threshold, keys } => {
+                out.push(GC);
+                out.extend_from_slice(&threshold.to_be_bytes());
+                out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+                for key in keys {
+                    put_field(&mut out, key);
+                }
+            }
+            Command::RegisterNode { node_id, addr } => {
+                out.push(REGISTER_NODE);
+                out.extend_from_slice(&node_id.to_be_bytes());
+                put_field(&mut out, addr.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Parses [`Command::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Command> {
+        let mut r = Reader(bytes);
+        let command = match r.u8()? {
+            COMMIT => {
+                let id = (u128::from(r.u64()?) << 64) | u128::from(r.u64()?);
+                let read_ts = r.u64()?;
+                let ts_hint = r.u64()?;
+                let n = r.u32()? as usize;
+                let mut writes = Vec::with_capacity(n.min(1 << 16));
+                for _ in 0..n {
+                    let key = r.field()?;
+                    let value = match r.u8()? {
+                        0 => None,
+                        1 => Some(r.field()?),
+                        _ => return Err(corrupt("bad value tag")),
+                    };
+                    writes.push((key, value));
+                }
+                Command::Commit {
+                    id,
+                    read_ts,
+                    ts_hint,
+                    writes,
+                }
+            }
+            GC => {
+                let threshold = r.u64()?;
+                let n = r.u32()? as usize;
+                let mut keys = Vec::with_capacity(n.min(1 << 16));
+                for _ in 0..n {
+                    keys.push(r.field()?);
+                }
+                Command::Gc { threshold, keys }
+            }
+            REGISTER_NODE => {
+                let node_id = r.u64()?;
+                let addr = String::from_utf8(r.field()?).map_err(|_| corrupt("address"))?;
+                Command::RegisterNode { node_id, addr }
+            }
+            _ => return Err(corrupt("unknown command")),
+        };
+        r.finish()?;
+        Ok(command)
+    }
+}
+
+impl Reply {
+    /// The reply's wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Reply::Committed(ts) => {
+                out.push(COMMITTED);
+                out.extend_from_slice(&ts.to_be_bytes());
+            }
+            Reply::Conflict(key) => {
+                out.push(CONFLICT);
+                put_field(&mut out, key);
+            }
+            Reply::Collected(n) => {
+                out.push(COLLECTED);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            Reply::TooOld(ts) => {
+                out.push(TOO_OLD);
+                out.extend_from_slice(&ts.to_be_bytes());
+            }
+            Reply::Registered(id) => {
+                out.push(REGISTERED);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// Parses [`Reply::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Reply> {
+        let mut r = Reader(bytes);
+        let reply = match r.u8()? {
+            COMMITTED => Reply::Committed(r.u64()?),
+            CONFLICT => Reply::Conflict(r.field()?),
+            COLLECTED => Reply::Collected(r.u64()?),
+            TOO_OLD => Reply::TooOld(r.u64()?),
+            REGISTERED => Reply::Registered(r.u64()?),
+            _ => return Err(corrupt("unknown reply")),
+        };
+        r.finish()?;
+        Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn commands_and_replies_round_trip() {
+        let commands = [
+            Command::Commit {
+                id: u128::MAX - 3,
+                read_ts: 5,
+                ts_hint: 9,
+                writes: vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)],
+            },
+            Command::Gc {
+                threshold: 3,
+                keys: vec![b"va".to_vec(), Vec::new()],
+            },
+            Command::RegisterNode {
+                node_id: 0,
+                addr: "127.0.0.1:1".to_string(),
+            },
+        ];
+        for command in commands {
+            let bytes = command.encode();
+            assert_eq!(Command::decode(&bytes).unwrap(), command);
+            assert!(Command::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
+        for reply in [
+            Reply::Committed(7),
+            Reply::Conflict(b"k".to_vec()),
+            Reply::Collected(3),
+            Reply::TooOld(2),
+            Reply::Registered(4),
+        ] {
+            assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
+        }
+        assert!(Reply::decode(&[]).is_err());
+    }
+}

@@ -1,0 +1,625 @@
+//! [`MultiRaft`]: every replica on this node, driven together.
+//!
+//! The driver is a plain state machine with no threads, sockets or clocks of
+//! its own. Its owner feeds it inputs and carries out its outputs:
+//!
+//! * inputs: [`MultiRaft::tick`] (the logical clock, one call per tick
+//!   interval), [`MultiRaft::step`] (a message from another node),
+//!   [`MultiRaft::propose`], [`MultiRaft::read`] and membership changes;
+//! * outputs: [`MultiRaft::take_messages`] (per destination node, to hand
+//!   to a [`Transport`](crate::Transport)) and [`MultiRaft::take_events`]
+//!   (proposal outcomes, read readiness, leadership changes).
+//!
+//! The real node runs it on one thread; the simulated cluster in
+//! [`crate::sim`] runs several in one test, delivering messages however a
+//! seeded random network decides.
+//!
+//! # One round: [`MultiRaft::handle_ready`]
+//!
+//! raft-rs's cycle is tick → step → ready → persist → send → apply →
+//! advance. Here the *persist* step is shared by every replica with work:
+//!
+//! 1. For each replica with a `Ready`: send the messages that may leave
+//!    before persistence (a leader's appends — the leader's own disk write
+//!    proceeds in parallel with its followers'); install a snapshot if one
+//!    arrived; apply entries already committed *and* persisted; add new log
+//!    entries and the hard state to the shared batch.
+//! 2. Write the shared batch once, synced if any replica needs it: one fsync
+//!    for all ranges — group commit.
+//! 3. For each such replica: send the messages that had to wait for
+//!    persistence (votes, append acknowledgements), `advance`, and apply what
+//!    became committed.
+//! 4. Release reads whose index is applied, report leadership changes,
+//!    compact logs that grew past the threshold.
+//!
+//! Messages are gathered per destination node over the whole round, so the
+//! transport sends one frame per peer node per round however many ranges
+//! talked to it.
+//!
+//! # Durability
+//!
+//! Log entries and hard states are synced before any message that depends
+//! on them leaves (step 2 before step 3). Applied data is written unsynced
+//! together with its applied index (`peer.rs`): after a crash, the log
+//! replays whatever the engine lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use raft::prelude::{ConfChangeV2, ConfState, MessageType};
+use raft::{ProgressState, RawNode, ReadOnlyOption, SnapshotStatus};
+use shoal_storage::{ColumnFamily, Engine, WriteBatch};
+
+use crate::error::{ReplicationError, Result};
+use crate::keys;
+use crate::logging::raft_logger;
+use crate::peer::Peer;
+use crate::peer_storage::PeerStorage;
+use crate::snapshot::DataSpan;
+use crate::{Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token};
+
+/// Raft timing and sizes. Ticks are the driver's only notion of time.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// Ticks without a leader before a follower campaigns (randomized up to
+    /// twice this by raft-rs).
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_tick: usize,
+    /// The randomized election timeout is drawn from
+    /// `[min_election_tick, max_election_tick)`; 0 means raft-rs's default
+    /// (`election_tick`, `2 × election_tick`). A one-tick range makes it
+    /// fixed, which the simulator uses to stay reproducible (raft-rs draws
+    /// from an unseeded generator).
+    pub min_election_tick: usize,
+    /// See `min_election_tick`.
+    pub max_election_tick: usize,
+    /// Most bytes of entries in one append message.
+    pub max_size_per_msg: u64,
+    /// Most append messages in flight to one follower.
+    pub max_inflight_msgs: usize,
+    /// Log entries a replica keeps before compacting up to its applied
+    /// index.
+    pub log_compact_threshold: usize,
+    /// Ticks after which an unacknowledged snapshot is reported failed, so
+    /// the leader sends another.
+    pub snapshot_timeout_ticks: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            election_tick: 10,
+            heartbeat_tick: 2,
+            min_election_tick: 0,
+            max_election_tick: 0,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            log_compact_threshold: 1024,
+            snapshot_timeout_ticks: 100,
+        }
+    }
+}
+
+/// Counters for tests and monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaftStats {
+    /// Snapshots installed on this node since it opened.
+    pub snapshots_installed: u64,
+    /// Snapshots this node sent as a leader since it opened.
+    pub snapshots_sent: u64,
+    /// The longest log held by a replica here.
+    pub log_entries: usize,
+}
+
+/// All replicas of one node. See the module documentation.
+pub struct MultiRaft<S: StateMachine> {
+    node: NodeId,
+    engine: Arc<dyn Engine>,
+    config: RaftConfig,
+    peers: BTreeMap<RangeId, Peer>,
+    state_machine: S,
+    outbox: BTreeMap<NodeId, Vec<RaftEnvelope>>,
+    events: Vec<Event>,
+    ticks: u64,
+    stats: RaftStats,
+}
+
+impl<S: StateMachine> std::fmt::Debug for MultiRaft<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiRaft")
+            .field("node", &self.node)
+            .field("ranges", &self.peers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: StateMachine> MultiRaft<S> {
+    /// Writes the initial state of `range` with members `voters` (synced).
+    /// Done once, by the node that initializes the cluster.
+    pub fn bootstrap_range(engine: &dyn Engine, range: RangeId, voters: &[NodeId]) -> Result<()> {
+        if engine
+            .get_cf(ColumnFamily::Raft, &keys::apply_state(range))?
+            .is_some()
+        {
+            return Err(ReplicationError::Raft(format!(
+                "range {range} is already bootstrapped"
+            )));
+        }
+        let mut batch = WriteBatch::new();
+        PeerStorage::bootstrap(range, voters, &mut batch)?;
+        engine.write(batch, true)?;
+        Ok(())
+    }
+
+    /// Opens every replica stored in `engine`.
+    pub fn open(
+        node: NodeId,
+        engine: Arc<dyn Engine>,
+        config: RaftConfig,
+        state_machine: S,
+    ) -> Result<MultiRaft<S>> {
+        let mut driver = MultiRaft {
+            node,
+            engine,
+            config,
+            peers: BTreeMap::new(),
+            state_machine,
+            outbox: BTreeMap::new(),
+            events: Vec::new(),
+            ticks: 0,
+            stats: RaftStats::default(),
+        };
+        for range in stored_ranges(driver.engine.as_ref())? {
+            driver.create_peer(range)?;
+        }
+        Ok(driver)
+    }
+
+    fn create_peer(&mut self, range: RangeId) -> Result<()> {
+        // Ranges have no split points yet: every replica owns the whole
+        // data key space. Range descriptors will supply the span.
+        let storage = PeerStorage::open(range, self.engine.clone(), DataSpan::everything())?;
+        let applied = storage.apply_state().applied_index;
+        let config = raft::Config {
+            id: self.node,
+            election_tick: self.config.election_tick,
+            heartbeat_tick: self.config.heartbeat_tick,
+            min_election_tick: self.config.min_election_tick,
+            max_election_tick: self.config.max_election_tick,
+            applied,
+            max_size_per_msg: self.config.max_size_per_msg,
+            max_inflight_msgs: self.config.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        let raw = RawNode::new(&config, storage, &raft_logger(self.node, range))?;
+        tracing::debug!(node = self.node, range, applied, "opened replica");
+        self.peers.insert(range, Peer::new(raw));
+        Ok(())
+    }
+
+    /// This node's id (also its Raft peer id in every range).
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// The engine all replicas live in.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// The state machine applying committed commands.
+    pub fn state_machine(&self) -> &S {
+        &self.state_machine
+    }
+
+    /// Mutable access to the state machine.
+    pub fn state_machine_mut(&mut self) -> &mut S {
+        &mut self.state_machine
+    }
+
+    /// Counters since the node opened.
+    pub fn stats(&self) -> RaftStats {
+        RaftStats {
+            log_entries: self
+                .peers
+                .values()
+                .map(|p| p.raw.store().log_len())
+                .max()
+                .unwrap_or(0),
+            ..self.stats
+        }
+    }
+
+    /// The ranges with a replica here.
+    pub fn ranges(&self) -> Vec<RangeId> {
+        self.peers.keys().copied().collect()
+    }
+
+    fn peer(&mut self, range: RangeId) -> Result<&mut Peer> {
+        self.peers
+            .get_mut(&range)
+            .ok_or(ReplicationError::RangeNotFound(range))
+    }
+
+    /// Whether this node's replica leads `range`.
+    pub fn is_leader(&self, range: RangeId) -> bool {
+        self.peers.get(&range).is_some_and(Peer::is_leader)
+    }
+
+    /// The leader this node knows of for `range`.
+    pub fn leader(&self, range: RangeId) -> Option<NodeId> {
+        self.peers.get(&range).and_then(Peer::leader)
+    }
+
+    /// The applied index of this node's replica of `range`.
+    pub fn applied_index(&self, range: RangeId) -> Option<u64> {
+        self.peers
+            .get(&range)
+            .map(|p| p.raw.store().apply_state().applied_index)
+    }
+
+    /// The last index in this node's log of `range`.
+    pub fn last_index(&self, range: RangeId) -> Option<u64> {
+        self.peers
+            .get(&range)
+            .map(|p| p.raw.raft.raft_log.last_index())
+    }
+
+    /// The membership of `range` as of this replica's applied index.
+    pub fn conf_state(&self, range: RangeId) -> Option<ConfState> {
+        self.peers
+            .get(&range)
+            .map(|p| p.raw.store().apply_state().conf_state.clone())
+    }
+
+    /// What this node, if it leads `range`, knows for planning membership.
+    pub fn range_view(&self, range: RangeId) -> Option<crate::replicate_queue::RangeView> {
+        let peer = self.peers.get(&range)?;
+        if !peer.is_leader() {
+            return None;
+        }
+        Some(crate::replicate_queue::RangeView {
+            conf_state: peer.raw.store().apply_state().conf_state.clone(),
+            matched: peer
+                .raw
+                .raft
+                .prs()
+                .iter()
+                .map(|(&id, p)| (id, p.matched))
+                .collect(),
+            commit: peer.raw.raft.raft_log.committed,
+        })
+    }
+
+    /// The current term of this node's replica of `range`.
+    pub fn term(&self, range: RangeId) -> Option<u64> {
+        self.peers.get(&range).map(|p| p.raw.raft.term)
+    }
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        let ticks = self.ticks;
+        let timeout = self.config.snapshot_timeout_ticks;
+        for peer in self.peers.values_mut() {
+            peer.raw.tick();
+            if !peer.is_leader() {
+                peer.snapshots_sent.clear();
+                continue;
+            }
+            // A snapshot lost in transit leaves the follower's progress
+            // paused in Snapshot state forever; report it failed so the
+            // leader probes and sends another.
+            let stuck: Vec<NodeId> = peer
+                .snapshots_sent
+                .iter()
+                .filter(|&(_, &sent)| ticks.saturating_sub(sent) > timeout)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in stuck {
+                peer.snapshots_sent.remove(&id);
+                let in_snapshot = peer
+                    .raw
+                    .raft
+                    .prs()
+                    .get(id)
+                    .is_some_and(|p| p.state == ProgressState::Snapshot);
+                if in_snapshot {
+                    tracing::info!(
+                        range = peer.range(),
+                        to = id,
+                        "snapshot timed out; retrying"
+                    );
+                    peer.raw.report_snapshot(id, SnapshotStatus::Failure);
+                }
+            }
+        }
+    }
+
+    /// Delivers a message from another node. A message for a range this
+    /// node has no replica of creates an empty one when it comes from a
+    /// leader (append, heartbeat, snapshot): that is how a new replica is
+    /// born, to be filled by a snapshot.
+    pub fn step(&mut self, envelope: RaftEnvelope) -> Result<()> {
+        let RaftEnvelope { range, message } = envelope;
+        if message.to != self.node {
+            return Err(ReplicationError::Raft(format!(
+                "message for node {} delivered to node {}",
+                message.to, self.node
+            )));
+        }
+        if raft::raw_node::is_local_msg(message.get_msg_type()) {
+            return Err(ReplicationError::Raft(
+                "a local message type arrived from the network".to_string(),
+            ));
+        }
+        if !self.peers.contains_key(&range) {
+            let from_leader = matches!(
+                message.get_msg_type(),
+                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+            );
+            if !from_leader {
+                return Ok(());
+            }
+            tracing::info!(
+                node = self.node,
+                range,
+                from = message.from,
+                "creating replica"
+            );
+            self.create_peer(range)?;
+        }
+        let peer = self.peer(range)?;
+        match peer.raw.step(message) {
+            Ok(()) => Ok(()),
+            // Stale or misdirected messages are routine in a distributed
+            // system; Raft has already ignored them.
+            Err(raft::Error::StepPeerNotFound | raft::Error::StepLocalMsg) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Proposes `command` to `range`. The outcome arrives as an
+    /// [`Event`] for `token`; an immediate error means nothing was
+    /// proposed (not the leader).
+    pub fn propose(&mut self, range: RangeId, token: Token, command: Vec<u8>) -> Result<()> {
+        self.peer(range)?.propose(token, command)
+    }
+
+    /// Stops tracking proposal `token` of `range` (its owner gave up); true
+    /// if it was still pending.
+    pub fn forget(&mut self, range: RangeId, token: Token) -> bool {
+        self.peers
+            .get_mut(&range)
+            .is_some_and(|peer| peer.forget(token))
+    }
+
+    /// Asks for a linearizable read of `range`: [`Event::ReadReady`] for
+    /// `token` means this node's applied state includes every write
+    /// acknowledged before the call.
+    pub fn read(&mut self, range: RangeId, token: Token) -> Result<()> {
+        self.peer(range)?.read(token)
+    }
+
+    /// Proposes a membership change of `range`.
+    pub fn change_membership(
+        &mut self,
+        range: RangeId,
+        token: Token,
+        change: ConfChangeV2,
+    ) -> Result<()> {
+        self.peer(range)?.propose_conf_change(token, change)
+    }
+
+    /// Asks the leader of `range` (this node) to hand leadership to `to`.
+    pub fn transfer_leader(&mut self, range: RangeId, to: NodeId) -> Result<()> {
+        let peer = self.peer(range)?;
+        if !peer.is_leader() {
+            return Err(ReplicationError::NotLeader {
+                range,
+                leader: peer.leader(),
+            });
+        }
+        peer.raw.transfer_leader(to);
+        Ok(())
+    }
+
+    /// Starts an election for `range` now instead of waiting for a timeout.
+    pub fn campaign(&mut self, range: RangeId) -> Result<()> {
+        self.peer(range)?.raw.campaign()?;
+        Ok(())
+    }
+
+    /// Tells `range`'s Raft that `to` could not be reached.
+    pub fn report_unreachable(&mut self, range: RangeId, to: NodeId) {
+        if let Some(peer) = self.peers.get_mut(&range) {
+            peer.raw.report_unreachable(to);
+        }
+    }
+
+    /// Messages to send, per destination node, since the last call.
+    pub fn take_messages(&mut self) -> BTreeMap<NodeId, Vec<RaftEnvelope>> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Events since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// One round of the Raft cycle for every replica with work. See the
+    /// module documentation.
+    pub fn handle_ready(&mut self) -> Result<()> {
+        let ticks = self.ticks;
+        let mut batch = WriteBatch::new();
+        let mut sync = false;
+        let mut readies = Vec::new();
+        for (&range, peer) in self.peers.iter_mut() {
+            peer.issue_reads();
+            if !peer.raw.has_ready() {
+                continue;
+            }
+            let mut ready = peer.raw.ready();
+            route(&mut self.outbox, peer, range, ready.take_messages(), ticks);
+            if !ready.snapshot().is_empty() {
+                // Rare and large: installed on its own (synced) so the
+                // committed entries below apply on top of it.
+                let mut install = WriteBatch::new();
+                peer.raw
+                    .mut_store()
+                    .apply_snapshot(ready.snapshot(), &mut install)?;
+                self.engine.write(install, true)?;
+                self.state_machine.on_snapshot(range, self.engine.as_ref());
+                self.stats.snapshots_installed += 1;
+                tracing::info!(
+                    node = self.node,
+                    range,
+                    index = ready.snapshot().get_metadata().index,
+                    "installed snapshot"
+                );
+            }
+            for state in ready.take_read_states() {
+                peer.on_read_state(&state.request_ctx, state.index);
+            }
+            peer.apply_committed(
+                ready.take_committed_entries(),
+                &mut self.state_machine,
+                &mut self.events,
+            )?;
+            let store = peer.raw.mut_store();
+            store.append(ready.entries(), &mut batch)?;
+            if let Some(hard_state) = ready.hs() {
+                store.set_hard_state(hard_state, &mut batch)?;
+            }
+            sync |= ready.must_sync();
+            readies.push((range, ready));
+        }
+        if !batch.is_empty() {
+            self.engine.write(batch, sync)?;
+        }
+        for (range, mut ready) in readies {
+            let Some(peer) = self.peers.get_mut(&range) else {
+                continue;
+            };
+            route(
+                &mut self.outbox,
+                peer,
+                range,
+                ready.take_persisted_messages(),
+                ticks,
+            );
+            let mut light = peer.raw.advance(ready);
+            if let Some(commit) = light.commit_index() {
+                peer.raw.mut_store().set_commit(commit);
+            }
+            route(&mut self.outbox, peer, range, light.take_messages(), ticks);
+            peer.apply_committed(
+                light.take_committed_entries(),
+                &mut self.state_machine,
+                &mut self.events,
+            )?;
+            peer.raw.advance_apply();
+        }
+        for (&range, peer) in self.peers.iter_mut() {
+            peer.release_reads(&mut self.events);
+            let leader = peer.leader();
+            if leader != peer.reported_leader {
+                // Reads in flight relied on the old leader's answer.
+                peer.fail_reads(&mut self.events);
+                peer.reported_leader = leader;
+                self.events.push(Event::LeaderChanged { range, leader });
+            }
+            compact_if_needed(peer, self.node, self.config.log_compact_threshold)?;
+            self.stats.snapshots_sent += std::mem::take(&mut peer.snapshot_count);
+        }
+        Ok(())
+    }
+}
+
+/// Files `messages` of `range` under their destination nodes, noting
+/// snapshots sent.
+fn route(
+    outbox: &mut BTreeMap<NodeId, Vec<RaftEnvelope>>,
+    peer: &mut Peer,
+    range: RangeId,
+    messages: Vec<raft::prelude::Message>,
+    ticks: u64,
+) {
+    for message in messages {
+        if message.get_msg_type() == MessageType::MsgSnapshot {
+            peer.snapshots_sent.insert(message.to, ticks);
+            peer.snapshot_count += 1;
+        }
+        outbox
+            .entry(message.to)
+            .or_default()
+            .push(RaftEnvelope { range, message });
+    }
+}
+
+/// Compacts the log of `peer` once it holds more than `threshold` entries.
+/// A leader keeps what its followers still need unless they lag by more
+/// than four thresholds (they will get a snapshot instead).
+fn compact_if_needed(peer: &mut Peer, node: NodeId, threshold: usize) -> Result<()> {
+    let store = peer.raw.store();
+    if store.log_len() <= threshold {
+        return Ok(());
+    }
+    let applied = store.apply_state().applied_index;
+    let mut target = applied;
+    if peer.is_leader() {
+        let slowest = peer
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|&(&id, _)| id != node)
+            .map(|(_, p)| p.matched)
+            .min();
+        if let Some(slowest) = slowest
+            && applied.saturating_sub(slowest) < 4 * threshold as u64
+        {
+            target = target.min(slowest);
+        }
+    }
+    let mut batch = WriteBatch::new();
+    let store = peer.raw.mut_store();
+    store.compact(target, &mut batch)?;
+    if !batch.is_empty() {
+        store.engine().write(batch, false)?;
+    }
+    Ok(())
+}
+
+/// The ranges with a replica stored in `engine`: one seek per range.
+fn stored_ranges(engine: &dyn Engine) -> Result<Vec<RangeId>> {
+    let mut ranges = Vec::new();
+    let (mut from, end) = (keys::replica_span(0).0, keys::replica_span(u64::MAX).1);
+    loop {
+        let Some(pair) = engine.scan_cf(ColumnFamily::Raft, &from, Some(&end)).next() else {
+            break;
+        };
+        let (key, _) = pair?;
+        let Some(raw) = key.get(1..9).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
+            return Err(ReplicationError::Corrupt(format!(
+                "raft key {key:?} has no range id"
+            )));
+        };
+        let range = u64::from_be_bytes(raw);
+        // A replica that has only voted (created by a message, never
+        // initialized) is kept too: its vote must survive a restart.
+        let has_state = |key: Vec<u8>| engine.get_cf(ColumnFamily::Raft, &key).map(|v| v.is_some());
+        if has_state(keys::apply_state(range))? || has_state(keys::hard_state(range))? {
+            ranges.push(range);
+        }
+        if range == u64::MAX {
+            break;
+        }
+        from = keys::replica_span(range).1;
+    }
+    Ok(ranges)
+}

@@ -1,0 +1,407 @@
+//! [`PeerStorage`]: one replica's Raft log and state, as raft-rs sees it.
+//!
+//! raft-rs reads the log through its `Storage` trait and never writes it:
+//! the driver persists what a `Ready` hands it. `PeerStorage` therefore has
+//! two faces:
+//!
+//! * **Reads** (`raft::Storage`): served from memory. The log entries not
+//!   yet compacted are cached in a `VecDeque`, so `entries`/`term` never
+//!   touch the disk. Compaction keeps the cache bounded.
+//! * **Writes** (`append`, `set_hard_state`, `apply_snapshot`, `compact`,
+//!   `set_applied`): update memory and add the matching operations to a
+//!   caller-supplied [`WriteBatch`]. The driver collects the batches of every
+//!   replica that has work in one round and writes them with a single sync —
+//!   group commit across ranges.
+//!
+//! Invariants (checked by raft-rs's usage, relied on here):
+//!
+//! * The cache holds exactly the entries `truncated_index + 1 ..= last`, in
+//!   order, with no gaps.
+//! * `truncated_index <= applied_index <= commit`: only applied entries are
+//!   compacted, so a snapshot can always be cut at `applied_index`.
+//!
+//! A replica created by an incoming message for a range this node does not
+//! know yet starts *uninitialized* (everything zero, no members); the
+//! leader finds its log empty and sends a snapshot, which initializes it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
+use shoal_storage::{ColumnFamily, Engine, WriteBatch};
+
+use crate::RangeId;
+use crate::apply_state::ApplyState;
+use crate::error::{ReplicationError, Result};
+use crate::keys;
+use crate::snapshot::{self, DataSpan};
+
+/// The index and term a bootstrapped range's log starts after. Non-zero so
+/// that a replica created empty (index 0) is always behind and receives a
+/// snapshot rather than an append.
+pub const INITIAL_INDEX: u64 = 5;
+/// See [`INITIAL_INDEX`].
+pub const INITIAL_TERM: u64 = 5;
+
+/// One replica's Raft storage. See the module documentation.
+pub struct PeerStorage {
+    range: RangeId,
+    engine: Arc<dyn Engine>,
+    span: DataSpan,
+    hard_state: HardState,
+    apply: ApplyState,
+    entries: VecDeque<Entry>,
+}
+
+impl std::fmt::Debug for PeerStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerStorage")
+            .field("range", &self.range)
+            .field("applied", &self.apply.applied_index)
+            .field("truncated", &self.apply.truncated_index)
+            .field("last", &self.last_index())
+            .finish()
+    }
+}
+
+fn codec<E: std::fmt::Display>(e: E) -> ReplicationError {
+    ReplicationError::Codec(e.to_string())
+}
+
+impl PeerStorage {
+    /// Loads the replica of `range` from `engine`; a replica never written
+    /// comes back uninitialized.
+    pub fn open(range: RangeId, engine: Arc<dyn Engine>, span: DataSpan) -> Result<PeerStorage> {
+        let raft = ColumnFamily::Raft;
+        let mut hard_state = match engine.get_cf(raft, &keys::hard_state(range))? {
+            Some(bytes) => HardState::parse_from_bytes(&bytes)
+                .map_err(|e| ReplicationError::Corrupt(format!("hard state: {e}")))?,
+            None => HardState::default(),
+        };
+        let apply = match engine.get_cf(raft, &keys::apply_state(range))? {
+            Some(bytes) => ApplyState::decode(&bytes)?,
+            None => ApplyState::default(),
+        };
+        // The commit index is persisted lazily (with the next hard state
+        // change), so it may lag what was applied; an applied entry was
+        // committed, and raft-rs requires `applied <= commit`.
+        hard_state.commit = hard_state.commit.max(apply.applied_index);
+        let (start, end) = (
+            keys::log_entry(range, apply.truncated_index + 1),
+            keys::log_entry(range, u64::MAX),
+        );
+        let mut entries = VecDeque::new();
+        for pair in engine.scan_cf(raft, &start, Some(&end)) {
+            let (key, value) = pair?;
+            let entry = Entry::parse_from_bytes(&value)
+                .map_err(|e| ReplicationError::Corrupt(format!("log entry: {e}")))?;
+            let expected = apply.truncated_index + 1 + entries.len() as u64;
+            if keys::log_index(range, &key) != Some(expected) || entry.index != expected {
+                return Err(ReplicationError::Corrupt(format!(
+                    "range {range}: log entry {} found where {expected} belongs",
+                    entry.index
+                )));
+            }
+            entries.push_back(entry);
+        }
+        Ok(PeerStorage {
+            range,
+            engine,
+            span,
+            hard_state,
+            apply,
+            entries,
+        })
+    }
+
+    /// The state of a range bootstrapped on this node with `voters`: an
+    /// empty log starting after [`INITIAL_INDEX`], everything applied.
+    /// Adds it to `batch`; the caller writes it (synced) before use.
+    pub fn bootstrap(range: RangeId, voters: &[u64], batch: &mut WriteBatch) -> Result<()> {
+        let apply = ApplyState {
+            applied_index: INITIAL_INDEX,
+            truncated_index: INITIAL_INDEX,
+            truncated_term: INITIAL_TERM,
+            conf_state: ConfState::from((voters.to_vec(), Vec::<u64>::new())),
+        };
+        let hard_state = HardState {
+            term: INITIAL_TERM,
+            commit: INITIAL_INDEX,
+            ..Default::default()
+        };
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::hard_state(range),
+            hard_state.write_to_bytes().map_err(codec)?,
+        );
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::apply_state(range),
+            apply.encode()?,
+        );
+        Ok(())
+    }
+
+    /// The range this replica belongs to.
+    pub fn range(&self) -> RangeId {
+        self.range
+    }
+
+    /// The apply state (applied index, log start, membership).
+    pub fn apply_state(&self) -> &ApplyState {
+        &self.apply
+    }
+
+    /// The span of the data column family this range owns.
+    pub fn span(&self) -> &DataSpan {
+        &self.span
+    }
+
+    /// The engine holding this replica.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Whether the replica has a membership (bootstrapped or snapshotted).
+    pub fn is_initialized(&self) -> bool {
+        !self.apply.conf_state.voters.is_empty()
+    }
+
+    /// The last log index (the truncated index when the log is empty).
+    pub fn last_index(&self) -> u64 {
+        self.entries
+            .back()
+            .map_or(self.apply.truncated_index, |e| e.index)
+    }
+
+    /// Appends `entries` from a `Ready`, replacing any conflicting suffix.
+    pub fn append(&mut self, entries: &[Entry], batch: &mut WriteBatch) -> Result<()> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        if first.index <= self.apply.truncated_index {
+            // raft-rs never appends below a snapshot it installed; a broken
+            // invariant of the library, not bad input.
+            return Err(ReplicationError::Corrupt(format!(
+                "range {}: append at {} below truncated index {}",
+                self.range, first.index, self.apply.truncated_index
+            )));
+        }
+        let old_last = self.last_index();
+        if first.index <= old_last {
+            // Drop the conflicting suffix, in memory and on disk.
+            let keep = (first.index - self.apply.truncated_index - 1) as usize;
+            self.entries.truncate(keep);
+            batch.delete_range_cf(
+                ColumnFamily::Raft,
+                keys::log_entry(self.range, first.index),
+                keys::log_entry(self.range, old_last + 1),
+            );
+        } else if first.index != old_last + 1 {
+            return Err(ReplicationError::Corrupt(format!(
+                "range {}: append at {} leaves a gap after {old_last}",
+                self.range, first.index
+            )));
+        }
+        for entry in entries {
+            batch.put_cf(
+                ColumnFamily::Raft,
+                keys::log_entry(self.range, entry.index),
+                entry.write_to_bytes().map_err(codec)?,
+            );
+            self.entries.push_back(entry.clone());
+        }
+        Ok(())
+    }
+
+    /// Records a new hard state.
+    pub fn set_hard_state(&mut self, hard_state: &HardState, batch: &mut WriteBatch) -> Result<()> {
+        self.hard_state = hard_state.clone();
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::hard_state(self.range),
+            hard_state.write_to_bytes().map_err(codec)?,
+        );
+        Ok(())
+    }
+
+    /// Moves the commit index (from a `LightReady`); persisted with the next
+    /// hard state write. Losing it in a crash is harmless: Raft learns the
+    /// commit index again from the leader.
+    pub fn set_commit(&mut self, commit: u64) {
+        self.hard_state.commit = commit;
+    }
+
+    /// Records that entries up to `index` are applied, with `conf_state` the
+    /// membership at that point. Goes into the batch carrying the applied
+    /// entries' data.
+    pub fn set_applied(
+        &mut self,
+        index: u64,
+        conf_state: Option<ConfState>,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        self.apply.applied_index = index;
+        if let Some(conf_state) = conf_state {
+            self.apply.conf_state = conf_state;
+        }
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::apply_state(self.range),
+            self.apply.encode()?,
+        );
+        Ok(())
+    }
+
+    /// Installs a snapshot from the leader: replaces the range's data and
+    /// log, and moves every index to the snapshot's.
+    pub fn apply_snapshot(&mut self, snap: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
+        let meta = snap.get_metadata();
+        snapshot::install(snap.get_data(), &self.span, batch)?;
+        let (start, end) = keys::replica_span(self.range);
+        let log_start = keys::log_entry(self.range, 0);
+        let log_end = keys::log_entry(self.range, u64::MAX);
+        debug_assert!(start < log_start && log_end < end);
+        batch.delete_range_cf(ColumnFamily::Raft, log_start, log_end);
+        self.entries.clear();
+        self.apply = ApplyState {
+            applied_index: meta.index,
+            truncated_index: meta.index,
+            truncated_term: meta.term,
+            conf_state: meta.get_conf_state().clone(),
+        };
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::apply_state(self.range),
+            self.apply.encode()?,
+        );
+        let mut hard_state = self.hard_state.clone();
+        hard_state.commit = hard_state.commit.max(meta.index);
+        hard_state.term = hard_state.term.max(meta.term);
+        self.set_hard_state(&hard_state, batch)
+    }
+
+    /// Removes log entries up to `index` (at most the applied index); the
+    /// log keeps the term of `index` for matching.
+    pub fn compact(&mut self, index: u64, batch: &mut WriteBatch) -> Result<()> {
+        let index = index.min(self.apply.applied_index);
+        if index <= self.apply.truncated_index {
+            return Ok(());
+        }
+        let term = self.term_of(index)?;
+        let drop = (index - self.apply.truncated_index) as usize;
+        self.entries.drain(..drop.min(self.entries.len()));
+        batch.delete_range_cf(
+            ColumnFamily::Raft,
+            keys::log_entry(self.range, self.apply.truncated_index + 1),
+            keys::log_entry(self.range, index + 1),
+        );
+        self.apply.truncated_index = index;
+        self.apply.truncated_term = term;
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::apply_state(self.range),
+            self.apply.encode()?,
+        );
+        Ok(())
+    }
+
+    /// Number of entries held in the log.
+    pub fn log_len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn term_of(&self, index: u64) -> Result<u64, raft::Error> {
+        if index == self.apply.truncated_index {
+            return Ok(self.apply.truncated_term);
+        }
+        if index < self.apply.truncated_index {
+            return Err(raft::Error::Store(RaftStorageError::Compacted));
+        }
+        let offset = (index - self.apply.truncated_index - 1) as usize;
+        self.entries
+            .get(offset)
+            .map(|e| e.term)
+            .ok_or(raft::Error::Store(RaftStorageError::Unavailable))
+    }
+}
+
+impl raft::Storage for PeerStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.apply.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.apply.truncated_index {
+            return Err(raft::Error::Store(RaftStorageError::Compacted));
+        }
+        if high > self.last_index() + 1 || low > high {
+            return Err(raft::Error::Store(RaftStorageError::Unavailable));
+        }
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let from = (low - self.apply.truncated_index - 1) as usize;
+        let to = (high - self.apply.truncated_index - 1) as usize;
+        let mut out = Vec::with_capacity(to - from);
+        let mut size = 0u64;
+        for entry in self.entries.range(from..to) {
+            size += u64::from(entry.compute_size());
+            // Always return at least one entry, as the trait requires.
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.term_of(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.apply.truncated_index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(PeerStorage::last_index(self))
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let applied = self.apply.applied_index;
+        if applied < request_index {
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let data = snapshot::capture(self.engine.as_ref(), &self.span).map_err(|e| {
+            tracing::error!(range = self.range, error = %e, "cannot capture snapshot");
+            raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable)
+        })?;
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = applied;
+        meta.term = self.term_of(applied)?;
+        meta.set_conf_state(self.apply.conf_state.clone());
+        tracing::info!(
+            range = self.range,
+            index = applied,
+            bytes = snap.get_data().len(),
+            "generated snapshot"
+        );
+        Ok(snap)
+    }
+}

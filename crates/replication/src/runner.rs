@@ -1,0 +1,508 @@
+//! [`RaftRunner`]: the thread that owns a node's [`MultiRaft`], and
+//! [`RaftHandle`], how everything else talks to it.
+//!
+//! # The loop
+//!
+//! One OS thread per node runs: wait for input or the next tick → take
+//! every queued input (proposals, reads, messages from other nodes) → tick
+//! if due → one `handle_ready` round (one fsync for everything the inputs
+//! produced) → hand outgoing messages to the [`Transport`] → answer the
+//! waiters of finished requests. Inputs that arrive while a round's fsync
+//! is in progress wait in the queue and form the next round together: group
+//! commit falls out of the loop's shape.
+//!
+//! The thread is not on the async runtime, so a slow disk never stalls SQL
+//! connections' tasks, and the transport's tasks never wait for it.
+//!
+//! # Requests and retries ([`RaftHandle`])
+//!
+//! Callers block with a deadline (they run on blocking-tolerant threads).
+//!
+//! * `propose`: retried while nothing can have happened — no leader known
+//!   (`NotLeader`), or the proposal was certainly overwritten (`Dropped`).
+//!   Waiting past the deadline for an answer yields `Ambiguous`: the
+//!   command may or may not apply. No leader for the whole deadline yields
+//!   `Unavailable`.
+//! * `read`: a linearizable barrier (ReadIndex), retried on any failure
+//!   until the deadline — reads change nothing, so retrying is always safe.
+//!
+//! A storage failure inside the loop stops the thread: continuing could
+//! acknowledge a write that is not durable. Every waiter then gets
+//! `Stopped`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use crate::error::{ReplicationError, Result};
+use crate::multiraft::MultiRaft;
+use crate::{ConfChangeV2, Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token, Transport};
+
+/// How a request's outcome is reported back to its caller.
+type Reply = SyncSender<Result<Vec<u8>>>;
+
+/// A closure run on the Raft thread with the driver.
+type Inspect<S> = Box<dyn FnOnce(&mut MultiRaft<S>) + Send>;
+
+enum Input<S: StateMachine> {
+    Propose {
+        range: RangeId,
+        token: Token,
+        command: Vec<u8>,
+        reply: Reply,
+    },
+    Read {
+        range: RangeId,
+        token: Token,
+        reply: Reply,
+    },
+    ChangeMembership {
+        range: RangeId,
+        token: Token,
+        change: ConfChangeV2,
+        reply: Reply,
+    },
+    Forget {
+        range: RangeId,
+        token: Token,
+    },
+    Messages(Vec<RaftEnvelope>),
+    Inspect(Inspect<S>),
+    Shutdown,
+}
+
+struct Shared {
+    thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    next_token: AtomicU64,
+    leaders: RwLock<HashMap<RangeId, Option<NodeId>>>,
+    stopped: AtomicBool,
+}
+
+/// Sends requests to a node's Raft thread. Cheap to clone.
+pub struct RaftHandle<S: StateMachine> {
+    inputs: Sender<Input<S>>,
+    shared: Arc<Shared>,
+    node: NodeId,
+}
+
+impl<S: StateMachine> Clone for RaftHandle<S> {
+    fn clone(&self) -> Self {
+        RaftHandle {
+            inputs: self.inputs.clone(),
+            shared: self.shared.clone(),
+            node: self.node,
+        }
+    }
+}
+
+impl<S: StateMachine> std::fmt::Debug for RaftHandle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftHandle")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts Raft threads. See the module documentation.
+pub struct RaftRunner;
+
+impl RaftRunner {
+    /// Moves `driver` onto a new thread ticking every `tick`, sending
+    /// through `transport`. Ranges whose only voter is this node elect
+    /// themselves at once.
+    pub fn spawn<S: StateMachine + 'static>(
+        mut driver: MultiRaft<S>,
+        transport: Arc<dyn Transport>,
+        tick: Duration,
+    ) -> Result<RaftHandle<S>> {
+        let node = driver.node_id();
+        for range in driver.ranges() {
+            let alone = driver
+                .conf_state(range)
+                .is_some_and(|cs| cs.voters == [node] && cs.learners.is_empty());
+            if alone {
+                driver.campaign(range)?;
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            thread: parking_lot::Mutex::new(None),
+            next_token: AtomicU64::new(1),
+            leaders: RwLock::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+        });
+        let loop_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{node}"))
+            .spawn(move || run(driver, rx, transport, tick, &loop_shared))
+            .map_err(|e| ReplicationError::Raft(format!("cannot start raft thread: {e}")))?;
+        *shared.thread.lock() = Some(thread);
+        Ok(RaftHandle {
+            inputs: tx,
+            shared,
+            node,
+        })
+    }
+}
+
+fn run<S: StateMachine>(
+    mut driver: MultiRaft<S>,
+    inputs: Receiver<Input<S>>,
+    transport: Arc<dyn Transport>,
+    tick: Duration,
+    shared: &Shared,
+) {
+    let mut waiters: HashMap<Token, Reply> = HashMap::new();
+    let mut next_tick = Instant::now() + tick;
+    let outcome = loop {
+        // One round first: it persists and announces whatever opening (a
+        // campaign) or the previous inputs produced.
+        if let Err(e) = round(&mut driver, transport.as_ref(), &mut waiters, shared) {
+            break Err(e);
+        }
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match inputs.recv_timeout(wait) {
+            Ok(input) => {
+                let mut stop = !accept(&mut driver, input, &mut waiters);
+                while !stop && let Ok(input) = inputs.try_recv() {
+                    stop = !accept(&mut driver, input, &mut waiters);
+                }
+                if stop {
+                    break Ok(());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break Ok(()),
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            driver.tick();
+            next_tick += tick;
+            if next_tick < now {
+                next_tick = now + tick;
+            }
+        }
+    };
+    shared.stopped.store(true, Ordering::SeqCst);
+    if let Err(e) = outcome {
+        tracing::error!(node = driver.node_id(), error = %e, "raft thread stopped on a storage failure");
+    }
+    for (_, reply) in waiters.drain() {
+        let _ = reply.try_send(Err(ReplicationError::Stopped));
+    }
+}
+
+/// One Raft round: persist, send, answer.
+fn round<S: StateMachine>(
+    driver: &mut MultiRaft<S>,
+    transport: &dyn Transport,
+    waiters: &mut HashMap<Token, Reply>,
+    shared: &Shared,
+) -> Result<()> {
+    driver.handle_ready()?;
+    for (to, envelopes) in driver.take_messages() {
+        transport.send(to, envelopes);
+    }
+    for event in driver.take_events() {
+        dispatch(event, waiters, shared);
+    }
+    Ok(())
+}
+
+/// Carries out one input; false means "shut down".
+fn accept<S: StateMachine>(
+    driver: &mut MultiRaft<S>,
+    input: Input<S>,
+    waiters: &mut HashMap<Token, Reply>,
+) -> bool {
+    let submitted = match input {
+        Input::Propose {
+            range,
+            token,
+            command,
+            reply,
+        } => Some((token, reply, driver.propose(range, token, command))),
+        Input::Read {
+            range,
+            token,
+            reply,
+        } => Some((token, reply, driver.read(range, token))),
+        Input::ChangeMembership {
+            range,
+            token,
+            change,
+            reply,
+        } => Some((token, reply, driver.change_membership(range, token, change))),
+        Input::Forget { range, token } => {
+            driver.forget(range, token);
+            waiters.remove(&token);
+            None
+        }
+        Input::Messages(envelopes) => {
+            for envelope in envelopes {
+                if let Err(e) = driver.step(envelope) {
+                    tracing::debug!(error = %e, "rejected a raft message");
+                }
+            }
+            None
+        }
+        Input::Inspect(inspect) => {
+            inspect(driver);
+            None
+        }
+        Input::Shutdown => return false,
+    };
+    if let Some((token, reply, outcome)) = submitted {
+        match outcome {
+            Ok(()) => {
+                waiters.insert(token, reply);
+            }
+            Err(e) => {
+                let _ = reply.try_send(Err(e));
+            }
+        }
+    }
+    true
+}
+
+fn dispatch(event: Event, waiters: &mut HashMap<Token, Reply>, shared: &Shared) {
+    let (token, outcome) = match event {
+        Event::Applied { token, reply } => (token, Ok(reply)),
+        Event::ReadReady { token, .. } => (token, Ok(Vec::new())),
+        Event::Failed { token, error } => (token, Err(error)),
+        Event::LeaderChanged { range, leader } => {
+            shared.leaders.write().insert(range, leader);
+            return;
+        }
+    };
+    if let Some(reply) = waiters.remove(&token) {
+        let _ = reply.try_send(outcome);
+    }
+}
+
+/// Pause between attempts when no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+/// How long an idempotent proposal waits before proposing again.
+const PROPOSE_ATTEMPT: Duration = Duration::from_secs(1);
+/// Longest single wait for a read barrier before asking again.
+const READ_ATTEMPT: Duration = Duration::from_secs(2);
+
+impl<S: StateMachine> RaftHandle<S> {
+    /// The node this handle's Raft thread runs on.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// Whether the Raft thread has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The leader of `range` as this node last learned it.
+    pub fn leader(&self, range: RangeId) -> Option<NodeId> {
+        self.shared.leaders.read().get(&range).copied().flatten()
+    }
+
+    fn token(&self) -> Token {
+        self.shared.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn submit(&self, input: Input<S>) -> Result<()> {
+        self.inputs
+            .send(input)
+            .map_err(|_| ReplicationError::Stopped)
+    }
+
+    /// Stops the Raft thread and waits for it to finish (it releases the
+    /// engine). Requests after this fail with `Stopped`.
+    pub fn shutdown(&self) {
+        let _ = self.submit(Input::Shutdown);
+        let thread = self.shared.thread.lock().take();
+        if let Some(thread) = thread
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+
+    /// Hands messages from another node to the Raft thread.
+    pub fn deliver(&self, envelopes: Vec<RaftEnvelope>) {
+        let _ = self.submit(Input::Messages(envelopes));
+    }
+
+    /// Runs `inspect` on the Raft thread and returns its result.
+    pub fn inspect<T: Send + 'static>(
+        &self,
+        inspect: impl FnOnce(&mut MultiRaft<S>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(Input::Inspect(Box::new(move |driver| {
+            let _ = tx.send(inspect(driver));
+        })))?;
+        rx.recv().map_err(|_| ReplicationError::Stopped)
+    }
+
+    /// Proposes `command` to `range` and waits (up to `timeout`) for the
+    /// state machine's reply. See the module documentation for retries.
+    pub fn propose(&self, range: RangeId, command: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
+        self.request(range, timeout, |token, reply| Input::Propose {
+            range,
+            token,
+            command: command.clone(),
+            reply,
+        })
+    }
+
+    /// Like [`RaftHandle::propose`], for commands the state machine applies
+    /// at most once however often they are proposed (they carry their own
+    /// id). A late answer — the proposal may have been forwarded to a
+    /// leader that died — is met by proposing again, so a leader change
+    /// costs one attempt timeout instead of the whole deadline. Ambiguous
+    /// only if no attempt was answered by the deadline.
+    pub fn propose_idempotent(
+        &self,
+        range: RangeId,
+        command: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut maybe_proposed = false;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(if maybe_proposed {
+                    ReplicationError::Ambiguous(range)
+                } else {
+                    unavailable(range, start)
+                });
+            }
+            let token = self.token();
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.submit(Input::Propose {
+                range,
+                token,
+                command: command.clone(),
+                reply: tx,
+            })?;
+            let wait = deadline.saturating_duration_since(now).min(PROPOSE_ATTEMPT);
+            match rx.recv_timeout(wait) {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(ReplicationError::NotLeader { .. } | ReplicationError::Dropped(_))) => {
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    maybe_proposed = true;
+                    let _ = self.submit(Input::Forget { range, token });
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(ReplicationError::Stopped),
+            }
+        }
+    }
+
+    /// Proposes a membership change of `range` (this node must lead it).
+    pub fn change_membership(
+        &self,
+        range: RangeId,
+        change: ConfChangeV2,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.request(range, timeout, |token, reply| Input::ChangeMembership {
+            range,
+            token,
+            change: change.clone(),
+            reply,
+        })
+        .map(|_| ())
+    }
+
+    fn request(
+        &self,
+        range: RangeId,
+        timeout: Duration,
+        make: impl Fn(Token, Reply) -> Input<S>,
+    ) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        loop {
+            let token = self.token();
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.submit(make(token, tx))?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(remaining) {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(ReplicationError::NotLeader { .. } | ReplicationError::Dropped(_))) => {
+                    if Instant::now() + RETRY_PAUSE >= deadline {
+                        return Err(unavailable(range, start));
+                    }
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.submit(Input::Forget { range, token });
+                    return Err(ReplicationError::Ambiguous(range));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(ReplicationError::Stopped),
+            }
+        }
+    }
+
+    /// Waits until this node's replica of `range` has applied every write
+    /// acknowledged anywhere before the call (a ReadIndex barrier).
+    pub fn read_barrier(&self, range: RangeId, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        loop {
+            let token = self.token();
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.submit(Input::Read {
+                range,
+                token,
+                reply: tx,
+            })?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(remaining.min(READ_ATTEMPT)) {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(ReplicationError::Stopped)) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ReplicationError::Stopped);
+                }
+                Ok(Err(ReplicationError::RangeNotFound(r))) => {
+                    return Err(ReplicationError::RangeNotFound(r));
+                }
+                Ok(Err(_)) | Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.submit(Input::Forget { range, token });
+                    if Instant::now() + RETRY_PAUSE >= deadline {
+                        return Err(unavailable(range, start));
+                    }
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+            }
+        }
+    }
+}
+
+fn unavailable(range: RangeId, start: Instant) -> ReplicationError {
+    ReplicationError::Unavailable {
+        range,
+        waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// A transport for a node alone: there is nobody to send to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoTransport;
+
+impl Transport for NoTransport {
+    fn send(&self, to: NodeId, envelopes: Vec<RaftEnvelope>) {
+        tracing::trace!(
+            to,
+            dropped = envelopes.len(),
+            "no transport; dropping messages"
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! A whole Raft cluster in one process, over a simulated network that drops,
+//! delays, reorders and partitions messages — reproducibly, from a seed.
+//!
+//! Each simulated node is a [`MultiRaft`] over its own [`MemoryEngine`].
+//! Time advances in *rounds*: every round delivers the messages due, runs
+//! one `handle_ready` per live node and queues what they sent, each message
+//! with a random delay (or dropped, or cut by a partition). Every
+//! `rounds_per_tick` rounds the nodes tick. Nothing depends on wall time or
+//! thread scheduling, so a failing seed replays exactly.
+//!
+//! raft-rs draws election timeouts from an unseeded generator, so each
+//! simulated node gets a *fixed* timeout instead, drawn from the seed and
+//! distinct from the other nodes' (no endless split votes): which node
+//! wins an election is then a function of the seed and the faults.
+//!
+//! Crashing a node drops its driver and keeps its engine; restarting opens a
+//! new driver over the same engine — what a process restart does, minus the
+//! loss of unsynced writes (the multi-process tests cover that).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use shoal_storage::{ColumnFamily, Engine, KvPair, MemoryEngine};
+
+use crate::error::{ReplicationError, Result};
+use crate::multiraft::{MultiRaft, RaftConfig};
+use crate::{Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token};
+
+/// How hostile the simulated network is.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Probability that a message is lost.
+    pub drop_rate: f64,
+    /// Most rounds a message may be delayed (0: delivered next round).
+    /// Random delays reorder messages.
+    pub max_delay: u64,
+    /// Rounds per Raft tick.
+    pub rounds_per_tick: u64,
+}
+
+impl NetConfig {
+    /// A reliable network (no loss, no delay) with `seed`.
+    pub fn reliable(seed: u64) -> NetConfig {
+        NetConfig {
+            seed,
+            drop_rate: 0.0,
+            max_delay: 0,
+            rounds_per_tick: 4,
+        }
+    }
+}
+
+struct SimNode<S: StateMachine> {
+    engine: Arc<MemoryEngine>,
+    driver: Option<MultiRaft<S>>,
+    /// The node's configuration, with its fixed election timeout.
+    config: RaftConfig,
+}
+
+/// Gives each node a fixed election timeout in
+/// `[election_tick, 2 × election_tick)`, distinct per node while there are
+/// enough values.
+fn with_fixed_timeouts(base: &RaftConfig, nodes: usize, rng: &mut StdRng) -> Vec<RaftConfig> {
+    let span = base.election_tick.max(1);
+    let mut offsets: Vec<usize> = (0..span).collect();
+    let mut configs = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        let pick = if offsets.is_empty() {
+            i % span
+        } else {
+            offsets.swap_remove(rng.gen_range(0..offsets.len()))
+        };
+        let timeout = base.election_tick + pick;
+        configs.push(RaftConfig {
+            min_election_tick: timeout,
+            max_election_tick: timeout + 1,
+            ..base.clone()
+        });
+    }
+    configs
+}
+
+/// A simulated cluster. See the module documentation.
+pub struct SimCluster<S: StateMachine> {
+    nodes: BTreeMap<NodeId, SimNode<S>>,
+    make_state_machine: Box<dyn Fn(NodeId) -> S>,
+    net: NetConfig,
+    rng: StdRng,
+    round: u64,
+    next_token: Token,
+    /// (deliver at round, envelope), in send order.
+    in_flight: Vec<(u64, RaftEnvelope)>,
+    /// Directed links that drop everything.
+    cut: BTreeSet<(NodeId, NodeId)>,
+    /// Events per token, from whichever node reported them.
+    outcomes: BTreeMap<Token, Event>,
+    /// Messages delivered, dropped.
+    pub delivered: u64,
+    /// Messages lost to drops and partitions.
+    pub dropped: u64,
+}
+
+impl<S: StateMachine> SimCluster<S> {
+    /// A cluster of `voters`, all bootstrapped with range 1 holding every
+    /// voter, plus empty nodes `spares` (no replicas; they join by
+    /// membership change).
+    pub fn new(
+        voters: &[NodeId],
+        spares: &[NodeId],
+        raft_config: RaftConfig,
+        net: NetConfig,
+        make_state_machine: impl Fn(NodeId) -> S + 'static,
+    ) -> Result<SimCluster<S>> {
+        let mut rng = StdRng::seed_from_u64(net.seed);
+        let ids: Vec<NodeId> = voters.iter().chain(spares).copied().collect();
+        let configs = with_fixed_timeouts(&raft_config, ids.len(), &mut rng);
+        let mut nodes = BTreeMap::new();
+        for (&id, config) in ids.iter().zip(configs) {
+            let engine = Arc::new(MemoryEngine::new());
+            if voters.contains(&id) {
+                MultiRaft::<S>::bootstrap_range(engine.as_ref(), 1, voters)?;
+            }
+            let driver =
+                MultiRaft::open(id, engine.clone(), config.clone(), make_state_machine(id))?;
+            nodes.insert(
+                id,
+                SimNode {
+                    engine,
+                    driver: Some(driver),
+                    config,
+                },
+            );
+        }
+        Ok(SimCluster {
+            nodes,
+            make_state_machine: Box::new(make_state_machine),
+            rng,
+            net,
+            round: 0,
+            next_token: 1,
+            in_flight: Vec::new(),
+            cut: BTreeSet::new(),
+            outcomes: BTreeMap::new(),
+            delivered: 0,
+            dropped: 0,
+        })
+    }
+
+    /// The seed this cluster's randomness came from.
+    pub fn seed(&self) -> u64 {
+        self.net.seed
+    }
+
+    /// Node ids, crashed or not.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The driver of a live node.
+    pub fn driver(&self, node: NodeId) -> Option<&MultiRaft<S>> {
+        self.nodes.get(&node).and_then(|n| n.driver.as_ref())
+    }
+
+    /// The driver of a live node, mutably.
+    pub fn driver_mut(&mut self, node: NodeId) -> Option<&mut MultiRaft<S>> {
+        self.nodes.get_mut(&node).and_then(|n| n.driver.as_mut())
+    }
+
+    /// Sets the probability that a message is lost.
+    pub fn set_drop_rate(&mut self, rate: f64) {
+        self.net.drop_rate = rate;
+    }
+
+    /// Cuts every link between the groups `a` and `b`, both directions.
+    pub fn partition(&mut self, a: &[NodeId], b: &[NodeId]) {
+        for &x in a {
+            for &y in b {
+                self.cut.insert((x, y));
+                self.cut.insert((y, x));
+            }
+        }
+    }
+
+    /// Cuts `node` off from every other node.
+    pub fn isolate(&mut self, node: NodeId) {
+        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&n| n != node).collect();
+        self.partition(&[node], &others);
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Stops a node: its driver and in-memory state are gone, its engine
+    /// stays.
+    pub fn crash(&mut self, node: NodeId) {
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.driver = None;
+        }
+    }
+
+    /// Starts a crashed node again from its engine.
+    pub fn restart(&mut self, node: NodeId) -> Result<()> {
+        let Some(n) = self.nodes.get_mut(&node) else {
+            return Err(ReplicationError::Raft(format!("no node {node}")));
+        };
+        if n.driver.is_none() {
+            n.driver = Some(MultiRaft::open(
+                node,
+                n.engine.clone(),
+                n.config.clone(),
+                (self.make_state_machine)(node),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// One round: deliver due messages, run every live node's Raft cycle,
+    /// queue what they sent; tick when the round count says so.
+    pub fn round(&mut self) -> Result<()> {
+        self.round += 1;
+        let now = self.round;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.in_flight = later;
+        for (_, envelope) in due {
+            let to = envelope.message.to;
+            match self.nodes.get_mut(&to).and_then(|n| n.driver.as_mut()) {
+                Some(driver) => {
+                    self.delivered += 1;
+                    driver.step(envelope)?;
+                }
+                None => self.dropped += 1,
+            }
+        }
+        let tick = now.is_multiple_of(self.net.rounds_per_tick.max(1));
+        let mut sent = Vec::new();
+        for node in self.nodes.values_mut() {
+            let Some(driver) = node.driver.as_mut() else {
+                continue;
+            };
+            if tick {
+                driver.tick();
+            }
+            driver.handle_ready()?;
+            let from = driver.node_id();
+            for (to, envelopes) in driver.take_messages() {
+                sent.extend(envelopes.into_iter().map(|e| (from, to, e)));
+            }
+            for event in driver.take_events() {
+                let token = match &event {
+                    Event::Applied { token, .. }
+                    | Event::Failed { token, .. }
+                    | Event::ReadReady { token, .. } => *token,
+                    Event::LeaderChanged { .. } => continue,
+                };
+                self.outcomes.insert(token, event);
+            }
+        }
+        for (from, to, envelope) in sent {
+            if self.cut.contains(&(from, to)) || self.rng.gen_bool(self.net.drop_rate) {
+                self.dropped += 1;
+                continue;
+            }
+            let delay = if self.net.max_delay == 0 {
+                0
+            } else {
+                self.rng.gen_range(0..=self.net.max_delay)
+            };
+            self.in_flight.push((now + 1 + delay, envelope));
+        }
+        Ok(())
+    }
+
+    /// Runs rounds until `done` holds (true) or `max_rounds` pass (false).
+    pub fn run_until(
+        &mut self,
+        max_rounds: u64,
+        mut done: impl FnMut(&SimCluster<S>) -> bool,
+    ) -> Result<bool> {
+        for _ in 0..max_rounds {
+            if done(self) {
+                return Ok(true);
+            }
+            self.round()?;
+        }
+        Ok(done(self))
+    }
+
+    /// Runs `n` rounds.
+    pub fn run(&mut self, n: u64) -> Result<()> {
+        for _ in 0..n {
+            self.round()?;
+        }
+        Ok(())
+    }
+
+    /// The live node that leads `range` in the highest term, if any.
+    pub fn leader(&self, range: RangeId) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|(&id, n)| {
+                let d = n.driver.as_ref()?;
+                d.is_leader(range).then(|| (d.term(range).unwrap_or(0), id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// Runs until `range` has a leader that every live replica knows of.
+    pub fn elect(&mut self, range: RangeId, max_rounds: u64) -> Result<Option<NodeId>> {
+        self.run_until(max_rounds, |c| {
+            let Some(leader) = c.leader(range) else {
+                return false;
+            };
+            c.nodes.values().all(|n| {
+                n.driver.as_ref().is_none_or(|d| {
+                    d.conf_state(range).is_none() || d.leader(range) == Some(leader)
+                })
+            })
+        })?;
+        Ok(self.leader(range))
+    }
+
+    fn token(&mut self) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
+    /// Proposes `command` to `range` at `node`; the outcome is later found
+    /// with [`SimCluster::outcome`].
+    pub fn propose(&mut self, node: NodeId, range: RangeId, command: Vec<u8>) -> Result<Token> {
+        let token = self.token();
+        let driver = self
+            .driver_mut(node)
+            .ok_or_else(|| ReplicationError::Raft(format!("node {node} is down")))?;
+        driver.propose(range, token, command)?;
+        Ok(token)
+    }
+
+    /// Asks `node` for a linearizable read of `range`.
+    pub fn read(&mut self, node: NodeId, range: RangeId) -> Result<Token> {
+        let token = self.token();
+        let driver = self
+            .driver_mut(node)
+            .ok_or_else(|| ReplicationError::Raft(format!("node {node} is down")))?;
+        driver.read(range, token)?;
+        Ok(token)
+    }
+
+    /// Proposes a membership change of `range` at `node`.
+    pub fn change_membership(
+        &mut self,
+        node: NodeId,
+        range: RangeId,
+        change: crate::ConfChangeV2,
+    ) -> Result<Token> {
+        let token = self.token();
+        let driver = self
+            .driver_mut(node)
+            .ok_or_else(|| ReplicationError::Raft(format!("node {node} is down")))?;
+        driver.change_membership(range, token, change)?;
+        Ok(token)
+    }
+
+    /// What became of request `token`, if anything yet.
+    pub fn outcome(&self, token: Token) -> Option<&Event> {
+        self.outcomes.get(&token)
+    }
+
+    /// Whether request `token` has an outcome.
+    pub fn resolved(&self, token: Token) -> bool {
+        self.outcomes.contains_key(&token)
+    }
+
+    /// Every pair in `node`'s data column family.
+    pub fn data(&self, node: NodeId) -> Result<Vec<KvPair>> {
+        let Some(n) = self.nodes.get(&node) else {
+            return Ok(Vec::new());
+        };
+        n.engine
+            .scan_cf(ColumnFamily::Data, b"", None)
+            .map(|r| r.map_err(ReplicationError::from))
+            .collect()
+    }
+
+    /// Whether the range is quiet: it has a leader that has applied its
+    /// whole log, and every live replica has applied as far.
+    pub fn converged(&self, range: RangeId) -> bool {
+        let Some(leader) = self.leader(range).and_then(|l| self.driver(l)) else {
+            return false;
+        };
+        let (Some(last), Some(applied)) = (leader.last_index(range), leader.applied_index(range))
+        else {
+            return false;
+        };
+        last == applied
+            && self
+                .nodes
+                .values()
+                .filter_map(|n| n.driver.as_ref()?.applied_index(range))
+                .all(|a| a == applied)
+    }
+}

@@ -1,0 +1,151 @@
+//! [`TestCluster`]: several real `shoal` processes forming one cluster on
+//! loopback, started the way an operator would — every node with the same
+//! `--join` list, then `shoal init` sent to the first.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{TestNode, shoal_bin};
+
+/// What a node reports at `GET /status`.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    pub leader: Option<u64>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub applied: u64,
+    pub snapshots_installed: u64,
+}
+
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes joined together, initializes the cluster, and waits
+    /// until every node serves SQL and the first range has `n.min(3)`
+    /// voters.
+    pub async fn start(n: usize, extra_args: &[&str]) -> TestCluster {
+        let mut nodes: Vec<TestNode> = (0..n).map(|_| TestNode::new()).collect();
+        let join: Vec<_> = nodes.iter().map(|node| node.listen_addr).collect();
+        for node in &mut nodes {
+            node.join = join.clone();
+            node.extra_args = extra_args.iter().map(ToString::to_string).collect();
+            node.spawn_process();
+        }
+        let mut cluster = TestCluster { nodes };
+        cluster.init();
+        for node in &mut cluster.nodes {
+            node.wait_sql().await;
+        }
+        cluster.wait_voters(n.min(3)).await;
+        cluster
+    }
+
+    /// Runs `shoal init --host` against the first node (retrying while it
+    /// is still starting) and returns its output.
+    pub fn init(&self) -> std::process::Output {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = self.run_init();
+            if output.status.success() || Instant::now() > deadline {
+                return output;
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if stderr.contains("already initialized") {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One `shoal init --host` call against the first node.
+    pub fn run_init(&self) -> std::process::Output {
+        Command::new(shoal_bin())
+            .arg("init")
+            .arg("--host")
+            .arg(self.nodes[0].listen_addr.to_string())
+            .env("SHOAL_LOG", "warn")
+            .output()
+            .expect("run shoal init")
+    }
+
+    /// The node's `/status`, if it answers.
+    pub async fn status(&self, i: usize) -> Option<NodeStatus> {
+        let node = &self.nodes[i];
+        if !node.is_running() {
+            return None;
+        }
+        let body = http_get(node.http_addr, "/status").await?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let ids = |v: &serde_json::Value| -> Vec<u64> {
+            v.as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                .unwrap_or_default()
+        };
+        Some(NodeStatus {
+            node_id: json["node_id"].as_u64()?,
+            leader: json["leader"].as_u64(),
+            voters: ids(&json["voters"]),
+            learners: ids(&json["learners"]),
+            applied: json["applied"].as_u64().unwrap_or(0),
+            snapshots_installed: json["snapshots_installed"].as_u64().unwrap_or(0),
+        })
+    }
+
+    /// Waits (up to 60 s) until some node reports `n` voters.
+    pub async fn wait_voters(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for i in 0..self.nodes.len() {
+                if let Some(status) = self.status(i).await
+                    && status.voters.len() >= n
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the first range never reached {n} voters"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index (in `nodes`) of the node the live nodes agree leads the
+    /// first range, waiting up to 30 s.
+    pub async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for i in 0..self.nodes.len() {
+                if let Some(status) = self.status(i).await
+                    && status.leader == Some(status.node_id)
+                {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A tiny HTTP/1.1 GET; the body, if the server answered 200.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: shoal\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()?
+}
