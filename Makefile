@@ -38,10 +38,12 @@ lint: deps
 test-unit: build
 	cargo test --workspace
 
-# Shoal's own SQL suites, then the SQLite corpus: select1/select2 must pass
-# completely; the other corpus files report their pass counts.
+# Shoal's own SQL suites (on one node, then through a follower of a 3-node
+# cluster), then the SQLite corpus: select1/select2 must pass completely;
+# the other corpus files report their pass counts.
 test-slt: build
 	$(BIN)/shoal-slt --shoal-bin $(BIN)/shoal sqllogictest/suites
+	$(BIN)/shoal-slt --shoal-bin $(BIN)/shoal --nodes 3 sqllogictest/suites
 	@if [ -d "$(CORPUS)" ]; then \
 	  $(BIN)/shoal-slt --shoal-bin $(BIN)/shoal $(CORPUS)/select1.test $(CORPUS)/select2.test && \
 	  $(MAKE) --no-print-directory slt-corpus; \

@@ -42,6 +42,10 @@ struct Args {
     /// The shoal binary to start (default: `shoal` beside this executable).
     #[arg(long, env = "SHOAL_BIN")]
     shoal_bin: Option<PathBuf>,
+    /// Start a cluster of this many nodes per file (joined and initialized)
+    /// and run the file through the last node.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Per-record timeout in seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -85,8 +89,8 @@ async fn run(args: &Args) -> anyhow::Result<Totals> {
     }
     let target = match (&args.url, &args.shoal_bin) {
         (Some(url), _) => Target::Url(url.clone()),
-        (None, Some(bin)) => Target::Spawn(bin.clone()),
-        (None, None) => Target::Spawn(server::default_binary()?),
+        (None, Some(bin)) => Target::Spawn(bin.clone(), args.nodes),
+        (None, None) => Target::Spawn(server::default_binary()?, args.nodes),
     };
     let cfg = RunConfig {
         engine: ENGINE.to_string(),
@@ -113,8 +117,9 @@ async fn run(args: &Args) -> anyhow::Result<Totals> {
 enum Target {
     /// An existing server, given by `--url`.
     Url(String),
-    /// A fresh node per file, started from this binary.
-    Spawn(PathBuf),
+    /// A fresh node (or cluster of this many nodes) per file, started from
+    /// this binary.
+    Spawn(PathBuf, usize),
 }
 
 /// Runs one file; `false` means fail-fast stopped the run.
@@ -130,11 +135,11 @@ async fn run_one(file: &Path, target: &Target, cfg: &RunConfig, report: &mut Fil
             return !cfg.fail_fast;
         }
     };
-    let bin = match target {
+    let (bin, nodes) = match target {
         Target::Url(url) => return runner::run_file(&records, url, cfg, report).await,
-        Target::Spawn(bin) => bin,
+        Target::Spawn(bin, nodes) => (bin, *nodes),
     };
-    let mut node = match server::Node::start(bin).await {
+    let mut node = match server::Cluster::start(bin, nodes).await {
         Ok(node) => node,
         Err(e) => {
             report.file_error(format!("could not start a node: {e:#}"));

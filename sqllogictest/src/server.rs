@@ -1,16 +1,20 @@
-//! Starting a throwaway Shoal node for one test file.
+//! Starting a throwaway Shoal node — or cluster — for one test file.
 //!
-//! Without `--url`, every file runs on a node of its own, so `CREATE TABLE t1` in one
-//! file never meets the `t1` of another and a crash is confined to the file that caused
-//! it. A node is:
+//! Without `--url`, every file runs on a node (or cluster) of its own, so `CREATE
+//! TABLE t1` in one file never meets the `t1` of another and a crash is confined to the
+//! file that caused it. A node is:
 //!
 //! ```text
 //! <shoal-bin> start --store <tmp>/store --sql-addr 127.0.0.1:<p> --listen-addr 127.0.0.1:<q>
 //! ```
 //!
-//! with its stdout and stderr in `<tmp>/node.log`. `Node::start` returns only once a
-//! PostgreSQL connection to the SQL port succeeds, or fails after a bounded wait (or
-//! as soon as the child exits) with the tail of that log, so a broken build shows why.
+//! with its stdout and stderr in `<tmp>/node.log`. With `--nodes N` (N > 1) every node
+//! also gets `--join` with all the nodes' listen addresses, `shoal init` is sent to the
+//! first, and the file runs through the *last* node — usually a follower, so every
+//! statement exercises forwarding to the leader and follower read barriers.
+//! `Cluster::start` returns only once `SELECT 1` succeeds on the serving node, or fails
+//! after a bounded wait (or as soon as a child exits) with the tail of its log, so a
+//! broken build shows why.
 //!
 //! Ports come from binding `127.0.0.1:0` and releasing the socket. Another process may
 //! take the port in between; that shows up as a start-up failure with the node's own
@@ -35,31 +39,163 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Lines of the node's log shown when it fails.
 const LOG_TAIL_LINES: usize = 20;
 
-pub struct Node {
-    child: Child,
-    dir: PathBuf,
-    sql_port: u16,
+/// The nodes serving one file; the last one takes the file's connection.
+pub struct Cluster {
+    nodes: Vec<Node>,
 }
 
-impl Node {
-    pub async fn start(bin: &Path) -> Result<Node> {
+impl Cluster {
+    pub async fn start(bin: &Path, size: usize) -> Result<Cluster> {
         if !bin.is_file() {
             bail!(
                 "shoal binary not found at {} (build it, or pass --shoal-bin / SHOAL_BIN)",
                 bin.display()
             );
         }
+        let size = size.max(1);
+        let ports = free_ports(2 * size)?;
+        let listen: Vec<u16> = ports.iter().skip(size).copied().collect();
+        let join = if size > 1 { listen.clone() } else { Vec::new() };
+        let mut nodes = Vec::with_capacity(size);
+        for i in 0..size {
+            nodes.push(Node::spawn(bin, ports[i], listen[i], &join)?);
+        }
+        let mut cluster = Cluster { nodes };
+        if size > 1 {
+            cluster.init(bin, listen[0]).await?;
+        }
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    /// `shoal init --host` against the first node, retried while it starts.
+    async fn init(&mut self, bin: &Path, port: u16) -> Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let output = tokio::process::Command::new(bin)
+                .arg("init")
+                .arg("--host")
+                .arg(format!("127.0.0.1:{port}"))
+                .output()
+                .await
+                .context("running shoal init")?;
+            if output.status.success() {
+                return Ok(());
+            }
+            if let Some((i, status)) = self.exited() {
+                bail!(
+                    "node {} exited during start-up ({status}); its log ends:\n{}",
+                    i + 1,
+                    self.nodes[i].log_tail()
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "shoal init failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    fn serving(&self) -> &Node {
+        // `nodes` is never empty: `start` makes at least one.
+        &self.nodes[self.nodes.len() - 1]
+    }
+
+    /// libpq-style connection string for the serving node's SQL port.
+    pub fn connection_string(&self) -> String {
+        self.serving().connection_string()
+    }
+
+    /// The first node that exited, and how.
+    fn exited(&mut self) -> Option<(usize, String)> {
+        self.nodes
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, n)| n.exit_status().map(|s| (i, s)))
+    }
+
+    /// `Some(description)` once any node has exited.
+    pub fn exit_status(&mut self) -> Option<String> {
+        self.exited().map(|(i, s)| format!("node {}: {s}", i + 1))
+    }
+
+    /// The last lines of the serving node's output (or of the first node that
+    /// exited), for failure notes.
+    pub fn log_tail(&mut self) -> String {
+        match self.exited() {
+            Some((i, _)) => self.nodes[i].log_tail(),
+            None => self.serving().log_tail(),
+        }
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let config = self.connection_string();
+        loop {
+            if let Some((i, status)) = self.exited() {
+                bail!(
+                    "shoal (node {}) exited during start-up ({status}); its log ends:\n{}",
+                    i + 1,
+                    self.nodes[i].log_tail()
+                );
+            }
+            if answers(&config).await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "shoal did not answer SELECT 1 within {}s; its log ends:\n{}",
+                    STARTUP_TIMEOUT.as_secs(),
+                    self.serving().log_tail()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+/// Whether a new connection to `config` runs `SELECT 1` (a node that is still
+/// joining its cluster accepts connections before it can).
+async fn answers(config: &str) -> bool {
+    let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+        let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let outcome = client.simple_query("SELECT 1").await;
+        drop(client);
+        let _ = driver.await;
+        outcome.map(|_| ())
+    })
+    .await;
+    matches!(attempt, Ok(Ok(())))
+}
+
+struct Node {
+    child: Child,
+    dir: PathBuf,
+    sql_port: u16,
+}
+
+impl Node {
+    fn spawn(bin: &Path, sql_port: u16, listen_port: u16, join: &[u16]) -> Result<Node> {
         let dir = fresh_dir()?;
         let log = File::create(dir.join("node.log")).context("creating node.log")?;
-        let [sql_port, listen_port] = free_ports()?;
-        let spawned = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .arg("start")
             .arg("--store")
             .arg(dir.join("store"))
             .arg("--sql-addr")
             .arg(format!("127.0.0.1:{sql_port}"))
             .arg("--listen-addr")
-            .arg(format!("127.0.0.1:{listen_port}"))
+            .arg(format!("127.0.0.1:{listen_port}"));
+        if !join.is_empty() {
+            let join: Vec<String> = join.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            command.arg("--join").arg(join.join(","));
+        }
+        let spawned = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating log handle")?)
             .stderr(log)
@@ -71,17 +207,15 @@ impl Node {
                 return Err(e).with_context(|| format!("spawning {}", bin.display()));
             }
         };
-        let mut node = Node {
+        Ok(Node {
             child,
             dir,
             sql_port,
-        };
-        node.wait_ready().await?;
-        Ok(node)
+        })
     }
 
     /// libpq-style connection string for the node's SQL port.
-    pub fn connection_string(&self) -> String {
+    fn connection_string(&self) -> String {
         format!(
             "host=127.0.0.1 port={} user=shoal dbname=shoal",
             self.sql_port
@@ -89,7 +223,7 @@ impl Node {
     }
 
     /// `Some(description)` once the child has exited.
-    pub fn exit_status(&mut self) -> Option<String> {
+    fn exit_status(&mut self) -> Option<String> {
         match self.child.try_wait() {
             Ok(Some(status)) => Some(status.to_string()),
             Ok(None) => None,
@@ -98,7 +232,7 @@ impl Node {
     }
 
     /// The last lines of the node's output, for failure notes.
-    pub fn log_tail(&self) -> String {
+    fn log_tail(&self) -> String {
         let text = std::fs::read(self.dir.join("node.log"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
@@ -108,39 +242,6 @@ impl Node {
         }
         let start = lines.len().saturating_sub(LOG_TAIL_LINES);
         lines[start..].join("\n")
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let config = self.connection_string();
-        loop {
-            if let Some(status) = self.exit_status() {
-                bail!(
-                    "shoal exited during start-up ({status}); its log ends:\n{}",
-                    self.log_tail()
-                );
-            }
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio_postgres::connect(&config, tokio_postgres::NoTls),
-            )
-            .await;
-            if let Ok(Ok((client, connection))) = attempt {
-                // The probe connection is closed here; the runner opens its own.
-                drop(client);
-                let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "shoal did not accept connections on port {} within {}s; its log ends:\n{}",
-                    self.sql_port,
-                    STARTUP_TIMEOUT.as_secs(),
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
     }
 }
 
@@ -166,11 +267,15 @@ fn fresh_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Two distinct free ports: both listeners are held until both ports are known.
-fn free_ports() -> Result<[u16; 2]> {
-    let a = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    let b = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok([a.local_addr()?.port(), b.local_addr()?.port()])
+/// `n` distinct free ports: every listener is held until all ports are known.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 /// The default `shoal` binary: beside the running executable (same target dir).
@@ -189,8 +294,9 @@ mod tests {
 
     #[test]
     fn ports_are_distinct() {
-        let [a, b] = free_ports().unwrap();
-        assert_ne!(a, b);
+        let ports = free_ports(6).unwrap();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), 6);
     }
 
     #[test]
@@ -204,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_binary_is_a_clear_error() {
-        let e = Node::start(Path::new("/nonexistent/shoal"))
+        let e = Cluster::start(Path::new("/nonexistent/shoal"), 1)
             .await
             .err()
             .unwrap();

@@ -56,6 +56,12 @@ pub fn register(
     } else {
         node_id
     };
-    batch.put(record_key(id), addr.as_bytes().to_vec());
+    add_record(batch, id, addr);
     Ok(id)
+}
+
+/// Adds node `id`'s record to `batch` as is (the first node writes its own
+/// when it bootstraps the cluster, before any Raft command can run).
+pub fn add_record(batch: &mut WriteBatch, id: u64, addr: &str) {
+    batch.put(record_key(id), addr.as_bytes().to_vec());
 }

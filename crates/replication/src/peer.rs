@@ -11,12 +11,13 @@
 //! reports the reply its own state machine computed — identical everywhere,
 //! because state machines are deterministic.
 //!
-//! A leader also knows the slot its proposal went to: `(term, index)` =
-//! `(current term, last log index after the append)`. If the entry applied
-//! at `index` has another term, a new leader overwrote the slot and the
-//! command certainly never ran: the proposal is reported *dropped* (safe
-//! to retry). A follower cannot know that; its owner times the proposal out
-//! and must treat the outcome as unknown.
+//! A leader also knows the slot its proposal went to: the last log index
+//! after the append. If the entry applied at that index is not its own
+//! (another header, or none), a new leader overwrote the slot and the
+//! command certainly never ran: the proposal is reported *dropped* (safe to
+//! retry). A follower cannot know that; its owner times the proposal out
+//! and must treat the outcome as unknown. Neither can a replica whose slot
+//! a snapshot replaced: those slots are forgotten, not reported.
 //!
 //! # Reads (ReadIndex)
 //!
@@ -39,6 +40,9 @@ use shoal_storage::WriteBatch;
 use crate::error::{ReplicationError, Result};
 use crate::peer_storage::PeerStorage;
 use crate::{Event, NodeId, RangeId, StateMachine, Token};
+
+/// The reply to a membership change every replica rejected.
+pub(crate) const CONF_CHANGE_REJECTED: &[u8] = b"rejected";
 
 /// The bytes every entry's data starts with: who proposed it, and their
 /// token. 16 bytes: node id then token, both big-endian.
@@ -78,17 +82,22 @@ pub(crate) struct Peer {
     pub(crate) raw: RawNode<PeerStorage>,
     /// Tokens of this node's proposals not yet applied.
     proposals: BTreeSet<Token>,
-    /// Slots of the proposals made while leader: index → (term, token).
-    slots: BTreeMap<u64, (u64, Token)>,
+    /// Slots of the proposals made while leader: log index → token.
+    slots: BTreeMap<u64, Token>,
     /// Reads not yet handed to raft-rs.
     waiting_reads: Vec<Token>,
     /// Read requests in flight, by context id.
     inflight_reads: BTreeMap<u64, Vec<Token>>,
     /// Reads whose read index is known, waiting for apply to reach it.
     indexed_reads: VecDeque<(u64, Vec<Token>)>,
+    /// Read contexts are this node's id and a counter that starts at random,
+    /// so they are unique across replicas and restarts (raft-rs merges
+    /// requests with equal contexts and counts acknowledgements by context).
     next_read_ctx: u64,
     /// Leader last reported to the owner.
     pub(crate) reported_leader: Option<NodeId>,
+    /// Term last seen by the round loop.
+    pub(crate) reported_term: u64,
     /// Follower → tick when a snapshot was sent to it.
     pub(crate) snapshots_sent: BTreeMap<NodeId, u64>,
     /// Snapshots sent since the driver last collected the count.
@@ -104,8 +113,9 @@ impl Peer {
             waiting_reads: Vec::new(),
             inflight_reads: BTreeMap::new(),
             indexed_reads: VecDeque::new(),
-            next_read_ctx: 1,
+            next_read_ctx: rand::random::<u64>() >> 1,
             reported_leader: None,
+            reported_term: 0,
             snapshots_sent: BTreeMap::new(),
             snapshot_count: 0,
         }
@@ -173,7 +183,7 @@ impl Peer {
             if index != before + 1 {
                 return Err(self.not_leader());
             }
-            self.slots.insert(index, (self.raw.raft.term, token));
+            self.slots.insert(index, token);
         }
         self.proposals.insert(token);
         Ok(())
@@ -182,7 +192,7 @@ impl Peer {
     /// Forgets proposal `token` (its owner gave up waiting); true if it was
     /// still pending.
     pub(crate) fn forget(&mut self, token: Token) -> bool {
-        self.slots.retain(|_, (_, t)| *t != token);
+        self.slots.retain(|_, t| *t != token);
         self.waiting_reads.retain(|&t| t != token);
         for tokens in self.inflight_reads.values_mut() {
             tokens.retain(|&t| t != token);
@@ -215,15 +225,23 @@ impl Peer {
             return;
         }
         let ctx = self.next_read_ctx;
-        self.next_read_ctx += 1;
+        self.next_read_ctx = self.next_read_ctx.wrapping_add(1);
         self.inflight_reads
             .insert(ctx, std::mem::take(&mut self.waiting_reads));
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let mut bytes = self.raw.raft.id.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&ctx.to_be_bytes());
+        self.raw.read_index(bytes);
     }
 
     /// Records the read index raft-rs confirmed for a request.
     pub(crate) fn on_read_state(&mut self, ctx: &[u8], index: u64) {
-        let Some(ctx) = ctx.try_into().ok().map(u64::from_be_bytes) else {
+        let Some((node, counter)) = ctx.split_first_chunk::<8>() else {
+            return;
+        };
+        if u64::from_be_bytes(*node) != self.raw.raft.id {
+            return;
+        }
+        let Some(ctx) = <[u8; 8]>::try_from(counter).ok().map(u64::from_be_bytes) else {
             return;
         };
         if let Some(tokens) = self.inflight_reads.remove(&ctx) {
@@ -289,9 +307,15 @@ impl Peer {
             let mut header = None;
             match entry.get_entry_type() {
                 EntryType::EntryNormal => {
-                    // Empty entries are appended by new leaders.
+                    // Empty entries are appended by new leaders (and replace
+                    // conf changes raft-rs refused).
                     if !entry.get_data().is_empty() {
-                        let (h, command) = ProposalHeader::unwrap(entry.get_data())?;
+                        let Ok((h, command)) = ProposalHeader::unwrap(entry.get_data()) else {
+                            // The same on every replica: skip it, never stop.
+                            tracing::warn!(range, index, "skipping an entry without a header");
+                            self.skip_entry(index, events)?;
+                            continue;
+                        };
                         header = Some(h);
                         let engine = self.raw.store().engine().clone();
                         reply = state_machine.apply(
@@ -303,21 +327,19 @@ impl Peer {
                         )?;
                     }
                 }
-                EntryType::EntryConfChange => {
-                    let change = ConfChange::parse_from_bytes(entry.get_data())
-                        .map_err(|e| ReplicationError::Corrupt(format!("conf change: {e}")))?;
-                    conf_state = Some(self.raw.apply_conf_change(&change)?);
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     header = ProposalHeader::unwrap(entry.get_context())
                         .ok()
                         .map(|(h, _)| h);
-                }
-                EntryType::EntryConfChangeV2 => {
-                    let change = ConfChangeV2::parse_from_bytes(entry.get_data())
-                        .map_err(|e| ReplicationError::Corrupt(format!("conf change: {e}")))?;
-                    conf_state = Some(self.raw.apply_conf_change(&change)?);
-                    header = ProposalHeader::unwrap(entry.get_context())
-                        .ok()
-                        .map(|(h, _)| h);
+                    // A change raft-rs or the decoder rejects is rejected the
+                    // same way on every replica: a no-op, never a stop.
+                    match self.apply_conf_change(&entry) {
+                        Ok(cs) => conf_state = Some(cs),
+                        Err(e) => {
+                            tracing::warn!(range, index, error = %e, "rejected a membership change");
+                            reply = CONF_CHANGE_REJECTED.to_vec();
+                        }
+                    }
                 }
             }
             if let Some(cs) = &conf_state {
@@ -328,9 +350,39 @@ impl Peer {
             store.engine().write(batch, false)?;
             state_machine.applied(range, index);
             let own = header.filter(|h| h.node == self.raw.raft.id);
-            self.resolve_proposals(index, entry.term, own.map(|h| (h.token, reply)), events);
+            self.resolve_proposals(index, own.map(|h| (h.token, reply)), events);
         }
         Ok(())
+    }
+
+    /// Records a skipped entry as applied.
+    fn skip_entry(&mut self, index: u64, events: &mut Vec<Event>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        let store = self.raw.mut_store();
+        store.set_applied(index, None, &mut batch)?;
+        store.engine().write(batch, false)?;
+        self.resolve_proposals(index, None, events);
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<ConfState> {
+        let corrupt =
+            |e: protobuf::ProtobufError| ReplicationError::Corrupt(format!("conf change: {e}"));
+        if entry.get_entry_type() == EntryType::EntryConfChange {
+            let change = ConfChange::parse_from_bytes(entry.get_data()).map_err(corrupt)?;
+            Ok(self.raw.apply_conf_change(&change)?)
+        } else {
+            let change = ConfChangeV2::parse_from_bytes(entry.get_data()).map_err(corrupt)?;
+            Ok(self.raw.apply_conf_change(&change)?)
+        }
+    }
+
+    /// A snapshot replaced the log up to `index`: this replica can no
+    /// longer see whether its own proposals at or below it ran, so their
+    /// slots are forgotten and the proposals left to their owners' timeouts
+    /// (an unknown outcome, never a wrong "dropped").
+    pub(crate) fn on_snapshot_installed(&mut self, index: u64) {
+        self.slots.retain(|&slot, _| slot > index);
     }
 
     /// Resolves proposals now that entry `(index, term)` is applied: this
@@ -340,7 +392,6 @@ impl Peer {
     fn resolve_proposals(
         &mut self,
         index: u64,
-        term: u64,
         own: Option<(Token, Vec<u8>)>,
         events: &mut Vec<Event>,
     ) {
@@ -350,12 +401,15 @@ impl Peer {
         {
             events.push(Event::Applied { token, reply });
         }
-        while let Some((&slot, &(slot_term, token))) = self.slots.first_key_value() {
+        while let Some((&slot, &token)) = self.slots.first_key_value() {
             if slot > index {
                 break;
             }
             self.slots.remove(&slot);
-            if (slot, slot_term) != (index, term) && self.proposals.remove(&token) {
+            // Our proposal was not (or no longer) the entry at its slot: a
+            // new leader overwrote it, or raft-rs refused a conf change and
+            // left an empty entry in its place. Either way it never ran.
+            if self.proposals.remove(&token) {
                 events.push(Event::Failed {
                     token,
                     error: ReplicationError::Dropped(range),

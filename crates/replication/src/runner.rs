@@ -131,7 +131,10 @@ impl RaftRunner {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             thread: parking_lot::Mutex::new(None),
-            next_token: AtomicU64::new(1),
+            // Entries carry (node, token) and may be applied after a
+            // restart; a random start keeps this incarnation's tokens from
+            // matching an earlier one's.
+            next_token: AtomicU64::new(rand::random::<u64>() >> 1),
             leaders: RwLock::new(HashMap::new()),
             stopped: AtomicBool::new(false),
         });
@@ -149,6 +152,16 @@ impl RaftRunner {
     }
 }
 
+/// Marks the Raft thread stopped however it ends — panics included — so
+/// health checks and callers see it.
+struct StoppedOnExit<'a>(&'a Shared);
+
+impl Drop for StoppedOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
 fn run<S: StateMachine>(
     mut driver: MultiRaft<S>,
     inputs: Receiver<Input<S>>,
@@ -156,6 +169,7 @@ fn run<S: StateMachine>(
     tick: Duration,
     shared: &Shared,
 ) {
+    let _stopped = StoppedOnExit(shared);
     let mut waiters: HashMap<Token, Reply> = HashMap::new();
     let mut next_tick = Instant::now() + tick;
     let outcome = loop {
@@ -203,7 +217,9 @@ fn round<S: StateMachine>(
     waiters: &mut HashMap<Token, Reply>,
     shared: &Shared,
 ) -> Result<()> {
-    driver.handle_ready()?;
+    // Messages that may leave before the round's fsync (a leader's
+    // appends) go out before it, so followers persist in parallel.
+    driver.handle_ready_with(&mut |to, envelopes| transport.send(to, envelopes))?;
     for (to, envelopes) in driver.take_messages() {
         transport.send(to, envelopes);
     }
@@ -412,13 +428,18 @@ impl<S: StateMachine> RaftHandle<S> {
         change: ConfChangeV2,
         timeout: Duration,
     ) -> Result<()> {
-        self.request(range, timeout, |token, reply| Input::ChangeMembership {
+        let reply = self.request(range, timeout, |token, reply| Input::ChangeMembership {
             range,
             token,
             change: change.clone(),
             reply,
-        })
-        .map(|_| ())
+        })?;
+        if reply == crate::peer::CONF_CHANGE_REJECTED {
+            return Err(ReplicationError::Raft(format!(
+                "the membership change of range {range} was rejected"
+            )));
+        }
+        Ok(())
     }
 
     fn request(

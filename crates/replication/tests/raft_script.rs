@@ -11,6 +11,8 @@
 //! * `propose <node> <k=v>`, `read <node>` — prints the request's token, or
 //!   the immediate error.
 //! * `add-learner <at> <node>`, `promote <at> <node>`, `transfer <from> <to>`
+//! * `replace <at> <old> <new>` — one joint-consensus change promoting the
+//!   learner `new` and removing `old`.
 //! * `run <rounds>`, `settle` — advance time; `settle` runs until every
 //!   live replica has applied the same index.
 //! * `isolate <node>`, `partition <a,b> <c,…>`, `heal`, `crash <node>`,
@@ -134,6 +136,20 @@ impl Harness {
             ("promote", [at, node]) => {
                 let change =
                     replicate_queue::single(ConfChangeType::AddNode, node.parse().unwrap());
+                Self::token(
+                    self.c()
+                        .change_membership(at.parse().unwrap(), RANGE, change),
+                )
+            }
+            ("replace", [at, old, new]) => {
+                // One joint-consensus change: promote `new`, remove `old`.
+                let mut change =
+                    replicate_queue::single(ConfChangeType::AddNode, new.parse().unwrap());
+                let removal =
+                    replicate_queue::single(ConfChangeType::RemoveNode, old.parse().unwrap());
+                change
+                    .mut_changes()
+                    .extend(removal.get_changes().iter().cloned());
                 Self::token(
                     self.c()
                         .change_membership(at.parse().unwrap(), RANGE, change),

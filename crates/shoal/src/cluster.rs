@@ -35,7 +35,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use shoal_kv::{Kv, KvStateMachine};
 use shoal_replication::tcp::{AddressBook, NodeService};
-use shoal_replication::{MultiRaft, RaftEnvelope, RaftHandle};
+use shoal_replication::{PeerStorage, RaftEnvelope, RaftHandle};
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 use tokio::sync::watch;
 
@@ -83,8 +83,7 @@ pub fn load_identity(engine: &dyn Engine) -> anyhow::Result<Option<Identity>> {
     }
 }
 
-fn save_identity(engine: &dyn Engine, identity: Identity, batch: &mut WriteBatch) {
-    let _ = engine;
+fn save_identity(identity: Identity, batch: &mut WriteBatch) {
     batch.put_cf(
         ColumnFamily::Raft,
         cluster_key(),
@@ -210,9 +209,16 @@ impl NodeControl {
             cluster_id: uuid::Uuid::new_v4().as_u128(),
             node_id: 1,
         };
-        MultiRaft::<KvStateMachine>::bootstrap_range(self.engine.as_ref(), FIRST_RANGE, &[1])?;
+        if Kv::is_bootstrapped(self.engine.as_ref())? {
+            anyhow::bail!("the store already holds a range but no identity; it is corrupt");
+        }
+        // One synced batch: the first range, the node's identity and its
+        // registry record appear together or not at all, and a node joining
+        // right after sees node 1 registered (and gets id 2).
         let mut batch = WriteBatch::new();
-        save_identity(self.engine.as_ref(), identity, &mut batch);
+        PeerStorage::bootstrap(FIRST_RANGE, &[1], &mut batch)?;
+        save_identity(identity, &mut batch);
+        shoal_kv::registry::add_record(&mut batch, 1, &self.listen_addr.to_string());
         self.engine.write(batch, true)?;
         self.addresses.write().insert(1, self.listen_addr);
         tracing::info!(cluster_id = %format!("{:032x}", identity.cluster_id), "initialized a new cluster");
@@ -227,7 +233,7 @@ impl NodeControl {
             return Ok(());
         }
         let mut batch = WriteBatch::new();
-        save_identity(self.engine.as_ref(), identity, &mut batch);
+        save_identity(identity, &mut batch);
         self.engine.write(batch, true)?;
         self.learn_registry(nodes);
         tracing::info!(
@@ -354,7 +360,9 @@ impl NodeService for NodeControl {
         self.addresses.write().insert(node, addr);
     }
 
-    fn deliver(&self, _from: u64, batch: Vec<RaftEnvelope>) {
+    fn deliver(&self, from: u64, mut batch: Vec<RaftEnvelope>) {
+        // A connection speaks for the node that introduced itself on it.
+        batch.retain(|envelope| envelope.message.from == from);
         if let Some(raft) = self.raft.read().as_ref() {
             raft.deliver(batch);
         }
