@@ -81,7 +81,7 @@ wait_port() { # wait_port PORT: until something listens (60 s)
 
 # --- etcd: three members ----------------------------------------------------
 ETCD_CLIENT=() ETCD_PEER=()
-for i in 1 2 3; do pick_port c; pick_port p; ETCD_CLIENT+=("$c"); ETCD_PEER+=("$p"); done
+for i in 1 2 3; do pick_port client_port; pick_port peer_port; ETCD_CLIENT+=("$client_port"); ETCD_PEER+=("$peer_port"); done
 INITIAL=""
 for i in 0 1 2; do INITIAL+="${INITIAL:+,}e$((i+1))=http://127.0.0.1:${ETCD_PEER[$i]}"; done
 for i in 0 1 2; do
@@ -98,7 +98,7 @@ for c in "${ETCD_CLIENT[@]}"; do wait_port "$c"; done
 
 # --- Shoal: three nodes, and one alone --------------------------------------
 SQL=() LISTEN=()
-for i in 1 2 3; do pick_port s; pick_port l; SQL+=("$s"); LISTEN+=("$l"); done
+for i in 1 2 3; do pick_port sql_port; pick_port listen_port; SQL+=("$sql_port"); LISTEN+=("$listen_port"); done
 JOIN=$(printf '127.0.0.1:%s,' "${LISTEN[@]}"); JOIN=${JOIN%,}
 for i in 0 1 2; do
   SHOAL_LOG=warn "$SHOAL" start --store "$WORK/shoal$((i+1))" --sql-addr "127.0.0.1:${SQL[$i]}" \
