@@ -57,6 +57,19 @@ fn parse(text: &str, path: &Path) -> Vec<Item> {
     items
 }
 
+/// The `*.txt` scripts in `dir`, sorted; panics if there are none (a test
+/// that silently ran nothing would pass).
+pub fn scripts_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no scripts in {}", dir.display());
+    paths
+}
+
 /// Runs the script at `path`, calling `run` for each command in order.
 pub fn run_script(path: &Path, mut run: impl FnMut(&str) -> String) {
     let text =

@@ -260,15 +260,7 @@ impl Harness {
 }
 
 fn scripts() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no scripts in {}", dir.display());
-    paths
+    script::scripts_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata"))
 }
 
 fn run_all(backend: Backend) {

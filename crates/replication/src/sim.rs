@@ -28,6 +28,28 @@ use crate::error::{ReplicationError, Result};
 use crate::multiraft::{MultiRaft, RaftConfig};
 use crate::{Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token};
 
+/// A register file, the state machine of Raft tests: the command `k=v`
+/// sets register `k`; anything else changes nothing. The reply is the
+/// entry's log index, so a test sees where each command landed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Registers;
+
+impl StateMachine for Registers {
+    fn apply(
+        &mut self,
+        _range: RangeId,
+        index: u64,
+        command: &[u8],
+        _engine: &dyn shoal_storage::Engine,
+        batch: &mut shoal_storage::WriteBatch,
+    ) -> Result<Vec<u8>> {
+        if let Some((key, value)) = String::from_utf8_lossy(command).split_once('=') {
+            batch.put(key.as_bytes().to_vec(), value.as_bytes().to_vec());
+        }
+        Ok(index.to_be_bytes().to_vec())
+    }
+}
+
 /// How hostile the simulated network is.
 #[derive(Debug, Clone)]
 pub struct NetConfig {

@@ -5,35 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rand::{Rng, SeedableRng};
-use shoal_replication::sim::{NetConfig, SimCluster};
+use shoal_replication::sim::{NetConfig, Registers, SimCluster};
 use shoal_replication::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, Event, NodeId, RaftConfig, RangeId,
-    StateMachine,
 };
-use shoal_storage::{Engine, WriteBatch};
 
 const RANGE: RangeId = 1;
-
-/// A register file: the command `key=value` sets `key`; the reply is the
-/// applied index, so tests can see where a command landed.
-struct Registers;
-
-impl StateMachine for Registers {
-    fn apply(
-        &mut self,
-        _range: RangeId,
-        index: u64,
-        command: &[u8],
-        _engine: &dyn Engine,
-        batch: &mut WriteBatch,
-    ) -> shoal_replication::Result<Vec<u8>> {
-        let text = String::from_utf8_lossy(command);
-        if let Some((key, value)) = text.split_once('=') {
-            batch.put(key.as_bytes().to_vec(), value.as_bytes().to_vec());
-        }
-        Ok(index.to_be_bytes().to_vec())
-    }
-}
 
 fn cluster(
     voters: &[NodeId],

@@ -28,31 +28,10 @@
 use std::path::{Path, PathBuf};
 
 use shoal_datadriven as script;
-use shoal_replication::sim::{NetConfig, SimCluster};
-use shoal_replication::{
-    ConfChangeType, Event, NodeId, RaftConfig, RangeId, StateMachine, replicate_queue,
-};
-use shoal_storage::{Engine, WriteBatch};
+use shoal_replication::sim::{NetConfig, Registers, SimCluster};
+use shoal_replication::{ConfChangeType, Event, NodeId, RaftConfig, RangeId, replicate_queue};
 
 const RANGE: RangeId = 1;
-
-struct Registers;
-
-impl StateMachine for Registers {
-    fn apply(
-        &mut self,
-        _range: RangeId,
-        index: u64,
-        command: &[u8],
-        _engine: &dyn Engine,
-        batch: &mut WriteBatch,
-    ) -> shoal_replication::Result<Vec<u8>> {
-        if let Some((k, v)) = String::from_utf8_lossy(command).split_once('=') {
-            batch.put(k.as_bytes().to_vec(), v.as_bytes().to_vec());
-        }
-        Ok(index.to_be_bytes().to_vec())
-    }
-}
 
 fn ids(list: &str) -> Vec<NodeId> {
     list.split(',')
@@ -268,15 +247,7 @@ impl Harness {
 }
 
 fn scripts() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no scripts in {}", dir.display());
-    paths
+    script::scripts_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata"))
 }
 
 #[test]
