@@ -28,8 +28,9 @@
 //! one taken on the leader.
 //!
 //! The GC threshold is published *before* its deletions reach the engine
-//! (in `apply`): a reader checks the threshold after reading, so a read
-//! that may have missed a collected version always notices.
+//! (in `apply`, and from the snapshot's data before a snapshot is
+//! installed): a reader checks the threshold after reading, so a read that
+//! may have missed a collected version always notices.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,6 +233,23 @@ impl StateMachine for KvStateMachine {
         self.published
             .last_commit
             .store(self.last_commit, Ordering::Release);
+    }
+
+    fn before_snapshot(&mut self, range: RangeId, data: &[u8]) {
+        // The snapshot's data may lack versions collected below its GC
+        // threshold; readers must learn that threshold before they can see
+        // the data (they check it after reading).
+        match shoal_replication::snapshot::find(data, GC_THRESHOLD_KEY) {
+            Ok(Some(raw)) => {
+                if let Ok(raw) = <[u8; 8]>::try_from(raw.as_slice()) {
+                    self.published
+                        .gc_threshold
+                        .fetch_max(u64::from_be_bytes(raw), Ordering::AcqRel);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(range, error = %e, "unreadable snapshot data"),
+        }
     }
 
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {

@@ -135,6 +135,12 @@ pub trait StateMachine: Send {
         let _ = (range, index);
     }
 
+    /// A snapshot with this data is about to replace the range's data:
+    /// publish, before it becomes visible, anything readers must not miss.
+    fn before_snapshot(&mut self, range: RangeId, data: &[u8]) {
+        let _ = (range, data);
+    }
+
     /// The range's data was replaced by a snapshot; drop anything cached.
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {
         let _ = (range, engine);

@@ -508,6 +508,8 @@ impl<S: StateMachine> MultiRaft<S> {
                 // Rare and large: installed on its own (synced) so the
                 // committed entries below apply on top of it.
                 let mut install = WriteBatch::new();
+                self.state_machine
+                    .before_snapshot(range, ready.snapshot().get_data());
                 peer.raw
                     .mut_store()
                     .apply_snapshot(ready.snapshot(), &mut install)?;

@@ -60,6 +60,19 @@ pub fn install(data: &[u8], span: &DataSpan, batch: &mut WriteBatch) -> Result<(
     Ok(())
 }
 
+/// The value of `key` in snapshot data, if present.
+pub fn find(data: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let k = take_field(&mut rest)?;
+        let v = take_field(&mut rest)?;
+        if k == key {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
 fn push_field(out: &mut Vec<u8>, field: &[u8]) -> Result<()> {
     let len = u32::try_from(field.len())
         .map_err(|_| ReplicationError::Codec("snapshot field over 4 GiB".to_string()))?;
@@ -116,5 +129,7 @@ mod tests {
             ]
         );
         assert!(install(&data[..5], &span, &mut WriteBatch::new()).is_err());
+        assert_eq!(find(&data, b"c").unwrap(), Some(b"ccc".to_vec()));
+        assert_eq!(find(&data, b"a").unwrap(), None);
     }
 }
