@@ -531,7 +531,8 @@ mod tests {
         }
     }
 
-    /// Every corpus file shipped in /work/shared/sqllogictest must parse unmodified.
+    /// Every corpus file of the shared corpus (`../shared/sqllogictest` beside
+    /// the repository) must parse unmodified.
     #[test]
     fn shared_corpus_parses() {
         let dir =
