@@ -1,22 +1,26 @@
 //! Timestamps: where commit timestamps come from.
 //!
-//! A [`Timestamp`] is a `u64` of microseconds since the Unix epoch, as
-//! returned by a hybrid clock: each new timestamp is
-//! `max(wall clock, previous + 1)`. So timestamps
+//! A [`Timestamp`] is a `u64` of microseconds since the Unix epoch. A node's
+//! hybrid clock proposes one with every commit — the larger of the wall
+//! clock and the previous value plus one, also moved past every commit
+//! timestamp the node learns (`observe`) — and the range's state machine
+//! makes the final choice,
+//! `max(proposal, last commit + 1)`, so commit timestamps are strictly
+//! increasing in log order whichever node proposed them (`apply.rs`). So
+//! timestamps
 //!
 //! * are **strictly increasing** on a node, even if the wall clock stalls or
 //!   steps backwards (NTP), because of the `previous + 1` term;
 //! * stay **close to real time**, which gives GC's retention window
 //!   ("keep history for N seconds") its meaning;
-//! * **never go backwards across restarts**: the clock starts from a floor,
-//!   the high-water mark persisted with every commit (see `store.rs`).
+//! * **never go backwards across restarts or leader changes**: the last
+//!   commit timestamp is replicated with every commit, and a node's clock
+//!   starts from it (see `store.rs`).
 //!
 //! Timestamp 0 means "before any commit".
 //!
 //! The wall clock is behind the [`WallClock`] trait so tests drive time by
 //! hand ([`ManualClock`]) and data-driven scripts print stable timestamps.
-//! When ranges get replicas on several nodes this becomes a proper hybrid
-//! logical clock that also advances on timestamps received from peers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -126,7 +126,10 @@ impl Kv {
 
     fn propose_gc(&self, range: u64, threshold: Timestamp, keys: Vec<Vec<u8>>) -> Result<u64> {
         let command = Command::Gc { threshold, keys };
-        let reply = self.raft.propose(range, command.encode(), self.timeout)?;
+        // Idempotent: deleting the same versions again changes nothing.
+        let reply = self
+            .raft
+            .propose_idempotent(range, command.encode(), self.timeout)?;
         match Reply::decode(&reply)? {
             Reply::Collected(n) => Ok(n),
             other => Err(KvError::Replication(

@@ -26,9 +26,10 @@
 //!
 //! A transaction with read timestamp `r` sees, for each key, the newest
 //! version with `ts <= r`; if that is a tombstone (or there is none) the key
-//! does not exist for it. Versions above `r` are invisible. Because commit
-//! timestamps are only published after their batch is durable (`store.rs`),
-//! and `r` is a published timestamp, a snapshot never sees half a commit.
+//! does not exist for it. Versions above `r` are invisible. Because a commit
+//! timestamp is published only after its whole batch is in the engine
+//! (`apply.rs`), and `r` is a published timestamp, a snapshot never sees
+//! half a commit.
 //!
 //! # Bounded memory
 //!

@@ -154,7 +154,10 @@ impl Kv {
             node_id,
             addr: addr.to_string(),
         };
-        let reply = self.raft.propose(range, command.encode(), self.timeout)?;
+        // Idempotent: an address keeps its id when registered again.
+        let reply = self
+            .raft
+            .propose_idempotent(range, command.encode(), self.timeout)?;
         match crate::command::Reply::decode(&reply)? {
             crate::command::Reply::Registered(id) => Ok(id),
             other => Err(KvError::Replication(

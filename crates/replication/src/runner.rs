@@ -17,14 +17,19 @@
 //! # Requests and retries ([`RaftHandle`])
 //!
 //! Callers block with a deadline (they run on blocking-tolerant threads).
+//! Every request goes through one loop; what it may retry is its policy:
 //!
-//! * `propose`: retried while nothing can have happened — no leader known
-//!   (`NotLeader`), or the proposal was certainly overwritten (`Dropped`).
-//!   Waiting past the deadline for an answer yields `Ambiguous`: the
-//!   command may or may not apply. No leader for the whole deadline yields
-//!   `Unavailable`.
-//! * `read`: a linearizable barrier (ReadIndex), retried on any failure
-//!   until the deadline — reads change nothing, so retrying is always safe.
+//! * `propose` (`Retry::Once`): retried only while nothing can have
+//!   happened — no leader known (`NotLeader`), or the proposal was
+//!   certainly overwritten (`Dropped`). A late answer yields `Ambiguous`.
+//! * `propose_idempotent`: for commands the state machine applies at most
+//!   once (they carry an id); a late answer — the proposal may have gone to
+//!   a leader that died — is met by proposing again every second, so a
+//!   failover costs one attempt, not the whole deadline.
+//! * `read_barrier`: a linearizable barrier (ReadIndex), retried on any
+//!   failure — reads change nothing.
+//!
+//! No leader for the whole deadline yields `Unavailable`.
 //!
 //! A storage failure inside the loop stops the thread: continuing could
 //! acknowledge a write that is not durable. Every waiter then gets
@@ -365,7 +370,7 @@ impl<S: StateMachine> RaftHandle<S> {
     /// Proposes `command` to `range` and waits (up to `timeout`) for the
     /// state machine's reply. See the module documentation for retries.
     pub fn propose(&self, range: RangeId, command: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
-        self.request(range, timeout, |token, reply| Input::Propose {
+        self.request(range, timeout, Retry::Once, |token, reply| Input::Propose {
             range,
             token,
             command: command.clone(),
@@ -385,40 +390,15 @@ impl<S: StateMachine> RaftHandle<S> {
         command: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>> {
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let mut maybe_proposed = false;
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(if maybe_proposed {
-                    ReplicationError::Ambiguous(range)
-                } else {
-                    unavailable(range, start)
-                });
-            }
-            let token = self.token();
-            let (tx, rx) = mpsc::sync_channel(1);
-            self.submit(Input::Propose {
-                range,
-                token,
-                command: command.clone(),
-                reply: tx,
-            })?;
-            let wait = deadline.saturating_duration_since(now).min(PROPOSE_ATTEMPT);
-            match rx.recv_timeout(wait) {
-                Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(ReplicationError::NotLeader { .. } | ReplicationError::Dropped(_))) => {
-                    std::thread::sleep(RETRY_PAUSE);
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(RecvTimeoutError::Timeout) => {
-                    maybe_proposed = true;
-                    let _ = self.submit(Input::Forget { range, token });
-                }
-                Err(RecvTimeoutError::Disconnected) => return Err(ReplicationError::Stopped),
-            }
-        }
+        let retry = Retry::Idempotent {
+            attempt: PROPOSE_ATTEMPT,
+        };
+        self.request(range, timeout, retry, |token, reply| Input::Propose {
+            range,
+            token,
+            command: command.clone(),
+            reply,
+        })
     }
 
     /// Proposes a membership change of `range` (this node must lead it).
@@ -428,11 +408,13 @@ impl<S: StateMachine> RaftHandle<S> {
         change: ConfChangeV2,
         timeout: Duration,
     ) -> Result<()> {
-        let reply = self.request(range, timeout, |token, reply| Input::ChangeMembership {
-            range,
-            token,
-            change: change.clone(),
-            reply,
+        let reply = self.request(range, timeout, Retry::Once, |token, reply| {
+            Input::ChangeMembership {
+                range,
+                token,
+                change: change.clone(),
+                reply,
+            }
         })?;
         if reply == crate::peer::CONF_CHANGE_REJECTED {
             return Err(ReplicationError::Raft(format!(
@@ -442,69 +424,93 @@ impl<S: StateMachine> RaftHandle<S> {
         Ok(())
     }
 
+    /// Submits the request `make` builds, attempt after attempt as `retry`
+    /// allows, until it is answered or `timeout` passes. One loop for every
+    /// kind of request; see [`Retry`].
     fn request(
         &self,
         range: RangeId,
         timeout: Duration,
+        retry: Retry,
         make: impl Fn(Token, Reply) -> Input<S>,
     ) -> Result<Vec<u8>> {
         let start = Instant::now();
         let deadline = start + timeout;
+        let mut maybe_applied = false;
         loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(if maybe_applied {
+                    ReplicationError::Ambiguous(range)
+                } else {
+                    unavailable(range, start)
+                });
+            }
             let token = self.token();
             let (tx, rx) = mpsc::sync_channel(1);
             self.submit(make(token, tx))?;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(remaining) {
+            let remaining = deadline - now;
+            let wait = match retry {
+                Retry::Once => remaining,
+                Retry::Idempotent { attempt } | Retry::Read { attempt } => remaining.min(attempt),
+            };
+            match rx.recv_timeout(wait) {
                 Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(ReplicationError::NotLeader { .. } | ReplicationError::Dropped(_))) => {
-                    if Instant::now() + RETRY_PAUSE >= deadline {
-                        return Err(unavailable(range, start));
-                    }
-                    std::thread::sleep(RETRY_PAUSE);
+                Ok(Err(ReplicationError::Stopped)) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ReplicationError::Stopped);
+                }
+                // Nothing was proposed, or it certainly never ran.
+                Ok(Err(ReplicationError::NotLeader { .. } | ReplicationError::Dropped(_))) => {}
+                // A read may be asked again whatever went wrong, unless
+                // this node has no replica to read.
+                Ok(Err(e))
+                    if matches!(retry, Retry::Read { .. })
+                        && !matches!(e, ReplicationError::RangeNotFound(_)) =>
+                {
+                    let _ = self.submit(Input::Forget { range, token });
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = self.submit(Input::Forget { range, token });
-                    return Err(ReplicationError::Ambiguous(range));
+                    match retry {
+                        Retry::Once => return Err(ReplicationError::Ambiguous(range)),
+                        Retry::Idempotent { .. } => maybe_applied = true,
+                        Retry::Read { .. } => {}
+                    }
+                    continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return Err(ReplicationError::Stopped),
             }
+            std::thread::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())));
         }
     }
 
     /// Waits until this node's replica of `range` has applied every write
     /// acknowledged anywhere before the call (a ReadIndex barrier).
     pub fn read_barrier(&self, range: RangeId, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        let deadline = start + timeout;
-        loop {
-            let token = self.token();
-            let (tx, rx) = mpsc::sync_channel(1);
-            self.submit(Input::Read {
-                range,
-                token,
-                reply: tx,
-            })?;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(remaining.min(READ_ATTEMPT)) {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(ReplicationError::Stopped)) | Err(RecvTimeoutError::Disconnected) => {
-                    return Err(ReplicationError::Stopped);
-                }
-                Ok(Err(ReplicationError::RangeNotFound(r))) => {
-                    return Err(ReplicationError::RangeNotFound(r));
-                }
-                Ok(Err(_)) | Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.submit(Input::Forget { range, token });
-                    if Instant::now() + RETRY_PAUSE >= deadline {
-                        return Err(unavailable(range, start));
-                    }
-                    std::thread::sleep(RETRY_PAUSE);
-                }
-            }
-        }
+        let retry = Retry::Read {
+            attempt: READ_ATTEMPT,
+        };
+        self.request(range, timeout, retry, |token, reply| Input::Read {
+            range,
+            token,
+            reply,
+        })
+        .map(|_| ())
     }
+}
+
+/// When a request may be submitted again.
+#[derive(Debug, Clone, Copy)]
+enum Retry {
+    /// Only while nothing can have happened (no leader, or the proposal was
+    /// certainly overwritten); a late answer is an unknown outcome.
+    Once,
+    /// The state machine applies the command at most once, so a late answer
+    /// (after `attempt`) is met by proposing it again.
+    Idempotent { attempt: Duration },
+    /// A read changes nothing: asked again after any failure or after
+    /// `attempt`, never ambiguous.
+    Read { attempt: Duration },
 }
 
 fn unavailable(range: RangeId, start: Instant) -> ReplicationError {
