@@ -118,11 +118,15 @@ conn() { echo "host=127.0.0.1 port=$1 user=shoal dbname=shoal"; }
 for port in "${SQL[0]}" "$SOLO_SQL"; do
   timeout 60 psql -q "$(conn "$port")" -c "CREATE TABLE bench (id bigint PRIMARY KEY, v text)" >/dev/null
 done
-# The cluster replicates to all three nodes before anything is measured.
-for _ in $(seq 300); do
-  n=$(timeout 5 psql -At "$(conn "${SQL[2]}")" -c "SELECT count(*) FROM bench" 2>/dev/null || true)
-  [[ $n == 0 ]] && break
-  sleep 0.2
+# The cluster replicates to all three nodes before anything is measured:
+# every node answers a read of the table from its own replica.
+for s in "${SQL[@]}"; do
+  for _ in $(seq 300); do
+    n=$(timeout 5 psql -At "$(conn "$s")" -c "SELECT count(*) FROM bench" 2>/dev/null || true)
+    [[ $n == 0 ]] && break
+    sleep 0.2
+  done
+  [[ $n == 0 ]] || die "node at $s never served the table"
 done
 
 # --- Runs ------------------------------------------------------------------
@@ -164,6 +168,14 @@ mkdir -p "$RESULTS_DIR"
     for name in shoal-3 shoal-1 etcd-3; do
       k=$name/$clients
       echo "| $clients | $name | $(fmt "$(field "$k" writes_per_sec)") | $(fmt "$(field "$k" p50_ms)") | $(fmt "$(field "$k" p99_ms)") | $(field "$k" errors) |"
+    done
+  done
+  # Every failed write is a finding: say what the first one was.
+  for clients in $CLIENTS; do
+    for name in shoal-3 shoal-1 etcd-3; do
+      k=$name/$clients
+      first=$(sed -n 's/.*"first_error":"\([^"]*\)".*/\1/p' <<<"${RESULT[$k]:-}")
+      [[ -n $first ]] && echo && echo "- $name, $clients clients, first error: $first"
     done
   done
 } >"$REPORT"

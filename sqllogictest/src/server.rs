@@ -16,9 +16,11 @@
 //! after a bounded wait (or as soon as a child exits) with the tail of its log, so a
 //! broken build shows why.
 //!
-//! Ports come from binding `127.0.0.1:0` and releasing the socket. Another process may
-//! take the port in between; that shows up as a start-up failure with the node's own
-//! bind error in the log, which is rare enough not to warrant retries.
+//! Ports come from below the kernel's ephemeral range (32768 and up by default),
+//! checked free by binding and releasing them. A port the kernel picks for `:0` is an
+//! ephemeral one, which any outgoing connection may take before the node binds it;
+//! below the range only another listener can, which shows up as a start-up failure
+//! with the node's own bind error in the log.
 //!
 //! Invariant: a `Node` owns its child process and its directory. Dropping it kills the
 //! child by pid (SIGKILL: the data is throwaway, there is nothing to flush), reaps it,
@@ -267,11 +269,26 @@ fn fresh_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `n` distinct free ports: every listener is held until all ports are known.
+/// `n` distinct free ports below the ephemeral range: every listener is held until
+/// all ports are known. The search starts at a point spread by process id and time.
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port"))
-        .collect::<Result<Vec<_>>>()?;
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let start = std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % COUNT;
+    let mut listeners = Vec::with_capacity(n);
+    for i in 0..COUNT {
+        if listeners.len() == n {
+            break;
+        }
+        let port = u16::try_from(FIRST + (start + i) % COUNT)?;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(listener);
+        }
+    }
+    anyhow::ensure!(listeners.len() == n, "fewer than {n} free loopback ports");
     listeners
         .iter()
         .map(|l| Ok(l.local_addr()?.port()))

@@ -34,10 +34,39 @@ pub fn shoal_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound and released; good enough for tests).
+/// A free loopback port for a node to bind.
+///
+/// Ports come from below the kernel's ephemeral range (which starts at
+/// 32768 by default): a port asked of the kernel with `:0` is an ephemeral
+/// one, and any outgoing connection — a node dialing a peer, a client — may
+/// take it between this check and the node's bind. Below the range only
+/// another listener can, so each port is checked free and handed out once
+/// per test process; the starting point is spread by process id and time
+/// so that concurrent test processes rarely probe the same ports.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr")
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let start = std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % COUNT;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for i in 0..COUNT {
+        let port = u16::try_from(FIRST + (start + i) % COUNT).expect("ports below 32000");
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.insert(port);
+            return listener.local_addr().expect("local addr");
+        }
+    }
+    panic!(
+        "no free loopback port between {FIRST} and {}",
+        FIRST + COUNT
+    );
 }
 
 pub mod cluster;

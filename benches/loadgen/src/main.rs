@@ -68,7 +68,7 @@ async fn pg_client(conn: String, client: i64, offset: i64, until: Instant) -> Ta
         Ok(pair) => pair,
         Err(e) => {
             tally.errors += 1;
-            tally.first_error = Some(e.to_string());
+            tally.first_error = Some(pg_error(&e));
             return tally;
         }
     };
@@ -82,7 +82,7 @@ async fn pg_client(conn: String, client: i64, offset: i64, until: Instant) -> Ta
         Ok(s) => s,
         Err(e) => {
             tally.errors += 1;
-            tally.first_error = Some(e.to_string());
+            tally.first_error = Some(pg_error(&e));
             return tally;
         }
     };
@@ -96,7 +96,7 @@ async fn pg_client(conn: String, client: i64, offset: i64, until: Instant) -> Ta
             Ok(_) => tally.latencies_us.push(micros(started)),
             Err(e) => {
                 tally.errors += 1;
-                tally.first_error.get_or_insert_with(|| e.to_string());
+                tally.first_error.get_or_insert_with(|| pg_error(&e));
                 if db.is_closed() {
                     break;
                 }
@@ -104,6 +104,15 @@ async fn pg_client(conn: String, client: i64, offset: i64, until: Instant) -> Ta
         }
     }
     tally
+}
+
+/// A PostgreSQL error with its SQLSTATE and server message (the driver's
+/// own text is only "db error").
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 fn micros(started: Instant) -> u32 {

@@ -1,37 +1,67 @@
-//! [`ApplyState`]: how far a replica's state machine has got, and where its
-//! log begins.
+//! [`ApplyState`]: how far a replica's state machine has got; and
+//! [`TruncatedState`]: where its log begins.
 //!
-//! The apply state is written in the *same* engine batch as the data of the
-//! entry it records, so after a crash the data and "applied up to" agree
-//! exactly: entries above `applied_index` are re-applied from the log, none
-//! twice, none skipped. That is why applying can skip the fsync — the Raft
-//! log already holds every committed entry durably.
+//! The two records have different writers, so they live under different
+//! keys and neither thread ever overwrites the other's:
 //!
-//! `truncated_index` / `truncated_term` name the last entry removed from the
-//! log (by compaction or because a snapshot replaced it). Raft needs the
-//! term of that entry to check the next append, so it outlives the entry.
+//! * The **apply state** is written by the apply side (`apply.rs`) in the
+//!   *same* engine batch as the data of the entry it records, so after a
+//!   crash the data and "applied up to" agree exactly: entries above
+//!   `applied_index` are re-applied from the log, none twice, none skipped.
+//!   That is why applying can skip the fsync — the Raft log already holds
+//!   every committed entry durably. `applied_term` is the term of that
+//!   entry (a snapshot cut at `applied_index` needs it); `conf_state` the
+//!   membership as of `applied_index` — a replica restarts with it and
+//!   re-applies later configuration changes from the log.
+//! * The **truncated state** is written by the Raft thread when it compacts
+//!   the log: the last entry removed and its term. Raft needs that term to
+//!   check the next append, so it outlives the entry.
 //!
-//! `conf_state` is the membership as of `applied_index`; a replica restarts
-//! with it and re-applies later configuration changes from the log.
+//! Installing a snapshot writes both (while the apply side is idle for the
+//! range), and so does bootstrapping a range.
 //!
-//! Encoding: three big-endian `u64`s, then the protobuf `ConfState`.
+//! Encodings: the apply state is two big-endian `u64`s then the protobuf
+//! `ConfState`; the truncated state is two big-endian `u64`s.
 
 use protobuf::Message as _;
 use raft::prelude::ConfState;
+use shoal_storage::{ColumnFamily, WriteBatch};
 
+use crate::RangeId;
 use crate::error::{ReplicationError, Result};
+use crate::keys;
 
-/// A replica's apply progress and log start. See the module documentation.
+/// A replica's apply progress. See the module documentation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApplyState {
     /// The last log index whose effects are in the data column family.
     pub applied_index: u64,
-    /// The last index removed from the log.
-    pub truncated_index: u64,
-    /// The term of `truncated_index`.
-    pub truncated_term: u64,
+    /// The term of the entry at `applied_index`.
+    pub applied_term: u64,
     /// Voters and learners as of `applied_index`.
     pub conf_state: ConfState,
+}
+
+/// Where a replica's log begins. See the module documentation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TruncatedState {
+    /// The last index removed from the log.
+    pub index: u64,
+    /// Its term.
+    pub term: u64,
+}
+
+fn corrupt(what: &str) -> ReplicationError {
+    ReplicationError::Corrupt(format!("{what} is truncated"))
+}
+
+/// The big-endian `u64` at word `i` of `bytes`.
+fn word(bytes: &[u8], i: usize, what: &str) -> Result<u64> {
+    let raw: [u8; 8] = bytes
+        .get(i * 8..i * 8 + 8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| corrupt(what))?;
+    Ok(u64::from_be_bytes(raw))
 }
 
 impl ApplyState {
@@ -39,8 +69,7 @@ impl ApplyState {
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(32);
         out.extend_from_slice(&self.applied_index.to_be_bytes());
-        out.extend_from_slice(&self.truncated_index.to_be_bytes());
-        out.extend_from_slice(&self.truncated_term.to_be_bytes());
+        out.extend_from_slice(&self.applied_term.to_be_bytes());
         let conf = self
             .conf_state
             .write_to_bytes()
@@ -51,22 +80,51 @@ impl ApplyState {
 
     /// Parses [`ApplyState::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<ApplyState> {
-        let corrupt = || ReplicationError::Corrupt("apply state is truncated".to_string());
-        let word = |i: usize| -> Result<u64> {
-            let raw: [u8; 8] = bytes
-                .get(i * 8..i * 8 + 8)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(corrupt)?;
-            Ok(u64::from_be_bytes(raw))
-        };
-        let conf_state = ConfState::parse_from_bytes(bytes.get(24..).ok_or_else(corrupt)?)
+        let what = "apply state";
+        let conf_state = ConfState::parse_from_bytes(bytes.get(16..).ok_or_else(|| corrupt(what))?)
             .map_err(|e| ReplicationError::Corrupt(format!("apply state: {e}")))?;
         Ok(ApplyState {
-            applied_index: word(0)?,
-            truncated_index: word(1)?,
-            truncated_term: word(2)?,
+            applied_index: word(bytes, 0, what)?,
+            applied_term: word(bytes, 1, what)?,
             conf_state,
         })
+    }
+
+    /// Adds the write of this state for `range` to `batch`.
+    pub fn put(&self, range: RangeId, batch: &mut WriteBatch) -> Result<()> {
+        batch.put_cf(ColumnFamily::Raft, keys::apply_state(range), self.encode()?);
+        Ok(())
+    }
+}
+
+impl TruncatedState {
+    /// The on-disk form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.index.to_be_bytes());
+        out.extend_from_slice(&self.term.to_be_bytes());
+        out
+    }
+
+    /// Parses [`TruncatedState::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<TruncatedState> {
+        let what = "truncated state";
+        if bytes.len() != 16 {
+            return Err(corrupt(what));
+        }
+        Ok(TruncatedState {
+            index: word(bytes, 0, what)?,
+            term: word(bytes, 1, what)?,
+        })
+    }
+
+    /// Adds the write of this state for `range` to `batch`.
+    pub fn put(&self, range: RangeId, batch: &mut WriteBatch) {
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::truncated_state(range),
+            self.encode(),
+        );
     }
 }
 
@@ -80,11 +138,16 @@ mod tests {
     fn round_trips_and_rejects_garbage() {
         let state = ApplyState {
             applied_index: 42,
-            truncated_index: 40,
-            truncated_term: 3,
+            applied_term: 3,
             conf_state: ConfState::from((vec![1, 2, 3], vec![4])),
         };
         assert_eq!(ApplyState::decode(&state.encode().unwrap()).unwrap(), state);
         assert!(ApplyState::decode(&[1, 2, 3]).is_err());
+        let truncated = TruncatedState { index: 40, term: 2 };
+        assert_eq!(
+            TruncatedState::decode(&truncated.encode()).unwrap(),
+            truncated
+        );
+        assert!(TruncatedState::decode(&[0; 15]).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! |------------------------------|-----------------------------------------|
 //! | `r <range> h`                | Raft `HardState` (term, vote, commit)   |
 //! | `r <range> a`                | [`ApplyState`](crate::ApplyState)       |
+//! | `r <range> t`                | [`TruncatedState`](crate::apply_state::TruncatedState) |
 //! | `r <range> l <index>`        | log entry `index` (8 bytes, big-endian) |
 //!
 //! Big-endian indexes make the log sort in index order, so "entries from
@@ -20,6 +21,7 @@ const REPLICA: u8 = b'r';
 const HARD_STATE: u8 = b'h';
 const APPLY_STATE: u8 = b'a';
 const LOG: u8 = b'l';
+const TRUNCATED_STATE: u8 = b't';
 
 fn replica_key(range: RangeId, kind: u8, extra: usize) -> Vec<u8> {
     let mut key = Vec::with_capacity(10 + extra);
@@ -37,6 +39,11 @@ pub fn hard_state(range: RangeId) -> Vec<u8> {
 /// The key of a replica's apply state.
 pub fn apply_state(range: RangeId) -> Vec<u8> {
     replica_key(range, APPLY_STATE, 0)
+}
+
+/// The key of a replica's truncated state (where its log begins).
+pub fn truncated_state(range: RangeId) -> Vec<u8> {
+    replica_key(range, TRUNCATED_STATE, 0)
 }
 
 /// The key of log entry `index` of a replica.
@@ -86,7 +93,10 @@ mod tests {
             .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         let (start, end) = replica_span(7);
-        for key in keys.iter().chain([&hard_state(7), &apply_state(7)]) {
+        for key in keys
+            .iter()
+            .chain([&hard_state(7), &apply_state(7), &truncated_state(7)])
+        {
             assert!(start <= *key && *key < end);
         }
         assert!(log_entry(8, 0) >= end);

@@ -15,6 +15,9 @@
 //!   raft-rs reads it, cached in memory and persisted to the engine's Raft
 //!   column family ([`keys`] gives the layout; [`ApplyState`] the progress
 //!   record).
+//! * [`apply`] applies committed entries off the append path (its own
+//!   thread in a real node, inline in the simulator), cuts snapshots and
+//!   releases reads.
 //! * [`snapshot`] captures and installs a range's data.
 //! * [`StateMachine`] is what committed commands mean: the KV layer
 //!   implements it. Replication moves opaque bytes.
@@ -27,10 +30,12 @@
 //! appended to the leader's log and sent to the followers in the same round
 //! (the leader's fsync and the followers' overlap). Each follower persists
 //! it (synced) and acknowledges; once a majority has it, the leader marks
-//! it committed, applies it through the [`StateMachine`] (data and applied
-//! index in one unsynced batch — the log is the durable record), and emits
-//! [`Event::Applied`] with the state machine's reply. Followers apply when
-//! they learn the commit index from the next append or heartbeat.
+//! it committed and hands it to the apply side ([`apply`]), which applies it
+//! through the [`StateMachine`] (data and applied index in one unsynced
+//! batch — the log is the durable record) while the Raft thread goes on
+//! appending, and reports [`Event::Applied`] with the state machine's reply.
+//! Followers apply when they learn the commit index from the next append or
+//! heartbeat.
 //!
 //! # Invariants
 //!
@@ -41,6 +46,7 @@
 //!   machines must be deterministic.
 //! * Peer ids are node ids: a node holds at most one replica of a range.
 
+pub mod apply;
 pub mod apply_state;
 pub mod error;
 pub mod keys;

@@ -22,15 +22,21 @@
 //! 1. For each replica with a `Ready`: send the messages that may leave
 //!    before persistence (a leader's appends — the leader's own disk write
 //!    proceeds in parallel with its followers'); install a snapshot if one
-//!    arrived; apply entries already committed *and* persisted; add new log
-//!    entries and the hard state to the shared batch.
+//!    arrived (waiting for the apply side, see `apply.rs`); queue entries
+//!    already committed *and* persisted for applying; add new log entries
+//!    and the hard state to the shared batch.
 //! 2. Write the shared batch once, synced if any replica needs it: one fsync
 //!    for all ranges — group commit.
 //! 3. For each such replica: send the messages that had to wait for
-//!    persistence (votes, append acknowledgements), `advance`, and apply what
-//!    became committed.
-//! 4. Release reads whose index is applied, report leadership changes,
-//!    compact logs that grew past the threshold.
+//!    persistence (votes, append acknowledgements), `advance_append`, and
+//!    queue what became committed.
+//! 4. Hand the queued entries to the apply side ([`Applying`]) — it applies
+//!    them while the next round appends — and take in what it reported
+//!    ([`MultiRaft::on_apply_output`]): proposals answered, applied index
+//!    moved forward.
+//! 5. Release reads whose index is applied, report leadership changes,
+//!    compact logs that grew past the threshold, ask the apply side for the
+//!    snapshots raft-rs wanted.
 //!
 //! Messages are gathered per destination node over the whole round, so the
 //! transport sends one frame per peer node per round however many ranges
@@ -40,8 +46,10 @@
 //!
 //! Log entries and hard states are synced before any message that depends
 //! on them leaves (step 2 before step 3). Applied data is written unsynced
-//! together with its applied index (`peer.rs`): after a crash, the log
-//! replays whatever the engine lost.
+//! together with its applied index (`apply.rs`): after a crash, the log
+//! replays whatever the engine lost. The log is compacted only up to what
+//! the apply side reported written, so that engine write precedes the
+//! compaction's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +58,7 @@ use raft::prelude::{ConfChangeV2, ConfState, MessageType};
 use raft::{ProgressState, RawNode, ReadOnlyOption, SnapshotStatus};
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
+use crate::apply::{AppliedIndexes, Applier, ApplyOutput, ApplyTask, Applying, Notify};
 use crate::error::{ReplicationError, Result};
 use crate::keys;
 use crate::logging::raft_logger;
@@ -118,7 +127,11 @@ pub struct MultiRaft<S: StateMachine> {
     engine: Arc<dyn Engine>,
     config: RaftConfig,
     peers: BTreeMap<RangeId, Peer>,
-    state_machine: S,
+    applying: Applying<S>,
+    /// Applied indexes as the apply side published them.
+    applied: AppliedIndexes,
+    /// Tasks gathered during a round, handed to `applying` at its end.
+    apply_queue: Vec<ApplyTask>,
     outbox: BTreeMap<NodeId, Vec<RaftEnvelope>>,
     events: Vec<Event>,
     ticks: u64,
@@ -159,12 +172,19 @@ impl<S: StateMachine> MultiRaft<S> {
         config: RaftConfig,
         state_machine: S,
     ) -> Result<MultiRaft<S>> {
+        let applied = AppliedIndexes::default();
         let mut driver = MultiRaft {
             node,
-            engine,
+            engine: engine.clone(),
             config,
             peers: BTreeMap::new(),
-            state_machine,
+            applying: Applying::Inline(Box::new(Applier::new(
+                engine.clone(),
+                state_machine,
+                applied.clone(),
+            ))),
+            applied,
+            apply_queue: Vec::new(),
             outbox: BTreeMap::new(),
             events: Vec::new(),
             ticks: 0,
@@ -209,16 +229,6 @@ impl<S: StateMachine> MultiRaft<S> {
     /// The engine all replicas live in.
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine
-    }
-
-    /// The state machine applying committed commands.
-    pub fn state_machine(&self) -> &S {
-        &self.state_machine
-    }
-
-    /// Mutable access to the state machine.
-    pub fn state_machine_mut(&mut self) -> &mut S {
-        &mut self.state_machine
     }
 
     /// Counters since the node opened.
@@ -307,6 +317,14 @@ impl<S: StateMachine> MultiRaft<S> {
         let timeout = self.config.snapshot_timeout_ticks;
         for peer in self.peers.values_mut() {
             peer.raw.tick();
+            if peer
+                .generated_at
+                .is_some_and(|at| ticks.saturating_sub(at) > timeout)
+            {
+                // Snapshots are large: keep one only while it may be sent.
+                peer.raw.mut_store().drop_generated();
+                peer.generated_at = None;
+            }
             if !peer.is_leader() {
                 peer.snapshots_sent.clear();
                 continue;
@@ -494,6 +512,7 @@ impl<S: StateMachine> MultiRaft<S> {
         send_early: &mut dyn FnMut(NodeId, Vec<RaftEnvelope>),
     ) -> Result<()> {
         let ticks = self.ticks;
+        let mut outputs = Vec::new();
         let mut batch = WriteBatch::new();
         let mut sync = false;
         let mut readies = Vec::new();
@@ -505,16 +524,24 @@ impl<S: StateMachine> MultiRaft<S> {
             let mut ready = peer.raw.ready();
             route(&mut self.outbox, peer, range, ready.take_messages(), ticks);
             if !ready.snapshot().is_empty() {
-                // Rare and large: installed on its own (synced) so the
-                // committed entries below apply on top of it.
+                // Rare and large: installed on its own (synced, by the apply
+                // side once it is idle) so the committed entries below
+                // apply on top of it and the entries appended below land
+                // after the log it clears.
                 let mut install = WriteBatch::new();
-                self.state_machine
-                    .before_snapshot(range, ready.snapshot().get_data());
                 peer.raw
                     .mut_store()
                     .apply_snapshot(ready.snapshot(), &mut install)?;
-                self.engine.write(install, true)?;
-                self.state_machine.on_snapshot(range, self.engine.as_ref());
+                for task in self.apply_queue.drain(..) {
+                    if let Some(output) = self.applying.submit(task)? {
+                        outputs.push(output);
+                    }
+                }
+                outputs.push(self.applying.run_now(ApplyTask::Install {
+                    range,
+                    snapshot: ready.snapshot().clone(),
+                    batch: install,
+                })?);
                 peer.on_snapshot_installed(ready.snapshot().get_metadata().index);
                 self.stats.snapshots_installed += 1;
                 tracing::info!(
@@ -525,13 +552,27 @@ impl<S: StateMachine> MultiRaft<S> {
                 );
             }
             for state in ready.take_read_states() {
-                peer.on_read_state(&state.request_ctx, state.index);
+                let Some((index, tokens)) = peer.on_read_state(&state.request_ctx, state.index)
+                else {
+                    continue;
+                };
+                let applied = self.applied.read().get(&range).copied().unwrap_or(0);
+                if index <= applied {
+                    self.events.extend(
+                        tokens
+                            .into_iter()
+                            .map(|token| Event::ReadReady { token, range }),
+                    );
+                } else {
+                    // The apply side releases them when it gets there.
+                    self.apply_queue.push(ApplyTask::Read {
+                        range,
+                        index,
+                        tokens,
+                    });
+                }
             }
-            peer.apply_committed(
-                ready.take_committed_entries(),
-                &mut self.state_machine,
-                &mut self.events,
-            )?;
+            queue_entries(&mut self.apply_queue, range, ready.take_committed_entries());
             let store = peer.raw.mut_store();
             store.append(ready.entries(), &mut batch)?;
             if let Some(hard_state) = ready.hs() {
@@ -557,20 +598,18 @@ impl<S: StateMachine> MultiRaft<S> {
                 ready.take_persisted_messages(),
                 ticks,
             );
-            let mut light = peer.raw.advance(ready);
+            let mut light = peer.raw.advance_append(ready);
             if let Some(commit) = light.commit_index() {
                 peer.raw.mut_store().set_commit(commit);
             }
             route(&mut self.outbox, peer, range, light.take_messages(), ticks);
-            peer.apply_committed(
-                light.take_committed_entries(),
-                &mut self.state_machine,
-                &mut self.events,
-            )?;
-            peer.raw.advance_apply();
+            queue_entries(&mut self.apply_queue, range, light.take_committed_entries());
+        }
+        self.flush_apply_queue(&mut outputs)?;
+        for output in outputs {
+            self.on_apply_output(output)?;
         }
         for (&range, peer) in self.peers.iter_mut() {
-            peer.release_reads(&mut self.events);
             let leader = peer.leader();
             let term = peer.raw.raft.term;
             if term != peer.reported_term {
@@ -586,8 +625,84 @@ impl<S: StateMachine> MultiRaft<S> {
             }
             compact_if_needed(peer, self.node, self.config.log_compact_threshold)?;
             self.stats.snapshots_sent += std::mem::take(&mut peer.snapshot_count);
+            if peer.raw.store().take_snapshot_request().is_some() && !peer.generating {
+                peer.generating = true;
+                self.apply_queue.push(ApplyTask::Generate {
+                    range,
+                    span: peer.raw.store().span().clone(),
+                });
+            }
+        }
+        let mut outputs = Vec::new();
+        self.flush_apply_queue(&mut outputs)?;
+        for output in outputs {
+            self.on_apply_output(output)?;
         }
         Ok(())
+    }
+
+    /// Hands the queued tasks to the apply side; outputs of tasks that ran
+    /// here (inline) are added to `outputs`.
+    fn flush_apply_queue(&mut self, outputs: &mut Vec<ApplyOutput>) -> Result<()> {
+        for task in self.apply_queue.drain(..) {
+            if let Some(output) = self.applying.submit(task)? {
+                outputs.push(output);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in what the apply side reported: answers proposals, moves the
+    /// applied index (and with it reads and compaction), applies membership
+    /// changes to raft-rs, keeps generated snapshots. Reports about a
+    /// replica this node no longer has are ignored.
+    pub fn on_apply_output(&mut self, output: ApplyOutput) -> Result<()> {
+        match output {
+            ApplyOutput::Applied {
+                range,
+                applied_index,
+                entries,
+                reads,
+            } => {
+                if let Some(peer) = self.peers.get_mut(&range) {
+                    peer.on_applied(applied_index, entries, &mut self.events);
+                }
+                self.events.extend(
+                    reads
+                        .into_iter()
+                        .map(|token| Event::ReadReady { token, range }),
+                );
+            }
+            ApplyOutput::Generated { range, snapshot } => {
+                if let Some(peer) = self.peers.get_mut(&range) {
+                    peer.generating = false;
+                    peer.generated_at = Some(self.ticks);
+                    peer.raw.mut_store().set_generated(snapshot);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Queues committed `entries` of `range` for the apply side.
+fn queue_entries(queue: &mut Vec<ApplyTask>, range: RangeId, entries: Vec<raft::prelude::Entry>) {
+    if !entries.is_empty() {
+        queue.push(ApplyTask::Entries { range, entries });
+    }
+}
+
+impl<S: StateMachine + 'static> MultiRaft<S> {
+    /// Moves applying onto its own thread (see `apply.rs`); every output
+    /// it reports must be handed to [`MultiRaft::on_apply_output`].
+    /// `notify` hears of each applied entry and released read at once.
+    pub fn start_apply_thread(
+        &mut self,
+        report: Box<dyn Fn(Result<ApplyOutput>) + Send>,
+        notify: Notify,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        self.applying
+            .start_thread(format!("apply-{}", self.node), report, notify)
     }
 }
 

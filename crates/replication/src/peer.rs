@@ -25,21 +25,21 @@
 //! is still the leader *after* the read arrived; the commit index at that
 //! moment is the read index, and the read may be served once the local
 //! state machine has applied up to it. raft-rs does the quorum part
-//! (`read_index`, answered by heartbeats). Reads are batched: every read
+//! (`read_index`, answered by heartbeats); the apply side releases the read
+//! when it gets there (at once if it already has). Reads are batched: every read
 //! that arrives before the next round shares one request. A leader that has
 //! not committed an entry of its own term cannot know the commit index yet,
 //! so reads wait until it has (raft-rs would silently drop them).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
-use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
+use raft::prelude::ConfChangeV2;
 use raft::{RawNode, StateRole};
-use shoal_storage::WriteBatch;
 
+use crate::apply::AppliedEntry;
 use crate::error::{ReplicationError, Result};
 use crate::peer_storage::PeerStorage;
-use crate::{Event, NodeId, RangeId, StateMachine, Token};
+use crate::{Event, NodeId, RangeId, Token};
 
 /// The reply to a membership change every replica rejected.
 pub(crate) const CONF_CHANGE_REJECTED: &[u8] = b"rejected";
@@ -86,10 +86,9 @@ pub(crate) struct Peer {
     slots: BTreeMap<u64, Token>,
     /// Reads not yet handed to raft-rs.
     waiting_reads: Vec<Token>,
-    /// Read requests in flight, by context id.
+    /// Read requests in flight, by context id. Once their read index is
+    /// known they go to the apply side, which releases them.
     inflight_reads: BTreeMap<u64, Vec<Token>>,
-    /// Reads whose read index is known, waiting for apply to reach it.
-    indexed_reads: VecDeque<(u64, Vec<Token>)>,
     /// Read contexts are this node's id and a counter that starts at random,
     /// so they are unique across replicas and restarts (raft-rs merges
     /// requests with equal contexts and counts acknowledgements by context).
@@ -102,6 +101,10 @@ pub(crate) struct Peer {
     pub(crate) snapshots_sent: BTreeMap<NodeId, u64>,
     /// Snapshots sent since the driver last collected the count.
     pub(crate) snapshot_count: u64,
+    /// Whether the apply side is cutting a snapshot of this range.
+    pub(crate) generating: bool,
+    /// The tick the generated snapshot arrived, while one is kept.
+    pub(crate) generated_at: Option<u64>,
 }
 
 impl Peer {
@@ -112,12 +115,13 @@ impl Peer {
             slots: BTreeMap::new(),
             waiting_reads: Vec::new(),
             inflight_reads: BTreeMap::new(),
-            indexed_reads: VecDeque::new(),
             next_read_ctx: rand::random::<u64>() >> 1,
             reported_leader: None,
             reported_term: 0,
             snapshots_sent: BTreeMap::new(),
             snapshot_count: 0,
+            generating: false,
+            generated_at: None,
         }
     }
 
@@ -198,9 +202,6 @@ impl Peer {
             tokens.retain(|&t| t != token);
         }
         self.inflight_reads.retain(|_, tokens| !tokens.is_empty());
-        for (_, tokens) in self.indexed_reads.iter_mut() {
-            tokens.retain(|&t| t != token);
-        }
         self.proposals.remove(&token)
     }
 
@@ -233,147 +234,72 @@ impl Peer {
         self.raw.read_index(bytes);
     }
 
-    /// Records the read index raft-rs confirmed for a request.
-    pub(crate) fn on_read_state(&mut self, ctx: &[u8], index: u64) {
-        let Some((node, counter)) = ctx.split_first_chunk::<8>() else {
-            return;
-        };
+    /// The reads of a request raft-rs confirmed, with their read index:
+    /// they may be served once this replica has applied that far.
+    pub(crate) fn on_read_state(&mut self, ctx: &[u8], index: u64) -> Option<(u64, Vec<Token>)> {
+        let (node, counter) = ctx.split_first_chunk::<8>()?;
         if u64::from_be_bytes(*node) != self.raw.raft.id {
-            return;
+            return None;
         }
-        let Some(ctx) = <[u8; 8]>::try_from(counter).ok().map(u64::from_be_bytes) else {
-            return;
-        };
-        if let Some(tokens) = self.inflight_reads.remove(&ctx) {
-            self.indexed_reads.push_back((index, tokens));
-        }
+        let ctx = <[u8; 8]>::try_from(counter).ok().map(u64::from_be_bytes)?;
+        let tokens = self.inflight_reads.remove(&ctx)?;
+        Some((index, tokens))
     }
 
-    /// Releases the reads whose index has been applied.
-    pub(crate) fn release_reads(&mut self, events: &mut Vec<Event>) {
-        let applied = self.raw.store().apply_state().applied_index;
-        let range = self.range();
-        while self
-            .indexed_reads
-            .front()
-            .is_some_and(|(index, _)| *index <= applied)
-        {
-            if let Some((_, tokens)) = self.indexed_reads.pop_front() {
-                events.extend(
-                    tokens
-                        .into_iter()
-                        .map(|token| Event::ReadReady { token, range }),
-                );
-            }
-        }
-    }
-
-    /// Fails every read not yet released: the leader this replica relied
-    /// on changed, so the reads' answers may never come.
+    /// Fails every read whose read index is not known yet: the leader this
+    /// replica relied on changed, so their answers may never come. (A read
+    /// whose index is known stays valid: its leader held a quorum when it
+    /// answered.)
     pub(crate) fn fail_reads(&mut self, events: &mut Vec<Event>) {
         let error = self.not_leader();
-        let tokens = self
-            .waiting_reads
-            .drain(..)
-            .chain(
-                std::mem::take(&mut self.inflight_reads)
-                    .into_values()
-                    .flatten(),
-            )
-            .chain(self.indexed_reads.drain(..).flat_map(|(_, t)| t));
+        let tokens = self.waiting_reads.drain(..).chain(
+            std::mem::take(&mut self.inflight_reads)
+                .into_values()
+                .flatten(),
+        );
         events.extend(tokens.map(|token| Event::Failed {
             token,
             error: error.clone(),
         }));
     }
 
-    /// Applies committed entries in order: each entry's effects and the new
-    /// applied index go to the engine in one (unsynced) batch.
-    pub(crate) fn apply_committed(
+    /// Takes in entries the apply side applied (in log order): membership
+    /// changes reach raft-rs, proposals are answered, and the applied index
+    /// moves to `applied_index`. Reports about entries a snapshot has since
+    /// covered are stale and ignored.
+    pub(crate) fn on_applied(
         &mut self,
-        entries: Vec<Entry>,
-        state_machine: &mut dyn StateMachine,
+        applied_index: u64,
+        entries: Vec<AppliedEntry>,
         events: &mut Vec<Event>,
-    ) -> Result<()> {
+    ) {
         let range = self.range();
         for entry in entries {
-            let index = entry.index;
-            if index <= self.raw.store().apply_state().applied_index {
+            if entry.index <= self.raw.store().apply_state().applied_index {
                 continue;
             }
-            let mut batch = WriteBatch::new();
-            let mut conf_state: Option<ConfState> = None;
-            let mut reply = Vec::new();
-            let mut header = None;
-            match entry.get_entry_type() {
-                EntryType::EntryNormal => {
-                    // Empty entries are appended by new leaders (and replace
-                    // conf changes raft-rs refused).
-                    if !entry.get_data().is_empty() {
-                        let Ok((h, command)) = ProposalHeader::unwrap(entry.get_data()) else {
-                            // The same on every replica: skip it, never stop.
-                            tracing::warn!(range, index, "skipping an entry without a header");
-                            self.skip_entry(index, events)?;
-                            continue;
-                        };
-                        header = Some(h);
-                        let engine = self.raw.store().engine().clone();
-                        reply = state_machine.apply(
-                            range,
-                            index,
-                            command,
-                            engine.as_ref(),
-                            &mut batch,
-                        )?;
-                    }
-                }
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    header = ProposalHeader::unwrap(entry.get_context())
-                        .ok()
-                        .map(|(h, _)| h);
-                    // A change raft-rs or the decoder rejects is rejected the
-                    // same way on every replica: a no-op, never a stop.
-                    match self.apply_conf_change(&entry) {
-                        Ok(cs) => conf_state = Some(cs),
-                        Err(e) => {
-                            tracing::warn!(range, index, error = %e, "rejected a membership change");
-                            reply = CONF_CHANGE_REJECTED.to_vec();
-                        }
+            let mut conf_state = None;
+            if let Some(change) = &entry.conf_change {
+                match self.raw.apply_conf_change(change) {
+                    Ok(cs) => conf_state = Some(cs),
+                    // Both sides apply the same change to the same
+                    // configuration; a difference is a bug, logged loudly
+                    // rather than crashing the node.
+                    Err(e) => {
+                        tracing::error!(range, index = entry.index, error = %e, "raft refused a membership change the apply side accepted");
                     }
                 }
             }
-            if let Some(cs) = &conf_state {
-                tracing::info!(range, index, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
-            }
-            let store = self.raw.mut_store();
-            store.set_applied(index, conf_state, &mut batch)?;
-            store.engine().write(batch, false)?;
-            state_machine.applied(range, index);
-            let own = header.filter(|h| h.node == self.raw.raft.id);
-            self.resolve_proposals(index, own.map(|h| (h.token, reply)), events);
+            self.raw.mut_store().note_applied(entry.index, conf_state);
+            let own = entry.header.filter(|h| h.node == self.raw.raft.id);
+            self.resolve_proposals(entry.index, own.map(|h| (h.token, entry.reply)), events);
         }
-        Ok(())
-    }
-
-    /// Records a skipped entry as applied.
-    fn skip_entry(&mut self, index: u64, events: &mut Vec<Event>) -> Result<()> {
-        let mut batch = WriteBatch::new();
         let store = self.raw.mut_store();
-        store.set_applied(index, None, &mut batch)?;
-        store.engine().write(batch, false)?;
-        self.resolve_proposals(index, None, events);
-        Ok(())
-    }
-
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<ConfState> {
-        let corrupt =
-            |e: protobuf::ProtobufError| ReplicationError::Corrupt(format!("conf change: {e}"));
-        if entry.get_entry_type() == EntryType::EntryConfChange {
-            let change = ConfChange::parse_from_bytes(entry.get_data()).map_err(corrupt)?;
-            Ok(self.raw.apply_conf_change(&change)?)
-        } else {
-            let change = ConfChangeV2::parse_from_bytes(entry.get_data()).map_err(corrupt)?;
-            Ok(self.raw.apply_conf_change(&change)?)
+        store.note_applied(applied_index, None);
+        let applied = store.apply_state().applied_index;
+        let log = &self.raw.raft.raft_log;
+        if applied > log.applied && applied <= log.committed {
+            self.raw.advance_apply_to(applied);
         }
     }
 

@@ -7,11 +7,25 @@
 //! * **Reads** (`raft::Storage`): served from memory. The log entries not
 //!   yet compacted are cached in a `VecDeque`, so `entries`/`term` never
 //!   touch the disk. Compaction keeps the cache bounded.
-//! * **Writes** (`append`, `set_hard_state`, `apply_snapshot`, `compact`,
-//!   `set_applied`): update memory and add the matching operations to a
-//!   caller-supplied [`WriteBatch`]. The driver collects the batches of every
-//!   replica that has work in one round and writes them with a single sync —
-//!   group commit across ranges.
+//! * **Writes** (`append`, `set_hard_state`, `apply_snapshot`, `compact`):
+//!   update memory and add the matching operations to a caller-supplied
+//!   [`WriteBatch`]. The driver collects the batches of every replica that
+//!   has work in one round and writes them with a single sync — group
+//!   commit across ranges.
+//!
+//! The apply state here is a *mirror*: the apply side (`apply.rs`) owns and
+//! writes it, and the driver copies what the apply side reports
+//! ([`PeerStorage::note_applied`]), so it may lag the engine a little.
+//!
+//! # Snapshots
+//!
+//! raft-rs asks `snapshot()` for a snapshot to send a lagging follower. The
+//! data must be cut at one applied index, and only the apply side knows the
+//! engine at one — so the first call answers "temporarily unavailable" and
+//! records the request ([`PeerStorage::take_snapshot_request`]); the driver
+//! has the apply side generate one and hands it back
+//! ([`PeerStorage::set_generated`]); raft-rs's next attempt (the follower's
+//! next heartbeat response) sends it.
 //!
 //! Invariants (checked by raft-rs's usage, relied on here):
 //!
@@ -24,6 +38,7 @@
 //! know yet starts *uninitialized* (everything zero, no members); the
 //! leader finds its log empty and sends a snapshot, which initializes it.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -33,7 +48,7 @@ use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
 use crate::RangeId;
-use crate::apply_state::ApplyState;
+use crate::apply_state::{ApplyState, TruncatedState};
 use crate::error::{ReplicationError, Result};
 use crate::keys;
 use crate::snapshot::{self, DataSpan};
@@ -52,7 +67,12 @@ pub struct PeerStorage {
     span: DataSpan,
     hard_state: HardState,
     apply: ApplyState,
+    truncated: TruncatedState,
     entries: VecDeque<Entry>,
+    /// The lowest index raft-rs asked a snapshot for and did not get.
+    snapshot_request: Cell<Option<u64>>,
+    /// The snapshot the apply side generated last, to hand to raft-rs.
+    generated: RefCell<Option<Snapshot>>,
 }
 
 impl std::fmt::Debug for PeerStorage {
@@ -60,7 +80,7 @@ impl std::fmt::Debug for PeerStorage {
         f.debug_struct("PeerStorage")
             .field("range", &self.range)
             .field("applied", &self.apply.applied_index)
-            .field("truncated", &self.apply.truncated_index)
+            .field("truncated", &self.truncated.index)
             .field("last", &self.last_index())
             .finish()
     }
@@ -84,12 +104,16 @@ impl PeerStorage {
             Some(bytes) => ApplyState::decode(&bytes)?,
             None => ApplyState::default(),
         };
+        let truncated = match engine.get_cf(raft, &keys::truncated_state(range))? {
+            Some(bytes) => TruncatedState::decode(&bytes)?,
+            None => TruncatedState::default(),
+        };
         // The commit index is persisted lazily (with the next hard state
         // change), so it may lag what was applied; an applied entry was
         // committed, and raft-rs requires `applied <= commit`.
         hard_state.commit = hard_state.commit.max(apply.applied_index);
         let (start, end) = (
-            keys::log_entry(range, apply.truncated_index + 1),
+            keys::log_entry(range, truncated.index + 1),
             keys::log_entry(range, u64::MAX),
         );
         let mut entries = VecDeque::new();
@@ -97,7 +121,7 @@ impl PeerStorage {
             let (key, value) = pair?;
             let entry = Entry::parse_from_bytes(&value)
                 .map_err(|e| ReplicationError::Corrupt(format!("log entry: {e}")))?;
-            let expected = apply.truncated_index + 1 + entries.len() as u64;
+            let expected = truncated.index + 1 + entries.len() as u64;
             if keys::log_index(range, &key) != Some(expected) || entry.index != expected {
                 return Err(ReplicationError::Corrupt(format!(
                     "range {range}: log entry {} found where {expected} belongs",
@@ -112,7 +136,10 @@ impl PeerStorage {
             span,
             hard_state,
             apply,
+            truncated,
             entries,
+            snapshot_request: Cell::new(None),
+            generated: RefCell::new(None),
         })
     }
 
@@ -122,9 +149,12 @@ impl PeerStorage {
     pub fn bootstrap(range: RangeId, voters: &[u64], batch: &mut WriteBatch) -> Result<()> {
         let apply = ApplyState {
             applied_index: INITIAL_INDEX,
-            truncated_index: INITIAL_INDEX,
-            truncated_term: INITIAL_TERM,
+            applied_term: INITIAL_TERM,
             conf_state: ConfState::from((voters.to_vec(), Vec::<u64>::new())),
+        };
+        let truncated = TruncatedState {
+            index: INITIAL_INDEX,
+            term: INITIAL_TERM,
         };
         let hard_state = HardState {
             term: INITIAL_TERM,
@@ -136,11 +166,8 @@ impl PeerStorage {
             keys::hard_state(range),
             hard_state.write_to_bytes().map_err(codec)?,
         );
-        batch.put_cf(
-            ColumnFamily::Raft,
-            keys::apply_state(range),
-            apply.encode()?,
-        );
+        apply.put(range, batch)?;
+        truncated.put(range, batch);
         Ok(())
     }
 
@@ -149,9 +176,14 @@ impl PeerStorage {
         self.range
     }
 
-    /// The apply state (applied index, log start, membership).
+    /// The apply state as last reported by the apply side.
     pub fn apply_state(&self) -> &ApplyState {
         &self.apply
+    }
+
+    /// Where the log begins.
+    pub fn truncated_state(&self) -> TruncatedState {
+        self.truncated
     }
 
     /// The span of the data column family this range owns.
@@ -173,7 +205,7 @@ impl PeerStorage {
     pub fn last_index(&self) -> u64 {
         self.entries
             .back()
-            .map_or(self.apply.truncated_index, |e| e.index)
+            .map_or(self.truncated.index, |e| e.index)
     }
 
     /// Appends `entries` from a `Ready`, replacing any conflicting suffix.
@@ -181,18 +213,18 @@ impl PeerStorage {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        if first.index <= self.apply.truncated_index {
+        if first.index <= self.truncated.index {
             // raft-rs never appends below a snapshot it installed; a broken
             // invariant of the library, not bad input.
             return Err(ReplicationError::Corrupt(format!(
                 "range {}: append at {} below truncated index {}",
-                self.range, first.index, self.apply.truncated_index
+                self.range, first.index, self.truncated.index
             )));
         }
         let old_last = self.last_index();
         if first.index <= old_last {
             // Drop the conflicting suffix, in memory and on disk.
-            let keep = (first.index - self.apply.truncated_index - 1) as usize;
+            let keep = (first.index - self.truncated.index - 1) as usize;
             self.entries.truncate(keep);
             batch.delete_range_cf(
                 ColumnFamily::Raft,
@@ -234,29 +266,40 @@ impl PeerStorage {
         self.hard_state.commit = commit;
     }
 
-    /// Records that entries up to `index` are applied, with `conf_state` the
-    /// membership at that point. Goes into the batch carrying the applied
-    /// entries' data.
-    pub fn set_applied(
-        &mut self,
-        index: u64,
-        conf_state: Option<ConfState>,
-        batch: &mut WriteBatch,
-    ) -> Result<()> {
-        self.apply.applied_index = index;
+    /// Mirrors what the apply side reported: entries up to `index` are
+    /// applied (and written), with `conf_state` the membership if it
+    /// changed. Memory only — the apply side wrote it.
+    /// (The mirror's `applied_term` is not kept: only the apply side cuts
+    /// snapshots.)
+    pub fn note_applied(&mut self, index: u64, conf_state: Option<ConfState>) {
+        if index > self.apply.applied_index {
+            self.apply.applied_index = index;
+        }
         if let Some(conf_state) = conf_state {
             self.apply.conf_state = conf_state;
         }
-        batch.put_cf(
-            ColumnFamily::Raft,
-            keys::apply_state(self.range),
-            self.apply.encode()?,
-        );
-        Ok(())
+    }
+
+    /// Takes the lowest index raft-rs asked a snapshot for since the last
+    /// call, if it asked.
+    pub fn take_snapshot_request(&self) -> Option<u64> {
+        self.snapshot_request.take()
+    }
+
+    /// Keeps a snapshot the apply side generated, for raft-rs's next ask.
+    pub fn set_generated(&mut self, snapshot: Snapshot) {
+        *self.generated.get_mut() = Some(snapshot);
+    }
+
+    /// Forgets the generated snapshot (it is large; a new one is cut when
+    /// needed).
+    pub fn drop_generated(&mut self) {
+        *self.generated.get_mut() = None;
     }
 
     /// Installs a snapshot from the leader: replaces the range's data and
-    /// log, and moves every index to the snapshot's.
+    /// log, and moves every index to the snapshot's. The caller makes sure
+    /// the apply side is idle for the range while the batch is written.
     pub fn apply_snapshot(&mut self, snap: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
         let meta = snap.get_metadata();
         snapshot::install(snap.get_data(), &self.span, batch)?;
@@ -266,17 +309,18 @@ impl PeerStorage {
         debug_assert!(start < log_start && log_end < end);
         batch.delete_range_cf(ColumnFamily::Raft, log_start, log_end);
         self.entries.clear();
+        *self.generated.get_mut() = None;
         self.apply = ApplyState {
             applied_index: meta.index,
-            truncated_index: meta.index,
-            truncated_term: meta.term,
+            applied_term: meta.term,
             conf_state: meta.get_conf_state().clone(),
         };
-        batch.put_cf(
-            ColumnFamily::Raft,
-            keys::apply_state(self.range),
-            self.apply.encode()?,
-        );
+        self.apply.put(self.range, batch)?;
+        self.truncated = TruncatedState {
+            index: meta.index,
+            term: meta.term,
+        };
+        self.truncated.put(self.range, batch);
         let mut hard_state = self.hard_state.clone();
         hard_state.commit = hard_state.commit.max(meta.index);
         hard_state.term = hard_state.term.max(meta.term);
@@ -287,24 +331,28 @@ impl PeerStorage {
     /// log keeps the term of `index` for matching.
     pub fn compact(&mut self, index: u64, batch: &mut WriteBatch) -> Result<()> {
         let index = index.min(self.apply.applied_index);
-        if index <= self.apply.truncated_index {
+        if index <= self.truncated.index {
             return Ok(());
         }
         let term = self.term_of(index)?;
-        let drop = (index - self.apply.truncated_index) as usize;
+        let drop = (index - self.truncated.index) as usize;
         self.entries.drain(..drop.min(self.entries.len()));
         batch.delete_range_cf(
             ColumnFamily::Raft,
-            keys::log_entry(self.range, self.apply.truncated_index + 1),
+            keys::log_entry(self.range, self.truncated.index + 1),
             keys::log_entry(self.range, index + 1),
         );
-        self.apply.truncated_index = index;
-        self.apply.truncated_term = term;
-        batch.put_cf(
-            ColumnFamily::Raft,
-            keys::apply_state(self.range),
-            self.apply.encode()?,
-        );
+        self.truncated = TruncatedState { index, term };
+        self.truncated.put(self.range, batch);
+        let stale = self
+            .generated
+            .get_mut()
+            .as_ref()
+            .is_some_and(|s| s.get_metadata().index < index);
+        if stale {
+            // A follower that installs it would need entries now gone.
+            *self.generated.get_mut() = None;
+        }
         Ok(())
     }
 
@@ -314,13 +362,13 @@ impl PeerStorage {
     }
 
     fn term_of(&self, index: u64) -> Result<u64, raft::Error> {
-        if index == self.apply.truncated_index {
-            return Ok(self.apply.truncated_term);
+        if index == self.truncated.index {
+            return Ok(self.truncated.term);
         }
-        if index < self.apply.truncated_index {
+        if index < self.truncated.index {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
-        let offset = (index - self.apply.truncated_index - 1) as usize;
+        let offset = (index - self.truncated.index - 1) as usize;
         self.entries
             .get(offset)
             .map(|e| e.term)
@@ -343,15 +391,15 @@ impl raft::Storage for PeerStorage {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low <= self.apply.truncated_index {
+        if low <= self.truncated.index {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
         if high > self.last_index() + 1 || low > high {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
         let max_size = max_size.into().unwrap_or(u64::MAX);
-        let from = (low - self.apply.truncated_index - 1) as usize;
-        let to = (high - self.apply.truncated_index - 1) as usize;
+        let from = (low - self.truncated.index - 1) as usize;
+        let to = (high - self.truncated.index - 1) as usize;
         let mut out = Vec::with_capacity(to - from);
         let mut size = 0u64;
         for entry in self.entries.range(from..to) {
@@ -370,7 +418,7 @@ impl raft::Storage for PeerStorage {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.apply.truncated_index + 1)
+        Ok(self.truncated.index + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
@@ -378,30 +426,21 @@ impl raft::Storage for PeerStorage {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let applied = self.apply.applied_index;
-        if applied < request_index {
-            return Err(raft::Error::Store(
-                RaftStorageError::SnapshotTemporarilyUnavailable,
-            ));
+        // Usable: cut at or after what raft-rs asks for, and not below the
+        // log's start (the follower continues from the log after it).
+        let floor = request_index.max(self.truncated.index);
+        if let Some(snapshot) = self.generated.borrow().as_ref()
+            && snapshot.get_metadata().index >= floor
+        {
+            return Ok(snapshot.clone());
         }
-        let data = snapshot::capture(self.engine.as_ref(), &self.span).map_err(|e| {
-            tracing::error!(range = self.range, error = %e, "cannot capture snapshot");
-            raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable)
-        })?;
-        let mut snap = Snapshot {
-            data: data.into(),
-            ..Default::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = applied;
-        meta.term = self.term_of(applied)?;
-        meta.set_conf_state(self.apply.conf_state.clone());
-        tracing::info!(
-            range = self.range,
-            index = applied,
-            bytes = snap.get_data().len(),
-            "generated snapshot"
-        );
-        Ok(snap)
+        let wanted = self
+            .snapshot_request
+            .get()
+            .map_or(request_index, |w| w.min(request_index));
+        self.snapshot_request.set(Some(wanted));
+        Err(raft::Error::Store(
+            RaftStorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
 }

@@ -11,8 +11,12 @@
 //! is in progress wait in the queue and form the next round together: group
 //! commit falls out of the loop's shape.
 //!
-//! The thread is not on the async runtime, so a slow disk never stalls SQL
-//! connections' tasks, and the transport's tasks never wait for it.
+//! Committed entries are applied on a second thread, the apply thread
+//! (`apply.rs`): the Raft thread hands them over at the end of a round and
+//! goes on to the next, and the apply thread's reports come back as inputs
+//! like any other. Neither thread is on the async runtime, so a slow disk
+//! never stalls SQL connections' tasks, and the transport's tasks never
+//! wait for it.
 //!
 //! # Requests and retries ([`RaftHandle`])
 //!
@@ -43,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
+use crate::apply::{ApplyOutput, Notice};
 use crate::error::{ReplicationError, Result};
 use crate::multiraft::MultiRaft;
 use crate::{ConfChangeV2, Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token, Transport};
@@ -76,12 +81,26 @@ enum Input<S: StateMachine> {
         token: Token,
     },
     Messages(Vec<RaftEnvelope>),
+    /// The apply side reported something the Raft thread should take in
+    /// now rather than at its next round (see `Shared::apply_outputs`).
+    ApplyWake,
     Inspect(Inspect<S>),
     Shutdown,
 }
 
+/// Callers waiting for their request's outcome, by token. Shared by the
+/// Raft thread (which answers most requests) and the apply thread (which
+/// answers this node's applied proposals itself, saving a hop).
+type Waiters = parking_lot::Mutex<HashMap<Token, Reply>>;
+
 struct Shared {
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    waiters: Waiters,
+    /// What the apply thread reported, in order, taken in at the start of
+    /// every round. Most reports need no haste — the apply thread answers
+    /// waiters itself — so they do not wake the Raft thread; a failure, a
+    /// membership change or a generated snapshot does (`Input::ApplyWake`).
+    apply_outputs: parking_lot::Mutex<Vec<Result<ApplyOutput>>>,
     next_token: AtomicU64,
     leaders: RwLock<HashMap<RangeId, Option<NodeId>>>,
     stopped: AtomicBool,
@@ -136,6 +155,8 @@ impl RaftRunner {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             thread: parking_lot::Mutex::new(None),
+            waiters: parking_lot::Mutex::new(HashMap::new()),
+            apply_outputs: parking_lot::Mutex::new(Vec::new()),
             // Entries carry (node, token) and may be applied after a
             // restart; a random start keeps this incarnation's tokens from
             // matching an earlier one's.
@@ -143,10 +164,48 @@ impl RaftRunner {
             leaders: RwLock::new(HashMap::new()),
             stopped: AtomicBool::new(false),
         });
+        let reports = tx.clone();
+        let report_shared = shared.clone();
+        let answer_shared = shared.clone();
+        let apply_thread = driver.start_apply_thread(
+            Box::new(move |output| {
+                let urgent = match &output {
+                    Err(_) | Ok(ApplyOutput::Generated { .. }) => true,
+                    Ok(ApplyOutput::Applied { entries, .. }) => {
+                        entries.iter().any(|e| e.conf_change.is_some())
+                    }
+                };
+                report_shared.apply_outputs.lock().push(output);
+                if urgent {
+                    let _ = reports.send(Input::ApplyWake);
+                }
+            }),
+            // This node's own proposals and reads are answered as soon as
+            // they are applied or released; the Raft thread finds their
+            // waiters gone when the report arrives.
+            Box::new(move |notice: Notice<'_>| {
+                let (token, reply) = match notice {
+                    Notice::Applied(entry) => match entry.header {
+                        Some(header) if header.node == node => (header.token, entry.reply.clone()),
+                        _ => return,
+                    },
+                    Notice::ReadReady(token) => (token, Vec::new()),
+                };
+                let waiter = answer_shared.waiters.lock().remove(&token);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.try_send(Ok(reply));
+                }
+            }),
+        )?;
         let loop_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("raft-{node}"))
-            .spawn(move || run(driver, rx, transport, tick, &loop_shared))
+            .spawn(move || {
+                run(driver, rx, transport, tick, &loop_shared);
+                // The driver is gone, and with it the apply queue: the apply
+                // thread finishes what it holds and ends.
+                let _ = apply_thread.join();
+            })
             .map_err(|e| ReplicationError::Raft(format!("cannot start raft thread: {e}")))?;
         *shared.thread.lock() = Some(thread);
         Ok(RaftHandle {
@@ -172,28 +231,36 @@ fn run<S: StateMachine>(
     inputs: Receiver<Input<S>>,
     transport: Arc<dyn Transport>,
     tick: Duration,
-    shared: &Shared,
+    shared: &Arc<Shared>,
 ) {
     let _stopped = StoppedOnExit(shared);
-    let mut waiters: HashMap<Token, Reply> = HashMap::new();
+    let waiters = &shared.waiters;
     let mut next_tick = Instant::now() + tick;
     let outcome = loop {
         // One round first: it persists and announces whatever opening (a
         // campaign) or the previous inputs produced.
-        if let Err(e) = round(&mut driver, transport.as_ref(), &mut waiters, shared) {
+        if let Err(e) = round(&mut driver, transport.as_ref(), waiters, shared) {
             break Err(e);
         }
         let wait = next_tick.saturating_duration_since(Instant::now());
         match inputs.recv_timeout(wait) {
             Ok(input) => {
-                let mut stop = !accept(&mut driver, input, &mut waiters);
-                while !stop && let Ok(input) = inputs.try_recv() {
-                    stop = !accept(&mut driver, input, &mut waiters);
+                let mut go_on = accept(&mut driver, input, waiters);
+                while matches!(go_on, Ok(true))
+                    && let Ok(input) = inputs.try_recv()
+                {
+                    go_on = accept(&mut driver, input, waiters);
                 }
-                if stop {
-                    break Ok(());
+                match go_on {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
                 }
             }
+            // The apply thread holds a sender too, so "every handle is
+            // gone" shows as this loop holding the last reference to
+            // `shared`.
+            Err(RecvTimeoutError::Timeout) if Arc::strong_count(shared) == 1 => break Ok(()),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break Ok(()),
         }
@@ -210,18 +277,23 @@ fn run<S: StateMachine>(
     if let Err(e) = outcome {
         tracing::error!(node = driver.node_id(), error = %e, "raft thread stopped on a storage failure");
     }
-    for (_, reply) in waiters.drain() {
+    for (_, reply) in waiters.lock().drain() {
         let _ = reply.try_send(Err(ReplicationError::Stopped));
     }
 }
 
-/// One Raft round: persist, send, answer.
+/// One Raft round: take in the apply side's reports, persist, send,
+/// answer.
 fn round<S: StateMachine>(
     driver: &mut MultiRaft<S>,
     transport: &dyn Transport,
-    waiters: &mut HashMap<Token, Reply>,
+    waiters: &Waiters,
     shared: &Shared,
 ) -> Result<()> {
+    let outputs = std::mem::take(&mut *shared.apply_outputs.lock());
+    for output in outputs {
+        driver.on_apply_output(output?)?;
+    }
     // Messages that may leave before the round's fsync (a leader's
     // appends) go out before it, so followers persist in parallel.
     driver.handle_ready_with(&mut |to, envelopes| transport.send(to, envelopes))?;
@@ -238,8 +310,8 @@ fn round<S: StateMachine>(
 fn accept<S: StateMachine>(
     driver: &mut MultiRaft<S>,
     input: Input<S>,
-    waiters: &mut HashMap<Token, Reply>,
-) -> bool {
+    waiters: &Waiters,
+) -> Result<bool> {
     let submitted = match input {
         Input::Propose {
             range,
@@ -260,7 +332,7 @@ fn accept<S: StateMachine>(
         } => Some((token, reply, driver.change_membership(range, token, change))),
         Input::Forget { range, token } => {
             driver.forget(range, token);
-            waiters.remove(&token);
+            waiters.lock().remove(&token);
             None
         }
         Input::Messages(envelopes) => {
@@ -271,26 +343,27 @@ fn accept<S: StateMachine>(
             }
             None
         }
+        Input::ApplyWake => None,
         Input::Inspect(inspect) => {
             inspect(driver);
             None
         }
-        Input::Shutdown => return false,
+        Input::Shutdown => return Ok(false),
     };
     if let Some((token, reply, outcome)) = submitted {
         match outcome {
             Ok(()) => {
-                waiters.insert(token, reply);
+                waiters.lock().insert(token, reply);
             }
             Err(e) => {
                 let _ = reply.try_send(Err(e));
             }
         }
     }
-    true
+    Ok(true)
 }
 
-fn dispatch(event: Event, waiters: &mut HashMap<Token, Reply>, shared: &Shared) {
+fn dispatch(event: Event, waiters: &Waiters, shared: &Shared) {
     let (token, outcome) = match event {
         Event::Applied { token, reply } => (token, Ok(reply)),
         Event::ReadReady { token, .. } => (token, Ok(Vec::new())),
@@ -300,7 +373,8 @@ fn dispatch(event: Event, waiters: &mut HashMap<Token, Reply>, shared: &Shared) 
             return;
         }
     };
-    if let Some(reply) = waiters.remove(&token) {
+    let reply = waiters.lock().remove(&token);
+    if let Some(reply) = reply {
         let _ = reply.try_send(outcome);
     }
 }

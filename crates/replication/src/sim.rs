@@ -414,16 +414,29 @@ impl<S: StateMachine> SimCluster<S> {
     }
 
     /// Whether the range is quiet: it has a leader that has applied its
-    /// whole log, and every live replica has applied as far.
+    /// whole log, every live member (voter or learner, as the leader knows
+    /// them) has a replica that applied as far, and so has every other live
+    /// replica.
     pub fn converged(&self, range: RangeId) -> bool {
         let Some(leader) = self.leader(range).and_then(|l| self.driver(l)) else {
             return false;
         };
-        let (Some(last), Some(applied)) = (leader.last_index(range), leader.applied_index(range))
-        else {
+        let (Some(last), Some(applied), Some(members)) = (
+            leader.last_index(range),
+            leader.applied_index(range),
+            leader.conf_state(range),
+        ) else {
             return false;
         };
+        let members_caught_up = members.voters.iter().chain(&members.learners).all(|&id| {
+            self.nodes.get(&id).is_none_or(|n| {
+                n.driver
+                    .as_ref()
+                    .is_none_or(|d| d.applied_index(range) == Some(applied))
+            })
+        });
         last == applied
+            && members_caught_up
             && self
                 .nodes
                 .values()

@@ -2,10 +2,10 @@
 //! catch up from the log.
 //!
 //! A snapshot is taken from the leader's engine at its applied index: the
-//! raw pairs of the range's span of the data column family. Because the
-//! driver applies entries in the same thread that answers Raft's
-//! `snapshot()` call, the engine holds exactly the state at `applied_index`
-//! when the pairs are read.
+//! raw pairs of the range's span of the data column family. It is cut by
+//! the apply side (`apply.rs`), the only writer of the range's data, between
+//! two tasks, so the engine holds exactly the state at `applied_index` when
+//! the pairs are read.
 //!
 //! Encoding: a sequence of `u32 key length, key, u32 value length, value`
 //! (big-endian lengths). The receiver replaces its span with the pairs in
