@@ -16,6 +16,7 @@
 //! * **Gc** — deletes the listed versions and raises the GC threshold
 //!   (stored under `GC_THRESHOLD_KEY`).
 //! * **RegisterNode** — adds a node to the registry (`registry.rs`).
+//! * **Heartbeat** — renews a node's liveness (`liveness.rs`).
 //!
 //! # What readers may rely on ([`Published`])
 //!
@@ -220,6 +221,10 @@ impl StateMachine for KvStateMachine {
             Command::RegisterNode { node_id, addr } => {
                 crate::registry::register(engine, node_id, &addr, batch).map(Reply::Registered)
             }
+            Command::Heartbeat {
+                node_id,
+                expiration,
+            } => crate::liveness::heartbeat(engine, node_id, expiration, batch).map(Reply::Alive),
         };
         match reply {
             Ok(reply) => Ok(reply.encode()),

@@ -14,11 +14,12 @@
 //! field:  len u32 | bytes          value?: 0 (delete) | 1 field
 //!
 //! RegisterNode: 3 | node_id u64 (0: allocate) | addr field
+//! Heartbeat:    4 | node_id u64 | expiration u64
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
 //! `3 | removed u64` (collected), `4 | gc_threshold` (snapshot too old),
-//! `5 | node_id` (registered).
+//! `5 | node_id` (registered), `6 | expiration` (alive until).
 
 use shoal_replication::ReplicationError;
 
@@ -60,6 +61,14 @@ pub enum Command {
         /// Its node-to-node address.
         addr: String,
     },
+    /// Node `node_id` is alive until `expiration` (wall-clock microseconds;
+    /// see `liveness.rs`).
+    Heartbeat {
+        /// The node.
+        node_id: u64,
+        /// Until when.
+        expiration: u64,
+    },
 }
 
 /// What applying a [`Command`] produced.
@@ -75,17 +84,21 @@ pub enum Reply {
     TooOld(Timestamp),
     /// The node's id in the registry.
     Registered(u64),
+    /// The node's liveness expiration now.
+    Alive(u64),
 }
 
 const COMMIT: u8 = 1;
 const GC: u8 = 2;
 const REGISTER_NODE: u8 = 3;
+const HEARTBEAT: u8 = 4;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
 const COLLECTED: u8 = 3;
 const TOO_OLD: u8 = 4;
 const REGISTERED: u8 = 5;
+const ALIVE: u8 = 6;
 
 fn put_field(out: &mut Vec<u8>, field: &[u8]) {
     // Keys and values are bounded far below 4 GiB by the SQL layer.
@@ -180,6 +193,14 @@ impl Command {
                 out.extend_from_slice(&node_id.to_be_bytes());
                 put_field(&mut out, addr.as_bytes());
             }
+            Command::Heartbeat {
+                node_id,
+                expiration,
+            } => {
+                out.push(HEARTBEAT);
+                out.extend_from_slice(&node_id.to_be_bytes());
+                out.extend_from_slice(&expiration.to_be_bytes());
+            }
         }
         out
     }
@@ -224,6 +245,10 @@ impl Command {
                 let addr = String::from_utf8(r.field()?).map_err(|_| corrupt("address"))?;
                 Command::RegisterNode { node_id, addr }
             }
+            HEARTBEAT => Command::Heartbeat {
+                node_id: r.u64()?,
+                expiration: r.u64()?,
+            },
             _ => return Err(corrupt("unknown command")),
         };
         r.finish()?;
@@ -256,6 +281,10 @@ impl Reply {
                 out.push(REGISTERED);
                 out.extend_from_slice(&id.to_be_bytes());
             }
+            Reply::Alive(expiration) => {
+                out.push(ALIVE);
+                out.extend_from_slice(&expiration.to_be_bytes());
+            }
         }
         out
     }
@@ -269,6 +298,7 @@ impl Reply {
             COLLECTED => Reply::Collected(r.u64()?),
             TOO_OLD => Reply::TooOld(r.u64()?),
             REGISTERED => Reply::Registered(r.u64()?),
+            ALIVE => Reply::Alive(r.u64()?),
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -299,6 +329,10 @@ mod tests {
                 node_id: 0,
                 addr: "127.0.0.1:1".to_string(),
             },
+            Command::Heartbeat {
+                node_id: 3,
+                expiration: 1 << 50,
+            },
         ];
         for command in commands {
             let bytes = command.encode();
@@ -311,6 +345,7 @@ mod tests {
             Reply::Collected(3),
             Reply::TooOld(2),
             Reply::Registered(4),
+            Reply::Alive(9),
         ] {
             assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         }

@@ -45,8 +45,10 @@ pub mod command;
 mod commit;
 pub mod error;
 mod gc;
+pub mod liveness;
 pub mod mvcc;
 pub mod registry;
+mod status;
 mod store;
 mod txn;
 
@@ -56,5 +58,6 @@ pub use apply::{
 pub use clock::{ManualClock, SystemClock, Timestamp, WallClock};
 pub use error::{KvError, Result};
 pub use gc::GcStats;
+pub use status::{NodeStatus, RangeStatus};
 pub use store::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_TICK, Kv, SINGLE_NODE_ID};
 pub use txn::Txn;

@@ -376,6 +376,19 @@ impl PeerStorage {
     }
 }
 
+/// Whether `node` is a voter or learner of `conf_state`, on either side of
+/// a joint configuration.
+fn names_member(conf_state: &ConfState, node: u64) -> bool {
+    [
+        &conf_state.voters,
+        &conf_state.learners,
+        &conf_state.voters_outgoing,
+        &conf_state.learners_next,
+    ]
+    .iter()
+    .any(|ids| ids.contains(&node))
+}
+
 impl raft::Storage for PeerStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
         Ok(RaftState::new(
@@ -425,12 +438,15 @@ impl raft::Storage for PeerStorage {
         Ok(PeerStorage::last_index(self))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Usable: cut at or after what raft-rs asks for, and not below the
-        // log's start (the follower continues from the log after it).
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // Usable: cut at or after what raft-rs asks for, not below the log's
+        // start (the follower continues from the log after it), and naming
+        // the follower as a member (one cut before it was added would be
+        // refused by it).
         let floor = request_index.max(self.truncated.index);
         if let Some(snapshot) = self.generated.borrow().as_ref()
             && snapshot.get_metadata().index >= floor
+            && names_member(snapshot.get_metadata().get_conf_state(), to)
         {
             return Ok(snapshot.clone());
         }

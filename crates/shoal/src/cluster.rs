@@ -21,6 +21,9 @@
 //!   the address in the replicated node registry (allocating the next node
 //!   id; the same address keeps its id, so a retried join is harmless) and
 //!   answers with the cluster id, the new id and the registry.
+//! * `NodeStatus`: sent by `shoal node status --host ADDR`. A member
+//!   answers with every registered node as it sees them (address, liveness,
+//!   replica and lease counts).
 //!
 //! After joining, the node has no replica yet: the first range's leader
 //! notices a registered node without one and adds it, as a learner first
@@ -106,6 +109,23 @@ pub enum ControlRequest {
         /// The joining node's node-to-node address.
         addr: String,
     },
+    /// List the cluster's nodes.
+    NodeStatus,
+}
+
+/// One node in a [`ControlResponse::Nodes`] answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeRow {
+    /// The node's id.
+    pub node_id: u64,
+    /// Its node-to-node address.
+    pub address: String,
+    /// Whether its liveness record is unexpired.
+    pub is_live: bool,
+    /// Ranges with a replica on it.
+    pub replicas: u64,
+    /// Ranges it leads.
+    pub leases: u64,
 }
 
 /// The answer to a control call.
@@ -124,6 +144,11 @@ pub enum ControlResponse {
         node_id: u64,
         /// Every registered node and its address.
         nodes: Vec<(u64, String)>,
+    },
+    /// The cluster's nodes.
+    Nodes {
+        /// One row per registered node, by id.
+        nodes: Vec<NodeRow>,
     },
     /// The call was refused.
     Refused {
@@ -345,6 +370,27 @@ impl NodeControl {
                     },
                     Ok(Err(e)) => refused(format!("cannot register the node: {e}")),
                     Err(e) => refused(format!("cannot register the node: {e}")),
+                }
+            }
+            ControlRequest::NodeStatus => {
+                let Some(kv) = self.kv.read().clone() else {
+                    return refused("this node is not part of an initialized cluster yet".into());
+                };
+                match tokio::task::spawn_blocking(move || kv.node_status()).await {
+                    Ok(Ok(nodes)) => ControlResponse::Nodes {
+                        nodes: nodes
+                            .into_iter()
+                            .map(|n| NodeRow {
+                                node_id: n.node_id,
+                                address: n.address,
+                                is_live: n.live,
+                                replicas: n.replicas,
+                                leases: n.leases,
+                            })
+                            .collect(),
+                    },
+                    Ok(Err(e)) => refused(format!("cannot read the node status: {e}")),
+                    Err(e) => refused(format!("cannot read the node status: {e}")),
                 }
             }
         }

@@ -7,6 +7,8 @@
 //!   cluster; with it, the node joins through the listed nodes (or waits
 //!   for `shoal init`).
 //! - `shoal init --host ADDR`: initialize a new cluster on the node at ADDR.
+//! - `shoal node status --host ADDR`: list the cluster's nodes (address,
+//!   liveness, replica and lease counts) as the node at ADDR sees them.
 //! - `shoal demo`: start a throwaway local three-node cluster with sample
 //!   data and print how to connect with psql.
 //!
@@ -51,6 +53,9 @@ enum Command {
         #[arg(long)]
         host: SocketAddr,
     },
+    /// Inspect the cluster's nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Start a throwaway local three-node cluster with sample data and print
     /// how to connect.
     Demo {
@@ -61,6 +66,16 @@ enum Command {
         /// Keep the data here instead of a temporary directory.
         #[arg(long)]
         store: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// List every node: id, address, liveness, replicas, leases.
+    Status {
+        /// Any node's `--listen-addr`.
+        #[arg(long)]
+        host: SocketAddr,
     },
 }
 
@@ -93,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Start(args) => node::start(args, net_handle).await,
             Command::Init { host } => node::init(host).await,
+            Command::Node(NodeCommand::Status { host }) => node::node_status(host).await,
             Command::Demo { sql_addr, store } => demo::demo(sql_addr, store, net_handle).await,
         }
     });

@@ -170,13 +170,28 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
     Ok(Node { db, sql, http })
 }
 
-/// The maintenance loop: address book, self-registration, replicate queue.
+/// The maintenance loop: address book, self-registration, liveness
+/// heartbeats, replicate queue.
 async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAddr) {
     let Some(me) = control.identity().map(|i| i.node_id) else {
         return;
     };
+    let mut last_heartbeat: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let heartbeat_due =
+            last_heartbeat.is_none_or(|t| t.elapsed() >= shoal_kv::liveness::HEARTBEAT_INTERVAL);
+        if heartbeat_due && kv.raft().leader(FIRST_RANGE).is_some() {
+            last_heartbeat = Some(std::time::Instant::now());
+            let kv = kv.clone();
+            // On its own task: a heartbeat waiting for a quorum must not
+            // hold up the rest of the loop.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = kv.heartbeat(shoal_kv::liveness::HEARTBEAT_INTERVAL) {
+                    tracing::debug!(error = %e, "liveness heartbeat failed");
+                }
+            });
+        }
         let kv = kv.clone();
         let control = control.clone();
         let round = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -361,6 +376,32 @@ pub async fn init(host: SocketAddr) -> anyhow::Result<()> {
     {
         ControlResponse::Initialized { cluster_id } => {
             println!("initialized a new cluster (id {cluster_id}) on the node at {host}");
+            Ok(())
+        }
+        ControlResponse::Refused { reason } => anyhow::bail!("{reason}"),
+        other => anyhow::bail!("unexpected answer: {other:?}"),
+    }
+}
+
+/// `shoal node status --host ADDR`: prints the cluster's nodes as the node
+/// at `host` sees them.
+pub async fn node_status(host: SocketAddr) -> anyhow::Result<()> {
+    use crate::cluster::{ControlRequest, ControlResponse, call};
+    match call(host, &ControlRequest::NodeStatus)
+        .await
+        .with_context(|| format!("cannot reach the node at {host}"))?
+    {
+        ControlResponse::Nodes { nodes } => {
+            println!(
+                "{:>7}  {:<21}  {:<7}  {:>8}  {:>6}",
+                "node_id", "address", "is_live", "replicas", "leases"
+            );
+            for n in nodes {
+                println!(
+                    "{:>7}  {:<21}  {:<7}  {:>8}  {:>6}",
+                    n.node_id, n.address, n.is_live, n.replicas, n.leases
+                );
+            }
             Ok(())
         }
         ControlResponse::Refused { reason } => anyhow::bail!("{reason}"),

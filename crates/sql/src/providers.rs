@@ -17,9 +17,10 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use parking_lot::Mutex;
-use shoal_kv::Txn;
+use shoal_kv::{Kv, Txn};
 
 use crate::catalog;
+use crate::cluster_views::{ClusterSchema, SHOAL_INTERNAL};
 use crate::error::SqlError;
 use crate::pg_catalog::{PG_CATALOG, PgCatalogSchema};
 use crate::scan::TableScan;
@@ -36,13 +37,15 @@ pub type TxnSlot = Arc<Mutex<Option<Arc<Txn>>>>;
 pub struct ShoalCatalog {
     public: Arc<ShoalSchema>,
     pg_catalog: Arc<PgCatalogSchema>,
+    cluster: Arc<ClusterSchema>,
 }
 
 impl ShoalCatalog {
-    pub fn new(database: String, slot: TxnSlot) -> ShoalCatalog {
+    pub fn new(database: String, slot: TxnSlot, kv: Arc<Kv>) -> ShoalCatalog {
         ShoalCatalog {
             pg_catalog: Arc::new(PgCatalogSchema::new(database.clone(), slot.clone())),
             public: Arc::new(ShoalSchema { database, slot }),
+            cluster: Arc::new(ClusterSchema::new(kv)),
         }
     }
 }
@@ -55,13 +58,18 @@ impl fmt::Debug for ShoalCatalog {
 
 impl CatalogProvider for ShoalCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![PUBLIC_SCHEMA.to_string(), PG_CATALOG.to_string()]
+        vec![
+            PUBLIC_SCHEMA.to_string(),
+            PG_CATALOG.to_string(),
+            SHOAL_INTERNAL.to_string(),
+        ]
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         match name {
             PUBLIC_SCHEMA => Some(self.public.clone() as Arc<dyn SchemaProvider>),
             PG_CATALOG => Some(self.pg_catalog.clone() as Arc<dyn SchemaProvider>),
+            SHOAL_INTERNAL => Some(self.cluster.clone() as Arc<dyn SchemaProvider>),
             _ => None,
         }
     }

@@ -34,11 +34,17 @@ pub const PRIMARY_INDEX: u8 = 1;
 
 const ROW_FORMAT: u8 = 1;
 
-/// The first key of the table's primary index.
-pub fn index_prefix(table_id: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(6);
+/// The prefix of every key of the table (all its indexes).
+pub fn table_prefix(table_id: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5);
     k.push(TABLE_PREFIX);
     k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// The first key of the table's primary index.
+pub fn index_prefix(table_id: u32) -> Vec<u8> {
+    let mut k = table_prefix(table_id);
     k.push(PRIMARY_INDEX);
     k
 }

@@ -85,7 +85,11 @@ impl Database {
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             database,
-            Arc::new(ShoalCatalog::new(database.to_string(), slot.clone())),
+            Arc::new(ShoalCatalog::new(
+                database.to_string(),
+                slot.clone(),
+                self.kv.clone(),
+            )),
         );
         functions::register(&ctx, database, user);
         ctx.register_udaf(crate::single::udaf());
@@ -252,6 +256,9 @@ impl Session {
                 p.param_oids = oids;
                 p
             }
+            Statement::ShowVariable { variable } if show_ranges_target(variable).is_some() => {
+                Prepared::new(Vec::new(), Some(crate::cluster_views::ranges_schema()))
+            }
             Statement::ShowVariable { variable } => {
                 Prepared::new(Vec::new(), Some(show_schema(&self.show_name(variable))))
             }
@@ -401,7 +408,10 @@ impl Session {
                 *cascade,
             ),
             Statement::Set(set) => self.set(set),
-            Statement::ShowVariable { variable } => self.show(variable),
+            Statement::ShowVariable { variable } => match show_ranges_target(variable) {
+                Some(target) => self.show_ranges(txn, target),
+                None => self.show(variable),
+            },
             Statement::Truncate(_) => Err(SqlError::NotSupported("TRUNCATE".into())),
             other => Err(SqlError::NotSupported(format!(
                 "statement {}",
@@ -540,6 +550,36 @@ impl Session {
         }
     }
 
+    /// `SHOW RANGES` (every range) or `SHOW RANGES FROM TABLE t` (the
+    /// ranges holding the table's keys).
+    fn show_ranges(&self, txn: &Txn, table: Option<&[ast::Ident]>) -> Result<Output> {
+        let span = match table {
+            None => None,
+            Some(name) => {
+                let name = ast::ObjectName::from(name.to_vec());
+                let table = crate::names::table_name(&name, &self.database)?;
+                let desc = crate::catalog::table_by_name(
+                    txn,
+                    &self.database,
+                    crate::providers::PUBLIC_SCHEMA,
+                    &table,
+                )?
+                .ok_or(SqlError::UndefinedTable(table))?;
+                let start = crate::row::table_prefix(desc.id);
+                let end = crate::row::prefix_end(&start);
+                Some((start, end))
+            }
+        };
+        let batch = crate::cluster_views::ranges_batch(
+            &self.db.kv,
+            span.as_ref().map(|(s, e)| (s.as_slice(), e.as_slice())),
+        )?;
+        Ok(Output::Rows {
+            schema: batch.schema(),
+            batches: vec![batch],
+        })
+    }
+
     fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
         let name = self.show_name(variable);
         if name.eq_ignore_ascii_case("all") {
@@ -612,6 +652,25 @@ fn text_schema(names: &[String]) -> SchemaRef {
             .map(|n| Field::new(n, DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// Whether `SHOW <variable>` is `SHOW RANGES` (`Some(None)`) or
+/// `SHOW RANGES FROM TABLE <name>` (`Some(Some(name))`); the parser reads
+/// both as a variable name of several words.
+fn show_ranges_target(variable: &[ast::Ident]) -> Option<Option<&[ast::Ident]>> {
+    let word = |i: usize, w: &str| {
+        variable
+            .get(i)
+            .is_some_and(|id| id.quote_style.is_none() && id.value.eq_ignore_ascii_case(w))
+    };
+    if !word(0, "ranges") {
+        return None;
+    }
+    match variable.len() {
+        1 => Some(None),
+        n if n > 3 && word(1, "from") && word(2, "table") => Some(Some(&variable[3..])),
+        _ => None,
+    }
 }
 
 fn show_schema(name: &str) -> SchemaRef {

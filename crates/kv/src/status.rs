@@ -1,0 +1,143 @@
+//! Cluster status as this node sees it: every range (span, replicas, leader,
+//! size) and every node (address, liveness, replica and lease counts). What
+//! `SHOW RANGES`, the `shoal_internal.nodes` view and `shoal node status`
+//! print.
+//!
+//! Everything comes from this node's own state — its replica of the first
+//! range (registry, liveness records), its Raft thread's view of each range
+//! (membership, leader) and its engine (sizes) — so any node answers
+//! without asking others, and a node cut off from the quorum still answers,
+//! with its last knowledge (its own liveness then expires like anyone's).
+//!
+//! The *lease holder* of a range is its Raft leader: reads are served by
+//! the leader's read index and writes are ordered by it.
+
+use std::time::Duration;
+
+use shoal_placement::RangeDescriptor;
+
+use crate::command::{Command, Reply};
+use crate::error::{KvError, Result};
+use crate::liveness::{self, LIVENESS_TTL};
+use crate::store::Kv;
+
+/// One range, as [`Kv::range_status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeStatus {
+    /// The range's id.
+    pub range_id: u64,
+    /// First key (inclusive).
+    pub start_key: Vec<u8>,
+    /// End key (exclusive); `None`: the end of the key space.
+    pub end_key: Option<Vec<u8>>,
+    /// Nodes holding a replica (voters and learners), ascending.
+    pub replicas: Vec<u64>,
+    /// The node leading the range, if this node knows one.
+    pub lease_holder: Option<u64>,
+    /// Bytes of keys and values the range holds on this node.
+    pub size_bytes: u64,
+}
+
+/// One node, as [`Kv::node_status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub node_id: u64,
+    /// Its node-to-node address.
+    pub address: String,
+    /// Whether its liveness record is unexpired by this node's clock.
+    pub live: bool,
+    /// Its liveness expiration (wall-clock microseconds), if it ever
+    /// heartbeated.
+    pub expiration_micros: Option<u64>,
+    /// Ranges with a replica on it.
+    pub replicas: u64,
+    /// Ranges it leads.
+    pub leases: u64,
+}
+
+impl Kv {
+    /// Renews this node's liveness (see `liveness.rs`); returns the new
+    /// expiration. Waits at most `timeout`.
+    pub fn heartbeat(&self, timeout: Duration) -> Result<u64> {
+        let range = self.directory.ranges()[0].range_id;
+        let ttl = u64::try_from(LIVENESS_TTL.as_micros()).unwrap_or(u64::MAX);
+        let command = Command::Heartbeat {
+            node_id: self.raft.node_id(),
+            expiration: self.clock.wall_now().saturating_add(ttl),
+        };
+        // Idempotent: applying the same expiration twice changes nothing.
+        let reply = self
+            .raft
+            .propose_idempotent(range, command.encode(), timeout)?;
+        match Reply::decode(&reply)? {
+            Reply::Alive(expiration) => Ok(expiration),
+            other => Err(KvError::Replication(
+                shoal_replication::ReplicationError::Corrupt(format!(
+                    "heartbeat answered with {other:?}"
+                )),
+            )),
+        }
+    }
+
+    /// Every range, in key order.
+    pub fn range_status(&self) -> Result<Vec<RangeStatus>> {
+        let ranges: Vec<RangeDescriptor> = self.directory.ranges().to_vec();
+        let ids: Vec<u64> = ranges.iter().map(|r| r.range_id).collect();
+        let views = self.raft.inspect(move |driver| {
+            ids.iter()
+                .map(|&id| (driver.conf_state(id), driver.leader(id)))
+                .collect::<Vec<_>>()
+        })?;
+        let mut out = Vec::with_capacity(ranges.len());
+        for (range, (conf_state, leader)) in ranges.into_iter().zip(views) {
+            let mut replicas: Vec<u64> = conf_state
+                .map(|cs| cs.voters.into_iter().chain(cs.learners).collect())
+                .unwrap_or_default();
+            replicas.sort_unstable();
+            replicas.dedup();
+            let mut size_bytes = 0u64;
+            for pair in self.engine.scan(&range.start_key, range.end_key.as_deref()) {
+                let (key, value) = pair?;
+                size_bytes += (key.len() + value.len()) as u64;
+            }
+            out.push(RangeStatus {
+                range_id: range.range_id,
+                start_key: range.start_key,
+                end_key: range.end_key,
+                replicas,
+                lease_holder: leader,
+                size_bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every registered node, by id.
+    pub fn node_status(&self) -> Result<Vec<NodeStatus>> {
+        let ranges = self.range_status()?;
+        let expirations = liveness::expirations(self.engine.as_ref())?;
+        let now = self.clock.wall_now();
+        let nodes = self.nodes()?;
+        Ok(nodes
+            .into_iter()
+            .map(|(node_id, address)| {
+                let expiration = expirations.get(&node_id).copied();
+                NodeStatus {
+                    node_id,
+                    address,
+                    live: expiration.is_some_and(|e| e > now),
+                    expiration_micros: expiration,
+                    replicas: ranges
+                        .iter()
+                        .filter(|r| r.replicas.contains(&node_id))
+                        .count() as u64,
+                    leases: ranges
+                        .iter()
+                        .filter(|r| r.lease_holder == Some(node_id))
+                        .count() as u64,
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,182 @@
+//! The cluster seen from SQL: the `shoal_internal` schema (`nodes`,
+//! `ranges`) and `SHOW RANGES [FROM TABLE t]`.
+//!
+//! Both are built, when a statement names them, from the node's own view of
+//! the cluster ([`Kv::node_status`], [`Kv::range_status`]): any node answers,
+//! without asking the others. They are not transactional — membership and
+//! leadership are facts of the moment, not versioned data.
+//!
+//! | `shoal_internal.nodes` | |
+//! |---|---|
+//! | `node_id` int8 | the node |
+//! | `address` text | its node-to-node address |
+//! | `is_live` bool | its liveness record is unexpired |
+//! | `replicas` int8 | ranges with a replica on it |
+//! | `leases` int8 | ranges it leads (serves reads and orders writes for) |
+//!
+//! `shoal_internal.ranges` and `SHOW RANGES` have the columns `range_id`,
+//! `start_key`, `end_key`, `replicas`, `lease_holder`, `range_size_bytes`.
+//! Keys are shown escaped (`\xNN` for non-printable bytes), the ends of the
+//! key space as `/Min` and `/Max`; `replicas` is the node ids as a
+//! PostgreSQL array literal (`{1,2,3}`, as text: array types come with the
+//! compatibility work); the size counts every stored version of the range's
+//! keys on this node.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, SchemaProvider};
+use datafusion::datasource::TableProvider;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use shoal_kv::{Kv, RangeStatus};
+
+use crate::error::{Result, SqlError};
+
+/// The schema holding the cluster views.
+pub const SHOAL_INTERNAL: &str = "shoal_internal";
+
+const TABLES: &[&str] = &["nodes", "ranges"];
+
+/// The `shoal_internal` schema.
+pub struct ClusterSchema {
+    kv: Arc<Kv>,
+}
+
+impl ClusterSchema {
+    pub fn new(kv: Arc<Kv>) -> ClusterSchema {
+        ClusterSchema { kv }
+    }
+}
+
+impl fmt::Debug for ClusterSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterSchema")
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for ClusterSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let batch = match name {
+            "nodes" => nodes_batch(&self.kv),
+            "ranges" => ranges_batch(&self.kv, None),
+            _ => return Ok(None),
+        }
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}
+
+fn kv_error(e: shoal_kv::KvError) -> SqlError {
+    SqlError::from(e)
+}
+
+fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| SqlError::Internal(e.to_string()))
+}
+
+/// The rows of `shoal_internal.nodes`.
+pub fn nodes_batch(kv: &Kv) -> Result<RecordBatch> {
+    let nodes = kv.node_status().map_err(kv_error)?;
+    let int = |f: fn(&shoal_kv::NodeStatus) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            nodes
+                .iter()
+                .map(|n| i64::try_from(f(n)).unwrap_or(i64::MAX)),
+        ))
+    };
+    batch(
+        vec![
+            Field::new("node_id", DataType::Int64, false),
+            Field::new("address", DataType::Utf8, false),
+            Field::new("is_live", DataType::Boolean, false),
+            Field::new("replicas", DataType::Int64, false),
+            Field::new("leases", DataType::Int64, false),
+        ],
+        vec![
+            int(|n| n.node_id),
+            Arc::new(StringArray::from_iter_values(
+                nodes.iter().map(|n| n.address.as_str()),
+            )),
+            Arc::new(BooleanArray::from_iter(nodes.iter().map(|n| Some(n.live)))),
+            int(|n| n.replicas),
+            int(|n| n.leases),
+        ],
+    )
+}
+
+/// The schema of `SHOW RANGES` and `shoal_internal.ranges`.
+pub fn ranges_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("range_id", DataType::Int64, false),
+        Field::new("start_key", DataType::Utf8, false),
+        Field::new("end_key", DataType::Utf8, false),
+        Field::new("replicas", DataType::Utf8, false),
+        Field::new("lease_holder", DataType::Int64, true),
+        Field::new("range_size_bytes", DataType::Int64, false),
+    ]))
+}
+
+/// The ranges overlapping the user-key span `[start, end)` (all ranges for
+/// `None`), one row each.
+pub fn ranges_batch(kv: &Kv, span: Option<(&[u8], &[u8])>) -> Result<RecordBatch> {
+    let ranges: Vec<RangeStatus> = kv
+        .range_status()
+        .map_err(kv_error)?
+        .into_iter()
+        .filter(|r| {
+            span.is_none_or(|(start, end)| {
+                r.start_key.as_slice() < end && r.end_key.as_deref().is_none_or(|e| e > start)
+            })
+        })
+        .collect();
+    let key = |k: &[u8], edge: &str| {
+        if k.is_empty() {
+            edge.to_string()
+        } else {
+            shoal_kv::error::printable_key(k)
+        }
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            ranges
+                .iter()
+                .map(|r| i64::try_from(r.range_id).unwrap_or(i64::MAX)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            ranges.iter().map(|r| key(&r.start_key, "/Min")),
+        )),
+        Arc::new(StringArray::from_iter_values(ranges.iter().map(|r| {
+            r.end_key
+                .as_deref()
+                .map_or_else(|| "/Max".to_string(), |e| key(e, "/Min"))
+        }))),
+        Arc::new(StringArray::from_iter_values(ranges.iter().map(|r| {
+            let ids: Vec<String> = r.replicas.iter().map(u64::to_string).collect();
+            format!("{{{}}}", ids.join(","))
+        }))),
+        Arc::new(Int64Array::from_iter(ranges.iter().map(|r| {
+            r.lease_holder.map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+        }))),
+        Arc::new(Int64Array::from_iter_values(
+            ranges
+                .iter()
+                .map(|r| i64::try_from(r.size_bytes).unwrap_or(i64::MAX)),
+        )),
+    ];
+    RecordBatch::try_new(ranges_schema(), columns).map_err(|e| SqlError::Internal(e.to_string()))
+}
