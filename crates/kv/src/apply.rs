@@ -17,6 +17,7 @@
 //!   (stored under `GC_THRESHOLD_KEY`).
 //! * **RegisterNode** — adds a node to the registry (`registry.rs`).
 //! * **Heartbeat** — renews a node's liveness (`liveness.rs`).
+//! * **SetSetting** — stores a cluster setting (`settings.rs`).
 //!
 //! # What readers may rely on ([`Published`])
 //!
@@ -225,6 +226,10 @@ impl StateMachine for KvStateMachine {
                 node_id,
                 expiration,
             } => crate::liveness::heartbeat(engine, node_id, expiration, batch).map(Reply::Alive),
+            Command::SetSetting { name, value } => {
+                crate::settings::put(&name, &value, batch);
+                Ok(Reply::SettingStored)
+            }
         };
         match reply {
             Ok(reply) => Ok(reply.encode()),

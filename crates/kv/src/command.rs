@@ -15,11 +15,12 @@
 //!
 //! RegisterNode: 3 | node_id u64 (0: allocate) | addr field
 //! Heartbeat:    4 | node_id u64 | expiration u64
+//! Setting:      5 | name field | value field
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
 //! `3 | removed u64` (collected), `4 | gc_threshold` (snapshot too old),
-//! `5 | node_id` (registered), `6 | expiration` (alive until).
+//! `5 | node_id` (registered), `6 | expiration` (alive until), `7` (setting stored).
 
 use shoal_replication::ReplicationError;
 
@@ -69,6 +70,14 @@ pub enum Command {
         /// Until when.
         expiration: u64,
     },
+    /// Set cluster setting `name` to `value` (validated and normalized by
+    /// the proposer; see `settings.rs`).
+    SetSetting {
+        /// The setting.
+        name: String,
+        /// Its new value.
+        value: String,
+    },
 }
 
 /// What applying a [`Command`] produced.
@@ -86,12 +95,15 @@ pub enum Reply {
     Registered(u64),
     /// The node's liveness expiration now.
     Alive(u64),
+    /// The cluster setting was stored.
+    SettingStored,
 }
 
 const COMMIT: u8 = 1;
 const GC: u8 = 2;
 const REGISTER_NODE: u8 = 3;
 const HEARTBEAT: u8 = 4;
+const SET_SETTING: u8 = 5;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -99,6 +111,7 @@ const COLLECTED: u8 = 3;
 const TOO_OLD: u8 = 4;
 const REGISTERED: u8 = 5;
 const ALIVE: u8 = 6;
+const SETTING_STORED: u8 = 7;
 
 fn put_field(out: &mut Vec<u8>, field: &[u8]) {
     // Keys and values are bounded far below 4 GiB by the SQL layer.
@@ -201,6 +214,11 @@ impl Command {
                 out.extend_from_slice(&node_id.to_be_bytes());
                 out.extend_from_slice(&expiration.to_be_bytes());
             }
+            Command::SetSetting { name, value } => {
+                out.push(SET_SETTING);
+                put_field(&mut out, name.as_bytes());
+                put_field(&mut out, value.as_bytes());
+            }
         }
         out
     }
@@ -249,6 +267,14 @@ impl Command {
                 node_id: r.u64()?,
                 expiration: r.u64()?,
             },
+            SET_SETTING => {
+                let text =
+                    |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| corrupt("setting"));
+                Command::SetSetting {
+                    name: text(r.field()?)?,
+                    value: text(r.field()?)?,
+                }
+            }
             _ => return Err(corrupt("unknown command")),
         };
         r.finish()?;
@@ -285,6 +311,7 @@ impl Reply {
                 out.push(ALIVE);
                 out.extend_from_slice(&expiration.to_be_bytes());
             }
+            Reply::SettingStored => out.push(SETTING_STORED),
         }
         out
     }
@@ -299,6 +326,7 @@ impl Reply {
             TOO_OLD => Reply::TooOld(r.u64()?),
             REGISTERED => Reply::Registered(r.u64()?),
             ALIVE => Reply::Alive(r.u64()?),
+            SETTING_STORED => Reply::SettingStored,
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -333,6 +361,10 @@ mod tests {
                 node_id: 3,
                 expiration: 1 << 50,
             },
+            Command::SetSetting {
+                name: "server.time_until_store_dead".to_string(),
+                value: "15s".to_string(),
+            },
         ];
         for command in commands {
             let bytes = command.encode();
@@ -346,6 +378,7 @@ mod tests {
             Reply::TooOld(2),
             Reply::Registered(4),
             Reply::Alive(9),
+            Reply::SettingStored,
         ] {
             assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         }

@@ -75,11 +75,12 @@ impl Kv {
                 })
             }
             Reply::TooOld(threshold) => Err(KvError::SnapshotTooOld { read_ts, threshold }),
-            other @ (Reply::Collected(_) | Reply::Registered(_) | Reply::Alive(_)) => {
-                Err(KvError::Replication(ReplicationError::Corrupt(format!(
-                    "a commit was answered with {other:?}"
-                ))))
-            }
+            other @ (Reply::Collected(_)
+            | Reply::Registered(_)
+            | Reply::Alive(_)
+            | Reply::SettingStored) => Err(KvError::Replication(ReplicationError::Corrupt(
+                format!("a commit was answered with {other:?}"),
+            ))),
         }
     }
 }

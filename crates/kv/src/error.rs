@@ -45,6 +45,12 @@ pub enum KvError {
     Ambiguous(String),
     #[error(transparent)]
     Replication(ReplicationError),
+    /// No cluster setting has this name.
+    #[error("unrecognized cluster setting \"{0}\"")]
+    UnknownSetting(String),
+    /// The value does not fit the cluster setting.
+    #[error("invalid value for cluster setting {0}")]
+    InvalidSetting(String),
 }
 
 impl From<ReplicationError> for KvError {

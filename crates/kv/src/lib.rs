@@ -48,6 +48,7 @@ mod gc;
 pub mod liveness;
 pub mod mvcc;
 pub mod registry;
+pub mod settings;
 mod status;
 mod store;
 mod txn;

@@ -19,6 +19,7 @@ use shoal_placement::RangeDescriptor;
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result};
 use crate::liveness::{self, LIVENESS_TTL};
+use crate::settings;
 use crate::store::Kv;
 
 /// One range, as [`Kv::range_status`] reports it.
@@ -57,13 +58,14 @@ pub struct NodeStatus {
 }
 
 impl Kv {
-    /// Renews this node's liveness (see `liveness.rs`); returns the new
-    /// expiration. Waits at most `timeout`.
-    pub fn heartbeat(&self, timeout: Duration) -> Result<u64> {
+    /// Renews the liveness of `node` (this node, or one without a replica
+    /// of the first range that asked it to; see `liveness.rs`); returns the
+    /// new expiration. Waits at most `timeout`.
+    pub fn heartbeat(&self, node: u64, timeout: Duration) -> Result<u64> {
         let range = self.directory.ranges()[0].range_id;
         let ttl = u64::try_from(LIVENESS_TTL.as_micros()).unwrap_or(u64::MAX);
         let command = Command::Heartbeat {
-            node_id: self.raft.node_id(),
+            node_id: node,
             expiration: self.clock.wall_now().saturating_add(ttl),
         };
         // Idempotent: applying the same expiration twice changes nothing.
@@ -111,6 +113,54 @@ impl Kv {
             });
         }
         Ok(out)
+    }
+
+    /// The registered nodes that are live, and those dead for longer than
+    /// `server.time_until_store_dead` (their replicas are to be rebuilt
+    /// elsewhere). A node in neither list is suspect: not heartbeating, but
+    /// maybe coming back.
+    pub fn node_verdicts(&self) -> Result<(Vec<u64>, Vec<u64>)> {
+        let grace = settings::get_duration(self.engine.as_ref(), settings::TIME_UNTIL_STORE_DEAD)?;
+        let grace = u64::try_from(grace.as_micros()).unwrap_or(u64::MAX);
+        let expirations = liveness::expirations(self.engine.as_ref())?;
+        let now = self.clock.wall_now();
+        let (mut live, mut dead) = (Vec::new(), Vec::new());
+        for (node, _) in self.nodes()? {
+            match expirations.get(&node) {
+                Some(&e) if e > now => live.push(node),
+                Some(&e) if now.saturating_sub(e) > grace => dead.push(node),
+                _ => {}
+            }
+        }
+        Ok((live, dead))
+    }
+
+    /// Sets cluster setting `name` (checked and normalized first; see
+    /// `settings.rs`) for every node; returns the stored value.
+    pub fn set_cluster_setting(&self, name: &str, value: &str) -> Result<String> {
+        let value = settings::normalize(name, value)?;
+        let range = self.directory.ranges()[0].range_id;
+        let command = Command::SetSetting {
+            name: name.to_string(),
+            value: value.clone(),
+        };
+        // Idempotent: storing the same value twice changes nothing.
+        let reply = self
+            .raft
+            .propose_idempotent(range, command.encode(), self.timeout)?;
+        match Reply::decode(&reply)? {
+            Reply::SettingStored => Ok(value),
+            other => Err(KvError::Replication(
+                shoal_replication::ReplicationError::Corrupt(format!(
+                    "a cluster setting was answered with {other:?}"
+                )),
+            )),
+        }
+    }
+
+    /// The value of cluster setting `name` as this node's replica has it.
+    pub fn cluster_setting(&self, name: &str) -> Result<String> {
+        settings::get(self.engine.as_ref(), name)
     }
 
     /// Every registered node, by id.

@@ -1,23 +1,31 @@
-//! Up-replication: how a range's leader brings its replica count to the
-//! target, one safe step at a time.
+//! Up-replication and repair: how a range's leader brings its live replica
+//! count to the target, one safe step at a time.
 //!
 //! [`plan`] is a pure function of what the leader knows — the membership,
-//! each replica's matched index, the commit index, the nodes that could
-//! hold a replica — so its policy is unit-tested without a cluster. The
-//! node calls it periodically on ranges it leads and proposes the change it
-//! returns.
+//! each replica's matched index, the commit index, the live nodes that
+//! could hold a replica, the nodes dead long enough to give up on — so its
+//! policy is unit-tested without a cluster. The node calls it periodically
+//! on ranges it leads and proposes the change it returns.
 //!
 //! Policy, in order:
 //!
-//! 1. A learner that has caught up (matched the commit index) is promoted
-//!    to voter — while voters are below the target.
-//! 2. Otherwise, if the range has fewer replicas than the target, one
-//!    candidate node without a replica is added as a **learner**: it
-//!    receives a snapshot and the log without counting towards the quorum,
-//!    so adding it never makes the range unavailable, however long the
-//!    snapshot takes.
-//! 3. Otherwise nothing. One change at a time: each change is a simple
-//!    (single-step) membership change, safe by Raft's one-at-a-time rule.
+//! 1. Nothing while the range is in a joint configuration (raft-rs leaves
+//!    it on its own).
+//! 2. A learner that has caught up (matched the commit index) becomes a
+//!    voter: in place of a dead voter if there is one — one joint change
+//!    that adds it and removes the dead one, so the voter count never
+//!    drops — or simply promoted while voters are below the target.
+//! 3. A learner on a dead node is removed (it would block rule 4).
+//! 4. If the range has fewer live replicas than the target and no learner
+//!    in flight, one live node without a replica is added as a **learner**:
+//!    it receives a snapshot and the log without counting towards the
+//!    quorum, so adding it never makes the range unavailable, however long
+//!    the snapshot takes.
+//! 5. Otherwise nothing. One change at a time.
+//!
+//! A node that merely stopped heartbeating is neither a candidate nor dead:
+//! it may come back, and moving its replicas costs a snapshot each. It is
+//! only replaced once dead for `server.time_until_store_dead`.
 
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState};
 
@@ -34,25 +42,47 @@ pub struct RangeView {
     pub commit: u64,
 }
 
-/// The next membership change for a range, if any. See the module docs.
-pub fn plan(view: &RangeView, candidates: &[NodeId], target: usize) -> Option<ConfChangeV2> {
-    let voters = &view.conf_state.voters;
-    let learners = &view.conf_state.learners;
-    if voters.len() < target {
-        let caught_up = learners.iter().copied().find(|learner| {
-            view.matched
+/// The next membership change for a range, if any. `candidates` are the
+/// live nodes, `dead` the nodes given up on. See the module docs.
+pub fn plan(
+    view: &RangeView,
+    candidates: &[NodeId],
+    dead: &[NodeId],
+    target: usize,
+) -> Option<ConfChangeV2> {
+    let cs = &view.conf_state;
+    if !cs.voters_outgoing.is_empty() || !cs.learners_next.is_empty() {
+        return None;
+    }
+    let (voters, learners) = (&cs.voters, &cs.learners);
+    let caught_up = learners.iter().copied().find(|learner| {
+        !dead.contains(learner)
+            && view
+                .matched
                 .iter()
                 .any(|&(id, matched)| id == *learner && matched >= view.commit)
-        });
-        if let Some(learner) = caught_up {
+    });
+    if let Some(learner) = caught_up {
+        if let Some(&gone) = voters.iter().find(|v| dead.contains(v)) {
+            let mut change = single(ConfChangeType::AddNode, learner);
+            change
+                .mut_changes()
+                .extend(single(ConfChangeType::RemoveNode, gone).take_changes());
+            return Some(change);
+        }
+        if voters.len() < target {
             return Some(single(ConfChangeType::AddNode, learner));
         }
     }
-    if voters.len() + learners.len() < target && learners.is_empty() {
+    if let Some(&gone) = learners.iter().find(|l| dead.contains(l)) {
+        return Some(single(ConfChangeType::RemoveNode, gone));
+    }
+    let live_voters = voters.iter().filter(|v| !dead.contains(v)).count();
+    if live_voters + learners.len() < target && learners.is_empty() {
         let newcomer = candidates
             .iter()
             .copied()
-            .find(|n| !voters.contains(n) && !learners.contains(n));
+            .find(|n| !voters.contains(n) && !learners.contains(n) && !dead.contains(n));
         if let Some(node) = newcomer {
             return Some(single(ConfChangeType::AddLearnerNode, node));
         }
@@ -98,21 +128,53 @@ mod tests {
     fn grows_through_learners_to_the_target() {
         // Alone: add a learner.
         let v = view(&[1], &[], &[(1, 10)], 10);
-        assert_eq!(describe(plan(&v, &[1, 2, 3], 3)), "AddLearnerNode 2");
+        assert_eq!(describe(plan(&v, &[1, 2, 3], &[], 3)), "AddLearnerNode 2");
         // Learner still behind: wait (no second learner).
         let v = view(&[1], &[2], &[(1, 10), (2, 4)], 10);
-        assert_eq!(describe(plan(&v, &[1, 2, 3], 3)), "none");
+        assert_eq!(describe(plan(&v, &[1, 2, 3], &[], 3)), "none");
         // Caught up: promote.
         let v = view(&[1], &[2], &[(1, 10), (2, 10)], 10);
-        assert_eq!(describe(plan(&v, &[1, 2, 3], 3)), "AddNode 2");
+        assert_eq!(describe(plan(&v, &[1, 2, 3], &[], 3)), "AddNode 2");
         // Two voters: next learner.
         let v = view(&[1, 2], &[], &[(1, 12), (2, 12)], 12);
-        assert_eq!(describe(plan(&v, &[1, 2, 3], 3)), "AddLearnerNode 3");
+        assert_eq!(describe(plan(&v, &[1, 2, 3], &[], 3)), "AddLearnerNode 3");
         // At the target: nothing, even with spare nodes.
         let v = view(&[1, 2, 3], &[], &[], 12);
-        assert_eq!(describe(plan(&v, &[1, 2, 3, 4], 3)), "none");
+        assert_eq!(describe(plan(&v, &[1, 2, 3, 4], &[], 3)), "none");
         // No candidate: nothing.
         let v = view(&[1], &[], &[], 1);
-        assert_eq!(describe(plan(&v, &[1], 3)), "none");
+        assert_eq!(describe(plan(&v, &[1], &[], 3)), "none");
+    }
+
+    #[test]
+    fn replaces_a_dead_voter_through_a_learner() {
+        // Node 3 is dead; node 4 is live and holds nothing: add it as a
+        // learner (node 3 is not a candidate).
+        let v = view(&[1, 2, 3], &[], &[(1, 20), (2, 20), (3, 5)], 20);
+        assert_eq!(describe(plan(&v, &[1, 2, 4], &[3], 3)), "AddLearnerNode 4");
+        // Learner behind: wait.
+        let v = view(&[1, 2, 3], &[4], &[(1, 20), (2, 20), (4, 9)], 20);
+        assert_eq!(describe(plan(&v, &[1, 2, 4], &[3], 3)), "none");
+        // Caught up: swap it in for the dead voter in one joint change.
+        let v = view(&[1, 2, 3], &[4], &[(1, 20), (2, 20), (4, 20)], 20);
+        assert_eq!(
+            describe(plan(&v, &[1, 2, 4], &[3], 3)),
+            "AddNode 4, RemoveNode 3"
+        );
+        // In the joint configuration: wait for raft-rs to leave it.
+        let mut v = view(&[1, 2, 4], &[], &[], 20);
+        v.conf_state.voters_outgoing = vec![1, 2, 3];
+        assert_eq!(describe(plan(&v, &[1, 2, 4], &[3], 3)), "none");
+        // No live spare: keep the dead voter (removing it would leave two
+        // voters, which tolerate no failure at all).
+        let v = view(&[1, 2, 3], &[], &[(1, 20), (2, 20)], 20);
+        assert_eq!(describe(plan(&v, &[1, 2], &[3], 3)), "none");
+        // A dead learner is removed so another can be added.
+        let v = view(&[1, 2], &[3], &[(1, 20), (2, 20)], 20);
+        assert_eq!(describe(plan(&v, &[1, 2, 4], &[3], 3)), "RemoveNode 3");
+        // A node that is merely not live (not a candidate, not dead) is
+        // left alone.
+        let v = view(&[1, 2, 3], &[], &[(1, 20), (2, 20)], 20);
+        assert_eq!(describe(plan(&v, &[1, 2, 4], &[], 3)), "none");
     }
 }

@@ -21,6 +21,9 @@
 //!   the address in the replicated node registry (allocating the next node
 //!   id; the same address keeps its id, so a retried join is harmless) and
 //!   answers with the cluster id, the new id and the registry.
+//! * `Heartbeat { node_id }`: sent by a node that holds no replica of the
+//!   first range (so cannot propose) to a member, which renews the
+//!   sender's liveness for it.
 //! * `NodeStatus`: sent by `shoal node status --host ADDR`. A member
 //!   answers with every registered node as it sees them (address, liveness,
 //!   replica and lease counts).
@@ -109,6 +112,11 @@ pub enum ControlRequest {
         /// The joining node's node-to-node address.
         addr: String,
     },
+    /// Renew the liveness of `node_id` (which cannot propose itself).
+    Heartbeat {
+        /// The node.
+        node_id: u64,
+    },
     /// List the cluster's nodes.
     NodeStatus,
 }
@@ -145,6 +153,8 @@ pub enum ControlResponse {
         /// Every registered node and its address.
         nodes: Vec<(u64, String)>,
     },
+    /// The node's liveness was renewed.
+    Alive,
     /// The cluster's nodes.
     Nodes {
         /// One row per registered node, by id.
@@ -370,6 +380,19 @@ impl NodeControl {
                     },
                     Ok(Err(e)) => refused(format!("cannot register the node: {e}")),
                     Err(e) => refused(format!("cannot register the node: {e}")),
+                }
+            }
+            ControlRequest::Heartbeat { node_id } => {
+                let Some(kv) = self.kv.read().clone() else {
+                    return refused("this node is not part of an initialized cluster yet".into());
+                };
+                let timeout = shoal_kv::liveness::HEARTBEAT_INTERVAL;
+                match tokio::task::spawn_blocking(move || kv.heartbeat(node_id, timeout)).await {
+                    Ok(Ok(_)) => ControlResponse::Alive,
+                    Ok(Err(e)) => {
+                        refused(format!("cannot renew the liveness of node {node_id}: {e}"))
+                    }
+                    Err(e) => refused(format!("cannot renew the liveness of node {node_id}: {e}")),
                 }
             }
             ControlRequest::NodeStatus => {

@@ -181,16 +181,11 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
         tokio::time::sleep(Duration::from_millis(500)).await;
         let heartbeat_due =
             last_heartbeat.is_none_or(|t| t.elapsed() >= shoal_kv::liveness::HEARTBEAT_INTERVAL);
-        if heartbeat_due && kv.raft().leader(FIRST_RANGE).is_some() {
+        if heartbeat_due {
             last_heartbeat = Some(std::time::Instant::now());
-            let kv = kv.clone();
             // On its own task: a heartbeat waiting for a quorum must not
             // hold up the rest of the loop.
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = kv.heartbeat(shoal_kv::liveness::HEARTBEAT_INTERVAL) {
-                    tracing::debug!(error = %e, "liveness heartbeat failed");
-                }
-            });
+            tokio::spawn(heartbeat(kv.clone(), control.clone(), me));
         }
         let kv = kv.clone();
         let control = control.clone();
@@ -206,8 +201,10 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             }
             let view = raft.inspect(|driver| driver.range_view(FIRST_RANGE))?;
             if let Some(view) = view {
-                let candidates: Vec<u64> = nodes.iter().map(|(id, _)| *id).collect();
-                if let Some(change) = replicate_queue::plan(&view, &candidates, REPLICATION_FACTOR)
+                // Live nodes may receive replicas; nodes dead for longer
+                // than server.time_until_store_dead have theirs replaced.
+                let (live, dead) = kv.node_verdicts()?;
+                if let Some(change) = replicate_queue::plan(&view, &live, &dead, REPLICATION_FACTOR)
                 {
                     tracing::info!(range = FIRST_RANGE, ?change, "changing replicas");
                     raft.change_membership(FIRST_RANGE, change, Duration::from_secs(10))?;
@@ -220,6 +217,38 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "maintenance round failed"),
             Err(e) => tracing::warn!(error = %e, "maintenance round panicked"),
+        }
+    }
+}
+
+/// Renews this node's liveness: through its own replica of the first range
+/// when it has one that knows a leader, else by asking another node to
+/// propose it (a node without a replica cannot).
+async fn heartbeat(kv: Arc<Kv>, control: Arc<NodeControl>, me: u64) {
+    use crate::cluster::{ControlRequest, ControlResponse, call};
+    let timeout = shoal_kv::liveness::HEARTBEAT_INTERVAL;
+    let has_replica = kv.raft().leader(FIRST_RANGE).is_some();
+    if has_replica {
+        let local = tokio::task::spawn_blocking(move || kv.heartbeat(me, timeout)).await;
+        if let Ok(Err(e)) = local {
+            tracing::debug!(error = %e, "liveness heartbeat failed");
+        }
+        return;
+    }
+    let peers: Vec<SocketAddr> = control
+        .addresses
+        .read()
+        .iter()
+        .filter(|&(&id, _)| id != me)
+        .map(|(_, &addr)| addr)
+        .collect();
+    for addr in peers {
+        let request = ControlRequest::Heartbeat { node_id: me };
+        match tokio::time::timeout(timeout, call(addr, &request)).await {
+            Ok(Ok(ControlResponse::Alive)) => return,
+            Ok(Ok(other)) => tracing::debug!(%addr, ?other, "liveness heartbeat refused"),
+            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "liveness heartbeat failed"),
+            Err(_) => tracing::debug!(%addr, "liveness heartbeat timed out"),
         }
     }
 }

@@ -197,6 +197,8 @@ impl From<KvError> for SqlError {
             KvError::TxnFinished => SqlError::NoActiveTransaction(e.to_string()),
             KvError::SnapshotTooOld { .. } => SqlError::SnapshotTooOld(e.to_string()),
             KvError::Unavailable(_) => SqlError::RangeUnavailable(e.to_string()),
+            KvError::UnknownSetting(_) => SqlError::UndefinedObject(e.to_string()),
+            KvError::InvalidSetting(_) => SqlError::InvalidParameter(e.to_string()),
             KvError::Ambiguous(_) => SqlError::CompletionUnknown(format!(
                 "{e}; the transaction may or may not have committed"
             )),

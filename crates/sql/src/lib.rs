@@ -32,6 +32,7 @@
 //!   by the front end.
 
 pub mod catalog;
+pub mod cluster_settings;
 pub mod cluster_views;
 pub mod compat;
 pub mod ddl;

@@ -215,8 +215,11 @@ impl Session {
 
     /// Splits SQL text into statements (PostgreSQL dialect).
     pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-        Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .map_err(|e| SqlError::Syntax(syntax_message(&e.to_string())))
+        Parser::parse_sql(
+            &PostgreSqlDialect {},
+            &crate::cluster_settings::rewrite_sql(sql),
+        )
+        .map_err(|e| SqlError::Syntax(syntax_message(&e.to_string())))
     }
 
     /// Describes a statement for the extended protocol without running it.
@@ -258,6 +261,11 @@ impl Session {
             }
             Statement::ShowVariable { variable } if show_ranges_target(variable).is_some() => {
                 Prepared::new(Vec::new(), Some(crate::cluster_views::ranges_schema()))
+            }
+            Statement::ShowVariable { variable }
+                if let Some(name) = crate::cluster_settings::show_target(variable) =>
+            {
+                Prepared::new(Vec::new(), Some(show_schema(&name)))
             }
             Statement::ShowVariable { variable } => {
                 Prepared::new(Vec::new(), Some(show_schema(&self.show_name(variable))))
@@ -408,10 +416,25 @@ impl Session {
                 *cascade,
             ),
             Statement::Set(set) => self.set(set),
-            Statement::ShowVariable { variable } => match show_ranges_target(variable) {
-                Some(target) => self.show_ranges(txn, target),
-                None => self.show(variable),
-            },
+            Statement::ShowVariable { variable } => {
+                if let Some(target) = show_ranges_target(variable) {
+                    self.show_ranges(txn, target)
+                } else if let Some(name) = crate::cluster_settings::show_target(variable) {
+                    let value = self.db.kv.cluster_setting(&name)?;
+                    let schema = show_schema(&name);
+                    let batch = RecordBatch::try_new(
+                        schema.clone(),
+                        vec![Arc::new(StringArray::from(vec![value]))],
+                    )
+                    .map_err(|e| SqlError::Internal(e.to_string()))?;
+                    Ok(Output::Rows {
+                        schema,
+                        batches: vec![batch],
+                    })
+                } else {
+                    self.show(variable)
+                }
+            }
             Statement::Truncate(_) => Err(SqlError::NotSupported("TRUNCATE".into())),
             other => Err(SqlError::NotSupported(format!(
                 "statement {}",
@@ -508,6 +531,13 @@ impl Session {
 
     fn set(&mut self, set: &ast::Set) -> Result<Output> {
         match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } if let Some(setting) = crate::cluster_settings::setting_name(variable) => {
+                let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
+                self.db.kv.set_cluster_setting(&setting, &value)?;
+                return Ok(Output::command("SET CLUSTER SETTING"));
+            }
             ast::Set::SingleAssignment {
                 variable, values, ..
             } => {

@@ -1,0 +1,153 @@
+//! Repair: a node dead for longer than `server.time_until_store_dead` has
+//! its replica rebuilt on a live node, so the range is back at three live
+//! replicas, with every row, without anyone stepping in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use shoal_tests::cluster::TestCluster;
+use tokio_postgres::Client;
+
+/// Polls `check` every 250 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The replicas and lease holder of the only range, as `client`'s node sees
+/// them.
+async fn range(client: &Client) -> (BTreeSet<i64>, Option<i64>) {
+    let row = client
+        .query_one(
+            "SELECT replicas, lease_holder FROM shoal_internal.ranges",
+            &[],
+        )
+        .await
+        .unwrap();
+    let replicas: String = row.get(0);
+    let ids = replicas
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (ids, row.get(1))
+}
+
+/// Node id → (address, is_live).
+async fn nodes(client: &Client) -> BTreeMap<i64, (String, bool)> {
+    client
+        .query(
+            "SELECT node_id, address, is_live FROM shoal_internal.nodes",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+async fn count(client: &Client) -> Option<i64> {
+    client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .ok()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_nodes_replica_is_rebuilt_on_a_live_node() {
+    let mut cluster = TestCluster::start(4, &[]).await;
+    // The first node initialized the cluster: it holds a replica.
+    let first = cluster.nodes[0].connect().await;
+    first
+        .batch_execute("SET CLUSTER SETTING server.time_until_store_dead = '15s'")
+        .await
+        .unwrap();
+    let shown = first
+        .query_one("SHOW CLUSTER SETTING server.time_until_store_dead", &[])
+        .await
+        .unwrap();
+    assert_eq!(shown.get::<_, String>(0), "15s");
+    let err = first
+        .batch_execute("SET CLUSTER SETTING server.time_until_store_dead = '1s'")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE)
+    );
+    first
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT n, 'row ' || n FROM generate_series(1, 200) AS g(n);",
+        )
+        .await
+        .unwrap();
+
+    // All four nodes are live — the spare one heartbeats through a member.
+    eventually(Duration::from_secs(30), "four live nodes", || async {
+        nodes(&first).await.values().filter(|n| n.1).count() == 4
+    })
+    .await;
+    let by_id = nodes(&first).await;
+    let addresses: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.listen_addr.to_string())
+        .collect();
+    let index_of = |id: i64| addresses.iter().position(|a| *a == by_id[&id].0).unwrap();
+    let (replicas, leader) = range(&first).await;
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    let spare = *by_id.keys().find(|id| !replicas.contains(id)).unwrap();
+    let victim = *replicas
+        .iter()
+        .find(|&&id| Some(id) != leader && index_of(id) != 0)
+        .unwrap();
+    cluster.nodes[index_of(victim)].kill9();
+
+    // Dead after 9 s (liveness) + 15 s (the setting); then the spare is
+    // added as a learner, caught up by snapshot and swapped in.
+    let expected: BTreeSet<i64> = replicas
+        .iter()
+        .copied()
+        .filter(|&id| id != victim)
+        .chain([spare])
+        .collect();
+    eventually(
+        Duration::from_secs(120),
+        "the replica rebuilt on the spare",
+        || async { range(&first).await.0 == expected },
+    )
+    .await;
+    assert!(!nodes(&first).await[&victim].1, "the victim is not dead");
+
+    // The new replica serves every row, and later writes.
+    let spare_client = cluster.nodes[index_of(spare)].connect().await;
+    eventually(
+        Duration::from_secs(30),
+        "the spare serving the table",
+        || async { count(&spare_client).await == Some(200) },
+    )
+    .await;
+    first
+        .batch_execute("INSERT INTO t VALUES (201, 'after repair')")
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the spare seeing a new row",
+        || async { count(&spare_client).await == Some(201) },
+    )
+    .await;
+}
