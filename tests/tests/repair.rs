@@ -151,3 +151,90 @@ async fn a_dead_nodes_replica_is_rebuilt_on_a_live_node() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decommissioned_node_hands_over_its_replica_and_lease() {
+    let mut cluster = TestCluster::start(4, &[]).await;
+    let first = cluster.nodes[0].connect().await;
+    first
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT n, 'row ' || n FROM generate_series(1, 100) AS g(n);",
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "four live nodes", || async {
+        nodes(&first).await.values().filter(|n| n.1).count() == 4
+    })
+    .await;
+    let by_id = nodes(&first).await;
+    let addresses: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.listen_addr.to_string())
+        .collect();
+    let index_of = |id: i64| addresses.iter().position(|a| *a == by_id[&id].0).unwrap();
+    let (replicas, leader) = range(&first).await;
+    // Drain the leader: its lease must move before its replica can.
+    let victim = leader.expect("a leader");
+    let spare = *by_id.keys().find(|id| !replicas.contains(id)).unwrap();
+    let observer = *replicas.iter().find(|&&id| id != victim).unwrap();
+    let client = cluster.nodes[index_of(observer)].connect().await;
+
+    let output = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(["node", "decommission", &victim.to_string(), "--host"])
+        .arg(&addresses[index_of(observer)])
+        .args(["--wait", "120"])
+        .env("SHOAL_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("decommissioned"), "{stdout}");
+
+    let (now, holder) = range(&client).await;
+    let expected: BTreeSet<i64> = replicas
+        .iter()
+        .copied()
+        .filter(|&id| id != victim)
+        .chain([spare])
+        .collect();
+    assert_eq!(now, expected);
+    assert_ne!(holder, Some(victim));
+    let membership: String = client
+        .query_one(
+            "SELECT membership FROM shoal_internal.nodes WHERE node_id = $1",
+            &[&victim],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(membership, "decommissioned");
+
+    // Stopping it now costs nothing: writes go on, every row is there.
+    cluster.nodes[index_of(victim)].kill9();
+    client
+        .batch_execute("INSERT INTO t VALUES (101, 'after decommission')")
+        .await
+        .unwrap();
+    assert_eq!(count(&client).await, Some(101));
+    let spare_client = cluster.nodes[index_of(spare)].connect().await;
+    eventually(
+        Duration::from_secs(30),
+        "the spare serving every row",
+        || async { count(&spare_client).await == Some(101) },
+    )
+    .await;
+    // An unknown node cannot be decommissioned.
+    let output = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(["node", "decommission", "99", "--host"])
+        .arg(&addresses[index_of(observer)])
+        .env("SHOAL_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("not a member"),
+        "{output:?}"
+    );
+}

@@ -18,6 +18,7 @@
 //! * **RegisterNode** — adds a node to the registry (`registry.rs`).
 //! * **Heartbeat** — renews a node's liveness (`liveness.rs`).
 //! * **SetSetting** — stores a cluster setting (`settings.rs`).
+//! * **Decommission** — marks a node to be drained (`registry.rs`).
 //!
 //! # What readers may rely on ([`Published`])
 //!
@@ -229,6 +230,10 @@ impl StateMachine for KvStateMachine {
             Command::SetSetting { name, value } => {
                 crate::settings::put(&name, &value, batch);
                 Ok(Reply::SettingStored)
+            }
+            Command::Decommission { node_id } => {
+                crate::registry::mark_decommissioning(batch, node_id);
+                Ok(Reply::NodeMarked)
             }
         };
         match reply {

@@ -16,11 +16,12 @@
 //! RegisterNode: 3 | node_id u64 (0: allocate) | addr field
 //! Heartbeat:    4 | node_id u64 | expiration u64
 //! Setting:      5 | name field | value field
+//! Decommission: 6 | node_id u64
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
 //! `3 | removed u64` (collected), `4 | gc_threshold` (snapshot too old),
-//! `5 | node_id` (registered), `6 | expiration` (alive until), `7` (setting stored).
+//! `5 | node_id` (registered), `6 | expiration` (alive until), `7` (setting stored), `8` (node marked).
 
 use shoal_replication::ReplicationError;
 
@@ -78,6 +79,11 @@ pub enum Command {
         /// Its new value.
         value: String,
     },
+    /// Mark node `node_id` as being decommissioned (see `registry.rs`).
+    Decommission {
+        /// The node.
+        node_id: u64,
+    },
 }
 
 /// What applying a [`Command`] produced.
@@ -97,6 +103,8 @@ pub enum Reply {
     Alive(u64),
     /// The cluster setting was stored.
     SettingStored,
+    /// The node was marked.
+    NodeMarked,
 }
 
 const COMMIT: u8 = 1;
@@ -104,6 +112,7 @@ const GC: u8 = 2;
 const REGISTER_NODE: u8 = 3;
 const HEARTBEAT: u8 = 4;
 const SET_SETTING: u8 = 5;
+const DECOMMISSION: u8 = 6;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -112,6 +121,7 @@ const TOO_OLD: u8 = 4;
 const REGISTERED: u8 = 5;
 const ALIVE: u8 = 6;
 const SETTING_STORED: u8 = 7;
+const NODE_MARKED: u8 = 8;
 
 fn put_field(out: &mut Vec<u8>, field: &[u8]) {
     // Keys and values are bounded far below 4 GiB by the SQL layer.
@@ -219,6 +229,10 @@ impl Command {
                 put_field(&mut out, name.as_bytes());
                 put_field(&mut out, value.as_bytes());
             }
+            Command::Decommission { node_id } => {
+                out.push(DECOMMISSION);
+                out.extend_from_slice(&node_id.to_be_bytes());
+            }
         }
         out
     }
@@ -275,6 +289,7 @@ impl Command {
                     value: text(r.field()?)?,
                 }
             }
+            DECOMMISSION => Command::Decommission { node_id: r.u64()? },
             _ => return Err(corrupt("unknown command")),
         };
         r.finish()?;
@@ -312,6 +327,7 @@ impl Reply {
                 out.extend_from_slice(&expiration.to_be_bytes());
             }
             Reply::SettingStored => out.push(SETTING_STORED),
+            Reply::NodeMarked => out.push(NODE_MARKED),
         }
         out
     }
@@ -327,6 +343,7 @@ impl Reply {
             REGISTERED => Reply::Registered(r.u64()?),
             ALIVE => Reply::Alive(r.u64()?),
             SETTING_STORED => Reply::SettingStored,
+            NODE_MARKED => Reply::NodeMarked,
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -365,6 +382,7 @@ mod tests {
                 name: "server.time_until_store_dead".to_string(),
                 value: "15s".to_string(),
             },
+            Command::Decommission { node_id: 4 },
         ];
         for command in commands {
             let bytes = command.encode();
@@ -379,6 +397,7 @@ mod tests {
             Reply::Registered(4),
             Reply::Alive(9),
             Reply::SettingStored,
+            Reply::NodeMarked,
         ] {
             assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         }

@@ -78,9 +78,10 @@ impl Kv {
             other @ (Reply::Collected(_)
             | Reply::Registered(_)
             | Reply::Alive(_)
-            | Reply::SettingStored) => Err(KvError::Replication(ReplicationError::Corrupt(
-                format!("a commit was answered with {other:?}"),
-            ))),
+            | Reply::SettingStored
+            | Reply::NodeMarked) => Err(KvError::Replication(ReplicationError::Corrupt(format!(
+                "a commit was answered with {other:?}"
+            )))),
         }
     }
 }

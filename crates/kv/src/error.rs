@@ -51,6 +51,9 @@ pub enum KvError {
     /// The value does not fit the cluster setting.
     #[error("invalid value for cluster setting {0}")]
     InvalidSetting(String),
+    /// No node has this id.
+    #[error("node {0} is not a member of the cluster")]
+    UnknownNode(u64),
 }
 
 impl From<ReplicationError> for KvError {

@@ -2,7 +2,10 @@
 //! listen, replicated in the first range like any other state.
 //!
 //! Records are raw (unversioned) keys of the data column family, outside
-//! the MVCC space: `s n <node id, 8 bytes big-endian>` → address (UTF-8).
+//! the MVCC space: `s n <node id, 8 bytes big-endian>` → address (UTF-8);
+//! `s d <node id>` → empty, for a node being decommissioned (its replicas
+//! and leases are moved away; it stays registered and may be stopped once
+//! it holds none).
 //! They change only through [`Command::RegisterNode`](crate::command::Command)
 //! and are read from the local replica: a node's view is as fresh as its
 //! replica.
@@ -12,6 +15,7 @@ use shoal_storage::{Engine, StorageError, WriteBatch};
 use crate::error::Result;
 
 const PREFIX: &[u8] = b"sn";
+const DECOMMISSIONING: &[u8] = b"sd";
 
 fn record_key(node: u64) -> Vec<u8> {
     let mut key = PREFIX.to_vec();
@@ -58,6 +62,29 @@ pub fn register(
     };
     add_record(batch, id, addr);
     Ok(id)
+}
+
+/// The nodes being decommissioned.
+pub fn decommissioning(engine: &dyn Engine) -> Result<std::collections::BTreeSet<u64>> {
+    let end = crate::mvcc::prefix_end(DECOMMISSIONING).unwrap_or_default();
+    let mut out = std::collections::BTreeSet::new();
+    for pair in engine.scan(DECOMMISSIONING, Some(&end)) {
+        let (key, _) = pair?;
+        let id = key
+            .get(DECOMMISSIONING.len()..)
+            .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StorageError::Corrupt(format!("decommission record key {key:x?}")))?;
+        out.insert(id);
+    }
+    Ok(out)
+}
+
+/// Marks node `id` as being decommissioned.
+pub fn mark_decommissioning(batch: &mut WriteBatch, id: u64) {
+    let mut key = DECOMMISSIONING.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    batch.put(key, Vec::new());
 }
 
 /// Adds node `id`'s record to `batch` as is (the first node writes its own

@@ -48,6 +48,9 @@ pub struct NodeStatus {
     pub address: String,
     /// Whether its liveness record is unexpired by this node's clock.
     pub live: bool,
+    /// Whether it is being decommissioned (drained of replicas and
+    /// leases).
+    pub decommissioning: bool,
     /// Its liveness expiration (wall-clock microseconds), if it ever
     /// heartbeated.
     pub expiration_micros: Option<u64>,
@@ -55,6 +58,18 @@ pub struct NodeStatus {
     pub replicas: u64,
     /// Ranges it leads.
     pub leases: u64,
+}
+
+impl NodeStatus {
+    /// `active`, `decommissioning` (being drained) or `decommissioned`
+    /// (drained: it holds no replica and may be stopped).
+    pub fn membership(&self) -> &'static str {
+        match (self.decommissioning, self.replicas) {
+            (false, _) => "active",
+            (true, 0) => "decommissioned",
+            (true, _) => "decommissioning",
+        }
+    }
 }
 
 impl Kv {
@@ -115,17 +130,22 @@ impl Kv {
         Ok(out)
     }
 
-    /// The registered nodes that are live, and those dead for longer than
-    /// `server.time_until_store_dead` (their replicas are to be rebuilt
-    /// elsewhere). A node in neither list is suspect: not heartbeating, but
-    /// maybe coming back.
+    /// The nodes that may receive replicas (live, not decommissioning), and
+    /// those whose replicas must move elsewhere: dead for longer than
+    /// `server.time_until_store_dead`, or being decommissioned. A node in
+    /// neither list is suspect: not heartbeating, but maybe coming back.
     pub fn node_verdicts(&self) -> Result<(Vec<u64>, Vec<u64>)> {
+        let leaving = crate::registry::decommissioning(self.engine.as_ref())?;
         let grace = settings::get_duration(self.engine.as_ref(), settings::TIME_UNTIL_STORE_DEAD)?;
         let grace = u64::try_from(grace.as_micros()).unwrap_or(u64::MAX);
         let expirations = liveness::expirations(self.engine.as_ref())?;
         let now = self.clock.wall_now();
         let (mut live, mut dead) = (Vec::new(), Vec::new());
         for (node, _) in self.nodes()? {
+            if leaving.contains(&node) {
+                dead.push(node);
+                continue;
+            }
             match expirations.get(&node) {
                 Some(&e) if e > now => live.push(node),
                 Some(&e) if now.saturating_sub(e) > grace => dead.push(node),
@@ -158,6 +178,27 @@ impl Kv {
         }
     }
 
+    /// Marks node `node` as being decommissioned: from now on its replicas
+    /// and leases move to other live nodes (see `node_verdicts`).
+    pub fn decommission(&self, node: u64) -> Result<()> {
+        if !self.nodes()?.iter().any(|(id, _)| *id == node) {
+            return Err(KvError::UnknownNode(node));
+        }
+        let range = self.directory.ranges()[0].range_id;
+        let command = Command::Decommission { node_id: node };
+        let reply = self
+            .raft
+            .propose_idempotent(range, command.encode(), self.timeout)?;
+        match Reply::decode(&reply)? {
+            Reply::NodeMarked => Ok(()),
+            other => Err(KvError::Replication(
+                shoal_replication::ReplicationError::Corrupt(format!(
+                    "a decommission was answered with {other:?}"
+                )),
+            )),
+        }
+    }
+
     /// The value of cluster setting `name` as this node's replica has it.
     pub fn cluster_setting(&self, name: &str) -> Result<String> {
         settings::get(self.engine.as_ref(), name)
@@ -167,6 +208,7 @@ impl Kv {
     pub fn node_status(&self) -> Result<Vec<NodeStatus>> {
         let ranges = self.range_status()?;
         let expirations = liveness::expirations(self.engine.as_ref())?;
+        let leaving = crate::registry::decommissioning(self.engine.as_ref())?;
         let now = self.clock.wall_now();
         let nodes = self.nodes()?;
         Ok(nodes
@@ -177,6 +219,7 @@ impl Kv {
                     node_id,
                     address,
                     live: expiration.is_some_and(|e| e > now),
+                    decommissioning: leaving.contains(&node_id),
                     expiration_micros: expiration,
                     replicas: ranges
                         .iter()

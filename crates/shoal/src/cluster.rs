@@ -24,6 +24,9 @@
 //! * `Heartbeat { node_id }`: sent by a node that holds no replica of the
 //!   first range (so cannot propose) to a member, which renews the
 //!   sender's liveness for it.
+//! * `Decommission { node_id }`: sent by `shoal node decommission`. A
+//!   member marks the node for draining (its replicas and leases move to
+//!   other live nodes).
 //! * `NodeStatus`: sent by `shoal node status --host ADDR`. A member
 //!   answers with every registered node as it sees them (address, liveness,
 //!   replica and lease counts).
@@ -117,6 +120,11 @@ pub enum ControlRequest {
         /// The node.
         node_id: u64,
     },
+    /// Start draining `node_id`.
+    Decommission {
+        /// The node.
+        node_id: u64,
+    },
     /// List the cluster's nodes.
     NodeStatus,
 }
@@ -130,6 +138,8 @@ pub struct NodeRow {
     pub address: String,
     /// Whether its liveness record is unexpired.
     pub is_live: bool,
+    /// `active`, `decommissioning` or `decommissioned`.
+    pub membership: String,
     /// Ranges with a replica on it.
     pub replicas: u64,
     /// Ranges it leads.
@@ -155,6 +165,8 @@ pub enum ControlResponse {
     },
     /// The node's liveness was renewed.
     Alive,
+    /// The node is marked for draining.
+    Decommissioning,
     /// The cluster's nodes.
     Nodes {
         /// One row per registered node, by id.
@@ -395,6 +407,16 @@ impl NodeControl {
                     Err(e) => refused(format!("cannot renew the liveness of node {node_id}: {e}")),
                 }
             }
+            ControlRequest::Decommission { node_id } => {
+                let Some(kv) = self.kv.read().clone() else {
+                    return refused("this node is not part of an initialized cluster yet".into());
+                };
+                match tokio::task::spawn_blocking(move || kv.decommission(node_id)).await {
+                    Ok(Ok(())) => ControlResponse::Decommissioning,
+                    Ok(Err(e)) => refused(format!("cannot decommission node {node_id}: {e}")),
+                    Err(e) => refused(format!("cannot decommission node {node_id}: {e}")),
+                }
+            }
             ControlRequest::NodeStatus => {
                 let Some(kv) = self.kv.read().clone() else {
                     return refused("this node is not part of an initialized cluster yet".into());
@@ -404,6 +426,7 @@ impl NodeControl {
                         nodes: nodes
                             .into_iter()
                             .map(|n| NodeRow {
+                                membership: n.membership().to_string(),
                                 node_id: n.node_id,
                                 address: n.address,
                                 is_live: n.live,

@@ -8,7 +8,10 @@
 //!   for `shoal init`).
 //! - `shoal init --host ADDR`: initialize a new cluster on the node at ADDR.
 //! - `shoal node status --host ADDR`: list the cluster's nodes (address,
-//!   liveness, replica and lease counts) as the node at ADDR sees them.
+//!   liveness, membership, replica and lease counts) as the node at ADDR
+//!   sees them.
+//! - `shoal node decommission ID --host ADDR`: drain node ID of replicas
+//!   and leases, waiting until it may be stopped.
 //! - `shoal demo`: start a throwaway local three-node cluster with sample
 //!   data and print how to connect with psql.
 //!
@@ -71,11 +74,24 @@ enum Command {
 
 #[derive(Subcommand)]
 enum NodeCommand {
-    /// List every node: id, address, liveness, replicas, leases.
+    /// List every node: id, address, liveness, membership, replicas,
+    /// leases.
     Status {
         /// Any node's `--listen-addr`.
         #[arg(long)]
         host: SocketAddr,
+    },
+    /// Move every replica and lease off node ID, then report it may be
+    /// stopped. Needs a live node without a replica to move them to.
+    Decommission {
+        /// The node to drain.
+        id: u64,
+        /// Any node's `--listen-addr`.
+        #[arg(long)]
+        host: SocketAddr,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
     },
 }
 
@@ -109,6 +125,9 @@ fn main() -> anyhow::Result<()> {
             Command::Start(args) => node::start(args, net_handle).await,
             Command::Init { host } => node::init(host).await,
             Command::Node(NodeCommand::Status { host }) => node::node_status(host).await,
+            Command::Node(NodeCommand::Decommission { id, host, wait }) => {
+                node::node_decommission(id, host, std::time::Duration::from_secs(wait)).await
+            }
             Command::Demo { sql_addr, store } => demo::demo(sql_addr, store, net_handle).await,
         }
     });

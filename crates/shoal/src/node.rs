@@ -202,8 +202,28 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             let view = raft.inspect(|driver| driver.range_view(FIRST_RANGE))?;
             if let Some(view) = view {
                 // Live nodes may receive replicas; nodes dead for longer
-                // than server.time_until_store_dead have theirs replaced.
+                // than server.time_until_store_dead, or decommissioning,
+                // have theirs replaced.
                 let (live, dead) = kv.node_verdicts()?;
+                if dead.contains(&me) {
+                    // This node is being drained and leads the range: hand
+                    // the lease to a live voter first, which then moves
+                    // this replica away.
+                    if let Some(&to) = view
+                        .conf_state
+                        .voters
+                        .iter()
+                        .find(|&&v| v != me && live.contains(&v))
+                    {
+                        tracing::info!(
+                            range = FIRST_RANGE,
+                            to,
+                            "draining: transferring leadership"
+                        );
+                        raft.inspect(move |d| d.transfer_leader(FIRST_RANGE, to))??;
+                    }
+                    return Ok(());
+                }
                 if let Some(change) = replicate_queue::plan(&view, &live, &dead, REPLICATION_FACTOR)
                 {
                     tracing::info!(range = FIRST_RANGE, ?change, "changing replicas");
@@ -412,6 +432,50 @@ pub async fn init(host: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
+/// `shoal node decommission ID --host ADDR`: marks node `id` for draining
+/// and waits (up to `wait`) until it holds no replica, printing progress.
+pub async fn node_decommission(id: u64, host: SocketAddr, wait: Duration) -> anyhow::Result<()> {
+    use crate::cluster::{ControlRequest, ControlResponse, call};
+    match call(host, &ControlRequest::Decommission { node_id: id })
+        .await
+        .with_context(|| format!("cannot reach the node at {host}"))?
+    {
+        ControlResponse::Decommissioning => {}
+        ControlResponse::Refused { reason } => anyhow::bail!("{reason}"),
+        other => anyhow::bail!("unexpected answer: {other:?}"),
+    }
+    println!("node {id} is decommissioning: moving its replicas and leases away");
+    let deadline = std::time::Instant::now() + wait;
+    let mut last = None;
+    loop {
+        let nodes = match call(host, &ControlRequest::NodeStatus).await {
+            Ok(ControlResponse::Nodes { nodes }) => nodes,
+            Ok(ControlResponse::Refused { reason }) => anyhow::bail!("{reason}"),
+            Ok(other) => anyhow::bail!("unexpected answer: {other:?}"),
+            Err(e) => anyhow::bail!("cannot reach the node at {host}: {e}"),
+        };
+        let Some(node) = nodes.iter().find(|n| n.node_id == id) else {
+            anyhow::bail!("node {id} is not a member of the cluster");
+        };
+        if node.replicas == 0 {
+            println!("node {id} is decommissioned: it holds no replica and may be stopped");
+            return Ok(());
+        }
+        if last != Some(node.replicas) {
+            println!("node {id}: {} replica(s) left", node.replicas);
+            last = Some(node.replicas);
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "node {id} still holds {} replica(s) after {}s: is there a live node without a replica to move them to?",
+                node.replicas,
+                wait.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// `shoal node status --host ADDR`: prints the cluster's nodes as the node
 /// at `host` sees them.
 pub async fn node_status(host: SocketAddr) -> anyhow::Result<()> {
@@ -422,13 +486,13 @@ pub async fn node_status(host: SocketAddr) -> anyhow::Result<()> {
     {
         ControlResponse::Nodes { nodes } => {
             println!(
-                "{:>7}  {:<21}  {:<7}  {:>8}  {:>6}",
-                "node_id", "address", "is_live", "replicas", "leases"
+                "{:>7}  {:<21}  {:<7}  {:<15}  {:>8}  {:>6}",
+                "node_id", "address", "is_live", "membership", "replicas", "leases"
             );
             for n in nodes {
                 println!(
-                    "{:>7}  {:<21}  {:<7}  {:>8}  {:>6}",
-                    n.node_id, n.address, n.is_live, n.replicas, n.leases
+                    "{:>7}  {:<21}  {:<7}  {:<15}  {:>8}  {:>6}",
+                    n.node_id, n.address, n.is_live, n.membership, n.replicas, n.leases
                 );
             }
             Ok(())

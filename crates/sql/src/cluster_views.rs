@@ -11,6 +11,7 @@
 //! | `node_id` int8 | the node |
 //! | `address` text | its node-to-node address |
 //! | `is_live` bool | its liveness record is unexpired |
+//! | `membership` text | `active`, `decommissioning` or `decommissioned` |
 //! | `replicas` int8 | ranges with a replica on it |
 //! | `leases` int8 | ranges it leads (serves reads and orders writes for) |
 //!
@@ -104,6 +105,7 @@ pub fn nodes_batch(kv: &Kv) -> Result<RecordBatch> {
             Field::new("node_id", DataType::Int64, false),
             Field::new("address", DataType::Utf8, false),
             Field::new("is_live", DataType::Boolean, false),
+            Field::new("membership", DataType::Utf8, false),
             Field::new("replicas", DataType::Int64, false),
             Field::new("leases", DataType::Int64, false),
         ],
@@ -113,6 +115,9 @@ pub fn nodes_batch(kv: &Kv) -> Result<RecordBatch> {
                 nodes.iter().map(|n| n.address.as_str()),
             )),
             Arc::new(BooleanArray::from_iter(nodes.iter().map(|n| Some(n.live)))),
+            Arc::new(StringArray::from_iter_values(
+                nodes.iter().map(shoal_kv::NodeStatus::membership),
+            )),
             int(|n| n.replicas),
             int(|n| n.leases),
         ],

@@ -199,6 +199,7 @@ impl From<KvError> for SqlError {
             KvError::Unavailable(_) => SqlError::RangeUnavailable(e.to_string()),
             KvError::UnknownSetting(_) => SqlError::UndefinedObject(e.to_string()),
             KvError::InvalidSetting(_) => SqlError::InvalidParameter(e.to_string()),
+            KvError::UnknownNode(_) => SqlError::UndefinedObject(e.to_string()),
             KvError::Ambiguous(_) => SqlError::CompletionUnknown(format!(
                 "{e}; the transaction may or may not have committed"
             )),
