@@ -20,8 +20,10 @@
 //! Installing a snapshot writes both (while the apply side is idle for the
 //! range), and so does bootstrapping a range.
 //!
-//! Encodings: the apply state is two big-endian `u64`s then the protobuf
-//! `ConfState`; the truncated state is two big-endian `u64`s.
+//! Encodings: the apply state is a format byte ([`APPLY_STATE_FORMAT`]),
+//! two big-endian `u64`s, then the protobuf `ConfState`; the truncated state
+//! is two big-endian `u64`s. A store written in another format is refused
+//! at open, never misread.
 
 use protobuf::Message as _;
 use raft::prelude::ConfState;
@@ -51,6 +53,10 @@ pub struct TruncatedState {
     pub term: u64,
 }
 
+/// The apply state's format (1 was written before the truncated state had
+/// its own record).
+pub const APPLY_STATE_FORMAT: u8 = 2;
+
 fn corrupt(what: &str) -> ReplicationError {
     ReplicationError::Corrupt(format!("{what} is truncated"))
 }
@@ -68,6 +74,7 @@ impl ApplyState {
     /// The on-disk form.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(32);
+        out.push(APPLY_STATE_FORMAT);
         out.extend_from_slice(&self.applied_index.to_be_bytes());
         out.extend_from_slice(&self.applied_term.to_be_bytes());
         let conf = self
@@ -81,6 +88,12 @@ impl ApplyState {
     /// Parses [`ApplyState::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<ApplyState> {
         let what = "apply state";
+        let (&format, bytes) = bytes.split_first().ok_or_else(|| corrupt(what))?;
+        if format != APPLY_STATE_FORMAT {
+            return Err(ReplicationError::Corrupt(format!(
+                "apply state format {format} is not {APPLY_STATE_FORMAT}: the store was written by another version of Shoal"
+            )));
+        }
         let conf_state = ConfState::parse_from_bytes(bytes.get(16..).ok_or_else(|| corrupt(what))?)
             .map_err(|e| ReplicationError::Corrupt(format!("apply state: {e}")))?;
         Ok(ApplyState {
@@ -143,6 +156,9 @@ mod tests {
         };
         assert_eq!(ApplyState::decode(&state.encode().unwrap()).unwrap(), state);
         assert!(ApplyState::decode(&[1, 2, 3]).is_err());
+        let mut other_format = state.encode().unwrap();
+        other_format[0] = 1;
+        assert!(ApplyState::decode(&other_format).is_err());
         let truncated = TruncatedState { index: 40, term: 2 };
         assert_eq!(
             TruncatedState::decode(&truncated.encode()).unwrap(),

@@ -266,13 +266,19 @@ impl Peer {
     /// Takes in entries the apply side applied (in log order): membership
     /// changes reach raft-rs, proposals are answered, and the applied index
     /// moves to `applied_index`. Reports about entries a snapshot has since
-    /// covered are stale and ignored.
+    /// covered are stale and ignored — including while raft-rs holds a
+    /// snapshot not yet installed: it has already reset its membership to
+    /// the snapshot's, and an older change applied on top would make this
+    /// replica's membership differ from everyone else's.
     pub(crate) fn on_applied(
         &mut self,
         applied_index: u64,
         entries: Vec<AppliedEntry>,
         events: &mut Vec<Event>,
     ) {
+        if self.raw.snap().is_some_and(|s| !s.is_empty()) {
+            return;
+        }
         let range = self.range();
         for entry in entries {
             if entry.index <= self.raw.store().apply_state().applied_index {
@@ -298,7 +304,7 @@ impl Peer {
         store.note_applied(applied_index, None);
         let applied = store.apply_state().applied_index;
         let log = &self.raw.raft.raft_log;
-        if applied > log.applied && applied <= log.committed {
+        if applied > log.applied && applied <= log.committed.min(log.persisted) {
             self.raw.advance_apply_to(applied);
         }
     }

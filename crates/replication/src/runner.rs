@@ -164,9 +164,12 @@ impl RaftRunner {
             leaders: RwLock::new(HashMap::new()),
             stopped: AtomicBool::new(false),
         });
+        // The apply thread holds only weak references to `shared`, so the
+        // Raft loop can tell when every handle is gone (it then holds the
+        // last strong one).
         let reports = tx.clone();
-        let report_shared = shared.clone();
-        let answer_shared = shared.clone();
+        let report_shared = Arc::downgrade(&shared);
+        let answer_shared = Arc::downgrade(&shared);
         let apply_thread = driver.start_apply_thread(
             Box::new(move |output| {
                 let urgent = match &output {
@@ -175,7 +178,10 @@ impl RaftRunner {
                         entries.iter().any(|e| e.conf_change.is_some())
                     }
                 };
-                report_shared.apply_outputs.lock().push(output);
+                let Some(shared) = report_shared.upgrade() else {
+                    return;
+                };
+                shared.apply_outputs.lock().push(output);
                 if urgent {
                     let _ = reports.send(Input::ApplyWake);
                 }
@@ -191,7 +197,10 @@ impl RaftRunner {
                     },
                     Notice::ReadReady(token) => (token, Vec::new()),
                 };
-                let waiter = answer_shared.waiters.lock().remove(&token);
+                let Some(shared) = answer_shared.upgrade() else {
+                    return;
+                };
+                let waiter = shared.waiters.lock().remove(&token);
                 if let Some(waiter) = waiter {
                     let _ = waiter.try_send(Ok(reply));
                 }
@@ -605,5 +614,61 @@ impl Transport for NoTransport {
             dropped = envelopes.len(),
             "no transport; dropping messages"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use shoal_storage::{ColumnFamily, Engine, MemoryEngine};
+
+    use super::*;
+    use crate::RaftConfig;
+    use crate::sim::Registers;
+
+    fn single_node() -> (Arc<MemoryEngine>, RaftHandle<Registers>) {
+        let engine = Arc::new(MemoryEngine::new());
+        MultiRaft::<Registers>::bootstrap_range(engine.as_ref(), 1, &[1]).unwrap();
+        let driver = MultiRaft::open(1, engine.clone(), RaftConfig::default(), Registers).unwrap();
+        let handle =
+            RaftRunner::spawn(driver, Arc::new(NoTransport), Duration::from_millis(10)).unwrap();
+        (engine, handle)
+    }
+
+    #[test]
+    fn a_lone_node_applies_reads_and_stops() {
+        let (engine, raft) = single_node();
+        let reply = raft
+            .propose(1, b"k=v".to_vec(), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(reply.len(), 8, "the reply is the entry's index");
+        // Applied by the apply thread, answered directly, visible at once.
+        assert_eq!(
+            engine.get_cf(ColumnFamily::Data, b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        raft.read_barrier(1, Duration::from_secs(10)).unwrap();
+        raft.shutdown();
+        assert!(raft.is_stopped());
+        assert!(matches!(
+            raft.propose(1, b"k=w".to_vec(), Duration::from_secs(1)),
+            Err(ReplicationError::Stopped)
+        ));
+    }
+
+    #[test]
+    fn dropping_every_handle_stops_both_threads() {
+        let (engine, raft) = single_node();
+        raft.propose(1, b"k=v".to_vec(), Duration::from_secs(10))
+            .unwrap();
+        drop(raft);
+        // The Raft and apply threads each hold the engine; once they end,
+        // only this test does.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&engine) > 1 {
+            assert!(Instant::now() < deadline, "threads still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
