@@ -71,6 +71,20 @@ pub fn free_addr() -> SocketAddr {
 
 pub mod cluster;
 
+/// Polls `check` every 200 ms until it holds; panics naming `what` if it
+/// does not within `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub struct TestNode {
     pub store: tempfile::TempDir,
     pub sql_addr: SocketAddr,

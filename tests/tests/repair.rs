@@ -5,23 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_tests::cluster::TestCluster;
+use shoal_tests::eventually;
 use tokio_postgres::Client;
-
-/// Polls `check` every 250 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// The replicas and lease holder of the only range, as `client`'s node sees
 /// them.
@@ -183,7 +171,9 @@ async fn a_decommissioned_node_hands_over_its_replica_and_lease() {
 
     let output = std::process::Command::new(shoal_tests::shoal_bin())
         .args(["node", "decommission", &victim.to_string(), "--host"])
-        .arg(&addresses[index_of(observer)])
+        // Sent to the node being drained itself: the command must follow
+        // the draining through another node's view.
+        .arg(&addresses[index_of(victim)])
         .args(["--wait", "120"])
         .env("SHOAL_LOG", "warn")
         .output()

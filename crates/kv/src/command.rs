@@ -332,6 +332,15 @@ impl Reply {
         out
     }
 
+    /// The error for this reply arriving where it does not answer `what`
+    /// (a command and its reply disagree: a broken invariant of the state
+    /// machine, reported rather than trusted).
+    pub fn unexpected(self, what: &str) -> KvError {
+        KvError::Replication(ReplicationError::Corrupt(format!(
+            "{what} was answered with {self:?}"
+        )))
+    }
+
     /// Parses [`Reply::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Reply> {
         let mut r = Reader(bytes);

@@ -32,8 +32,6 @@
 
 use std::collections::BTreeMap;
 
-use shoal_replication::ReplicationError;
-
 use crate::clock::Timestamp;
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result, printable_key};
@@ -75,13 +73,7 @@ impl Kv {
                 })
             }
             Reply::TooOld(threshold) => Err(KvError::SnapshotTooOld { read_ts, threshold }),
-            other @ (Reply::Collected(_)
-            | Reply::Registered(_)
-            | Reply::Alive(_)
-            | Reply::SettingStored
-            | Reply::NodeMarked) => Err(KvError::Replication(ReplicationError::Corrupt(format!(
-                "a commit was answered with {other:?}"
-            )))),
+            other => Err(other.unexpected("a commit")),
         }
     }
 }

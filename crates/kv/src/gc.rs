@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::command::{Command, Reply};
-use crate::error::{KvError, Result};
+use crate::error::Result;
 use crate::mvcc;
 use crate::store::Kv;
 
@@ -132,9 +132,7 @@ impl Kv {
             .propose_idempotent(range, command.encode(), self.timeout)?;
         match Reply::decode(&reply)? {
             Reply::Collected(n) => Ok(n),
-            other => Err(KvError::Replication(
-                shoal_replication::ReplicationError::Corrupt(format!("gc answered with {other:?}")),
-            )),
+            other => Err(other.unexpected("a collection")),
         }
     }
 

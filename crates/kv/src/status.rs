@@ -77,23 +77,14 @@ impl Kv {
     /// of the first range that asked it to; see `liveness.rs`); returns the
     /// new expiration. Waits at most `timeout`.
     pub fn heartbeat(&self, node: u64, timeout: Duration) -> Result<u64> {
-        let range = self.directory.ranges()[0].range_id;
         let ttl = u64::try_from(LIVENESS_TTL.as_micros()).unwrap_or(u64::MAX);
         let command = Command::Heartbeat {
             node_id: node,
             expiration: self.clock.wall_now().saturating_add(ttl),
         };
-        // Idempotent: applying the same expiration twice changes nothing.
-        let reply = self
-            .raft
-            .propose_idempotent(range, command.encode(), timeout)?;
-        match Reply::decode(&reply)? {
+        match self.propose_cluster(&command, timeout)? {
             Reply::Alive(expiration) => Ok(expiration),
-            other => Err(KvError::Replication(
-                shoal_replication::ReplicationError::Corrupt(format!(
-                    "heartbeat answered with {other:?}"
-                )),
-            )),
+            other => Err(other.unexpected("a heartbeat")),
         }
     }
 
@@ -159,22 +150,13 @@ impl Kv {
     /// `settings.rs`) for every node; returns the stored value.
     pub fn set_cluster_setting(&self, name: &str, value: &str) -> Result<String> {
         let value = settings::normalize(name, value)?;
-        let range = self.directory.ranges()[0].range_id;
         let command = Command::SetSetting {
             name: name.to_string(),
             value: value.clone(),
         };
-        // Idempotent: storing the same value twice changes nothing.
-        let reply = self
-            .raft
-            .propose_idempotent(range, command.encode(), self.timeout)?;
-        match Reply::decode(&reply)? {
+        match self.propose_cluster(&command, self.timeout)? {
             Reply::SettingStored => Ok(value),
-            other => Err(KvError::Replication(
-                shoal_replication::ReplicationError::Corrupt(format!(
-                    "a cluster setting was answered with {other:?}"
-                )),
-            )),
+            other => Err(other.unexpected("a cluster setting")),
         }
     }
 
@@ -184,18 +166,9 @@ impl Kv {
         if !self.nodes()?.iter().any(|(id, _)| *id == node) {
             return Err(KvError::UnknownNode(node));
         }
-        let range = self.directory.ranges()[0].range_id;
-        let command = Command::Decommission { node_id: node };
-        let reply = self
-            .raft
-            .propose_idempotent(range, command.encode(), self.timeout)?;
-        match Reply::decode(&reply)? {
+        match self.propose_cluster(&Command::Decommission { node_id: node }, self.timeout)? {
             Reply::NodeMarked => Ok(()),
-            other => Err(KvError::Replication(
-                shoal_replication::ReplicationError::Corrupt(format!(
-                    "a decommission was answered with {other:?}"
-                )),
-            )),
+            other => Err(other.unexpected("a decommission")),
         }
     }
 

@@ -33,6 +33,7 @@ use shoal_storage::Engine;
 
 use crate::apply::{KvStateMachine, Published};
 use crate::clock::{HybridClock, SystemClock, Timestamp, WallClock};
+use crate::command::{Command, Reply};
 use crate::error::{KvError, Result};
 use crate::mvcc::VisibleScan;
 use crate::txn::Txn;
@@ -146,25 +147,29 @@ impl Kv {
         Ok(Arc::new(Txn::new(self.clone(), read_ts)))
     }
 
-    /// Registers node `node_id` (0: allocate an id) at `addr` in the
-    /// cluster's node registry; returns its id.
-    pub fn register_node(&self, node_id: u64, addr: &str) -> Result<u64> {
+    /// Proposes a command on cluster state (registry, liveness, settings)
+    /// to the first range, where that state lives, and returns its reply.
+    /// Every such command is idempotent — applying it twice changes
+    /// nothing — so a late answer is met by proposing it again.
+    pub(crate) fn propose_cluster(&self, command: &Command, timeout: Duration) -> Result<Reply> {
         let range = self.directory.ranges()[0].range_id;
-        let command = crate::command::Command::RegisterNode {
+        let reply = self
+            .raft
+            .propose_idempotent(range, command.encode(), timeout)?;
+        Reply::decode(&reply)
+    }
+
+    /// Registers node `node_id` (0: allocate an id) at `addr` in the
+    /// cluster's node registry; returns its id. An address keeps its id
+    /// when registered again.
+    pub fn register_node(&self, node_id: u64, addr: &str) -> Result<u64> {
+        let command = Command::RegisterNode {
             node_id,
             addr: addr.to_string(),
         };
-        // Idempotent: an address keeps its id when registered again.
-        let reply = self
-            .raft
-            .propose_idempotent(range, command.encode(), self.timeout)?;
-        match crate::command::Reply::decode(&reply)? {
-            crate::command::Reply::Registered(id) => Ok(id),
-            other => Err(KvError::Replication(
-                shoal_replication::ReplicationError::Corrupt(format!(
-                    "registration answered with {other:?}"
-                )),
-            )),
+        match self.propose_cluster(&command, self.timeout)? {
+            Reply::Registered(id) => Ok(id),
+            other => Err(other.unexpected("a registration")),
         }
     }
 

@@ -273,18 +273,21 @@ impl<S: StateMachine> Applier<S> {
             state.applied_term = entry.term;
             state.put(range, &mut batch)?;
             self.engine.write(batch, false)?;
-            self.states.insert(range, state.clone());
             self.state_machine.applied(range, index);
             if let Some(notify) = &self.notify {
                 notify(Notice::Applied(&out));
             }
             applied.push(out);
         }
+        // Kept once per task, not per entry: a failed write stops the apply
+        // thread, so the copy is never read behind the engine's back.
+        let applied_index = state.applied_index;
+        self.states.insert(range, state);
         Ok(ApplyOutput::Applied {
             range,
-            applied_index: state.applied_index,
+            applied_index,
             entries: applied,
-            reads: self.release_reads(range, state.applied_index),
+            reads: self.release_reads(range, applied_index),
         })
     }
 

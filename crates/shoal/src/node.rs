@@ -447,8 +447,11 @@ pub async fn node_decommission(id: u64, host: SocketAddr, wait: Duration) -> any
     println!("node {id} is decommissioning: moving its replicas and leases away");
     let deadline = std::time::Instant::now() + wait;
     let mut last = None;
+    // A drained node's own view of the range may stay stale once it is no
+    // longer a member: ask another live node how far the draining got.
+    let mut poll = host;
     loop {
-        let nodes = match call(host, &ControlRequest::NodeStatus).await {
+        let nodes = match call(poll, &ControlRequest::NodeStatus).await {
             Ok(ControlResponse::Nodes { nodes }) => nodes,
             Ok(ControlResponse::Refused { reason }) => anyhow::bail!("{reason}"),
             Ok(other) => anyhow::bail!("unexpected answer: {other:?}"),
@@ -457,6 +460,15 @@ pub async fn node_decommission(id: u64, host: SocketAddr, wait: Duration) -> any
         let Some(node) = nodes.iter().find(|n| n.node_id == id) else {
             anyhow::bail!("node {id} is not a member of the cluster");
         };
+        if poll.to_string() == node.address
+            && let Some(other) = nodes
+                .iter()
+                .filter(|n| n.node_id != id && n.is_live)
+                .find_map(|n| n.address.parse::<SocketAddr>().ok())
+        {
+            poll = other;
+            continue;
+        }
         if node.replicas == 0 {
             println!("node {id} is decommissioned: it holds no replica and may be stopped");
             return Ok(());
