@@ -420,17 +420,7 @@ impl Session {
                 if let Some(target) = show_ranges_target(variable) {
                     self.show_ranges(txn, target)
                 } else if let Some(name) = crate::cluster_settings::show_target(variable) {
-                    let value = self.db.kv.cluster_setting(&name)?;
-                    let schema = show_schema(&name);
-                    let batch = RecordBatch::try_new(
-                        schema.clone(),
-                        vec![Arc::new(StringArray::from(vec![value]))],
-                    )
-                    .map_err(|e| SqlError::Internal(e.to_string()))?;
-                    Ok(Output::Rows {
-                        schema,
-                        batches: vec![batch],
-                    })
+                    show_value(&name, &self.db.kv.cluster_setting(&name)?)
                 } else {
                     self.show(variable)
                 }
@@ -636,17 +626,22 @@ impl Session {
                 "unrecognized configuration parameter \"{name}\""
             )));
         };
-        let schema = show_schema(&name);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from(vec![value]))],
-        )
-        .map_err(|e| SqlError::Internal(e.to_string()))?;
-        Ok(Output::Rows {
-            schema,
-            batches: vec![batch],
-        })
+        show_value(&name, value)
     }
+}
+
+/// The one-row, one-column answer of `SHOW name`.
+fn show_value(name: &str, value: &str) -> Result<Output> {
+    let schema = show_schema(name);
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )
+    .map_err(|e| SqlError::Internal(e.to_string()))?;
+    Ok(Output::Rows {
+        schema,
+        batches: vec![batch],
+    })
 }
 
 impl Drop for Session {
