@@ -53,6 +53,56 @@ async fn count(client: &Client) -> Option<i64> {
         .map(|r| r.get(0))
 }
 
+/// Four nodes, a table `t` of `rows` rows, all four live; what the first
+/// node sees: node id → address, the range's replicas and leader, the spare
+/// node (no replica), and each node id's index in `cluster.nodes`.
+struct Layout {
+    replicas: BTreeSet<i64>,
+    leader: Option<i64>,
+    spare: i64,
+    index: BTreeMap<i64, usize>,
+}
+
+async fn four_nodes(cluster: &TestCluster, first: &Client, rows: i64) -> Layout {
+    first
+        .execute("CREATE TABLE t (id int PRIMARY KEY, v text)", &[])
+        .await
+        .unwrap();
+    first
+        .execute(
+            &format!("INSERT INTO t SELECT n, 'row ' || n FROM generate_series(1, {rows}) AS g(n)"),
+            &[],
+        )
+        .await
+        .unwrap();
+    // All four nodes are live — the spare one heartbeats through a member.
+    eventually(Duration::from_secs(30), "four live nodes", || async {
+        nodes(first).await.values().filter(|n| n.1).count() == 4
+    })
+    .await;
+    let index = nodes(first)
+        .await
+        .into_iter()
+        .map(|(id, (addr, _))| {
+            let i = cluster
+                .nodes
+                .iter()
+                .position(|n| n.listen_addr.to_string() == addr)
+                .unwrap();
+            (id, i)
+        })
+        .collect::<BTreeMap<i64, usize>>();
+    let (replicas, leader) = range(first).await;
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    let spare = *index.keys().find(|id| !replicas.contains(id)).unwrap();
+    Layout {
+        replicas,
+        leader,
+        spare,
+        index,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_nodes_replica_is_rebuilt_on_a_live_node() {
     let mut cluster = TestCluster::start(4, &[]).await;
@@ -75,29 +125,13 @@ async fn a_dead_nodes_replica_is_rebuilt_on_a_live_node() {
         err.code(),
         Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE)
     );
-    first
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);
-             INSERT INTO t SELECT n, 'row ' || n FROM generate_series(1, 200) AS g(n);",
-        )
-        .await
-        .unwrap();
-
-    // All four nodes are live — the spare one heartbeats through a member.
-    eventually(Duration::from_secs(30), "four live nodes", || async {
-        nodes(&first).await.values().filter(|n| n.1).count() == 4
-    })
-    .await;
-    let by_id = nodes(&first).await;
-    let addresses: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.listen_addr.to_string())
-        .collect();
-    let index_of = |id: i64| addresses.iter().position(|a| *a == by_id[&id].0).unwrap();
-    let (replicas, leader) = range(&first).await;
-    assert_eq!(replicas.len(), 3, "{replicas:?}");
-    let spare = *by_id.keys().find(|id| !replicas.contains(id)).unwrap();
+    let Layout {
+        replicas,
+        leader,
+        spare,
+        index,
+    } = four_nodes(&cluster, &first, 200).await;
+    let index_of = |id: i64| index[&id];
     let victim = *replicas
         .iter()
         .find(|&&id| Some(id) != leader && index_of(id) != 0)
@@ -144,28 +178,20 @@ async fn a_dead_nodes_replica_is_rebuilt_on_a_live_node() {
 async fn a_decommissioned_node_hands_over_its_replica_and_lease() {
     let mut cluster = TestCluster::start(4, &[]).await;
     let first = cluster.nodes[0].connect().await;
-    first
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);
-             INSERT INTO t SELECT n, 'row ' || n FROM generate_series(1, 100) AS g(n);",
-        )
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(30), "four live nodes", || async {
-        nodes(&first).await.values().filter(|n| n.1).count() == 4
-    })
-    .await;
-    let by_id = nodes(&first).await;
+    let Layout {
+        replicas,
+        leader,
+        spare,
+        index,
+    } = four_nodes(&cluster, &first, 100).await;
+    let index_of = |id: i64| index[&id];
     let addresses: Vec<String> = cluster
         .nodes
         .iter()
         .map(|n| n.listen_addr.to_string())
         .collect();
-    let index_of = |id: i64| addresses.iter().position(|a| *a == by_id[&id].0).unwrap();
-    let (replicas, leader) = range(&first).await;
     // Drain the leader: its lease must move before its replica can.
     let victim = leader.expect("a leader");
-    let spare = *by_id.keys().find(|id| !replicas.contains(id)).unwrap();
     let observer = *replicas.iter().find(|&&id| id != victim).unwrap();
     let client = cluster.nodes[index_of(observer)].connect().await;
 

@@ -23,22 +23,32 @@ fn record_key(node: u64) -> Vec<u8> {
     key
 }
 
-/// Every registered node and its address, by id.
-pub fn nodes(engine: &dyn Engine) -> Result<Vec<(u64, String)>> {
-    let end = crate::mvcc::prefix_end(PREFIX).unwrap_or_default();
+/// Every record under `prefix` keyed by a node id, as (id, value).
+fn node_records(engine: &dyn Engine, prefix: &[u8]) -> Result<Vec<(u64, Vec<u8>)>> {
+    let end = crate::mvcc::prefix_end(prefix).unwrap_or_default();
     let mut out = Vec::new();
-    for pair in engine.scan(PREFIX, Some(&end)) {
+    for pair in engine.scan(prefix, Some(&end)) {
         let (key, value) = pair?;
         let id = key
-            .get(PREFIX.len()..)
+            .get(prefix.len()..)
             .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
             .map(u64::from_be_bytes)
             .ok_or_else(|| StorageError::Corrupt(format!("node record key {key:x?}")))?;
-        let addr = String::from_utf8(value)
-            .map_err(|_| StorageError::Corrupt(format!("address of node {id}")))?;
-        out.push((id, addr));
+        out.push((id, value));
     }
     Ok(out)
+}
+
+/// Every registered node and its address, by id.
+pub fn nodes(engine: &dyn Engine) -> Result<Vec<(u64, String)>> {
+    node_records(engine, PREFIX)?
+        .into_iter()
+        .map(|(id, value)| {
+            let addr = String::from_utf8(value)
+                .map_err(|_| StorageError::Corrupt(format!("address of node {id}")))?;
+            Ok((id, addr))
+        })
+        .collect()
 }
 
 /// Applies a registration: returns the node's id and adds its record to
@@ -66,18 +76,10 @@ pub fn register(
 
 /// The nodes being decommissioned.
 pub fn decommissioning(engine: &dyn Engine) -> Result<std::collections::BTreeSet<u64>> {
-    let end = crate::mvcc::prefix_end(DECOMMISSIONING).unwrap_or_default();
-    let mut out = std::collections::BTreeSet::new();
-    for pair in engine.scan(DECOMMISSIONING, Some(&end)) {
-        let (key, _) = pair?;
-        let id = key
-            .get(DECOMMISSIONING.len()..)
-            .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| StorageError::Corrupt(format!("decommission record key {key:x?}")))?;
-        out.insert(id);
-    }
-    Ok(out)
+    Ok(node_records(engine, DECOMMISSIONING)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Marks node `id` as being decommissioned.
