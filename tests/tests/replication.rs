@@ -5,89 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use shoal_tests::cluster::TestCluster;
-use tokio::sync::Mutex;
-
-/// Acknowledged ids, shared by the writers.
-type Acked = Arc<Mutex<Vec<i64>>>;
-
-/// A writer inserting fresh ids through one node until `stop`, recording
-/// every insert the server acknowledged. Connection failures (the node was
-/// killed) end it; statement errors (failover in progress) do not.
-fn spawn_writer(
-    conn_str: String,
-    writer: i64,
-    acked: Acked,
-    stop: Arc<AtomicBool>,
-    last_ack_ms: Arc<AtomicI64>,
-    origin: Instant,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let Ok((client, conn)) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await
-        else {
-            return;
-        };
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut seq = 0i64;
-        while !stop.load(Ordering::SeqCst) {
-            seq += 1;
-            let id = writer * 1_000_000 + seq;
-            match client
-                .execute("INSERT INTO t VALUES ($1, $2)", &[&id, &(writer as i32)])
-                .await
-            {
-                Ok(1) => {
-                    acked.lock().await.push(id);
-                    last_ack_ms.store(origin.elapsed().as_millis() as i64, Ordering::SeqCst);
-                }
-                Ok(n) => panic!("insert reported {n} rows"),
-                Err(e) if client.is_closed() || e.is_closed() => return,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-}
-
-/// Every id in `t`, read through node `i`.
-async fn ids_on(cluster: &TestCluster, i: usize) -> Vec<i64> {
-    let client = cluster.nodes[i].connect().await;
-    let rows = client
-        .query("SELECT id FROM t ORDER BY id", &[])
-        .await
-        .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
-}
-
-/// Each node holds every acknowledged id, each exactly once, and all nodes
-/// hold the same rows.
-async fn assert_all_present(cluster: &TestCluster, acked: &[i64]) {
-    let mut reference: Option<Vec<i64>> = None;
-    for i in 0..cluster.nodes.len() {
-        let ids = ids_on(cluster, i).await;
-        let distinct: BTreeSet<i64> = ids.iter().copied().collect();
-        assert_eq!(distinct.len(), ids.len(), "node {i} returned a row twice");
-        let missing: Vec<i64> = acked
-            .iter()
-            .filter(|id| !distinct.contains(id))
-            .copied()
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "node {i} lost acknowledged writes: {missing:?}"
-        );
-        match &reference {
-            None => reference = Some(ids),
-            Some(r) => assert_eq!(r, &ids, "node {i} disagrees with node 0"),
-        }
-    }
-}
+use shoal_tests::workload::{Workload, assert_all_present};
 
 async fn create_table(cluster: &TestCluster) {
     let client = cluster.nodes[0].connect().await;
@@ -110,53 +31,30 @@ async fn a_second_init_is_refused() {
 async fn killing_the_leader_loses_nothing_and_writes_resume() {
     let mut cluster = TestCluster::start(3, &[]).await;
     create_table(&cluster).await;
-    let origin = Instant::now();
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let last_ack = Arc::new(AtomicI64::new(0));
-    let writers: Vec<_> = (0..3)
-        .map(|i| {
-            spawn_writer(
-                cluster.nodes[i].conn_str(),
-                i as i64 + 1,
-                acked.clone(),
-                stop.clone(),
-                last_ack.clone(),
-                origin,
-            )
-        })
-        .collect();
+    let mut workload = Workload::new();
+    for node in &cluster.nodes {
+        workload.add_writer(node.conn_str());
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        !acked.lock().await.is_empty(),
+        workload.acked().await > 0,
         "no write succeeded before the kill"
     );
 
     let leader = cluster.leader().await;
     cluster.nodes[leader].kill9();
-    let killed_at = origin.elapsed().as_millis() as i64;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while last_ack.load(Ordering::SeqCst) <= killed_at + 100 {
-        assert!(
-            Instant::now() < deadline,
-            "writes never resumed after the leader died"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let resumed_after = last_ack.load(Ordering::SeqCst) - killed_at;
+    let resumed_after = workload
+        .wait_resumed(workload.now_ms(), Duration::from_secs(30))
+        .await;
     assert!(
         resumed_after < 10_000,
         "writes resumed {resumed_after} ms after the leader died (bound: 10 s)"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        let _ = w.await;
-    }
+    let acked = workload.finish().await;
 
     cluster.nodes[leader].spawn_process();
     cluster.nodes[leader].wait_sql().await;
-    let acked = acked.lock().await.clone();
     assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
     assert_all_present(&cluster, &acked).await;
 }
@@ -167,25 +65,12 @@ async fn rolling_kill_and_restart_catches_up_by_log_and_snapshot() {
     // by a snapshot, one down briefly by the log.
     let mut cluster = TestCluster::start(3, &["--raft-log-keep", "64"]).await;
     create_table(&cluster).await;
-    let origin = Instant::now();
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let last_ack = Arc::new(AtomicI64::new(0));
-    let mut next_writer = 1;
-    let mut writers = Vec::new();
+    let mut workload = Workload::new();
     for round in 0..3 {
         let victim = round;
         // Writers through the two nodes that stay up this round.
         for i in (0..3).filter(|&i| i != victim) {
-            writers.push(spawn_writer(
-                cluster.nodes[i].conn_str(),
-                next_writer,
-                acked.clone(),
-                stop.clone(),
-                last_ack.clone(),
-                origin,
-            ));
-            next_writer += 1;
+            workload.add_writer(cluster.nodes[i].conn_str());
         }
         cluster.nodes[victim].kill9();
         // Round 0 is short (log catch-up); later rounds are long enough to
@@ -196,11 +81,7 @@ async fn rolling_kill_and_restart_catches_up_by_log_and_snapshot() {
         cluster.nodes[victim].wait_sql().await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        let _ = w.await;
-    }
-    let acked = acked.lock().await.clone();
+    let acked = workload.finish().await;
     assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
     assert_all_present(&cluster, &acked).await;
     let mut snapshots = 0;

@@ -57,6 +57,17 @@ fn parse(text: &str, path: &Path) -> Vec<Item> {
     items
 }
 
+/// The package directory of the running test: the one cargo names at run
+/// time, else `compiled` (the `CARGO_MANIFEST_DIR` the test was built
+/// with). A build cache shared between checkouts may hold a test binary
+/// built in another checkout; the run-time name keeps it reading this
+/// checkout's scripts.
+pub fn package_dir(compiled: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(compiled))
+}
+
 /// The `*.txt` scripts in `dir`, sorted; panics if there are none (a test
 /// that silently ran nothing would pass).
 pub fn scripts_in(dir: &Path) -> Vec<std::path::PathBuf> {

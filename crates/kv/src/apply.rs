@@ -6,93 +6,149 @@
 //! * **Commit** — the write rule of snapshot isolation, decided at apply
 //!   time: if any written key has a version newer than the transaction's
 //!   read timestamp, the reply is [`Reply::Conflict`] and nothing is
-//!   written. Otherwise the commit timestamp is `max(ts_hint, last + 1)`
-//!   where `last` is the range's newest commit timestamp — strictly
-//!   increasing in log order — and every write becomes a version at it.
-//!   The new `last` is stored in the same batch (`mvcc::TS_MARK_KEY`), and
+//!   written. Otherwise the commit timestamp is
+//!   `max(ts_hint, floor, last + 1)`, where `last` is the range's newest
+//!   commit timestamp (so they strictly increase in log order) and `floor`
+//!   is what the leader stamped on the entry, above every read it
+//!   registered before appending it (`shoal-replication`'s `peer.rs`,
+//!   *Timestamp floors*); every write becomes a version at it.
+//!   A key outside the range's bounds (it split after the proposer routed
+//!   the command) is refused with [`Reply::WrongRange`]; the proposer
+//!   routes again. The new `last` is stored in the same batch, and
 //!   so is a commit record under the command's id: the same commit
 //!   proposed again (its proposer lost the answer and retried) finds the
 //!   record and gets the same reply without writing twice.
 //! * **Gc** — deletes the listed versions and raises the GC threshold
-//!   (stored under `GC_THRESHOLD_KEY`).
+//!   (both range-local: `keys.rs`).
 //! * **RegisterNode** — adds a node to the registry (`registry.rs`).
 //! * **Heartbeat** — renews a node's liveness (`liveness.rs`).
 //! * **SetSetting** — stores a cluster setting (`settings.rs`).
 //! * **Decommission** — marks a node to be drained (`registry.rs`).
+//! * **AllocateRangeId** — hands out the next range id (first range).
+//! * **Split** — carried out by the replication layer's apply side (which
+//!   shrinks the range's bounds and creates the right-hand range's Raft
+//!   state); here the right-hand range gets a copy of the range-local state
+//!   — last commit timestamp, GC threshold, commit records — so its
+//!   timestamps continue above everything its keys have seen, and a commit
+//!   retried after the split is still recognized.
 //!
 //! # What readers may rely on ([`Published`])
 //!
-//! After the batch of a commit is in the engine (`applied` hook), its
-//! timestamp is published as `last_commit`. A reader that takes
-//! `last_commit` as its snapshot therefore sees every version at or below
-//! it, and no later commit can add a version at or below it (later commits
-//! get larger timestamps). That is what makes a snapshot immutable — and
-//! why a snapshot taken on a follower after a read barrier is as good as
-//! one taken on the leader.
+//! Per range: after the batch of a commit is in the engine (`applied`
+//! hook), its timestamp is published as the range's `last_commit`. Every
+//! version at or below it is then in the engine, and no later commit can
+//! add one at or below it (timestamps grow in log order) — nor at or below
+//! any read timestamp the leader registered before appending it (the
+//! floor). That is what makes a snapshot immutable (`store.rs`), and why a
+//! snapshot taken on a follower after a read barrier is as good as one
+//! taken on the leader.
 //!
 //! The GC threshold is published *before* its deletions reach the engine
 //! (in `apply`, and from the snapshot's data before a snapshot is
 //! installed): a reader checks the threshold after reading, so a read that
 //! may have missed a collected version always notices.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shoal_replication::{RangeId, ReplicationError, StateMachine};
+use parking_lot::RwLock;
+use shoal_replication::{
+    DataSpan, EntryContext, RangeBounds, RangeId, ReplicationError, SplitOutcome, SplitRequest,
+    StateMachine,
+};
 use shoal_storage::{Engine, StorageError, WriteBatch};
 
 use crate::clock::Timestamp;
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result};
+use crate::keys;
 use crate::mvcc;
 
-/// The newest GC threshold: snapshots below it may miss versions.
-pub const GC_THRESHOLD_KEY: &[u8] = b"mgc_threshold";
+/// The next range id to hand out (first range; absent: 2).
+const NEXT_RANGE_ID_KEY: &[u8] = b"si";
 
-/// Prefix of commit records: `st <id, 16 bytes>` → commit timestamp. They
-/// make a re-proposed commit idempotent; GC removes them with the history
-/// they describe.
-pub const COMMIT_RECORD_PREFIX: &[u8] = b"st";
-
-/// The key of commit `id`'s record.
-pub fn commit_record_key(id: u128) -> Vec<u8> {
-    let mut key = COMMIT_RECORD_PREFIX.to_vec();
-    key.extend_from_slice(&id.to_be_bytes());
-    key
-}
-
-/// State of the local replica that readers on this node use.
+/// What readers on this node may rely on for one range.
 #[derive(Debug, Default)]
-pub struct Published {
+struct PublishedRange {
     last_commit: AtomicU64,
     gc_threshold: AtomicU64,
 }
 
+/// State of the local replicas that readers on this node use. Values only
+/// grow (`fetch_max`), whoever publishes them.
+#[derive(Debug, Default)]
+pub struct Published {
+    ranges: RwLock<HashMap<RangeId, Arc<PublishedRange>>>,
+}
+
 impl Published {
-    /// The newest commit timestamp whose data is in the local engine.
-    pub fn last_commit(&self) -> Timestamp {
-        self.last_commit.load(Ordering::Acquire)
+    fn range(&self, range: RangeId, engine: &dyn Engine) -> Result<Arc<PublishedRange>> {
+        if let Some(published) = self.ranges.read().get(&range) {
+            return Ok(published.clone());
+        }
+        // First use since the node opened: start from what is stored.
+        let fresh = PublishedRange {
+            last_commit: AtomicU64::new(read_u64(engine, &keys::last_commit(range))?),
+            gc_threshold: AtomicU64::new(read_u64(engine, &keys::gc_threshold(range))?),
+        };
+        let mut ranges = self.ranges.write();
+        let entry = ranges.entry(range).or_default();
+        entry
+            .last_commit
+            .fetch_max(fresh.last_commit.into_inner(), Ordering::AcqRel);
+        entry
+            .gc_threshold
+            .fetch_max(fresh.gc_threshold.into_inner(), Ordering::AcqRel);
+        Ok(entry.clone())
     }
 
-    /// Snapshots below this may have lost versions to GC.
-    pub fn gc_threshold(&self) -> Timestamp {
-        self.gc_threshold.load(Ordering::Acquire)
+    /// The newest commit timestamp of `range` whose data is in the local
+    /// engine.
+    pub fn last_commit(&self, range: RangeId, engine: &dyn Engine) -> Result<Timestamp> {
+        Ok(self
+            .range(range, engine)?
+            .last_commit
+            .load(Ordering::Acquire))
     }
+
+    /// Snapshots of `range` below this may have lost versions to GC.
+    pub fn gc_threshold(&self, range: RangeId, engine: &dyn Engine) -> Result<Timestamp> {
+        Ok(self
+            .range(range, engine)?
+            .gc_threshold
+            .load(Ordering::Acquire))
+    }
+
+    fn publish(&self, range: RangeId, last_commit: Timestamp, gc_threshold: Timestamp) {
+        let mut ranges = self.ranges.write();
+        let entry = ranges.entry(range).or_default();
+        entry.last_commit.fetch_max(last_commit, Ordering::AcqRel);
+        entry.gc_threshold.fetch_max(gc_threshold, Ordering::AcqRel);
+    }
+}
+
+/// A range's state as the state machine keeps it (possibly ahead of the
+/// engine within an entry).
+#[derive(Debug, Clone, Copy, Default)]
+struct RangeState {
+    last_commit: Timestamp,
+    gc_threshold: Timestamp,
 }
 
 /// The KV layer's [`StateMachine`]. See the module documentation.
 pub struct KvStateMachine {
-    /// Newest commit timestamp applied (possibly not yet in the engine).
-    last_commit: Timestamp,
-    gc_threshold: Timestamp,
+    ranges: HashMap<RangeId, RangeState>,
+    /// Ranges created by a split in the entry being applied: published
+    /// with it.
+    created: Vec<RangeId>,
     published: Arc<Published>,
 }
 
 impl std::fmt::Debug for KvStateMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KvStateMachine")
-            .field("last_commit", &self.last_commit)
-            .field("gc_threshold", &self.gc_threshold)
+            .field("ranges", &self.ranges)
             .finish()
     }
 }
@@ -101,13 +157,10 @@ fn read_u64(engine: &dyn Engine, key: &[u8]) -> Result<Timestamp> {
     match engine.get(key)? {
         None => Ok(0),
         Some(bytes) => {
-            let raw: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                StorageError::Corrupt(format!(
-                    "{} is {} bytes",
-                    String::from_utf8_lossy(key),
-                    bytes.len()
-                ))
-            })?;
+            let raw: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt(format!("{key:x?} is {} bytes", bytes.len())))?;
             Ok(u64::from_be_bytes(raw))
         }
     }
@@ -115,39 +168,39 @@ fn read_u64(engine: &dyn Engine, key: &[u8]) -> Result<Timestamp> {
 
 impl KvStateMachine {
     /// The state machine over the data in `engine`, and what it publishes.
-    pub fn open(engine: &dyn Engine) -> Result<(KvStateMachine, Arc<Published>)> {
+    pub fn open(_engine: &dyn Engine) -> Result<(KvStateMachine, Arc<Published>)> {
         let published = Arc::new(Published::default());
-        let mut machine = KvStateMachine {
-            last_commit: 0,
-            gc_threshold: 0,
+        let machine = KvStateMachine {
+            ranges: HashMap::new(),
+            created: Vec::new(),
             published: published.clone(),
         };
-        machine.reload(engine)?;
         Ok((machine, published))
     }
 
-    fn reload(&mut self, engine: &dyn Engine) -> Result<()> {
-        self.last_commit = read_u64(engine, mvcc::TS_MARK_KEY)?;
-        self.gc_threshold = read_u64(engine, GC_THRESHOLD_KEY)?;
-        self.published
-            .gc_threshold
-            .store(self.gc_threshold, Ordering::Release);
-        self.published
-            .last_commit
-            .store(self.last_commit, Ordering::Release);
-        Ok(())
+    /// The state of `range`, loaded from the engine the first time.
+    fn range(&mut self, range: RangeId, engine: &dyn Engine) -> Result<RangeState> {
+        if let Some(state) = self.ranges.get(&range) {
+            return Ok(*state);
+        }
+        let state = RangeState {
+            last_commit: read_u64(engine, &keys::last_commit(range))?,
+            gc_threshold: read_u64(engine, &keys::gc_threshold(range))?,
+        };
+        self.ranges.insert(range, state);
+        Ok(state)
     }
 
     fn commit(
         &mut self,
-        id: u128,
-        read_ts: Timestamp,
-        ts_hint: Timestamp,
+        ctx: &EntryContext<'_>,
+        (id, read_ts, ts_hint): (u128, Timestamp, Timestamp),
         writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<Reply> {
-        let record = commit_record_key(id);
+        let range = ctx.range;
+        let record = keys::commit_record(range, id);
         if let Some(ts) = engine.get(&record)? {
             let ts: [u8; 8] = ts
                 .as_slice()
@@ -155,8 +208,12 @@ impl KvStateMachine {
                 .map_err(|_| StorageError::Corrupt("commit record".to_string()))?;
             return Ok(Reply::Committed(u64::from_be_bytes(ts)));
         }
-        if read_ts < self.gc_threshold {
-            return Ok(Reply::TooOld(self.gc_threshold));
+        if writes.iter().any(|(key, _)| !ctx.bounds.contains(key)) {
+            return Ok(Reply::WrongRange);
+        }
+        let mut state = self.range(range, engine)?;
+        if read_ts < state.gc_threshold {
+            return Ok(Reply::TooOld(state.gc_threshold));
         }
         for (key, _) in &writes {
             if let Some(ts) = mvcc::newest_version_ts(engine, key)?
@@ -165,44 +222,105 @@ impl KvStateMachine {
                 return Ok(Reply::Conflict(key.clone()));
             }
         }
-        let commit_ts = ts_hint.max(self.last_commit + 1);
+        let commit_ts = ts_hint.max(ctx.floor).max(state.last_commit + 1);
         for (key, value) in writes {
             batch.put(
                 mvcc::version_key(&key, commit_ts),
                 mvcc::encode_value(value.as_deref()),
             );
         }
-        batch.put(mvcc::TS_MARK_KEY, commit_ts.to_be_bytes());
+        batch.put(keys::last_commit(range), commit_ts.to_be_bytes());
         batch.put(record, commit_ts.to_be_bytes());
-        self.last_commit = commit_ts;
+        state.last_commit = commit_ts;
+        self.ranges.insert(range, state);
         Ok(Reply::Committed(commit_ts))
     }
 
-    fn gc(&mut self, threshold: Timestamp, keys: Vec<Vec<u8>>, batch: &mut WriteBatch) -> Reply {
-        if threshold > self.gc_threshold {
-            self.gc_threshold = threshold;
-            self.published
-                .gc_threshold
-                .store(threshold, Ordering::Release);
-            batch.put(GC_THRESHOLD_KEY, threshold.to_be_bytes());
+    fn gc(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        threshold: Timestamp,
+        doomed: Vec<Vec<u8>>,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        let mut state = self.range(ctx.range, engine)?;
+        if threshold > state.gc_threshold {
+            state.gc_threshold = threshold;
+            self.ranges.insert(ctx.range, state);
+            // Before the deletions reach the engine (module docs).
+            self.published.publish(ctx.range, 0, threshold);
+            batch.put(keys::gc_threshold(ctx.range), threshold.to_be_bytes());
         }
-        let removed = keys.len() as u64;
-        for key in keys {
-            batch.delete(key);
+        // Only this range's own keys: a list built before a split may name
+        // versions the right-hand range owns now.
+        let spans = keys::data_spans(ctx.range, ctx.bounds);
+        let owned = |key: &[u8]| {
+            spans
+                .iter()
+                .any(|s| key >= s.start.as_slice() && key < s.end.as_slice())
+        };
+        let mut removed = 0;
+        for key in doomed {
+            if owned(&key) {
+                batch.delete(key);
+                removed += 1;
+            }
         }
-        Reply::Collected(removed)
+        Ok(Reply::Collected(removed))
+    }
+
+    fn allocate_range_id(&mut self, engine: &dyn Engine, batch: &mut WriteBatch) -> Result<Reply> {
+        let next = read_u64(engine, NEXT_RANGE_ID_KEY)?.max(2);
+        batch.put(NEXT_RANGE_ID_KEY, (next + 1).to_be_bytes());
+        Ok(Reply::RangeIdAllocated(next))
+    }
+
+    fn split(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        split: &SplitRequest,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        let state = self.range(ctx.range, engine)?;
+        let child = split.new_range;
+        batch.put(keys::last_commit(child), state.last_commit.to_be_bytes());
+        batch.put(keys::gc_threshold(child), state.gc_threshold.to_be_bytes());
+        let prefix = keys::commit_record_prefix(ctx.range);
+        let end = mvcc::prefix_end(&prefix).unwrap_or_default();
+        for pair in engine.scan(&prefix, Some(&end)) {
+            let (key, ts) = pair?;
+            let mut copy = keys::commit_record_prefix(child);
+            copy.extend_from_slice(&key[prefix.len()..]);
+            batch.put(copy, ts);
+        }
+        self.ranges.insert(child, state);
+        self.created.push(child);
+        Ok(())
     }
 }
 
 impl StateMachine for KvStateMachine {
+    fn data_spans(range: RangeId, bounds: &RangeBounds) -> Vec<DataSpan> {
+        keys::data_spans(range, bounds)
+    }
+
+    fn split_request(command: &[u8]) -> Option<SplitRequest> {
+        match Command::decode(command) {
+            Ok(Command::Split { at, new_range }) => Some(SplitRequest { at, new_range }),
+            _ => None,
+        }
+    }
+
     fn apply(
         &mut self,
-        range: RangeId,
-        index: u64,
+        ctx: &EntryContext<'_>,
         command: &[u8],
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> shoal_replication::Result<Vec<u8>> {
+        let (range, index) = (ctx.range, ctx.index);
         let command = match Command::decode(command) {
             Ok(command) => command,
             Err(e) => {
@@ -218,8 +336,8 @@ impl StateMachine for KvStateMachine {
                 read_ts,
                 ts_hint,
                 writes,
-            } => self.commit(id, read_ts, ts_hint, writes, engine, batch),
-            Command::Gc { threshold, keys } => Ok(self.gc(threshold, keys, batch)),
+            } => self.commit(ctx, (id, read_ts, ts_hint), writes, engine, batch),
+            Command::Gc { threshold, keys } => self.gc(ctx, threshold, keys, engine, batch),
             Command::RegisterNode { node_id, addr } => {
                 crate::registry::register(engine, node_id, &addr, batch).map(Reply::Registered)
             }
@@ -235,31 +353,56 @@ impl StateMachine for KvStateMachine {
                 crate::registry::mark_decommissioning(batch, node_id);
                 Ok(Reply::NodeMarked)
             }
+            Command::AllocateRangeId => self.allocate_range_id(engine, batch),
+            // Splits go to `apply_split`; one arriving here was not
+            // recognized as a split, which cannot happen.
+            Command::Split { .. } => Ok(Reply::SplitRefused("not a split".to_string())),
         };
-        match reply {
-            Ok(reply) => Ok(reply.encode()),
-            Err(KvError::Storage(e)) => Err(ReplicationError::Storage(e)),
-            Err(KvError::Replication(e)) => Err(e),
-            Err(other) => Err(ReplicationError::Corrupt(other.to_string())),
-        }
+        encode_reply(reply)
     }
 
-    fn applied(&mut self, _range: RangeId, _index: u64) {
-        self.published
-            .last_commit
-            .store(self.last_commit, Ordering::Release);
+    fn apply_split(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        split: &SplitRequest,
+        outcome: &SplitOutcome,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> shoal_replication::Result<Vec<u8>> {
+        let reply = match outcome {
+            SplitOutcome::Refused(why) => Ok(Reply::SplitRefused(why.clone())),
+            SplitOutcome::Done { create_child } => {
+                if *create_child {
+                    self.split(ctx, split, engine, batch).map(|()| Reply::Split)
+                } else {
+                    Ok(Reply::Split)
+                }
+            }
+        };
+        encode_reply(reply)
+    }
+
+    fn applied(&mut self, range: RangeId, _index: u64) {
+        if let Some(state) = self.ranges.get(&range) {
+            self.published
+                .publish(range, state.last_commit, state.gc_threshold);
+        }
+        for child in std::mem::take(&mut self.created) {
+            if let Some(state) = self.ranges.get(&child) {
+                self.published
+                    .publish(child, state.last_commit, state.gc_threshold);
+            }
+        }
     }
 
     fn before_snapshot(&mut self, range: RangeId, data: &[u8]) {
         // The snapshot's data may lack versions collected below its GC
         // threshold; readers must learn that threshold before they can see
         // the data (they check it after reading).
-        match shoal_replication::snapshot::find(data, GC_THRESHOLD_KEY) {
+        match shoal_replication::snapshot::find(data, &keys::gc_threshold(range)) {
             Ok(Some(raw)) => {
                 if let Ok(raw) = <[u8; 8]>::try_from(raw.as_slice()) {
-                    self.published
-                        .gc_threshold
-                        .fetch_max(u64::from_be_bytes(raw), Ordering::AcqRel);
+                    self.published.publish(range, 0, u64::from_be_bytes(raw));
                 }
             }
             Ok(None) => {}
@@ -268,8 +411,21 @@ impl StateMachine for KvStateMachine {
     }
 
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {
-        if let Err(e) = self.reload(engine) {
-            tracing::error!(range, error = %e, "cannot reload kv state after snapshot");
+        self.ranges.remove(&range);
+        match self.range(range, engine) {
+            Ok(state) => self
+                .published
+                .publish(range, state.last_commit, state.gc_threshold),
+            Err(e) => tracing::error!(range, error = %e, "cannot reload kv state after snapshot"),
         }
+    }
+}
+
+fn encode_reply(reply: Result<Reply>) -> shoal_replication::Result<Vec<u8>> {
+    match reply {
+        Ok(reply) => Ok(reply.encode()),
+        Err(KvError::Storage(e)) => Err(ReplicationError::Storage(e)),
+        Err(KvError::Replication(e)) => Err(e),
+        Err(other) => Err(ReplicationError::Corrupt(other.to_string())),
     }
 }

@@ -23,64 +23,12 @@
 //! hand ([`ManualClock`]) and data-driven scripts print stable timestamps.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
+pub use shoal_replication::clock::{ManualClock, SystemClock, WallClock};
 
 /// A commit or read timestamp: microseconds since the Unix epoch.
 pub type Timestamp = u64;
-
-/// A source of physical time.
-pub trait WallClock: Send + Sync + 'static {
-    /// Microseconds since the Unix epoch.
-    fn now_micros(&self) -> u64;
-}
-
-/// The operating system's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl WallClock for SystemClock {
-    fn now_micros(&self) -> u64 {
-        // A clock set before 1970 reads as 0; the hybrid clock's `+ 1` keeps
-        // timestamps moving regardless.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    }
-}
-
-/// A wall clock that moves only when told to; for tests.
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    micros: AtomicU64,
-}
-
-impl ManualClock {
-    /// A clock reading `micros`.
-    pub fn new(micros: u64) -> Self {
-        Self {
-            micros: AtomicU64::new(micros),
-        }
-    }
-
-    /// Sets the reading (may move backwards, to test that timestamps do not).
-    pub fn set(&self, micros: u64) {
-        self.micros.store(micros, Ordering::SeqCst);
-    }
-
-    /// Moves the reading forward.
-    pub fn advance(&self, micros: u64) {
-        self.micros.fetch_add(micros, Ordering::SeqCst);
-    }
-}
-
-impl WallClock for ManualClock {
-    fn now_micros(&self) -> u64 {
-        self.micros.load(Ordering::SeqCst)
-    }
-}
 
 /// Hands out strictly increasing timestamps near wall-clock time.
 pub(crate) struct HybridClock {

@@ -17,11 +17,15 @@
 //! Heartbeat:    4 | node_id u64 | expiration u64
 //! Setting:      5 | name field | value field
 //! Decommission: 6 | node_id u64
+//! Split:        7 | at field | new_range u64
+//! AllocateRangeId: 8
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
 //! `3 | removed u64` (collected), `4 | gc_threshold` (snapshot too old),
-//! `5 | node_id` (registered), `6 | expiration` (alive until), `7` (setting stored), `8` (node marked).
+//! `5 | node_id` (registered), `6 | expiration` (alive until), `7` (setting
+//! stored), `8` (node marked), `9 | range id` (allocated), `10` (a key is
+//! outside the range), `11` (split), `12 | reason field` (split refused).
 
 use shoal_replication::ReplicationError;
 
@@ -84,6 +88,17 @@ pub enum Command {
         /// The node.
         node_id: u64,
     },
+    /// Split the range at user key `at`: keys from `at` on move to the new
+    /// range `new_range` (carried out by the replication layer's apply
+    /// side; see `apply.rs`).
+    Split {
+        /// The new range's first key.
+        at: Vec<u8>,
+        /// Its id, allocated with [`Command::AllocateRangeId`].
+        new_range: u64,
+    },
+    /// Hand out the next unused range id (first range only).
+    AllocateRangeId,
 }
 
 /// What applying a [`Command`] produced.
@@ -105,6 +120,14 @@ pub enum Reply {
     SettingStored,
     /// The node was marked.
     NodeMarked,
+    /// A range id nobody else got.
+    RangeIdAllocated(u64),
+    /// A key of the command lies outside the range (it split meanwhile).
+    WrongRange,
+    /// The range split.
+    Split,
+    /// The split was refused; why.
+    SplitRefused(String),
 }
 
 const COMMIT: u8 = 1;
@@ -113,6 +136,8 @@ const REGISTER_NODE: u8 = 3;
 const HEARTBEAT: u8 = 4;
 const SET_SETTING: u8 = 5;
 const DECOMMISSION: u8 = 6;
+const SPLIT: u8 = 7;
+const ALLOCATE_RANGE_ID: u8 = 8;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -122,6 +147,10 @@ const REGISTERED: u8 = 5;
 const ALIVE: u8 = 6;
 const SETTING_STORED: u8 = 7;
 const NODE_MARKED: u8 = 8;
+const RANGE_ID_ALLOCATED: u8 = 9;
+const WRONG_RANGE: u8 = 10;
+const SPLIT_DONE: u8 = 11;
+const SPLIT_REFUSED: u8 = 12;
 
 fn put_field(out: &mut Vec<u8>, field: &[u8]) {
     // Keys and values are bounded far below 4 GiB by the SQL layer.
@@ -233,6 +262,12 @@ impl Command {
                 out.push(DECOMMISSION);
                 out.extend_from_slice(&node_id.to_be_bytes());
             }
+            Command::Split { at, new_range } => {
+                out.push(SPLIT);
+                put_field(&mut out, at);
+                out.extend_from_slice(&new_range.to_be_bytes());
+            }
+            Command::AllocateRangeId => out.push(ALLOCATE_RANGE_ID),
         }
         out
     }
@@ -290,6 +325,11 @@ impl Command {
                 }
             }
             DECOMMISSION => Command::Decommission { node_id: r.u64()? },
+            SPLIT => Command::Split {
+                at: r.field()?,
+                new_range: r.u64()?,
+            },
+            ALLOCATE_RANGE_ID => Command::AllocateRangeId,
             _ => return Err(corrupt("unknown command")),
         };
         r.finish()?;
@@ -328,6 +368,16 @@ impl Reply {
             }
             Reply::SettingStored => out.push(SETTING_STORED),
             Reply::NodeMarked => out.push(NODE_MARKED),
+            Reply::RangeIdAllocated(id) => {
+                out.push(RANGE_ID_ALLOCATED);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            Reply::WrongRange => out.push(WRONG_RANGE),
+            Reply::Split => out.push(SPLIT_DONE),
+            Reply::SplitRefused(why) => {
+                out.push(SPLIT_REFUSED);
+                put_field(&mut out, why.as_bytes());
+            }
         }
         out
     }
@@ -353,6 +403,12 @@ impl Reply {
             ALIVE => Reply::Alive(r.u64()?),
             SETTING_STORED => Reply::SettingStored,
             NODE_MARKED => Reply::NodeMarked,
+            RANGE_ID_ALLOCATED => Reply::RangeIdAllocated(r.u64()?),
+            WRONG_RANGE => Reply::WrongRange,
+            SPLIT_DONE => Reply::Split,
+            SPLIT_REFUSED => Reply::SplitRefused(
+                String::from_utf8(r.field()?).map_err(|_| corrupt("split refusal"))?,
+            ),
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -392,6 +448,11 @@ mod tests {
                 value: "15s".to_string(),
             },
             Command::Decommission { node_id: 4 },
+            Command::Split {
+                at: b"\x02k".to_vec(),
+                new_range: 9,
+            },
+            Command::AllocateRangeId,
         ];
         for command in commands {
             let bytes = command.encode();
@@ -407,6 +468,10 @@ mod tests {
             Reply::Alive(9),
             Reply::SettingStored,
             Reply::NodeMarked,
+            Reply::RangeIdAllocated(3),
+            Reply::WrongRange,
+            Reply::Split,
+            Reply::SplitRefused("no".to_string()),
         ] {
             assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         }

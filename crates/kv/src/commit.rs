@@ -26,16 +26,22 @@
 //! request timeout is the outcome reported ambiguous (or the range
 //! unavailable, if no leader was ever found).
 //!
-//! Cross-range atomicity: with one range (today) a commit is one command.
-//! Once ranges split, a commit spanning them needs a transaction record and
-//! two-phase intents; that arrives with distributed transactions.
+//! Ranges: a commit goes to the range owning its keys. If that range split
+//! after the keys were routed, the state machine answers
+//! [`Reply::WrongRange`] without writing anything and the commit is routed
+//! again. A transaction writing to more than one range needs an atomic
+//! commit across them (a transaction record and two-phase intents, coming
+//! with distributed transactions); until then it fails with
+//! [`KvError::CrossRangeWrite`] (0A000) and writes nothing.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::clock::Timestamp;
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result, printable_key};
 use crate::store::Kv;
+use shoal_replication::RangeId;
 
 impl Kv {
     /// Commits `writes` (non-empty) read at `read_ts`; returns the commit
@@ -46,21 +52,32 @@ impl Kv {
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     ) -> Result<Timestamp> {
         let n_writes = writes.len();
-        let range = match writes.keys().next() {
-            Some(first) => self.range_of(first),
-            None => return Ok(read_ts),
+        if writes.is_empty() {
+            return Ok(read_ts);
+        }
+        let id = rand::random();
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = writes.into_iter().collect();
+        let deadline = Instant::now() + self.timeout;
+        let reply = loop {
+            let range = self.single_range(&writes)?;
+            let command = Command::Commit {
+                id,
+                read_ts,
+                ts_hint: self.clock.next(),
+                writes: writes.clone(),
+            };
+            // Safe to re-propose: the commit record makes it idempotent.
+            match self.propose_until(range, &command, deadline)? {
+                // The range split since the keys were routed; the split is
+                // applied here by now (the reply came from this node's
+                // replica), so routing again finds the new range.
+                Reply::WrongRange if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other,
+            }
         };
-        let command = Command::Commit {
-            id: rand::random(),
-            read_ts,
-            ts_hint: self.clock.next(),
-            writes: writes.into_iter().collect(),
-        };
-        // Safe to re-propose: the commit record makes it idempotent.
-        let reply = self
-            .raft
-            .propose_idempotent(range, command.encode(), self.timeout)?;
-        match Reply::decode(&reply)? {
+        match reply {
             Reply::Committed(commit_ts) => {
                 self.clock.observe(commit_ts);
                 tracing::debug!(read_ts, commit_ts, writes = n_writes, "committed");
@@ -73,7 +90,25 @@ impl Kv {
                 })
             }
             Reply::TooOld(threshold) => Err(KvError::SnapshotTooOld { read_ts, threshold }),
+            Reply::WrongRange => Err(KvError::Unavailable(
+                "the range kept splitting while the transaction committed; nothing was written"
+                    .to_string(),
+            )),
             other => Err(other.unexpected("a commit")),
         }
+    }
+
+    /// The one range holding every written key, or
+    /// [`KvError::CrossRangeWrite`].
+    fn single_range(&self, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<RangeId> {
+        let Some((first, _)) = writes.first() else {
+            return Err(KvError::TxnFinished);
+        };
+        let (range, bounds) = self.route(first)?;
+        if let Some((key, _)) = writes.iter().find(|(key, _)| !bounds.contains(key)) {
+            let (other, _) = self.route(key)?;
+            return Err(KvError::CrossRangeWrite(range, other));
+        }
+        Ok(range)
     }
 }

@@ -54,6 +54,33 @@ pub enum KvError {
     /// No node has this id.
     #[error("node {0} is not a member of the cluster")]
     UnknownNode(u64),
+    /// A read found a version written after the transaction's timestamp but
+    /// close enough to it that it may have committed before the transaction
+    /// began (clocks of different nodes differ). Retryable: a new
+    /// transaction reads above it.
+    #[error(
+        "restart transaction: key {key} was written at a timestamp within the clock uncertainty of this transaction's snapshot"
+    )]
+    ReadWithinUncertainty {
+        /// The key, printable.
+        key: String,
+        /// The version's timestamp.
+        ts: u64,
+    },
+    /// The transaction writes to more than one range, which needs an
+    /// atomic commit across ranges that Shoal does not have yet.
+    #[error(
+        "a transaction writing to more than one range is not supported yet (it writes to ranges {0} and {1})"
+    )]
+    CrossRangeWrite(u64, u64),
+    /// A split key that cannot split a range.
+    #[error("cannot split at key {key}: {reason}")]
+    InvalidSplit {
+        /// The key, printable.
+        key: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl From<ReplicationError> for KvError {

@@ -4,12 +4,13 @@
 //! picks a **threshold** timestamp
 //!
 //! ```text
-//! threshold = min(wall now − window, oldest local active read_ts, last commit)
+//! threshold = min(wall now − window, oldest local active read_ts, range's last commit)
 //! ```
 //!
 //! and relies on one fact: every reader that may still read reads at a
 //! timestamp `r >= threshold`. Local readers are bounded by the `min`;
-//! future ones start at `last_commit`, which only grows; readers on *other*
+//! future ones read at their clock or above `last_commit`, both of which
+//! only grow; readers on *other*
 //! nodes are not known here, so the threshold is replicated with the
 //! deletions and a reader below it fails with "snapshot too old" instead of
 //! reading a collected history (`store.rs`, `check_snapshot`). With the
@@ -34,11 +35,12 @@
 //! keys, so replicas stay identical; versions at or below the threshold are
 //! immutable, so the list is valid whenever it applies.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::Timestamp;
 use crate::command::{Command, Reply};
 use crate::error::Result;
+use crate::keys;
 use crate::mvcc;
 use crate::store::Kv;
 
@@ -55,12 +57,20 @@ pub struct GcStats {
 }
 
 impl Kv {
-    /// Runs one GC pass over every range, keeping history for `gc_window`.
+    /// Runs one GC pass over every range this node leads (other replicas
+    /// would propose the same deletions again), keeping history for
+    /// `gc_window`.
     pub fn gc(&self, gc_window: std::time::Duration) -> Result<GcStats> {
-        let threshold = self.gc_threshold(gc_window);
         let mut stats = GcStats::default();
-        for range in self.directory.ranges() {
-            let (lower, upper) = mvcc::version_span(&range.start_key, range.end_key.as_deref());
+        let me = self.raft.node_id();
+        for descriptor in self.local_ranges() {
+            let range = descriptor.range_id;
+            if self.raft.leader(range) != Some(me) {
+                continue;
+            }
+            let threshold = self.gc_threshold(range, gc_window)?;
+            let (lower, upper) =
+                mvcc::version_span(&descriptor.start_key, descriptor.end_key.as_deref());
             let mut doomed: Vec<Vec<u8>> = Vec::new();
             let mut current: Option<Vec<u8>> = None;
             let mut kept_base = false;
@@ -84,66 +94,64 @@ impl Kv {
                 if remove {
                     doomed.push(key);
                     if doomed.len() >= GC_BATCH {
-                        stats.versions_removed += self.propose_gc(
-                            range.range_id,
-                            threshold,
-                            std::mem::take(&mut doomed),
-                        )?;
+                        stats.versions_removed +=
+                            self.propose_gc(range, threshold, std::mem::take(&mut doomed))?;
                     }
                 }
             }
-            if !doomed.is_empty() {
-                stats.versions_removed += self.propose_gc(range.range_id, threshold, doomed)?;
-            }
-        }
-        // Commit records older than the threshold: no retry of theirs can
-        // still be in flight.
-        let prefix = crate::apply::COMMIT_RECORD_PREFIX;
-        let end = mvcc::prefix_end(prefix).unwrap_or_default();
-        let range = self.directory.ranges()[0].range_id;
-        let mut doomed = Vec::new();
-        for item in self.engine.scan(prefix, Some(&end)) {
-            let (key, ts) = item?;
-            let ts = <[u8; 8]>::try_from(ts.as_slice()).map(u64::from_be_bytes);
-            if ts.is_ok_and(|ts| ts <= threshold) {
-                doomed.push(key);
-                if doomed.len() >= GC_BATCH {
-                    self.propose_gc(range, threshold, std::mem::take(&mut doomed))?;
+            // Commit records older than the threshold: no retry of theirs
+            // can still be in flight.
+            let prefix = keys::commit_record_prefix(range);
+            let end = mvcc::prefix_end(&prefix).unwrap_or_default();
+            let mut records = Vec::new();
+            for item in self.engine.scan(&prefix, Some(&end)) {
+                let (key, ts) = item?;
+                let ts = <[u8; 8]>::try_from(ts.as_slice()).map(u64::from_be_bytes);
+                if ts.is_ok_and(|ts| ts <= threshold) {
+                    records.push(key);
                 }
             }
+            for batch in [doomed, records] {
+                for chunk in batch.chunks(GC_BATCH) {
+                    let removed = self.propose_gc(range, threshold, chunk.to_vec())?;
+                    if chunk
+                        .first()
+                        .is_some_and(|k| k.first() == Some(&mvcc::VERSION_PREFIX))
+                    {
+                        stats.versions_removed += removed;
+                    }
+                }
+            }
+            tracing::info!(
+                range,
+                threshold,
+                versions_removed = stats.versions_removed,
+                keys_scanned = stats.keys_scanned,
+                "gc pass finished"
+            );
         }
-        if !doomed.is_empty() {
-            self.propose_gc(range, threshold, doomed)?;
-        }
-        tracing::info!(
-            threshold,
-            versions_removed = stats.versions_removed,
-            keys_scanned = stats.keys_scanned,
-            "gc pass finished"
-        );
         Ok(stats)
     }
 
     fn propose_gc(&self, range: u64, threshold: Timestamp, keys: Vec<Vec<u8>>) -> Result<u64> {
         let command = Command::Gc { threshold, keys };
         // Idempotent: deleting the same versions again changes nothing.
-        let reply = self
-            .raft
-            .propose_idempotent(range, command.encode(), self.timeout)?;
-        match Reply::decode(&reply)? {
+        match self.propose_until(range, &command, Instant::now() + self.timeout)? {
             Reply::Collected(n) => Ok(n),
             other => Err(other.unexpected("a collection")),
         }
     }
 
-    fn gc_threshold(&self, window: Duration) -> Timestamp {
+    fn gc_threshold(&self, range: u64, window: Duration) -> Result<Timestamp> {
         let window_us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
         let active = self.active.lock();
         let oldest_active = active.keys().next().copied().unwrap_or(Timestamp::MAX);
-        self.clock
+        drop(active);
+        Ok(self
+            .clock
             .wall_now()
             .saturating_sub(window_us)
             .min(oldest_active)
-            .min(self.latest_ts())
+            .min(self.last_commit(range)?))
     }
 }

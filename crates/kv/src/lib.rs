@@ -5,8 +5,8 @@
 //!
 //! Below: `shoal-replication` (each range is a Raft group; this crate's
 //! [`KvStateMachine`] is what its committed commands mean), `shoal-storage`
-//! (the local replica's data, read directly) and `shoal-placement` (which
-//! range owns a key). Above: the SQL layer, which sees nothing but [`Kv`]
+//! (the local replica's data, read directly) and `shoal-placement` (range
+//! descriptors). Above: the SQL layer, which sees nothing but [`Kv`]
 //! and [`Txn`]: byte keys and values, snapshots, commit and rollback. It
 //! never learns whether the store is one node or many.
 //!
@@ -16,15 +16,19 @@
 //!   with its commit timestamp; nothing is updated in place. A reader at
 //!   timestamp `r` sees, per key, the newest version at or below `r`.
 //! * **Snapshot isolation** (`txn`, `commit`, `apply`): a transaction reads
-//!   the snapshot at the range's last commit after a read barrier, plus its
-//!   own buffered writes. Its commit is a replicated command; every replica
+//!   one snapshot across ranges (each joins it with a read barrier that
+//!   registers the read timestamp; `store`), plus its own buffered writes. Its commit is a replicated command; every replica
 //!   applies the first-committer-wins check identically, so a conflict
 //!   fails with [`KvError::WriteConflict`] (PostgreSQL's REPEATABLE READ).
 //! * **Timestamps** (`clock`, `apply`): a node proposes hybrid wall-clock
 //!   microseconds; the state machine makes commit timestamps strictly
-//!   increasing in log order (`max(hint, last + 1)`), and the last one is
-//!   stored with every commit, so they never go backwards, across restarts
-//!   and leader changes alike.
+//!   increasing in log order and above the leader's floor
+//!   (`max(hint, floor, last + 1)`), and the last one is stored with every
+//!   commit, so they never go backwards, across restarts and leader
+//!   changes alike.
+//! * **Ranges** (`keys`, `store`, `split`): every key is routed to the
+//!   local replica whose bounds hold it; a split is a command in the
+//!   range's log; a commit writes to one range.
 //! * **Garbage collection** (`gc`): removes versions older than a retention
 //!   window, through the log, so every replica removes the same ones.
 //!
@@ -36,8 +40,8 @@
 //! `v ++ escaped(k) ++ !ts → [1] ++ v`, new last commit) → the proposer's
 //! node, having applied it, answers with the commit timestamp.
 //!
-//! Module reading order: `clock`, `mvcc`, `command`, `apply`, `store`,
-//! `txn`, `commit`, `gc`.
+//! Module reading order: `clock`, `keys`, `mvcc`, `command`, `apply`,
+//! `store`, `txn`, `commit`, `split`, `gc`.
 
 mod apply;
 pub mod clock;
@@ -45,20 +49,20 @@ pub mod command;
 mod commit;
 pub mod error;
 mod gc;
+pub mod keys;
 pub mod liveness;
 pub mod mvcc;
 pub mod registry;
 pub mod settings;
+mod split;
 mod status;
 mod store;
 mod txn;
 
-pub use apply::{
-    COMMIT_RECORD_PREFIX, GC_THRESHOLD_KEY, KvStateMachine, Published, commit_record_key,
-};
+pub use apply::{KvStateMachine, Published};
 pub use clock::{ManualClock, SystemClock, Timestamp, WallClock};
 pub use error::{KvError, Result};
 pub use gc::GcStats;
 pub use status::{NodeStatus, RangeStatus};
-pub use store::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_TICK, Kv, SINGLE_NODE_ID};
+pub use store::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_TICK, FIRST_RANGE, Kv, SINGLE_NODE_ID};
 pub use txn::Txn;

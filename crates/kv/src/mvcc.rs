@@ -19,17 +19,23 @@
 //! * A delete writes a tombstone version rather than removing anything,
 //!   because older snapshots must still see the deleted value.
 //!
-//! Node metadata lives under `b'm'` (see [`TS_MARK_KEY`]), outside the
-//! version space, so scans of user data never meet it.
+//! Range-local state and cluster state live under other prefixes
+//! (`keys.rs`), outside the version space, so scans of user data never
+//! meet them.
 //!
 //! # Visibility
 //!
 //! A transaction with read timestamp `r` sees, for each key, the newest
 //! version with `ts <= r`; if that is a tombstone (or there is none) the key
-//! does not exist for it. Versions above `r` are invisible. Because a commit
-//! timestamp is published only after its whole batch is in the engine
-//! (`apply.rs`), and `r` is a published timestamp, a snapshot never sees
-//! half a commit.
+//! does not exist for it. Versions above `r` are invisible. Because a
+//! commit's versions are written in one batch, and a snapshot is read only
+//! after the barrier that makes every commit at or below `r` applied
+//! (`store.rs`), a snapshot never sees half a commit.
+//!
+//! A reader may also carry an **uncertainty limit** `u >= r`: a version in
+//! `(r, u]` may have committed before the reader began (`store.rs`
+//! explains why), so meeting one is an error — the reader must restart
+//! above it — rather than a silent skip.
 //!
 //! # Bounded memory
 //!
@@ -39,15 +45,10 @@
 use shoal_storage::{Engine, KvPair, StorageError, decode_bytes_escaped, encode_bytes_escaped};
 
 use crate::clock::Timestamp;
-use crate::error::Result;
+use crate::error::{KvError, Result, printable_key};
 
 /// Prefix of MVCC version keys.
 pub const VERSION_PREFIX: u8 = b'v';
-/// Prefix of node metadata keys.
-pub const META_PREFIX: u8 = b'm';
-/// The timestamp high-water mark: the largest commit timestamp ever written,
-/// big-endian `u64`. Written in the same batch as every commit.
-pub const TS_MARK_KEY: &[u8] = b"mts_high_water";
 
 const VALUE_TAG: u8 = 1;
 const TOMBSTONE_TAG: u8 = 0;
@@ -132,14 +133,33 @@ pub fn read_visible(
     user_key: &[u8],
     read_ts: Timestamp,
 ) -> Result<Option<Vec<u8>>> {
-    // The first version at or below read_ts is the one with the smallest
-    // inverted suffix >= u64::MAX - read_ts: seek straight to it.
+    read_visible_within(engine, user_key, read_ts, read_ts)
+}
+
+/// The value of `user_key` visible at `read_ts`, or
+/// [`KvError::ReadWithinUncertainty`] if it has a version in
+/// `(read_ts, limit]`.
+pub fn read_visible_within(
+    engine: &dyn Engine,
+    user_key: &[u8],
+    read_ts: Timestamp,
+    limit: Timestamp,
+) -> Result<Option<Vec<u8>>> {
+    // The first version at or below a timestamp is the one with the
+    // smallest inverted suffix >= u64::MAX - ts: seek straight to it.
     let prefix = version_prefix(user_key);
-    let from = version_key(user_key, read_ts);
+    let from = version_key(user_key, limit.max(read_ts));
     let to = prefix_end(&prefix);
     match engine.scan(&from, to.as_deref()).next() {
         Some(item) => {
-            let (_, stored) = item?;
+            let (key, stored) = item?;
+            let (_, ts) = decode_version_key(&key)?;
+            if ts > read_ts {
+                return Err(KvError::ReadWithinUncertainty {
+                    key: printable_key(user_key),
+                    ts,
+                });
+            }
             decode_value(&stored)
         }
         None => Ok(None),
@@ -164,6 +184,8 @@ pub fn newest_version_ts(engine: &dyn Engine, user_key: &[u8]) -> Result<Option<
 pub struct VisibleScan<'a> {
     versions: Box<dyn Iterator<Item = shoal_storage::Result<KvPair>> + 'a>,
     read_ts: Timestamp,
+    /// Versions in `(read_ts, uncertainty_limit]` are errors (module docs).
+    uncertainty_limit: Timestamp,
     /// The user key whose visible version has been decided; its older
     /// versions are skipped.
     decided: Option<Vec<u8>>,
@@ -181,8 +203,15 @@ impl<'a> VisibleScan<'a> {
         Self {
             versions: engine.scan(&lower, Some(&upper)),
             read_ts,
+            uncertainty_limit: read_ts,
             decided: None,
         }
+    }
+
+    /// Makes versions in `(read_ts, limit]` errors.
+    pub fn with_uncertainty(mut self, limit: Timestamp) -> Self {
+        self.uncertainty_limit = limit;
+        self
     }
 }
 
@@ -199,7 +228,16 @@ impl Iterator for VisibleScan<'_> {
                 Ok(decoded) => decoded,
                 Err(e) => return Some(Err(e)),
             };
-            if ts > self.read_ts || self.decided.as_deref() == Some(user_key.as_slice()) {
+            if self.decided.as_deref() == Some(user_key.as_slice()) {
+                continue;
+            }
+            if ts > self.read_ts {
+                if ts <= self.uncertainty_limit {
+                    return Some(Err(KvError::ReadWithinUncertainty {
+                        key: printable_key(&user_key),
+                        ts,
+                    }));
+                }
                 continue;
             }
             self.decided = Some(user_key.clone());
@@ -274,6 +312,32 @@ mod tests {
         assert_eq!(at(12), [b"a".to_vec()]);
         assert_eq!(at(22), [b"b".to_vec()]);
         assert_eq!(at(40), [b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn versions_within_the_uncertainty_limit_are_errors() {
+        let engine = engine_with(&[(b"a", 10, Some(&b"a10"[..])), (b"a", 20, Some(&b"a20"[..]))]);
+        let uncertain = |r: Result<Option<Vec<u8>>>| {
+            matches!(r, Err(KvError::ReadWithinUncertainty { ts: 20, .. }))
+        };
+        assert_eq!(
+            read_visible_within(&engine, b"a", 15, 19)
+                .unwrap()
+                .as_deref(),
+            Some(&b"a10"[..])
+        );
+        assert!(uncertain(read_visible_within(&engine, b"a", 15, 20)));
+        assert!(uncertain(read_visible_within(&engine, b"a", 15, 99)));
+        let scan = |limit| {
+            VisibleScan::new(&engine, b"", None, 15)
+                .with_uncertainty(limit)
+                .collect::<Result<Vec<_>>>()
+        };
+        assert_eq!(scan(19).unwrap().len(), 1);
+        assert!(matches!(
+            scan(25),
+            Err(KvError::ReadWithinUncertainty { ts: 20, .. })
+        ));
     }
 
     #[test]

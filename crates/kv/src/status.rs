@@ -14,8 +14,6 @@
 
 use std::time::Duration;
 
-use shoal_placement::RangeDescriptor;
-
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result};
 use crate::liveness::{self, LIVENESS_TTL};
@@ -90,7 +88,7 @@ impl Kv {
 
     /// Every range, in key order.
     pub fn range_status(&self) -> Result<Vec<RangeStatus>> {
-        let ranges: Vec<RangeDescriptor> = self.directory.ranges().to_vec();
+        let ranges = self.local_ranges();
         let ids: Vec<u64> = ranges.iter().map(|r| r.range_id).collect();
         let views = self.raft.inspect(move |driver| {
             ids.iter()
@@ -98,21 +96,28 @@ impl Kv {
                 .collect::<Vec<_>>()
         })?;
         let mut out = Vec::with_capacity(ranges.len());
-        for (range, (conf_state, leader)) in ranges.into_iter().zip(views) {
+        for (descriptor, (conf_state, leader)) in ranges.into_iter().zip(views) {
+            let range_id = descriptor.range_id;
+            let bounds = shoal_replication::RangeBounds {
+                start: descriptor.start_key,
+                end: descriptor.end_key,
+            };
             let mut replicas: Vec<u64> = conf_state
                 .map(|cs| cs.voters.into_iter().chain(cs.learners).collect())
                 .unwrap_or_default();
             replicas.sort_unstable();
             replicas.dedup();
             let mut size_bytes = 0u64;
-            for pair in self.engine.scan(&range.start_key, range.end_key.as_deref()) {
-                let (key, value) = pair?;
-                size_bytes += (key.len() + value.len()) as u64;
+            for span in crate::keys::data_spans(range_id, &bounds) {
+                for pair in self.engine.scan(&span.start, Some(&span.end)) {
+                    let (key, value) = pair?;
+                    size_bytes += (key.len() + value.len()) as u64;
+                }
             }
             out.push(RangeStatus {
-                range_id: range.range_id,
-                start_key: range.start_key,
-                end_key: range.end_key,
+                range_id,
+                start_key: bounds.start,
+                end_key: bounds.end,
                 replicas,
                 lease_holder: leader,
                 size_bytes,

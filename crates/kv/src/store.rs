@@ -3,8 +3,11 @@
 //!
 //! # State
 //!
-//! * **Routing** — a [`RangeDirectory`]; every key is routed through it to
-//!   its range's Raft group. Today the directory has a single range.
+//! * **Routing** — the bounds of every replica on this node, published by
+//!   the apply thread ([`shoal_replication::apply::LocalBounds`]); every
+//!   key is routed to the local replica whose bounds contain it. (A node
+//!   serves keys of ranges it holds a replica of; routing to other nodes'
+//!   replicas comes with range descriptors in meta records.)
 //! * **Replication** — a [`RaftHandle`] to the node's Raft thread. Commits
 //!   and GC are proposed through it; reads start with its read barrier.
 //! * **The local replica** — the engine, read directly: every version at
@@ -16,19 +19,41 @@
 //!
 //! # Taking a snapshot
 //!
-//! [`Kv::begin`] first passes the range's read barrier (ReadIndex): once it
+//! [`Kv::begin`] takes a timestamp from the node's hybrid clock and passes
+//! the first range's read barrier (ReadIndex) with it: once the barrier
 //! returns, this node's replica has applied every commit acknowledged
-//! anywhere before the call, so `last_commit` is a linearizable snapshot.
+//! anywhere before the call, and the leader stamps every command it appends
+//! later with a floor above the timestamp. The larger of the timestamp and
+//! the range's applied `last_commit` is therefore a snapshot of the range
+//! that no later commit can change, and it includes every commit
+//! acknowledged before `begin`.
+//!
+//! Other ranges join the snapshot when the transaction first reads them
+//! (`Txn::sync`): the same barrier, registering the now fixed read
+//! timestamp. Their commits below it are then all applied here and later
+//! ones land above it. One question remains: a commit acknowledged before
+//! `begin` whose timestamp is *above* the read timestamp (its proposer's
+//! clock ran ahead, or a new leader's floor put it in the future) must not
+//! be missed. Such a commit was appended before the barrier, so its
+//! timestamp is at most the range's `last_commit` after it, and at most
+//! the read timestamp plus the maximum clock offset. A version between the
+//! read timestamp and that limit is *uncertain*: the read fails with
+//! [`KvError::ReadWithinUncertainty`] (retryable) rather than guess —
+//! CockroachDB's uncertainty interval, narrowed by what the barrier
+//! observed.
 //! It registers the snapshot in the active set *under the active-set lock*;
 //! GC computes its threshold under the same lock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use shoal_placement::RangeDirectory;
-use shoal_replication::{MultiRaft, NoTransport, RaftConfig, RaftHandle, RaftRunner, RangeId};
+use shoal_placement::RangeDescriptor;
+use shoal_replication::apply::LocalBounds;
+use shoal_replication::{
+    MultiRaft, NoTransport, RaftConfig, RaftHandle, RaftRunner, RangeBounds, RangeId,
+};
 use shoal_storage::Engine;
 
 use crate::apply::{KvStateMachine, Published};
@@ -46,12 +71,16 @@ pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
 
 /// The transactional key-value store of one node. Shared as `Arc<Kv>`.
 pub struct Kv {
-    pub(crate) directory: RangeDirectory,
+    /// The bounds of every replica on this node (routing).
+    pub(crate) bounds: LocalBounds,
     pub(crate) engine: Arc<dyn Engine>,
     pub(crate) raft: RaftHandle<KvStateMachine>,
     pub(crate) published: Arc<Published>,
     pub(crate) clock: HybridClock,
     pub(crate) timeout: Duration,
+    /// The most two nodes' clocks may differ (µs): how far above a read
+    /// timestamp a version may be uncertain (module docs).
+    pub(crate) max_offset: u64,
     /// Read timestamp → number of live transactions reading at it.
     pub(crate) active: Mutex<BTreeMap<Timestamp, usize>>,
 }
@@ -59,14 +88,18 @@ pub struct Kv {
 impl std::fmt::Debug for Kv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kv")
-            .field("ranges", &self.directory.ranges().len())
-            .field("latest", &self.latest_ts())
+            .field("ranges", &self.bounds.read().len())
             .finish_non_exhaustive()
     }
 }
 
 /// The node id of a store opened alone by [`Kv::open`].
 pub const SINGLE_NODE_ID: u64 = 1;
+
+/// The range bootstrapped first. It always starts at the empty key (a split
+/// keeps the left-hand side), so it holds the cluster state and the
+/// catalog's first keys.
+pub const FIRST_RANGE: RangeId = 1;
 
 impl Kv {
     /// Opens a store over `engine` as a one-node cluster (node 1, range 1
@@ -78,32 +111,33 @@ impl Kv {
     /// Like [`Kv::open`], with an explicit wall clock (tests use
     /// [`ManualClock`](crate::clock::ManualClock)).
     pub fn open_with_clock(engine: Arc<dyn Engine>, wall: Arc<dyn WallClock>) -> Result<Arc<Kv>> {
-        let range = RangeDirectory::single().ranges()[0].range_id;
         if !Self::is_bootstrapped(engine.as_ref())? {
             MultiRaft::<KvStateMachine>::bootstrap_range(
                 engine.as_ref(),
-                range,
+                FIRST_RANGE,
                 &[SINGLE_NODE_ID],
             )?;
         }
         let (machine, published) = KvStateMachine::open(engine.as_ref())?;
-        let driver = MultiRaft::open(
-            SINGLE_NODE_ID,
-            engine.clone(),
-            RaftConfig::default(),
-            machine,
-        )?;
+        // One node, one process: the only reads a new leader must stay
+        // above were served by this process, which reads the same clock —
+        // no offset to allow for (and earlier processes' readers are gone).
+        let config = RaftConfig {
+            max_clock_offset_micros: 0,
+            ..RaftConfig::default()
+        };
+        let mut driver = MultiRaft::open(SINGLE_NODE_ID, engine.clone(), config, machine)?;
+        driver.set_clock(wall.clone());
         let raft = RaftRunner::spawn(driver, Arc::new(NoTransport), DEFAULT_TICK)?;
-        Ok(Self::new(engine, raft, published, wall))
+        Ok(Self::build(engine, raft, published, wall, 0))
     }
 
     /// Whether `engine` holds a replica of the first range.
     pub fn is_bootstrapped(engine: &dyn Engine) -> Result<bool> {
-        let range = RangeDirectory::single().ranges()[0].range_id;
         Ok(engine
             .get_cf(
                 shoal_storage::ColumnFamily::Raft,
-                &shoal_replication::keys::apply_state(range),
+                &shoal_replication::keys::apply_state(FIRST_RANGE),
             )?
             .is_some())
     }
@@ -116,15 +150,32 @@ impl Kv {
         published: Arc<Published>,
         wall: Arc<dyn WallClock>,
     ) -> Arc<Kv> {
-        let floor = published.last_commit();
+        let max_offset = RaftConfig::default().max_clock_offset_micros;
+        Self::build(engine, raft, published, wall, max_offset)
+    }
+
+    fn build(
+        engine: Arc<dyn Engine>,
+        raft: RaftHandle<KvStateMachine>,
+        published: Arc<Published>,
+        wall: Arc<dyn WallClock>,
+        max_offset: u64,
+    ) -> Arc<Kv> {
+        let bounds = raft.local_bounds();
+        let mut floor = 0;
+        let ranges: Vec<RangeId> = bounds.read().keys().copied().collect();
+        for range in ranges {
+            floor = floor.max(published.last_commit(range, engine.as_ref()).unwrap_or(0));
+        }
         tracing::info!(high_water = floor, node = raft.node_id(), "opened kv store");
         Arc::new(Kv {
-            directory: RangeDirectory::single(),
+            bounds,
             engine,
             raft,
             published,
             clock: HybridClock::new(wall, floor),
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_offset,
             active: Mutex::new(BTreeMap::new()),
         })
     }
@@ -137,14 +188,29 @@ impl Kv {
     /// Starts a transaction reading a linearizable snapshot: every commit
     /// acknowledged before the call is visible.
     pub fn begin(self: &Arc<Self>) -> Result<Arc<Txn>> {
-        for range in self.directory.ranges() {
-            self.raft.read_barrier(range.range_id, self.timeout)?;
-        }
+        let wanted = self.clock.next();
+        self.raft
+            .read_barrier_at(FIRST_RANGE, wanted, self.timeout)?;
         let mut active = self.active.lock();
-        let read_ts = self.latest_ts();
+        // After the barrier, every commit of the first range acknowledged
+        // before the call is applied here, and every later one gets a
+        // timestamp above both `wanted` (the leader's floor) and what is
+        // applied now.
+        let read_ts = wanted.max(self.last_commit(FIRST_RANGE)?);
+        self.clock.observe(read_ts);
         *active.entry(read_ts).or_insert(0) += 1;
         drop(active);
-        Ok(Arc::new(Txn::new(self.clone(), read_ts)))
+        Ok(Arc::new(Txn::new(self.clone(), read_ts, FIRST_RANGE)))
+    }
+
+    /// Joins `range` to the snapshot at `read_ts` (module docs): returns
+    /// the uncertainty limit of its reads.
+    pub(crate) fn sync_range(&self, range: RangeId, read_ts: Timestamp) -> Result<Timestamp> {
+        self.raft.read_barrier_at(range, read_ts, self.timeout)?;
+        let observed = self.last_commit(range)?;
+        Ok(observed
+            .min(read_ts.saturating_add(self.max_offset))
+            .max(read_ts))
     }
 
     /// Proposes a command on cluster state (registry, liveness, settings)
@@ -152,10 +218,23 @@ impl Kv {
     /// Every such command is idempotent — applying it twice changes
     /// nothing — so a late answer is met by proposing it again.
     pub(crate) fn propose_cluster(&self, command: &Command, timeout: Duration) -> Result<Reply> {
-        let range = self.directory.ranges()[0].range_id;
-        let reply = self
-            .raft
-            .propose_idempotent(range, command.encode(), timeout)?;
+        self.propose_until(FIRST_RANGE, command, Instant::now() + timeout)
+    }
+
+    /// Proposes `command` — one the state machine applies at most once, so
+    /// it is proposed again whenever an answer is late — to `range`,
+    /// waiting until `deadline`; returns its reply.
+    pub(crate) fn propose_until(
+        &self,
+        range: RangeId,
+        command: &Command,
+        deadline: Instant,
+    ) -> Result<Reply> {
+        let reply = self.raft.propose_idempotent(
+            range,
+            command.encode(),
+            deadline.saturating_duration_since(Instant::now()),
+        )?;
         Reply::decode(&reply)
     }
 
@@ -178,15 +257,27 @@ impl Kv {
         crate::registry::nodes(self.engine.as_ref())
     }
 
-    /// The newest commit timestamp applied on this node (0 before any).
+    /// The newest commit timestamp applied on this node, over every range
+    /// (0 before any).
     pub fn latest_ts(&self) -> Timestamp {
-        self.published.last_commit()
+        let ranges: Vec<RangeId> = self.bounds.read().keys().copied().collect();
+        ranges
+            .into_iter()
+            .filter_map(|range| self.last_commit(range).ok())
+            .max()
+            .unwrap_or(0)
     }
 
-    /// Fails if a snapshot at `read_ts` may have lost versions to GC. Called
-    /// after reading, so a collection racing with the read is noticed.
-    pub(crate) fn check_snapshot(&self, read_ts: Timestamp) -> Result<()> {
-        let threshold = self.published.gc_threshold();
+    /// The newest commit timestamp of `range` applied on this node.
+    pub(crate) fn last_commit(&self, range: RangeId) -> Result<Timestamp> {
+        self.published.last_commit(range, self.engine.as_ref())
+    }
+
+    /// Fails if a snapshot of `range` at `read_ts` may have lost versions
+    /// to GC. Called after reading, so a collection racing with the read is
+    /// noticed.
+    pub(crate) fn check_snapshot(&self, range: RangeId, read_ts: Timestamp) -> Result<()> {
+        let threshold = self.published.gc_threshold(range, self.engine.as_ref())?;
         if read_ts < threshold {
             return Err(KvError::SnapshotTooOld { read_ts, threshold });
         }
@@ -204,9 +295,36 @@ impl Kv {
         }
     }
 
-    /// The range owning `user_key`.
-    pub(crate) fn range_of(&self, user_key: &[u8]) -> RangeId {
-        self.directory.ranges()[self.directory.lookup_index(user_key)].range_id
+    /// The local replica's range owning `user_key`, with its bounds.
+    pub(crate) fn route(&self, user_key: &[u8]) -> Result<(RangeId, RangeBounds)> {
+        let bounds = self.bounds.read();
+        bounds
+            .iter()
+            .find(|(_, (b, _))| b.contains(user_key))
+            .map(|(&range, (b, _))| (range, b.clone()))
+            .ok_or_else(|| {
+                KvError::Unavailable(format!(
+                    "no replica on this node holds key {}; retry on another node",
+                    crate::error::printable_key(user_key)
+                ))
+            })
+    }
+
+    /// The descriptors of every local replica's range, in key order.
+    pub fn local_ranges(&self) -> Vec<RangeDescriptor> {
+        let mut ranges: Vec<RangeDescriptor> = self
+            .bounds
+            .read()
+            .iter()
+            .map(|(&range, (b, generation))| RangeDescriptor {
+                range_id: range,
+                start_key: b.start.clone(),
+                end_key: b.end.clone(),
+                generation: *generation,
+            })
+            .collect();
+        ranges.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+        ranges
     }
 
     /// Visible pairs in `[start, end)` (`end = None`: unbounded) at

@@ -4,6 +4,9 @@
 //!
 //! [`Kv::begin`](crate::Kv::begin) fixes the read timestamp. Reads see the
 //! snapshot at that timestamp overlaid with the transaction's own writes.
+//! Each range joins the snapshot when the transaction first reads it
+//! (`sync`: a read barrier registering the timestamp; see `store.rs`), and
+//! a scan crosses ranges one after the other.
 //! Writes are **buffered** in the transaction (a sorted map; `None` marks a
 //! delete) and reach storage only at commit, in one batch (`commit.rs`).
 //! `commit` and `rollback` both *finish* the transaction; after that every
@@ -26,11 +29,13 @@
 //! caller resumes after the last key, so neither a big table nor a big write
 //! buffer is ever materialized.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
+use shoal_replication::RangeId;
 
 use crate::clock::Timestamp;
 use crate::error::{KvError, Result};
@@ -52,6 +57,8 @@ pub struct Txn {
     kv: Arc<Kv>,
     read_ts: Timestamp,
     state: Mutex<TxnState>,
+    /// Ranges joined to the snapshot → their uncertainty limit.
+    synced: Mutex<HashMap<RangeId, Timestamp>>,
 }
 
 impl std::fmt::Debug for Txn {
@@ -66,8 +73,10 @@ impl std::fmt::Debug for Txn {
 }
 
 impl Txn {
-    /// Called by `Kv::begin`, which has already registered `read_ts`.
-    pub(crate) fn new(kv: Arc<Kv>, read_ts: Timestamp) -> Self {
+    /// Called by `Kv::begin`, which has already registered `read_ts` and
+    /// synced range `first` (with no uncertainty: the read timestamp is
+    /// at or above everything it had applied).
+    pub(crate) fn new(kv: Arc<Kv>, read_ts: Timestamp, first: RangeId) -> Self {
         Self {
             kv,
             read_ts,
@@ -75,7 +84,32 @@ impl Txn {
                 writes: BTreeMap::new(),
                 finished: false,
             }),
+            synced: Mutex::new(HashMap::from([(first, read_ts)])),
         }
+    }
+
+    /// Joins `range` to the snapshot, once; returns its uncertainty limit.
+    fn sync(&self, range: RangeId) -> Result<Timestamp> {
+        if let Some(&limit) = self.synced.lock().get(&range) {
+            return Ok(limit);
+        }
+        let limit = self.kv.sync_range(range, self.read_ts)?;
+        self.synced.lock().insert(range, limit);
+        Ok(limit)
+    }
+
+    /// Notes an uncertain version's timestamp in the node's clock, so the
+    /// transaction that retries reads above it.
+    fn observe_uncertainty<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(KvError::ReadWithinUncertainty { ts, .. }) = &result {
+            self.kv.clock.observe(*ts);
+        }
+        result
+    }
+
+    /// The store this transaction belongs to.
+    pub fn kv(&self) -> &Arc<Kv> {
+        &self.kv
     }
 
     /// The snapshot timestamp this transaction reads at.
@@ -92,8 +126,15 @@ impl Txn {
                 return Ok(own.clone());
             }
         }
-        let value = mvcc::read_visible(self.kv.engine.as_ref(), key, self.read_ts)?;
-        self.kv.check_snapshot(self.read_ts)?;
+        let (range, _) = self.kv.route(key)?;
+        let limit = self.sync(range)?;
+        let value = self.observe_uncertainty(mvcc::read_visible_within(
+            self.kv.engine.as_ref(),
+            key,
+            self.read_ts,
+            limit,
+        ))?;
+        self.kv.check_snapshot(range, self.read_ts)?;
         Ok(value)
     }
 
@@ -103,10 +144,47 @@ impl Txn {
     pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         drop(self.live()?);
         let end = (!end.is_empty()).then_some(end);
+        let mut out = Vec::new();
+        let mut from = start.to_vec();
+        // One range at a time, in key order.
+        while out.len() < limit && end.is_none_or(|e| from.as_slice() < e) {
+            let (range, bounds) = self.kv.route(&from)?;
+            let piece_end = match (bounds.end.as_deref(), end) {
+                (Some(b), Some(e)) => Some(b.min(e)),
+                (b, e) => b.or(e),
+            };
+            let uncertainty = self.sync(range)?;
+            let piece = self.observe_uncertainty(self.scan_range(
+                &from,
+                piece_end,
+                limit - out.len(),
+                uncertainty,
+            ))?;
+            self.kv.check_snapshot(range, self.read_ts)?;
+            out.extend(piece);
+            match piece_end {
+                Some(next) if bounds.end.as_deref() == Some(next) => from = next.to_vec(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Txn::scan`] within one range's bounds.
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        uncertainty: Timestamp,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if limit == 0 || end.is_some_and(|e| start >= e) {
             return Ok(Vec::new());
         }
-        let mut committed = self.kv.visible_scan(start, end, self.read_ts);
+        let mut committed = self
+            .kv
+            .visible_scan(start, end, self.read_ts)
+            .with_uncertainty(uncertainty);
         let mut own = OwnWrites::new(self, start, end);
         let mut next_committed = committed.next().transpose()?;
         let mut out = Vec::new();
@@ -132,7 +210,6 @@ impl Txn {
             }
         }
         drop(committed);
-        self.kv.check_snapshot(self.read_ts)?;
         Ok(out)
     }
 

@@ -25,12 +25,13 @@
 use shoal_datadriven as script;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_kv::error::printable_key;
-use shoal_kv::mvcc::{self, META_PREFIX, VERSION_PREFIX};
+use shoal_kv::mvcc::{self, VERSION_PREFIX};
+use shoal_kv::{FIRST_RANGE, keys};
 use shoal_kv::{Kv, ManualClock, Txn};
 use shoal_storage::{Engine, MemoryEngine, RocksEngine};
 
@@ -224,7 +225,7 @@ impl Harness {
         let mut records = Vec::new();
         for item in self.engine.scan(b"", None) {
             let (key, value) = item.unwrap();
-            if key.starts_with(shoal_kv::COMMIT_RECORD_PREFIX) {
+            if key.starts_with(&keys::commit_record_prefix(FIRST_RANGE)) {
                 records.push(u64::from_be_bytes(value.as_slice().try_into().unwrap()));
                 continue;
             }
@@ -237,11 +238,19 @@ impl Harness {
                     };
                     format!("{}@{ts} = {value}", printable_key(&user_key))
                 }
-                Some(&META_PREFIX) if value.len() == 8 => format!(
-                    "meta {} = {}",
-                    printable_key(&key),
-                    u64::from_be_bytes(value.as_slice().try_into().unwrap())
-                ),
+                _ if key == keys::last_commit(FIRST_RANGE)
+                    || key == keys::gc_threshold(FIRST_RANGE) =>
+                {
+                    let name = if key == keys::last_commit(FIRST_RANGE) {
+                        "last_commit"
+                    } else {
+                        "gc_threshold"
+                    };
+                    format!(
+                        "range {FIRST_RANGE} {name} = {}",
+                        u64::from_be_bytes(value.as_slice().try_into().unwrap())
+                    )
+                }
                 _ => format!("raw {} = {}", printable_key(&key), printable_key(&value)),
             };
             lines.push(line);
@@ -260,7 +269,7 @@ impl Harness {
 }
 
 fn scripts() -> Vec<PathBuf> {
-    script::scripts_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata"))
+    script::scripts_in(&script::package_dir(env!("CARGO_MANIFEST_DIR")).join("tests/testdata"))
 }
 
 fn run_all(backend: Backend) {

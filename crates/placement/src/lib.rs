@@ -7,17 +7,21 @@
 //!
 //! # Today
 //!
-//! There is exactly one range, covering the whole key space
-//! ([`RangeDirectory::single`]). Callers (the KV layer) still route every key
-//! through [`RangeDirectory::lookup`] so that splitting ranges does not change
-//! them.
+//! A range's bounds and generation live in its replicas' apply state
+//! (`shoal-replication`), changed only by applying a split, and each node
+//! routes keys over its own replicas (`shoal-kv`'s `store.rs`), describing
+//! them with [`RangeDescriptor`]s. A node holding every range (three nodes,
+//! three replicas) therefore routes every key.
 //!
-//! # Later
+//! # Next
 //!
-//! Splits (when a range grows past a size threshold), merges and rebalancing
-//! replicas across nodes come in later issues. Each change to a range bumps
-//! its `generation`, so a request routed with a stale descriptor can be told
-//! "the range changed, here is the new descriptor" and retried in one hop.
+//! Descriptors of every range in replicated meta records, cached by every
+//! node as a [`RangeDirectory`] — so a node routes keys of ranges it holds
+//! no replica of, refreshing a stale entry when a range answers "not
+//! here" — and placement decisions: splits by size and load, merges,
+//! rebalancing replicas and leases across nodes. Each change to a range
+//! bumps its `generation`, so a request routed with a stale descriptor can
+//! be told "the range changed" and routed again.
 //!
 //! # Invariants of a directory
 //!

@@ -21,6 +21,14 @@
 //!   on a scratch node) and persists it with the applied index; the Raft
 //!   thread then applies the same change to its `RawNode` when the report
 //!   arrives. A change raft-rs refuses is refused on both sides.
+//! * Splits are applied here too: a split entry (the state machine
+//!   recognizes it, [`StateMachine::split_request`]) shrinks the range's
+//!   bounds in its apply state and — in the same batch — writes the
+//!   right-hand range's initial Raft state (same members, log starting at
+//!   [`INITIAL_INDEX`]), unless this node already holds a newer replica
+//!   of it. Whether a split is accepted depends only on replicated state
+//!   (the bounds and the membership), so every replica decides the same.
+//!   The Raft thread creates the new replica when the report arrives.
 //! * Snapshots must be cut at one applied index, which only the applier
 //!   sees, so generating one is an apply task too. Installing one replaces
 //!   data the applier writes, so the Raft thread waits for the install task
@@ -45,12 +53,13 @@ use raft::prelude::{
 };
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
-use crate::apply_state::ApplyState;
+use crate::apply_state::{ApplyState, RangeBounds};
 use crate::error::{ReplicationError, Result};
 use crate::keys;
 use crate::peer::{CONF_CHANGE_REJECTED, ProposalHeader};
-use crate::snapshot::{self, DataSpan};
-use crate::{RangeId, StateMachine, Token};
+use crate::peer_storage::{INITIAL_INDEX, INITIAL_TERM, PeerStorage};
+use crate::snapshot::{self, SnapshotHeader};
+use crate::{EntryContext, RangeId, SplitOutcome, SplitRequest, StateMachine, Token};
 
 /// Work for the apply side.
 #[derive(Debug)]
@@ -77,8 +86,6 @@ pub enum ApplyTask {
     Generate {
         /// The range.
         range: RangeId,
-        /// The data it owns.
-        span: DataSpan,
     },
     /// Write an installed snapshot (`batch` replaces the data, log and
     /// states) and tell the state machine.
@@ -103,6 +110,22 @@ pub struct AppliedEntry {
     pub reply: Vec<u8>,
     /// The membership change it made, if it was an accepted one.
     pub conf_change: Option<ConfChangeV2>,
+    /// The split it made, if it was an accepted one.
+    pub split: Option<SplitApplied>,
+}
+
+/// A split the apply side carried out.
+#[derive(Debug, Clone)]
+pub struct SplitApplied {
+    /// The new, right-hand range.
+    pub child: RangeId,
+    /// The split range's bounds now.
+    pub bounds: RangeBounds,
+    /// Its generation now (the child starts with the same).
+    pub generation: u64,
+    /// Whether this node created the child's replica (see
+    /// [`SplitOutcome::Done`]).
+    pub created: bool,
 }
 
 /// What the apply side reports for a task.
@@ -146,6 +169,11 @@ pub type Notify = Box<dyn Fn(Notice<'_>) + Send>;
 /// its index is already applied.
 pub type AppliedIndexes = Arc<parking_lot::RwLock<HashMap<RangeId, u64>>>;
 
+/// The bounds and generation of every initialized replica on this node, as
+/// of its applied index: what the node's requests are routed by. Published
+/// when a replica opens, splits or installs a snapshot.
+pub type LocalBounds = Arc<parking_lot::RwLock<HashMap<RangeId, (RangeBounds, u64)>>>;
+
 /// Applies tasks: owns the state machine and every replica's apply state.
 pub struct Applier<S: StateMachine> {
     engine: Arc<dyn Engine>,
@@ -155,12 +183,18 @@ pub struct Applier<S: StateMachine> {
     reads: HashMap<RangeId, Vec<(u64, Token)>>,
     notify: Option<Notify>,
     published: AppliedIndexes,
+    bounds: LocalBounds,
 }
 
 impl<S: StateMachine> Applier<S> {
     /// An applier writing to `engine` through `state_machine`, publishing
-    /// applied indexes to `published`.
-    pub fn new(engine: Arc<dyn Engine>, state_machine: S, published: AppliedIndexes) -> Applier<S> {
+    /// applied indexes to `published` and replica bounds to `bounds`.
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        state_machine: S,
+        published: AppliedIndexes,
+        bounds: LocalBounds,
+    ) -> Applier<S> {
         Applier {
             engine,
             state_machine,
@@ -168,6 +202,7 @@ impl<S: StateMachine> Applier<S> {
             reads: HashMap::new(),
             notify: None,
             published,
+            bounds,
         }
     }
 
@@ -190,7 +225,7 @@ impl<S: StateMachine> Applier<S> {
                     reads: self.release_reads(range, applied_index),
                 })
             }
-            ApplyTask::Generate { range, span } => self.generate(range, &span),
+            ApplyTask::Generate { range } => self.generate(range),
             ApplyTask::Install {
                 range,
                 snapshot,
@@ -231,6 +266,7 @@ impl<S: StateMachine> Applier<S> {
                 header: None,
                 reply: Vec::new(),
                 conf_change: None,
+                split: None,
             };
             match entry.get_entry_type() {
                 // Empty entries are appended by new leaders (and replace
@@ -239,13 +275,41 @@ impl<S: StateMachine> Applier<S> {
                 EntryType::EntryNormal => match ProposalHeader::unwrap(entry.get_data()) {
                     Ok((header, command)) => {
                         out.header = Some(header);
-                        out.reply = self.state_machine.apply(
+                        let split = S::split_request(command);
+                        let outcome = match &split {
+                            Some(split) => Some(self.split(range, &mut state, split, &mut batch)?),
+                            None => None,
+                        };
+                        let ctx = EntryContext {
                             range,
                             index,
-                            command,
-                            self.engine.as_ref(),
-                            &mut batch,
-                        )?;
+                            floor: header.floor,
+                            bounds: &state.bounds,
+                        };
+                        if let (Some(split), Some(outcome)) = (split, outcome) {
+                            out.reply = self.state_machine.apply_split(
+                                &ctx,
+                                &split,
+                                &outcome,
+                                self.engine.as_ref(),
+                                &mut batch,
+                            )?;
+                            if let SplitOutcome::Done { create_child } = outcome {
+                                out.split = Some(SplitApplied {
+                                    child: split.new_range,
+                                    bounds: state.bounds.clone(),
+                                    generation: state.generation,
+                                    created: create_child,
+                                });
+                            }
+                        } else {
+                            out.reply = self.state_machine.apply(
+                                &ctx,
+                                command,
+                                self.engine.as_ref(),
+                                &mut batch,
+                            )?;
+                        }
                     }
                     // The same on every replica: skip it, never stop.
                     Err(_) => tracing::warn!(range, index, "skipping an entry without a header"),
@@ -273,6 +337,9 @@ impl<S: StateMachine> Applier<S> {
             state.applied_term = entry.term;
             state.put(range, &mut batch)?;
             self.engine.write(batch, false)?;
+            if let Some(split) = &out.split {
+                self.publish_split(range, &state, split);
+            }
             self.state_machine.applied(range, index);
             if let Some(notify) = &self.notify {
                 notify(Notice::Applied(&out));
@@ -317,11 +384,91 @@ impl<S: StateMachine> Applier<S> {
         ready
     }
 
+    /// Decides a split of `range` (from replicated state only, so every
+    /// replica decides alike) and, if it is accepted, shrinks `state` and
+    /// adds the right-hand range's initial Raft state to `batch` — unless
+    /// this node already has an initialized replica of it.
+    fn split(
+        &mut self,
+        range: RangeId,
+        state: &mut ApplyState,
+        split: &SplitRequest,
+        batch: &mut WriteBatch,
+    ) -> Result<SplitOutcome> {
+        let refused = |why: &str| Ok(SplitOutcome::Refused(why.to_string()));
+        if !state.conf_state.voters_outgoing.is_empty() {
+            return refused("a membership change is in progress");
+        }
+        if !state.bounds.splits_at(&split.at) {
+            return refused("the split key is not inside the range");
+        }
+        if split.new_range == range || split.new_range == 0 {
+            return refused("bad range id for the new range");
+        }
+        let child_bounds = RangeBounds {
+            start: split.at.clone(),
+            end: state.bounds.end.take(),
+        };
+        state.bounds.end = Some(split.at.clone());
+        state.generation += 1;
+        let existing = self.state(split.new_range)?;
+        if !existing.conf_state.voters.is_empty() {
+            tracing::info!(
+                range,
+                child = split.new_range,
+                "split: keeping the newer replica of the new range"
+            );
+            return Ok(SplitOutcome::Done {
+                create_child: false,
+            });
+        }
+        let child = ApplyState {
+            applied_index: INITIAL_INDEX,
+            applied_term: INITIAL_TERM,
+            conf_state: state.conf_state.clone(),
+            bounds: child_bounds,
+            generation: state.generation,
+        };
+        let voted = match self
+            .engine
+            .get_cf(ColumnFamily::Raft, &keys::hard_state(split.new_range))?
+        {
+            Some(bytes) => Some(
+                raft::prelude::HardState::parse_from_bytes(&bytes)
+                    .map_err(|e| ReplicationError::Corrupt(format!("hard state: {e}")))?,
+            ),
+            None => None,
+        };
+        PeerStorage::write_initial(split.new_range, &child, voted, batch)?;
+        self.states.insert(split.new_range, child);
+        Ok(SplitOutcome::Done { create_child: true })
+    }
+
+    /// After a split's batch is written: publishes both ranges' bounds and
+    /// the new range's applied index.
+    fn publish_split(&mut self, range: RangeId, state: &ApplyState, split: &SplitApplied) {
+        let mut bounds = self.bounds.write();
+        bounds.insert(range, (state.bounds.clone(), state.generation));
+        if split.created
+            && let Some(child) = self.states.get(&split.child)
+        {
+            bounds.insert(split.child, (child.bounds.clone(), child.generation));
+            self.published
+                .write()
+                .insert(split.child, child.applied_index);
+        }
+    }
+
     /// Cuts a snapshot of `range` at its applied index: nothing else writes
     /// the range's data meanwhile, so the pairs read match that index.
-    fn generate(&mut self, range: RangeId, span: &DataSpan) -> Result<ApplyOutput> {
+    fn generate(&mut self, range: RangeId) -> Result<ApplyOutput> {
         let state = self.state(range)?;
-        let data = snapshot::capture(self.engine.as_ref(), span)?;
+        let header = SnapshotHeader {
+            bounds: state.bounds.clone(),
+            generation: state.generation,
+        };
+        let spans = S::data_spans(range, &state.bounds);
+        let data = snapshot::capture(self.engine.as_ref(), &header, &spans)?;
         let mut snap = Snapshot {
             data: data.into(),
             ..Default::default()
@@ -350,15 +497,21 @@ impl<S: StateMachine> Applier<S> {
         batch: WriteBatch,
     ) -> Result<ApplyOutput> {
         let meta = snap.get_metadata();
+        let (header, _) = SnapshotHeader::parse(snap.get_data())?;
         self.state_machine.before_snapshot(range, snap.get_data());
         self.engine.write(batch, true)?;
         self.state_machine.on_snapshot(range, self.engine.as_ref());
+        self.bounds
+            .write()
+            .insert(range, (header.bounds.clone(), header.generation));
         self.states.insert(
             range,
             ApplyState {
                 applied_index: meta.index,
                 applied_term: meta.term,
                 conf_state: meta.get_conf_state().clone(),
+                bounds: header.bounds,
+                generation: header.generation,
             },
         );
         Ok(ApplyOutput::Applied {

@@ -12,7 +12,10 @@
 //!   every committed entry durably. `applied_term` is the term of that
 //!   entry (a snapshot cut at `applied_index` needs it); `conf_state` the
 //!   membership as of `applied_index` — a replica restarts with it and
-//!   re-applies later configuration changes from the log.
+//!   re-applies later configuration changes from the log; `bounds` the
+//!   keys the range owns as of `applied_index`, and `generation` how many
+//!   splits changed them (a split entry changes both, in the batch that
+//!   applies it, so a replica's span always matches its applied index).
 //! * The **truncated state** is written by the Raft thread when it compacts
 //!   the log: the last entry removed and its term. Raft needs that term to
 //!   check the next append, so it outlives the entry.
@@ -21,9 +24,10 @@
 //! range), and so does bootstrapping a range.
 //!
 //! Encodings: the apply state is a format byte ([`APPLY_STATE_FORMAT`]),
-//! two big-endian `u64`s, then the protobuf `ConfState`; the truncated state
-//! is two big-endian `u64`s. A store written in another format is refused
-//! at open, never misread.
+//! three big-endian `u64`s (index, term, generation), the bounds
+//! ([`RangeBounds::encode`]), then the protobuf `ConfState`; the truncated
+//! state is two big-endian `u64`s. A store written in another format is
+//! refused at open, never misread.
 
 use protobuf::Message as _;
 use raft::prelude::ConfState;
@@ -42,6 +46,98 @@ pub struct ApplyState {
     pub applied_term: u64,
     /// Voters and learners as of `applied_index`.
     pub conf_state: ConfState,
+    /// The keys the range owns as of `applied_index`.
+    pub bounds: RangeBounds,
+    /// Bumped by every split of the range.
+    pub generation: u64,
+}
+
+/// The keys a range owns: `[start, end)`, `end = None` meaning "to the end
+/// of the key space". Keys here are the state machine's own (user keys);
+/// it maps them to the engine spans holding their data
+/// ([`StateMachine::data_spans`](crate::StateMachine::data_spans)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeBounds {
+    /// First key (inclusive).
+    pub start: Vec<u8>,
+    /// Key after the last (exclusive); `None`: unbounded.
+    pub end: Option<Vec<u8>>,
+}
+
+impl RangeBounds {
+    /// Every key.
+    pub fn everything() -> RangeBounds {
+        RangeBounds::default()
+    }
+
+    /// Whether `key` is in `[start, end)`.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && self.end.as_deref().is_none_or(|end| key < end)
+    }
+
+    /// Whether `key` lies strictly inside: a place this range may split.
+    pub fn splits_at(&self, key: &[u8]) -> bool {
+        key > self.start.as_slice() && self.end.as_deref().is_none_or(|end| key < end)
+    }
+
+    /// Whether the two spans share a key.
+    pub fn overlaps(&self, other: &RangeBounds) -> bool {
+        let before = |a: &RangeBounds, b: &RangeBounds| {
+            a.end
+                .as_deref()
+                .is_some_and(|end| end <= b.start.as_slice())
+        };
+        !before(self, other) && !before(other, self)
+    }
+
+    /// Appends the encoding: `u32` length and start, then `0` (unbounded)
+    /// or `1`, `u32` length and end.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        let push = |out: &mut Vec<u8>, bytes: &[u8]| -> Result<()> {
+            let len = u32::try_from(bytes.len())
+                .map_err(|_| ReplicationError::Codec("range bound over 4 GiB".to_string()))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(bytes);
+            Ok(())
+        };
+        push(out, &self.start)?;
+        match &self.end {
+            None => out.push(0),
+            Some(end) => {
+                out.push(1);
+                push(out, end)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses [`RangeBounds::encode`]'s output from the front of `bytes`,
+    /// leaving the rest.
+    pub fn decode(bytes: &mut &[u8]) -> Result<RangeBounds> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+            if bytes.len() < n {
+                return Err(corrupt("range bounds"));
+            }
+            let (head, rest) = bytes.split_at(n);
+            *bytes = rest;
+            Ok(head)
+        }
+        fn field(bytes: &mut &[u8]) -> Result<Vec<u8>> {
+            let len = u32::from_be_bytes(
+                take(bytes, 4)?
+                    .try_into()
+                    .map_err(|_| corrupt("range bounds"))?,
+            );
+            Ok(take(bytes, len as usize)?.to_vec())
+        }
+        let start = field(bytes)?;
+        let end = match take(bytes, 1)? {
+            [0] => None,
+            [1] => Some(field(bytes)?),
+            _ => return Err(corrupt("range bounds")),
+        };
+        Ok(RangeBounds { start, end })
+    }
 }
 
 /// Where a replica's log begins. See the module documentation.
@@ -54,8 +150,9 @@ pub struct TruncatedState {
 }
 
 /// The apply state's format (1 was written before the truncated state had
-/// its own record).
-pub const APPLY_STATE_FORMAT: u8 = 2;
+/// its own record; 2 before entry headers carried a timestamp floor — a
+/// log written then would be misread, so such a store is refused).
+pub const APPLY_STATE_FORMAT: u8 = 3;
 
 fn corrupt(what: &str) -> ReplicationError {
     ReplicationError::Corrupt(format!("{what} is truncated"))
@@ -73,10 +170,12 @@ fn word(bytes: &[u8], i: usize, what: &str) -> Result<u64> {
 impl ApplyState {
     /// The on-disk form.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(32);
+        let mut out = Vec::with_capacity(48);
         out.push(APPLY_STATE_FORMAT);
         out.extend_from_slice(&self.applied_index.to_be_bytes());
         out.extend_from_slice(&self.applied_term.to_be_bytes());
+        out.extend_from_slice(&self.generation.to_be_bytes());
+        self.bounds.encode(&mut out)?;
         let conf = self
             .conf_state
             .write_to_bytes()
@@ -94,12 +193,16 @@ impl ApplyState {
                 "apply state format {format} is not {APPLY_STATE_FORMAT}: the store was written by another version of Shoal"
             )));
         }
-        let conf_state = ConfState::parse_from_bytes(bytes.get(16..).ok_or_else(|| corrupt(what))?)
+        let mut rest = bytes.get(24..).ok_or_else(|| corrupt(what))?;
+        let bounds = RangeBounds::decode(&mut rest)?;
+        let conf_state = ConfState::parse_from_bytes(rest)
             .map_err(|e| ReplicationError::Corrupt(format!("apply state: {e}")))?;
         Ok(ApplyState {
             applied_index: word(bytes, 0, what)?,
             applied_term: word(bytes, 1, what)?,
             conf_state,
+            bounds,
+            generation: word(bytes, 2, what)?,
         })
     }
 
@@ -149,11 +252,19 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let state = ApplyState {
+        let mut state = ApplyState {
             applied_index: 42,
             applied_term: 3,
             conf_state: ConfState::from((vec![1, 2, 3], vec![4])),
+            bounds: RangeBounds::everything(),
+            generation: 1,
         };
+        assert_eq!(ApplyState::decode(&state.encode().unwrap()).unwrap(), state);
+        state.bounds = RangeBounds {
+            start: b"m".to_vec(),
+            end: Some(b"t\x00".to_vec()),
+        };
+        state.generation = 7;
         assert_eq!(ApplyState::decode(&state.encode().unwrap()).unwrap(), state);
         assert!(ApplyState::decode(&[1, 2, 3]).is_err());
         let mut other_format = state.encode().unwrap();
@@ -165,5 +276,38 @@ mod tests {
             truncated
         );
         assert!(TruncatedState::decode(&[0; 15]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::RangeBounds;
+
+    fn b(start: &str, end: Option<&str>) -> RangeBounds {
+        RangeBounds {
+            start: start.as_bytes().to_vec(),
+            end: end.map(|e| e.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn containment_split_points_and_overlap() {
+        let left = b("", Some("m"));
+        let right = b("m", None);
+        assert!(left.contains(b"") && left.contains(b"l") && !left.contains(b"m"));
+        assert!(right.contains(b"m") && right.contains(b"zzz"));
+        assert!(left.splits_at(b"a") && !left.splits_at(b"") && !left.splits_at(b"m"));
+        assert!(!left.overlaps(&right) && !right.overlaps(&left));
+        assert!(b("a", Some("n")).overlaps(&right));
+        assert!(RangeBounds::everything().overlaps(&left));
+        let mut encoded = Vec::new();
+        left.encode(&mut encoded).unwrap();
+        encoded.push(9);
+        let mut rest = encoded.as_slice();
+        assert_eq!(RangeBounds::decode(&mut rest).unwrap(), left);
+        assert_eq!(rest, [9]);
+        assert!(RangeBounds::decode(&mut &[0u8, 0, 0, 5, 1][..]).is_err());
     }
 }

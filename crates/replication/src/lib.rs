@@ -48,6 +48,7 @@
 
 pub mod apply;
 pub mod apply_state;
+pub mod clock;
 pub mod error;
 pub mod keys;
 mod logging;
@@ -61,13 +62,13 @@ pub mod snapshot;
 pub mod tcp;
 pub mod transport;
 
-pub use apply_state::ApplyState;
+pub use apply_state::{ApplyState, RangeBounds};
 pub use error::{ReplicationError, Result};
 pub use multiraft::{MultiRaft, RaftConfig, RaftStats};
 pub use peer_storage::PeerStorage;
 pub use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Message};
 pub use runner::{NoTransport, RaftHandle, RaftRunner};
-pub use snapshot::DataSpan;
+pub use snapshot::{DataSpan, SnapshotHeader};
 pub use transport::{RaftEnvelope, Transport};
 
 use shoal_storage::{Engine, WriteBatch};
@@ -116,11 +117,62 @@ pub enum Event {
     },
 }
 
+/// Where a committed command applies.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryContext<'a> {
+    /// The range.
+    pub range: RangeId,
+    /// The entry's log index.
+    pub index: u64,
+    /// The timestamp floor the leader stamped on the entry: a state machine
+    /// that chooses timestamps when it applies must choose none below it
+    /// (see `peer.rs`, *Timestamp floors*).
+    pub floor: u64,
+    /// The keys the range owns (after the entry, for a split).
+    pub bounds: &'a RangeBounds,
+}
+
+/// A command that splits its range: the keys from `at` on move to the new
+/// range `new_range`, whose replicas are the range's own. Every replica
+/// applies it at the same log index; no data moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitRequest {
+    /// The first key of the right-hand range.
+    pub at: Vec<u8>,
+    /// The right-hand range's id (unused anywhere).
+    pub new_range: RangeId,
+}
+
+/// What the apply side decided about a [`SplitRequest`] — identically on
+/// every replica, from replicated state only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitOutcome {
+    /// The range now ends at the split key. `create_child` says whether
+    /// this replica writes the right-hand range's state (false when it
+    /// already has a newer one, from a snapshot).
+    Done {
+        /// Whether this replica creates the right-hand range here.
+        create_child: bool,
+    },
+    /// Nothing changed.
+    Refused(String),
+}
+
 /// What committed commands do. Implemented by the KV layer.
 pub trait StateMachine: Send {
-    /// Applies the command at `index` of `range`: adds its effects on the
-    /// data column family to `batch` (which the driver writes together with
-    /// the new applied index) and returns the reply for the proposer.
+    /// The data column family spans holding the data of `range` when it
+    /// owns `bounds`: what a snapshot carries and replaces. Spans of
+    /// different ranges never overlap.
+    fn data_spans(range: RangeId, bounds: &RangeBounds) -> Vec<DataSpan>;
+
+    /// The split `command` asks for, if it is a split. The apply side
+    /// carries splits out itself (see `apply.rs`) and then calls
+    /// [`StateMachine::apply_split`].
+    fn split_request(command: &[u8]) -> Option<SplitRequest>;
+
+    /// Applies the command at `ctx`: adds its effects on the data column
+    /// family to `batch` (which the driver writes together with the new
+    /// applied index) and returns the reply for the proposer.
     ///
     /// Must be deterministic — it runs on every replica and must reach the
     /// same state everywhere — and may read `engine`, which holds every
@@ -128,9 +180,21 @@ pub trait StateMachine: Send {
     /// the replica stops rather than diverge.
     fn apply(
         &mut self,
-        range: RangeId,
-        index: u64,
+        ctx: &EntryContext<'_>,
         command: &[u8],
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Vec<u8>>;
+
+    /// A split was applied (or refused): add the state machine's part to
+    /// `batch` (for a done split that creates the child here, the
+    /// right-hand range's own state) and return the reply for the proposer.
+    /// `ctx.bounds` are the left-hand range's bounds after the split.
+    fn apply_split(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        split: &SplitRequest,
+        outcome: &SplitOutcome,
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<Vec<u8>>;

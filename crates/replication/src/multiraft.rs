@@ -58,13 +58,16 @@ use raft::prelude::{ConfChangeV2, ConfState, MessageType};
 use raft::{ProgressState, RawNode, ReadOnlyOption, SnapshotStatus};
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
-use crate::apply::{AppliedIndexes, Applier, ApplyOutput, ApplyTask, Applying, Notify};
+use crate::apply::{
+    AppliedIndexes, Applier, ApplyOutput, ApplyTask, Applying, LocalBounds, Notify,
+};
+use crate::clock::{SystemClock, WallClock};
 use crate::error::{ReplicationError, Result};
 use crate::keys;
 use crate::logging::raft_logger;
 use crate::peer::Peer;
 use crate::peer_storage::PeerStorage;
-use crate::snapshot::DataSpan;
+use crate::snapshot::SnapshotHeader;
 use crate::{Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token};
 
 /// Raft timing and sizes. Ticks are the driver's only notion of time.
@@ -93,6 +96,10 @@ pub struct RaftConfig {
     /// Ticks after which an unacknowledged snapshot is reported failed, so
     /// the leader sends another.
     pub snapshot_timeout_ticks: u64,
+    /// The most any node's clock may be ahead of another's, in
+    /// microseconds: a new leader's timestamp floor starts this far ahead
+    /// of its clock (`peer.rs`, *Timestamp floors*).
+    pub max_clock_offset_micros: u64,
 }
 
 impl Default for RaftConfig {
@@ -106,6 +113,7 @@ impl Default for RaftConfig {
             max_inflight_msgs: 256,
             log_compact_threshold: 1024,
             snapshot_timeout_ticks: 100,
+            max_clock_offset_micros: 500_000,
         }
     }
 }
@@ -130,12 +138,15 @@ pub struct MultiRaft<S: StateMachine> {
     applying: Applying<S>,
     /// Applied indexes as the apply side published them.
     applied: AppliedIndexes,
+    /// Every initialized replica's bounds, as the apply side published them.
+    bounds: LocalBounds,
     /// Tasks gathered during a round, handed to `applying` at its end.
     apply_queue: Vec<ApplyTask>,
     outbox: BTreeMap<NodeId, Vec<RaftEnvelope>>,
     events: Vec<Event>,
     ticks: u64,
     stats: RaftStats,
+    clock: Arc<dyn WallClock>,
 }
 
 impl<S: StateMachine> std::fmt::Debug for MultiRaft<S> {
@@ -173,6 +184,7 @@ impl<S: StateMachine> MultiRaft<S> {
         state_machine: S,
     ) -> Result<MultiRaft<S>> {
         let applied = AppliedIndexes::default();
+        let bounds = LocalBounds::default();
         let mut driver = MultiRaft {
             node,
             engine: engine.clone(),
@@ -182,13 +194,16 @@ impl<S: StateMachine> MultiRaft<S> {
                 engine.clone(),
                 state_machine,
                 applied.clone(),
+                bounds.clone(),
             ))),
             applied,
+            bounds,
             apply_queue: Vec::new(),
             outbox: BTreeMap::new(),
             events: Vec::new(),
             ticks: 0,
             stats: RaftStats::default(),
+            clock: Arc::new(SystemClock),
         };
         for range in stored_ranges(driver.engine.as_ref())? {
             driver.create_peer(range)?;
@@ -196,11 +211,17 @@ impl<S: StateMachine> MultiRaft<S> {
         Ok(driver)
     }
 
+    /// Opens the replica of `range` from the engine (uninitialized if
+    /// nothing is stored), replacing any replica of it held in memory.
     fn create_peer(&mut self, range: RangeId) -> Result<()> {
-        // Ranges have no split points yet: every replica owns the whole
-        // data key space. Range descriptors will supply the span.
-        let storage = PeerStorage::open(range, self.engine.clone(), DataSpan::everything())?;
+        let storage = PeerStorage::open(range, self.engine.clone(), S::data_spans)?;
         let applied = storage.apply_state().applied_index;
+        if storage.is_initialized() {
+            let state = storage.apply_state();
+            self.bounds
+                .write()
+                .insert(range, (state.bounds.clone(), state.generation));
+        }
         let config = raft::Config {
             id: self.node,
             election_tick: self.config.election_tick,
@@ -219,6 +240,27 @@ impl<S: StateMachine> MultiRaft<S> {
         tracing::debug!(node = self.node, range, applied, "opened replica");
         self.peers.insert(range, Peer::new(raw));
         Ok(())
+    }
+
+    /// Reads physical time from `clock` (the system clock by default; see
+    /// `peer.rs`, *Timestamp floors*, for its one use).
+    pub fn set_clock(&mut self, clock: Arc<dyn WallClock>) {
+        self.clock = clock;
+    }
+
+    /// The clock reading plus the maximum clock offset: where a new
+    /// leader's timestamp floor starts.
+    fn now_plus_offset(&self) -> u64 {
+        self.clock
+            .now_micros()
+            .saturating_add(self.config.max_clock_offset_micros)
+    }
+
+    /// Every initialized replica's bounds and generation, kept current by
+    /// the apply side (shared: reading it needs no round trip to the Raft
+    /// thread).
+    pub fn local_bounds(&self) -> LocalBounds {
+        self.bounds.clone()
     }
 
     /// This node's id (also its Raft peer id in every range).
@@ -394,12 +436,28 @@ impl<S: StateMachine> MultiRaft<S> {
             }
             _ => {}
         }
+        if message.get_msg_type() == MessageType::MsgSnapshot
+            && self.overlaps_another_replica(range, message.get_snapshot().get_data())
+        {
+            // This node still holds (part of) these keys in another range
+            // — it has not applied the split that created this one. The
+            // leader retries; by then the split will have created it here.
+            return Ok(());
+        }
         if !self.peers.contains_key(&range) {
-            let from_leader = matches!(
+            // A leader's messages create the replica (a new learner's
+            // first contact), and so do vote requests (a range just split
+            // off elects its leader before every replica has applied the
+            // split; the vote must be recorded, and the split keeps it).
+            let creates = matches!(
                 message.get_msg_type(),
-                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+                MessageType::MsgAppend
+                    | MessageType::MsgHeartbeat
+                    | MessageType::MsgSnapshot
+                    | MessageType::MsgRequestVote
+                    | MessageType::MsgRequestPreVote
             );
-            if !from_leader {
+            if !creates {
                 return Ok(());
             }
             tracing::info!(
@@ -410,7 +468,10 @@ impl<S: StateMachine> MultiRaft<S> {
             );
             self.create_peer(range)?;
         }
+        let now_plus_offset = self.now_plus_offset();
         let peer = self.peer(range)?;
+        let mut message = message;
+        peer.before_step_as_leader(&mut message, now_plus_offset);
         match peer.raw.step(message) {
             Ok(()) => Ok(()),
             // Stale or misdirected messages are routine in a distributed
@@ -420,11 +481,24 @@ impl<S: StateMachine> MultiRaft<S> {
         }
     }
 
+    /// Whether a snapshot of `range` with this data would cover keys an
+    /// initialized replica of another range here still owns.
+    fn overlaps_another_replica(&self, range: RangeId, data: &[u8]) -> bool {
+        let Ok((header, _)) = SnapshotHeader::parse(data) else {
+            return true;
+        };
+        self.bounds
+            .read()
+            .iter()
+            .any(|(&other, (bounds, _))| other != range && bounds.overlaps(&header.bounds))
+    }
+
     /// Proposes `command` to `range`. The outcome arrives as an
     /// [`Event`] for `token`; an immediate error means nothing was
     /// proposed (not the leader).
     pub fn propose(&mut self, range: RangeId, token: Token, command: Vec<u8>) -> Result<()> {
-        self.peer(range)?.propose(token, command)
+        let now_plus_offset = self.now_plus_offset();
+        self.peer(range)?.propose(token, command, now_plus_offset)
     }
 
     /// Stops tracking proposal `token` of `range` (its owner gave up); true
@@ -435,11 +509,12 @@ impl<S: StateMachine> MultiRaft<S> {
             .is_some_and(|peer| peer.forget(token))
     }
 
-    /// Asks for a linearizable read of `range`: [`Event::ReadReady`] for
-    /// `token` means this node's applied state includes every write
-    /// acknowledged before the call.
-    pub fn read(&mut self, range: RangeId, token: Token) -> Result<()> {
-        self.peer(range)?.read(token)
+    /// Asks for a linearizable read of `range` at `read_ts`:
+    /// [`Event::ReadReady`] for `token` means this node's applied state
+    /// includes every write acknowledged before the call, and every
+    /// command applied later gets a floor above `read_ts` (0: none asked).
+    pub fn read(&mut self, range: RangeId, token: Token, read_ts: u64) -> Result<()> {
+        self.peer(range)?.read(token, read_ts)
     }
 
     /// Proposes a membership change of `range`.
@@ -516,8 +591,9 @@ impl<S: StateMachine> MultiRaft<S> {
         let mut batch = WriteBatch::new();
         let mut sync = false;
         let mut readies = Vec::new();
+        let now_plus_offset = self.now_plus_offset();
         for (&range, peer) in self.peers.iter_mut() {
-            peer.issue_reads();
+            peer.issue_reads(now_plus_offset);
             if !peer.raw.has_ready() {
                 continue;
             }
@@ -627,10 +703,7 @@ impl<S: StateMachine> MultiRaft<S> {
             self.stats.snapshots_sent += std::mem::take(&mut peer.snapshot_count);
             if peer.raw.store().take_snapshot_request().is_some() && !peer.generating {
                 peer.generating = true;
-                self.apply_queue.push(ApplyTask::Generate {
-                    range,
-                    span: peer.raw.store().span().clone(),
-                });
+                self.apply_queue.push(ApplyTask::Generate { range });
             }
         }
         let mut outputs = Vec::new();
@@ -664,8 +737,16 @@ impl<S: StateMachine> MultiRaft<S> {
                 entries,
                 reads,
             } => {
+                let children: Vec<RangeId> = entries
+                    .iter()
+                    .filter_map(|e| e.split.as_ref().filter(|s| s.created).map(|s| s.child))
+                    .collect();
+                let leading = self.peers.get(&range).is_some_and(Peer::is_leader);
                 if let Some(peer) = self.peers.get_mut(&range) {
                     peer.on_applied(applied_index, entries, &mut self.events);
+                }
+                for child in children {
+                    self.create_split_child(child, leading)?;
                 }
                 self.events.extend(
                     reads
@@ -680,6 +761,28 @@ impl<S: StateMachine> MultiRaft<S> {
                     peer.raw.mut_store().set_generated(snapshot);
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl<S: StateMachine> MultiRaft<S> {
+    /// Opens the replica a split created here (replacing an uninitialized
+    /// one a message created first). The split range's leader campaigns at
+    /// once, so the new range has a leader within a round trip instead of
+    /// an election timeout.
+    fn create_split_child(&mut self, child: RangeId, campaign: bool) -> Result<()> {
+        let initialized = self
+            .peers
+            .get(&child)
+            .is_some_and(|p| p.raw.store().is_initialized());
+        if initialized {
+            return Ok(());
+        }
+        self.create_peer(child)?;
+        tracing::info!(node = self.node, range = child, "created range by split");
+        if campaign {
+            self.peer(child)?.raw.campaign()?;
         }
         Ok(())
     }

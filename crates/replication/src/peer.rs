@@ -30,6 +30,29 @@
 //! that arrives before the next round shares one request. A leader that has
 //! not committed an entry of its own term cannot know the commit index yet,
 //! so reads wait until it has (raft-rs would silently drop them).
+//!
+//! # Timestamp floors
+//!
+//! Commit timestamps are chosen when a command is applied (the KV layer's
+//! state machine), and a reader picks its snapshot timestamp before it
+//! reads. For a snapshot to stay fixed, every command applied after the
+//! read must get a larger timestamp than the reader's. The leader sees
+//! every read (reads carry their timestamp in the ReadIndex request) and
+//! appends every command, so it enforces this:
+//!
+//! * it keeps the largest read timestamp it has registered, and stamps
+//!   every command it appends with a **floor** one above it (in the entry
+//!   header; a follower's forwarded proposal is stamped when the leader
+//!   steps it) — the state machine never picks a timestamp below the floor;
+//! * the read index it answers is its *last* log index at registration
+//!   rather than its commit index, so entries appended before the read
+//!   (stamped with an older floor) are applied before the read is served.
+//!
+//! A new leader cannot know what its predecessor registered. Readers take
+//! timestamps from hybrid clocks that stay within the maximum clock offset
+//! of real time, so the new leader starts its floor at its own clock plus
+//! that offset — commits right after an election may carry timestamps a
+//! little in the future, never ones a finished read could have missed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,21 +67,25 @@ use crate::{Event, NodeId, RangeId, Token};
 /// The reply to a membership change every replica rejected.
 pub(crate) const CONF_CHANGE_REJECTED: &[u8] = b"rejected";
 
-/// The bytes every entry's data starts with: who proposed it, and their
-/// token. 16 bytes: node id then token, both big-endian.
+/// The bytes every entry's data starts with: who proposed it, their
+/// token, and the timestamp floor the leader stamped (module docs). 24
+/// bytes: node id, token, floor, each big-endian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProposalHeader {
     pub(crate) node: NodeId,
     pub(crate) token: Token,
+    pub(crate) floor: u64,
 }
 
 impl ProposalHeader {
-    const LEN: usize = 16;
+    const LEN: usize = 24;
+    const FLOOR_AT: usize = 16;
 
     pub(crate) fn wrap(self, command: Vec<u8>) -> Vec<u8> {
         let mut data = Vec::with_capacity(Self::LEN + command.len());
         data.extend_from_slice(&self.node.to_be_bytes());
         data.extend_from_slice(&self.token.to_be_bytes());
+        data.extend_from_slice(&self.floor.to_be_bytes());
         data.extend_from_slice(&command);
         data
     }
@@ -66,16 +93,36 @@ impl ProposalHeader {
     pub(crate) fn unwrap(data: &[u8]) -> Result<(ProposalHeader, &[u8])> {
         let corrupt = || ReplicationError::Corrupt("entry shorter than its header".to_string());
         let (node, rest) = data.split_first_chunk::<8>().ok_or_else(corrupt)?;
-        let (token, command) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+        let (token, rest) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+        let (floor, command) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
         Ok((
             ProposalHeader {
                 node: u64::from_be_bytes(*node),
                 token: u64::from_be_bytes(*token),
+                floor: u64::from_be_bytes(*floor),
             },
             command,
         ))
     }
+
+    /// Raises the floor stamped in entry data to at least `floor`. Data too
+    /// short to hold a header is left alone (it fails at apply, as a no-op).
+    pub(crate) fn raise_floor(data: &mut [u8], floor: u64) {
+        let Some(field) = data.get_mut(Self::FLOOR_AT..Self::LEN) else {
+            return;
+        };
+        let current = <[u8; 8]>::try_from(&*field).map_or(0, u64::from_be_bytes);
+        if floor > current {
+            field.copy_from_slice(&floor.to_be_bytes());
+        }
+    }
 }
+
+/// A read request's context: the requesting node, a counter, the largest
+/// read timestamp of the batch, and — added by the leader when it
+/// registers the request — its last log index.
+const READ_CTX_LEN: usize = 24;
+const READ_CTX_WITH_INDEX_LEN: usize = 32;
 
 /// One replica of a range on this node. See the module documentation.
 pub(crate) struct Peer {
@@ -84,8 +131,12 @@ pub(crate) struct Peer {
     proposals: BTreeSet<Token>,
     /// Slots of the proposals made while leader: log index → token.
     slots: BTreeMap<u64, Token>,
-    /// Reads not yet handed to raft-rs.
-    waiting_reads: Vec<Token>,
+    /// Reads not yet handed to raft-rs, with their read timestamps.
+    waiting_reads: Vec<(Token, u64)>,
+    /// As leader: the largest read timestamp registered (module docs).
+    max_read_ts: u64,
+    /// The term whose leadership `max_read_ts` was initialized for.
+    floor_term: u64,
     /// Read requests in flight, by context id. Once their read index is
     /// known they go to the apply side, which releases them.
     inflight_reads: BTreeMap<u64, Vec<Token>>,
@@ -114,6 +165,8 @@ impl Peer {
             proposals: BTreeSet::new(),
             slots: BTreeMap::new(),
             waiting_reads: Vec::new(),
+            max_read_ts: 0,
+            floor_term: 0,
             inflight_reads: BTreeMap::new(),
             next_read_ctx: rand::random::<u64>() >> 1,
             reported_leader: None,
@@ -146,12 +199,79 @@ impl Peer {
         }
     }
 
+    /// As leader: the floor for a command appended now — above every read
+    /// timestamp registered in this term, and above `now + max_offset` as
+    /// of the term's start (module docs). 0 on a follower.
+    pub(crate) fn leader_floor(&mut self, now_plus_offset: u64) -> u64 {
+        if !self.is_leader() {
+            return 0;
+        }
+        let term = self.raw.raft.term;
+        if self.floor_term != term {
+            self.floor_term = term;
+            self.max_read_ts = self.max_read_ts.max(now_plus_offset);
+        }
+        self.max_read_ts.saturating_add(1)
+    }
+
+    /// As leader: registers a read at `read_ts`; returns the index the
+    /// read must wait for (the last log index).
+    fn register_read(&mut self, read_ts: u64, now_plus_offset: u64) -> u64 {
+        self.leader_floor(now_plus_offset);
+        self.max_read_ts = self.max_read_ts.max(read_ts);
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// As leader, before stepping a follower's message: stamps forwarded
+    /// proposals with the floor and registers forwarded reads (their
+    /// context gets the index to wait for).
+    pub(crate) fn before_step_as_leader(
+        &mut self,
+        message: &mut raft::prelude::Message,
+        now_plus_offset: u64,
+    ) {
+        if !self.is_leader() {
+            return;
+        }
+        match message.get_msg_type() {
+            raft::prelude::MessageType::MsgPropose => {
+                let floor = self.leader_floor(now_plus_offset);
+                for entry in message.entries.iter_mut() {
+                    let mut data = std::mem::take(&mut entry.data).to_vec();
+                    ProposalHeader::raise_floor(&mut data, floor);
+                    entry.data = data.into();
+                }
+            }
+            raft::prelude::MessageType::MsgReadIndex => {
+                let Some(entry) = message.entries.first_mut() else {
+                    return;
+                };
+                if entry.data.len() != READ_CTX_LEN {
+                    return;
+                }
+                let read_ts = entry.data[16..24].try_into().map_or(0, u64::from_be_bytes);
+                let wait = self.register_read(read_ts, now_plus_offset);
+                let mut ctx = std::mem::take(&mut entry.data).to_vec();
+                ctx.extend_from_slice(&wait.to_be_bytes());
+                entry.data = ctx.into();
+            }
+            _ => {}
+        }
+    }
+
     /// Proposes `command` (from any replica; a follower forwards it to the
-    /// leader); the outcome arrives as an event for `token`.
-    pub(crate) fn propose(&mut self, token: Token, command: Vec<u8>) -> Result<()> {
+    /// leader, which stamps its floor); the outcome arrives as an event for
+    /// `token`.
+    pub(crate) fn propose(
+        &mut self,
+        token: Token,
+        command: Vec<u8>,
+        now_plus_offset: u64,
+    ) -> Result<()> {
         let header = ProposalHeader {
             node: self.raw.raft.id,
             token,
+            floor: self.leader_floor(now_plus_offset),
         };
         self.propose_with(token, |raw| raw.propose(Vec::new(), header.wrap(command)))
     }
@@ -165,6 +285,7 @@ impl Peer {
         let header = ProposalHeader {
             node: self.raw.raft.id,
             token,
+            floor: 0,
         };
         self.propose_with(token, |raw| {
             raw.propose_conf_change(header.wrap(Vec::new()), change)
@@ -197,7 +318,7 @@ impl Peer {
     /// still pending.
     pub(crate) fn forget(&mut self, token: Token) -> bool {
         self.slots.retain(|_, t| *t != token);
-        self.waiting_reads.retain(|&t| t != token);
+        self.waiting_reads.retain(|&(t, _)| t != token);
         for tokens in self.inflight_reads.values_mut() {
             tokens.retain(|&t| t != token);
         }
@@ -205,13 +326,13 @@ impl Peer {
         self.proposals.remove(&token)
     }
 
-    /// Queues a linearizable read; [`Event::ReadReady`] says when local
-    /// state may serve it.
-    pub(crate) fn read(&mut self, token: Token) -> Result<()> {
+    /// Queues a linearizable read at `read_ts` (0: no timestamp to
+    /// register); [`Event::ReadReady`] says when local state may serve it.
+    pub(crate) fn read(&mut self, token: Token, read_ts: u64) -> Result<()> {
         if self.leader().is_none() {
             return Err(self.not_leader());
         }
-        self.waiting_reads.push(token);
+        self.waiting_reads.push((token, read_ts));
         Ok(())
     }
 
@@ -219,7 +340,9 @@ impl Peer {
     /// can answer it. A follower's request is forwarded to the leader, which
     /// answers with its read index; the follower then serves the read from
     /// its own state once it has applied that far.
-    pub(crate) fn issue_reads(&mut self) {
+    /// A leader registers the request itself (its read timestamp, and the
+    /// index to wait for, see *Timestamp floors*).
+    pub(crate) fn issue_reads(&mut self, now_plus_offset: u64) {
         if self.waiting_reads.is_empty()
             || (self.is_leader() && !self.raw.raft.commit_to_current_term())
         {
@@ -227,23 +350,41 @@ impl Peer {
         }
         let ctx = self.next_read_ctx;
         self.next_read_ctx = self.next_read_ctx.wrapping_add(1);
+        let reads = std::mem::take(&mut self.waiting_reads);
+        let read_ts = reads.iter().map(|&(_, ts)| ts).max().unwrap_or(0);
         self.inflight_reads
-            .insert(ctx, std::mem::take(&mut self.waiting_reads));
-        let mut bytes = self.raw.raft.id.to_be_bytes().to_vec();
+            .insert(ctx, reads.into_iter().map(|(token, _)| token).collect());
+        let mut bytes = Vec::with_capacity(READ_CTX_WITH_INDEX_LEN);
+        bytes.extend_from_slice(&self.raw.raft.id.to_be_bytes());
         bytes.extend_from_slice(&ctx.to_be_bytes());
+        bytes.extend_from_slice(&read_ts.to_be_bytes());
+        if self.is_leader() {
+            let wait = self.register_read(read_ts, now_plus_offset);
+            bytes.extend_from_slice(&wait.to_be_bytes());
+        }
         self.raw.read_index(bytes);
     }
 
-    /// The reads of a request raft-rs confirmed, with their read index:
-    /// they may be served once this replica has applied that far.
+    /// The reads of a request raft-rs confirmed, with the index they wait
+    /// for: the larger of the read index and the leader's last index at
+    /// registration. A context the leader did not register (a leader that
+    /// runs older code) yields no reads: they time out and retry.
     pub(crate) fn on_read_state(&mut self, ctx: &[u8], index: u64) -> Option<(u64, Vec<Token>)> {
-        let (node, counter) = ctx.split_first_chunk::<8>()?;
-        if u64::from_be_bytes(*node) != self.raw.raft.id {
+        if ctx.len() != READ_CTX_WITH_INDEX_LEN {
             return None;
         }
-        let ctx = <[u8; 8]>::try_from(counter).ok().map(u64::from_be_bytes)?;
-        let tokens = self.inflight_reads.remove(&ctx)?;
-        Some((index, tokens))
+        let field = |at: usize| -> Option<u64> {
+            ctx.get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+        };
+        if field(0)? != self.raw.raft.id {
+            return None;
+        }
+        let counter = field(8)?;
+        let wait = field(24)?;
+        let tokens = self.inflight_reads.remove(&counter)?;
+        Some((index.max(wait), tokens))
     }
 
     /// Fails every read whose read index is not known yet: the leader this
@@ -252,7 +393,7 @@ impl Peer {
     /// answered.)
     pub(crate) fn fail_reads(&mut self, events: &mut Vec<Event>) {
         let error = self.not_leader();
-        let tokens = self.waiting_reads.drain(..).chain(
+        let tokens = self.waiting_reads.drain(..).map(|(token, _)| token).chain(
             std::mem::take(&mut self.inflight_reads)
                 .into_values()
                 .flatten(),
@@ -295,6 +436,11 @@ impl Peer {
                         tracing::error!(range, index = entry.index, error = %e, "raft refused a membership change the apply side accepted");
                     }
                 }
+            }
+            if let Some(split) = &entry.split {
+                self.raw
+                    .mut_store()
+                    .note_split(split.bounds.clone(), split.generation);
             }
             self.raw.mut_store().note_applied(entry.index, conf_state);
             let own = entry.header.filter(|h| h.node == self.raw.raft.id);

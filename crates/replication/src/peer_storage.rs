@@ -48,10 +48,14 @@ use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
 use crate::RangeId;
-use crate::apply_state::{ApplyState, TruncatedState};
+use crate::apply_state::{ApplyState, RangeBounds, TruncatedState};
 use crate::error::{ReplicationError, Result};
 use crate::keys;
-use crate::snapshot::{self, DataSpan};
+use crate::snapshot::{self, DataSpan, SnapshotHeader};
+
+/// Maps a range and its bounds to the data column family spans holding its
+/// data: the state machine's [`StateMachine::data_spans`](crate::StateMachine::data_spans).
+pub type SpanFn = fn(RangeId, &RangeBounds) -> Vec<DataSpan>;
 
 /// The index and term a bootstrapped range's log starts after. Non-zero so
 /// that a replica created empty (index 0) is always behind and receives a
@@ -64,7 +68,7 @@ pub const INITIAL_TERM: u64 = 5;
 pub struct PeerStorage {
     range: RangeId,
     engine: Arc<dyn Engine>,
-    span: DataSpan,
+    spans: SpanFn,
     hard_state: HardState,
     apply: ApplyState,
     truncated: TruncatedState,
@@ -93,7 +97,7 @@ fn codec<E: std::fmt::Display>(e: E) -> ReplicationError {
 impl PeerStorage {
     /// Loads the replica of `range` from `engine`; a replica never written
     /// comes back uninitialized.
-    pub fn open(range: RangeId, engine: Arc<dyn Engine>, span: DataSpan) -> Result<PeerStorage> {
+    pub fn open(range: RangeId, engine: Arc<dyn Engine>, spans: SpanFn) -> Result<PeerStorage> {
         let raft = ColumnFamily::Raft;
         let mut hard_state = match engine.get_cf(raft, &keys::hard_state(range))? {
             Some(bytes) => HardState::parse_from_bytes(&bytes)
@@ -133,7 +137,7 @@ impl PeerStorage {
         Ok(PeerStorage {
             range,
             engine,
-            span,
+            spans,
             hard_state,
             apply,
             truncated,
@@ -143,24 +147,42 @@ impl PeerStorage {
         })
     }
 
-    /// The state of a range bootstrapped on this node with `voters`: an
-    /// empty log starting after [`INITIAL_INDEX`], everything applied.
-    /// Adds it to `batch`; the caller writes it (synced) before use.
+    /// The state of a range bootstrapped on this node with `voters` and
+    /// every key: an empty log starting after [`INITIAL_INDEX`], everything
+    /// applied. Adds it to `batch`; the caller writes it (synced) before
+    /// use.
     pub fn bootstrap(range: RangeId, voters: &[u64], batch: &mut WriteBatch) -> Result<()> {
         let apply = ApplyState {
             applied_index: INITIAL_INDEX,
             applied_term: INITIAL_TERM,
             conf_state: ConfState::from((voters.to_vec(), Vec::<u64>::new())),
+            bounds: RangeBounds::everything(),
+            generation: 1,
         };
+        Self::write_initial(range, &apply, None, batch)
+    }
+
+    /// Adds to `batch` the initial state of a range whose apply state is
+    /// `apply` (at [`INITIAL_INDEX`]): a split's right-hand range, or a
+    /// bootstrapped one. `voted` is the hard state a replica created by a
+    /// message already persisted: its term and vote are kept — a vote must
+    /// never be forgotten.
+    pub fn write_initial(
+        range: RangeId,
+        apply: &ApplyState,
+        voted: Option<HardState>,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
         let truncated = TruncatedState {
             index: INITIAL_INDEX,
             term: INITIAL_TERM,
         };
-        let hard_state = HardState {
-            term: INITIAL_TERM,
-            commit: INITIAL_INDEX,
-            ..Default::default()
-        };
+        let mut hard_state = voted.unwrap_or_default();
+        if hard_state.term < INITIAL_TERM {
+            hard_state.term = INITIAL_TERM;
+            hard_state.vote = 0;
+        }
+        hard_state.commit = hard_state.commit.max(INITIAL_INDEX);
         batch.put_cf(
             ColumnFamily::Raft,
             keys::hard_state(range),
@@ -186,9 +208,10 @@ impl PeerStorage {
         self.truncated
     }
 
-    /// The span of the data column family this range owns.
-    pub fn span(&self) -> &DataSpan {
-        &self.span
+    /// The data column family spans this range owns as of its applied
+    /// index (as mirrored here).
+    pub fn spans(&self) -> Vec<DataSpan> {
+        (self.spans)(self.range, &self.apply.bounds)
     }
 
     /// The engine holding this replica.
@@ -280,6 +303,13 @@ impl PeerStorage {
         }
     }
 
+    /// Mirrors a split the apply side applied: the range now owns
+    /// `bounds`, at `generation`.
+    pub fn note_split(&mut self, bounds: RangeBounds, generation: u64) {
+        self.apply.bounds = bounds;
+        self.apply.generation = generation;
+    }
+
     /// Takes the lowest index raft-rs asked a snapshot for since the last
     /// call, if it asked.
     pub fn take_snapshot_request(&self) -> Option<u64> {
@@ -302,7 +332,8 @@ impl PeerStorage {
     /// the apply side is idle for the range while the batch is written.
     pub fn apply_snapshot(&mut self, snap: &Snapshot, batch: &mut WriteBatch) -> Result<()> {
         let meta = snap.get_metadata();
-        snapshot::install(snap.get_data(), &self.span, batch)?;
+        let (header, pairs) = SnapshotHeader::parse(snap.get_data())?;
+        snapshot::install(pairs, &(self.spans)(self.range, &header.bounds), batch)?;
         let (start, end) = keys::replica_span(self.range);
         let log_start = keys::log_entry(self.range, 0);
         let log_end = keys::log_entry(self.range, u64::MAX);
@@ -314,6 +345,8 @@ impl PeerStorage {
             applied_index: meta.index,
             applied_term: meta.term,
             conf_state: meta.get_conf_state().clone(),
+            bounds: header.bounds,
+            generation: header.generation,
         };
         self.apply.put(self.range, batch)?;
         self.truncated = TruncatedState {

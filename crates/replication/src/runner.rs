@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
-use crate::apply::{ApplyOutput, Notice};
+use crate::apply::{ApplyOutput, LocalBounds, Notice};
 use crate::error::{ReplicationError, Result};
 use crate::multiraft::MultiRaft;
 use crate::{ConfChangeV2, Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token, Transport};
@@ -68,6 +68,7 @@ enum Input<S: StateMachine> {
     Read {
         range: RangeId,
         token: Token,
+        read_ts: u64,
         reply: Reply,
     },
     ChangeMembership {
@@ -104,6 +105,7 @@ struct Shared {
     next_token: AtomicU64,
     leaders: RwLock<HashMap<RangeId, Option<NodeId>>>,
     stopped: AtomicBool,
+    bounds: LocalBounds,
 }
 
 /// Sends requests to a node's Raft thread. Cheap to clone.
@@ -163,6 +165,7 @@ impl RaftRunner {
             next_token: AtomicU64::new(rand::random::<u64>() >> 1),
             leaders: RwLock::new(HashMap::new()),
             stopped: AtomicBool::new(false),
+            bounds: driver.local_bounds(),
         });
         // The apply thread holds only weak references to `shared`, so the
         // Raft loop can tell when every handle is gone (it then holds the
@@ -174,9 +177,9 @@ impl RaftRunner {
             Box::new(move |output| {
                 let urgent = match &output {
                     Err(_) | Ok(ApplyOutput::Generated { .. }) => true,
-                    Ok(ApplyOutput::Applied { entries, .. }) => {
-                        entries.iter().any(|e| e.conf_change.is_some())
-                    }
+                    Ok(ApplyOutput::Applied { entries, .. }) => entries
+                        .iter()
+                        .any(|e| e.conf_change.is_some() || e.split.is_some()),
                 };
                 let Some(shared) = report_shared.upgrade() else {
                     return;
@@ -331,8 +334,9 @@ fn accept<S: StateMachine>(
         Input::Read {
             range,
             token,
+            read_ts,
             reply,
-        } => Some((token, reply, driver.read(range, token))),
+        } => Some((token, reply, driver.read(range, token, read_ts))),
         Input::ChangeMembership {
             range,
             token,
@@ -396,6 +400,12 @@ const PROPOSE_ATTEMPT: Duration = Duration::from_secs(1);
 const READ_ATTEMPT: Duration = Duration::from_secs(2);
 
 impl<S: StateMachine> RaftHandle<S> {
+    /// The bounds of every initialized replica on this node, kept current
+    /// by the apply thread.
+    pub fn local_bounds(&self) -> LocalBounds {
+        self.shared.bounds.clone()
+    }
+
     /// The node this handle's Raft thread runs on.
     pub fn node_id(&self) -> NodeId {
         self.node
@@ -570,12 +580,20 @@ impl<S: StateMachine> RaftHandle<S> {
     /// Waits until this node's replica of `range` has applied every write
     /// acknowledged anywhere before the call (a ReadIndex barrier).
     pub fn read_barrier(&self, range: RangeId, timeout: Duration) -> Result<()> {
+        self.read_barrier_at(range, 0, timeout)
+    }
+
+    /// A read barrier that also registers `read_ts` with the leader: every
+    /// command applied after the barrier returns gets a timestamp floor
+    /// above it (`peer.rs`, *Timestamp floors*).
+    pub fn read_barrier_at(&self, range: RangeId, read_ts: u64, timeout: Duration) -> Result<()> {
         let retry = Retry::Read {
             attempt: READ_ATTEMPT,
         };
         self.request(range, timeout, retry, |token, reply| Input::Read {
             range,
             token,
+            read_ts,
             reply,
         })
         .map(|_| ())

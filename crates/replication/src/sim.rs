@@ -24,29 +24,74 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shoal_storage::{ColumnFamily, Engine, KvPair, MemoryEngine};
 
+use crate::clock::{SystemClock, WallClock};
 use crate::error::{ReplicationError, Result};
 use crate::multiraft::{MultiRaft, RaftConfig};
-use crate::{Event, NodeId, RaftEnvelope, RangeId, StateMachine, Token};
+use crate::{
+    DataSpan, EntryContext, Event, NodeId, RaftEnvelope, RangeBounds, RangeId, SplitOutcome,
+    SplitRequest, StateMachine, Token,
+};
 
 /// A register file, the state machine of Raft tests: the command `k=v`
-/// sets register `k`; anything else changes nothing. The reply is the
-/// entry's log index, so a test sees where each command landed.
+/// sets register `k` (refused with the reply `wrong range` if the range
+/// does not own `k`); `floor:k` stores the entry's timestamp floor in
+/// register `k` (in decimal); `split:k:n` splits the range at `k`, the
+/// keys from `k` on going to new range `n`; anything else changes nothing.
+/// The reply is the entry's log index, so a test sees where each command
+/// landed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Registers;
 
 impl StateMachine for Registers {
+    fn data_spans(_range: RangeId, bounds: &RangeBounds) -> Vec<DataSpan> {
+        vec![DataSpan {
+            start: bounds.start.clone(),
+            end: bounds.end.clone().unwrap_or_else(|| vec![0xff]),
+        }]
+    }
+
+    fn split_request(command: &[u8]) -> Option<SplitRequest> {
+        let text = std::str::from_utf8(command).ok()?;
+        let (at, new_range) = text.strip_prefix("split:")?.split_once(':')?;
+        Some(SplitRequest {
+            at: at.as_bytes().to_vec(),
+            new_range: new_range.parse().ok()?,
+        })
+    }
+
     fn apply(
         &mut self,
-        _range: RangeId,
-        index: u64,
+        ctx: &EntryContext<'_>,
         command: &[u8],
         _engine: &dyn shoal_storage::Engine,
         batch: &mut shoal_storage::WriteBatch,
     ) -> Result<Vec<u8>> {
-        if let Some((key, value)) = String::from_utf8_lossy(command).split_once('=') {
+        let text = String::from_utf8_lossy(command);
+        if let Some(key) = text.strip_prefix("floor:") {
+            batch.put(key.as_bytes().to_vec(), ctx.floor.to_string().into_bytes());
+        } else if let Some((key, value)) = text.split_once('=') {
+            // A register outside the range is refused, as the KV layer
+            // refuses keys its range does not own.
+            if !ctx.bounds.contains(key.as_bytes()) {
+                return Ok(b"wrong range".to_vec());
+            }
             batch.put(key.as_bytes().to_vec(), value.as_bytes().to_vec());
         }
-        Ok(index.to_be_bytes().to_vec())
+        Ok(ctx.index.to_be_bytes().to_vec())
+    }
+
+    fn apply_split(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        _split: &SplitRequest,
+        outcome: &SplitOutcome,
+        _engine: &dyn shoal_storage::Engine,
+        _batch: &mut shoal_storage::WriteBatch,
+    ) -> Result<Vec<u8>> {
+        Ok(match outcome {
+            SplitOutcome::Done { .. } => ctx.index.to_be_bytes().to_vec(),
+            SplitOutcome::Refused(why) => format!("refused: {why}").into_bytes(),
+        })
     }
 }
 
@@ -124,6 +169,8 @@ pub struct SimCluster<S: StateMachine> {
     pub delivered: u64,
     /// Messages lost to drops and partitions.
     pub dropped: u64,
+    /// The wall clock every node reads (timestamp floors only).
+    clock: Arc<dyn WallClock>,
 }
 
 impl<S: StateMachine> SimCluster<S> {
@@ -169,7 +216,18 @@ impl<S: StateMachine> SimCluster<S> {
             outcomes: BTreeMap::new(),
             delivered: 0,
             dropped: 0,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Makes every node, now and after restarts, read `clock`.
+    pub fn set_clock(&mut self, clock: Arc<dyn WallClock>) {
+        for node in self.nodes.values_mut() {
+            if let Some(driver) = node.driver.as_mut() {
+                driver.set_clock(clock.clone());
+            }
+        }
+        self.clock = clock;
     }
 
     /// The seed this cluster's randomness came from.
@@ -232,12 +290,14 @@ impl<S: StateMachine> SimCluster<S> {
             return Err(ReplicationError::Raft(format!("no node {node}")));
         };
         if n.driver.is_none() {
-            n.driver = Some(MultiRaft::open(
+            let mut driver = MultiRaft::open(
                 node,
                 n.engine.clone(),
                 n.config.clone(),
                 (self.make_state_machine)(node),
-            )?);
+            )?;
+            driver.set_clock(self.clock.clone());
+            n.driver = Some(driver);
         }
         Ok(())
     }
@@ -369,11 +429,17 @@ impl<S: StateMachine> SimCluster<S> {
 
     /// Asks `node` for a linearizable read of `range`.
     pub fn read(&mut self, node: NodeId, range: RangeId) -> Result<Token> {
+        self.read_at(node, range, 0)
+    }
+
+    /// Asks `node` for a linearizable read of `range` that registers
+    /// `read_ts` with the leader (see `peer.rs`, *Timestamp floors*).
+    pub fn read_at(&mut self, node: NodeId, range: RangeId, read_ts: u64) -> Result<Token> {
         let token = self.token();
         let driver = self
             .driver_mut(node)
             .ok_or_else(|| ReplicationError::Raft(format!("node {node} is down")))?;
-        driver.read(range, token)?;
+        driver.read(range, token, read_ts)?;
         Ok(token)
     }
 

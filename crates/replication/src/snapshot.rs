@@ -7,17 +7,20 @@
 //! two tasks, so the engine holds exactly the state at `applied_index` when
 //! the pairs are read.
 //!
-//! Encoding: a sequence of `u32 key length, key, u32 value length, value`
-//! (big-endian lengths). The receiver replaces its span with the pairs in
-//! the same batch that installs the snapshot's apply state. A snapshot's
-//! size is bounded by the range's size, which splits keep small; the TCP
-//! transport sends it in chunks.
+//! Encoding: the range's bounds and generation ([`SnapshotHeader`]), then a
+//! sequence of `u32 key length, key, u32 value length, value` (big-endian
+//! lengths). The receiver replaces the data spans of the snapshot's bounds
+//! (what [`StateMachine::data_spans`](crate::StateMachine::data_spans) maps
+//! them to) with the pairs, in the same batch that installs the snapshot's
+//! apply state. A snapshot's size is bounded by the range's size, which
+//! splits keep small; the TCP transport sends it in chunks.
 
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
+use crate::apply_state::RangeBounds;
 use crate::error::{ReplicationError, Result};
 
-/// The data column family keys a range owns: `[start, end)`.
+/// A key interval of the data column family: `[start, end)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataSpan {
     /// First key (inclusive).
@@ -37,21 +40,59 @@ impl DataSpan {
     }
 }
 
-/// Reads the span's pairs from `engine` into snapshot data.
-pub fn capture(engine: &dyn Engine, span: &DataSpan) -> Result<Vec<u8>> {
+/// What a snapshot says about the range besides its data and membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// The keys the range owns at the snapshot's index.
+    pub bounds: RangeBounds,
+    /// Its generation there.
+    pub generation: u64,
+}
+
+impl SnapshotHeader {
+    /// Splits snapshot data into its header and its pairs.
+    pub fn parse(data: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
+        let mut rest = data;
+        let bounds = RangeBounds::decode(&mut rest)?;
+        let (generation, rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| ReplicationError::Corrupt("snapshot header is truncated".into()))?;
+        Ok((
+            SnapshotHeader {
+                bounds,
+                generation: u64::from_be_bytes(*generation),
+            },
+            rest,
+        ))
+    }
+}
+
+/// Snapshot data: `header`, then the pairs of `spans` in `engine`.
+pub fn capture(
+    engine: &dyn Engine,
+    header: &SnapshotHeader,
+    spans: &[DataSpan],
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    for pair in engine.scan_cf(ColumnFamily::Data, &span.start, Some(&span.end)) {
-        let (key, value) = pair?;
-        push_field(&mut out, &key)?;
-        push_field(&mut out, &value)?;
+    header.bounds.encode(&mut out)?;
+    out.extend_from_slice(&header.generation.to_be_bytes());
+    for span in spans {
+        for pair in engine.scan_cf(ColumnFamily::Data, &span.start, Some(&span.end)) {
+            let (key, value) = pair?;
+            push_field(&mut out, &key)?;
+            push_field(&mut out, &value)?;
+        }
     }
     Ok(out)
 }
 
-/// Adds to `batch` the replacement of the span's data by the snapshot's.
-pub fn install(data: &[u8], span: &DataSpan, batch: &mut WriteBatch) -> Result<()> {
-    batch.delete_range_cf(ColumnFamily::Data, span.start.clone(), span.end.clone());
-    let mut rest = data;
+/// Adds to `batch` the replacement of `spans` by the snapshot's `pairs`
+/// (the data after its header).
+pub fn install(pairs: &[u8], spans: &[DataSpan], batch: &mut WriteBatch) -> Result<()> {
+    for span in spans {
+        batch.delete_range_cf(ColumnFamily::Data, span.start.clone(), span.end.clone());
+    }
+    let mut rest = pairs;
     while !rest.is_empty() {
         let key = take_field(&mut rest)?;
         let value = take_field(&mut rest)?;
@@ -62,7 +103,7 @@ pub fn install(data: &[u8], span: &DataSpan, batch: &mut WriteBatch) -> Result<(
 
 /// The value of `key` in snapshot data, if present.
 pub fn find(data: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>> {
-    let mut rest = data;
+    let (_, mut rest) = SnapshotHeader::parse(data)?;
     while !rest.is_empty() {
         let k = take_field(&mut rest)?;
         let v = take_field(&mut rest)?;
@@ -98,26 +139,42 @@ mod tests {
     use shoal_storage::MemoryEngine;
 
     #[test]
-    fn capture_then_install_replaces_the_span() {
+    fn capture_then_install_replaces_the_spans() {
         let source = MemoryEngine::new();
         let mut batch = WriteBatch::new();
-        for k in [b"a", b"b", b"c"] {
+        for k in [b"a", b"b", b"c", b"x"] {
             batch.put(k.to_vec(), k.repeat(3));
         }
         source.write(batch, false).unwrap();
-        let span = DataSpan {
-            start: b"b".to_vec(),
-            end: vec![0xff],
+        let spans = [
+            DataSpan {
+                start: b"b".to_vec(),
+                end: b"d".to_vec(),
+            },
+            DataSpan {
+                start: b"x".to_vec(),
+                end: vec![0xff],
+            },
+        ];
+        let header = SnapshotHeader {
+            bounds: RangeBounds {
+                start: b"b".to_vec(),
+                end: None,
+            },
+            generation: 3,
         };
-        let data = capture(&source, &span).unwrap();
+        let data = capture(&source, &header, &spans).unwrap();
+        let (parsed, pairs) = SnapshotHeader::parse(&data).unwrap();
+        assert_eq!(parsed, header);
 
         let target = MemoryEngine::new();
         let mut batch = WriteBatch::new();
         batch.put(b"a".to_vec(), b"keep".to_vec());
-        batch.put(b"stale".to_vec(), b"gone".to_vec());
+        batch.put(b"e".to_vec(), b"keep".to_vec());
+        batch.put(b"bz".to_vec(), b"gone".to_vec());
         target.write(batch, false).unwrap();
         let mut batch = WriteBatch::new();
-        install(&data, &span, &mut batch).unwrap();
+        install(pairs, &spans, &mut batch).unwrap();
         target.write(batch, false).unwrap();
         let pairs: Vec<_> = target.scan(b"", None).map(Result::unwrap).collect();
         assert_eq!(
@@ -126,9 +183,11 @@ mod tests {
                 (b"a".to_vec(), b"keep".to_vec()),
                 (b"b".to_vec(), b"bbb".to_vec()),
                 (b"c".to_vec(), b"ccc".to_vec()),
+                (b"e".to_vec(), b"keep".to_vec()),
+                (b"x".to_vec(), b"xxx".to_vec()),
             ]
         );
-        assert!(install(&data[..5], &span, &mut WriteBatch::new()).is_err());
+        assert!(install(&data[..5], &spans, &mut WriteBatch::new()).is_err());
         assert_eq!(find(&data, b"c").unwrap(), Some(b"ccc".to_vec()));
         assert_eq!(find(&data, b"a").unwrap(), None);
     }

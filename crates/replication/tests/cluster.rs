@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use rand::{Rng, SeedableRng};
+use shoal_replication::clock::ManualClock;
 use shoal_replication::sim::{NetConfig, Registers, SimCluster};
 use shoal_replication::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, Event, NodeId, RaftConfig, RangeId,
@@ -375,6 +378,69 @@ fn random_faults_never_lose_or_invent_a_write() {
         assert!(
             acknowledged > 50,
             "seed {seed}: only {acknowledged} writes acknowledged"
+        );
+    }
+}
+
+/// The floor the entry of `floor:key` carried, as `node` applied it.
+fn floor_of(c: &SimCluster<Registers>, node: NodeId, key: &str) -> u64 {
+    value(c, node, key)
+        .expect("floor recorded")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn commands_appended_after_a_read_get_a_floor_above_its_timestamp() {
+    for seed in 0..5 {
+        let mut c = three(seed);
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        c.set_clock(clock.clone());
+        write(&mut c, "warm", "up");
+        let leader = c.leader(RANGE).unwrap();
+        let followers: Vec<NodeId> = c.node_ids().into_iter().filter(|&n| n != leader).collect();
+        // A read far above the leader's starting floor (clock + offset).
+        let read_ts = 90_000_000;
+        let read = c.read_at(followers[0], RANGE, read_ts).unwrap();
+        assert!(c.run_until(2000, |c| c.resolved(read)).unwrap());
+        assert!(matches!(c.outcome(read), Some(Event::ReadReady { .. })));
+        // Proposed by the other follower, stamped by the leader.
+        let token = c
+            .propose(followers[1], RANGE, b"floor:after".to_vec())
+            .unwrap();
+        assert!(c.run_until(2000, |c| c.resolved(token)).unwrap());
+        settle(&mut c);
+        for node in c.node_ids() {
+            assert_eq!(floor_of(&c, node, "after"), read_ts + 1, "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn a_new_leader_starts_its_floor_at_its_clock_plus_the_offset() {
+    let offset = RaftConfig::default().max_clock_offset_micros;
+    for seed in 0..5 {
+        let mut c = three(seed);
+        let clock = Arc::new(ManualClock::new(5_000_000));
+        c.set_clock(clock.clone());
+        write(&mut c, "first", "x");
+        let old = c.leader(RANGE).unwrap();
+        let floor = {
+            let token = c.propose(old, RANGE, b"floor:f1".to_vec()).unwrap();
+            assert!(c.run_until(2000, |c| c.resolved(token)).unwrap());
+            settle(&mut c);
+            floor_of(&c, old, "f1")
+        };
+        assert!(floor > 5_000_000 + offset, "seed {seed}: floor {floor}");
+        clock.advance(3_000_000);
+        c.crash(old);
+        let new = c.elect(RANGE, 4000).unwrap().expect("a new leader");
+        assert_ne!(new, old);
+        let token = c.propose(new, RANGE, b"floor:f2".to_vec()).unwrap();
+        assert!(c.run_until(2000, |c| c.resolved(token)).unwrap());
+        assert!(
+            floor_of(&c, new, "f2") > 8_000_000 + offset,
+            "seed {seed}: a new leader's floor starts at its clock plus the offset"
         );
     }
 }

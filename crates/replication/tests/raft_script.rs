@@ -25,7 +25,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use shoal_datadriven as script;
 use shoal_replication::sim::{NetConfig, Registers, SimCluster};
@@ -247,7 +247,7 @@ impl Harness {
 }
 
 fn scripts() -> Vec<PathBuf> {
-    script::scripts_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata"))
+    script::scripts_in(&script::package_dir(env!("CARGO_MANIFEST_DIR")).join("tests/testdata"))
 }
 
 #[test]

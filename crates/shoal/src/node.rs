@@ -130,8 +130,9 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
 
     let (machine, published) = KvStateMachine::open(engine.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot open KV layer: {e}"))?;
-    let driver = MultiRaft::open(identity.node_id, engine.clone(), spec.raft.clone(), machine)
+    let mut driver = MultiRaft::open(identity.node_id, engine.clone(), spec.raft.clone(), machine)
         .map_err(|e| anyhow::anyhow!("cannot open replicas: {e}"))?;
+    driver.set_clock(Arc::new(SystemClock));
     let transport = Arc::new(TcpTransport::new(
         Introduction {
             cluster_id: identity.cluster_id,
@@ -199,12 +200,22 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             if !listed && raft.leader(FIRST_RANGE).is_some() {
                 kv.register_node(me, &listen_addr.to_string())?;
             }
-            let view = raft.inspect(|driver| driver.range_view(FIRST_RANGE))?;
-            if let Some(view) = view {
-                // Live nodes may receive replicas; nodes dead for longer
-                // than server.time_until_store_dead, or decommissioning,
-                // have theirs replaced.
-                let (live, dead) = kv.node_verdicts()?;
+            // Every range this node leads: the leader runs the queue.
+            let views = raft.inspect(|driver| {
+                driver
+                    .ranges()
+                    .into_iter()
+                    .filter_map(|range| driver.range_view(range).map(|view| (range, view)))
+                    .collect::<Vec<_>>()
+            })?;
+            if views.is_empty() {
+                return Ok(());
+            }
+            // Live nodes may receive replicas; nodes dead for longer than
+            // server.time_until_store_dead, or decommissioning, have theirs
+            // replaced.
+            let (live, dead) = kv.node_verdicts()?;
+            for (range, view) in views {
                 if dead.contains(&me) {
                     // This node is being drained and leads the range: hand
                     // the lease to a live voter first, which then moves
@@ -215,19 +226,17 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
                         .iter()
                         .find(|&&v| v != me && live.contains(&v))
                     {
-                        tracing::info!(
-                            range = FIRST_RANGE,
-                            to,
-                            "draining: transferring leadership"
-                        );
-                        raft.inspect(move |d| d.transfer_leader(FIRST_RANGE, to))??;
+                        tracing::info!(range, to, "draining: transferring leadership");
+                        raft.inspect(move |d| d.transfer_leader(range, to))??;
                     }
-                    return Ok(());
+                    continue;
                 }
                 if let Some(change) = replicate_queue::plan(&view, &live, &dead, REPLICATION_FACTOR)
                 {
-                    tracing::info!(range = FIRST_RANGE, ?change, "changing replicas");
-                    raft.change_membership(FIRST_RANGE, change, Duration::from_secs(10))?;
+                    tracing::info!(range, ?change, "changing replicas");
+                    if let Err(e) = raft.change_membership(range, change, Duration::from_secs(10)) {
+                        tracing::debug!(range, error = %e, "membership change failed");
+                    }
                 }
             }
             Ok(())
@@ -306,11 +315,6 @@ fn spawn_background(node: &mut Node, gc_ttl: Duration) {
             tokio::time::interval(Duration::from_secs(60).min(gc_ttl.max(Duration::from_secs(1))));
         loop {
             tick.tick().await;
-            // Only the first range's leader proposes GC; others would
-            // propose the same deletions again.
-            if kv.raft().leader(FIRST_RANGE) != Some(kv.raft().node_id()) {
-                continue;
-            }
             let kv = kv.clone();
             match tokio::task::spawn_blocking(move || kv.gc(gc_ttl)).await {
                 Ok(Ok(stats)) if stats.versions_removed > 0 => {

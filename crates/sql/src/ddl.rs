@@ -4,15 +4,23 @@
 //! the statement's transaction. Constraints Shoal does not enforce yet
 //! (UNIQUE, CHECK, FOREIGN KEY, DEFAULT) are refused with "not supported"
 //! rather than accepted and ignored: a constraint that silently does nothing
-//! would let bad data in. Dropping a table deletes its descriptor and every
-//! row in the same transaction.
+//! would let bad data in.
+//!
+//! Dropping a table deletes its descriptor in the statement's transaction;
+//! from then on nothing can reach its rows (table ids are never reused).
+//! Once that transaction commits, the rows are deleted range by range in
+//! transactions of their own ([`purge_dropped`]) — a table may span many
+//! ranges, and a transaction may write to one. If the node stops before
+//! that ends, the rest stays, unreachable.
 
 use std::collections::HashSet;
 
 use datafusion::sql::sqlparser::ast::{
     self, ColumnOption, ObjectName, ObjectType, TableConstraint,
 };
-use shoal_kv::Txn;
+use std::sync::Arc;
+
+use shoal_kv::{Kv, Txn};
 
 use crate::catalog;
 use crate::descriptor::{ColumnDescriptor, ROWID_COLUMN, TableDescriptor};
@@ -172,6 +180,7 @@ pub fn drop(
     if_exists: bool,
     names_list: &[ObjectName],
     _cascade: bool,
+    dropped: &mut Vec<u32>,
 ) -> Result<Output> {
     if object_type != ObjectType::Table {
         return Err(SqlError::NotSupported(format!("DROP {object_type}")));
@@ -186,27 +195,23 @@ pub fn drop(
         }
     }
     for desc in found {
-        delete_rows(txn, desc.id)?;
         catalog::delete_table(txn, &desc)?;
+        dropped.push(desc.id);
     }
     Ok(Output::command("DROP TABLE"))
 }
 
-/// Deletes every row of a table, chunk by chunk.
-fn delete_rows(txn: &Txn, table_id: u32) -> Result<()> {
-    let prefix = index_prefix(table_id);
-    let end = prefix_end(&prefix);
-    let mut start = prefix;
-    loop {
-        let chunk = txn.scan(&start, &end, 1024)?;
-        let done = chunk.len() < 1024;
-        for (k, _) in chunk {
-            start = k.clone();
-            start.push(0);
-            txn.delete(k)?;
-        }
-        if done {
-            return Ok(());
+/// Deletes the rows of tables whose drop committed (module docs). A
+/// failure is logged, not returned: the drop itself has committed.
+pub fn purge_dropped(kv: &Arc<Kv>, tables: &[u32]) {
+    for &table_id in tables {
+        let start = index_prefix(table_id);
+        let end = prefix_end(&start);
+        match kv.purge_span(&start, &end, 1024) {
+            Ok(rows) => tracing::debug!(table_id, rows, "deleted the rows of a dropped table"),
+            Err(e) => {
+                tracing::warn!(table_id, error = %e, "could not delete all rows of a dropped table")
+            }
         }
     }
 }

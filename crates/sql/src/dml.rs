@@ -238,7 +238,7 @@ pub(crate) fn next_rowid() -> i64 {
 /// Casts a computed column to the column's declared type. Casts are strict:
 /// text that does not parse, or a number out of range, is an error rather
 /// than a NULL.
-fn cast_column(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
+pub(crate) fn cast_column(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
     let target = ty.arrow_type();
     if array.data_type() == &target {
         return Ok(array.clone());

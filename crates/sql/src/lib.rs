@@ -44,11 +44,13 @@ pub mod fastpath;
 pub mod functions;
 pub mod names;
 pub mod pg_catalog;
+pub mod pre_parse;
 pub mod providers;
 pub mod row;
 pub mod scan;
 pub mod session;
 pub mod single;
+pub mod split;
 pub mod types;
 pub mod vars;
 

@@ -102,6 +102,7 @@ impl Database {
             slot,
             state: TxnState::Idle,
             vars: Vars::default(),
+            dropped: Vec::new(),
         })
     }
 }
@@ -190,6 +191,9 @@ pub struct Session {
     slot: TxnSlot,
     state: TxnState,
     vars: Vars,
+    /// Tables dropped by the open transaction: their rows are deleted once
+    /// it commits (`ddl.rs`).
+    dropped: Vec<u32>,
 }
 
 impl Session {
@@ -215,11 +219,8 @@ impl Session {
 
     /// Splits SQL text into statements (PostgreSQL dialect).
     pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-        Parser::parse_sql(
-            &PostgreSqlDialect {},
-            &crate::cluster_settings::rewrite_sql(sql),
-        )
-        .map_err(|e| SqlError::Syntax(syntax_message(&e.to_string())))
+        Parser::parse_sql(&PostgreSqlDialect {}, &crate::pre_parse::rewrite(sql))
+            .map_err(|e| SqlError::Syntax(syntax_message(&e.to_string())))
     }
 
     /// Describes a statement for the extended protocol without running it.
@@ -242,6 +243,9 @@ impl Session {
 
     async fn prepare_in(&mut self, stmt: &Statement, txn: &Arc<Txn>) -> Result<Prepared> {
         let mut prepared = match stmt {
+            Statement::Query(q) if crate::split::target(q).is_some() => {
+                Prepared::new(Vec::new(), Some(crate::split::schema()))
+            }
             Statement::Query(q) => match self.plan(stmt).await {
                 Ok(plan) => Prepared::new(param_types(&plan)?, Some(output_schema(&plan))),
                 Err(e) => match crate::pg_catalog::provably_empty(q) {
@@ -347,12 +351,15 @@ impl Session {
         *self.slot.lock() = None;
         match (result, implicit) {
             (Ok(out), true) => {
-                txn.commit()?;
+                let committed = txn.commit();
+                self.after_end(committed.is_ok());
+                committed?;
                 Ok(out)
             }
             (Ok(out), false) => Ok(out),
             (Err(e), true) => {
                 txn.rollback();
+                self.after_end(false);
                 Err(e)
             }
             (Err(e), false) => {
@@ -379,6 +386,9 @@ impl Session {
         txn: &Arc<Txn>,
     ) -> Result<Output> {
         match stmt {
+            Statement::Query(q) if let Some((table, points)) = crate::split::target(q) => {
+                crate::split::split_at(self, txn, &table, points, params).await
+            }
             Statement::Query(q) => match self.plan(stmt).await {
                 Ok(plan) => self.run_query(plan, params).await,
                 // A query that reads an always-empty system catalog through
@@ -414,6 +424,7 @@ impl Session {
                 *if_exists,
                 names,
                 *cascade,
+                &mut self.dropped,
             ),
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => {
@@ -505,10 +516,15 @@ impl Session {
         match std::mem::replace(&mut self.state, TxnState::Idle) {
             TxnState::Idle => Ok(Output::Commit),
             TxnState::InBlock(txn) => {
-                txn.commit()?;
+                let committed = txn.commit();
+                self.after_end(committed.is_ok());
+                committed?;
                 Ok(Output::Commit)
             }
-            TxnState::Failed => Ok(Output::Rollback),
+            TxnState::Failed => {
+                self.after_end(false);
+                Ok(Output::Rollback)
+            }
         }
     }
 
@@ -516,7 +532,17 @@ impl Session {
         if let TxnState::InBlock(txn) = std::mem::replace(&mut self.state, TxnState::Idle) {
             txn.rollback();
         }
+        self.after_end(false);
         Output::Rollback
+    }
+
+    /// What follows the end of a transaction: the rows of tables it
+    /// dropped are deleted if it committed (`ddl::purge_dropped`).
+    fn after_end(&mut self, committed: bool) {
+        let dropped = std::mem::take(&mut self.dropped);
+        if committed {
+            ddl::purge_dropped(&self.db.kv, &dropped);
+        }
     }
 
     fn set(&mut self, set: &ast::Set) -> Result<Output> {

@@ -15,8 +15,6 @@
 
 use shoal_datadriven as script;
 
-use std::path::Path;
-
 use shoal_storage::keycode::{KeyDatum, decode_key, encode_datum, encode_key};
 
 fn parse_hex(s: &str) -> Vec<u8> {
@@ -115,6 +113,7 @@ fn run(line: &str) -> String {
 
 #[test]
 fn keycode_script() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/keycode.txt");
+    let path = shoal_datadriven::package_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata/keycode.txt");
     script::run_script(&path, run);
 }

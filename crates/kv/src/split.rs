@@ -1,0 +1,95 @@
+//! Splitting a range at a key, on request; and deleting a span that may
+//! cross ranges.
+//!
+//! [`Kv::split_at`] allocates a range id in the first range
+//! ([`Command::AllocateRangeId`]), then proposes [`Command::Split`] to the
+//! range owning the key. The replication layer applies it on every replica
+//! at the same log index: the range's bounds end at the key, and a new
+//! range with the same replicas owns the rest (`shoal-replication`'s
+//! `apply.rs`). No data is copied or moved; the right-hand range's leader
+//! is elected within a round trip (the split range's leader campaigns).
+//!
+//! Splitting where a range already begins changes nothing and succeeds, so
+//! the call is idempotent; so is re-proposing the same split (the second
+//! copy is refused — the key is no longer inside the range — and then
+//! found to be a boundary).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shoal_replication::RangeId;
+
+use crate::command::{Command, Reply};
+use crate::error::{KvError, Result, printable_key};
+use crate::store::Kv;
+
+impl Kv {
+    /// Makes `key` the first key of a range; returns that range's id.
+    pub fn split_at(&self, key: &[u8]) -> Result<RangeId> {
+        let deadline = Instant::now() + self.timeout;
+        let (range, bounds) = self.route(key)?;
+        if bounds.start == key {
+            return Ok(range);
+        }
+        let new_range = match self.propose_cluster(&Command::AllocateRangeId, self.timeout)? {
+            Reply::RangeIdAllocated(id) => id,
+            other => return Err(other.unexpected("a range id allocation")),
+        };
+        let command = Command::Split {
+            at: key.to_vec(),
+            new_range,
+        };
+        // Safe to repeat: a second copy is refused and changes nothing.
+        match self.propose_until(range, &command, deadline)? {
+            Reply::Split => {
+                tracing::info!(range, new_range, key = %printable_key(key), "split range");
+                Ok(new_range)
+            }
+            Reply::SplitRefused(reason) => match self.route(key)? {
+                // Split there meanwhile (a concurrent request, or our own
+                // first copy).
+                (range, bounds) if bounds.start == key => Ok(range),
+                _ => Err(KvError::InvalidSplit {
+                    key: printable_key(key),
+                    reason,
+                }),
+            },
+            other => Err(other.unexpected("a split")),
+        }
+    }
+}
+
+impl Kv {
+    /// Deletes every key in `[start, end)`, in transactions of at most
+    /// `chunk` keys that each write to one range — not atomically: for data
+    /// nothing else can reach any more (a dropped table's rows, whose table
+    /// id is never reused). Returns the number of keys deleted.
+    pub fn purge_span(self: &Arc<Self>, start: &[u8], end: &[u8], chunk: usize) -> Result<u64> {
+        let mut from = start.to_vec();
+        let mut deleted = 0u64;
+        while from.as_slice() < end {
+            let (_, bounds) = self.route(&from)?;
+            let piece_end = match bounds.end.as_deref() {
+                Some(b) if b < end => b.to_vec(),
+                _ => end.to_vec(),
+            };
+            let txn = self.begin()?;
+            let keys = txn.scan(&from, &piece_end, chunk.max(1))?;
+            let full = keys.len() >= chunk.max(1);
+            for (key, _) in &keys {
+                txn.delete(key.clone())?;
+            }
+            deleted += keys.len() as u64;
+            txn.commit()?;
+            from = match keys.last() {
+                Some((last, _)) if full => {
+                    let mut next = last.clone();
+                    next.push(0);
+                    next
+                }
+                _ => piece_end,
+            };
+        }
+        Ok(deleted)
+    }
+}
