@@ -60,7 +60,7 @@ use shoal_replication::{
 use shoal_storage::{Engine, StorageError, WriteBatch};
 
 use crate::clock::Timestamp;
-use crate::command::{Command, Reply};
+use crate::command::{Command, Reply, Writes};
 use crate::error::{KvError, Result};
 use crate::keys;
 use crate::mvcc;
@@ -131,14 +131,14 @@ impl Published {
 /// A range's state as the state machine keeps it (possibly ahead of the
 /// engine within an entry).
 #[derive(Debug, Clone, Copy, Default)]
-struct RangeState {
-    last_commit: Timestamp,
-    gc_threshold: Timestamp,
+pub(crate) struct RangeState {
+    pub(crate) last_commit: Timestamp,
+    pub(crate) gc_threshold: Timestamp,
 }
 
 /// The KV layer's [`StateMachine`]. See the module documentation.
 pub struct KvStateMachine {
-    ranges: HashMap<RangeId, RangeState>,
+    pub(crate) ranges: HashMap<RangeId, RangeState>,
     /// Ranges created by a split in the entry being applied: published
     /// with it.
     created: Vec<RangeId>,
@@ -179,7 +179,7 @@ impl KvStateMachine {
     }
 
     /// The state of `range`, loaded from the engine the first time.
-    fn range(&mut self, range: RangeId, engine: &dyn Engine) -> Result<RangeState> {
+    pub(crate) fn range(&mut self, range: RangeId, engine: &dyn Engine) -> Result<RangeState> {
         if let Some(state) = self.ranges.get(&range) {
             return Ok(*state);
         }
@@ -195,7 +195,7 @@ impl KvStateMachine {
         &mut self,
         ctx: &EntryContext<'_>,
         (id, read_ts, ts_hint): (u128, Timestamp, Timestamp),
-        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        writes: Writes,
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<Reply> {
@@ -212,15 +212,8 @@ impl KvStateMachine {
             return Ok(Reply::WrongRange);
         }
         let mut state = self.range(range, engine)?;
-        if read_ts < state.gc_threshold {
-            return Ok(Reply::TooOld(state.gc_threshold));
-        }
-        for (key, _) in &writes {
-            if let Some(ts) = mvcc::newest_version_ts(engine, key)?
-                && ts > read_ts
-            {
-                return Ok(Reply::Conflict(key.clone()));
-            }
+        if let Some(refusal) = check_writes(&state, read_ts, &writes, None, engine)? {
+            return Ok(refusal);
         }
         let commit_ts = ts_hint.max(ctx.floor).max(state.last_commit + 1);
         for (key, value) in writes {
@@ -285,16 +278,19 @@ impl KvStateMachine {
     ) -> Result<()> {
         let state = self.range(ctx.range, engine)?;
         let child = split.new_range;
-        batch.put(keys::last_commit(child), state.last_commit.to_be_bytes());
-        batch.put(keys::gc_threshold(child), state.gc_threshold.to_be_bytes());
-        let prefix = keys::commit_record_prefix(ctx.range);
+        // Every range-local record: commit records, transaction records,
+        // prepare markers, and the two timestamps (written below, with
+        // what this entry may have changed).
+        let prefix = keys::range_local_prefix(ctx.range);
         let end = mvcc::prefix_end(&prefix).unwrap_or_default();
         for pair in engine.scan(&prefix, Some(&end)) {
-            let (key, ts) = pair?;
-            let mut copy = keys::commit_record_prefix(child);
+            let (key, value) = pair?;
+            let mut copy = keys::range_local_prefix(child);
             copy.extend_from_slice(&key[prefix.len()..]);
-            batch.put(copy, ts);
+            batch.put(copy, value);
         }
+        batch.put(keys::last_commit(child), state.last_commit.to_be_bytes());
+        batch.put(keys::gc_threshold(child), state.gc_threshold.to_be_bytes());
         self.ranges.insert(child, state);
         self.created.push(child);
         Ok(())
@@ -354,6 +350,36 @@ impl StateMachine for KvStateMachine {
                 Ok(Reply::NodeMarked)
             }
             Command::AllocateRangeId => self.allocate_range_id(engine, batch),
+            Command::Prepare {
+                txn_id,
+                primary_key,
+                read_ts,
+                ts_hint,
+                expiry,
+                writes,
+            } => self.prepare(
+                ctx,
+                crate::apply_txn::Prepare {
+                    txn_id,
+                    primary_key,
+                    read_ts,
+                    ts_hint,
+                    expiry,
+                },
+                writes,
+                engine,
+                batch,
+            ),
+            Command::EndTxn {
+                txn_id,
+                commit_ts,
+                at,
+            } => self.end_txn(ctx, txn_id, commit_ts, at, engine, batch),
+            Command::Resolve {
+                txn_id,
+                commit_ts,
+                keys,
+            } => self.resolve(ctx, txn_id, commit_ts, keys, engine, batch),
             // Splits go to `apply_split`; one arriving here was not
             // recognized as a split, which cannot happen.
             Command::Split { .. } => Ok(Reply::SplitRefused("not a split".to_string())),
@@ -419,6 +445,38 @@ impl StateMachine for KvStateMachine {
             Err(e) => tracing::error!(range, error = %e, "cannot reload kv state after snapshot"),
         }
     }
+}
+
+/// Why `writes`, read at `read_ts`, may not be written, if they may not:
+/// the snapshot is too old, a key has a newer version (first committer
+/// wins), or a key holds an intent of a transaction other than `own`.
+pub(crate) fn check_writes(
+    state: &RangeState,
+    read_ts: Timestamp,
+    writes: &[(Vec<u8>, Option<Vec<u8>>)],
+    own: Option<u128>,
+    engine: &dyn Engine,
+) -> Result<Option<Reply>> {
+    if read_ts < state.gc_threshold {
+        return Ok(Some(Reply::TooOld(state.gc_threshold)));
+    }
+    for (key, _) in writes {
+        if let Some(ts) = mvcc::newest_version_ts(engine, key)?
+            && ts > read_ts
+        {
+            return Ok(Some(Reply::Conflict(key.clone())));
+        }
+        if let Some(raw) = engine.get(&crate::intents::intent_key(key))? {
+            let intent = crate::intents::Intent::decode(&raw)?;
+            if Some(intent.txn_id) != own {
+                return Ok(Some(Reply::IntentConflict {
+                    key: key.clone(),
+                    intent: raw,
+                }));
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn encode_reply(reply: Result<Reply>) -> shoal_replication::Result<Vec<u8>> {

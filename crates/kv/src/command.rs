@@ -19,18 +19,27 @@
 //! Decommission: 6 | node_id u64
 //! Split:        7 | at field | new_range u64
 //! AllocateRangeId: 8
+//! Prepare:      9 | id u128 | primary field | read_ts | ts_hint | expiry | n u32 | n × (key, value?)
+//! EndTxn:      10 | id u128 | primary field | 0 (abort, at u64) or 1 (commit, commit_ts u64)
+//! Resolve:     11 | id u128 | 0 (abort) or 1 commit_ts | n u32 | n × key
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
 //! `3 | removed u64` (collected), `4 | gc_threshold` (snapshot too old),
 //! `5 | node_id` (registered), `6 | expiration` (alive until), `7` (setting
 //! stored), `8` (node marked), `9 | range id` (allocated), `10` (a key is
-//! outside the range), `11` (split), `12 | reason field` (split refused).
+//! outside the range), `11` (split), `12 | reason field` (split refused),
+//! `13 | ts` (prepared), `14 | key field | intent field` (a key holds
+//! another transaction's intent), `15 | status` (the transaction record),
+//! `16 | n u64` (intents resolved).
 
 use shoal_replication::ReplicationError;
 
 use crate::clock::Timestamp;
 use crate::error::{KvError, Result};
+
+/// Writes of a transaction: key → new value, or `None` for a delete.
+pub type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// A replicated KV command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +57,7 @@ pub enum Command {
         /// The proposer's clock reading.
         ts_hint: Timestamp,
         /// Key → new value, or `None` for a delete.
-        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        writes: Writes,
     },
     /// Remove the listed version keys (chosen by the proposer as invisible
     /// at `threshold`) and raise the range's GC threshold to `threshold`.
@@ -99,6 +108,45 @@ pub enum Command {
     },
     /// Hand out the next unused range id (first range only).
     AllocateRangeId,
+    /// Phase one of a commit spanning ranges (`distributed.rs`): check
+    /// `writes` like a commit, then hold them as intents at a prepare
+    /// timestamp; in the range holding `primary_key`, also write the
+    /// transaction record, pending until `expiry` (wall µs).
+    Prepare {
+        /// The transaction.
+        txn_id: u128,
+        /// Its first written key: the record lives in its range.
+        primary_key: Vec<u8>,
+        /// The transaction's snapshot.
+        read_ts: Timestamp,
+        /// The proposer's clock reading.
+        ts_hint: Timestamp,
+        /// When the record may be presumed abandoned.
+        expiry: u64,
+        /// This range's writes.
+        writes: Writes,
+    },
+    /// Decide a transaction, in its primary range: commit at `commit_ts`,
+    /// or abort (`None`; `at` is the wall-clock time, for GC). The first
+    /// decision stands; the reply is the record after the command.
+    EndTxn {
+        /// The transaction.
+        txn_id: u128,
+        /// `Some(commit_ts)` to commit, `None` to abort.
+        commit_ts: Option<Timestamp>,
+        /// The proposer's wall clock.
+        at: u64,
+    },
+    /// Turn the transaction's intents on `keys` into versions at
+    /// `commit_ts`, or remove them (`None`: aborted).
+    Resolve {
+        /// The transaction.
+        txn_id: u128,
+        /// Its commit timestamp, or `None` if it aborted.
+        commit_ts: Option<Timestamp>,
+        /// Keys it wrote in this range.
+        keys: Vec<Vec<u8>>,
+    },
 }
 
 /// What applying a [`Command`] produced.
@@ -128,6 +176,21 @@ pub enum Reply {
     Split,
     /// The split was refused; why.
     SplitRefused(String),
+    /// Prepared at this timestamp.
+    Prepared(Timestamp),
+    /// `key` holds an intent of another transaction (encoded
+    /// [`Intent`](crate::intents::Intent)).
+    IntentConflict {
+        /// The key.
+        key: Vec<u8>,
+        /// The intent, encoded.
+        intent: Vec<u8>,
+    },
+    /// The transaction record after an [`Command::EndTxn`] (encoded
+    /// [`TxnStatus`](crate::intents::TxnStatus)).
+    TxnEnded(Vec<u8>),
+    /// Intents resolved.
+    Resolved(u64),
 }
 
 const COMMIT: u8 = 1;
@@ -138,6 +201,9 @@ const SET_SETTING: u8 = 5;
 const DECOMMISSION: u8 = 6;
 const SPLIT: u8 = 7;
 const ALLOCATE_RANGE_ID: u8 = 8;
+const PREPARE: u8 = 9;
+const END_TXN: u8 = 10;
+const RESOLVE: u8 = 11;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -151,6 +217,34 @@ const RANGE_ID_ALLOCATED: u8 = 9;
 const WRONG_RANGE: u8 = 10;
 const SPLIT_DONE: u8 = 11;
 const SPLIT_REFUSED: u8 = 12;
+const PREPARED: u8 = 13;
+const INTENT_CONFLICT: u8 = 14;
+const TXN_ENDED: u8 = 15;
+const RESOLVED: u8 = 16;
+
+fn put_writes(out: &mut Vec<u8>, writes: &Writes) {
+    out.extend_from_slice(&(writes.len() as u32).to_be_bytes());
+    for (key, value) in writes {
+        put_field(out, key);
+        match value {
+            Some(v) => {
+                out.push(1);
+                put_field(out, v);
+            }
+            None => out.push(0),
+        }
+    }
+}
+
+fn put_optional_ts(out: &mut Vec<u8>, ts: Option<Timestamp>) {
+    match ts {
+        None => out.push(0),
+        Some(ts) => {
+            out.push(1);
+            out.extend_from_slice(&ts.to_be_bytes());
+        }
+    }
+}
 
 fn put_field(out: &mut Vec<u8>, field: &[u8]) {
     // Keys and values are bounded far below 4 GiB by the SQL layer.
@@ -196,6 +290,33 @@ impl<'a> Reader<'a> {
         Ok(field.to_vec())
     }
 
+    fn u128(&mut self) -> Result<u128> {
+        Ok((u128::from(self.u64()?) << 64) | u128::from(self.u64()?))
+    }
+
+    fn writes(&mut self) -> Result<Writes> {
+        let n = self.u32()? as usize;
+        let mut writes = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let key = self.field()?;
+            let value = match self.u8()? {
+                0 => None,
+                1 => Some(self.field()?),
+                _ => return Err(corrupt("bad value tag")),
+            };
+            writes.push((key, value));
+        }
+        Ok(writes)
+    }
+
+    fn optional_ts(&mut self) -> Result<Option<Timestamp>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64()?)),
+            _ => Err(corrupt("bad timestamp tag")),
+        }
+    }
+
     fn finish(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())
@@ -220,17 +341,7 @@ impl Command {
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&read_ts.to_be_bytes());
                 out.extend_from_slice(&ts_hint.to_be_bytes());
-                out.extend_from_slice(&(writes.len() as u32).to_be_bytes());
-                for (key, value) in writes {
-                    put_field(&mut out, key);
-                    match value {
-                        Some(v) => {
-                            out.push(1);
-                            put_field(&mut out, v);
-                        }
-                        None => out.push(0),
-                    }
-                }
+                put_writes(&mut out, writes);
             }
             Command::Gc { threshold, keys } => {
                 out.push(GC);
@@ -268,6 +379,45 @@ impl Command {
                 out.extend_from_slice(&new_range.to_be_bytes());
             }
             Command::AllocateRangeId => out.push(ALLOCATE_RANGE_ID),
+            Command::Prepare {
+                txn_id,
+                primary_key,
+                read_ts,
+                ts_hint,
+                expiry,
+                writes,
+            } => {
+                out.push(PREPARE);
+                out.extend_from_slice(&txn_id.to_be_bytes());
+                put_field(&mut out, primary_key);
+                out.extend_from_slice(&read_ts.to_be_bytes());
+                out.extend_from_slice(&ts_hint.to_be_bytes());
+                out.extend_from_slice(&expiry.to_be_bytes());
+                put_writes(&mut out, writes);
+            }
+            Command::EndTxn {
+                txn_id,
+                commit_ts,
+                at,
+            } => {
+                out.push(END_TXN);
+                out.extend_from_slice(&txn_id.to_be_bytes());
+                put_optional_ts(&mut out, *commit_ts);
+                out.extend_from_slice(&at.to_be_bytes());
+            }
+            Command::Resolve {
+                txn_id,
+                commit_ts,
+                keys,
+            } => {
+                out.push(RESOLVE);
+                out.extend_from_slice(&txn_id.to_be_bytes());
+                put_optional_ts(&mut out, *commit_ts);
+                out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+                for key in keys {
+                    put_field(&mut out, key);
+                }
+            }
         }
         out
     }
@@ -276,26 +426,37 @@ impl Command {
     pub fn decode(bytes: &[u8]) -> Result<Command> {
         let mut r = Reader(bytes);
         let command = match r.u8()? {
-            COMMIT => {
-                let id = (u128::from(r.u64()?) << 64) | u128::from(r.u64()?);
-                let read_ts = r.u64()?;
-                let ts_hint = r.u64()?;
+            COMMIT => Command::Commit {
+                id: r.u128()?,
+                read_ts: r.u64()?,
+                ts_hint: r.u64()?,
+                writes: r.writes()?,
+            },
+            PREPARE => Command::Prepare {
+                txn_id: r.u128()?,
+                primary_key: r.field()?,
+                read_ts: r.u64()?,
+                ts_hint: r.u64()?,
+                expiry: r.u64()?,
+                writes: r.writes()?,
+            },
+            END_TXN => Command::EndTxn {
+                txn_id: r.u128()?,
+                commit_ts: r.optional_ts()?,
+                at: r.u64()?,
+            },
+            RESOLVE => {
+                let txn_id = r.u128()?;
+                let commit_ts = r.optional_ts()?;
                 let n = r.u32()? as usize;
-                let mut writes = Vec::with_capacity(n.min(1 << 16));
+                let mut keys = Vec::with_capacity(n.min(1 << 16));
                 for _ in 0..n {
-                    let key = r.field()?;
-                    let value = match r.u8()? {
-                        0 => None,
-                        1 => Some(r.field()?),
-                        _ => return Err(corrupt("bad value tag")),
-                    };
-                    writes.push((key, value));
+                    keys.push(r.field()?);
                 }
-                Command::Commit {
-                    id,
-                    read_ts,
-                    ts_hint,
-                    writes,
+                Command::Resolve {
+                    txn_id,
+                    commit_ts,
+                    keys,
                 }
             }
             GC => {
@@ -378,6 +539,23 @@ impl Reply {
                 out.push(SPLIT_REFUSED);
                 put_field(&mut out, why.as_bytes());
             }
+            Reply::Prepared(ts) => {
+                out.push(PREPARED);
+                out.extend_from_slice(&ts.to_be_bytes());
+            }
+            Reply::IntentConflict { key, intent } => {
+                out.push(INTENT_CONFLICT);
+                put_field(&mut out, key);
+                put_field(&mut out, intent);
+            }
+            Reply::TxnEnded(status) => {
+                out.push(TXN_ENDED);
+                put_field(&mut out, status);
+            }
+            Reply::Resolved(n) => {
+                out.push(RESOLVED);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
         }
         out
     }
@@ -409,6 +587,13 @@ impl Reply {
             SPLIT_REFUSED => Reply::SplitRefused(
                 String::from_utf8(r.field()?).map_err(|_| corrupt("split refusal"))?,
             ),
+            PREPARED => Reply::Prepared(r.u64()?),
+            INTENT_CONFLICT => Reply::IntentConflict {
+                key: r.field()?,
+                intent: r.field()?,
+            },
+            TXN_ENDED => Reply::TxnEnded(r.field()?),
+            RESOLVED => Reply::Resolved(r.u64()?),
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -453,6 +638,29 @@ mod tests {
                 new_range: 9,
             },
             Command::AllocateRangeId,
+            Command::Prepare {
+                txn_id: 3 << 70,
+                primary_key: b"p".to_vec(),
+                read_ts: 4,
+                ts_hint: 5,
+                expiry: 6,
+                writes: vec![(b"a".to_vec(), None), (b"b".to_vec(), Some(Vec::new()))],
+            },
+            Command::EndTxn {
+                txn_id: 8,
+                commit_ts: Some(9),
+                at: 1,
+            },
+            Command::EndTxn {
+                txn_id: 8,
+                commit_ts: None,
+                at: 2,
+            },
+            Command::Resolve {
+                txn_id: 8,
+                commit_ts: None,
+                keys: vec![b"k".to_vec()],
+            },
         ];
         for command in commands {
             let bytes = command.encode();
@@ -472,6 +680,13 @@ mod tests {
             Reply::WrongRange,
             Reply::Split,
             Reply::SplitRefused("no".to_string()),
+            Reply::Prepared(5),
+            Reply::IntentConflict {
+                key: b"k".to_vec(),
+                intent: b"i".to_vec(),
+            },
+            Reply::TxnEnded(vec![1, 2]),
+            Reply::Resolved(2),
         ] {
             assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         }

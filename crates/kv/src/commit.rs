@@ -1,18 +1,25 @@
 //! The commit path: propose, let every replica decide, report.
 //!
-//! A transaction's buffered writes become one [`Command::Commit`] carrying
-//! its read timestamp and a timestamp hint from this node's clock. The
-//! command goes to the range's Raft group (from any node: a follower's
-//! proposal is forwarded to the leader) and is applied by every replica
-//! (`apply.rs`), which decides — identically everywhere — between:
+//! A transaction's buffered writes are grouped by the range holding them.
+//! Writes to **one range** become one [`Command::Commit`] carrying the
+//! transaction's read timestamp and a timestamp hint from this node's
+//! clock. The command goes to the range's Raft group (from any node: a
+//! follower's proposal is forwarded to the leader) and is applied by every
+//! replica (`apply.rs`), which decides — identically everywhere — between:
 //!
 //! * **conflict** (first committer wins): some written key has a version
 //!   newer than the read timestamp → [`KvError::WriteConflict`], nothing
 //!   written. This is snapshot isolation's write rule, PostgreSQL's
 //!   REPEATABLE READ behaviour; write skew remains possible, as there.
-//! * **commit** at `max(hint, last commit + 1)`: every write becomes a
-//!   version at that timestamp, atomically with the range's new
+//! * **intent**: a written key holds another transaction's intent (it is
+//!   committing across ranges); this node waits until that transaction is
+//!   decided — or pushes it, if its coordinator is presumed dead —
+//!   resolves the intent and proposes again (`distributed.rs`).
+//! * **commit** at `max(hint, floor, last commit + 1)`: every write becomes
+//!   a version at that timestamp, atomically with the range's new
 //!   `last_commit`.
+//!
+//! Writes to **several ranges** commit in two phases (`distributed.rs`).
 //!
 //! The call returns once a quorum has the entry in its log (synced) and
 //! this node has applied it, so a snapshot this node takes afterwards
@@ -24,24 +31,23 @@
 //! proposal forwarded to a leader that died is simply lost): a second copy
 //! is answered from the record. Only when no attempt got an answer by the
 //! request timeout is the outcome reported ambiguous (or the range
-//! unavailable, if no leader was ever found).
-//!
-//! Ranges: a commit goes to the range owning its keys. If that range split
-//! after the keys were routed, the state machine answers
-//! [`Reply::WrongRange`] without writing anything and the commit is routed
-//! again. A transaction writing to more than one range needs an atomic
-//! commit across them (a transaction record and two-phase intents, coming
-//! with distributed transactions); until then it fails with
-//! [`KvError::CrossRangeWrite`] (0A000) and writes nothing.
+//! unavailable, if no leader was ever found). If the range split after the
+//! keys were routed, the state machine answers [`Reply::WrongRange`]
+//! without writing anything, and the writes are routed again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::clock::Timestamp;
-use crate::command::{Command, Reply};
-use crate::error::{KvError, Result, printable_key};
-use crate::store::Kv;
 use shoal_replication::RangeId;
+
+use crate::clock::Timestamp;
+use crate::command::{Command, Reply, Writes};
+use crate::error::{KvError, Result, printable_key};
+use crate::intents::Intent;
+use crate::store::Kv;
+
+/// Writes grouped by range, in key order within each group.
+pub(crate) type Groups = BTreeMap<RangeId, Writes>;
 
 impl Kv {
     /// Commits `writes` (non-empty) read at `read_ts`; returns the commit
@@ -56,15 +62,21 @@ impl Kv {
             return Ok(read_ts);
         }
         let id = rand::random();
-        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = writes.into_iter().collect();
+        let writes: Writes = writes.into_iter().collect();
         let deadline = Instant::now() + self.timeout;
         let reply = loop {
-            let range = self.single_range(&writes)?;
+            let mut groups = self.group_by_range(writes.clone())?;
+            if groups.len() > 1 {
+                return self.commit_across(read_ts, &writes, groups, deadline);
+            }
+            let Some((range, writes)) = groups.pop_first() else {
+                return Ok(read_ts);
+            };
             let command = Command::Commit {
                 id,
                 read_ts,
                 ts_hint: self.clock.next(),
-                writes: writes.clone(),
+                writes,
             };
             // Safe to re-propose: the commit record makes it idempotent.
             match self.propose_until(range, &command, deadline)? {
@@ -73,6 +85,9 @@ impl Kv {
                 // replica), so routing again finds the new range.
                 Reply::WrongRange if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5));
+                }
+                Reply::IntentConflict { key, intent } => {
+                    self.resolve_intent(&key, &Intent::decode(&intent)?, deadline)?;
                 }
                 other => break other,
             }
@@ -83,32 +98,43 @@ impl Kv {
                 tracing::debug!(read_ts, commit_ts, writes = n_writes, "committed");
                 Ok(commit_ts)
             }
-            Reply::Conflict(key) => {
-                tracing::debug!(key = %printable_key(&key), read_ts, "write conflict");
-                Err(KvError::WriteConflict {
-                    key: printable_key(&key),
-                })
-            }
-            Reply::TooOld(threshold) => Err(KvError::SnapshotTooOld { read_ts, threshold }),
-            Reply::WrongRange => Err(KvError::Unavailable(
-                "the range kept splitting while the transaction committed; nothing was written"
-                    .to_string(),
-            )),
-            other => Err(other.unexpected("a commit")),
+            other => Err(self.refusal(read_ts, other, "a commit")),
         }
     }
 
-    /// The one range holding every written key, or
-    /// [`KvError::CrossRangeWrite`].
-    fn single_range(&self, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<RangeId> {
-        let Some((first, _)) = writes.first() else {
-            return Err(KvError::TxnFinished);
-        };
-        let (range, bounds) = self.route(first)?;
-        if let Some((key, _)) = writes.iter().find(|(key, _)| !bounds.contains(key)) {
-            let (other, _) = self.route(key)?;
-            return Err(KvError::CrossRangeWrite(range, other));
+    /// The error a refused commit or prepare reports.
+    pub(crate) fn refusal(&self, read_ts: Timestamp, reply: Reply, what: &str) -> KvError {
+        match reply {
+            Reply::Conflict(key) => {
+                tracing::debug!(key = %printable_key(&key), read_ts, "write conflict");
+                KvError::WriteConflict {
+                    key: printable_key(&key),
+                }
+            }
+            Reply::TooOld(threshold) => KvError::SnapshotTooOld { read_ts, threshold },
+            Reply::WrongRange => KvError::Unavailable(
+                "the range kept splitting while the transaction committed; nothing was written"
+                    .to_string(),
+            ),
+            other => other.unexpected(what),
         }
-        Ok(range)
+    }
+
+    /// `writes` grouped by the range holding them.
+    pub(crate) fn group_by_range(&self, writes: Writes) -> Result<Groups> {
+        let mut groups = Groups::new();
+        let mut current: Option<(RangeId, shoal_replication::RangeBounds)> = None;
+        for (key, value) in writes {
+            let range = match &current {
+                Some((range, bounds)) if bounds.contains(&key) => *range,
+                _ => {
+                    let (range, bounds) = self.route(&key)?;
+                    current = Some((range, bounds));
+                    range
+                }
+            };
+            groups.entry(range).or_default().push((key, value));
+        }
+        Ok(groups)
     }
 }

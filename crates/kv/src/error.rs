@@ -67,12 +67,6 @@ pub enum KvError {
         /// The version's timestamp.
         ts: u64,
     },
-    /// The transaction writes to more than one range, which needs an
-    /// atomic commit across ranges that Shoal does not have yet.
-    #[error(
-        "a transaction writing to more than one range is not supported yet (it writes to ranges {0} and {1})"
-    )]
-    CrossRangeWrite(u64, u64),
     /// A split key that cannot split a range.
     #[error("cannot split at key {key}: {reason}")]
     InvalidSplit {

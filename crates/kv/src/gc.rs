@@ -99,15 +99,28 @@ impl Kv {
                     }
                 }
             }
-            // Commit records older than the threshold: no retry of theirs
-            // can still be in flight.
-            let prefix = keys::commit_record_prefix(range);
+            // Commit records, prepare markers and aborted transaction
+            // records older than the threshold: no retry of their commands
+            // can still be in flight. (A missing record reads as aborted,
+            // so dropping an aborted one changes nothing. A committed
+            // record stays: an intent of it may still be unresolved in
+            // some range, and without the record it would read as
+            // aborted. Dropping them needs the record to list its intents.)
+            let prefix = keys::range_local_prefix(range);
             let end = mvcc::prefix_end(&prefix).unwrap_or_default();
             let mut records = Vec::new();
             for item in self.engine.scan(&prefix, Some(&end)) {
-                let (key, ts) = item?;
-                let ts = <[u8; 8]>::try_from(ts.as_slice()).map(u64::from_be_bytes);
-                if ts.is_ok_and(|ts| ts <= threshold) {
+                let (key, value) = item?;
+                let old = match key.get(prefix.len()) {
+                    Some(b't' | b'p') => <[u8; 8]>::try_from(value.as_slice())
+                        .is_ok_and(|ts| u64::from_be_bytes(ts) <= threshold),
+                    Some(b'x') => matches!(
+                        crate::intents::TxnStatus::decode(&value)?,
+                        crate::intents::TxnStatus::Aborted(at) if at <= threshold
+                    ),
+                    _ => false,
+                };
+                if old {
                     records.push(key);
                 }
             }

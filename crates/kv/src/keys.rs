@@ -5,14 +5,17 @@
 //! 'l' <range u64 BE> 'h'              the range's last commit timestamp
 //! 'l' <range u64 BE> 'g'              the range's GC threshold
 //! 'l' <range u64 BE> 't' <id u128 BE> commit record (makes a retry idempotent)
+//! 'l' <range u64 BE> 'x' / 'p' …      transaction records, prepare markers
+//!                                     (`intents.rs`)
 //! 's' …                               cluster state: registry, liveness,
 //!                                     settings, the next range id
 //!                                     (first range only; see below)
+//! 'i' <escaped user key>              a write intent (`intents.rs`)
 //! 'v' <escaped user key> <!ts>        one version of a user key (`mvcc.rs`)
 //! ```
 //!
 //! A range owns its **range-local** keys (`'l'` and its id), the versions
-//! of the user keys in its bounds, and — if it is the first range (its
+//! and intents of the user keys in its bounds, and — if it is the first range (its
 //! bounds start at the empty key) — the cluster state. Those spans
 //! ([`data_spans`]) are what a snapshot of the range carries; different
 //! ranges' spans never overlap, and a split hands the right-hand range its
@@ -29,6 +32,19 @@ const COMMIT_RECORD: u8 = b't';
 
 /// Prefix of the cluster state kept by the first range.
 pub const SYSTEM_PREFIX: u8 = b's';
+
+/// The range-local key of `kind` for `range` (other modules add their own
+/// kinds: `intents.rs`).
+pub fn range_local_key(range: RangeId, kind: u8) -> Vec<u8> {
+    range_local(range, kind)
+}
+
+/// The prefix of every range-local key of `range`.
+pub fn range_local_prefix(range: RangeId) -> Vec<u8> {
+    let mut key = vec![RANGE_LOCAL];
+    key.extend_from_slice(&range.to_be_bytes());
+    key
+}
 
 fn range_local(range: RangeId, kind: u8) -> Vec<u8> {
     let mut key = Vec::with_capacity(26);
@@ -69,6 +85,8 @@ pub fn data_spans(range: RangeId, bounds: &RangeBounds) -> Vec<DataSpan> {
         end: mvcc::prefix_end(&local[..9]).unwrap_or_else(|| vec![RANGE_LOCAL + 1]),
     };
     let (start, end) = mvcc::version_span(&bounds.start, bounds.end.as_deref());
+    let (intents_start, intents_end) =
+        crate::intents::intent_span(&bounds.start, bounds.end.as_deref());
     let mut spans = vec![local];
     if bounds.start.is_empty() {
         spans.push(DataSpan {
@@ -76,6 +94,10 @@ pub fn data_spans(range: RangeId, bounds: &RangeBounds) -> Vec<DataSpan> {
             end: vec![SYSTEM_PREFIX + 1],
         });
     }
+    spans.push(DataSpan {
+        start: intents_start,
+        end: intents_end,
+    });
     spans.push(DataSpan { start, end });
     spans
 }
@@ -112,6 +134,8 @@ mod tests {
             (mvcc::version_key(b"l\xff", 5), true),
             (mvcc::version_key(b"m", 5), false),
             (mvcc::version_key(b"zz", 5), false),
+            (crate::intents::intent_key(b"b"), true),
+            (crate::intents::intent_key(b"m"), false),
         ];
         for (key, in_left) in keys {
             assert_eq!(owns(&left, &key), in_left, "{key:x?}");

@@ -44,11 +44,14 @@
 //! `store`, `txn`, `commit`, `split`, `gc`.
 
 mod apply;
+mod apply_txn;
 pub mod clock;
 pub mod command;
 mod commit;
+mod distributed;
 pub mod error;
 mod gc;
+pub mod intents;
 pub mod keys;
 pub mod liveness;
 pub mod mvcc;
@@ -61,6 +64,7 @@ mod txn;
 
 pub use apply::{KvStateMachine, Published};
 pub use clock::{ManualClock, SystemClock, Timestamp, WallClock};
+pub use distributed::DEFAULT_TXN_TTL;
 pub use error::{KvError, Result};
 pub use gc::GcStats;
 pub use status::{NodeStatus, RangeStatus};

@@ -46,6 +46,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -81,6 +82,8 @@ pub struct Kv {
     /// The most two nodes' clocks may differ (µs): how far above a read
     /// timestamp a version may be uncertain (module docs).
     pub(crate) max_offset: u64,
+    /// How long a commit spanning ranges may stay pending (µs).
+    pub(crate) txn_ttl_micros: AtomicU64,
     /// Read timestamp → number of live transactions reading at it.
     pub(crate) active: Mutex<BTreeMap<Timestamp, usize>>,
 }
@@ -176,6 +179,9 @@ impl Kv {
             clock: HybridClock::new(wall, floor),
             timeout: DEFAULT_REQUEST_TIMEOUT,
             max_offset,
+            txn_ttl_micros: AtomicU64::new(
+                u64::try_from(crate::distributed::DEFAULT_TXN_TTL.as_micros()).unwrap_or(u64::MAX),
+            ),
             active: Mutex::new(BTreeMap::new()),
         })
     }

@@ -98,6 +98,41 @@ impl Txn {
         Ok(limit)
     }
 
+    /// Waits for the transactions holding intents on keys in `[start, end)`
+    /// that may commit at or below `limit`, and resolves those intents, so
+    /// the versions read next are the whole truth (`distributed.rs`).
+    /// Intents prepared above `limit` are left: they commit above it.
+    fn settle_intents(&self, start: &[u8], end: Option<&[u8]>, limit: Timestamp) -> Result<()> {
+        const BATCH: usize = 64;
+        let (lower, upper) = crate::intents::intent_span(start, end);
+        let deadline = std::time::Instant::now() + self.kv.timeout;
+        let mut from = lower;
+        loop {
+            let mut found = Vec::new();
+            for pair in self.kv.engine.scan(&from, Some(&upper)) {
+                let (key, raw) = pair?;
+                let intent = crate::intents::Intent::decode(&raw)?;
+                from = key.clone();
+                from.push(0);
+                if intent.prepare_ts <= limit {
+                    found.push((crate::intents::intent_user_key(&key)?, intent));
+                    if found.len() == BATCH {
+                        break;
+                    }
+                }
+            }
+            if found.is_empty() {
+                return Ok(());
+            }
+            for (key, intent) in &found {
+                self.kv.resolve_intent(key, intent, deadline)?;
+            }
+            if found.len() < BATCH {
+                return Ok(());
+            }
+        }
+    }
+
     /// Notes an uncertain version's timestamp in the node's clock, so the
     /// transaction that retries reads above it.
     fn observe_uncertainty<T>(&self, result: Result<T>) -> Result<T> {
@@ -128,6 +163,9 @@ impl Txn {
         }
         let (range, _) = self.kv.route(key)?;
         let limit = self.sync(range)?;
+        let mut end = key.to_vec();
+        end.push(0);
+        self.settle_intents(key, Some(&end), limit)?;
         let value = self.observe_uncertainty(mvcc::read_visible_within(
             self.kv.engine.as_ref(),
             key,
@@ -181,6 +219,7 @@ impl Txn {
         if limit == 0 || end.is_some_and(|e| start >= e) {
             return Ok(Vec::new());
         }
+        self.settle_intents(start, end, uncertainty)?;
         let mut committed = self
             .kv
             .visible_scan(start, end, self.read_ts)

@@ -1,7 +1,6 @@
 //! A store whose key space is split into several ranges: reads and scans
-//! cross them, a transaction writing one range commits, one writing two is
-//! refused without writing anything, GC and purges work range by range,
-//! and everything survives a restart.
+//! cross them, a transaction writing several commits all or nothing, GC
+//! and purges work range by range, and everything survives a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,7 +31,7 @@ fn scan_all(kv: &Arc<Kv>) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 #[test]
-fn split_ranges_serve_reads_and_one_range_writes_and_survive_restart() {
+fn split_ranges_serve_reads_and_atomic_writes_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let last_ts = {
         let kv = Kv::open(Arc::new(RocksEngine::open(dir.path()).unwrap())).unwrap();
@@ -61,15 +60,27 @@ fn split_ranges_serve_reads_and_one_range_writes_and_survive_restart() {
         assert_eq!(all.len(), 26);
         assert!(all.iter().all(|(k, v)| *v == k.repeat(2)));
 
-        // Two ranges in one transaction: refused, nothing written.
+        // Three ranges in one transaction: all or nothing.
+        let before = kv.begin().unwrap();
         let txn = kv.begin().unwrap();
         txn.put(b"b".to_vec(), b"new".to_vec()).unwrap();
+        txn.put(b"n".to_vec(), b"new".to_vec()).unwrap();
         txn.put(b"x".to_vec(), b"new".to_vec()).unwrap();
-        assert!(matches!(txn.commit(), Err(KvError::CrossRangeWrite(..))));
-        let txn = kv.begin().unwrap();
-        assert_eq!(txn.get(b"b").unwrap(), Some(b"bb".to_vec()));
-        assert_eq!(txn.get(b"x").unwrap(), Some(b"xx".to_vec()));
-        txn.rollback();
+        let loser = kv.begin().unwrap();
+        loser.put(b"x".to_vec(), b"lost".to_vec()).unwrap();
+        loser.put(b"c".to_vec(), b"lost".to_vec()).unwrap();
+        let ts = txn.commit().unwrap();
+        // First committer wins across ranges too; the loser wrote nothing.
+        assert!(matches!(loser.commit(), Err(KvError::WriteConflict { .. })));
+        let after = kv.begin().unwrap();
+        assert!(after.read_ts() >= ts);
+        for k in [b"b", b"n", b"x"] {
+            assert_eq!(after.get(k).unwrap(), Some(b"new".to_vec()));
+            assert_eq!(before.get(k).unwrap(), Some(k.repeat(2)), "old snapshot");
+        }
+        assert_eq!(after.get(b"c").unwrap(), Some(b"cc".to_vec()));
+        before.rollback();
+        after.rollback();
 
         // One range: commits.
         let txn = kv.begin().unwrap();

@@ -201,7 +201,6 @@ impl From<KvError> for SqlError {
             KvError::InvalidSetting(_) => SqlError::InvalidParameter(e.to_string()),
             KvError::UnknownNode(_) => SqlError::UndefinedObject(e.to_string()),
             KvError::ReadWithinUncertainty { .. } => SqlError::SerializationFailure(e.to_string()),
-            KvError::CrossRangeWrite(..) => SqlError::NotSupported(e.to_string()),
             KvError::InvalidSplit { .. } => SqlError::InvalidParameter(e.to_string()),
             KvError::Ambiguous(_) => SqlError::CompletionUnknown(format!(
                 "{e}; the transaction may or may not have committed"

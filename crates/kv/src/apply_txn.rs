@@ -1,0 +1,167 @@
+//! The state machine's side of a commit spanning ranges: what
+//! [`Command::Prepare`](crate::command::Command::Prepare),
+//! [`Command::EndTxn`](crate::command::Command::EndTxn) and
+//! [`Command::Resolve`](crate::command::Command::Resolve) do to a replica.
+//! Like every command, each is a function of the command and the replica's
+//! data, so every replica reaches the same state (`intents.rs` has the
+//! layout, `distributed.rs` the protocol).
+//!
+//! * **Prepare** checks the writes as a one-range commit does (first
+//!   committer wins, GC threshold, no other transaction's intent), then
+//!   stores them as intents at a *prepare timestamp* chosen like a commit
+//!   timestamp (`max(hint, floor, last + 1)`, which becomes the range's
+//!   last). Every later commit or read registration in this range is
+//!   therefore ordered after it, and the transaction will commit at or
+//!   above it. In the primary range it also writes the record, pending. A
+//!   marker makes a retried prepare answer the same timestamp.
+//! * **EndTxn** decides the record once: commit (only a pending record —
+//!   one a pusher aborted stays aborted) or abort.
+//! * **Resolve** turns the transaction's intents on the given keys into
+//!   versions at the commit timestamp (raising the range's last commit
+//!   timestamp to it), or deletes them; intents of other transactions are
+//!   left alone, so resolving twice changes nothing.
+
+use shoal_replication::EntryContext;
+use shoal_storage::{Engine, StorageError, WriteBatch};
+
+use crate::apply::{KvStateMachine, check_writes};
+use crate::clock::Timestamp;
+use crate::command::{Reply, Writes};
+use crate::error::Result;
+use crate::intents::{Intent, TxnStatus, intent_key, prepared_key, record_key};
+use crate::keys;
+use crate::mvcc;
+
+/// The fixed fields of a [`Command::Prepare`](crate::command::Command::Prepare).
+pub(crate) struct Prepare {
+    pub(crate) txn_id: u128,
+    pub(crate) primary_key: Vec<u8>,
+    pub(crate) read_ts: Timestamp,
+    pub(crate) ts_hint: Timestamp,
+    pub(crate) expiry: u64,
+}
+
+fn stored_ts(raw: &[u8]) -> Result<Timestamp> {
+    let raw: [u8; 8] = raw
+        .try_into()
+        .map_err(|_| StorageError::Corrupt("prepare marker".to_string()))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+impl KvStateMachine {
+    pub(crate) fn prepare(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        p: Prepare,
+        writes: Writes,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        let range = ctx.range;
+        let marker = prepared_key(range, p.txn_id);
+        if let Some(raw) = engine.get(&marker)? {
+            return Ok(Reply::Prepared(stored_ts(&raw)?));
+        }
+        if writes.iter().any(|(key, _)| !ctx.bounds.contains(key)) {
+            return Ok(Reply::WrongRange);
+        }
+        let primary_here = ctx.bounds.contains(&p.primary_key);
+        let record = record_key(range, p.txn_id);
+        if primary_here && let Some(raw) = engine.get(&record)? {
+            // Decided before it prepared here: aborted by a pusher.
+            return Ok(Reply::TxnEnded(raw));
+        }
+        let mut state = self.range(range, engine)?;
+        if let Some(refusal) = check_writes(&state, p.read_ts, &writes, Some(p.txn_id), engine)? {
+            return Ok(refusal);
+        }
+        let prepare_ts = p.ts_hint.max(ctx.floor).max(state.last_commit + 1);
+        for (key, value) in writes {
+            let intent = Intent {
+                txn_id: p.txn_id,
+                primary_key: p.primary_key.clone(),
+                prepare_ts,
+                value,
+            };
+            batch.put(intent_key(&key), intent.encode());
+        }
+        batch.put(marker, prepare_ts.to_be_bytes());
+        if primary_here {
+            let pending = TxnStatus::Pending { expiry: p.expiry };
+            batch.put(record, pending.encode());
+        }
+        state.last_commit = prepare_ts;
+        batch.put(keys::last_commit(range), prepare_ts.to_be_bytes());
+        self.ranges.insert(range, state);
+        Ok(Reply::Prepared(prepare_ts))
+    }
+
+    pub(crate) fn end_txn(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        txn_id: u128,
+        commit_ts: Option<Timestamp>,
+        at: u64,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        let key = record_key(ctx.range, txn_id);
+        let current = engine
+            .get(&key)?
+            .map(|raw| TxnStatus::decode(&raw))
+            .transpose()?;
+        let status = match (current, commit_ts) {
+            (Some(decided), _) if decided.is_final() => decided,
+            // Only a pending record commits; without one the primary
+            // never prepared, so the transaction cannot commit.
+            (Some(TxnStatus::Pending { .. }), Some(ts)) => TxnStatus::Committed(ts),
+            _ => TxnStatus::Aborted(at),
+        };
+        if current != Some(status) {
+            batch.put(key, status.encode());
+        }
+        Ok(Reply::TxnEnded(status.encode().to_vec()))
+    }
+
+    pub(crate) fn resolve(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        txn_id: u128,
+        commit_ts: Option<Timestamp>,
+        user_keys: Vec<Vec<u8>>,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        if user_keys.iter().any(|key| !ctx.bounds.contains(key)) {
+            return Ok(Reply::WrongRange);
+        }
+        let mut resolved = 0;
+        for user_key in user_keys {
+            let key = intent_key(&user_key);
+            let Some(raw) = engine.get(&key)? else {
+                continue;
+            };
+            let intent = Intent::decode(&raw)?;
+            if intent.txn_id != txn_id {
+                continue;
+            }
+            if let Some(ts) = commit_ts {
+                batch.put(
+                    mvcc::version_key(&user_key, ts),
+                    mvcc::encode_value(intent.value.as_deref()),
+                );
+            }
+            batch.delete(key);
+            resolved += 1;
+        }
+        if let Some(ts) = commit_ts {
+            let mut state = self.range(ctx.range, engine)?;
+            if ts > state.last_commit {
+                state.last_commit = ts;
+                batch.put(keys::last_commit(ctx.range), ts.to_be_bytes());
+                self.ranges.insert(ctx.range, state);
+            }
+        }
+        Ok(Reply::Resolved(resolved))
+    }
+}

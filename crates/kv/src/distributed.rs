@@ -1,0 +1,412 @@
+//! Commits that span ranges: two phases, a transaction record, intents.
+//!
+//! A transaction whose writes fall in more than one range commits like
+//! this (the coordinator is the node running it):
+//!
+//! 1. **Prepare** every range's writes, in parallel: each range checks them
+//!    as a one-range commit would and holds them as *intents* at a
+//!    *prepare timestamp* it picks like a commit timestamp. The range of
+//!    the first written key — the *primary* — also writes the transaction
+//!    record, `pending` until an expiry.
+//! 2. **Decide**: the commit timestamp is the largest prepare timestamp;
+//!    [`Command::EndTxn`] in the primary range turns the record into
+//!    `committed` at it. This one log entry is the commit point: before it
+//!    nothing is visible, after it everything is.
+//! 3. **Resolve** every range's intents into versions at the commit
+//!    timestamp, and answer the client.
+//!
+//! If any prepare is refused (a newer version: 40001; a snapshot too old)
+//! the coordinator aborts the record and removes the intents it placed.
+//!
+//! # Why the snapshot stays consistent
+//!
+//! A reader at `r` that meets an intent whose prepare timestamp is above
+//! its uncertainty limit ignores it: the commit timestamp will be at least
+//! the prepare timestamp. An intent at or below it may commit at or below
+//! `r`, so the reader waits until the record is decided, then resolves
+//! the intent itself ([`Kv::resolve_intent`]) and reads on. A reader that
+//! read a key before its intent was prepared read at a timestamp the
+//! range's leader had registered, so the prepare timestamp — and the
+//! commit timestamp — is above it. A range's later commits are above the
+//! prepare timestamp (it becomes the range's last), and resolving raises
+//! the range's last commit timestamp to the commit timestamp.
+//!
+//! # Conflicts and dead coordinators
+//!
+//! A writer that meets an intent waits for its transaction too (polling
+//! the record with backoff — lock waiting without a queue), then resolves
+//! it and proposes again. A record still pending after its expiry belongs
+//! to a coordinator presumed dead: the waiter aborts it through the
+//! primary range's log (`EndTxn`: the first decision stands, so a slow
+//! coordinator that tries to commit afterwards learns it was aborted and
+//! reports 40001). An intent whose primary never prepared (no record) is
+//! aborted the same way once its prepare timestamp is older than the
+//! expiry span. A wait that outlasts the request timeout fails with 40001.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use shoal_replication::RangeId;
+
+use crate::clock::Timestamp;
+use crate::command::{Command, Reply};
+use crate::commit::Groups;
+use crate::error::{KvError, Result, printable_key};
+use crate::intents::{Intent, TxnStatus, record_key};
+use crate::store::Kv;
+
+/// How long a transaction record stays pending before anyone may abort it.
+pub const DEFAULT_TXN_TTL: Duration = Duration::from_secs(10);
+
+impl Kv {
+    /// Sets how long a coordinator has to finish a commit spanning ranges
+    /// before waiters may abort it (default [`DEFAULT_TXN_TTL`]).
+    pub fn set_txn_ttl(&self, ttl: Duration) {
+        let micros = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX);
+        self.txn_ttl_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// Commits `writes`, grouped in `groups` (more than one range), read at
+    /// `read_ts` (module docs); returns the commit timestamp.
+    pub(crate) fn commit_across(
+        &self,
+        read_ts: Timestamp,
+        writes: &[(Vec<u8>, Option<Vec<u8>>)],
+        groups: Groups,
+        deadline: Instant,
+    ) -> Result<Timestamp> {
+        let Some((primary_key, _)) = writes.first() else {
+            return Ok(read_ts);
+        };
+        let txn_id: u128 = rand::random();
+        let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
+        let expiry = self.clock.wall_now().saturating_add(ttl);
+        let outcomes: Vec<(RangeId, Vec<Vec<u8>>, Result<Reply>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|(range, writes)| {
+                    let primary_key = primary_key.clone();
+                    scope.spawn(move || {
+                        let keys = writes.iter().map(|(k, _)| k.clone()).collect();
+                        let command = Command::Prepare {
+                            txn_id,
+                            primary_key,
+                            read_ts,
+                            ts_hint: self.clock.next(),
+                            expiry,
+                            writes,
+                        };
+                        (range, keys, self.prepare_waiting(range, &command, deadline))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        (
+                            0,
+                            Vec::new(),
+                            Err(KvError::Unavailable("prepare thread panicked".into())),
+                        )
+                    })
+                })
+                .collect()
+        });
+        let mut prepared_keys = Vec::new();
+        let mut commit_ts = read_ts;
+        let mut failure = None;
+        for (_, keys, outcome) in outcomes {
+            match outcome {
+                Ok(Reply::Prepared(ts)) => {
+                    commit_ts = commit_ts.max(ts);
+                    prepared_keys.extend(keys);
+                }
+                // A prepare whose outcome is unknown may have placed
+                // intents: abort covers them too.
+                Ok(other) => {
+                    prepared_keys.extend(keys);
+                    failure.get_or_insert(match other {
+                        Reply::TxnEnded(_) => aborted_by_other(primary_key),
+                        other => self.refusal(read_ts, other, "a prepare"),
+                    });
+                }
+                Err(e) => {
+                    prepared_keys.extend(keys);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(error) = failure {
+            self.abort(txn_id, primary_key, prepared_keys);
+            return Err(error);
+        }
+        match self.end_txn(primary_key, txn_id, Some(commit_ts), deadline)? {
+            TxnStatus::Committed(ts) => {
+                self.clock.observe(ts);
+                if let Err(e) = self.resolve_keys(txn_id, Some(ts), prepared_keys, deadline) {
+                    // Committed all the same: readers resolve what is left.
+                    tracing::debug!(error = %e, "intents left to readers");
+                }
+                tracing::debug!(read_ts, commit_ts = ts, "committed across ranges");
+                Ok(ts)
+            }
+            _ => {
+                self.abort(txn_id, primary_key, prepared_keys);
+                Err(aborted_by_other(primary_key))
+            }
+        }
+    }
+
+    /// Proposes a prepare, waiting out other transactions' intents.
+    fn prepare_waiting(
+        &self,
+        range: RangeId,
+        command: &Command,
+        deadline: Instant,
+    ) -> Result<Reply> {
+        loop {
+            match self.propose_until(range, command, deadline)? {
+                Reply::IntentConflict { key, intent } => {
+                    self.resolve_intent(&key, &Intent::decode(&intent)?, deadline)?;
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Aborts the transaction and removes its intents; failures are left
+    /// to waiters (the record expires).
+    fn abort(&self, txn_id: u128, primary_key: &[u8], keys: Vec<Vec<u8>>) {
+        let deadline = Instant::now() + self.timeout;
+        match self.end_txn(primary_key, txn_id, None, deadline) {
+            Ok(TxnStatus::Aborted(_)) => {
+                if let Err(e) = self.resolve_keys(txn_id, None, keys, deadline) {
+                    tracing::debug!(error = %e, "aborted intents left to waiters");
+                }
+            }
+            Ok(other) => tracing::error!(?other, "an aborting transaction was decided otherwise"),
+            Err(e) => tracing::debug!(error = %e, "abort left to the record's expiry"),
+        }
+    }
+
+    /// Decides transaction `txn_id` in the range holding `primary_key`;
+    /// returns the record as decided (the first decision stands).
+    fn end_txn(
+        &self,
+        primary_key: &[u8],
+        txn_id: u128,
+        commit_ts: Option<Timestamp>,
+        deadline: Instant,
+    ) -> Result<TxnStatus> {
+        let (range, _) = self.route(primary_key)?;
+        let command = Command::EndTxn {
+            txn_id,
+            commit_ts,
+            at: self.clock.wall_now(),
+        };
+        match self.propose_until(range, &command, deadline)? {
+            Reply::TxnEnded(raw) => TxnStatus::decode(&raw),
+            other => Err(other.unexpected("a transaction decision")),
+        }
+    }
+
+    /// Resolves the intents of `txn_id` on `keys`, range by range.
+    fn resolve_keys(
+        &self,
+        txn_id: u128,
+        commit_ts: Option<Timestamp>,
+        keys: Vec<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<()> {
+        let mut pending = keys;
+        while !pending.is_empty() {
+            let groups = self.group_by_range(pending.into_iter().map(|k| (k, None)).collect())?;
+            pending = Vec::new();
+            for (range, keys) in groups {
+                let keys: Vec<Vec<u8>> = keys.into_iter().map(|(k, _)| k).collect();
+                let command = Command::Resolve {
+                    txn_id,
+                    commit_ts,
+                    keys: keys.clone(),
+                };
+                match self.propose_until(range, &command, deadline)? {
+                    Reply::Resolved(_) => {}
+                    Reply::WrongRange if Instant::now() < deadline => pending.extend(keys),
+                    other => return Err(other.unexpected("a resolution")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The record of `intent`'s transaction, read linearizably from its
+    /// primary range (`None`: the primary has not prepared).
+    fn txn_status(&self, intent: &Intent) -> Result<Option<TxnStatus>> {
+        let (range, _) = self.route(&intent.primary_key)?;
+        self.raft.read_barrier(range, self.timeout)?;
+        self.engine
+            .get(&record_key(range, intent.txn_id))?
+            .map(|raw| TxnStatus::decode(&raw))
+            .transpose()
+    }
+
+    /// Waits until `intent`'s transaction is decided — aborting it if its
+    /// coordinator is presumed dead — and resolves the intent on `key`.
+    /// Fails with [`KvError::WriteConflict`] if it is still undecided at
+    /// `deadline`.
+    pub(crate) fn resolve_intent(
+        &self,
+        key: &[u8],
+        intent: &Intent,
+        deadline: Instant,
+    ) -> Result<()> {
+        let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
+        let mut pause = Duration::from_millis(1);
+        let status = loop {
+            let now = self.clock.wall_now();
+            let abandoned = match self.txn_status(intent)? {
+                Some(status) if status.is_final() => break status,
+                Some(TxnStatus::Pending { expiry }) => now > expiry,
+                _ => now > intent.prepare_ts.saturating_add(ttl),
+            };
+            if abandoned {
+                tracing::info!(key = %printable_key(key), "aborting an abandoned transaction");
+                break self.end_txn(&intent.primary_key, intent.txn_id, None, deadline)?;
+            }
+            if Instant::now() >= deadline {
+                return Err(KvError::WriteConflict {
+                    key: format!(
+                        "{}, held by a concurrent transaction that did not finish in time",
+                        printable_key(key)
+                    ),
+                });
+            }
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        };
+        let commit_ts = match status {
+            TxnStatus::Committed(ts) => Some(ts),
+            _ => None,
+        };
+        self.resolve_keys(intent.txn_id, commit_ts, vec![key.to_vec()], deadline)
+    }
+}
+
+fn aborted_by_other(primary_key: &[u8]) -> KvError {
+    KvError::WriteConflict {
+        key: format!(
+            "{} (the transaction was aborted by a concurrent one)",
+            printable_key(primary_key)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use shoal_storage::MemoryEngine;
+
+    use super::*;
+
+    /// A store split at "m", with `b` and `x` written.
+    fn two_ranges() -> Arc<Kv> {
+        let kv = Kv::open(Arc::new(MemoryEngine::new())).unwrap();
+        let txn = kv.begin().unwrap();
+        txn.put(b"b".to_vec(), b"old b".to_vec()).unwrap();
+        txn.put(b"x".to_vec(), b"old x".to_vec()).unwrap();
+        txn.commit().unwrap();
+        kv.split_at(b"m").unwrap();
+        kv
+    }
+
+    /// Prepares `b` and `x` as one transaction (primary `b`) without
+    /// deciding it: a coordinator that died after phase one.
+    fn prepare_and_abandon(kv: &Kv, read_ts: Timestamp, ttl: Duration) -> u128 {
+        let txn_id = rand::random();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for key in [b"b", b"x"] {
+            let (range, _) = kv.route(key).unwrap();
+            let command = Command::Prepare {
+                txn_id,
+                primary_key: b"b".to_vec(),
+                read_ts,
+                ts_hint: kv.clock.next(),
+                expiry: kv.clock.wall_now() + ttl.as_micros() as u64,
+                writes: vec![(key.to_vec(), Some(b"new".to_vec()))],
+            };
+            let reply = kv.propose_until(range, &command, deadline).unwrap();
+            assert!(matches!(reply, Reply::Prepared(_)), "{reply:?}");
+        }
+        txn_id
+    }
+
+    #[test]
+    fn an_abandoned_transaction_is_aborted_once_its_record_expires() {
+        let kv = two_ranges();
+        let ttl = Duration::from_millis(300);
+        kv.set_txn_ttl(ttl);
+        let read_ts = kv.begin().unwrap().read_ts();
+        prepare_and_abandon(&kv, read_ts, ttl);
+        let started = Instant::now();
+        let reader = kv.begin().unwrap();
+        // The intents may have committed below the reader's snapshot: it
+        // waits for the record, which expires, and aborts it.
+        assert_eq!(reader.get(b"x").unwrap(), Some(b"old x".to_vec()));
+        assert!(started.elapsed() >= ttl / 2, "{:?}", started.elapsed());
+        assert_eq!(reader.get(b"b").unwrap(), Some(b"old b".to_vec()));
+        // The keys are free again.
+        let writer = kv.begin().unwrap();
+        writer.put(b"b".to_vec(), b"mine".to_vec()).unwrap();
+        writer.put(b"x".to_vec(), b"mine".to_vec()).unwrap();
+        writer.commit().unwrap();
+        let check = kv.begin().unwrap();
+        assert_eq!(check.get(b"x").unwrap(), Some(b"mine".to_vec()));
+    }
+
+    #[test]
+    fn a_decided_but_unresolved_commit_is_visible_to_later_readers() {
+        let kv = two_ranges();
+        let read_ts = kv.begin().unwrap().read_ts();
+        let txn_id = prepare_and_abandon(&kv, read_ts, Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let commit_ts = kv.clock.next();
+        let status = kv.end_txn(b"b", txn_id, Some(commit_ts), deadline).unwrap();
+        let TxnStatus::Committed(ts) = status else {
+            panic!("{status:?}");
+        };
+        kv.clock.observe(ts);
+        let reader = kv.begin().unwrap();
+        assert!(reader.read_ts() >= ts);
+        assert_eq!(reader.get(b"x").unwrap(), Some(b"new".to_vec()));
+        let all = reader.scan(b"", b"", 10).unwrap();
+        assert_eq!(
+            all,
+            [
+                (b"b".to_vec(), b"new".to_vec()),
+                (b"x".to_vec(), b"new".to_vec())
+            ]
+        );
+        // A late abort changes nothing: the first decision stands.
+        assert_eq!(
+            kv.end_txn(b"b", txn_id, None, deadline).unwrap(),
+            TxnStatus::Committed(ts)
+        );
+    }
+
+    #[test]
+    fn readers_below_the_prepare_timestamp_do_not_wait() {
+        let kv = two_ranges();
+        kv.set_txn_ttl(Duration::from_secs(60));
+        let reader = kv.begin().unwrap();
+        reader.get(b"x").unwrap();
+        prepare_and_abandon(&kv, reader.read_ts(), Duration::from_secs(60));
+        let started = Instant::now();
+        assert_eq!(reader.get(b"x").unwrap(), Some(b"old x".to_vec()));
+        assert_eq!(reader.get(b"b").unwrap(), Some(b"old b".to_vec()));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
