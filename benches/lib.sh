@@ -6,8 +6,22 @@
 #   pick_port VAR        a free, not yet handed out, loopback port
 #   stop_pid PID NAME    SIGTERM, wait up to 10 s, then SIGKILL — that pid only
 #   dsync_ms FILE [conv] average ms of a 4 KiB O_DSYNC write (write + fdatasync)
+#   smoke_flag SCRIPT ARGS...  sets SMOKE from --smoke; --help prints the
+#                        script's header comment; anything else is an error
 
 log() { printf '[bench] %s\n' "$*" >&2; }
+
+smoke_flag() {
+  local script=$1 arg; shift
+  SMOKE=0
+  for arg in "$@"; do
+    case $arg in
+      --smoke) SMOKE=1 ;;
+      -h|--help) sed -n '2,/^set -euo/p' "$script" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+  done
+}
 die() { log "error: $*"; exit 1; }
 
 install_debs() {

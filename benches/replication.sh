@@ -29,23 +29,16 @@
 #   BENCH_TIME (seconds per run, default 15), BENCH_TMPDIR.
 set -euo pipefail
 
-SMOKE=0
-for arg in "$@"; do
-  case $arg in
-    --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/lib.sh
+source "$REPO_ROOT/benches/lib.sh"
+smoke_flag "$0" "$@"
 if (( SMOKE )); then
   CLIENTS=${BENCH_CLIENTS:-"1 8"} RUN_TIME=${BENCH_TIME:-3}
 else
   CLIENTS=${BENCH_CLIENTS:-"1 8 32"} RUN_TIME=${BENCH_TIME:-15}
 fi
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=benches/lib.sh
-source "$REPO_ROOT/benches/lib.sh"
 RESULTS_DIR=$REPO_ROOT/benches/results
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 (( SMOKE )) && STAMP=$STAMP-smoke

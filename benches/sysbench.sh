@@ -41,7 +41,13 @@
 #   Defaults: 1 table × 100000 rows, 1 and 8 threads, 20 s per run.
 #   Environment overrides: SHOAL_BIN, BENCH_TABLES, BENCH_TABLE_SIZE,
 #   BENCH_THREADS (e.g. "1 8 32"), BENCH_TIME (seconds), BENCH_TMPDIR (where
-#   the stores live; default: mktemp's default), PG_BINDIR.
+#   the stores live; default: mktemp's default), PG_BINDIR,
+#   BENCH_WORKLOADS (default "oltp_point_select oltp_insert"),
+#   BENCH_RANGE_MAX_BYTES (Shoal: give each table this range_max_bytes and
+#   wait until its ranges have split before measuring), BENCH_REPORT_NAME
+#   (the report's name prefix, default "sysbench").
+#   Every run also times a full scan of each table (count and sum) on both
+#   databases.
 #   The Shoal binary defaults to $CARGO_TARGET_DIR/release/shoal, then
 #   $HOME/.cache/shoal/target/release/shoal, then .../debug/shoal.
 #   Only loopback addresses are used; every step has a time bound.
@@ -65,7 +71,9 @@ else
   TABLES=${BENCH_TABLES:-1} TABLE_SIZE=${BENCH_TABLE_SIZE:-100000}
   THREADS=${BENCH_THREADS:-"1 8"} RUN_TIME=${BENCH_TIME:-20}
 fi
-WORKLOADS="oltp_point_select oltp_insert"
+WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_insert"}
+RANGE_MAX_BYTES=${BENCH_RANGE_MAX_BYTES:-}
+SPLIT_TIMEOUT=600   # seconds allowed for Shoal's ranges to reach their size
 BATCH=1000          # rows per INSERT statement while loading
 LOAD_TIMEOUT=900    # seconds allowed for loading one database
 READY_TIMEOUT=60    # seconds allowed for a server to accept connections
@@ -74,8 +82,9 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS_DIR=$REPO_ROOT/benches/results
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 (( SMOKE )) && STAMP=$STAMP-smoke
-REPORT=$RESULTS_DIR/sysbench-$STAMP.md
-LOG_DIR=$RESULTS_DIR/sysbench-$STAMP
+REPORT_NAME=${BENCH_REPORT_NAME:-sysbench}
+REPORT=$RESULTS_DIR/$REPORT_NAME-$STAMP.md
+LOG_DIR=$RESULTS_DIR/$REPORT_NAME-$STAMP
 
 # shellcheck source=benches/lib.sh
 source "$REPO_ROOT/benches/lib.sh"
@@ -285,7 +294,49 @@ failed_statement() {
 # Benchmark runs
 # ---------------------------------------------------------------------------
 
-declare -A TPS=() TXNS=() ROWS_AFTER=() AVG=() P95=() ERRS=() FAIL=() LOAD_SECS=()
+declare -A TPS=() TXNS=() ROWS_AFTER=() AVG=() P95=() ERRS=() FAIL=() LOAD_SECS=() SCAN_MS=()
+SHOAL_RANGES=""
+
+# split_ranges: give Shoal's tables RANGE_MAX_BYTES and wait until no range
+# of theirs is bigger and the count has stopped changing. Sets SHOAL_RANGES.
+split_ranges() {
+  local t deadline=$(( SECONDS + SPLIT_TIMEOUT )) last="" now stable=0
+  for (( t = 1; t <= TABLES; t++ )); do
+    psql_run "$SHOAL_CONN" 60 -c "ALTER TABLE sbtest$t CONFIGURE ZONE USING range_max_bytes = $RANGE_MAX_BYTES" >/dev/null ||
+      { FAIL[split]="CONFIGURE ZONE failed"; return 1; }
+  done
+  log "waiting for Shoal's ranges to split to at most $RANGE_MAX_BYTES bytes"
+  while (( SECONDS < deadline )); do
+    now=$(psql_run "$SHOAL_CONN" 60 -c "SELECT count(*) || ' ' || coalesce(max(range_size_bytes), 0) FROM shoal_internal.ranges WHERE start_key LIKE '/Table/%'" 2>/dev/null || true)
+    if [[ -n $now && ${now#* } -le $RANGE_MAX_BYTES && $now == "$last" ]]; then
+      stable=$(( stable + 1 ))
+      (( stable >= 3 )) && { SHOAL_RANGES=${now%% *}; return 0; }
+    else
+      stable=0
+    fi
+    last=$now
+    sleep 1
+  done
+  FAIL[split]="ranges still above $RANGE_MAX_BYTES bytes after ${SPLIT_TIMEOUT}s ($last)"
+  return 1
+}
+
+# scan NAME CONNINFO: the best of three full scans (count and sum of every
+# table), in ms. Sets SCAN_MS[NAME].
+scan() {
+  local name=$1 conn=$2 best="" i t0 t1 ms t
+  for i in 1 2 3; do
+    t0=$(date +%s%N)
+    for (( t = 1; t <= TABLES; t++ )); do
+      psql_run "$conn" 600 -c "SELECT count(*), sum(k) FROM sbtest$t" >/dev/null ||
+        { FAIL[scan-$name]="SELECT count(*), sum(k) failed"; return 0; }
+    done
+    t1=$(date +%s%N)
+    ms=$(( (t1 - t0) / 1000000 ))
+    [[ -z $best || $ms -lt $best ]] && best=$ms
+  done
+  SCAN_MS[$name]=$best
+}
 
 # bench NAME PORT USER DB WORKLOAD THREADS
 bench() {
@@ -363,7 +414,7 @@ write_report() {
   {
     echo "# sysbench: Shoal vs PostgreSQL — $STAMP"
     echo
-    echo "- mode: $( (( SMOKE )) && echo "smoke" || echo "full"); $TABLES table(s) × $TABLE_SIZE rows; threads: $THREADS; ${RUN_TIME}s per run"
+    echo "- mode: $( (( SMOKE )) && echo "smoke" || echo "full"); $TABLES table(s) × $TABLE_SIZE rows; threads: $THREADS; ${RUN_TIME}s per run; workloads: $WORKLOADS"
     echo "- machine: $(nproc) cores, Linux $(uname -r), stores on $fstype; load average before the runs: $LOADAVG"
     echo "- PostgreSQL: $("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //') (fsync=on, synchronous_commit=on, otherwise defaults)"
     if (( POSTGRES_ONLY )); then
@@ -393,6 +444,19 @@ write_report() {
         echo "| $pk | $(( TABLES * TABLE_SIZE )) | failed | — |"
       fi
     done
+    echo
+    echo "## Full scan (best of three; count(*) and sum(k) of every table)"
+    echo
+    echo "| database | rows | ms | rows/s |"
+    echo "|---|---:|---:|---:|"
+    for pk in PostgreSQL Shoal; do
+      [[ -n ${SCAN_MS[$pk]:-} ]] || continue
+      echo "| $pk | $(( TABLES * TABLE_SIZE )) | ${SCAN_MS[$pk]} | $(awk -v n=$(( TABLES * TABLE_SIZE )) -v ms="${SCAN_MS[$pk]}" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }') |"
+    done
+    if [[ -n $SHOAL_RANGES ]]; then
+      echo
+      echo "Shoal's tables were split into $SHOAL_RANGES ranges of at most $RANGE_MAX_BYTES bytes (range_max_bytes) before the runs."
+    fi
     echo
     echo "## Acknowledged inserts"
     echo
@@ -424,7 +488,7 @@ write_report() {
       done
     fi
     echo
-    echo "Raw sysbench outputs and server logs: \`benches/results/sysbench-$STAMP/\`."
+    echo "Raw sysbench outputs and server logs: \`benches/results/$REPORT_NAME-$STAMP/\`."
   } >"$REPORT"
 }
 
@@ -480,6 +544,11 @@ psql_run "$PG_CONN" 600 -c 'VACUUM ANALYZE' -c 'CHECKPOINT' >/dev/null
 if (( SHOAL_OK )); then
   load Shoal "$SHOAL_CONN" || { SHOAL_OK=0; log "Shoal: ${FAIL[load-Shoal]}"; }
 fi
+if (( SHOAL_OK )) && [[ -n $RANGE_MAX_BYTES ]]; then
+  split_ranges || log "Shoal: ${FAIL[split]}"
+fi
+scan PostgreSQL "$PG_CONN"
+(( SHOAL_OK )) && scan Shoal "$SHOAL_CONN"
 
 for w in $WORKLOADS; do
   for th in $THREADS; do

@@ -59,14 +59,16 @@ async fn ranges_and_nodes_are_visible_from_every_node() {
                 "range_size_bytes"
             ]
         );
+        // The table's own range (its id is the first one, 100).
         let row = &rows[0];
-        assert_eq!(row.get::<_, i64>("range_id"), 1);
-        assert_eq!(row.get::<_, String>("start_key"), "/Min");
-        assert_eq!(row.get::<_, String>("end_key"), "/Max");
+        assert_eq!(row.get::<_, i64>("range_id"), 2);
+        assert_eq!(row.get::<_, String>("start_key"), "/Table/100");
+        assert_eq!(row.get::<_, String>("end_key"), "/Table/101");
         assert!((1..=3).contains(&row.get::<_, i64>("lease_holder")));
         assert!(row.get::<_, i64>("range_size_bytes") > 50 * 5);
-        // Every range, and a table that does not exist.
-        assert_eq!(client.query("SHOW RANGES", &[]).await.unwrap().len(), 1);
+        // Every range: before, of, and after the table; and a table that
+        // does not exist.
+        assert_eq!(client.query("SHOW RANGES", &[]).await.unwrap().len(), 3);
         let err = client
             .query("SHOW RANGES FROM TABLE missing", &[])
             .await
@@ -77,8 +79,8 @@ async fn ranges_and_nodes_are_visible_from_every_node() {
         );
     }
 
-    // Every node heartbeats its liveness; all three are live, hold one
-    // replica each, and exactly one holds the lease.
+    // Every node heartbeats its liveness; all three are live, hold a
+    // replica of each of the three ranges, and each range has one lease.
     eventually(Duration::from_secs(30), "three live nodes", || async {
         nodes(&first).await.iter().filter(|n| n.2).count() == 3
     })
@@ -93,8 +95,8 @@ async fn ranges_and_nodes_are_visible_from_every_node() {
         .collect();
     expected.sort();
     assert_eq!(addresses, expected);
-    assert!(rows.iter().all(|n| n.3 == 1), "{rows:?}");
-    assert_eq!(rows.iter().map(|n| n.4).sum::<i64>(), 1, "{rows:?}");
+    assert!(rows.iter().all(|n| n.3 == 3), "{rows:?}");
+    assert_eq!(rows.iter().map(|n| n.4).sum::<i64>(), 3, "{rows:?}");
 
     // The operator's view, through another node.
     let output = Command::new(shoal_bin())

@@ -73,10 +73,12 @@ const NEXT_RANGE_ID_KEY: &[u8] = b"si";
 struct PublishedRange {
     last_commit: AtomicU64,
     gc_threshold: AtomicU64,
+    bytes: AtomicU64,
 }
 
-/// State of the local replicas that readers on this node use. Values only
-/// grow (`fetch_max`), whoever publishes them.
+/// State of the local replicas that readers on this node use. Timestamps
+/// only grow (`fetch_max`), whoever publishes them; the size is the last
+/// one applied.
 #[derive(Debug, Default)]
 pub struct Published {
     ranges: RwLock<HashMap<RangeId, Arc<PublishedRange>>>,
@@ -91,9 +93,15 @@ impl Published {
         let fresh = PublishedRange {
             last_commit: AtomicU64::new(read_u64(engine, &keys::last_commit(range))?),
             gc_threshold: AtomicU64::new(read_u64(engine, &keys::gc_threshold(range))?),
+            bytes: AtomicU64::new(read_u64(engine, &keys::size(range))?),
         };
         let mut ranges = self.ranges.write();
-        let entry = ranges.entry(range).or_default();
+        let entry = ranges.entry(range).or_insert_with(|| {
+            Arc::new(PublishedRange {
+                bytes: AtomicU64::new(fresh.bytes.load(Ordering::Relaxed)),
+                ..PublishedRange::default()
+            })
+        });
         entry
             .last_commit
             .fetch_max(fresh.last_commit.into_inner(), Ordering::AcqRel);
@@ -120,11 +128,23 @@ impl Published {
             .load(Ordering::Acquire))
     }
 
+    /// The bytes of `range`'s versions (keys and values), as applied here.
+    pub fn bytes(&self, range: RangeId, engine: &dyn Engine) -> Result<u64> {
+        Ok(self.range(range, engine)?.bytes.load(Ordering::Acquire))
+    }
+
     fn publish(&self, range: RangeId, last_commit: Timestamp, gc_threshold: Timestamp) {
         let mut ranges = self.ranges.write();
         let entry = ranges.entry(range).or_default();
         entry.last_commit.fetch_max(last_commit, Ordering::AcqRel);
         entry.gc_threshold.fetch_max(gc_threshold, Ordering::AcqRel);
+    }
+
+    fn publish_state(&self, range: RangeId, state: &RangeState) {
+        self.publish(range, state.last_commit, state.gc_threshold);
+        if let Some(entry) = self.ranges.read().get(&range) {
+            entry.bytes.store(state.bytes, Ordering::Release);
+        }
     }
 }
 
@@ -134,6 +154,23 @@ impl Published {
 pub(crate) struct RangeState {
     pub(crate) last_commit: Timestamp,
     pub(crate) gc_threshold: Timestamp,
+    /// Bytes of the range's versions, keys and values.
+    pub(crate) bytes: u64,
+}
+
+impl RangeState {
+    /// Adds `bytes` (negative: removes) to the size, and its write to
+    /// `batch`.
+    pub(crate) fn grow(&mut self, range: RangeId, bytes: i64, batch: &mut WriteBatch) {
+        self.bytes = self.bytes.saturating_add_signed(bytes);
+        batch.put(keys::size(range), self.bytes.to_be_bytes());
+    }
+}
+
+/// The bytes a version of `key` with `value` takes.
+pub(crate) fn version_bytes(key: &[u8], value: Option<&[u8]>) -> i64 {
+    let bytes = mvcc::version_prefix(key).len() + 8 + 1 + value.map_or(0, <[u8]>::len);
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// The KV layer's [`StateMachine`]. See the module documentation.
@@ -186,6 +223,7 @@ impl KvStateMachine {
         let state = RangeState {
             last_commit: read_u64(engine, &keys::last_commit(range))?,
             gc_threshold: read_u64(engine, &keys::gc_threshold(range))?,
+            bytes: read_u64(engine, &keys::size(range))?,
         };
         self.ranges.insert(range, state);
         Ok(state)
@@ -216,12 +254,15 @@ impl KvStateMachine {
             return Ok(refusal);
         }
         let commit_ts = ts_hint.max(ctx.floor).max(state.last_commit + 1);
+        let mut added = 0;
         for (key, value) in writes {
+            added += version_bytes(&key, value.as_deref());
             batch.put(
                 mvcc::version_key(&key, commit_ts),
                 mvcc::encode_value(value.as_deref()),
             );
         }
+        state.grow(range, added, batch);
         batch.put(keys::last_commit(range), commit_ts.to_be_bytes());
         batch.put(record, commit_ts.to_be_bytes());
         state.last_commit = commit_ts;
@@ -253,12 +294,22 @@ impl KvStateMachine {
                 .iter()
                 .any(|s| key >= s.start.as_slice() && key < s.end.as_slice())
         };
-        let mut removed = 0;
+        let (mut removed, mut freed) = (0, 0i64);
         for key in doomed {
             if owned(&key) {
+                if key.first() == Some(&mvcc::VERSION_PREFIX)
+                    && let Some(value) = engine.get(&key)?
+                {
+                    freed += i64::try_from(key.len() + value.len()).unwrap_or(0);
+                }
                 batch.delete(key);
                 removed += 1;
             }
+        }
+        if freed > 0 {
+            let mut state = self.range(ctx.range, engine)?;
+            state.grow(ctx.range, -freed, batch);
+            self.ranges.insert(ctx.range, state);
         }
         Ok(Reply::Collected(removed))
     }
@@ -276,7 +327,7 @@ impl KvStateMachine {
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<()> {
-        let state = self.range(ctx.range, engine)?;
+        let mut state = self.range(ctx.range, engine)?;
         let child = split.new_range;
         // Every range-local record: commit records, transaction records,
         // prepare markers, and the two timestamps (written below, with
@@ -291,7 +342,19 @@ impl KvStateMachine {
         }
         batch.put(keys::last_commit(child), state.last_commit.to_be_bytes());
         batch.put(keys::gc_threshold(child), state.gc_threshold.to_be_bytes());
-        self.ranges.insert(child, state);
+        // The proposer counted the left-hand side; the rest moved right.
+        let left = split.left_bytes.min(state.bytes);
+        let mut right = state;
+        right.bytes = 0;
+        right.grow(
+            child,
+            i64::try_from(state.bytes - left).unwrap_or(i64::MAX),
+            batch,
+        );
+        state.bytes = 0;
+        state.grow(ctx.range, i64::try_from(left).unwrap_or(i64::MAX), batch);
+        self.ranges.insert(ctx.range, state);
+        self.ranges.insert(child, right);
         self.created.push(child);
         Ok(())
     }
@@ -304,7 +367,15 @@ impl StateMachine for KvStateMachine {
 
     fn split_request(command: &[u8]) -> Option<SplitRequest> {
         match Command::decode(command) {
-            Ok(Command::Split { at, new_range }) => Some(SplitRequest { at, new_range }),
+            Ok(Command::Split {
+                at,
+                new_range,
+                left_bytes,
+            }) => Some(SplitRequest {
+                at,
+                new_range,
+                left_bytes,
+            }),
             _ => None,
         }
     }
@@ -350,6 +421,14 @@ impl StateMachine for KvStateMachine {
                 Ok(Reply::NodeMarked)
             }
             Command::AllocateRangeId => self.allocate_range_id(engine, batch),
+            Command::SetSpanConfig {
+                start,
+                end,
+                max_bytes,
+            } => {
+                crate::span_config::put(&start, end.as_deref(), max_bytes, batch);
+                Ok(Reply::SettingStored)
+            }
             Command::Prepare {
                 txn_id,
                 primary_key,
@@ -410,13 +489,11 @@ impl StateMachine for KvStateMachine {
 
     fn applied(&mut self, range: RangeId, _index: u64) {
         if let Some(state) = self.ranges.get(&range) {
-            self.published
-                .publish(range, state.last_commit, state.gc_threshold);
+            self.published.publish_state(range, state);
         }
         for child in std::mem::take(&mut self.created) {
             if let Some(state) = self.ranges.get(&child) {
-                self.published
-                    .publish(child, state.last_commit, state.gc_threshold);
+                self.published.publish_state(child, state);
             }
         }
     }
@@ -439,9 +516,7 @@ impl StateMachine for KvStateMachine {
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {
         self.ranges.remove(&range);
         match self.range(range, engine) {
-            Ok(state) => self
-                .published
-                .publish(range, state.last_commit, state.gc_threshold),
+            Ok(state) => self.published.publish_state(range, &state),
             Err(e) => tracing::error!(range, error = %e, "cannot reload kv state after snapshot"),
         }
     }

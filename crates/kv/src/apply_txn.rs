@@ -24,7 +24,7 @@
 use shoal_replication::EntryContext;
 use shoal_storage::{Engine, StorageError, WriteBatch};
 
-use crate::apply::{KvStateMachine, check_writes};
+use crate::apply::{KvStateMachine, check_writes, version_bytes};
 use crate::clock::Timestamp;
 use crate::command::{Reply, Writes};
 use crate::error::Result;
@@ -135,7 +135,7 @@ impl KvStateMachine {
         if user_keys.iter().any(|key| !ctx.bounds.contains(key)) {
             return Ok(Reply::WrongRange);
         }
-        let mut resolved = 0;
+        let (mut resolved, mut added) = (0, 0);
         for user_key in user_keys {
             let key = intent_key(&user_key);
             let Some(raw) = engine.get(&key)? else {
@@ -146,6 +146,7 @@ impl KvStateMachine {
                 continue;
             }
             if let Some(ts) = commit_ts {
+                added += version_bytes(&user_key, intent.value.as_deref());
                 batch.put(
                     mvcc::version_key(&user_key, ts),
                     mvcc::encode_value(intent.value.as_deref()),
@@ -159,8 +160,11 @@ impl KvStateMachine {
             if ts > state.last_commit {
                 state.last_commit = ts;
                 batch.put(keys::last_commit(ctx.range), ts.to_be_bytes());
-                self.ranges.insert(ctx.range, state);
             }
+            if added > 0 {
+                state.grow(ctx.range, added, batch);
+            }
+            self.ranges.insert(ctx.range, state);
         }
         Ok(Reply::Resolved(resolved))
     }

@@ -17,11 +17,12 @@
 //! Heartbeat:    4 | node_id u64 | expiration u64
 //! Setting:      5 | name field | value field
 //! Decommission: 6 | node_id u64
-//! Split:        7 | at field | new_range u64
+//! Split:        7 | at field | new_range u64 | left_bytes u64
 //! AllocateRangeId: 8
 //! Prepare:      9 | id u128 | primary field | read_ts | ts_hint | expiry | n u32 | n × (key, value?)
 //! EndTxn:      10 | id u128 | primary field | 0 (abort, at u64) or 1 (commit, commit_ts u64)
 //! Resolve:     11 | id u128 | 0 (abort) or 1 commit_ts | n u32 | n × key
+//! SetSpanConfig: 12 | start field | 0 or 1 end field | max_bytes u64
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
@@ -105,6 +106,8 @@ pub enum Command {
         at: Vec<u8>,
         /// Its id, allocated with [`Command::AllocateRangeId`].
         new_range: u64,
+        /// The proposer's count of the bytes the left-hand side keeps.
+        left_bytes: u64,
     },
     /// Hand out the next unused range id (first range only).
     AllocateRangeId,
@@ -136,6 +139,16 @@ pub enum Command {
         commit_ts: Option<Timestamp>,
         /// The proposer's wall clock.
         at: u64,
+    },
+    /// Set the span configuration of `[start, end)` (first range only; see
+    /// `span_config.rs`).
+    SetSpanConfig {
+        /// First key of the span.
+        start: Vec<u8>,
+        /// End of the span (`None`: unbounded).
+        end: Option<Vec<u8>>,
+        /// Split ranges holding more bytes than this.
+        max_bytes: u64,
     },
     /// Turn the transaction's intents on `keys` into versions at
     /// `commit_ts`, or remove them (`None`: aborted).
@@ -204,6 +217,7 @@ const ALLOCATE_RANGE_ID: u8 = 8;
 const PREPARE: u8 = 9;
 const END_TXN: u8 = 10;
 const RESOLVE: u8 = 11;
+const SET_SPAN_CONFIG: u8 = 12;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -373,10 +387,15 @@ impl Command {
                 out.push(DECOMMISSION);
                 out.extend_from_slice(&node_id.to_be_bytes());
             }
-            Command::Split { at, new_range } => {
+            Command::Split {
+                at,
+                new_range,
+                left_bytes,
+            } => {
                 out.push(SPLIT);
                 put_field(&mut out, at);
                 out.extend_from_slice(&new_range.to_be_bytes());
+                out.extend_from_slice(&left_bytes.to_be_bytes());
             }
             Command::AllocateRangeId => out.push(ALLOCATE_RANGE_ID),
             Command::Prepare {
@@ -404,6 +423,22 @@ impl Command {
                 out.extend_from_slice(&txn_id.to_be_bytes());
                 put_optional_ts(&mut out, *commit_ts);
                 out.extend_from_slice(&at.to_be_bytes());
+            }
+            Command::SetSpanConfig {
+                start,
+                end,
+                max_bytes,
+            } => {
+                out.push(SET_SPAN_CONFIG);
+                put_field(&mut out, start);
+                match end {
+                    None => out.push(0),
+                    Some(end) => {
+                        out.push(1);
+                        put_field(&mut out, end);
+                    }
+                }
+                out.extend_from_slice(&max_bytes.to_be_bytes());
             }
             Command::Resolve {
                 txn_id,
@@ -444,6 +479,15 @@ impl Command {
                 txn_id: r.u128()?,
                 commit_ts: r.optional_ts()?,
                 at: r.u64()?,
+            },
+            SET_SPAN_CONFIG => Command::SetSpanConfig {
+                start: r.field()?,
+                end: match r.u8()? {
+                    0 => None,
+                    1 => Some(r.field()?),
+                    _ => return Err(corrupt("bad end tag")),
+                },
+                max_bytes: r.u64()?,
             },
             RESOLVE => {
                 let txn_id = r.u128()?;
@@ -489,6 +533,7 @@ impl Command {
             SPLIT => Command::Split {
                 at: r.field()?,
                 new_range: r.u64()?,
+                left_bytes: r.u64()?,
             },
             ALLOCATE_RANGE_ID => Command::AllocateRangeId,
             _ => return Err(corrupt("unknown command")),
@@ -636,6 +681,7 @@ mod tests {
             Command::Split {
                 at: b"\x02k".to_vec(),
                 new_range: 9,
+                left_bytes: 1 << 20,
             },
             Command::AllocateRangeId,
             Command::Prepare {
@@ -660,6 +706,16 @@ mod tests {
                 txn_id: 8,
                 commit_ts: None,
                 keys: vec![b"k".to_vec()],
+            },
+            Command::SetSpanConfig {
+                start: b"a".to_vec(),
+                end: Some(b"b".to_vec()),
+                max_bytes: 1 << 20,
+            },
+            Command::SetSpanConfig {
+                start: Vec::new(),
+                end: None,
+                max_bytes: 7,
             },
         ];
         for command in commands {

@@ -4,6 +4,7 @@
 //! ```text
 //! 'l' <range u64 BE> 'h'              the range's last commit timestamp
 //! 'l' <range u64 BE> 'g'              the range's GC threshold
+//! 'l' <range u64 BE> 's'              the range's size in bytes
 //! 'l' <range u64 BE> 't' <id u128 BE> commit record (makes a retry idempotent)
 //! 'l' <range u64 BE> 'x' / 'p' …      transaction records, prepare markers
 //!                                     (`intents.rs`)
@@ -28,6 +29,7 @@ use crate::mvcc;
 const RANGE_LOCAL: u8 = b'l';
 const LAST_COMMIT: u8 = b'h';
 const GC_THRESHOLD: u8 = b'g';
+const SIZE: u8 = b's';
 const COMMIT_RECORD: u8 = b't';
 
 /// Prefix of the cluster state kept by the first range.
@@ -63,6 +65,12 @@ pub fn last_commit(range: RangeId) -> Vec<u8> {
 /// The key of `range`'s GC threshold: snapshots below it may miss versions.
 pub fn gc_threshold(range: RangeId) -> Vec<u8> {
     range_local(range, GC_THRESHOLD)
+}
+
+/// The key of `range`'s size: bytes of its versions (keys and values),
+/// kept by every commit, resolution, GC and split (`apply.rs`).
+pub fn size(range: RangeId) -> Vec<u8> {
+    range_local(range, SIZE)
 }
 
 /// The prefix of `range`'s commit records.

@@ -57,6 +57,7 @@ pub mod liveness;
 pub mod mvcc;
 pub mod registry;
 pub mod settings;
+pub mod span_config;
 mod split;
 mod status;
 mod store;

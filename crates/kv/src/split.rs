@@ -1,5 +1,6 @@
-//! Splitting a range at a key, on request; and deleting a span that may
-//! cross ranges.
+//! Splitting a range at a key — on request, or because the range grew past
+//! its span's `range_max_bytes` — and deleting a span that may cross
+//! ranges.
 //!
 //! [`Kv::split_at`] allocates a range id in the first range
 //! ([`Command::AllocateRangeId`]), then proposes [`Command::Split`] to the
@@ -13,6 +14,14 @@
 //! the call is idempotent; so is re-proposing the same split (the second
 //! copy is refused — the key is no longer inside the range — and then
 //! found to be a boundary).
+//!
+//! **By size.** Every range keeps the bytes of its versions (`apply.rs`).
+//! [`Kv::split_oversized`], run by each node's maintenance loop, splits
+//! every range the node leads that holds more than its span's
+//! `range_max_bytes` (`span_config.rs`) at the first row boundary past
+//! half its bytes, so both halves start below the limit. The command
+//! carries the proposer's count of the left half's bytes, from which every
+//! replica sets both sizes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,11 +30,86 @@ use shoal_replication::RangeId;
 
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result, printable_key};
+use crate::mvcc;
 use crate::store::Kv;
 
 impl Kv {
     /// Makes `key` the first key of a range; returns that range's id.
     pub fn split_at(&self, key: &[u8]) -> Result<RangeId> {
+        let (range, bounds) = self.route(key)?;
+        if bounds.start == key {
+            return Ok(range);
+        }
+        let left_bytes = self.span_bytes(&bounds.start, key)?;
+        self.split_with(key, left_bytes)
+    }
+
+    /// Splits every range this node leads that holds more bytes than its
+    /// span's `range_max_bytes` (module docs); returns the new ranges.
+    pub fn split_oversized(&self) -> Result<Vec<RangeId>> {
+        let me = self.raft.node_id();
+        let mut created = Vec::new();
+        for range in self.local_ranges() {
+            if self.raft.leader(range.range_id) != Some(me) {
+                continue;
+            }
+            let bytes = self.published.bytes(range.range_id, self.engine.as_ref())?;
+            if bytes <= self.range_max_bytes(&range.start_key)? {
+                continue;
+            }
+            let end = range.end_key.as_deref();
+            if let Some((key, left_bytes)) = self.halfway(&range.start_key, end, bytes / 2)? {
+                tracing::info!(
+                    range = range.range_id,
+                    bytes,
+                    "splitting a range grown too big"
+                );
+                created.push(self.split_with(&key, left_bytes)?);
+            }
+        }
+        Ok(created)
+    }
+
+    /// The bytes of the versions of user keys in `[start, end)`, here.
+    fn span_bytes(&self, start: &[u8], end: &[u8]) -> Result<u64> {
+        let (lower, upper) = mvcc::version_span(start, Some(end));
+        let mut bytes = 0u64;
+        for pair in self.engine.scan(&lower, Some(&upper)) {
+            let (key, value) = pair?;
+            bytes += (key.len() + value.len()) as u64;
+        }
+        Ok(bytes)
+    }
+
+    /// The first user key after `start` at which the versions before it
+    /// take at least `half` bytes, with that count; `None` if no key
+    /// qualifies (one huge row).
+    fn halfway(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        half: u64,
+    ) -> Result<Option<(Vec<u8>, u64)>> {
+        let (lower, upper) = mvcc::version_span(start, end);
+        let mut bytes = 0u64;
+        let mut current: Option<Vec<u8>> = None;
+        for pair in self.engine.scan(&lower, Some(&upper)) {
+            let (key, value) = pair?;
+            let (user_key, _) = mvcc::decode_version_key(&key)?;
+            if current.as_deref() != Some(user_key.as_slice()) {
+                if bytes >= half && user_key.as_slice() > start {
+                    return Ok(Some((user_key, bytes)));
+                }
+                current = Some(user_key);
+            }
+            bytes += (key.len() + value.len()) as u64;
+        }
+        Ok(None)
+    }
+
+    /// Splits the range holding `key` at it; the left side keeps
+    /// `left_bytes` of the range's size.
+    fn split_with(&self, key: &[u8], left_bytes: u64) -> Result<RangeId> {
         let deadline = Instant::now() + self.timeout;
         let (range, bounds) = self.route(key)?;
         if bounds.start == key {
@@ -38,6 +122,7 @@ impl Kv {
         let command = Command::Split {
             at: key.to_vec(),
             new_range,
+            left_bytes,
         };
         // Safe to repeat: a second copy is refused and changes nothing.
         match self.propose_until(range, &command, deadline)? {

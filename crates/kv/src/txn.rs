@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use shoal_replication::RangeId;
+use shoal_replication::{RangeBounds, RangeId};
 
 use crate::clock::Timestamp;
 use crate::error::{KvError, Result};
@@ -85,6 +85,23 @@ impl Txn {
                 finished: false,
             }),
             synced: Mutex::new(HashMap::from([(first, read_ts)])),
+        }
+    }
+
+    /// The range holding `key` — joined to the snapshot — its bounds and
+    /// uncertainty limit. The route is checked again after joining: if the
+    /// range split meanwhile (the barrier waited for the split to apply
+    /// here), the key's new range is joined instead, whose leader knows
+    /// this transaction's timestamp only once it registers it.
+    fn synced_route(&self, key: &[u8]) -> Result<(RangeId, RangeBounds, Timestamp)> {
+        let mut routed = self.kv.route(key)?;
+        loop {
+            let limit = self.sync(routed.0)?;
+            let now = self.kv.route(key)?;
+            if now == routed {
+                return Ok((routed.0, routed.1, limit));
+            }
+            routed = now;
         }
     }
 
@@ -161,8 +178,7 @@ impl Txn {
                 return Ok(own.clone());
             }
         }
-        let (range, _) = self.kv.route(key)?;
-        let limit = self.sync(range)?;
+        let (range, _, limit) = self.synced_route(key)?;
         let mut end = key.to_vec();
         end.push(0);
         self.settle_intents(key, Some(&end), limit)?;
@@ -186,12 +202,11 @@ impl Txn {
         let mut from = start.to_vec();
         // One range at a time, in key order.
         while out.len() < limit && end.is_none_or(|e| from.as_slice() < e) {
-            let (range, bounds) = self.kv.route(&from)?;
+            let (range, bounds, uncertainty) = self.synced_route(&from)?;
             let piece_end = match (bounds.end.as_deref(), end) {
                 (Some(b), Some(e)) => Some(b.min(e)),
                 (b, e) => b.or(e),
             };
-            let uncertainty = self.sync(range)?;
             let piece = self.observe_uncertainty(self.scan_range(
                 &from,
                 piece_end,

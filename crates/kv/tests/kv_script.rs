@@ -239,12 +239,15 @@ impl Harness {
                     format!("{}@{ts} = {value}", printable_key(&user_key))
                 }
                 _ if key == keys::last_commit(FIRST_RANGE)
-                    || key == keys::gc_threshold(FIRST_RANGE) =>
+                    || key == keys::gc_threshold(FIRST_RANGE)
+                    || key == keys::size(FIRST_RANGE) =>
                 {
                     let name = if key == keys::last_commit(FIRST_RANGE) {
                         "last_commit"
-                    } else {
+                    } else if key == keys::gc_threshold(FIRST_RANGE) {
                         "gc_threshold"
+                    } else {
+                        "bytes"
                     };
                     format!(
                         "range {FIRST_RANGE} {name} = {}",

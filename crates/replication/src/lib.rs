@@ -141,6 +141,9 @@ pub struct SplitRequest {
     pub at: Vec<u8>,
     /// The right-hand range's id (unused anywhere).
     pub new_range: RangeId,
+    /// The proposer's estimate of the bytes the left-hand range keeps (for
+    /// the state machine's size accounting; replication ignores it).
+    pub left_bytes: u64,
 }
 
 /// What the apply side decided about a [`SplitRequest`] — identically on

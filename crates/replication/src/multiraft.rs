@@ -741,12 +741,19 @@ impl<S: StateMachine> MultiRaft<S> {
                     .iter()
                     .filter_map(|e| e.split.as_ref().filter(|s| s.created).map(|s| s.child))
                     .collect();
-                let leading = self.peers.get(&range).is_some_and(Peer::is_leader);
+                let now_plus_offset = self.now_plus_offset();
+                // A leader of the split range knows every read registered
+                // on the new range's keys so far: its floor carries over.
+                let floor = self
+                    .peers
+                    .get_mut(&range)
+                    .filter(|p| p.is_leader())
+                    .map(|p| p.leader_floor(now_plus_offset));
                 if let Some(peer) = self.peers.get_mut(&range) {
                     peer.on_applied(applied_index, entries, &mut self.events);
                 }
                 for child in children {
-                    self.create_split_child(child, leading)?;
+                    self.create_split_child(child, floor)?;
                 }
                 self.events.extend(
                     reads
@@ -768,10 +775,12 @@ impl<S: StateMachine> MultiRaft<S> {
 
 impl<S: StateMachine> MultiRaft<S> {
     /// Opens the replica a split created here (replacing an uninitialized
-    /// one a message created first). The split range's leader campaigns at
-    /// once, so the new range has a leader within a round trip instead of
-    /// an election timeout.
-    fn create_split_child(&mut self, child: RangeId, campaign: bool) -> Result<()> {
+    /// one a message created first). The split range's leader (`floor`: its
+    /// timestamp floor) campaigns at once, so the new range has a leader
+    /// within a round trip instead of an election timeout — and if it wins
+    /// that first election, it keeps the floor instead of starting one in
+    /// the future (`peer.rs`, *Timestamp floors*).
+    fn create_split_child(&mut self, child: RangeId, floor: Option<u64>) -> Result<()> {
         let initialized = self
             .peers
             .get(&child)
@@ -781,8 +790,10 @@ impl<S: StateMachine> MultiRaft<S> {
         }
         self.create_peer(child)?;
         tracing::info!(node = self.node, range = child, "created range by split");
-        if campaign {
-            self.peer(child)?.raw.campaign()?;
+        if let Some(floor) = floor {
+            let peer = self.peer(child)?;
+            peer.inherit_floor(floor);
+            peer.raw.campaign()?;
         }
         Ok(())
     }

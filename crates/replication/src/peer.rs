@@ -137,6 +137,10 @@ pub(crate) struct Peer {
     max_read_ts: u64,
     /// The term whose leadership `max_read_ts` was initialized for.
     floor_term: u64,
+    /// A range created by a split on the node leading the split range:
+    /// that leader's floor, valid if this replica wins the range's first
+    /// election.
+    inherited_floor: Option<u64>,
     /// Read requests in flight, by context id. Once their read index is
     /// known they go to the apply side, which releases them.
     inflight_reads: BTreeMap<u64, Vec<Token>>,
@@ -167,6 +171,7 @@ impl Peer {
             waiting_reads: Vec::new(),
             max_read_ts: 0,
             floor_term: 0,
+            inherited_floor: None,
             inflight_reads: BTreeMap::new(),
             next_read_ctx: rand::random::<u64>() >> 1,
             reported_leader: None,
@@ -209,9 +214,23 @@ impl Peer {
         let term = self.raw.raft.term;
         if self.floor_term != term {
             self.floor_term = term;
-            self.max_read_ts = self.max_read_ts.max(now_plus_offset);
+            // In a split-off range's first term no other node can have
+            // led it, so every read of its keys was registered with the
+            // split range's leader — this node, whose floor it inherited.
+            let first_term = term == crate::peer_storage::INITIAL_TERM + 1;
+            let start = match self.inherited_floor.take() {
+                Some(floor) if first_term => floor,
+                _ => now_plus_offset,
+            };
+            self.max_read_ts = self.max_read_ts.max(start);
         }
         self.max_read_ts.saturating_add(1)
+    }
+
+    /// Starts a split-off range's floor from the split range leader's (see
+    /// `leader_floor`).
+    pub(crate) fn inherit_floor(&mut self, floor: u64) {
+        self.inherited_floor = Some(floor);
     }
 
     /// As leader: registers a read at `read_ts`; returns the index the

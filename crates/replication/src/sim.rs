@@ -56,6 +56,7 @@ impl StateMachine for Registers {
         Some(SplitRequest {
             at: at.as_bytes().to_vec(),
             new_range: new_range.parse().ok()?,
+            left_bytes: 0,
         })
     }
 

@@ -208,6 +208,10 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
                     .filter_map(|range| driver.range_view(range).map(|view| (range, view)))
                     .collect::<Vec<_>>()
             })?;
+            // Ranges grown past their span's range_max_bytes split in two.
+            if let Err(e) = kv.split_oversized() {
+                tracing::debug!(error = %e, "size-based split failed");
+            }
             if views.is_empty() {
                 return Ok(());
             }

@@ -17,8 +17,9 @@
 //!
 //! `shoal_internal.ranges` and `SHOW RANGES` have the columns `range_id`,
 //! `start_key`, `end_key`, `replicas`, `lease_holder`, `range_size_bytes`.
-//! Keys are shown escaped (`\xNN` for non-printable bytes), the ends of the
-//! key space as `/Min` and `/Max`; `replicas` is the node ids as a
+//! Keys are shown as `/Table/<id>/<index>/<key values>` (`/Catalog/…` for
+//! the catalog, escaped bytes otherwise), the ends of the key space as
+//! `/Min` and `/Max`; `replicas` is the node ids as a
 //! PostgreSQL array literal (`{1,2,3}`, as text: array types come with the
 //! compatibility work); the size counts every stored version of the range's
 //! keys on this node.
@@ -153,7 +154,7 @@ pub fn ranges_batch(kv: &Kv, span: Option<(&[u8], &[u8])>) -> Result<RecordBatch
         if k.is_empty() {
             edge.to_string()
         } else {
-            shoal_kv::error::printable_key(k)
+            crate::row::pretty_key(k)
         }
     };
     let columns: Vec<ArrayRef> = vec![

@@ -6,12 +6,16 @@
 //! rather than accepted and ignored: a constraint that silently does nothing
 //! would let bad data in.
 //!
+//! A new table gets its own range once its transaction commits: its key
+//! span is split off ([`AfterCommit::SplitOff`]; splits are not
+//! transactional, so they wait for the commit).
+//!
 //! Dropping a table deletes its descriptor in the statement's transaction;
 //! from then on nothing can reach its rows (table ids are never reused).
 //! Once that transaction commits, the rows are deleted range by range in
-//! transactions of their own ([`purge_dropped`]) — a table may span many
-//! ranges, and a transaction may write to one. If the node stops before
-//! that ends, the rest stays, unreachable.
+//! transactions of their own ([`AfterCommit::Purge`]), so dropping a big
+//! table never builds one big transaction. If the node stops before that
+//! ends, the rest stays, unreachable.
 
 use std::collections::HashSet;
 
@@ -27,11 +31,16 @@ use crate::descriptor::{ColumnDescriptor, ROWID_COLUMN, TableDescriptor};
 use crate::error::{Result, SqlError};
 use crate::names;
 use crate::providers::PUBLIC_SCHEMA;
-use crate::row::{index_prefix, prefix_end};
+use crate::row::{index_prefix, prefix_end, table_prefix};
 use crate::session::Output;
 use crate::types::SqlType;
 
-pub fn create_table(txn: &Txn, database: &str, create: &ast::CreateTable) -> Result<Output> {
+pub fn create_table(
+    txn: &Txn,
+    database: &str,
+    create: &ast::CreateTable,
+    after_commit: &mut Vec<AfterCommit>,
+) -> Result<Output> {
     if create.query.is_some() {
         return Err(SqlError::NotSupported("CREATE TABLE … AS".into()));
     }
@@ -164,6 +173,7 @@ pub fn create_table(txn: &Txn, database: &str, create: &ast::CreateTable) -> Res
         version: 1,
     };
     catalog::put_table(txn, &desc)?;
+    after_commit.push(AfterCommit::SplitOff(desc.id));
     Ok(Output::command("CREATE TABLE"))
 }
 
@@ -180,7 +190,7 @@ pub fn drop(
     if_exists: bool,
     names_list: &[ObjectName],
     _cascade: bool,
-    dropped: &mut Vec<u32>,
+    after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Output> {
     if object_type != ObjectType::Table {
         return Err(SqlError::NotSupported(format!("DROP {object_type}")));
@@ -196,22 +206,41 @@ pub fn drop(
     }
     for desc in found {
         catalog::delete_table(txn, &desc)?;
-        dropped.push(desc.id);
+        after_commit.push(AfterCommit::Purge(desc.id));
     }
     Ok(Output::command("DROP TABLE"))
 }
 
-/// Deletes the rows of tables whose drop committed (module docs). A
-/// failure is logged, not returned: the drop itself has committed.
-pub fn purge_dropped(kv: &Arc<Kv>, tables: &[u32]) {
-    for &table_id in tables {
-        let start = index_prefix(table_id);
-        let end = prefix_end(&start);
-        match kv.purge_span(&start, &end, 1024) {
-            Ok(rows) => tracing::debug!(table_id, rows, "deleted the rows of a dropped table"),
-            Err(e) => {
-                tracing::warn!(table_id, error = %e, "could not delete all rows of a dropped table")
+/// What DDL leaves to do once its transaction has committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCommit {
+    /// Give the new table its own range.
+    SplitOff(u32),
+    /// Delete the rows of the dropped table.
+    Purge(u32),
+}
+
+/// Carries out what committed DDL left to do (module docs). A failure is
+/// logged, not returned: the DDL itself has committed, and a table without
+/// its own range, or an unreachable row left behind, changes no answer.
+pub fn after_commit(kv: &Arc<Kv>, actions: &[AfterCommit]) {
+    for &action in actions {
+        let result = match action {
+            AfterCommit::SplitOff(table_id) => {
+                let start = table_prefix(table_id);
+                let end = prefix_end(&start);
+                kv.split_at(&start)
+                    .and_then(|_| kv.split_at(&end))
+                    .map(|_| 0)
             }
+            AfterCommit::Purge(table_id) => {
+                let start = index_prefix(table_id);
+                kv.purge_span(&start, &prefix_end(&start), 1024)
+            }
+        };
+        match result {
+            Ok(rows) => tracing::debug!(?action, rows, "finished after commit"),
+            Err(e) => tracing::warn!(?action, error = %e, "could not finish after commit"),
         }
     }
 }

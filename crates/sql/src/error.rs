@@ -120,6 +120,11 @@ impl SqlError {
                     SqlError::NumericOutOfRange(m)
                 }
                 ArrowError::ArithmeticOverflow(m) => SqlError::NumericOutOfRange(m),
+                // A scan's error, passed through Arrow's record batch stream.
+                ArrowError::ExternalError(e) => match e.downcast::<DataFusionError>() {
+                    Ok(df) => SqlError::from_datafusion(*df),
+                    Err(e) => SqlError::from_datafusion(DataFusionError::External(e)),
+                },
                 other => SqlError::Internal(other.to_string()),
             },
             DataFusionError::NotImplemented(m) => SqlError::NotSupported(m),

@@ -53,6 +53,7 @@ pub mod single;
 pub mod split;
 pub mod types;
 pub mod vars;
+pub mod zone;
 
 pub use error::{Result, SqlError};
 pub use session::{Database, Output, Prepared, Session, TxnStatus};

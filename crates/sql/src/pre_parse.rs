@@ -1,8 +1,10 @@
 //! Statements the SQL parser does not know, rewritten before it sees them.
 //!
-//! `SET CLUSTER SETTING` (`cluster_settings.rs`) and `ALTER TABLE … SPLIT
-//! AT` (`split.rs`) are rewritten into statements the parser accepts,
-//! marked so that the session recognizes them. A query string may hold
+//! `SET CLUSTER SETTING` (`cluster_settings.rs`), `ALTER TABLE … SPLIT
+//! AT` (`split.rs`) and `ALTER TABLE … CONFIGURE ZONE` (`zone.rs`) are
+//! rewritten into statements the parser accepts, marked (a reserved,
+//! quoted name no user statement can mean) so that the session recognizes
+//! them. A query string may hold
 //! several statements, so the text is first cut at its top-level
 //! semicolons — with the parser's own tokenizer, so a semicolon inside a
 //! string, a quoted name or a comment does not cut — and each statement is
@@ -16,14 +18,10 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 /// `sql` with every statement the parser does not know rewritten.
 pub fn rewrite(sql: &str) -> Cow<'_, str> {
     let rewrite_one = |stmt: &str| -> Option<String> {
-        let once = crate::cluster_settings::rewrite_sql(stmt);
-        match crate::split::rewrite_sql(&once) {
-            Cow::Owned(s) => Some(s),
-            Cow::Borrowed(_) => match once {
-                Cow::Owned(s) => Some(s),
-                Cow::Borrowed(_) => None,
-            },
+        if let Cow::Owned(s) = crate::cluster_settings::rewrite_sql(stmt) {
+            return Some(s);
         }
+        crate::split::rewrite_sql(stmt).or_else(|| crate::zone::rewrite_sql(stmt))
     };
     // The common case, one statement: no tokenizing.
     if !sql.contains(';') {
@@ -54,6 +52,59 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
         .map(|(original, new)| new.unwrap_or(original))
         .collect();
     Cow::Owned(joined.join(";"))
+}
+
+/// For `ALTER TABLE <name> <words…> <rest>` (words matched without
+/// regard to case): the table name as written, and the rest.
+pub(crate) fn alter_table<'a>(sql: &'a str, words: &[&str]) -> Option<(&'a str, &'a str)> {
+    let mut rest = sql.trim_start();
+    for word in ["alter", "table"] {
+        rest = take_word(rest, word)?;
+    }
+    let (name, mut rest) = take_name(rest)?;
+    for word in words {
+        rest = take_word(rest, word)?;
+    }
+    Some((name, rest))
+}
+
+/// `text` after `word` (case-insensitive) and the whitespace after it.
+fn take_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let head = text.get(..word.len())?;
+    let rest = &text[word.len()..];
+    (head.eq_ignore_ascii_case(word) && rest.starts_with(char::is_whitespace))
+        .then(|| rest.trim_start())
+}
+
+/// A possibly qualified, possibly quoted table name at the start of `text`,
+/// and what follows it.
+fn take_name(text: &str) -> Option<(&str, &str)> {
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                return (i > 0).then(|| (&text[..i], text[i..].trim_start()));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `name` as an SQL string literal.
+pub(crate) fn quote_literal(name: &str) -> String {
+    format!("'{}'", name.replace('\'', "''"))
+}
+
+/// Parses a table name as written back into a name.
+pub(crate) fn parse_table_name(
+    table: &str,
+) -> crate::error::Result<datafusion::sql::sqlparser::ast::ObjectName> {
+    datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(table)
+        .and_then(|mut p| p.parse_object_name(false))
+        .map_err(|e| crate::error::SqlError::Syntax(format!("bad table name {table}: {e}")))
 }
 
 #[cfg(test)]

@@ -268,10 +268,73 @@ pub fn decode_row(desc: &TableDescriptor, key: &[u8], value: &[u8]) -> Result<Ve
     Ok(row)
 }
 
+/// A key as people read it: `/Table/<id>/<index>/<key values…>` for table
+/// keys (CockroachDB's notation), `/Catalog/…` for catalog keys, `/Min`
+/// for the empty key; bytes that do not decode are shown escaped.
+pub fn pretty_key(key: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let escaped = shoal_kv::error::printable_key;
+    let Some((&first, rest)) = key.split_first() else {
+        return "/Min".to_string();
+    };
+    match first {
+        CATALOG_PREFIX => format!("/Catalog/{}", escaped(rest)),
+        TABLE_PREFIX => {
+            let Some((id, mut rest)) = rest.split_first_chunk::<4>() else {
+                return escaped(key);
+            };
+            let mut out = format!("/Table/{}", u32::from_be_bytes(*id));
+            if let Some((&index, tail)) = rest.split_first() {
+                let _ = write!(out, "/{index}");
+                rest = tail;
+                while !rest.is_empty() {
+                    let before = rest;
+                    match keycode::decode_datum(&mut rest) {
+                        Ok(datum) => {
+                            let _ = write!(out, "/{}", pretty_datum(&datum));
+                        }
+                        Err(_) => {
+                            let _ = write!(out, "/{}", escaped(before));
+                            break;
+                        }
+                    }
+                }
+            }
+            out
+        }
+        _ => escaped(key),
+    }
+}
+
+fn pretty_datum(d: &KeyDatum) -> String {
+    match d {
+        KeyDatum::Null => "NULL".to_string(),
+        KeyDatum::Bool(b) => b.to_string(),
+        KeyDatum::Int(i) => i.to_string(),
+        KeyDatum::Float(f) => f.to_string(),
+        KeyDatum::Text(s) => format!("{s:?}"),
+        KeyDatum::Bytes(b) => shoal_kv::error::printable_key(b),
+        KeyDatum::Date(days) => format!("date {days}"),
+        KeyDatum::Timestamp(us) => format!("timestamp {us}"),
+        KeyDatum::Uuid(u) => uuid::Uuid::from_bytes(*u).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::descriptor::ColumnDescriptor;
+
+    #[test]
+    fn keys_print_as_table_index_and_values() {
+        let d = desc();
+        let key = encode_key_values(&d, &[Datum::Int(5), Datum::Text("x".into())]).unwrap();
+        assert_eq!(pretty_key(&key), "/Table/7/1/5/\"x\"");
+        assert_eq!(pretty_key(&table_prefix(7)), "/Table/7");
+        assert_eq!(pretty_key(&[]), "/Min");
+        assert_eq!(pretty_key(&[CATALOG_PREFIX, b'n']), "/Catalog/n");
+        assert_eq!(pretty_key(&[TABLE_PREFIX, 0]), "\\x02\\x00");
+    }
 
     fn desc() -> TableDescriptor {
         let col = |name: &str, ty: SqlType| ColumnDescriptor {

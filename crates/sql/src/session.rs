@@ -46,13 +46,28 @@ use crate::{ddl, dml};
 pub const DATABASES: &[&str] = &["shoal", "postgres"];
 
 /// The shared state of a node's SQL layer; sessions are opened from it.
+/// How many times a statement in a transaction of its own is run again
+/// after a serialization failure before the failure is reported.
+const IMPLICIT_RETRIES: u32 = 8;
+
 pub struct Database {
     kv: Arc<Kv>,
+    /// Statements run again after a serialization failure, since start.
+    retries: std::sync::atomic::AtomicU64,
 }
 
 impl Database {
     pub fn new(kv: Arc<Kv>) -> Arc<Database> {
-        Arc::new(Database { kv })
+        Arc::new(Database {
+            kv,
+            retries: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Statements in transactions of their own that were run again after a
+    /// serialization failure, since the node started.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn kv(&self) -> &Arc<Kv> {
@@ -102,7 +117,7 @@ impl Database {
             slot,
             state: TxnState::Idle,
             vars: Vars::default(),
-            dropped: Vec::new(),
+            after_commit: Vec::new(),
         })
     }
 }
@@ -191,9 +206,9 @@ pub struct Session {
     slot: TxnSlot,
     state: TxnState,
     vars: Vars,
-    /// Tables dropped by the open transaction: their rows are deleted once
-    /// it commits (`ddl.rs`).
-    dropped: Vec<u32>,
+    /// What the open transaction's DDL leaves to do once it commits
+    /// (`ddl.rs`).
+    after_commit: Vec<ddl::AfterCommit>,
 }
 
 impl Session {
@@ -257,6 +272,9 @@ impl Session {
                 let plan = self.plan(stmt).await?;
                 Prepared::new(param_types(&plan)?, Some(output_schema(&plan)))
             }
+            Statement::Update(update) if crate::zone::target(update).is_some() => {
+                Prepared::new(Vec::new(), None)
+            }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 let (types, oids) = dml::param_types(self, txn, stmt).await?;
                 let mut p = Prepared::new(types, None);
@@ -308,6 +326,14 @@ impl Session {
                 }
                 self.execute(stmt, params).await
             }
+            // Run again the general way, which retries it.
+            Err(SqlError::SerializationFailure(_)) if implicit => {
+                txn.rollback();
+                self.db
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.execute(stmt, params).await
+            }
             Err(e) => {
                 txn.rollback();
                 if !implicit {
@@ -345,27 +371,42 @@ impl Session {
         if matches!(self.state, TxnState::Failed) {
             return Err(SqlError::InFailedTransaction);
         }
-        let (txn, implicit) = self.statement_txn()?;
-        *self.slot.lock() = Some(txn.clone());
-        let result = self.dispatch(stmt, params, &txn).await;
-        *self.slot.lock() = None;
-        match (result, implicit) {
-            (Ok(out), true) => {
-                let committed = txn.commit();
-                self.after_end(committed.is_ok());
-                committed?;
-                Ok(out)
-            }
-            (Ok(out), false) => Ok(out),
-            (Err(e), true) => {
-                txn.rollback();
-                self.after_end(false);
-                Err(e)
-            }
-            (Err(e), false) => {
-                txn.rollback();
-                self.state = TxnState::Failed;
-                Err(e)
+        let mut attempt = 0;
+        loop {
+            let (txn, implicit) = self.statement_txn()?;
+            *self.slot.lock() = Some(txn.clone());
+            let result = self.dispatch(stmt, params.clone(), &txn).await;
+            *self.slot.lock() = None;
+            let result = match (result, implicit) {
+                (Ok(out), true) => {
+                    let committed = txn.commit().map_err(SqlError::from);
+                    self.after_end(committed.is_ok());
+                    committed.map(|_| out)
+                }
+                (Ok(out), false) => return Ok(out),
+                (Err(e), true) => {
+                    txn.rollback();
+                    self.after_end(false);
+                    Err(e)
+                }
+                (Err(e), false) => {
+                    txn.rollback();
+                    self.state = TxnState::Failed;
+                    return Err(e);
+                }
+            };
+            // A statement in a transaction of its own has shown the client
+            // nothing yet: a serialization failure is retried here, with a
+            // new snapshot, instead of being reported.
+            match result {
+                Err(SqlError::SerializationFailure(_)) if attempt < IMPLICIT_RETRIES => {
+                    attempt += 1;
+                    self.db
+                        .retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(std::time::Duration::from_millis(1 << attempt.min(6))).await;
+                }
+                other => return other,
             }
         }
     }
@@ -408,9 +449,16 @@ impl Session {
                 self.run_query(plan, params).await
             }
             Statement::Insert(insert) => dml::insert(self, txn, insert, params).await,
+            Statement::Update(update)
+                if let Some((table, settings)) = crate::zone::target(update) =>
+            {
+                crate::zone::configure(txn, &self.database, &table, settings)
+            }
             Statement::Update(update) => dml::update(self, txn, update, params).await,
             Statement::Delete(delete) => dml::delete(self, txn, delete, params).await,
-            Statement::CreateTable(create) => ddl::create_table(txn, &self.database, create),
+            Statement::CreateTable(create) => {
+                ddl::create_table(txn, &self.database, create, &mut self.after_commit)
+            }
             Statement::Drop {
                 object_type,
                 if_exists,
@@ -424,7 +472,7 @@ impl Session {
                 *if_exists,
                 names,
                 *cascade,
-                &mut self.dropped,
+                &mut self.after_commit,
             ),
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => {
@@ -536,12 +584,12 @@ impl Session {
         Output::Rollback
     }
 
-    /// What follows the end of a transaction: the rows of tables it
-    /// dropped are deleted if it committed (`ddl::purge_dropped`).
+    /// What follows the end of a transaction: if it committed, what its
+    /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
-        let dropped = std::mem::take(&mut self.dropped);
+        let actions = std::mem::take(&mut self.after_commit);
         if committed {
-            ddl::purge_dropped(&self.db.kv, &dropped);
+            ddl::after_commit(&self.db.kv, &actions);
         }
     }
 

@@ -19,7 +19,6 @@
 //! A split is not transactional (as in CockroachDB): it takes effect at
 //! once, whether or not the surrounding transaction commits.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,8 +27,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{self, Statement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use shoal_kv::Txn;
 
 use crate::catalog;
@@ -45,49 +42,13 @@ use crate::types::datum_from_array;
 const MARKER: &str = "shoal.split_at";
 
 /// Rewrites a leading `ALTER TABLE name SPLIT AT` so that the parser
-/// accepts it (module docs); any other text is returned as it is.
-pub fn rewrite_sql(sql: &str) -> Cow<'_, str> {
-    let mut rest = sql.trim_start();
-    for word in ["alter", "table"] {
-        match take_word(rest, word) {
-            Some(r) => rest = r,
-            None => return Cow::Borrowed(sql),
-        }
-    }
-    let Some((name, after)) = take_name(rest) else {
-        return Cow::Borrowed(sql);
-    };
-    let Some(after) = take_word(after, "split").and_then(|r| take_word(r, "at")) else {
-        return Cow::Borrowed(sql);
-    };
-    let name = name.replace('\'', "''");
-    Cow::Owned(format!(
-        "WITH \"{MARKER}\" AS (SELECT '{name}' AS t) {after}"
+/// accepts it (module docs); `None` for any other text.
+pub fn rewrite_sql(sql: &str) -> Option<String> {
+    let (name, points) = crate::pre_parse::alter_table(sql, &["split", "at"])?;
+    Some(format!(
+        "WITH \"{MARKER}\" AS (SELECT {} AS t) {points}",
+        crate::pre_parse::quote_literal(name)
     ))
-}
-
-/// `text` after `word` (case-insensitive) and the whitespace after it.
-fn take_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
-    let head = text.get(..word.len())?;
-    let rest = &text[word.len()..];
-    (head.eq_ignore_ascii_case(word) && rest.starts_with(char::is_whitespace))
-        .then(|| rest.trim_start())
-}
-
-/// A possibly qualified, possibly quoted table name at the start of `text`,
-/// and what follows it.
-fn take_name(text: &str) -> Option<(&str, &str)> {
-    let mut quoted = false;
-    for (i, c) in text.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                return (i > 0).then(|| (&text[..i], text[i..].trim_start()));
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// The table name and split-point query of a rewritten split.
@@ -132,10 +93,7 @@ pub async fn split_at(
     points: ast::Query,
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
-    let name = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(table)
-        .and_then(|mut p| p.parse_object_name(false))
-        .map_err(|e| SqlError::Syntax(format!("bad table name {table}: {e}")))?;
+    let name = crate::pre_parse::parse_table_name(table)?;
     let table = names::table_name(&name, session.database())?;
     let desc = catalog::table_by_name(txn, session.database(), PUBLIC_SCHEMA, &table)?
         .ok_or(SqlError::UndefinedTable(table.clone()))?;
@@ -167,7 +125,7 @@ pub async fn split_at(
             let key = row::encode_key_values(&desc, &values)?;
             let range = kv.split_at(&key)?;
             ranges.push(i64::try_from(range).unwrap_or(i64::MAX));
-            keys.push(shoal_kv::error::printable_key(&key));
+            keys.push(row::pretty_key(&key));
         }
     }
     let columns: Vec<ArrayRef> = vec![
@@ -184,6 +142,9 @@ pub async fn split_at(
 
 #[cfg(test)]
 mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
     use super::*;
 
     fn parse(sql: &str) -> ast::Query {
@@ -199,11 +160,11 @@ mod tests {
 
     #[test]
     fn alter_table_split_at_becomes_a_marked_query() {
-        let sql = rewrite_sql("  alter TABLE \"My T\"  SPLIT at VALUES (10), (20)");
+        let sql = rewrite_sql("  alter TABLE \"My T\"  SPLIT at VALUES (10), (20)").unwrap();
         let (table, body) = target(&parse(&sql)).unwrap();
         assert_eq!(table, "\"My T\"");
         assert_eq!(body.to_string(), "VALUES (10), (20)");
-        let sql = rewrite_sql("ALTER TABLE public.kv SPLIT AT SELECT 'o''k'");
+        let sql = rewrite_sql("ALTER TABLE public.kv SPLIT AT SELECT 'o''k'").unwrap();
         let (table, body) = target(&parse(&sql)).unwrap();
         assert_eq!(table, "public.kv");
         assert_eq!(body.to_string(), "SELECT 'o''k'");
@@ -212,7 +173,7 @@ mod tests {
             "SELECT 'ALTER TABLE t SPLIT AT VALUES (1)'",
             "ALTER TABLE",
         ] {
-            assert_eq!(rewrite_sql(other), other);
+            assert_eq!(rewrite_sql(other), None);
         }
         assert!(target(&parse("WITH x AS (SELECT 't' AS t) VALUES (1)")).is_none());
     }
