@@ -68,6 +68,7 @@ pub use clock::{ManualClock, SystemClock, Timestamp, WallClock};
 pub use distributed::DEFAULT_TXN_TTL;
 pub use error::{KvError, Result};
 pub use gc::GcStats;
+pub use shoal_placement::RangeDescriptor;
 pub use status::{NodeStatus, RangeStatus};
 pub use store::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_TICK, FIRST_RANGE, Kv, SINGLE_NODE_ID};
 pub use txn::Txn;

@@ -19,6 +19,10 @@
 //! raft-rs's cycle is tick → step → ready → persist → send → apply →
 //! advance. Here the *persist* step is shared by every replica with work:
 //!
+//! A round looks only at the replicas that got input since the last one (a
+//! message, a proposal, a read, a tick, an apply report): with many idle
+//! ranges, a request costs the same as with one.
+//!
 //! 1. For each replica with a `Ready`: send the messages that may leave
 //!    before persistence (a leader's appends — the leader's own disk write
 //!    proceeds in parallel with its followers'); install a snapshot if one
@@ -51,7 +55,7 @@
 //! the apply side reported written, so that engine write precedes the
 //! compaction's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use raft::prelude::{ConfChangeV2, ConfState, MessageType};
@@ -144,6 +148,9 @@ pub struct MultiRaft<S: StateMachine> {
     apply_queue: Vec<ApplyTask>,
     outbox: BTreeMap<NodeId, Vec<RaftEnvelope>>,
     events: Vec<Event>,
+    /// Replicas that got input since the last round: the only ones a round
+    /// looks at, so an idle range costs nothing but its tick.
+    dirty: BTreeSet<RangeId>,
     ticks: u64,
     stats: RaftStats,
     clock: Arc<dyn WallClock>,
@@ -201,6 +208,7 @@ impl<S: StateMachine> MultiRaft<S> {
             apply_queue: Vec::new(),
             outbox: BTreeMap::new(),
             events: Vec::new(),
+            dirty: BTreeSet::new(),
             ticks: 0,
             stats: RaftStats::default(),
             clock: Arc::new(SystemClock),
@@ -239,6 +247,7 @@ impl<S: StateMachine> MultiRaft<S> {
         let raw = RawNode::new(&config, storage, &raft_logger(self.node, range))?;
         tracing::debug!(node = self.node, range, applied, "opened replica");
         self.peers.insert(range, Peer::new(raw));
+        self.dirty.insert(range);
         Ok(())
     }
 
@@ -291,10 +300,14 @@ impl<S: StateMachine> MultiRaft<S> {
         self.peers.keys().copied().collect()
     }
 
+    /// The replica of `range`, marked as having input this round.
     fn peer(&mut self, range: RangeId) -> Result<&mut Peer> {
-        self.peers
+        let peer = self
+            .peers
             .get_mut(&range)
-            .ok_or(ReplicationError::RangeNotFound(range))
+            .ok_or(ReplicationError::RangeNotFound(range))?;
+        self.dirty.insert(range);
+        Ok(peer)
     }
 
     /// Whether this node's replica leads `range`.
@@ -357,6 +370,7 @@ impl<S: StateMachine> MultiRaft<S> {
         self.ticks += 1;
         let ticks = self.ticks;
         let timeout = self.config.snapshot_timeout_ticks;
+        self.dirty.extend(self.peers.keys().copied());
         for peer in self.peers.values_mut() {
             peer.raw.tick();
             if peer
@@ -550,6 +564,7 @@ impl<S: StateMachine> MultiRaft<S> {
     pub fn report_unreachable(&mut self, range: RangeId, to: NodeId) {
         if let Some(peer) = self.peers.get_mut(&range) {
             peer.raw.report_unreachable(to);
+            self.dirty.insert(range);
         }
     }
 
@@ -592,7 +607,11 @@ impl<S: StateMachine> MultiRaft<S> {
         let mut sync = false;
         let mut readies = Vec::new();
         let now_plus_offset = self.now_plus_offset();
-        for (&range, peer) in self.peers.iter_mut() {
+        let active = std::mem::take(&mut self.dirty);
+        for &range in &active {
+            let Some(peer) = self.peers.get_mut(&range) else {
+                continue;
+            };
             peer.issue_reads(now_plus_offset);
             if !peer.raw.has_ready() {
                 continue;
@@ -685,7 +704,11 @@ impl<S: StateMachine> MultiRaft<S> {
         for output in outputs {
             self.on_apply_output(output)?;
         }
-        for (&range, peer) in self.peers.iter_mut() {
+        let looked_at: Vec<RangeId> = active.union(&self.dirty).copied().collect();
+        for range in looked_at {
+            let Some(peer) = self.peers.get_mut(&range) else {
+                continue;
+            };
             let leader = peer.leader();
             let term = peer.raw.raft.term;
             if term != peer.reported_term {
@@ -711,6 +734,18 @@ impl<S: StateMachine> MultiRaft<S> {
         for output in outputs {
             self.on_apply_output(output)?;
         }
+        // Work left over (reads a new leader cannot answer yet, messages
+        // raised after the round's ready) keeps the replica in the next
+        // round.
+        for range in active {
+            if self
+                .peers
+                .get(&range)
+                .is_some_and(|p| p.raw.has_ready() || p.has_waiting_reads())
+            {
+                self.dirty.insert(range);
+            }
+        }
         Ok(())
     }
 
@@ -730,6 +765,12 @@ impl<S: StateMachine> MultiRaft<S> {
     /// changes to raft-rs, keeps generated snapshots. Reports about a
     /// replica this node no longer has are ignored.
     pub fn on_apply_output(&mut self, output: ApplyOutput) -> Result<()> {
+        let range = match &output {
+            ApplyOutput::Applied { range, .. } | ApplyOutput::Generated { range, .. } => *range,
+        };
+        if self.peers.contains_key(&range) {
+            self.dirty.insert(range);
+        }
         match output {
             ApplyOutput::Applied {
                 range,

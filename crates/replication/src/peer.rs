@@ -355,6 +355,11 @@ impl Peer {
         Ok(())
     }
 
+    /// Whether reads wait to be handed to raft-rs.
+    pub(crate) fn has_waiting_reads(&self) -> bool {
+        !self.waiting_reads.is_empty()
+    }
+
     /// Hands the waiting reads to raft-rs as one request, once the leader
     /// can answer it. A follower's request is forwarded to the leader, which
     /// answers with its read index; the follower then serves the read from

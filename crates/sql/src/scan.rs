@@ -14,6 +14,12 @@
 //!
 //! Rows are read in chunks of [`CHUNK_ROWS`] and turned into one Arrow batch
 //! per chunk, so memory stays bounded whatever the table's size.
+//!
+//! The spans are cut at range boundaries and each range's pieces become
+//! one DataFusion partition ([`by_range`]), so a scan over many ranges
+//! reads them in parallel. A scan with a `LIMIT` stays one partition, read
+//! in key order, so it stops after the first rows instead of starting on
+//! every range.
 
 use std::fmt;
 use std::sync::Arc;
@@ -123,23 +129,72 @@ impl TableProvider for TableScan {
         };
         let schema = self.desc.arrow_schema(&output);
         let spans = key_spans(&self.desc, &self.key_column_names(), filters)?;
-        let partition = Arc::new(KeyScan {
-            desc: self.desc.clone(),
-            txn: self.txn.clone(),
-            spans,
-            output,
-            schema: schema.clone(),
-            limit,
-        });
+        let groups = match limit {
+            Some(_) => vec![spans],
+            None => by_range(spans, &self.txn.kv().local_ranges()),
+        };
+        let partitions: Vec<Arc<dyn PartitionStream>> = groups
+            .into_iter()
+            .map(|spans| {
+                Arc::new(KeyScan {
+                    desc: self.desc.clone(),
+                    txn: self.txn.clone(),
+                    spans,
+                    output: output.clone(),
+                    schema: schema.clone(),
+                    limit,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
         Ok(Arc::new(StreamingTableExec::try_new(
             schema,
-            vec![partition],
+            partitions,
             None,
             Vec::new(),
             false,
             limit,
         )?))
     }
+}
+
+/// `spans` cut at the boundaries of `ranges` and grouped by range, in key
+/// order within each group: one group per range with something to read
+/// (at least one group, possibly empty).
+pub fn by_range(spans: Vec<Span>, ranges: &[shoal_kv::RangeDescriptor]) -> Vec<Vec<Span>> {
+    let mut groups: std::collections::BTreeMap<usize, Vec<Span>> = Default::default();
+    let owner = |key: &[u8]| {
+        ranges
+            .iter()
+            .position(|r| r.contains(key))
+            .unwrap_or(usize::MAX)
+    };
+    for span in spans {
+        match span {
+            Span::Point(key) => groups
+                .entry(owner(&key))
+                .or_default()
+                .push(Span::Point(key)),
+            Span::Range(start, end) => {
+                let mut from = start;
+                while from < end {
+                    let i = owner(&from);
+                    let piece_end = match ranges.get(i).and_then(|r| r.end_key.as_deref()) {
+                        Some(e) if e < end.as_slice() => e.to_vec(),
+                        _ => end.clone(),
+                    };
+                    groups
+                        .entry(i)
+                        .or_default()
+                        .push(Span::Range(from, piece_end.clone()));
+                    from = piece_end;
+                }
+            }
+        }
+    }
+    if groups.is_empty() {
+        return vec![Vec::new()];
+    }
+    groups.into_values().collect()
 }
 
 /// A half-open span of KV keys, or a single key.
@@ -487,6 +542,33 @@ mod tests {
     use datafusion::prelude::{col, lit};
 
     use super::*;
+
+    #[test]
+    fn spans_are_cut_and_grouped_by_range() {
+        let range = |id: u64, start: &[u8], end: Option<&[u8]>| shoal_kv::RangeDescriptor {
+            range_id: id,
+            start_key: start.to_vec(),
+            end_key: end.map(<[u8]>::to_vec),
+            generation: 1,
+        };
+        let ranges = [
+            range(1, b"", Some(b"d")),
+            range(2, b"d", Some(b"m")),
+            range(3, b"m", None),
+        ];
+        let r = |a: &[u8], b: &[u8]| Span::Range(a.to_vec(), b.to_vec());
+        let p = |a: &[u8]| Span::Point(a.to_vec());
+        let groups = by_range(vec![r(b"b", b"p"), p(b"e"), p(b"z")], &ranges);
+        assert_eq!(
+            groups,
+            [
+                vec![r(b"b", b"d")],
+                vec![r(b"d", b"m"), p(b"e")],
+                vec![r(b"m", b"p"), p(b"z")],
+            ]
+        );
+        assert_eq!(by_range(Vec::new(), &ranges), [Vec::<Span>::new()]);
+    }
     use crate::descriptor::ColumnDescriptor;
     use crate::types::SqlType;
 
