@@ -15,6 +15,11 @@
 //! | `replicas` int8 | ranges with a replica on it |
 //! | `leases` int8 | ranges it leads (serves reads and orders writes for) |
 //!
+//! `shoal_internal.node_metrics` has a row per counter of this node
+//! (`name`, `value`): `sql.statement_retries` (statements outside a block
+//! run again after a serialization failure), `kv.replicas` and
+//! `kv.leases` (ranges held and led here).
+//!
 //! `shoal_internal.ranges` and `SHOW RANGES` have the columns `range_id`,
 //! `start_key`, `end_key`, `replicas`, `lease_holder`, `range_size_bytes`.
 //! Keys are shown as `/Table/<id>/<index>/<key values>` (`/Catalog/…` for
@@ -41,16 +46,24 @@ use crate::error::{Result, SqlError};
 /// The schema holding the cluster views.
 pub const SHOAL_INTERNAL: &str = "shoal_internal";
 
-const TABLES: &[&str] = &["nodes", "ranges"];
+const TABLES: &[&str] = &["nodes", "ranges", "node_metrics"];
+
+/// Counters the SQL layer keeps for `shoal_internal.node_metrics`.
+#[derive(Debug, Default)]
+pub struct SqlMetrics {
+    /// Statements outside a block run again after a serialization failure.
+    pub statement_retries: std::sync::atomic::AtomicU64,
+}
 
 /// The `shoal_internal` schema.
 pub struct ClusterSchema {
     kv: Arc<Kv>,
+    metrics: Arc<SqlMetrics>,
 }
 
 impl ClusterSchema {
-    pub fn new(kv: Arc<Kv>) -> ClusterSchema {
-        ClusterSchema { kv }
+    pub fn new(kv: Arc<Kv>, metrics: Arc<SqlMetrics>) -> ClusterSchema {
+        ClusterSchema { kv, metrics }
     }
 }
 
@@ -70,6 +83,7 @@ impl SchemaProvider for ClusterSchema {
         let batch = match name {
             "nodes" => nodes_batch(&self.kv),
             "ranges" => ranges_batch(&self.kv, None),
+            "node_metrics" => metrics_batch(&self.kv, &self.metrics),
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -121,6 +135,38 @@ pub fn nodes_batch(kv: &Kv) -> Result<RecordBatch> {
             )),
             int(|n| n.replicas),
             int(|n| n.leases),
+        ],
+    )
+}
+
+/// The rows of `shoal_internal.node_metrics`.
+pub fn metrics_batch(kv: &Kv, metrics: &SqlMetrics) -> Result<RecordBatch> {
+    let ranges = kv.local_ranges();
+    let me = kv.raft().node_id();
+    let leases = ranges
+        .iter()
+        .filter(|r| kv.raft().leader(r.range_id) == Some(me))
+        .count();
+    let rows: [(&str, u64); 3] = [
+        (
+            "sql.statement_retries",
+            metrics
+                .statement_retries
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        ("kv.replicas", ranges.len() as u64),
+        ("kv.leases", leases as u64),
+    ];
+    batch(
+        vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, false),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| i64::try_from(r.1).unwrap_or(i64::MAX)),
+            )),
         ],
     )
 }

@@ -41,11 +41,16 @@ pub struct ShoalCatalog {
 }
 
 impl ShoalCatalog {
-    pub fn new(database: String, slot: TxnSlot, kv: Arc<Kv>) -> ShoalCatalog {
+    pub fn new(
+        database: String,
+        slot: TxnSlot,
+        kv: Arc<Kv>,
+        metrics: Arc<crate::cluster_views::SqlMetrics>,
+    ) -> ShoalCatalog {
         ShoalCatalog {
             pg_catalog: Arc::new(PgCatalogSchema::new(database.clone(), slot.clone())),
             public: Arc::new(ShoalSchema { database, slot }),
-            cluster: Arc::new(ClusterSchema::new(kv)),
+            cluster: Arc::new(ClusterSchema::new(kv, metrics)),
         }
     }
 }

@@ -52,22 +52,30 @@ const IMPLICIT_RETRIES: u32 = 8;
 
 pub struct Database {
     kv: Arc<Kv>,
-    /// Statements run again after a serialization failure, since start.
-    retries: std::sync::atomic::AtomicU64,
+    /// Counters shown in `shoal_internal.node_metrics`.
+    metrics: Arc<crate::cluster_views::SqlMetrics>,
 }
 
 impl Database {
     pub fn new(kv: Arc<Kv>) -> Arc<Database> {
         Arc::new(Database {
             kv,
-            retries: std::sync::atomic::AtomicU64::new(0),
+            metrics: Arc::default(),
         })
     }
 
     /// Statements in transactions of their own that were run again after a
     /// serialization failure, since the node started.
     pub fn retries(&self) -> u64 {
-        self.retries.load(std::sync::atomic::Ordering::Relaxed)
+        self.metrics
+            .statement_retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_retry(&self) {
+        self.metrics
+            .statement_retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn kv(&self) -> &Arc<Kv> {
@@ -104,6 +112,7 @@ impl Database {
                 database.to_string(),
                 slot.clone(),
                 self.kv.clone(),
+                self.metrics.clone(),
             )),
         );
         functions::register(&ctx, database, user);
@@ -329,9 +338,7 @@ impl Session {
             // Run again the general way, which retries it.
             Err(SqlError::SerializationFailure(_)) if implicit => {
                 txn.rollback();
-                self.db
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.db.count_retry();
                 self.execute(stmt, params).await
             }
             Err(e) => {
@@ -401,9 +408,7 @@ impl Session {
             match result {
                 Err(SqlError::SerializationFailure(_)) if attempt < IMPLICIT_RETRIES => {
                     attempt += 1;
-                    self.db
-                        .retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.db.count_retry();
                     tokio::time::sleep(std::time::Duration::from_millis(1 << attempt.min(6))).await;
                 }
                 other => return other,
