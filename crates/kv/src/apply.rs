@@ -429,26 +429,7 @@ impl StateMachine for KvStateMachine {
                 crate::span_config::put(&start, end.as_deref(), max_bytes, batch);
                 Ok(Reply::SettingStored)
             }
-            Command::Prepare {
-                txn_id,
-                primary_key,
-                read_ts,
-                ts_hint,
-                expiry,
-                writes,
-            } => self.prepare(
-                ctx,
-                crate::apply_txn::Prepare {
-                    txn_id,
-                    primary_key,
-                    read_ts,
-                    ts_hint,
-                    expiry,
-                },
-                writes,
-                engine,
-                batch,
-            ),
+            Command::Prepare(prepare) => self.prepare(ctx, prepare, engine, batch),
             Command::EndTxn {
                 txn_id,
                 commit_ts,

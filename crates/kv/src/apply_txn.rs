@@ -26,20 +26,11 @@ use shoal_storage::{Engine, StorageError, WriteBatch};
 
 use crate::apply::{KvStateMachine, check_writes, version_bytes};
 use crate::clock::Timestamp;
-use crate::command::{Reply, Writes};
+use crate::command::{Prepare, Reply};
 use crate::error::Result;
 use crate::intents::{Intent, TxnStatus, intent_key, prepared_key, record_key};
 use crate::keys;
 use crate::mvcc;
-
-/// The fixed fields of a [`Command::Prepare`](crate::command::Command::Prepare).
-pub(crate) struct Prepare {
-    pub(crate) txn_id: u128,
-    pub(crate) primary_key: Vec<u8>,
-    pub(crate) read_ts: Timestamp,
-    pub(crate) ts_hint: Timestamp,
-    pub(crate) expiry: u64,
-}
 
 fn stored_ts(raw: &[u8]) -> Result<Timestamp> {
     let raw: [u8; 8] = raw
@@ -53,10 +44,10 @@ impl KvStateMachine {
         &mut self,
         ctx: &EntryContext<'_>,
         p: Prepare,
-        writes: Writes,
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<Reply> {
+        let writes = p.writes;
         let range = ctx.range;
         let marker = prepared_key(range, p.txn_id);
         if let Some(raw) = engine.get(&marker)? {

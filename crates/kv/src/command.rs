@@ -111,24 +111,9 @@ pub enum Command {
     },
     /// Hand out the next unused range id (first range only).
     AllocateRangeId,
-    /// Phase one of a commit spanning ranges (`distributed.rs`): check
-    /// `writes` like a commit, then hold them as intents at a prepare
-    /// timestamp; in the range holding `primary_key`, also write the
-    /// transaction record, pending until `expiry` (wall µs).
-    Prepare {
-        /// The transaction.
-        txn_id: u128,
-        /// Its first written key: the record lives in its range.
-        primary_key: Vec<u8>,
-        /// The transaction's snapshot.
-        read_ts: Timestamp,
-        /// The proposer's clock reading.
-        ts_hint: Timestamp,
-        /// When the record may be presumed abandoned.
-        expiry: u64,
-        /// This range's writes.
-        writes: Writes,
-    },
+    /// Phase one of a commit spanning ranges (`distributed.rs`): check the
+    /// writes like a commit, then hold them as intents.
+    Prepare(Prepare),
     /// Decide a transaction, in its primary range: commit at `commit_ts`,
     /// or abort (`None`; `at` is the wall-clock time, for GC). The first
     /// decision stands; the reply is the record after the command.
@@ -160,6 +145,25 @@ pub enum Command {
         /// Keys it wrote in this range.
         keys: Vec<Vec<u8>>,
     },
+}
+
+/// A [`Command::Prepare`]: check `writes` like a commit, then hold them as
+/// intents at a prepare timestamp; in the range holding `primary_key`,
+/// also write the transaction record, pending until `expiry` (wall µs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepare {
+    /// The transaction.
+    pub txn_id: u128,
+    /// Its first written key: the record lives in its range.
+    pub primary_key: Vec<u8>,
+    /// The transaction's snapshot.
+    pub read_ts: Timestamp,
+    /// The proposer's clock reading.
+    pub ts_hint: Timestamp,
+    /// When the record may be presumed abandoned.
+    pub expiry: u64,
+    /// This range's writes.
+    pub writes: Writes,
 }
 
 /// What applying a [`Command`] produced.
@@ -398,14 +402,14 @@ impl Command {
                 out.extend_from_slice(&left_bytes.to_be_bytes());
             }
             Command::AllocateRangeId => out.push(ALLOCATE_RANGE_ID),
-            Command::Prepare {
+            Command::Prepare(Prepare {
                 txn_id,
                 primary_key,
                 read_ts,
                 ts_hint,
                 expiry,
                 writes,
-            } => {
+            }) => {
                 out.push(PREPARE);
                 out.extend_from_slice(&txn_id.to_be_bytes());
                 put_field(&mut out, primary_key);
@@ -467,14 +471,14 @@ impl Command {
                 ts_hint: r.u64()?,
                 writes: r.writes()?,
             },
-            PREPARE => Command::Prepare {
+            PREPARE => Command::Prepare(Prepare {
                 txn_id: r.u128()?,
                 primary_key: r.field()?,
                 read_ts: r.u64()?,
                 ts_hint: r.u64()?,
                 expiry: r.u64()?,
                 writes: r.writes()?,
-            },
+            }),
             END_TXN => Command::EndTxn {
                 txn_id: r.u128()?,
                 commit_ts: r.optional_ts()?,
@@ -684,14 +688,14 @@ mod tests {
                 left_bytes: 1 << 20,
             },
             Command::AllocateRangeId,
-            Command::Prepare {
+            Command::Prepare(Prepare {
                 txn_id: 3 << 70,
                 primary_key: b"p".to_vec(),
                 read_ts: 4,
                 ts_hint: 5,
                 expiry: 6,
                 writes: vec![(b"a".to_vec(), None), (b"b".to_vec(), Some(Vec::new()))],
-            },
+            }),
             Command::EndTxn {
                 txn_id: 8,
                 commit_ts: Some(9),

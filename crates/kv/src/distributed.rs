@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use shoal_replication::RangeId;
 
 use crate::clock::Timestamp;
-use crate::command::{Command, Reply};
+use crate::command::{Command, Prepare, Reply};
 use crate::commit::Groups;
 use crate::error::{KvError, Result, printable_key};
 use crate::intents::{Intent, TxnStatus, record_key};
@@ -88,14 +88,14 @@ impl Kv {
                     let primary_key = primary_key.clone();
                     scope.spawn(move || {
                         let keys = writes.iter().map(|(k, _)| k.clone()).collect();
-                        let command = Command::Prepare {
+                        let command = Command::Prepare(Prepare {
                             txn_id,
                             primary_key,
                             read_ts,
                             ts_hint: self.clock.next(),
                             expiry,
                             writes,
-                        };
+                        });
                         (range, keys, self.prepare_waiting(range, &command, deadline))
                     })
                 })
@@ -330,14 +330,14 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         for key in [b"b", b"x"] {
             let (range, _) = kv.route(key).unwrap();
-            let command = Command::Prepare {
+            let command = Command::Prepare(Prepare {
                 txn_id,
                 primary_key: b"b".to_vec(),
                 read_ts,
                 ts_hint: kv.clock.next(),
                 expiry: kv.clock.wall_now() + ttl.as_micros() as u64,
                 writes: vec![(key.to_vec(), Some(b"new".to_vec()))],
-            };
+            });
             let reply = kv.propose_until(range, &command, deadline).unwrap();
             assert!(matches!(reply, Reply::Prepared(_)), "{reply:?}");
         }
