@@ -111,7 +111,7 @@ impl Kv {
     /// `left_bytes` of the range's size.
     fn split_with(&self, key: &[u8], left_bytes: u64) -> Result<RangeId> {
         let deadline = Instant::now() + self.timeout;
-        let (range, bounds) = self.route(key)?;
+        let (mut range, bounds) = self.route(key)?;
         if bounds.start == key {
             return Ok(range);
         }
@@ -124,22 +124,31 @@ impl Kv {
             new_range,
             left_bytes,
         };
-        // Safe to repeat: a second copy is refused and changes nothing.
-        match self.propose_until(range, &command, deadline)? {
-            Reply::Split => {
-                tracing::info!(range, new_range, key = %printable_key(key), "split range");
-                Ok(new_range)
-            }
-            Reply::SplitRefused(reason) => match self.route(key)? {
+        loop {
+            // Safe to repeat: a second copy is refused and changes nothing.
+            let reason = match self.propose_until(range, &command, deadline)? {
+                Reply::Split => {
+                    tracing::info!(range, new_range, key = %printable_key(key), "split range");
+                    return Ok(new_range);
+                }
+                Reply::SplitRefused(reason) => reason,
+                other => return Err(other.unexpected("a split")),
+            };
+            match self.route(key)? {
                 // Split there meanwhile (a concurrent request, or our own
                 // first copy).
-                (range, bounds) if bounds.start == key => Ok(range),
-                _ => Err(KvError::InvalidSplit {
-                    key: printable_key(key),
-                    reason,
-                }),
-            },
-            other => Err(other.unexpected("a split")),
+                (now, bounds) if bounds.start == key => return Ok(now),
+                // Another split moved the key to another range: split that
+                // one (the refused command changed nothing, so its range id
+                // is still unused).
+                (now, _) if now != range && Instant::now() < deadline => range = now,
+                _ => {
+                    return Err(KvError::InvalidSplit {
+                        key: printable_key(key),
+                        reason,
+                    });
+                }
+            }
         }
     }
 }

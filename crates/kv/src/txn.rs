@@ -94,8 +94,10 @@ impl Txn {
     /// here), the key's new range is joined instead, whose leader knows
     /// this transaction's timestamp only once it registers it.
     fn synced_route(&self, key: &[u8]) -> Result<(RangeId, RangeBounds, Timestamp)> {
+        /// Splits of the key's range a read follows before giving up.
+        const MAX_REROUTES: usize = 16;
         let mut routed = self.kv.route(key)?;
-        loop {
+        for _ in 0..MAX_REROUTES {
             let limit = self.sync(routed.0)?;
             let now = self.kv.route(key)?;
             if now == routed {
@@ -103,6 +105,10 @@ impl Txn {
             }
             routed = now;
         }
+        Err(KvError::Unavailable(format!(
+            "the range holding key {} kept splitting; retry",
+            crate::error::printable_key(key)
+        )))
     }
 
     /// Joins `range` to the snapshot, once; returns its uncertainty limit.

@@ -121,3 +121,32 @@ fn split_ranges_serve_reads_and_atomic_writes_and_survive_restart() {
     let left: Vec<Vec<u8>> = scan_all(&kv).into_iter().map(|(k, _)| k).collect();
     assert_eq!(left, (b'a'..=b'j').map(|c| vec![c]).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_range_is_usable_the_moment_its_split_returns() {
+    // The apply thread publishes a new range's bounds as it applies the
+    // split; the Raft thread opens the replica a moment later. Requests in
+    // between wait for it instead of failing. Several threads at once make
+    // the moment likely to be met.
+    let kv = Kv::open(Arc::new(shoal_storage::MemoryEngine::new())).unwrap();
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let kv = kv.clone();
+            std::thread::spawn(move || {
+                for i in 0..25u32 {
+                    let key = format!("key{t}-{i:03}").into_bytes();
+                    kv.split_at(&key).unwrap();
+                    let txn = kv.begin().unwrap();
+                    assert_eq!(txn.get(&key).unwrap(), None);
+                    txn.put(key.clone(), b"v".to_vec()).unwrap();
+                    txn.commit().unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(scan_all(&kv).len(), 100);
+    assert_eq!(kv.local_ranges().len(), 101);
+}

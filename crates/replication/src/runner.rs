@@ -554,6 +554,11 @@ impl<S: StateMachine> RaftHandle<S> {
                 }
                 // Nothing was proposed, or it certainly never ran.
                 Ok(Err(ReplicationError::NotLeader { .. } | ReplicationError::Dropped(_))) => {}
+                // A range a split just created: the apply thread has
+                // published its bounds, the Raft thread opens its replica
+                // when the split's report arrives. Nothing was proposed.
+                Ok(Err(ReplicationError::RangeNotFound(r)))
+                    if self.shared.bounds.read().contains_key(&r) => {}
                 // A read may be asked again whatever went wrong, unless
                 // this node has no replica to read.
                 Ok(Err(e))
