@@ -124,16 +124,11 @@ impl Kv {
                     records.push(key);
                 }
             }
-            for batch in [doomed, records] {
-                for chunk in batch.chunks(GC_BATCH) {
-                    let removed = self.propose_gc(range, threshold, chunk.to_vec())?;
-                    if chunk
-                        .first()
-                        .is_some_and(|k| k.first() == Some(&mvcc::VERSION_PREFIX))
-                    {
-                        stats.versions_removed += removed;
-                    }
-                }
+            if !doomed.is_empty() {
+                stats.versions_removed += self.propose_gc(range, threshold, doomed)?;
+            }
+            for chunk in records.chunks(GC_BATCH) {
+                self.propose_gc(range, threshold, chunk.to_vec())?;
             }
             tracing::info!(
                 range,

@@ -28,7 +28,8 @@
 //!   changes alike.
 //! * **Ranges** (`keys`, `store`, `split`): every key is routed to the
 //!   local replica whose bounds hold it; a split is a command in the
-//!   range's log; a commit writes to one range.
+//!   range's log; a commit writing to one range is one command, one
+//!   writing to several commits in two phases (`distributed`).
 //! * **Garbage collection** (`gc`): removes versions older than a retention
 //!   window, through the log, so every replica removes the same ones.
 //!
@@ -41,7 +42,8 @@
 //! node, having applied it, answers with the commit timestamp.
 //!
 //! Module reading order: `clock`, `keys`, `mvcc`, `command`, `apply`,
-//! `store`, `txn`, `commit`, `split`, `gc`.
+//! `store`, `txn`, `commit`, `intents`, `apply_txn`, `distributed`,
+//! `split`, `span_config`, `gc`.
 
 mod apply;
 mod apply_txn;

@@ -10,10 +10,12 @@
 //!   replicas comes with range descriptors in meta records.)
 //! * **Replication** — a [`RaftHandle`] to the node's Raft thread. Commits
 //!   and GC are proposed through it; reads start with its read barrier.
-//! * **The local replica** — the engine, read directly: every version at
-//!   or below the published `last_commit` is in it and never changes.
-//! * **The clock** — proposes commit timestamps (`clock.rs`); the state
-//!   machine makes them strictly increasing in log order.
+//! * **The local replicas** — the engine, read directly: once a range's
+//!   read barrier returns, every version of it at or below the read
+//!   timestamp is in it and never changes.
+//! * **The clock** — proposes commit timestamps (`clock.rs`) and read
+//!   timestamps; the state machine makes commit timestamps strictly
+//!   increasing in log order and above the leader's floor.
 //! * **The active set** — the read timestamps of live local transactions
 //!   (a multiset); GC proposed by this node never collects what they read.
 //!

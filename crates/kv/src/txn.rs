@@ -156,6 +156,20 @@ impl Txn {
         }
     }
 
+    /// [`Txn::settle_intents`] for one key: a point lookup, the read path's
+    /// common case.
+    fn settle_intent_at(&self, key: &[u8], limit: Timestamp) -> Result<()> {
+        let Some(raw) = self.kv.engine.get(&crate::intents::intent_key(key))? else {
+            return Ok(());
+        };
+        let intent = crate::intents::Intent::decode(&raw)?;
+        if intent.prepare_ts > limit {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + self.kv.timeout;
+        self.kv.resolve_intent(key, &intent, deadline)
+    }
+
     /// Notes an uncertain version's timestamp in the node's clock, so the
     /// transaction that retries reads above it.
     fn observe_uncertainty<T>(&self, result: Result<T>) -> Result<T> {
@@ -185,9 +199,7 @@ impl Txn {
             }
         }
         let (range, _, limit) = self.synced_route(key)?;
-        let mut end = key.to_vec();
-        end.push(0);
-        self.settle_intents(key, Some(&end), limit)?;
+        self.settle_intent_at(key, limit)?;
         let value = self.observe_uncertainty(mvcc::read_visible_within(
             self.kv.engine.as_ref(),
             key,
