@@ -12,7 +12,9 @@
 //! also gets `--join` with all the nodes' listen addresses, `shoal init` is sent to the
 //! first, and the file runs through the *last* node — usually a follower, so every
 //! statement exercises forwarding to the leader and follower read barriers.
-//! `Cluster::start` returns only once `SELECT 1` succeeds on the serving node, or fails
+//! `Cluster::start` returns only once `SELECT 1` succeeds on the serving node — and,
+//! in a cluster, once that node holds a replica (a node still joining serves through
+//! the others, but the files assert what a member sees) — or fails
 //! after a bounded wait (or as soon as a child exits) with the tail of its log, so a
 //! broken build shows why.
 //!
@@ -144,7 +146,7 @@ impl Cluster {
                     self.nodes[i].log_tail()
                 );
             }
-            if answers(&config).await {
+            if answers(&config).await && (self.nodes.len() == 1 || holds_replicas(&config).await) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -172,6 +174,25 @@ async fn answers(config: &str) -> bool {
     })
     .await;
     matches!(attempt, Ok(Ok(())))
+}
+
+/// Whether the node at `config` holds a replica of some range.
+async fn holds_replicas(config: &str) -> bool {
+    let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+        let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT value FROM shoal_internal.node_metrics WHERE name = 'kv.replicas'",
+                &[],
+            )
+            .await;
+        drop(client);
+        let _ = driver.await;
+        row.map(|r| r.get::<_, i64>(0))
+    })
+    .await;
+    matches!(attempt, Ok(Ok(n)) if n > 0)
 }
 
 struct Node {

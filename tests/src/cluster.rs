@@ -43,6 +43,22 @@ impl TestCluster {
         cluster
     }
 
+    /// Starts one more node joining through the existing ones, waits until
+    /// it serves SQL, and returns its index.
+    pub async fn add_node(&mut self) -> usize {
+        let mut node = TestNode::new();
+        node.join = self.nodes.iter().map(|n| n.listen_addr).collect();
+        node.extra_args = self
+            .nodes
+            .first()
+            .map(|n| n.extra_args.clone())
+            .unwrap_or_default();
+        node.spawn_process();
+        node.wait_sql().await;
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
     /// Runs `shoal init --host` against the first node (retrying while it
     /// is still starting) and returns its output.
     pub fn init(&self) -> std::process::Output {

@@ -429,6 +429,9 @@ impl StateMachine for KvStateMachine {
                 crate::span_config::put(&start, end.as_deref(), max_bytes, batch);
                 Ok(Reply::SettingStored)
             }
+            Command::SetDescriptor(record) => {
+                crate::directory::put(engine, &record, batch).map(|_| Reply::SettingStored)
+            }
             Command::Prepare(prepare) => self.prepare(ctx, prepare, engine, batch),
             Command::EndTxn {
                 txn_id,
@@ -492,6 +495,11 @@ impl StateMachine for KvStateMachine {
             Ok(None) => {}
             Err(e) => tracing::error!(range, error = %e, "unreadable snapshot data"),
         }
+    }
+
+    fn on_destroy(&mut self, range: RangeId) {
+        self.ranges.remove(&range);
+        self.published.ranges.write().remove(&range);
     }
 
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {

@@ -23,6 +23,7 @@
 //! EndTxn:      10 | id u128 | primary field | 0 (abort, at u64) or 1 (commit, commit_ts u64)
 //! Resolve:     11 | id u128 | 0 (abort) or 1 commit_ts | n u32 | n × key
 //! SetSpanConfig: 12 | start field | 0 or 1 end field | max_bytes u64
+//! SetDescriptor: 13 | range record (`directory.rs`)
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
@@ -37,6 +38,8 @@
 use shoal_replication::ReplicationError;
 
 use crate::clock::Timestamp;
+use crate::codec::{Reader, corrupt, put_field, put_optional_ts, put_writes};
+use crate::directory::RangeRecord;
 use crate::error::{KvError, Result};
 
 /// Writes of a transaction: key → new value, or `None` for a delete.
@@ -135,6 +138,9 @@ pub enum Command {
         /// Split ranges holding more bytes than this.
         max_bytes: u64,
     },
+    /// Store a range's descriptor in the directory, unless the stored one
+    /// is as new (first range only; see `directory.rs`).
+    SetDescriptor(RangeRecord),
     /// Turn the transaction's intents on `keys` into versions at
     /// `commit_ts`, or remove them (`None`: aborted).
     Resolve {
@@ -222,6 +228,7 @@ const PREPARE: u8 = 9;
 const END_TXN: u8 = 10;
 const RESOLVE: u8 = 11;
 const SET_SPAN_CONFIG: u8 = 12;
+const SET_DESCRIPTOR: u8 = 13;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -239,110 +246,6 @@ const PREPARED: u8 = 13;
 const INTENT_CONFLICT: u8 = 14;
 const TXN_ENDED: u8 = 15;
 const RESOLVED: u8 = 16;
-
-fn put_writes(out: &mut Vec<u8>, writes: &Writes) {
-    out.extend_from_slice(&(writes.len() as u32).to_be_bytes());
-    for (key, value) in writes {
-        put_field(out, key);
-        match value {
-            Some(v) => {
-                out.push(1);
-                put_field(out, v);
-            }
-            None => out.push(0),
-        }
-    }
-}
-
-fn put_optional_ts(out: &mut Vec<u8>, ts: Option<Timestamp>) {
-    match ts {
-        None => out.push(0),
-        Some(ts) => {
-            out.push(1);
-            out.extend_from_slice(&ts.to_be_bytes());
-        }
-    }
-}
-
-fn put_field(out: &mut Vec<u8>, field: &[u8]) {
-    // Keys and values are bounded far below 4 GiB by the SQL layer.
-    out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-    out.extend_from_slice(field);
-}
-
-fn corrupt(what: &str) -> KvError {
-    KvError::Replication(ReplicationError::Corrupt(format!("kv command: {what}")))
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Result<u8> {
-        let (&b, rest) = self.0.split_first().ok_or_else(|| corrupt("truncated"))?;
-        self.0 = rest;
-        Ok(b)
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        let (n, rest) = self
-            .0
-            .split_first_chunk::<4>()
-            .ok_or_else(|| corrupt("truncated"))?;
-        self.0 = rest;
-        Ok(u32::from_be_bytes(*n))
-    }
-
-    fn u64(&mut self) -> Result<u64> {
-        let (n, rest) = self
-            .0
-            .split_first_chunk::<8>()
-            .ok_or_else(|| corrupt("truncated"))?;
-        self.0 = rest;
-        Ok(u64::from_be_bytes(*n))
-    }
-
-    fn field(&mut self) -> Result<Vec<u8>> {
-        let len = self.u32()? as usize;
-        let field = self.0.get(..len).ok_or_else(|| corrupt("truncated"))?;
-        self.0 = &self.0[len..];
-        Ok(field.to_vec())
-    }
-
-    fn u128(&mut self) -> Result<u128> {
-        Ok((u128::from(self.u64()?) << 64) | u128::from(self.u64()?))
-    }
-
-    fn writes(&mut self) -> Result<Writes> {
-        let n = self.u32()? as usize;
-        let mut writes = Vec::with_capacity(n.min(1 << 16));
-        for _ in 0..n {
-            let key = self.field()?;
-            let value = match self.u8()? {
-                0 => None,
-                1 => Some(self.field()?),
-                _ => return Err(corrupt("bad value tag")),
-            };
-            writes.push((key, value));
-        }
-        Ok(writes)
-    }
-
-    fn optional_ts(&mut self) -> Result<Option<Timestamp>> {
-        match self.u8()? {
-            0 => Ok(None),
-            1 => Ok(Some(self.u64()?)),
-            _ => Err(corrupt("bad timestamp tag")),
-        }
-    }
-
-    fn finish(self) -> Result<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(corrupt("trailing bytes"))
-        }
-    }
-}
 
 impl Command {
     /// The command's wire form.
@@ -444,6 +347,10 @@ impl Command {
                 }
                 out.extend_from_slice(&max_bytes.to_be_bytes());
             }
+            Command::SetDescriptor(record) => {
+                out.push(SET_DESCRIPTOR);
+                out.extend_from_slice(&record.encode());
+            }
             Command::Resolve {
                 txn_id,
                 commit_ts,
@@ -493,6 +400,7 @@ impl Command {
                 },
                 max_bytes: r.u64()?,
             },
+            SET_DESCRIPTOR => Command::SetDescriptor(RangeRecord::read(&mut r)?),
             RESOLVE => {
                 let txn_id = r.u128()?;
                 let commit_ts = r.optional_ts()?;
@@ -721,6 +629,18 @@ mod tests {
                 end: None,
                 max_bytes: 7,
             },
+            Command::SetDescriptor(crate::directory::RangeRecord {
+                range: 3,
+                bounds: shoal_replication::RangeBounds {
+                    start: b"a".to_vec(),
+                    end: None,
+                },
+                generation: 2,
+                index: 9,
+                voters: vec![1, 2],
+                learners: Vec::new(),
+                leader: 1,
+            }),
         ];
         for command in commands {
             let bytes = command.encode();

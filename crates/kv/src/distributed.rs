@@ -243,12 +243,20 @@ impl Kv {
     /// The record of `intent`'s transaction, read linearizably from its
     /// primary range (`None`: the primary has not prepared).
     fn txn_status(&self, intent: &Intent) -> Result<Option<TxnStatus>> {
-        let (range, _) = self.route(&intent.primary_key)?;
-        self.raft.read_barrier(range, self.timeout)?;
-        self.engine
-            .get(&record_key(range, intent.txn_id))?
-            .map(|raw| TxnStatus::decode(&raw))
-            .transpose()
+        let raw = self.rerouting(|| {
+            let (range, _) = self.route(&intent.primary_key)?;
+            let key = record_key(range, intent.txn_id);
+            if !self.is_local(range) {
+                let request = crate::remote::Request::ReadRaw { range, key };
+                return match self.ask(&self.record_of(range)?, &request)? {
+                    crate::remote::Answer::Value(raw) => Ok(raw),
+                    other => Err(crate::store::unexpected_answer(&other)),
+                };
+            }
+            self.raft.read_barrier(range, self.timeout)?;
+            Ok(self.engine.get(&key)?)
+        })?;
+        raw.map(|raw| TxnStatus::decode(&raw)).transpose()
     }
 
     /// Waits until `intent`'s transaction is decided — aborting it if its

@@ -67,6 +67,19 @@ pub enum KvError {
         /// The version's timestamp.
         ts: u64,
     },
+    /// The node asked for a range holds no replica of it (any more): the
+    /// asking node reloads its directory and routes again (`remote.rs`).
+    /// Surfaces only if no node answered by the request deadline.
+    #[error("{0}")]
+    Misrouted(String),
+    /// Another node failed to serve a forwarded request.
+    #[error("node {node} failed: {message}")]
+    Remote {
+        /// The node asked.
+        node: u64,
+        /// Its error.
+        message: String,
+    },
     /// A split key that cannot split a range.
     #[error("cannot split at key {key}: {reason}")]
     InvalidSplit {
@@ -85,9 +98,7 @@ impl From<ReplicationError> for KvError {
             | ReplicationError::Dropped(_)
             | ReplicationError::Stopped => KvError::Unavailable(e.to_string()),
             ReplicationError::Ambiguous(_) => KvError::Ambiguous(e.to_string()),
-            ReplicationError::RangeNotFound(_) => KvError::Unavailable(format!(
-                "{e}: the node is still joining the cluster; retry shortly"
-            )),
+            ReplicationError::RangeNotFound(_) => KvError::Misrouted(e.to_string()),
             other => KvError::Replication(other),
         }
     }

@@ -40,6 +40,17 @@ impl Kv {
         if bounds.start == key {
             return Ok(range);
         }
+        if !self.is_local(range) {
+            // Split by a node holding the range: it measures the sides.
+            return self.rerouting(|| {
+                let (range, _) = self.route(key)?;
+                let request = crate::remote::Request::SplitAt { key: key.to_vec() };
+                match self.ask(&self.record_of(range)?, &request)? {
+                    crate::remote::Answer::Range(range) => Ok(range),
+                    other => Err(crate::store::unexpected_answer(&other)),
+                }
+            });
+        }
         let left_bytes = self.span_bytes(&bounds.start, key)?;
         self.split_with(key, left_bytes)
     }

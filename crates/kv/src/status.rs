@@ -3,11 +3,13 @@
 //! `SHOW RANGES`, the `shoal_internal.nodes` view and `shoal node status`
 //! print.
 //!
-//! Everything comes from this node's own state — its replica of the first
-//! range (registry, liveness records), its Raft thread's view of each range
-//! (membership, leader) and its engine (sizes) — so any node answers
-//! without asking others, and a node cut off from the quorum still answers,
-//! with its last knowledge (its own liveness then expires like anyone's).
+//! Ranges with a replica here are described by this node's own state — its
+//! Raft thread's view (membership, leader) and its size record; other
+//! ranges by the directory (`directory.rs`), their size asked of one of
+//! their replicas. Nodes are described by this node's replica of the first
+//! range (registry, liveness records), so a node cut off from the quorum
+//! still answers with its last knowledge (its own liveness then expires
+//! like anyone's).
 //!
 //! The *lease holder* of a range is its Raft leader: reads are served by
 //! the leader's read index and writes are ordered by it.
@@ -17,8 +19,10 @@ use std::time::Duration;
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result};
 use crate::liveness::{self, LIVENESS_TTL};
+use crate::remote::{Answer, Request};
 use crate::settings;
 use crate::store::Kv;
+use shoal_placement::RangeDescriptor;
 
 /// One range, as [`Kv::range_status`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +74,16 @@ impl NodeStatus {
     }
 }
 
+/// Whether two ranges share a key.
+fn overlaps(a: &RangeDescriptor, b: &RangeDescriptor) -> bool {
+    a.end_key
+        .as_deref()
+        .is_none_or(|e| b.start_key.as_slice() < e)
+        && b.end_key
+            .as_deref()
+            .is_none_or(|e| a.start_key.as_slice() < e)
+}
+
 impl Kv {
     /// Renews the liveness of `node` (this node, or one without a replica
     /// of the first range that asked it to; see `liveness.rs`); returns the
@@ -86,9 +100,23 @@ impl Kv {
         }
     }
 
-    /// Every range, in key order.
+    /// Every range, in key order: local replicas as this node sees them,
+    /// other ranges as the directory describes them (their size asked of
+    /// a replica). A directory record overlapping a newer description of
+    /// its keys is left out.
     pub fn range_status(&self) -> Result<Vec<RangeStatus>> {
-        let ranges = self.local_ranges();
+        let ranges = self.ranges();
+        let ranges: Vec<RangeDescriptor> = ranges
+            .iter()
+            .filter(|r| {
+                !ranges.iter().any(|other| {
+                    other.range_id != r.range_id
+                        && other.generation > r.generation
+                        && overlaps(other, r)
+                })
+            })
+            .cloned()
+            .collect();
         let ids: Vec<u64> = ranges.iter().map(|r| r.range_id).collect();
         let views = self.raft.inspect(move |driver| {
             ids.iter()
@@ -98,32 +126,57 @@ impl Kv {
         let mut out = Vec::with_capacity(ranges.len());
         for (descriptor, (conf_state, leader)) in ranges.into_iter().zip(views) {
             let range_id = descriptor.range_id;
-            let bounds = shoal_replication::RangeBounds {
-                start: descriptor.start_key,
-                end: descriptor.end_key,
+            // A replica a split just created has its state written before
+            // the Raft thread opens it: read the membership from there.
+            let conf_state = match conf_state {
+                None if self.is_local(range_id) => self.stored_conf_state(range_id)?,
+                known => known,
             };
-            let mut replicas: Vec<u64> = conf_state
-                .map(|cs| cs.voters.into_iter().chain(cs.learners).collect())
-                .unwrap_or_default();
+            let (mut replicas, lease_holder, size_bytes) = match conf_state {
+                Some(cs) if self.is_local(range_id) => (
+                    cs.voters
+                        .into_iter()
+                        .chain(cs.learners)
+                        .collect::<Vec<u64>>(),
+                    leader,
+                    self.published.bytes(range_id, self.engine.as_ref())?,
+                ),
+                _ => {
+                    let record = self.record_of(range_id)?;
+                    let size = match self.ask(&record, &Request::RangeSize { range: range_id })? {
+                        Answer::Size(n) => n,
+                        other => return Err(crate::store::unexpected_answer(&other)),
+                    };
+                    let leader = (record.leader != 0).then_some(record.leader);
+                    let replicas = record.voters.into_iter().chain(record.learners).collect();
+                    (replicas, leader, size)
+                }
+            };
             replicas.sort_unstable();
             replicas.dedup();
-            let mut size_bytes = 0u64;
-            for span in crate::keys::data_spans(range_id, &bounds) {
-                for pair in self.engine.scan(&span.start, Some(&span.end)) {
-                    let (key, value) = pair?;
-                    size_bytes += (key.len() + value.len()) as u64;
-                }
-            }
             out.push(RangeStatus {
                 range_id,
-                start_key: bounds.start,
-                end_key: bounds.end,
+                start_key: descriptor.start_key,
+                end_key: descriptor.end_key,
                 replicas,
-                lease_holder: leader,
+                lease_holder,
                 size_bytes,
             });
         }
         Ok(out)
+    }
+
+    /// The membership of the local replica of `range` as its stored apply
+    /// state has it.
+    fn stored_conf_state(&self, range: u64) -> Result<Option<shoal_replication::ConfState>> {
+        let raw = self.engine.get_cf(
+            shoal_storage::ColumnFamily::Raft,
+            &shoal_replication::keys::apply_state(range),
+        )?;
+        Ok(match raw {
+            Some(raw) => Some(shoal_replication::ApplyState::decode(&raw)?.conf_state),
+            None => None,
+        })
     }
 
     /// The nodes that may receive replicas (live, not decommissioning), and

@@ -4,10 +4,10 @@
 //! # State
 //!
 //! * **Routing** — the bounds of every replica on this node, published by
-//!   the apply thread ([`shoal_replication::apply::LocalBounds`]); every
-//!   key is routed to the local replica whose bounds contain it. (A node
-//!   serves keys of ranges it holds a replica of; routing to other nodes'
-//!   replicas comes with range descriptors in meta records.)
+//!   the apply thread ([`shoal_replication::apply::LocalBounds`]); a key
+//!   is routed to the local replica whose bounds contain it, else to the
+//!   range the directory cache names (`directory.rs`), whose replicas are
+//!   asked through the node's [`NodeRequests`] (`remote.rs`).
 //! * **Replication** — a [`RaftHandle`] to the node's Raft thread. Commits
 //!   and GC are proposed through it; reads start with its read barrier.
 //! * **The local replicas** — the engine, read directly: once a range's
@@ -55,13 +55,14 @@ use parking_lot::Mutex;
 use shoal_placement::RangeDescriptor;
 use shoal_replication::apply::LocalBounds;
 use shoal_replication::{
-    MultiRaft, NoTransport, RaftConfig, RaftHandle, RaftRunner, RangeBounds, RangeId,
+    MultiRaft, NoTransport, NodeRequests, RaftConfig, RaftHandle, RaftRunner, RangeBounds, RangeId,
 };
 use shoal_storage::Engine;
 
 use crate::apply::{KvStateMachine, Published};
 use crate::clock::{HybridClock, SystemClock, Timestamp, WallClock};
 use crate::command::{Command, Reply};
+use crate::directory::{Directory, RangeRecord};
 use crate::error::{KvError, Result};
 use crate::mvcc::VisibleScan;
 use crate::txn::Txn;
@@ -88,6 +89,10 @@ pub struct Kv {
     pub(crate) txn_ttl_micros: AtomicU64,
     /// Read timestamp → number of live transactions reading at it.
     pub(crate) active: Mutex<BTreeMap<Timestamp, usize>>,
+    /// Requests to other nodes (`None`: a node alone).
+    pub(crate) requests: Option<Arc<dyn NodeRequests>>,
+    /// The cached range directory.
+    pub(crate) directory: parking_lot::RwLock<Directory>,
 }
 
 impl std::fmt::Debug for Kv {
@@ -134,7 +139,7 @@ impl Kv {
         let mut driver = MultiRaft::open(SINGLE_NODE_ID, engine.clone(), config, machine)?;
         driver.set_clock(wall.clone());
         let raft = RaftRunner::spawn(driver, Arc::new(NoTransport), DEFAULT_TICK)?;
-        Ok(Self::build(engine, raft, published, wall, 0))
+        Ok(Self::build(engine, raft, published, wall, 0, None))
     }
 
     /// Whether `engine` holds a replica of the first range.
@@ -148,15 +153,17 @@ impl Kv {
     }
 
     /// A store over a running Raft thread whose state machine publishes
-    /// into `published` (see `KvStateMachine::open`).
+    /// into `published` (see `KvStateMachine::open`), asking other nodes
+    /// through `requests` for ranges it holds no replica of.
     pub fn new(
         engine: Arc<dyn Engine>,
         raft: RaftHandle<KvStateMachine>,
         published: Arc<Published>,
         wall: Arc<dyn WallClock>,
+        requests: Arc<dyn NodeRequests>,
     ) -> Arc<Kv> {
         let max_offset = RaftConfig::default().max_clock_offset_micros;
-        Self::build(engine, raft, published, wall, max_offset)
+        Self::build(engine, raft, published, wall, max_offset, Some(requests))
     }
 
     fn build(
@@ -165,6 +172,7 @@ impl Kv {
         published: Arc<Published>,
         wall: Arc<dyn WallClock>,
         max_offset: u64,
+        requests: Option<Arc<dyn NodeRequests>>,
     ) -> Arc<Kv> {
         let bounds = raft.local_bounds();
         let mut floor = 0;
@@ -185,6 +193,8 @@ impl Kv {
                 u64::try_from(crate::distributed::DEFAULT_TXN_TTL.as_micros()).unwrap_or(u64::MAX),
             ),
             active: Mutex::new(BTreeMap::new()),
+            requests,
+            directory: parking_lot::RwLock::new(Directory::default()),
         })
     }
 
@@ -197,6 +207,24 @@ impl Kv {
     /// acknowledged before the call is visible.
     pub fn begin(self: &Arc<Self>) -> Result<Arc<Txn>> {
         let wanted = self.clock.next();
+        if !self.is_local(FIRST_RANGE) {
+            // The same barrier, passed by a node holding the range.
+            let observed = self.rerouting(|| {
+                let record = self.record_of(FIRST_RANGE)?;
+                let request = crate::remote::Request::Sync {
+                    range: FIRST_RANGE,
+                    read_ts: wanted,
+                };
+                match self.ask(&record, &request)? {
+                    crate::remote::Answer::Synced(ts) => Ok(ts),
+                    other => Err(unexpected_answer(&other)),
+                }
+            })?;
+            let read_ts = wanted.max(observed);
+            self.clock.observe(read_ts);
+            self.register(read_ts);
+            return Ok(Arc::new(Txn::new(self.clone(), read_ts, None)));
+        }
         self.raft
             .read_barrier_at(FIRST_RANGE, wanted, self.timeout)?;
         let mut active = self.active.lock();
@@ -208,7 +236,20 @@ impl Kv {
         self.clock.observe(read_ts);
         *active.entry(read_ts).or_insert(0) += 1;
         drop(active);
-        Ok(Arc::new(Txn::new(self.clone(), read_ts, FIRST_RANGE)))
+        Ok(Arc::new(Txn::new(self.clone(), read_ts, Some(FIRST_RANGE))))
+    }
+
+    /// Registers a reader at `read_ts` in the active set (GC keeps what it
+    /// reads); [`Kv::unregister`] ends it.
+    pub(crate) fn register(&self, read_ts: Timestamp) {
+        *self.active.lock().entry(read_ts).or_insert(0) += 1;
+    }
+
+    /// A transaction reading at `read_ts` for another node (`remote.rs`):
+    /// registered, synced with nothing, to be rolled back after use.
+    pub(crate) fn reader(self: &Arc<Self>, read_ts: Timestamp) -> Txn {
+        self.register(read_ts);
+        Txn::new(self.clone(), read_ts, None).serving()
     }
 
     /// Joins `range` to the snapshot at `read_ts` (module docs): returns
@@ -238,6 +279,27 @@ impl Kv {
         command: &Command,
         deadline: Instant,
     ) -> Result<Reply> {
+        if !self.is_local(range) {
+            return self.rerouting(|| {
+                let record = self.record_of(range)?;
+                let request = crate::remote::Request::Propose {
+                    range,
+                    command: command.encode(),
+                };
+                match self.ask(&record, &request)? {
+                    crate::remote::Answer::Reply(reply) => {
+                        let reply = Reply::decode(&reply)?;
+                        if reply == Reply::WrongRange {
+                            // The range split since this node routed: the
+                            // caller routes again, with a fresh directory.
+                            self.reload_directory();
+                        }
+                        Ok(reply)
+                    }
+                    other => Err(unexpected_answer(&other)),
+                }
+            });
+        }
         let reply = self.raft.propose_idempotent(
             range,
             command.encode(),
@@ -303,19 +365,113 @@ impl Kv {
         }
     }
 
-    /// The local replica's range owning `user_key`, with its bounds.
+    /// The range owning `user_key`, with its bounds: a local replica's if
+    /// this node has one, else the directory's (module docs).
     pub(crate) fn route(&self, user_key: &[u8]) -> Result<(RangeId, RangeBounds)> {
+        if let Ok(local) = self.local_route(user_key) {
+            return Ok(local);
+        }
+        if let Some(found) = self.lookup(user_key) {
+            return Ok(found);
+        }
+        self.reload_directory();
+        self.lookup(user_key).ok_or_else(|| {
+            KvError::Misrouted(format!(
+                "no range is known to hold key {}",
+                crate::error::printable_key(user_key)
+            ))
+        })
+    }
+
+    fn lookup(&self, user_key: &[u8]) -> Option<(RangeId, RangeBounds)> {
+        self.directory
+            .read()
+            .lookup(user_key)
+            .map(|r| (r.range, r.bounds.clone()))
+    }
+
+    /// The local replica's range owning `user_key`, with its bounds.
+    pub(crate) fn local_route(&self, user_key: &[u8]) -> Result<(RangeId, RangeBounds)> {
         let bounds = self.bounds.read();
         bounds
             .iter()
             .find(|(_, (b, _))| b.contains(user_key))
             .map(|(&range, (b, _))| (range, b.clone()))
             .ok_or_else(|| {
-                KvError::Unavailable(format!(
-                    "no replica on this node holds key {}; retry on another node",
+                KvError::Misrouted(format!(
+                    "no replica on node {} holds key {}",
+                    self.raft.node_id(),
                     crate::error::printable_key(user_key)
                 ))
             })
+    }
+
+    /// Whether this node holds a replica of `range`.
+    pub(crate) fn is_local(&self, range: RangeId) -> bool {
+        self.bounds.read().contains_key(&range)
+    }
+
+    /// The directory's record of `range` (reloading it once if missing).
+    pub(crate) fn record_of(&self, range: RangeId) -> Result<RangeRecord> {
+        if let Some(record) = self.directory.read().get(range) {
+            return Ok(record.clone());
+        }
+        self.reload_directory();
+        self.directory
+            .read()
+            .get(range)
+            .cloned()
+            .ok_or_else(|| KvError::Misrouted(format!("range {range} is not in the directory")))
+    }
+
+    /// Reloads the directory cache — from the local replica of the first
+    /// range, or from a node holding one — unless it was reloaded within
+    /// [`RELOAD_INTERVAL`](crate::directory::RELOAD_INTERVAL).
+    pub(crate) fn reload_directory(&self) {
+        if !self.directory.read().reload_due() {
+            return;
+        }
+        let records = if self.is_local(FIRST_RANGE) {
+            crate::directory::records(self.engine.as_ref())
+        } else {
+            self.ask_directory()
+        };
+        match records {
+            Ok(records) => self.directory.write().load(records),
+            Err(e) => tracing::debug!(error = %e, "cannot load the range directory"),
+        }
+    }
+
+    /// The nodes this node can ask.
+    pub(crate) fn peers(&self) -> Vec<u64> {
+        self.requests.as_ref().map_or_else(Vec::new, |r| r.nodes())
+    }
+
+    /// Every range this node knows of — its replicas' and the directory's
+    /// — in key order. Records of one range from different times may
+    /// overlap (a split not yet described): a router takes the first
+    /// containing a key and stops at its end.
+    pub fn ranges(&self) -> Vec<RangeDescriptor> {
+        if self.directory.read().reload_due() {
+            self.reload_directory();
+        }
+        let mut ranges = self.local_ranges();
+        let local: std::collections::HashSet<RangeId> = ranges.iter().map(|r| r.range_id).collect();
+        ranges.extend(
+            self.directory
+                .read()
+                .records()
+                .iter()
+                .filter(|r| !local.contains(&r.range))
+                .map(|r| RangeDescriptor {
+                    range_id: r.range,
+                    start_key: r.bounds.start.clone(),
+                    end_key: r.bounds.end.clone(),
+                    generation: r.generation,
+                }),
+        );
+        ranges.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+        ranges
     }
 
     /// The descriptors of every local replica's range, in key order.
@@ -344,6 +500,14 @@ impl Kv {
         read_ts: Timestamp,
     ) -> VisibleScan<'a> {
         VisibleScan::new(self.engine.as_ref(), start, end, read_ts)
+    }
+}
+
+/// The error of an answer of the wrong kind from another node.
+pub(crate) fn unexpected_answer(answer: &crate::remote::Answer) -> KvError {
+    KvError::Remote {
+        node: 0,
+        message: format!("unexpected answer {answer:?}"),
     }
 }
 

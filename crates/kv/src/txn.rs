@@ -59,6 +59,29 @@ pub struct Txn {
     state: Mutex<TxnState>,
     /// Ranges joined to the snapshot → their uncertainty limit.
     synced: Mutex<HashMap<RangeId, Timestamp>>,
+    /// Reading for another node: local replicas only (`remote.rs`).
+    serving: bool,
+}
+
+/// Where a key is read (`Txn::locate`).
+enum Located {
+    Local {
+        range: RangeId,
+        bounds: RangeBounds,
+        limit: Timestamp,
+    },
+    Remote {
+        range: RangeId,
+        bounds: RangeBounds,
+    },
+}
+
+impl Located {
+    fn bounds(&self) -> &RangeBounds {
+        match self {
+            Located::Local { bounds, .. } | Located::Remote { bounds, .. } => bounds,
+        }
+    }
 }
 
 impl std::fmt::Debug for Txn {
@@ -74,9 +97,10 @@ impl std::fmt::Debug for Txn {
 
 impl Txn {
     /// Called by `Kv::begin`, which has already registered `read_ts` and
-    /// synced range `first` (with no uncertainty: the read timestamp is
-    /// at or above everything it had applied).
-    pub(crate) fn new(kv: Arc<Kv>, read_ts: Timestamp, first: RangeId) -> Self {
+    /// synced the local range `first`, if any (with no uncertainty: the
+    /// read timestamp is at or above everything it had applied). Without
+    /// one, the transaction reads for another node (`Kv::reader`).
+    pub(crate) fn new(kv: Arc<Kv>, read_ts: Timestamp, first: Option<RangeId>) -> Self {
         Self {
             kv,
             read_ts,
@@ -84,24 +108,46 @@ impl Txn {
                 writes: BTreeMap::new(),
                 finished: false,
             }),
-            synced: Mutex::new(HashMap::from([(first, read_ts)])),
+            synced: Mutex::new(first.map(|r| (r, read_ts)).into_iter().collect()),
+            serving: false,
         }
     }
 
-    /// The range holding `key` — joined to the snapshot — its bounds and
-    /// uncertainty limit. The route is checked again after joining: if the
-    /// range split meanwhile (the barrier waited for the split to apply
-    /// here), the key's new range is joined instead, whose leader knows
-    /// this transaction's timestamp only once it registers it.
-    fn synced_route(&self, key: &[u8]) -> Result<(RangeId, RangeBounds, Timestamp)> {
+    /// A reader for another node: it reads local replicas only.
+    pub(crate) fn serving(mut self) -> Self {
+        self.serving = true;
+        self
+    }
+
+    /// Where `key` is read: a local replica — joined to the snapshot, with
+    /// its bounds and uncertainty limit — or another node's range. A local
+    /// route is checked again after joining: if the range split meanwhile
+    /// (the barrier waited for the split to apply here), the key's new
+    /// range is joined instead, whose leader knows this transaction's
+    /// timestamp only once it registers it.
+    fn locate(&self, key: &[u8]) -> Result<Located> {
         /// Splits of the key's range a read follows before giving up.
         const MAX_REROUTES: usize = 16;
-        let mut routed = self.kv.route(key)?;
+        let mut routed = if self.serving {
+            self.kv.local_route(key)?
+        } else {
+            self.kv.route(key)?
+        };
         for _ in 0..MAX_REROUTES {
+            if !self.kv.is_local(routed.0) {
+                return Ok(Located::Remote {
+                    range: routed.0,
+                    bounds: routed.1,
+                });
+            }
             let limit = self.sync(routed.0)?;
             let now = self.kv.route(key)?;
             if now == routed {
-                return Ok((routed.0, routed.1, limit));
+                return Ok(Located::Local {
+                    range: routed.0,
+                    bounds: routed.1,
+                    limit,
+                });
             }
             routed = now;
         }
@@ -109,6 +155,17 @@ impl Txn {
             "the range holding key {} kept splitting; retry",
             crate::error::printable_key(key)
         )))
+    }
+
+    /// Runs `read` until it is routed right: at once when serving another
+    /// node (which routes again itself), else as `Kv::rerouting` does.
+    fn routed<T>(&self, read: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut read = read;
+        if self.serving {
+            read()
+        } else {
+            self.kv.rerouting(read)
+        }
     }
 
     /// Joins `range` to the snapshot, once; returns its uncertainty limit.
@@ -198,16 +255,25 @@ impl Txn {
                 return Ok(own.clone());
             }
         }
-        let (range, _, limit) = self.synced_route(key)?;
-        self.settle_intent_at(key, limit)?;
-        let value = self.observe_uncertainty(mvcc::read_visible_within(
-            self.kv.engine.as_ref(),
-            key,
-            self.read_ts,
-            limit,
-        ))?;
-        self.kv.check_snapshot(range, self.read_ts)?;
-        Ok(value)
+        self.observe_uncertainty(self.routed(|| match self.locate(key)? {
+            Located::Local { range, limit, .. } => {
+                self.settle_intent_at(key, limit)?;
+                let value =
+                    mvcc::read_visible_within(self.kv.engine.as_ref(), key, self.read_ts, limit)?;
+                self.kv.check_snapshot(range, self.read_ts)?;
+                Ok(value)
+            }
+            Located::Remote { range, .. } => {
+                let request = crate::remote::Request::Get {
+                    read_ts: self.read_ts,
+                    key: key.to_vec(),
+                };
+                match self.kv.ask(&self.kv.record_of(range)?, &request)? {
+                    crate::remote::Answer::Value(value) => Ok(value),
+                    other => Err(crate::store::unexpected_answer(&other)),
+                }
+            }
+        }))
     }
 
     /// Up to `limit` visible pairs in [start, end) in key order (own writes
@@ -220,43 +286,62 @@ impl Txn {
         let mut from = start.to_vec();
         // One range at a time, in key order.
         while out.len() < limit && end.is_none_or(|e| from.as_slice() < e) {
-            let (range, bounds, uncertainty) = self.synced_route(&from)?;
-            let piece_end = match (bounds.end.as_deref(), end) {
-                (Some(b), Some(e)) => Some(b.min(e)),
-                (b, e) => b.or(e),
-            };
-            let piece = self.observe_uncertainty(self.scan_range(
-                &from,
-                piece_end,
-                limit - out.len(),
-                uncertainty,
-            ))?;
-            self.kv.check_snapshot(range, self.read_ts)?;
+            let want = limit - out.len();
+            let (piece, range_end) = self.observe_uncertainty(self.routed(|| {
+                let located = self.locate(&from)?;
+                let range_end = located.bounds().end.clone();
+                let piece_end = match (range_end.as_deref(), end) {
+                    (Some(b), Some(e)) => Some(b.min(e)),
+                    (b, e) => b.or(e),
+                };
+                let piece = match &located {
+                    Located::Local { range, limit, .. } => {
+                        self.settle_intents(&from, piece_end, *limit)?;
+                        let mut committed = self
+                            .kv
+                            .visible_scan(&from, piece_end, self.read_ts)
+                            .with_uncertainty(*limit);
+                        let piece = self.merge_own(&from, piece_end, want, &mut committed)?;
+                        drop(committed);
+                        self.kv.check_snapshot(*range, self.read_ts)?;
+                        piece
+                    }
+                    Located::Remote { range, .. } => {
+                        let record = self.kv.record_of(*range)?;
+                        let mut committed = crate::remote::RemoteScan::new(
+                            &self.kv,
+                            record,
+                            self.read_ts,
+                            &from,
+                            piece_end,
+                        );
+                        self.merge_own(&from, piece_end, want, &mut committed)?
+                    }
+                };
+                Ok((piece, range_end))
+            }))?;
             out.extend(piece);
-            match piece_end {
-                Some(next) if bounds.end.as_deref() == Some(next) => from = next.to_vec(),
+            match (range_end, end) {
+                (Some(next), Some(e)) if next.as_slice() < e => from = next,
+                (Some(next), None) => from = next,
                 _ => break,
             }
         }
         Ok(out)
     }
 
-    /// [`Txn::scan`] within one range's bounds.
-    fn scan_range(
+    /// Up to `limit` pairs of `[start, end)` (within one range): the
+    /// `committed` ones merged with the transaction's own writes.
+    fn merge_own(
         &self,
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-        uncertainty: Timestamp,
+        committed: &mut dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if limit == 0 || end.is_some_and(|e| start >= e) {
             return Ok(Vec::new());
         }
-        self.settle_intents(start, end, uncertainty)?;
-        let mut committed = self
-            .kv
-            .visible_scan(start, end, self.read_ts)
-            .with_uncertainty(uncertainty);
         let mut own = OwnWrites::new(self, start, end);
         let mut next_committed = committed.next().transpose()?;
         let mut out = Vec::new();
@@ -281,7 +366,6 @@ impl Txn {
                 next_committed = committed.next().transpose()?;
             }
         }
-        drop(committed);
         Ok(out)
     }
 

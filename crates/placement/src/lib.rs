@@ -1,27 +1,19 @@
-//! Placement: which range owns a key.
+//! Placement: which range owns a key, and which node holds which range.
 //!
 //! The key space is cut into **ranges**: contiguous, non-overlapping
 //! intervals `[start_key, end_key)` that together cover every key. A range is
-//! the unit of replication (one Raft group each, later) and of movement
+//! the unit of replication (one Raft group each) and of movement
 //! between nodes. The [`RangeDirectory`] maps a key to its range.
-//!
-//! # Today
 //!
 //! A range's bounds and generation live in its replicas' apply state
 //! (`shoal-replication`), changed only by applying a split, and each node
-//! routes keys over its own replicas (`shoal-kv`'s `store.rs`), describing
-//! them with [`RangeDescriptor`]s. A node holding every range (three nodes,
-//! three replicas) therefore routes every key.
-//!
-//! # Next
-//!
-//! Descriptors of every range in replicated meta records, cached by every
-//! node as a [`RangeDirectory`] — so a node routes keys of ranges it holds
-//! no replica of, refreshing a stale entry when a range answers "not
-//! here" — and placement decisions: splits by size and load, merges,
-//! rebalancing replicas and leases across nodes. Each change to a range
-//! bumps its `generation`, so a request routed with a stale descriptor can
-//! be told "the range changed" and routed again.
+//! routes keys over its own replicas first (`shoal-kv`'s `store.rs`),
+//! describing them with [`RangeDescriptor`]s.
+//! Descriptors of every range live in replicated meta records, cached by
+//! every node (`shoal-kv`'s `directory.rs`), so a node routes keys of
+//! ranges it holds no replica of, refreshing a stale entry when a range
+//! answers "not here". [`rebalance`] decides which replicas and leaderships
+//! move so every node carries its share.
 //!
 //! # Invariants of a directory
 //!
@@ -29,6 +21,8 @@
 //! range's `end_key` is the next range's `start_key`; only the last range has
 //! `end_key = None` (unbounded). So every key has exactly one range and
 //! `lookup` cannot fail.
+
+pub mod rebalance;
 
 /// Describes one range: its identity, key interval and version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -87,6 +87,12 @@ pub enum ApplyTask {
         /// The range.
         range: RangeId,
     },
+    /// Delete this node's replica of `range` — its data, Raft state and
+    /// log — leaving a tombstone (`replica_gc.rs`).
+    Destroy {
+        /// The range.
+        range: RangeId,
+    },
     /// Write an installed snapshot (`batch` replaces the data, log and
     /// states) and tell the state machine.
     Install {
@@ -226,6 +232,7 @@ impl<S: StateMachine> Applier<S> {
                 })
             }
             ApplyTask::Generate { range } => self.generate(range),
+            ApplyTask::Destroy { range } => self.destroy(range),
             ApplyTask::Install {
                 range,
                 snapshot,
@@ -519,6 +526,38 @@ impl<S: StateMachine> Applier<S> {
             applied_index: meta.index,
             entries: Vec::new(),
             reads: self.release_reads(range, meta.index),
+        })
+    }
+}
+
+impl<S: StateMachine> Applier<S> {
+    /// Deletes the replica of `range` in one synced batch: its data spans,
+    /// its Raft state and log, and a tombstone recording the applied index
+    /// it reached (a later snapshot must be newer to create it again).
+    fn destroy(&mut self, range: RangeId) -> Result<ApplyOutput> {
+        let state = self.state(range)?;
+        let mut batch = WriteBatch::new();
+        for span in S::data_spans(range, &state.bounds) {
+            batch.delete_range_cf(ColumnFamily::Data, span.start, span.end);
+        }
+        let (start, end) = keys::replica_span(range);
+        batch.delete_range_cf(ColumnFamily::Raft, start, end);
+        batch.put_cf(
+            ColumnFamily::Raft,
+            keys::tombstone(range),
+            state.applied_index.to_be_bytes().to_vec(),
+        );
+        self.engine.write(batch, true)?;
+        self.states.remove(&range);
+        self.reads.remove(&range);
+        self.bounds.write().remove(&range);
+        self.published.write().remove(&range);
+        self.state_machine.on_destroy(range);
+        Ok(ApplyOutput::Applied {
+            range,
+            applied_index: state.applied_index,
+            entries: Vec::new(),
+            reads: Vec::new(),
         })
     }
 }

@@ -22,6 +22,7 @@ const HARD_STATE: u8 = b'h';
 const APPLY_STATE: u8 = b'a';
 const LOG: u8 = b'l';
 const TRUNCATED_STATE: u8 = b't';
+const TOMBSTONE: u8 = b'x';
 
 fn replica_key(range: RangeId, kind: u8, extra: usize) -> Vec<u8> {
     let mut key = Vec::with_capacity(10 + extra);
@@ -73,6 +74,20 @@ pub fn replica_span(range: RangeId) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// The key of a node-level record named `name`.
+/// The tombstone of a removed replica of `range` (outside its replica
+/// span, so deleting the replica keeps it): the applied index it reached,
+/// `u64` big-endian.
+pub fn tombstone(range: RangeId) -> Vec<u8> {
+    let mut key = vec![TOMBSTONE];
+    key.extend_from_slice(&range.to_be_bytes());
+    key
+}
+
+/// The span of every tombstone.
+pub fn tombstone_span() -> (Vec<u8>, Vec<u8>) {
+    (vec![TOMBSTONE], vec![TOMBSTONE + 1])
+}
+
 pub fn node(name: &str) -> Vec<u8> {
     let mut key = vec![b'n'];
     key.extend_from_slice(name.as_bytes());

@@ -55,11 +55,13 @@ mod logging;
 pub mod multiraft;
 mod peer;
 pub mod peer_storage;
+pub mod replica_gc;
 pub mod replicate_queue;
 pub mod runner;
 pub mod sim;
 pub mod snapshot;
 pub mod tcp;
+pub mod tcp_requests;
 pub mod transport;
 
 pub use apply_state::{ApplyState, RangeBounds};
@@ -69,7 +71,7 @@ pub use peer_storage::PeerStorage;
 pub use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Message};
 pub use runner::{NoTransport, RaftHandle, RaftRunner};
 pub use snapshot::{DataSpan, SnapshotHeader};
-pub use transport::{RaftEnvelope, Transport};
+pub use transport::{NodeRequests, RaftEnvelope, Transport};
 
 use shoal_storage::{Engine, WriteBatch};
 
@@ -217,5 +219,11 @@ pub trait StateMachine: Send {
     /// The range's data was replaced by a snapshot; drop anything cached.
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {
         let _ = (range, engine);
+    }
+
+    /// This node's replica of the range was removed and its data deleted;
+    /// drop anything cached.
+    fn on_destroy(&mut self, range: RangeId) {
+        let _ = range;
     }
 }

@@ -55,7 +55,7 @@
 //! the apply side reported written, so that engine write precedes the
 //! compaction's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use raft::prelude::{ConfChangeV2, ConfState, MessageType};
@@ -135,11 +135,11 @@ pub struct RaftStats {
 
 /// All replicas of one node. See the module documentation.
 pub struct MultiRaft<S: StateMachine> {
-    node: NodeId,
+    pub(crate) node: NodeId,
     engine: Arc<dyn Engine>,
     config: RaftConfig,
-    peers: BTreeMap<RangeId, Peer>,
-    applying: Applying<S>,
+    pub(crate) peers: BTreeMap<RangeId, Peer>,
+    pub(crate) applying: Applying<S>,
     /// Applied indexes as the apply side published them.
     applied: AppliedIndexes,
     /// Every initialized replica's bounds, as the apply side published them.
@@ -147,10 +147,13 @@ pub struct MultiRaft<S: StateMachine> {
     /// Tasks gathered during a round, handed to `applying` at its end.
     apply_queue: Vec<ApplyTask>,
     outbox: BTreeMap<NodeId, Vec<RaftEnvelope>>,
-    events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
     /// Replicas that got input since the last round: the only ones a round
     /// looks at, so an idle range costs nothing but its tick.
-    dirty: BTreeSet<RangeId>,
+    pub(crate) dirty: BTreeSet<RangeId>,
+    /// Ranges whose replica was removed here → the applied index it had
+    /// reached (`replica_gc.rs`).
+    pub(crate) tombstones: HashMap<RangeId, u64>,
     ticks: u64,
     stats: RaftStats,
     clock: Arc<dyn WallClock>,
@@ -209,6 +212,7 @@ impl<S: StateMachine> MultiRaft<S> {
             outbox: BTreeMap::new(),
             events: Vec::new(),
             dirty: BTreeSet::new(),
+            tombstones: crate::replica_gc::load_tombstones(engine.as_ref())?,
             ticks: 0,
             stats: RaftStats::default(),
             clock: Arc::new(SystemClock),
@@ -449,6 +453,15 @@ impl<S: StateMachine> MultiRaft<S> {
                 return Ok(());
             }
             _ => {}
+        }
+        if !self.peers.contains_key(&range)
+            && crate::replica_gc::stale_for_tombstone(
+                &message,
+                self.tombstones.get(&range).copied(),
+            )
+        {
+            // A snapshot from before this node's replica was removed.
+            return Ok(());
         }
         if message.get_msg_type() == MessageType::MsgSnapshot
             && self.overlaps_another_replica(range, message.get_snapshot().get_data())
@@ -751,7 +764,7 @@ impl<S: StateMachine> MultiRaft<S> {
 
     /// Hands the queued tasks to the apply side; outputs of tasks that ran
     /// here (inline) are added to `outputs`.
-    fn flush_apply_queue(&mut self, outputs: &mut Vec<ApplyOutput>) -> Result<()> {
+    pub(crate) fn flush_apply_queue(&mut self, outputs: &mut Vec<ApplyOutput>) -> Result<()> {
         for task in self.apply_queue.drain(..) {
             if let Some(output) = self.applying.submit(task)? {
                 outputs.push(output);
@@ -801,6 +814,7 @@ impl<S: StateMachine> MultiRaft<S> {
                         .into_iter()
                         .map(|token| Event::ReadReady { token, range }),
                 );
+                self.collect_if_removed(range)?;
             }
             ApplyOutput::Generated { range, snapshot } => {
                 if let Some(peer) = self.peers.get_mut(&range) {

@@ -21,7 +21,11 @@
 //!    it receives a snapshot and the log without counting towards the
 //!    quorum, so adding it never makes the range unavailable, however long
 //!    the snapshot takes.
-//! 5. Otherwise nothing. One change at a time.
+//! 5. A dead voter that no live node can replace (each holds a replica
+//!    already) is removed while more than three voters remain: a range
+//!    wanting five replicas on a four-node cluster that lost one keeps the
+//!    three live ones, instead of counting a dead one in its quorum.
+//! 6. Otherwise nothing. One change at a time.
 //!
 //! A node that merely stopped heartbeating is neither a candidate nor dead:
 //! it may come back, and moving its replicas costs a snapshot each. It is
@@ -87,8 +91,21 @@ pub fn plan(
             return Some(single(ConfChangeType::AddLearnerNode, node));
         }
     }
+    let replaceable = candidates
+        .iter()
+        .any(|n| !voters.contains(n) && !learners.contains(n) && !dead.contains(n));
+    if !replaceable
+        && learners.is_empty()
+        && voters.len() > MIN_VOTERS
+        && let Some(&gone) = voters.iter().find(|v| dead.contains(v))
+    {
+        return Some(single(ConfChangeType::RemoveNode, gone));
+    }
     None
 }
+
+/// Voters a range never drops below to shed a dead one it cannot replace.
+const MIN_VOTERS: usize = 3;
 
 /// A change of one node.
 pub fn single(kind: ConfChangeType, node: NodeId) -> ConfChangeV2 {
@@ -169,6 +186,10 @@ mod tests {
         // voters, which tolerate no failure at all).
         let v = view(&[1, 2, 3], &[], &[(1, 20), (2, 20)], 20);
         assert_eq!(describe(plan(&v, &[1, 2], &[3], 3)), "none");
+        // Five voters wanted, four nodes, one dead: the three live ones
+        // are all there is; the dead voter goes.
+        let v = view(&[1, 2, 3, 4], &[], &[(1, 20), (2, 20), (3, 20)], 20);
+        assert_eq!(describe(plan(&v, &[1, 2, 3], &[4], 5)), "RemoveNode 4");
         // A dead learner is removed so another can be added.
         let v = view(&[1, 2], &[3], &[(1, 20), (2, 20)], 20);
         assert_eq!(describe(plan(&v, &[1, 2, 4], &[3], 3)), "RemoveNode 3");

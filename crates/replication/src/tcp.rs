@@ -55,9 +55,10 @@ use crate::{NodeId, RaftEnvelope, Transport};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
-const MAGIC: &[u8; 4] = b"SHRL";
+pub(crate) const MAGIC: &[u8; 4] = b"SHRL";
 const CONN_RAFT: u8 = b'R';
 const CONN_CONTROL: u8 = b'C';
+pub(crate) const CONN_REQUESTS: u8 = b'Q';
 const KIND_CONTROL: u8 = 4;
 const KIND_BATCH: u8 = 1;
 const KIND_PART: u8 = 2;
@@ -95,6 +96,12 @@ pub trait NodeService: Send + Sync + 'static {
     fn deliver(&self, from: NodeId, batch: Vec<RaftEnvelope>);
     /// A control call; the response is returned to the caller.
     fn control(
+        self: Arc<Self>,
+        request: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
+    /// A request of another node of the cluster (`tcp_requests.rs`); the
+    /// answer is returned to it.
+    fn request(
         self: Arc<Self>,
         request: Vec<u8>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
@@ -268,7 +275,7 @@ pub async fn call(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result
         .map_err(|_| io_error(format!("control call to {addr} timed out")))?
 }
 
-fn io_error(message: String) -> ReplicationError {
+pub(crate) fn io_error(message: String) -> ReplicationError {
     ReplicationError::Storage(shoal_storage::StorageError::Io(message))
 }
 
@@ -413,6 +420,7 @@ async fn serve_connection(stream: TcpStream, service: Arc<dyn NodeService>) -> R
                 .map_err(io)?;
             stream.flush().await.map_err(io)
         }
+        CONN_REQUESTS => crate::tcp_requests::serve_requests(stream, service).await,
         other => Err(ReplicationError::Codec(format!(
             "unknown connection kind {other}"
         ))),
@@ -505,6 +513,12 @@ mod tests {
         ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>> {
             Box::pin(async move { [b"echo:".as_slice(), &request].concat() })
         }
+        fn request(
+            self: Arc<Self>,
+            request: Vec<u8>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>> {
+            Box::pin(async move { [b"answer:".as_slice(), &request].concat() })
+        }
     }
 
     fn introduction(cluster_id: u128) -> Introduction {
@@ -558,5 +572,32 @@ mod tests {
         );
         let answer = call(addr, b"ping", Duration::from_secs(5)).await.unwrap();
         assert_eq!(answer, b"echo:ping");
+        // Requests: several on one pooled connection, a large one, and
+        // none across clusters.
+        let requests = crate::tcp_requests::TcpRequests::new(42, book_for(2, addr));
+        let strangers = crate::tcp_requests::TcpRequests::new(7, book_for(2, addr));
+        let answers = tokio::task::spawn_blocking(move || {
+            use crate::NodeRequests;
+            let timeout = Duration::from_secs(5);
+            let big = vec![9u8; 3 << 20];
+            (
+                requests.request(2, b"one", timeout).unwrap(),
+                requests.request(2, b"two", timeout).unwrap(),
+                requests.request(2, &big, timeout).unwrap().len(),
+                requests.request(3, b"nobody", timeout).is_err(),
+                strangers.request(2, b"one", timeout).is_err(),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(answers.0, b"answer:one");
+        assert_eq!(answers.1, b"answer:two");
+        assert_eq!(answers.2, (3 << 20) + 7);
+        assert!(answers.3, "a node without an address cannot be asked");
+        assert!(answers.4, "another cluster is not answered");
+    }
+
+    fn book_for(node: NodeId, addr: SocketAddr) -> AddressBook {
+        Arc::new(RwLock::new(HashMap::from([(node, addr)])))
     }
 }

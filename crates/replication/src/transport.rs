@@ -58,6 +58,17 @@ pub trait Transport: Send + Sync {
     fn send(&self, to: NodeId, envelopes: Vec<RaftEnvelope>);
 }
 
+/// Requests to other nodes: one request, one answer, synchronously (the
+/// KV layer forwards reads and proposals for ranges it holds no replica
+/// of). Unlike [`Transport::send`], a failure is reported: the caller tries
+/// another node.
+pub trait NodeRequests: Send + Sync {
+    /// Sends `payload` to node `to` and waits up to `timeout` for its answer.
+    fn request(&self, to: NodeId, payload: &[u8], timeout: std::time::Duration) -> Result<Vec<u8>>;
+    /// The nodes that may be asked.
+    fn nodes(&self) -> Vec<NodeId>;
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

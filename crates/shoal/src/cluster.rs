@@ -469,4 +469,20 @@ impl NodeService for NodeControl {
             serde_json::to_vec(&response).unwrap_or_default()
         })
     }
+
+    fn request(
+        self: Arc<Self>,
+        request: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>> {
+        Box::pin(async move {
+            let kv = self.kv.read().clone();
+            match kv {
+                // KV requests block on Raft: off the async threads.
+                Some(kv) => tokio::task::spawn_blocking(move || kv.serve_request(&request))
+                    .await
+                    .unwrap_or_else(|_| shoal_kv::not_serving("the request failed")),
+                None => shoal_kv::not_serving("the node is still starting"),
+            }
+        })
+    }
 }

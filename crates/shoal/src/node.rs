@@ -18,9 +18,13 @@
 //! # Maintenance
 //!
 //! Every half second a node refreshes its address book from the node
-//! registry, makes sure it is registered itself, and — where it leads the
-//! first range — runs the replicate queue (add a learner, promote it) until
-//! the range has three replicas.
+//! registry, makes sure it is registered itself, and for every range it
+//! leads runs the replicate queue (add a learner, promote it) until the
+//! range has its replicas (five for the first range, three for others),
+//! splits it if it grew too big, and writes its descriptor to the
+//! directory if it changed. It removes replicas the directory says their
+//! range dropped. The leader of the first range also runs the placement
+//! loop (`shoal_kv`'s `rebalance.rs`) every other round.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +35,7 @@ use anyhow::Context;
 use clap::Args;
 use shoal_kv::{DEFAULT_TICK, Kv, KvStateMachine, SystemClock};
 use shoal_replication::tcp::{Introduction, TcpTransport};
+use shoal_replication::tcp_requests::TcpRequests;
 use shoal_replication::{MultiRaft, RaftConfig, RaftRunner, replicate_queue};
 use shoal_sql::Database;
 use shoal_storage::engine::Engine;
@@ -43,6 +48,24 @@ use crate::{DEFAULT_LISTEN_ADDR, DEFAULT_SQL_ADDR};
 
 /// Replicas per range.
 pub const REPLICATION_FACTOR: usize = 3;
+
+/// Moves the placement loop asks for per round.
+const REBALANCE_MOVES: usize = 4;
+
+/// How many voters `range` should have.
+fn replication_target(range: u64) -> usize {
+    if range == FIRST_RANGE {
+        SYSTEM_REPLICATION_FACTOR
+    } else {
+        REPLICATION_FACTOR
+    }
+}
+
+/// Replicas of the first range, which holds the cluster state and the
+/// range directory: five, as CockroachDB keeps its system ranges, so up to
+/// five nodes every node reads them locally and two failures leave a
+/// quorum.
+pub const SYSTEM_REPLICATION_FACTOR: usize = 5;
 
 #[derive(Args, Debug)]
 pub struct StartArgs {
@@ -144,7 +167,17 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
     ));
     let raft = RaftRunner::spawn(driver, transport, DEFAULT_TICK)
         .map_err(|e| anyhow::anyhow!("cannot start replication: {e}"))?;
-    let kv = Kv::new(engine, raft.clone(), published, Arc::new(SystemClock));
+    let requests = Arc::new(TcpRequests::new(
+        identity.cluster_id,
+        control.addresses.clone(),
+    ));
+    let kv = Kv::new(
+        engine,
+        raft.clone(),
+        published,
+        Arc::new(SystemClock),
+        requests,
+    );
     control.set_running(raft, kv.clone());
     if let Ok(nodes) = kv.nodes() {
         control.learn_registry(&nodes);
@@ -178,8 +211,10 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
         return;
     };
     let mut last_heartbeat: Option<std::time::Instant> = None;
+    let mut round: u64 = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        round += 1;
         let heartbeat_due =
             last_heartbeat.is_none_or(|t| t.elapsed() >= shoal_kv::liveness::HEARTBEAT_INTERVAL);
         if heartbeat_due {
@@ -212,6 +247,25 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             if let Err(e) = kv.split_oversized() {
                 tracing::debug!(error = %e, "size-based split failed");
             }
+            // The directory learns of what changed in ranges led here.
+            if let Err(e) = kv.publish_descriptors() {
+                tracing::debug!(error = %e, "publishing range descriptors failed");
+            }
+            // Replicas whose range dropped this node while it was away.
+            if let Err(e) = kv.collect_stale_replicas() {
+                tracing::debug!(error = %e, "collecting stale replicas failed");
+            }
+            // The placement loop: on the first range's leader only, every
+            // other round (a round's moves show in the directory by then).
+            if round.is_multiple_of(2) && raft.leader(FIRST_RANGE) == Some(me) {
+                match kv.rebalance_round(REBALANCE_MOVES, replication_target) {
+                    Ok(moves) if !moves.is_empty() => {
+                        tracing::debug!(?moves, "rebalancing");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "rebalancing failed"),
+                }
+            }
             if views.is_empty() {
                 return Ok(());
             }
@@ -235,8 +289,8 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
                     }
                     continue;
                 }
-                if let Some(change) = replicate_queue::plan(&view, &live, &dead, REPLICATION_FACTOR)
-                {
+                let target = replication_target(range);
+                if let Some(change) = replicate_queue::plan(&view, &live, &dead, target) {
                     tracing::info!(range, ?change, "changing replicas");
                     if let Err(e) = raft.change_membership(range, change, Duration::from_secs(10)) {
                         tracing::debug!(range, error = %e, "membership change failed");

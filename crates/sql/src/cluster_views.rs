@@ -1,10 +1,11 @@
 //! The cluster seen from SQL: the `shoal_internal` schema (`nodes`,
 //! `ranges`) and `SHOW RANGES [FROM TABLE t]`.
 //!
-//! Both are built, when a statement names them, from the node's own view of
-//! the cluster ([`Kv::node_status`], [`Kv::range_status`]): any node answers,
-//! without asking the others. They are not transactional — membership and
-//! leadership are facts of the moment, not versioned data.
+//! Both are built, when a statement names them, from the node's view of
+//! the cluster ([`Kv::node_status`], [`Kv::range_status`]): its own
+//! replicas, and the range directory for the others. They are not
+//! transactional — membership and leadership are facts of the moment, not
+//! versioned data.
 //!
 //! | `shoal_internal.nodes` | |
 //! |---|---|
@@ -27,7 +28,7 @@
 //! `/Min` and `/Max`; `replicas` is the node ids as a
 //! PostgreSQL array literal (`{1,2,3}`, as text: array types come with the
 //! compatibility work); the size counts every stored version of the range's
-//! keys on this node.
+//! keys (its size record, kept by every replica).
 
 use std::fmt;
 use std::sync::Arc;

@@ -201,7 +201,9 @@ impl From<KvError> for SqlError {
             KvError::WriteConflict { .. } => SqlError::SerializationFailure(e.to_string()),
             KvError::TxnFinished => SqlError::NoActiveTransaction(e.to_string()),
             KvError::SnapshotTooOld { .. } => SqlError::SnapshotTooOld(e.to_string()),
-            KvError::Unavailable(_) => SqlError::RangeUnavailable(e.to_string()),
+            KvError::Unavailable(_) | KvError::Misrouted(_) => {
+                SqlError::RangeUnavailable(e.to_string())
+            }
             KvError::UnknownSetting(_) => SqlError::UndefinedObject(e.to_string()),
             KvError::InvalidSetting(_) => SqlError::InvalidParameter(e.to_string()),
             KvError::UnknownNode(_) => SqlError::UndefinedObject(e.to_string()),

@@ -131,7 +131,7 @@ impl TableProvider for TableScan {
         let spans = key_spans(&self.desc, &self.key_column_names(), filters)?;
         let groups = match limit {
             Some(_) => vec![spans],
-            None => by_range(spans, &self.txn.kv().local_ranges()),
+            None => by_range(spans, &self.txn.kv().ranges()),
         };
         let partitions: Vec<Arc<dyn PartitionStream>> = groups
             .into_iter()

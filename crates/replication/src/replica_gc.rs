@@ -1,0 +1,129 @@
+//! Removing a replica from a node once its range no longer lists the node.
+//!
+//! # When
+//!
+//! * **It applies its own removal.** After applying entries or a
+//!   snapshot, the Raft thread looks at the replica's configuration: if
+//!   this node is in none of its voter or learner sets (incoming or
+//!   outgoing), the replica is removed at once.
+//! * **It missed its removal** (the node was down, or cut off, when the
+//!   range dropped it). Nothing in Raft tells it: the range's other
+//!   members no longer talk to it. The KV layer compares each replica with
+//!   the range's directory record and asks for the removal when the
+//!   record — described at a later applied index than the replica's —
+//!   does not list this node ([`MultiRaft::remove_replica`]).
+//!
+//! # How
+//!
+//! The replica leaves the driver (its pending reads fail with "not
+//! leader", so their callers route again), then the apply side — after
+//! finishing every task queued before — deletes its data spans, Raft state
+//! and log in one synced batch and writes a **tombstone**: the applied
+//! index the replica reached. Routing stops at once (its bounds are
+//! unpublished in the same step).
+//!
+//! The node may be added to the range again later. It then gets a fresh
+//! replica the usual way — the leader's messages create an empty one, a
+//! snapshot fills it — but only from a snapshot newer than the tombstone:
+//! a snapshot sent before the removal (still in flight, or resent by a
+//! leader that had not yet applied it) would bring the old membership
+//! back, so it is dropped.
+
+use std::collections::HashMap;
+
+use raft::prelude::{ConfState, Message, MessageType};
+use shoal_storage::{ColumnFamily, Engine};
+
+use crate::Event;
+use crate::apply::ApplyTask;
+use crate::error::{ReplicationError, Result};
+use crate::multiraft::MultiRaft;
+use crate::{NodeId, RangeId, StateMachine, keys};
+
+/// Whether `node` is in any of `conf_state`'s sets.
+pub fn is_member(conf_state: &ConfState, node: NodeId) -> bool {
+    conf_state.voters.contains(&node)
+        || conf_state.voters_outgoing.contains(&node)
+        || conf_state.learners.contains(&node)
+        || conf_state.learners_next.contains(&node)
+}
+
+/// The tombstones stored in `engine`: range → applied index at removal.
+pub(crate) fn load_tombstones(engine: &dyn Engine) -> Result<HashMap<RangeId, u64>> {
+    let (start, end) = keys::tombstone_span();
+    let mut out = HashMap::new();
+    for pair in engine.scan_cf(ColumnFamily::Raft, &start, Some(&end)) {
+        let (key, value) = pair?;
+        let range = key
+            .get(1..9)
+            .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
+            .map(u64::from_be_bytes);
+        let index = <[u8; 8]>::try_from(value.as_slice())
+            .ok()
+            .map(u64::from_be_bytes);
+        match (range, index) {
+            (Some(range), Some(index)) => {
+                out.insert(range, index);
+            }
+            _ => {
+                return Err(ReplicationError::Corrupt(format!(
+                    "tombstone {key:x?} is malformed"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `message` for a range removed here at `tombstone` must be
+/// dropped: a snapshot not newer than the removal.
+pub(crate) fn stale_for_tombstone(message: &Message, tombstone: Option<u64>) -> bool {
+    let Some(removed_at) = tombstone else {
+        return false;
+    };
+    message.get_msg_type() == MessageType::MsgSnapshot
+        && message.get_snapshot().get_metadata().index <= removed_at
+}
+
+impl<S: StateMachine> MultiRaft<S> {
+    /// Removes the replica of `range` if its applied configuration no
+    /// longer lists this node (called after each apply report).
+    pub(crate) fn collect_if_removed(&mut self, range: RangeId) -> Result<()> {
+        let Some(peer) = self.peers.get(&range) else {
+            return Ok(());
+        };
+        let store = peer.raw.store();
+        if !store.is_initialized() || is_member(&store.apply_state().conf_state, self.node) {
+            return Ok(());
+        }
+        tracing::info!(node = self.node, range, "removed from the range");
+        self.remove_replica(range).map(|_| ())
+    }
+
+    /// Removes this node's replica of `range` and deletes its data (module
+    /// docs). Returns whether there was one.
+    pub fn remove_replica(&mut self, range: RangeId) -> Result<bool> {
+        let Some(mut peer) = self.peers.remove(&range) else {
+            return Ok(false);
+        };
+        peer.fail_reads(&mut self.events);
+        let applied = peer.raw.store().apply_state().applied_index;
+        // Entries queued for the replica apply first (the queue is first in,
+        // first out); their reports name a replica no longer here and are
+        // ignored.
+        let mut outputs = Vec::new();
+        self.flush_apply_queue(&mut outputs)?;
+        self.applying.run_now(ApplyTask::Destroy { range })?;
+        self.tombstones.insert(range, applied);
+        self.dirty.remove(&range);
+        self.events.push(Event::LeaderChanged {
+            range,
+            leader: None,
+        });
+        for output in outputs {
+            self.on_apply_output(output)?;
+        }
+        tracing::info!(node = self.node, range, applied, "deleted replica");
+        Ok(true)
+    }
+}
