@@ -176,6 +176,17 @@ async fn a_loaded_cluster_grows_to_five_nodes_balances_and_heals() {
         "every range back at three live replicas",
         || async {
             let ranges = ranges(&client).await;
+            let bad: Vec<_> = ranges
+                .iter()
+                .filter(|(replicas, holder)| {
+                    replicas.len() < 3
+                        || replicas.contains(&victim)
+                        || holder.is_none_or(|h| h == victim)
+                })
+                .collect();
+            if !bad.is_empty() {
+                eprintln!("not yet repaired: {bad:?}");
+            }
             !ranges.is_empty()
                 && ranges.iter().all(|(replicas, holder)| {
                     replicas.len() >= 3

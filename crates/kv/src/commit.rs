@@ -128,7 +128,7 @@ impl Kv {
             let range = match &current {
                 Some((range, bounds)) if bounds.contains(&key) => *range,
                 _ => {
-                    let (range, bounds) = self.route(&key)?;
+                    let (range, bounds) = self.rerouting(|| self.route(&key))?;
                     current = Some((range, bounds));
                     range
                 }

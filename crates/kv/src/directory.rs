@@ -190,6 +190,11 @@ impl Directory {
         self.loaded = Some(Instant::now());
     }
 
+    /// A failed reload counts as one: the next waits its interval too.
+    pub fn note_attempt(&mut self) {
+        self.loaded = Some(Instant::now());
+    }
+
     /// Whether the cache may be reloaded now.
     pub fn reload_due(&self) -> bool {
         self.loaded.is_none_or(|at| at.elapsed() >= RELOAD_INTERVAL)
@@ -266,22 +271,37 @@ impl Kv {
             let (true, Some(cs), Some(index)) = (leads, conf_state, applied) else {
                 continue;
             };
+            // Members of both sides of a joint configuration: a voter on
+            // its way out is still one (and must not be collected).
+            let union = |a: Vec<u64>, b: Vec<u64>| {
+                let mut all = a;
+                for n in b {
+                    if !all.contains(&n) {
+                        all.push(n);
+                    }
+                }
+                all
+            };
             let record = RangeRecord {
                 range,
                 bounds,
                 generation,
                 index,
-                voters: cs.voters,
-                learners: cs.learners,
+                voters: union(cs.voters, cs.voters_outgoing),
+                learners: union(cs.learners, cs.learners_next),
                 leader: me,
             };
             let known = self.directory.read().get(range).cloned();
             if known.is_some_and(|k| k.same_layout(&record)) {
                 continue;
             }
-            match self.propose_cluster(&Command::SetDescriptor(record.clone()), self.timeout)? {
-                Reply::SettingStored => written += 1,
-                other => return Err(other.unexpected("a range descriptor")),
+            match self.propose_cluster(&Command::SetDescriptor(record.clone()), self.timeout) {
+                Ok(Reply::SettingStored) => written += 1,
+                Ok(other) => return Err(other.unexpected("a range descriptor")),
+                Err(e) => {
+                    tracing::debug!(range, error = %e, "cannot write a range descriptor");
+                    continue;
+                }
             }
             self.directory.write().upsert(record);
         }

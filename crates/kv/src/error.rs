@@ -96,6 +96,7 @@ impl From<ReplicationError> for KvError {
             ReplicationError::Unavailable { .. }
             | ReplicationError::NotLeader { .. }
             | ReplicationError::Dropped(_)
+            | ReplicationError::Unreachable(_)
             | ReplicationError::Stopped => KvError::Unavailable(e.to_string()),
             ReplicationError::Ambiguous(_) => KvError::Ambiguous(e.to_string()),
             ReplicationError::RangeNotFound(_) => KvError::Misrouted(e.to_string()),

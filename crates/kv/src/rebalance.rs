@@ -86,10 +86,19 @@ impl Kv {
     pub(crate) fn admin(&self, request: Request) -> Result<()> {
         match request {
             Request::Relocate { range, from, to } => self.relocate_step(range, from, to),
-            Request::TransferLease { range, to } => self
-                .raft
-                .inspect(move |d| d.transfer_leader(range, to))?
-                .map_err(KvError::from),
+            Request::TransferLease { range, to } => {
+                match self.raft.inspect(move |d| d.transfer_leader(range, to))? {
+                    Ok(()) => Ok(()),
+                    // Led elsewhere now: the asking node tries another.
+                    Err(shoal_replication::ReplicationError::NotLeader { .. }) => {
+                        Err(KvError::Misrouted(format!(
+                            "node {} no longer leads range {range}",
+                            self.raft.node_id()
+                        )))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
             _ => Err(KvError::Remote {
                 node: self.raft.node_id(),
                 message: "not a rebalancing request".to_string(),
@@ -114,12 +123,19 @@ impl Kv {
             return Ok(());
         }
         let timeout = self.timeout;
+        if !cs.voters.contains(&from) {
+            return Ok(());
+        }
         if !cs.voters.contains(&to) && !cs.learners.contains(&to) {
+            if !cs.learners.is_empty() {
+                // Another move (or the replicate queue) is in flight.
+                return Ok(());
+            }
             tracing::info!(range, to, "rebalancing: adding a learner");
             let change = single(ConfChangeType::AddLearnerNode, to);
             return Ok(self.raft.change_membership(range, change, timeout)?);
         }
-        if !cs.learners.contains(&to) || !cs.voters.contains(&from) {
+        if !cs.learners.contains(&to) {
             return Ok(());
         }
         let caught_up = view
@@ -129,8 +145,13 @@ impl Kv {
         if !caught_up {
             return Ok(());
         }
+        let caught_up_voter = |v: u64| {
+            view.matched
+                .iter()
+                .any(|&(node, matched)| node == v && matched >= view.commit)
+        };
         if from == me {
-            if let Some(&heir) = cs.voters.iter().find(|&&v| v != me) {
+            if let Some(&heir) = cs.voters.iter().find(|&&v| v != me && caught_up_voter(v)) {
                 tracing::info!(
                     range,
                     to = heir,

@@ -57,8 +57,15 @@ use crate::directory::RangeRecord;
 use crate::error::{KvError, Result};
 use crate::store::Kv;
 
+/// Key-value pairs in key order.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Pairs a forwarded scan asks for at once.
 pub(crate) const SCAN_BATCH: usize = 1024;
+/// Bytes of pairs after which a forwarded scan's answer stops early.
+const SCAN_BYTES: usize = 4 << 20;
+/// Pairs the serving side reads between checks of [`SCAN_BYTES`].
+const SCAN_CHUNK: usize = 128;
 
 /// A request to another node. See the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +115,8 @@ pub(crate) enum Request {
 pub(crate) enum Answer {
     Synced(Timestamp),
     Value(Option<Vec<u8>>),
-    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Pairs, and whether the span may hold more after them.
+    Pairs(Pairs, bool),
     Reply(Vec<u8>),
     Records(Vec<RangeRecord>),
     Size(u64),
@@ -133,6 +141,10 @@ pub(crate) enum WireError {
     },
     Unavailable(String),
     Ambiguous(String),
+    InvalidSplit {
+        key: String,
+        reason: String,
+    },
     Other(String),
 }
 
@@ -274,8 +286,9 @@ impl Answer {
                 out.push(VALUE);
                 put_optional_field(&mut out, value.as_deref());
             }
-            Answer::Pairs(pairs) => {
+            Answer::Pairs(pairs, more) => {
                 out.push(PAIRS);
+                out.push(u8::from(*more));
                 out.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
                 for (key, value) in pairs {
                     put_field(&mut out, key);
@@ -316,12 +329,13 @@ impl Answer {
             SYNCED => Answer::Synced(r.u64()?),
             VALUE => Answer::Value(r.optional_field()?),
             PAIRS => {
+                let more = r.u8()? != 0;
                 let n = r.u32()? as usize;
                 let mut pairs = Vec::with_capacity(n.min(SCAN_BATCH));
                 for _ in 0..n {
                     pairs.push((r.field()?, r.field()?));
                 }
-                Answer::Pairs(pairs)
+                Answer::Pairs(pairs, more)
             }
             REPLY => Answer::Reply(r.field()?),
             RECORDS => {
@@ -357,6 +371,7 @@ impl WireError {
             KvError::ReadWithinUncertainty { key, ts } => WireError::Uncertain { key, ts },
             KvError::Unavailable(m) => WireError::Unavailable(m),
             KvError::Ambiguous(m) => WireError::Ambiguous(m),
+            KvError::InvalidSplit { key, reason } => WireError::InvalidSplit { key, reason },
             other => WireError::Other(other.to_string()),
         }
     }
@@ -371,6 +386,7 @@ impl WireError {
             WireError::Uncertain { key, ts } => KvError::ReadWithinUncertainty { key, ts },
             WireError::Unavailable(m) => KvError::Unavailable(m),
             WireError::Ambiguous(m) => KvError::Ambiguous(m),
+            WireError::InvalidSplit { key, reason } => KvError::InvalidSplit { key, reason },
             WireError::Other(message) => KvError::Remote { node, message },
         }
     }
@@ -407,6 +423,11 @@ impl WireError {
                 out.push(7);
                 put_field(out, m.as_bytes());
             }
+            WireError::InvalidSplit { key, reason } => {
+                out.push(8);
+                put_field(out, key.as_bytes());
+                put_field(out, reason.as_bytes());
+            }
         }
     }
 
@@ -426,8 +447,43 @@ impl WireError {
             5 => WireError::Unavailable(text(r.field()?)),
             6 => WireError::Ambiguous(text(r.field()?)),
             7 => WireError::Other(text(r.field()?)),
+            8 => WireError::InvalidSplit {
+                key: text(r.field()?),
+                reason: text(r.field()?),
+            },
             _ => return Err(corrupt("unknown error code")),
         })
+    }
+}
+
+/// Up to `limit` pairs of `[start, end)` read by `reader`, stopping early
+/// past [`SCAN_BYTES`]; and whether the span may hold more.
+fn scan_budgeted(
+    reader: &crate::txn::Txn,
+    start: Vec<u8>,
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Pairs, bool)> {
+    let (mut pairs, mut bytes, mut from) = (Vec::new(), 0usize, start);
+    loop {
+        let want = limit.saturating_sub(pairs.len()).min(SCAN_CHUNK);
+        if want == 0 {
+            return Ok((pairs, true));
+        }
+        let piece = reader.scan(&from, end.unwrap_or(&[]), want)?;
+        let exhausted = piece.len() < want;
+        for (key, value) in piece {
+            bytes += key.len() + value.len();
+            from.clone_from(&key);
+            from.push(0);
+            pairs.push((key, value));
+        }
+        if exhausted {
+            return Ok((pairs, false));
+        }
+        if bytes >= SCAN_BYTES {
+            return Ok((pairs, true));
+        }
     }
 }
 
@@ -479,9 +535,10 @@ impl Kv {
                     ));
                 }
                 let reader = self.reader(read_ts);
-                let pairs = reader.scan(&start, end.as_deref().unwrap_or(&[]), limit as usize);
+                let answer = scan_budgeted(&reader, start, end.as_deref(), limit as usize);
                 reader.rollback();
-                Ok(Answer::Pairs(pairs?))
+                let (pairs, more) = answer?;
+                Ok(Answer::Pairs(pairs, more))
             }
             Request::Propose { range, command } => {
                 self.local_only(range)?;
@@ -542,20 +599,42 @@ impl Kv {
             )));
         };
         let payload = request.encode();
+        // A proposal whose answer was lost may have been carried out: if no
+        // replica answers, its outcome is unknown (it is safe to send again,
+        // every command proposed this way being applied at most once).
+        let changes = matches!(request, Request::Propose { .. } | Request::SplitAt { .. });
+        let mut maybe_delivered = false;
         let mut last = KvError::Misrouted(format!("range {} has no known replica", record.range));
         let me = self.raft.node_id();
+        let deadline = Instant::now() + self.timeout + Duration::from_secs(1);
         for node in record.candidates().into_iter().filter(|&n| n != me) {
-            match requests.request(node, &payload, self.timeout + Duration::from_secs(1)) {
-                Ok(bytes) => match Answer::decode(&bytes)? {
-                    Answer::Failed(WireError::NotHere(m)) => last = KvError::Misrouted(m),
-                    Answer::Failed(e) => return Err(e.into_kv(node)),
-                    answer => return Ok(answer),
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            match requests.request(node, &payload, remaining) {
+                Ok(bytes) => match Answer::decode(&bytes) {
+                    Ok(Answer::Failed(WireError::NotHere(m))) => last = KvError::Misrouted(m),
+                    Ok(Answer::Failed(e)) => return Err(e.into_kv(node)),
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => {
+                        tracing::warn!(node, error = %e, "undecodable answer");
+                        maybe_delivered |= changes;
+                        last = KvError::Misrouted(format!("node {node} answered garbage: {e}"));
+                    }
                 },
                 Err(e) => {
                     tracing::debug!(node, range = record.range, error = %e, "forwarding failed");
+                    maybe_delivered |= changes && !matches!(e, ReplicationError::Unreachable(_));
                     last = KvError::Misrouted(e.to_string());
                 }
             }
+        }
+        if maybe_delivered {
+            return Err(KvError::Ambiguous(format!(
+                "no replica of range {} answered a request that may have been carried out",
+                record.range
+            )));
         }
         Err(last)
     }
@@ -568,8 +647,13 @@ impl Kv {
         };
         let payload = Request::Directory.encode();
         let me = self.raft.node_id();
+        let deadline = Instant::now() + Duration::from_secs(2);
         for node in self.peers().into_iter().filter(|&n| n != me) {
-            if let Ok(bytes) = requests.request(node, &payload, Duration::from_secs(2))
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            if let Ok(bytes) = requests.request(node, &payload, remaining)
                 && let Ok(Answer::Records(records)) = Answer::decode(&bytes)
             {
                 return Ok(records);
@@ -642,13 +726,13 @@ impl<'a> RemoteScan<'a> {
             end: self.end.clone(),
             limit: SCAN_BATCH as u32,
         };
-        let Answer::Pairs(pairs) = self.kv.ask(&self.record, &request)? else {
+        let Answer::Pairs(pairs, more) = self.kv.ask(&self.record, &request)? else {
             return Err(KvError::Remote {
                 node: 0,
                 message: "a scan was answered with something else".to_string(),
             });
         };
-        self.done = pairs.len() < SCAN_BATCH;
+        self.done = !more;
         if let Some((last, _)) = pairs.last() {
             self.from = last.clone();
             self.from.push(0);
@@ -727,7 +811,7 @@ mod tests {
             Answer::Synced(5),
             Answer::Value(None),
             Answer::Value(Some(b"v".to_vec())),
-            Answer::Pairs(vec![(b"a".to_vec(), b"1".to_vec())]),
+            Answer::Pairs(vec![(b"a".to_vec(), b"1".to_vec())], true),
             Answer::Reply(vec![7]),
             Answer::Records(Vec::new()),
             Answer::Size(99),

@@ -38,7 +38,7 @@ pub struct RangeStatus {
     /// The node leading the range, if this node knows one.
     pub lease_holder: Option<u64>,
     /// Bytes of keys and values the range holds on this node.
-    pub size_bytes: u64,
+    pub size_bytes: Option<u64>,
 }
 
 /// One node, as [`Kv::node_status`] reports it.
@@ -139,13 +139,15 @@ impl Kv {
                         .chain(cs.learners)
                         .collect::<Vec<u64>>(),
                     leader,
-                    self.published.bytes(range_id, self.engine.as_ref())?,
+                    Some(self.published.bytes(range_id, self.engine.as_ref())?),
                 ),
                 _ => {
                     let record = self.record_of(range_id)?;
-                    let size = match self.ask(&record, &Request::RangeSize { range: range_id })? {
-                        Answer::Size(n) => n,
-                        other => return Err(crate::store::unexpected_answer(&other)),
+                    // Unknown (NULL) if no replica answers in time: the
+                    // other rows are worth showing.
+                    let size = match self.ask(&record, &Request::RangeSize { range: range_id }) {
+                        Ok(Answer::Size(n)) => Some(n),
+                        _ => None,
                     };
                     let leader = (record.leader != 0).then_some(record.leader);
                     let replicas = record.voters.into_iter().chain(record.learners).collect();

@@ -347,6 +347,14 @@ impl Kv {
     /// to GC. Called after reading, so a collection racing with the read is
     /// noticed.
     pub(crate) fn check_snapshot(&self, range: RangeId, read_ts: Timestamp) -> Result<()> {
+        // The replica may have been removed while it was read (its data
+        // deleted after its bounds were unpublished): what was read may be
+        // missing rows, so the read goes to a node holding the range.
+        if !self.is_local(range) {
+            return Err(KvError::Misrouted(format!(
+                "the replica of range {range} was removed while being read"
+            )));
+        }
         let threshold = self.published.gc_threshold(range, self.engine.as_ref())?;
         if read_ts < threshold {
             return Err(KvError::SnapshotTooOld { read_ts, threshold });
@@ -371,11 +379,16 @@ impl Kv {
         if let Ok(local) = self.local_route(user_key) {
             return Ok(local);
         }
-        if let Some(found) = self.lookup(user_key) {
+        // A record naming a local replica that does not hold the key is
+        // stale (the replica's own bounds are the truth).
+        let remote = |found: Option<(RangeId, RangeBounds)>| {
+            found.filter(|(range, _)| !self.is_local(*range))
+        };
+        if let Some(found) = remote(self.lookup(user_key)) {
             return Ok(found);
         }
         self.reload_directory();
-        self.lookup(user_key).ok_or_else(|| {
+        remote(self.lookup(user_key)).ok_or_else(|| {
             KvError::Misrouted(format!(
                 "no range is known to hold key {}",
                 crate::error::printable_key(user_key)
@@ -438,7 +451,10 @@ impl Kv {
         };
         match records {
             Ok(records) => self.directory.write().load(records),
-            Err(e) => tracing::debug!(error = %e, "cannot load the range directory"),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot load the range directory");
+                self.directory.write().note_attempt();
+            }
         }
     }
 

@@ -128,11 +128,15 @@ impl Txn {
     fn locate(&self, key: &[u8]) -> Result<Located> {
         /// Splits of the key's range a read follows before giving up.
         const MAX_REROUTES: usize = 16;
-        let mut routed = if self.serving {
-            self.kv.local_route(key)?
-        } else {
-            self.kv.route(key)?
+        // Serving another node: local replicas only, never a second hop.
+        let route = |key: &[u8]| {
+            if self.serving {
+                self.kv.local_route(key)
+            } else {
+                self.kv.route(key)
+            }
         };
+        let mut routed = route(key)?;
         for _ in 0..MAX_REROUTES {
             if !self.kv.is_local(routed.0) {
                 return Ok(Located::Remote {
@@ -141,7 +145,7 @@ impl Txn {
                 });
             }
             let limit = self.sync(routed.0)?;
-            let now = self.kv.route(key)?;
+            let now = route(key)?;
             if now == routed {
                 return Ok(Located::Local {
                     range: routed.0,

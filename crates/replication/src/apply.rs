@@ -535,10 +535,19 @@ impl<S: StateMachine> Applier<S> {
     /// its Raft state and log, and a tombstone recording the applied index
     /// it reached (a later snapshot must be newer to create it again).
     fn destroy(&mut self, range: RangeId) -> Result<ApplyOutput> {
+        let initialized = self
+            .engine
+            .get_cf(ColumnFamily::Raft, &keys::apply_state(range))?
+            .is_some();
         let state = self.state(range)?;
         let mut batch = WriteBatch::new();
-        for span in S::data_spans(range, &state.bounds) {
-            batch.delete_range_cf(ColumnFamily::Data, span.start, span.end);
+        // An uninitialized replica (created by a message, never given a
+        // snapshot) owns no data: its default bounds are the whole key
+        // space, which belongs to the node's other replicas.
+        if initialized {
+            for span in S::data_spans(range, &state.bounds) {
+                batch.delete_range_cf(ColumnFamily::Data, span.start, span.end);
+            }
         }
         let (start, end) = keys::replica_span(range);
         batch.delete_range_cf(ColumnFamily::Raft, start, end);
@@ -547,11 +556,14 @@ impl<S: StateMachine> Applier<S> {
             keys::tombstone(range),
             state.applied_index.to_be_bytes().to_vec(),
         );
+        // Unpublished before the data goes: a read that finds the data
+        // gone then finds the replica gone too, when it checks after
+        // reading (`shoal-kv`'s `check_snapshot`), and routes again.
+        self.bounds.write().remove(&range);
+        self.published.write().remove(&range);
         self.engine.write(batch, true)?;
         self.states.remove(&range);
         self.reads.remove(&range);
-        self.bounds.write().remove(&range);
-        self.published.write().remove(&range);
         self.state_machine.on_destroy(range);
         Ok(ApplyOutput::Applied {
             range,

@@ -54,6 +54,9 @@ pub enum ReplicationError {
     /// shutdown).
     #[error("replication on this node has stopped")]
     Stopped,
+    /// Another node could not be reached: nothing was sent to it.
+    #[error("{0}")]
+    Unreachable(String),
     /// Raft itself refused the operation.
     #[error("raft: {0}")]
     Raft(String),

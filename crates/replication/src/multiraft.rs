@@ -454,13 +454,12 @@ impl<S: StateMachine> MultiRaft<S> {
             }
             _ => {}
         }
-        if !self.peers.contains_key(&range)
-            && crate::replica_gc::stale_for_tombstone(
-                &message,
-                self.tombstones.get(&range).copied(),
-            )
-        {
-            // A snapshot from before this node's replica was removed.
+        if crate::replica_gc::stale_message(
+            &message,
+            self.tombstones.get(&range).copied(),
+            self.peers.get(&range).map(|p| p.raw.store().last_index()),
+        ) {
+            // Sent to this node's replica from before its removal.
             return Ok(());
         }
         if message.get_msg_type() == MessageType::MsgSnapshot

@@ -75,14 +75,39 @@ pub(crate) fn load_tombstones(engine: &dyn Engine) -> Result<HashMap<RangeId, u6
     Ok(out)
 }
 
-/// Whether `message` for a range removed here at `tombstone` must be
-/// dropped: a snapshot not newer than the removal.
-pub(crate) fn stale_for_tombstone(message: &Message, tombstone: Option<u64>) -> bool {
-    let Some(removed_at) = tombstone else {
-        return false;
-    };
-    message.get_msg_type() == MessageType::MsgSnapshot
-        && message.get_snapshot().get_metadata().index <= removed_at
+/// Whether `message` was meant for a replica removed here (at applied
+/// index `tombstone`, if any) and must be dropped. `last_index` is the
+/// local replica's last log index, if there is one.
+///
+/// * Without a replica, a range removed here is created again only by a
+///   leader that knows the node as a new member: an append past the
+///   tombstone (which gets rejected, so a snapshot follows), a heartbeat
+///   acknowledging nothing yet, or a snapshot past the tombstone.
+///   Heartbeats and votes of the old membership create nothing.
+/// * A heartbeat may not carry a commit index beyond the replica's log: a
+///   leader only sends what the replica acknowledged, so such a heartbeat
+///   was meant for the removed replica (whose log is gone) — and raft-rs
+///   would panic on it.
+pub(crate) fn stale_message(
+    message: &Message,
+    tombstone: Option<u64>,
+    last_index: Option<u64>,
+) -> bool {
+    match (last_index, tombstone) {
+        (Some(last), _) => {
+            message.get_msg_type() == MessageType::MsgHeartbeat && message.commit > last
+        }
+        (None, Some(removed_at)) => match message.get_msg_type() {
+            MessageType::MsgSnapshot => message.get_snapshot().get_metadata().index <= removed_at,
+            MessageType::MsgAppend => message.index <= removed_at,
+            // A leader heartbeats a member with the commit index it has
+            // acknowledged: zero for a new one (an idle range sends a new
+            // learner nothing else), more for the removed replica.
+            MessageType::MsgHeartbeat => message.commit > 0,
+            _ => true,
+        },
+        (None, None) => false,
+    }
 }
 
 impl<S: StateMachine> MultiRaft<S> {
@@ -107,13 +132,18 @@ impl<S: StateMachine> MultiRaft<S> {
             return Ok(false);
         };
         peer.fail_reads(&mut self.events);
-        let applied = peer.raw.store().apply_state().applied_index;
         // Entries queued for the replica apply first (the queue is first in,
         // first out); their reports name a replica no longer here and are
         // ignored.
         let mut outputs = Vec::new();
         self.flush_apply_queue(&mut outputs)?;
-        self.applying.run_now(ApplyTask::Destroy { range })?;
+        // The tombstone is the index the apply side reached and stored.
+        let applied = match self.applying.run_now(ApplyTask::Destroy { range })? {
+            crate::apply::ApplyOutput::Applied { applied_index, .. } => applied_index,
+            crate::apply::ApplyOutput::Generated { .. } => {
+                peer.raw.store().apply_state().applied_index
+            }
+        };
         self.tombstones.insert(range, applied);
         self.dirty.remove(&range);
         self.events.push(Event::LeaderChanged {
@@ -125,5 +155,66 @@ impl<S: StateMachine> MultiRaft<S> {
         }
         tracing::info!(node = self.node, range, applied, "deleted replica");
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: MessageType, index: u64, commit: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(kind);
+        m.index = index;
+        m.commit = commit;
+        if kind == MessageType::MsgSnapshot {
+            m.mut_snapshot().mut_metadata().index = index;
+        }
+        m
+    }
+
+    #[test]
+    fn only_a_new_membership_recreates_a_removed_replica() {
+        use MessageType::*;
+        let removed_at = Some(20);
+        // The old membership: dropped.
+        assert!(stale_message(
+            &message(MsgHeartbeat, 0, 18),
+            removed_at,
+            None
+        ));
+        assert!(stale_message(&message(MsgAppend, 19, 18), removed_at, None));
+        assert!(stale_message(
+            &message(MsgSnapshot, 20, 0),
+            removed_at,
+            None
+        ));
+        assert!(stale_message(
+            &message(MsgRequestVote, 25, 0),
+            removed_at,
+            None
+        ));
+        // A leader that added the node again: kept.
+        assert!(!stale_message(
+            &message(MsgHeartbeat, 0, 0),
+            removed_at,
+            None
+        ));
+        assert!(!stale_message(
+            &message(MsgAppend, 31, 30),
+            removed_at,
+            None
+        ));
+        assert!(!stale_message(
+            &message(MsgSnapshot, 31, 0),
+            removed_at,
+            None
+        ));
+        // Never removed here: anything may create it.
+        assert!(!stale_message(&message(MsgRequestVote, 1, 0), None, None));
+        // A replica whose log ends at 5 never gets a heartbeat committing 18.
+        assert!(stale_message(&message(MsgHeartbeat, 0, 18), None, Some(5)));
+        assert!(!stale_message(&message(MsgHeartbeat, 0, 5), None, Some(5)));
+        assert!(!stale_message(&message(MsgAppend, 9, 18), None, Some(5)));
     }
 }

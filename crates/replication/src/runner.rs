@@ -567,6 +567,9 @@ impl<S: StateMachine> RaftHandle<S> {
                 {
                     let _ = self.submit(Input::Forget { range, token });
                 }
+                // An earlier attempt may have been applied: whatever this
+                // one says, the outcome is unknown.
+                Ok(Err(_)) if maybe_applied => return Err(ReplicationError::Ambiguous(range)),
                 Ok(Err(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = self.submit(Input::Forget { range, token });

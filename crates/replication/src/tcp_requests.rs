@@ -115,6 +115,9 @@ impl NodeRequests for TcpRequests {
     fn request(&self, to: NodeId, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let deadline = Instant::now() + timeout;
         let failed = |e: std::io::Error| io_error(format!("request to node {to} failed: {e}"));
+        let unreachable = |e: std::io::Error| {
+            ReplicationError::Unreachable(format!("cannot reach node {to}: {e}"))
+        };
         let pooled = self.idle.lock().get_mut(&to).and_then(Vec::pop);
         let (stream, answer) = match pooled {
             Some(mut stream) => match exchange(&mut stream, payload, deadline) {
@@ -131,13 +134,13 @@ impl NodeRequests for TcpRequests {
                     // Closed while idle: the peer restarted.
                     let mut fresh = self
                         .connect(to, deadline.saturating_duration_since(Instant::now()))
-                        .map_err(failed)?;
+                        .map_err(unreachable)?;
                     let answer = exchange(&mut fresh, payload, deadline).map_err(failed)?;
                     (fresh, answer)
                 }
             },
             None => {
-                let mut fresh = self.connect(to, timeout).map_err(failed)?;
+                let mut fresh = self.connect(to, timeout).map_err(unreachable)?;
                 let answer = exchange(&mut fresh, payload, deadline).map_err(failed)?;
                 (fresh, answer)
             }

@@ -24,7 +24,7 @@
 //! splits it if it grew too big, and writes its descriptor to the
 //! directory if it changed. It removes replicas the directory says their
 //! range dropped. The leader of the first range also runs the placement
-//! loop (`shoal_kv`'s `rebalance.rs`) every other round.
+//! loop (`shoal_kv`'s `rebalance.rs`) every round.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,7 +50,7 @@ use crate::{DEFAULT_LISTEN_ADDR, DEFAULT_SQL_ADDR};
 pub const REPLICATION_FACTOR: usize = 3;
 
 /// Moves the placement loop asks for per round.
-const REBALANCE_MOVES: usize = 4;
+const REBALANCE_MOVES: usize = 8;
 
 /// How many voters `range` should have.
 fn replication_target(range: u64) -> usize {
@@ -211,10 +211,8 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
         return;
     };
     let mut last_heartbeat: Option<std::time::Instant> = None;
-    let mut round: u64 = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        round += 1;
         let heartbeat_due =
             last_heartbeat.is_none_or(|t| t.elapsed() >= shoal_kv::liveness::HEARTBEAT_INTERVAL);
         if heartbeat_due {
@@ -255,9 +253,8 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             if let Err(e) = kv.collect_stale_replicas() {
                 tracing::debug!(error = %e, "collecting stale replicas failed");
             }
-            // The placement loop: on the first range's leader only, every
-            // other round (a round's moves show in the directory by then).
-            if round.is_multiple_of(2) && raft.leader(FIRST_RANGE) == Some(me) {
+            // The placement loop: on the first range's leader only.
+            if raft.leader(FIRST_RANGE) == Some(me) {
                 match kv.rebalance_round(REBALANCE_MOVES, replication_target) {
                     Ok(moves) if !moves.is_empty() => {
                         tracing::debug!(?moves, "rebalancing");

@@ -28,7 +28,8 @@
 //! `/Min` and `/Max`; `replicas` is the node ids as a
 //! PostgreSQL array literal (`{1,2,3}`, as text: array types come with the
 //! compatibility work); the size counts every stored version of the range's
-//! keys (its size record, kept by every replica).
+//! keys (its size record, kept by every replica; NULL if no replica of a
+//! range held elsewhere answered in time).
 
 use std::fmt;
 use std::sync::Arc;
@@ -180,7 +181,7 @@ pub fn ranges_schema() -> SchemaRef {
         Field::new("end_key", DataType::Utf8, false),
         Field::new("replicas", DataType::Utf8, false),
         Field::new("lease_holder", DataType::Int64, true),
-        Field::new("range_size_bytes", DataType::Int64, false),
+        Field::new("range_size_bytes", DataType::Int64, true),
     ]))
 }
 
@@ -225,11 +226,9 @@ pub fn ranges_batch(kv: &Kv, span: Option<(&[u8], &[u8])>) -> Result<RecordBatch
         Arc::new(Int64Array::from_iter(ranges.iter().map(|r| {
             r.lease_holder.map(|l| i64::try_from(l).unwrap_or(i64::MAX))
         }))),
-        Arc::new(Int64Array::from_iter_values(
-            ranges
-                .iter()
-                .map(|r| i64::try_from(r.size_bytes).unwrap_or(i64::MAX)),
-        )),
+        Arc::new(Int64Array::from_iter(ranges.iter().map(|r| {
+            r.size_bytes.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+        }))),
     ];
     RecordBatch::try_new(ranges_schema(), columns).map_err(|e| SqlError::Internal(e.to_string()))
 }
