@@ -133,6 +133,7 @@ impl Kv {
                     range
                 }
             };
+            self.load.record(range, &key);
             groups.entry(range).or_default().push((key, value));
         }
         Ok(groups)

@@ -58,6 +58,7 @@ mod gc;
 pub mod intents;
 pub mod keys;
 pub mod liveness;
+mod load;
 pub mod mvcc;
 mod rebalance;
 pub mod registry;

@@ -7,6 +7,9 @@
 //! record absent means the default. Records are raw keys of the data column
 //! family, outside the MVCC space: `s c <name>` → value (UTF-8).
 //!
+//! Known settings: `server.time_until_store_dead` (a duration) and
+//! `kv.range_split.load_qps_threshold` (a whole number).
+//!
 //! Durations are written as CockroachDB writes them (`15s`, `5m`, `1h30m`,
 //! `300ms`; units h, m, s, ms, combinable) or as a PostgreSQL interval
 //! (`15 seconds`, `5 minutes`).
@@ -21,11 +24,17 @@ use crate::error::{KvError, Result};
 /// replicas are rebuilt on other nodes.
 pub const TIME_UNTIL_STORE_DEAD: &str = "server.time_until_store_dead";
 
+/// Requests per second through one node above which a range is split
+/// at a key dividing its load (CockroachDB's name and default).
+pub const LOAD_QPS_THRESHOLD: &str = "kv.range_split.load_qps_threshold";
+
 /// A setting's type, and the values it accepts.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     /// A duration of at least `min`.
     Duration { min: Duration },
+    /// A whole number of at least `min`.
+    Integer { min: u64 },
 }
 
 struct Spec {
@@ -35,15 +44,22 @@ struct Spec {
 }
 
 /// Every known setting.
-const SETTINGS: &[Spec] = &[Spec {
-    name: TIME_UNTIL_STORE_DEAD,
-    default: "5m",
-    // Longer than a liveness TTL, so a live node between two heartbeats is
-    // never declared dead.
-    kind: Kind::Duration {
-        min: Duration::from_secs(10),
+const SETTINGS: &[Spec] = &[
+    Spec {
+        name: TIME_UNTIL_STORE_DEAD,
+        default: "5m",
+        // Longer than a liveness TTL, so a live node between two heartbeats
+        // is never declared dead.
+        kind: Kind::Duration {
+            min: Duration::from_secs(10),
+        },
     },
-}];
+    Spec {
+        name: LOAD_QPS_THRESHOLD,
+        default: "2500",
+        kind: Kind::Integer { min: 1 },
+    },
+];
 
 const PREFIX: &[u8] = b"sc";
 
@@ -76,7 +92,25 @@ pub fn normalize(name: &str, value: &str) -> Result<String> {
             }
             Ok(format_duration(d))
         }
+        Kind::Integer { min } => {
+            let n: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("{value:?} is not a whole number")))?;
+            if n < min {
+                return Err(invalid(format!("{n} is below the minimum {min}")));
+            }
+            Ok(n.to_string())
+        }
     }
+}
+
+/// The value of integer setting `name`.
+pub fn get_u64(engine: &dyn Engine, name: &str) -> Result<u64> {
+    let value = get(engine, name)?;
+    value
+        .parse()
+        .map_err(|_| StorageError::Corrupt(format!("cluster setting {name}: {value:?}")).into())
 }
 
 /// The value of setting `name`: the replicated one, else the default.
@@ -210,6 +244,10 @@ mod tests {
             normalize("no.such.setting", "1"),
             Err(KvError::UnknownSetting(_))
         ));
+        assert_eq!(get_u64(&engine, LOAD_QPS_THRESHOLD).unwrap(), 2500);
+        assert_eq!(normalize(LOAD_QPS_THRESHOLD, " 100 ").unwrap(), "100");
+        assert!(normalize(LOAD_QPS_THRESHOLD, "0").is_err());
+        assert!(normalize(LOAD_QPS_THRESHOLD, "many").is_err());
         let mut batch = WriteBatch::new();
         put(TIME_UNTIL_STORE_DEAD, "15s", &mut batch);
         engine.write(batch, false).unwrap();

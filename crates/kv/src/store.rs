@@ -93,6 +93,8 @@ pub struct Kv {
     pub(crate) requests: Option<Arc<dyn NodeRequests>>,
     /// The cached range directory.
     pub(crate) directory: parking_lot::RwLock<Directory>,
+    /// Requests served per range, for splits by load (`load.rs`).
+    pub(crate) load: crate::load::LoadTracker,
 }
 
 impl std::fmt::Debug for Kv {
@@ -195,6 +197,7 @@ impl Kv {
             active: Mutex::new(BTreeMap::new()),
             requests,
             directory: parking_lot::RwLock::new(Directory::default()),
+            load: crate::load::LoadTracker::default(),
         })
     }
 

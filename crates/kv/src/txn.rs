@@ -261,6 +261,7 @@ impl Txn {
         }
         self.observe_uncertainty(self.routed(|| match self.locate(key)? {
             Located::Local { range, limit, .. } => {
+                self.kv.load.record(range, key);
                 self.settle_intent_at(key, limit)?;
                 let value =
                     mvcc::read_visible_within(self.kv.engine.as_ref(), key, self.read_ts, limit)?;
@@ -300,6 +301,7 @@ impl Txn {
                 };
                 let piece = match &located {
                     Located::Local { range, limit, .. } => {
+                        self.kv.load.record(*range, &from);
                         self.settle_intents(&from, piece_end, *limit)?;
                         let mut committed = self
                             .kv

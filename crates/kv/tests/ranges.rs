@@ -150,3 +150,55 @@ fn a_range_is_usable_the_moment_its_split_returns() {
     assert_eq!(scan_all(&kv).len(), 100);
     assert_eq!(kv.local_ranges().len(), 101);
 }
+
+/// A range read more than `kv.range_split.load_qps_threshold` times a
+/// second is split at a key dividing the reads; a range hot on one key is
+/// not.
+#[test]
+fn a_range_under_load_splits_where_its_load_divides() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(Arc::new(RocksEngine::open(dir.path()).unwrap())).unwrap();
+    let txn = kv.begin().unwrap();
+    for k in letters() {
+        txn.put(k.clone(), k.clone()).unwrap();
+    }
+    txn.commit().unwrap();
+    kv.set_cluster_setting("kv.range_split.load_qps_threshold", "50")
+        .unwrap();
+    // The load so far ends its window without a split.
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert!(kv.split_by_load().unwrap().is_empty());
+    // One hot key: nowhere to split.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1_100) {
+        let txn = kv.begin().unwrap();
+        txn.get(b"c").unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(kv.split_by_load().unwrap().is_empty());
+    // Reads spread over "f".."u": split near the middle of them.
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(1_100) {
+        let txn = kv.begin().unwrap();
+        txn.get(&[b'f' + (i % 16) as u8]).unwrap();
+        txn.commit().unwrap();
+        i += 1;
+    }
+    let created = kv.split_by_load().unwrap();
+    assert_eq!(created.len(), 1, "{i} reads");
+    let ranges = kv.local_ranges();
+    let split = ranges
+        .iter()
+        .find(|r| r.range_id == created[0])
+        .unwrap()
+        .start_key
+        .clone();
+    assert!(
+        split.as_slice() > b"g".as_slice() && split.as_slice() < b"t".as_slice(),
+        "split at {split:?}"
+    );
+    // Quiet now: nothing more to split, and every row is still there.
+    assert!(kv.split_by_load().unwrap().is_empty());
+    assert_eq!(scan_all(&kv).len(), 26);
+}

@@ -245,6 +245,10 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             if let Err(e) = kv.split_oversized() {
                 tracing::debug!(error = %e, "size-based split failed");
             }
+            // Ranges this node served above kv.range_split.load_qps_threshold.
+            if let Err(e) = kv.split_by_load() {
+                tracing::debug!(error = %e, "load-based split failed");
+            }
             // The directory learns of what changed in ranges led here.
             if let Err(e) = kv.publish_descriptors() {
                 tracing::debug!(error = %e, "publishing range descriptors failed");
