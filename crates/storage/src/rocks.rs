@@ -40,6 +40,9 @@ impl std::fmt::Debug for RocksEngine {
     }
 }
 
+/// The block cache shared by a store's column families.
+const BLOCK_CACHE_BYTES: usize = 256 << 20;
+
 fn io_err(e: rocksdb::Error) -> StorageError {
     StorageError::Io(e.into_string())
 }
@@ -58,11 +61,21 @@ impl RocksEngine {
         opts.set_bytes_per_sync(1 << 20);
         opts.set_keep_log_file_num(10);
         opts.create_missing_column_families(true);
+        // One block cache for every family, bounded: reads of a table that
+        // outgrows the default (small) cache would otherwise decompress the
+        // same blocks again and again. Index and filter blocks live in it
+        // too, so the bound covers them.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let families = ColumnFamily::ALL.iter().map(|cf| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(DBCompressionType::Lz4);
             cf_opts.set_bottommost_compression_type(DBCompressionType::Lz4);
             cf_opts.set_level_compaction_dynamic_level_bytes(true);
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            cf_opts.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(cf.name(), cf_opts)
         });
         let db = rocksdb::DB::open_cf_descriptors(&opts, path, families).map_err(io_err)?;
