@@ -5,6 +5,7 @@
 #   find_shoal_bin       SHOAL_BIN, else the release build, else the debug one
 #   pick_port VAR        a free, not yet handed out, loopback port
 #   stop_pid PID NAME    SIGTERM, wait up to 10 s, then SIGKILL — that pid only
+#   wait_port PORT       until something listens on 127.0.0.1:PORT (60 s)
 #   dsync_ms FILE [conv] average ms of a 4 KiB O_DSYNC write (write + fdatasync)
 #   smoke_flag SCRIPT ARGS...  sets SMOKE from --smoke; --help prints the
 #                        script's header comment; anything else is an error
@@ -63,6 +64,15 @@ pick_port() {
     fi
   done
   die "no free loopback port found"
+}
+
+wait_port() { # wait_port PORT: until something listens (60 s)
+  local _
+  for _ in $(seq 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "nothing listens on 127.0.0.1:$1 after 60 s"
 }
 
 stop_pid() { # stop_pid PID NAME

@@ -60,14 +60,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_port() { # wait_port PORT: until something listens (60 s)
-  local _
-  for _ in $(seq 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listens on 127.0.0.1:$1 after 60 s"
-}
 conn() { echo "host=127.0.0.1 port=$1 user=shoal dbname=shoal"; }
 sql() { timeout 600 psql -XAtq -v ON_ERROR_STOP=1 "$(conn "${SQL[0]}")" -c "$1"; }
 

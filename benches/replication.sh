@@ -63,15 +63,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_port() { # wait_port PORT: until something listens (60 s)
-  local _
-  for _ in $(seq 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listens on 127.0.0.1:$1 after 60 s"
-}
-
 # --- etcd: three members ----------------------------------------------------
 ETCD_CLIENT=() ETCD_PEER=()
 for i in 1 2 3; do pick_port client_port; pick_port peer_port; ETCD_CLIENT+=("$client_port"); ETCD_PEER+=("$peer_port"); done

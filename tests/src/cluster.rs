@@ -147,6 +147,31 @@ impl TestCluster {
     }
 }
 
+/// The replicas and lease holder of every range, by range id, as the node
+/// behind `client` sees them (none if the query fails).
+pub async fn range_replicas(
+    client: &tokio_postgres::Client,
+) -> Vec<(std::collections::BTreeSet<i64>, Option<i64>)> {
+    let rows = client
+        .query(
+            "SELECT replicas, lease_holder FROM shoal_internal.ranges ORDER BY range_id",
+            &[],
+        )
+        .await
+        .unwrap_or_default();
+    rows.iter()
+        .map(|row| {
+            let replicas: String = row.get(0);
+            let ids = replicas
+                .trim_matches(|c| c == '{' || c == '}')
+                .split(',')
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            (ids, row.get(1))
+        })
+        .collect()
+}
+
 /// A tiny HTTP/1.1 GET; the body, if the server answered 200.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

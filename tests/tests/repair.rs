@@ -10,33 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use shoal_tests::cluster::TestCluster;
+use shoal_tests::cluster::{TestCluster, range_replicas as ranges};
 use shoal_tests::eventually;
 use tokio_postgres::Client;
-
-/// The replicas and lease holder of every range, as `client`'s node sees
-/// them.
-async fn ranges(client: &Client) -> Vec<(BTreeSet<i64>, Option<i64>)> {
-    let rows = client
-        .query(
-            "SELECT replicas, lease_holder FROM shoal_internal.ranges ORDER BY range_id",
-            &[],
-        )
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|row| {
-            let replicas: String = row.get(0);
-            let ids = replicas
-                .trim_matches(|c| c == '{' || c == '}')
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse().unwrap())
-                .collect();
-            (ids, row.get(1))
-        })
-        .collect()
-}
 
 /// Whether every range has at least three replicas, none on `gone`, and
 /// a lease holder other than `gone`.

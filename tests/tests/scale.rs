@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal_tests::cluster::TestCluster;
+use shoal_tests::cluster::{TestCluster, range_replicas};
 use shoal_tests::eventually;
 use tokio_postgres::Client;
 
@@ -56,28 +56,6 @@ fn within_15_percent(counts: &[i64]) -> bool {
     counts
         .iter()
         .all(|&c| (c as f64 - mean).abs() <= 0.15 * mean)
-}
-
-/// (replicas, lease holder) of every range, as `client`'s node sees them.
-async fn ranges(client: &Client) -> Vec<(Vec<i64>, Option<i64>)> {
-    let rows = client
-        .query(
-            "SELECT replicas, lease_holder FROM shoal_internal.ranges",
-            &[],
-        )
-        .await
-        .unwrap_or_default();
-    rows.iter()
-        .map(|row| {
-            let replicas: String = row.get(0);
-            let ids = replicas
-                .trim_matches(|c| c == '{' || c == '}')
-                .split(',')
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            (ids, row.get(1))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -175,7 +153,7 @@ async fn a_loaded_cluster_grows_to_five_nodes_balances_and_heals() {
         Duration::from_secs(180),
         "every range back at three live replicas",
         || async {
-            let ranges = ranges(&client).await;
+            let ranges = range_replicas(&client).await;
             let bad: Vec<_> = ranges
                 .iter()
                 .filter(|(replicas, holder)| {

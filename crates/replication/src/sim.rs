@@ -384,6 +384,19 @@ impl<S: StateMachine> SimCluster<S> {
         Ok(())
     }
 
+    /// The range a live node's own replicas route `key` to, by their
+    /// bounds (the first node with one containing it).
+    pub fn route(&self, key: &[u8]) -> Option<RangeId> {
+        self.node_ids().into_iter().find_map(|n| {
+            let bounds = self.driver(n)?.local_bounds();
+            let bounds = bounds.read();
+            bounds
+                .iter()
+                .find(|(_, (b, _))| b.contains(key))
+                .map(|(&range, _)| range)
+        })
+    }
+
     /// The live node that leads `range` in the highest term, if any.
     pub fn leader(&self, range: RangeId) -> Option<NodeId> {
         self.nodes

@@ -38,16 +38,9 @@ fn targets(range: RangeId) -> Vec<BTreeSet<NodeId>> {
     }
 }
 
-/// The range a node routes `key` to, by its own replicas' bounds.
+/// The range a live node routes `key` to, by its own replicas' bounds.
 fn route(c: &SimCluster<Registers>, key: &str) -> Option<RangeId> {
-    c.node_ids().into_iter().find_map(|n| {
-        let bounds = c.driver(n)?.local_bounds();
-        let bounds = bounds.read();
-        bounds
-            .iter()
-            .find(|(_, (b, _))| b.contains(key.as_bytes()))
-            .map(|(&range, _)| range)
-    })
+    c.route(key.as_bytes())
 }
 
 /// Takes the next step of moving `range` to the voters `target`, decided

@@ -24,15 +24,7 @@ const SPLITS: [(&str, RangeId); 3] = [("k030", 2), ("k060", 3), ("k090", 4)];
 
 /// The range a live node routes `key` to, by its own replicas' bounds.
 fn route(c: &SimCluster<Registers>, key: &str) -> Option<RangeId> {
-    c.node_ids().into_iter().find_map(|n| {
-        let driver = c.driver(n)?;
-        let bounds = driver.local_bounds();
-        let bounds = bounds.read();
-        bounds
-            .iter()
-            .find(|(_, (b, _))| b.contains(key.as_bytes()))
-            .map(|(&range, _)| range)
-    })
+    c.route(key.as_bytes())
 }
 
 /// Every node's ranges, sorted by start key.
