@@ -27,6 +27,10 @@
 //!    three live ones, instead of counting a dead one in its quorum.
 //! 6. Otherwise nothing. One change at a time.
 //!
+//! [`plan_everywhere`] adds one more rule for a range every node should
+//! hold (the first range): once the voters are complete, a learner on each
+//! other live node.
+//!
 //! A node that merely stopped heartbeating is neither a candidate nor dead:
 //! it may come back, and moving its replicas costs a snapshot each. It is
 //! only replaced once dead for `server.time_until_store_dead`.
@@ -107,6 +111,41 @@ pub fn plan(
 /// Voters a range never drops below to shed a dead one it cannot replace.
 const MIN_VOTERS: usize = 3;
 
+/// [`plan`] for a range every live node should hold (the first range: the
+/// cluster state and range directory each node reads locally). Once
+/// [`plan`] has nothing to do — `target` voters, repairs done — a live node
+/// holding no replica gets a **learner**, one at a time (each catches up
+/// before the next is added). Learners never count towards the quorum,
+/// and a caught-up one is what [`plan`] promotes in place of a dead voter.
+pub fn plan_everywhere(
+    view: &RangeView,
+    candidates: &[NodeId],
+    dead: &[NodeId],
+    target: usize,
+) -> Option<ConfChangeV2> {
+    if let Some(change) = plan(view, candidates, dead, target) {
+        return Some(change);
+    }
+    let cs = &view.conf_state;
+    if !cs.voters_outgoing.is_empty() || !cs.learners_next.is_empty() {
+        return None;
+    }
+    let catching_up = cs.learners.iter().any(|learner| {
+        !view
+            .matched
+            .iter()
+            .any(|&(id, matched)| id == *learner && matched >= view.commit)
+    });
+    if catching_up {
+        return None;
+    }
+    candidates
+        .iter()
+        .copied()
+        .find(|n| !cs.voters.contains(n) && !cs.learners.contains(n) && !dead.contains(n))
+        .map(|node| single(ConfChangeType::AddLearnerNode, node))
+}
+
 /// A change of one node.
 pub fn single(kind: ConfChangeType, node: NodeId) -> ConfChangeV2 {
     let mut one = ConfChangeSingle::default();
@@ -161,6 +200,39 @@ mod tests {
         // No candidate: nothing.
         let v = view(&[1], &[], &[], 1);
         assert_eq!(describe(plan(&v, &[1], &[], 3)), "none");
+    }
+
+    #[test]
+    fn a_range_held_everywhere_gets_learners_past_its_voters() {
+        // Five voters on seven nodes: node 6 joins as a learner…
+        let v = view(&[1, 2, 3, 4, 5], &[], &[], 9);
+        let all = [1, 2, 3, 4, 5, 6, 7];
+        assert_eq!(
+            describe(plan_everywhere(&v, &all, &[], 5)),
+            "AddLearnerNode 6"
+        );
+        // …node 7 only once node 6 has caught up.
+        let v = view(&[1, 2, 3, 4, 5], &[6], &[(6, 3)], 9);
+        assert_eq!(describe(plan_everywhere(&v, &all, &[], 5)), "none");
+        let v = view(&[1, 2, 3, 4, 5], &[6], &[(6, 9)], 9);
+        assert_eq!(
+            describe(plan_everywhere(&v, &all, &[], 5)),
+            "AddLearnerNode 7"
+        );
+        // Every node holds it: nothing.
+        let v = view(&[1, 2, 3, 4, 5], &[6, 7], &[(6, 9), (7, 9)], 9);
+        assert_eq!(describe(plan_everywhere(&v, &all, &[], 5)), "none");
+        // A voter dies: a caught-up learner takes its place.
+        assert_eq!(
+            describe(plan_everywhere(&v, &[1, 2, 3, 4, 6, 7], &[5], 5)),
+            "AddNode 6, RemoveNode 5"
+        );
+        // Short of voters: the usual growth first.
+        let v = view(&[1, 2, 3], &[], &[], 9);
+        assert_eq!(
+            describe(plan_everywhere(&v, &all, &[], 5)),
+            "AddLearnerNode 4"
+        );
     }
 
     #[test]

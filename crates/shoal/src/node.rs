@@ -20,7 +20,8 @@
 //! Every half second a node refreshes its address book from the node
 //! registry, makes sure it is registered itself, and for every range it
 //! leads runs the replicate queue (add a learner, promote it) until the
-//! range has its replicas (five for the first range, three for others),
+//! range has its replicas (three; five voters for the first range, and a
+//! learner on every other node),
 //! splits it if it grew too big, and writes its descriptor to the
 //! directory if it changed. It removes replicas the directory says their
 //! range dropped. The leader of the first range also runs the placement
@@ -61,10 +62,10 @@ fn replication_target(range: u64) -> usize {
     }
 }
 
-/// Replicas of the first range, which holds the cluster state and the
-/// range directory: five, as CockroachDB keeps its system ranges, so up to
-/// five nodes every node reads them locally and two failures leave a
-/// quorum.
+/// Voters of the first range, which holds the cluster state and the range
+/// directory: five, as CockroachDB keeps its system ranges, so two failures
+/// leave a quorum. Every other live node holds it as a learner, so every
+/// node reads the cluster state locally.
 pub const SYSTEM_REPLICATION_FACTOR: usize = 5;
 
 #[derive(Args, Debug)]
@@ -259,7 +260,16 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             }
             // The placement loop: on the first range's leader only.
             if raft.leader(FIRST_RANGE) == Some(me) {
-                match kv.rebalance_round(REBALANCE_MOVES, replication_target) {
+                // The first range is everywhere already: never moved (a
+                // target no range reaches keeps the planner off it).
+                let movable = |range| {
+                    if range == FIRST_RANGE {
+                        usize::MAX
+                    } else {
+                        replication_target(range)
+                    }
+                };
+                match kv.rebalance_round(REBALANCE_MOVES, movable) {
                     Ok(moves) if !moves.is_empty() => {
                         tracing::debug!(?moves, "rebalancing");
                     }
@@ -291,7 +301,14 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
                     continue;
                 }
                 let target = replication_target(range);
-                if let Some(change) = replicate_queue::plan(&view, &live, &dead, target) {
+                // The first range is held by every node (a learner past its
+                // five voters): each reads the cluster state locally.
+                let plan = if range == FIRST_RANGE {
+                    replicate_queue::plan_everywhere
+                } else {
+                    replicate_queue::plan
+                };
+                if let Some(change) = plan(&view, &live, &dead, target) {
                     tracing::info!(range, ?change, "changing replicas");
                     if let Err(e) = raft.change_membership(range, change, Duration::from_secs(10)) {
                         tracing::debug!(range, error = %e, "membership change failed");
