@@ -422,6 +422,12 @@ impl Kv {
             })
     }
 
+    /// Whether this node holds a replica of the first range, whose cluster
+    /// state (registry, liveness, settings) it then reads locally.
+    pub fn holds_cluster_state(&self) -> bool {
+        self.is_local(FIRST_RANGE)
+    }
+
     /// Whether this node holds a replica of `range`.
     pub(crate) fn is_local(&self, range: RangeId) -> bool {
         self.bounds.read().contains_key(&range)

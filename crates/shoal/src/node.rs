@@ -284,19 +284,24 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             // server.time_until_store_dead, or decommissioning, have theirs
             // replaced.
             let (live, dead) = kv.node_verdicts()?;
+            let has_cluster_state = kv.holds_cluster_state();
             for (range, view) in views {
-                if dead.contains(&me) {
-                    // This node is being drained and leads the range: hand
-                    // the lease to a live voter first, which then moves
-                    // this replica away.
+                if dead.contains(&me) || !has_cluster_state {
+                    // This node is being drained — or, holding no replica
+                    // of the first range (a drained node loses it too), it
+                    // cannot tell live nodes from dead ones — and leads the
+                    // range: hand the lease to a voter that can decide,
+                    // which then moves this replica away if it must.
                     if let Some(&to) = view
                         .conf_state
                         .voters
                         .iter()
-                        .find(|&&v| v != me && live.contains(&v))
+                        .find(|&&v| v != me && (live.contains(&v) || !has_cluster_state))
                     {
                         tracing::info!(range, to, "draining: transferring leadership");
-                        raft.inspect(move |d| d.transfer_leader(range, to))??;
+                        if let Err(e) = raft.inspect(move |d| d.transfer_leader(range, to))? {
+                            tracing::debug!(range, error = %e, "leadership transfer refused");
+                        }
                     }
                     continue;
                 }
