@@ -22,8 +22,10 @@
 //! Writes to **several ranges** commit in two phases (`distributed.rs`).
 //!
 //! The call returns once a quorum has the entry in its log (synced) and
-//! this node has applied it, so a snapshot this node takes afterwards
-//! includes the commit. Commits from many sessions that arrive during one
+//! the proposing node has applied it — this node, or, for a range it holds
+//! no replica of, the node it asked (`remote.rs`). A snapshot taken
+//! afterwards includes the commit either way: its reads pass the range's
+//! read barrier. Commits from many sessions that arrive during one
 //! Raft round share its fsync.
 //!
 //! The command carries a random id and applying it leaves a commit record,

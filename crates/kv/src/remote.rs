@@ -592,6 +592,16 @@ impl Kv {
     /// answers (see the module documentation). [`KvError::Misrouted`] if
     /// none holds it any more.
     pub(crate) fn ask(&self, record: &RangeRecord, request: &Request) -> Result<Answer> {
+        self.ask_within(record, request, self.timeout + Duration::from_secs(1))
+    }
+
+    /// [`Kv::ask`] within `budget` for every replica asked together.
+    pub(crate) fn ask_within(
+        &self,
+        record: &RangeRecord,
+        request: &Request,
+        budget: Duration,
+    ) -> Result<Answer> {
         let Some(requests) = self.requests.as_ref() else {
             return Err(KvError::Misrouted(format!(
                 "range {} has no replica on this node",
@@ -606,7 +616,7 @@ impl Kv {
         let mut maybe_delivered = false;
         let mut last = KvError::Misrouted(format!("range {} has no known replica", record.range));
         let me = self.raft.node_id();
-        let deadline = Instant::now() + self.timeout + Duration::from_secs(1);
+        let deadline = Instant::now() + budget;
         for node in record.candidates().into_iter().filter(|&n| n != me) {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {

@@ -145,7 +145,10 @@ impl Kv {
                     let record = self.record_of(range_id)?;
                     // Unknown (NULL) if no replica answers in time: the
                     // other rows are worth showing.
-                    let size = match self.ask(&record, &Request::RangeSize { range: range_id }) {
+                    // A second at most: a status view must not wait out a
+                    // request timeout per unreachable range.
+                    let request = Request::RangeSize { range: range_id };
+                    let size = match self.ask_within(&record, &request, Duration::from_secs(1)) {
                         Ok(Answer::Size(n)) => Some(n),
                         _ => None,
                     };

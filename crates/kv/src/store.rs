@@ -28,7 +28,9 @@
 //! later with a floor above the timestamp. The larger of the timestamp and
 //! the range's applied `last_commit` is therefore a snapshot of the range
 //! that no later commit can change, and it includes every commit
-//! acknowledged before `begin`.
+//! acknowledged before `begin`. (A node not yet holding the first range —
+//! one that has just joined — asks a node that does to pass the barrier
+//! and report the range's `last_commit`: `remote.rs`.)
 //!
 //! Other ranges join the snapshot when the transaction first reads them
 //! (`Txn::sync`): the same barrier, registering the now fixed read
