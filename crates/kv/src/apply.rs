@@ -25,6 +25,11 @@
 //! * **SetSetting** — stores a cluster setting (`settings.rs`).
 //! * **Decommission** — marks a node to be drained (`registry.rs`).
 //! * **AllocateRangeId** — hands out the next range id (first range).
+//! * **Freeze / Merge** — merge steps, carried out by the
+//!   replication layer's apply side; a frozen range refuses every command
+//!   that would change its data, and a merge folds the right-hand range's
+//!   own state into the left-hand one's (`apply_merge.rs`).
+//! * **DropDescriptor** — deletes a merged range's directory record.
 //! * **Split** — carried out by the replication layer's apply side (which
 //!   shrinks the range's bounds and creates the right-hand range's Raft
 //!   state); here the right-hand range gets a copy of the range-local state
@@ -50,12 +55,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use shoal_replication::{
-    DataSpan, EntryContext, RangeBounds, RangeId, ReplicationError, SplitOutcome, SplitRequest,
-    StateMachine,
+    DataSpan, EntryContext, MergeOutcome, MergeStep, RangeBounds, RangeId, ReplicationError,
+    SplitOutcome, SplitRequest, StateMachine,
 };
 use shoal_storage::{Engine, StorageError, WriteBatch};
 
@@ -74,6 +79,8 @@ struct PublishedRange {
     last_commit: AtomicU64,
     gc_threshold: AtomicU64,
     bytes: AtomicU64,
+    /// Frozen for a merge: reads are refused (`merge.rs`).
+    frozen: AtomicBool,
 }
 
 /// State of the local replicas that readers on this node use. Timestamps
@@ -94,11 +101,13 @@ impl Published {
             last_commit: AtomicU64::new(read_u64(engine, &keys::last_commit(range))?),
             gc_threshold: AtomicU64::new(read_u64(engine, &keys::gc_threshold(range))?),
             bytes: AtomicU64::new(read_u64(engine, &keys::size(range))?),
+            frozen: AtomicBool::new(stored_frozen(engine, range)?),
         };
         let mut ranges = self.ranges.write();
         let entry = ranges.entry(range).or_insert_with(|| {
             Arc::new(PublishedRange {
                 bytes: AtomicU64::new(fresh.bytes.load(Ordering::Relaxed)),
+                frozen: AtomicBool::new(fresh.frozen.load(Ordering::Relaxed)),
                 ..PublishedRange::default()
             })
         });
@@ -133,7 +142,25 @@ impl Published {
         Ok(self.range(range, engine)?.bytes.load(Ordering::Acquire))
     }
 
-    fn publish(&self, range: RangeId, last_commit: Timestamp, gc_threshold: Timestamp) {
+    /// Whether `range` is frozen for a merge here: its reads are refused
+    /// and routed again once it has merged (`merge.rs`).
+    pub fn frozen(&self, range: RangeId, engine: &dyn Engine) -> Result<bool> {
+        Ok(self.range(range, engine)?.frozen.load(Ordering::Acquire))
+    }
+
+    /// Publishes whether `range` is frozen.
+    pub(crate) fn publish_frozen(&self, range: RangeId, frozen: bool) {
+        let mut ranges = self.ranges.write();
+        let entry = ranges.entry(range).or_default();
+        entry.frozen.store(frozen, Ordering::Release);
+    }
+
+    /// Forgets `range` (its replica is gone).
+    pub(crate) fn forget(&self, range: RangeId) {
+        self.ranges.write().remove(&range);
+    }
+
+    pub(crate) fn publish(&self, range: RangeId, last_commit: Timestamp, gc_threshold: Timestamp) {
         let mut ranges = self.ranges.write();
         let entry = ranges.entry(range).or_default();
         entry.last_commit.fetch_max(last_commit, Ordering::AcqRel);
@@ -179,7 +206,7 @@ pub struct KvStateMachine {
     /// Ranges created by a split in the entry being applied: published
     /// with it.
     created: Vec<RangeId>,
-    published: Arc<Published>,
+    pub(crate) published: Arc<Published>,
 }
 
 impl std::fmt::Debug for KvStateMachine {
@@ -188,6 +215,19 @@ impl std::fmt::Debug for KvStateMachine {
             .field("ranges", &self.ranges)
             .finish()
     }
+}
+
+/// Whether the stored apply state of `range` says it is frozen.
+fn stored_frozen(engine: &dyn Engine, range: RangeId) -> Result<bool> {
+    let key = shoal_replication::keys::apply_state(range);
+    Ok(
+        match engine.get_cf(shoal_storage::ColumnFamily::Raft, &key)? {
+            Some(raw) => shoal_replication::ApplyState::decode(&raw)?
+                .frozen
+                .is_some(),
+            None => false,
+        },
+    )
 }
 
 fn read_u64(engine: &dyn Engine, key: &[u8]) -> Result<Timestamp> {
@@ -336,9 +376,16 @@ impl KvStateMachine {
         let end = mvcc::prefix_end(&prefix).unwrap_or_default();
         for pair in engine.scan(&prefix, Some(&end)) {
             let (key, value) = pair?;
+            let suffix = &key[prefix.len()..];
+            if keys::is_range_summary(suffix) {
+                continue;
+            }
             let mut copy = keys::range_local_prefix(child);
-            copy.extend_from_slice(&key[prefix.len()..]);
+            copy.extend_from_slice(suffix);
             batch.put(copy, value);
+        }
+        if split.sticky_until != 0 {
+            batch.put(keys::sticky(child), split.sticky_until.to_be_bytes());
         }
         batch.put(keys::last_commit(child), state.last_commit.to_be_bytes());
         batch.put(keys::gc_threshold(child), state.gc_threshold.to_be_bytes());
@@ -371,10 +418,12 @@ impl StateMachine for KvStateMachine {
                 at,
                 new_range,
                 left_bytes,
+                sticky_until,
             }) => Some(SplitRequest {
                 at,
                 new_range,
                 left_bytes,
+                sticky_until,
             }),
             _ => None,
         }
@@ -397,6 +446,11 @@ impl StateMachine for KvStateMachine {
                 return Ok(Vec::new());
             }
         };
+        if ctx.frozen
+            && let Some(refusal) = crate::apply_merge::refused_while_frozen(&command)
+        {
+            return encode_reply(Ok(refusal));
+        }
         let reply = match command {
             Command::Commit {
                 id,
@@ -425,8 +479,9 @@ impl StateMachine for KvStateMachine {
                 start,
                 end,
                 max_bytes,
+                min_bytes,
             } => {
-                crate::span_config::put(&start, end.as_deref(), max_bytes, batch);
+                crate::span_config::put(&start, end.as_deref(), max_bytes, min_bytes, batch);
                 Ok(Reply::SettingStored)
             }
             Command::SetDescriptor(record) => {
@@ -443,9 +498,17 @@ impl StateMachine for KvStateMachine {
                 commit_ts,
                 keys,
             } => self.resolve(ctx, txn_id, commit_ts, keys, engine, batch),
-            // Splits go to `apply_split`; one arriving here was not
-            // recognized as a split, which cannot happen.
+            Command::DropDescriptor { range, generation } => {
+                crate::directory::drop(engine, range, generation, batch)
+                    .map(|_| Reply::SettingStored)
+            }
+            // Splits go to `apply_split` and merge steps to
+            // `apply_merge_step`; one arriving here was not recognized,
+            // which cannot happen.
             Command::Split { .. } => Ok(Reply::SplitRefused("not a split".to_string())),
+            Command::Freeze | Command::Merge { .. } => {
+                Ok(Reply::MergeRefused("not a merge step".to_string()))
+            }
         };
         encode_reply(reply)
     }
@@ -471,6 +534,22 @@ impl StateMachine for KvStateMachine {
         encode_reply(reply)
     }
 
+    fn merge_request(command: &[u8]) -> Option<MergeStep> {
+        crate::apply_merge::merge_request(command)
+    }
+
+    fn apply_merge_step(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        _step: &MergeStep,
+        outcome: &MergeOutcome,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> shoal_replication::Result<Vec<u8>> {
+        let reply = self.merge_step(ctx, outcome, engine, batch);
+        encode_reply(reply)
+    }
+
     fn applied(&mut self, range: RangeId, _index: u64) {
         if let Some(state) = self.ranges.get(&range) {
             self.published.publish_state(range, state);
@@ -483,6 +562,10 @@ impl StateMachine for KvStateMachine {
     }
 
     fn before_snapshot(&mut self, range: RangeId, data: &[u8]) {
+        if let Ok((header, _)) = shoal_replication::SnapshotHeader::parse(data) {
+            self.published
+                .publish_frozen(range, header.frozen.is_some());
+        }
         // The snapshot's data may lack versions collected below its GC
         // threshold; readers must learn that threshold before they can see
         // the data (they check it after reading).
@@ -499,7 +582,7 @@ impl StateMachine for KvStateMachine {
 
     fn on_destroy(&mut self, range: RangeId) {
         self.ranges.remove(&range);
-        self.published.ranges.write().remove(&range);
+        self.published.forget(range);
     }
 
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {

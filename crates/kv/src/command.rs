@@ -111,6 +111,36 @@ pub enum Command {
         new_range: u64,
         /// The proposer's count of the bytes the left-hand side keeps.
         left_bytes: u64,
+        /// Until when (hybrid time; `u64::MAX`: for ever, 0: not at all)
+        /// the new boundary is kept from being merged away (`merge.rs`).
+        sticky_until: Timestamp,
+    },
+    /// Freeze the range for a merge into its left-hand neighbour
+    /// (`shoal-replication`'s `apply/merge.rs`).
+    Freeze,
+    /// Take over the frozen right-hand neighbour `right`.
+    Merge {
+        /// The right-hand range.
+        right: u64,
+        /// Its first key.
+        right_start: Vec<u8>,
+        /// Its freeze's log index.
+        freeze_index: u64,
+        /// This range's generation when its replicas were seen next to
+        /// complete replicas of the right-hand range.
+        left_generation: u64,
+        /// Its voters then.
+        voters: Vec<u64>,
+        /// Its learners then.
+        learners: Vec<u64>,
+    },
+    /// Delete the directory record of `range` if it is at most at
+    /// `generation` (first range; the range was merged away).
+    DropDescriptor {
+        /// The range.
+        range: u64,
+        /// Its generation when it was merged.
+        generation: u64,
     },
     /// Hand out the next unused range id (first range only).
     AllocateRangeId,
@@ -135,8 +165,10 @@ pub enum Command {
         start: Vec<u8>,
         /// End of the span (`None`: unbounded).
         end: Option<Vec<u8>>,
-        /// Split ranges holding more bytes than this.
-        max_bytes: u64,
+        /// Split ranges holding more bytes than this (`None`: unchanged).
+        max_bytes: Option<u64>,
+        /// Merge ranges holding fewer bytes than this (`None`: unchanged).
+        min_bytes: Option<u64>,
     },
     /// Store a range's descriptor in the directory, unless the stored one
     /// is as new (first range only; see `directory.rs`).
@@ -214,6 +246,12 @@ pub enum Reply {
     TxnEnded(Vec<u8>),
     /// Intents resolved.
     Resolved(u64),
+    /// The range is frozen since this log index.
+    Frozen(u64),
+    /// The right-hand range was merged in.
+    Merged,
+    /// The merge step was refused; why.
+    MergeRefused(String),
 }
 
 const COMMIT: u8 = 1;
@@ -229,6 +267,9 @@ const END_TXN: u8 = 10;
 const RESOLVE: u8 = 11;
 const SET_SPAN_CONFIG: u8 = 12;
 const SET_DESCRIPTOR: u8 = 13;
+const FREEZE: u8 = 14;
+const MERGE: u8 = 15;
+const DROP_DESCRIPTOR: u8 = 16;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -246,6 +287,9 @@ const PREPARED: u8 = 13;
 const INTENT_CONFLICT: u8 = 14;
 const TXN_ENDED: u8 = 15;
 const RESOLVED: u8 = 16;
+const FROZEN: u8 = 17;
+const MERGED: u8 = 18;
+const MERGE_REFUSED: u8 = 19;
 
 impl Command {
     /// The command's wire form.
@@ -298,11 +342,39 @@ impl Command {
                 at,
                 new_range,
                 left_bytes,
+                sticky_until,
             } => {
                 out.push(SPLIT);
                 put_field(&mut out, at);
                 out.extend_from_slice(&new_range.to_be_bytes());
                 out.extend_from_slice(&left_bytes.to_be_bytes());
+                out.extend_from_slice(&sticky_until.to_be_bytes());
+            }
+            Command::Freeze => out.push(FREEZE),
+            Command::Merge {
+                right,
+                right_start,
+                freeze_index,
+                left_generation,
+                voters,
+                learners,
+            } => {
+                out.push(MERGE);
+                for word in [*right, *freeze_index, *left_generation] {
+                    out.extend_from_slice(&word.to_be_bytes());
+                }
+                put_field(&mut out, right_start);
+                for ids in [voters, learners] {
+                    out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+                    for id in ids {
+                        out.extend_from_slice(&id.to_be_bytes());
+                    }
+                }
+            }
+            Command::DropDescriptor { range, generation } => {
+                out.push(DROP_DESCRIPTOR);
+                out.extend_from_slice(&range.to_be_bytes());
+                out.extend_from_slice(&generation.to_be_bytes());
             }
             Command::AllocateRangeId => out.push(ALLOCATE_RANGE_ID),
             Command::Prepare(Prepare {
@@ -335,6 +407,7 @@ impl Command {
                 start,
                 end,
                 max_bytes,
+                min_bytes,
             } => {
                 out.push(SET_SPAN_CONFIG);
                 put_field(&mut out, start);
@@ -345,7 +418,8 @@ impl Command {
                         put_field(&mut out, end);
                     }
                 }
-                out.extend_from_slice(&max_bytes.to_be_bytes());
+                put_optional_ts(&mut out, *max_bytes);
+                put_optional_ts(&mut out, *min_bytes);
             }
             Command::SetDescriptor(record) => {
                 out.push(SET_DESCRIPTOR);
@@ -398,7 +472,8 @@ impl Command {
                     1 => Some(r.field()?),
                     _ => return Err(corrupt("bad end tag")),
                 },
-                max_bytes: r.u64()?,
+                max_bytes: r.optional_ts()?,
+                min_bytes: r.optional_ts()?,
             },
             SET_DESCRIPTOR => Command::SetDescriptor(RangeRecord::read(&mut r)?),
             RESOLVE => {
@@ -446,6 +521,30 @@ impl Command {
                 at: r.field()?,
                 new_range: r.u64()?,
                 left_bytes: r.u64()?,
+                sticky_until: r.u64()?,
+            },
+            FREEZE => Command::Freeze,
+            MERGE => {
+                let (right, freeze_index, left_generation) = (r.u64()?, r.u64()?, r.u64()?);
+                let right_start = r.field()?;
+                let mut ids = || -> Result<Vec<u64>> {
+                    let n = r.u32()? as usize;
+                    (0..n).map(|_| r.u64()).collect()
+                };
+                let voters = ids()?;
+                let learners = ids()?;
+                Command::Merge {
+                    right,
+                    right_start,
+                    freeze_index,
+                    left_generation,
+                    voters,
+                    learners,
+                }
+            }
+            DROP_DESCRIPTOR => Command::DropDescriptor {
+                range: r.u64()?,
+                generation: r.u64()?,
             },
             ALLOCATE_RANGE_ID => Command::AllocateRangeId,
             _ => return Err(corrupt("unknown command")),
@@ -513,6 +612,15 @@ impl Reply {
                 out.push(RESOLVED);
                 out.extend_from_slice(&n.to_be_bytes());
             }
+            Reply::Frozen(index) => {
+                out.push(FROZEN);
+                out.extend_from_slice(&index.to_be_bytes());
+            }
+            Reply::Merged => out.push(MERGED),
+            Reply::MergeRefused(why) => {
+                out.push(MERGE_REFUSED);
+                put_field(&mut out, why.as_bytes());
+            }
         }
         out
     }
@@ -551,6 +659,11 @@ impl Reply {
             },
             TXN_ENDED => Reply::TxnEnded(r.field()?),
             RESOLVED => Reply::Resolved(r.u64()?),
+            FROZEN => Reply::Frozen(r.u64()?),
+            MERGED => Reply::Merged,
+            MERGE_REFUSED => Reply::MergeRefused(
+                String::from_utf8(r.field()?).map_err(|_| corrupt("merge refusal"))?,
+            ),
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -594,6 +707,20 @@ mod tests {
                 at: b"\x02k".to_vec(),
                 new_range: 9,
                 left_bytes: 1 << 20,
+                sticky_until: u64::MAX,
+            },
+            Command::Freeze,
+            Command::Merge {
+                right: 4,
+                right_start: b"m".to_vec(),
+                freeze_index: 12,
+                left_generation: 7,
+                voters: vec![1, 2, 3],
+                learners: vec![5],
+            },
+            Command::DropDescriptor {
+                range: 4,
+                generation: 6,
             },
             Command::AllocateRangeId,
             Command::Prepare(Prepare {
@@ -622,12 +749,14 @@ mod tests {
             Command::SetSpanConfig {
                 start: b"a".to_vec(),
                 end: Some(b"b".to_vec()),
-                max_bytes: 1 << 20,
+                max_bytes: Some(1 << 20),
+                min_bytes: Some(1 << 18),
             },
             Command::SetSpanConfig {
                 start: Vec::new(),
                 end: None,
-                max_bytes: 7,
+                max_bytes: Some(7),
+                min_bytes: None,
             },
             Command::SetDescriptor(crate::directory::RangeRecord {
                 range: 3,
@@ -660,6 +789,9 @@ mod tests {
             Reply::WrongRange,
             Reply::Split,
             Reply::SplitRefused("no".to_string()),
+            Reply::Frozen(12),
+            Reply::Merged,
+            Reply::MergeRefused("changed".to_string()),
             Reply::Prepared(5),
             Reply::IntentConflict {
                 key: b"k".to_vec(),

@@ -69,7 +69,15 @@ impl Kv {
         let reply = loop {
             let mut groups = self.group_by_range(writes.clone())?;
             if groups.len() > 1 {
-                return self.commit_across(read_ts, &writes, groups, deadline);
+                match self.commit_across(read_ts, &writes, groups, deadline) {
+                    // Aborted cleanly because a range changed: group again.
+                    Err(KvError::Misrouted(_)) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        self.reload_directory();
+                        continue;
+                    }
+                    other => return other,
+                }
             }
             let Some((range, writes)) = groups.pop_first() else {
                 return Ok(read_ts);

@@ -13,6 +13,8 @@
 //! [`Kv::publish_descriptors`]). A record replaces the stored one only if
 //! it is newer: a higher generation, or the same generation described at a
 //! later applied index, so a late write of an old view changes nothing.
+//! A range merged into its left-hand neighbour loses its record for good
+//! ([`Command::DropDescriptor`](crate::command::Command), `merge.rs`).
 //!
 //! # The cache
 //!
@@ -42,6 +44,7 @@ use crate::error::Result;
 use crate::store::Kv;
 
 const PREFIX: &[u8] = b"sm";
+const DROPPED_PREFIX: &[u8] = b"sx";
 
 /// The least time between two reloads of a node's directory cache.
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(50);
@@ -53,7 +56,7 @@ pub struct RangeRecord {
     pub range: RangeId,
     /// Its bounds when described.
     pub bounds: RangeBounds,
-    /// Its generation (bumped by each split).
+    /// Its generation (bumped by each change of bounds or membership).
     pub generation: u64,
     /// Its applied index when described: orders records of one generation.
     pub index: u64,
@@ -152,6 +155,11 @@ fn record_key(range: RangeId) -> Vec<u8> {
 /// Applies a [`Command::SetDescriptor`](crate::command::Command): stores
 /// `record` unless the stored one is as new. Returns whether it did.
 pub fn put(engine: &dyn Engine, record: &RangeRecord, batch: &mut WriteBatch) -> Result<bool> {
+    if engine.get(&dropped_key(record.range))?.is_some() {
+        // Merged away: a late write of its old view must not bring the
+        // record back (range ids are never reused).
+        return Ok(false);
+    }
     let key = record_key(record.range);
     if let Some(raw) = engine.get(&key)? {
         let stored = RangeRecord::decode(&raw)?;
@@ -161,6 +169,29 @@ pub fn put(engine: &dyn Engine, record: &RangeRecord, batch: &mut WriteBatch) ->
     }
     batch.put(key, record.encode());
     Ok(true)
+}
+
+/// Applies a [`Command::DropDescriptor`](crate::command::Command): deletes
+/// the record of `range`, merged away at `generation`, and remembers it
+/// (`s x <range id>`) so that no later write brings it back. Returns
+/// whether a record was there.
+pub fn drop(
+    engine: &dyn Engine,
+    range: RangeId,
+    generation: u64,
+    batch: &mut WriteBatch,
+) -> Result<bool> {
+    let key = record_key(range);
+    let existed = engine.get(&key)?.is_some();
+    batch.delete(key);
+    batch.put(dropped_key(range), generation.to_be_bytes());
+    Ok(existed)
+}
+
+fn dropped_key(range: RangeId) -> Vec<u8> {
+    let mut key = DROPPED_PREFIX.to_vec();
+    key.extend_from_slice(&range.to_be_bytes());
+    key
 }
 
 /// Every record in `engine` (a replica of the first range), by range id.
@@ -229,6 +260,11 @@ impl Directory {
         }
         self.records
             .sort_by(|a, b| a.bounds.start.cmp(&b.bounds.start));
+    }
+
+    /// Forgets the record of `range` (merged away).
+    pub fn remove(&mut self, range: RangeId) {
+        self.records.retain(|r| r.range != range);
     }
 
     /// The record of `range`, if cached.
@@ -312,17 +348,35 @@ impl Kv {
     /// not listening: the directory describes the range at a later applied
     /// index than the replica reached, without this node (see
     /// `shoal_replication::replica_gc`). Returns how many it removed.
+    ///
+    /// A replica of a range merged away while this node was not among its
+    /// replicas has no record any more: it goes when a record of another
+    /// range, newer than it and held by no replica here, covers its keys.
     pub fn collect_stale_replicas(&self) -> Result<usize> {
         let me = self.raft.node_id();
         let stale: Vec<(RangeId, u64)> = {
             let directory = self.directory.read();
-            self.bounds
-                .read()
+            let local = self.bounds.read();
+            let mut stale: Vec<(RangeId, u64)> = local
                 .keys()
                 .filter_map(|&range| directory.get(range))
                 .filter(|r| !r.voters.contains(&me) && !r.learners.contains(&me))
                 .map(|r| (r.range, r.index))
-                .collect()
+                .collect();
+            for (&range, (bounds, generation)) in local.iter() {
+                let merged_away = directory.get(range).is_none()
+                    && directory.records().iter().any(|r| {
+                        r.range != range
+                            && !local.contains_key(&r.range)
+                            && r.generation > *generation
+                            && covers(&r.bounds, bounds)
+                    });
+                if merged_away {
+                    // Any applied index is behind "gone".
+                    stale.push((range, u64::MAX));
+                }
+            }
+            stale
         };
         if stale.is_empty() {
             return Ok(0);
@@ -345,6 +399,16 @@ impl Kv {
         })?;
         Ok(removed)
     }
+}
+
+/// Whether `outer` holds every key of `inner`.
+fn covers(outer: &RangeBounds, inner: &RangeBounds) -> bool {
+    outer.start <= inner.start
+        && match (&outer.end, &inner.end) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(o), Some(i)) => i <= o,
+        }
 }
 
 #[cfg(test)]

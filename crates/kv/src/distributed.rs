@@ -118,6 +118,15 @@ impl Kv {
         let mut failure = None;
         for (_, keys, outcome) in outcomes {
             match outcome {
+                // A range changed (split, frozen or merged) since the
+                // writes were grouped: nothing was written there; the
+                // caller aborts the rest and starts over.
+                Ok(Reply::WrongRange) => {
+                    prepared_keys.extend(keys);
+                    failure.get_or_insert(KvError::Misrouted(
+                        "a range changed while the transaction committed".to_string(),
+                    ));
+                }
                 Ok(Reply::Prepared(ts)) => {
                     commit_ts = commit_ts.max(ts);
                     prepared_keys.extend(keys);
@@ -141,7 +150,16 @@ impl Kv {
             self.abort(txn_id, primary_key, prepared_keys);
             return Err(error);
         }
-        match self.end_txn(primary_key, txn_id, Some(commit_ts), deadline)? {
+        // Only a prepare refused for a changed range may ask the caller
+        // to start over (`KvError::Misrouted`): past this point the
+        // decision may have been taken.
+        let decided = self
+            .end_txn(primary_key, txn_id, Some(commit_ts), deadline)
+            .map_err(|e| match e {
+                KvError::Misrouted(why) => KvError::Unavailable(why),
+                e => e,
+            })?;
+        match decided {
             TxnStatus::Committed(ts) => {
                 self.clock.observe(ts);
                 if let Err(e) = self.resolve_keys(txn_id, Some(ts), prepared_keys, deadline) {
@@ -199,15 +217,23 @@ impl Kv {
         commit_ts: Option<Timestamp>,
         deadline: Instant,
     ) -> Result<TxnStatus> {
-        let (range, _) = self.route(primary_key)?;
         let command = Command::EndTxn {
             txn_id,
             commit_ts,
             at: self.clock.wall_now(),
         };
-        match self.propose_until(range, &command, deadline)? {
-            Reply::TxnEnded(raw) => TxnStatus::decode(&raw),
-            other => Err(other.unexpected("a transaction decision")),
+        loop {
+            let (range, _) = self.route(primary_key)?;
+            match self.propose_until(range, &command, deadline)? {
+                Reply::TxnEnded(raw) => return TxnStatus::decode(&raw),
+                // The primary range is frozen for a merge, or was merged
+                // since it was routed: route again once it settles.
+                Reply::WrongRange if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    self.reload_directory();
+                }
+                other => return Err(other.unexpected("a transaction decision")),
+            }
         }
     }
 

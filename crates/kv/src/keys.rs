@@ -31,6 +31,7 @@ const LAST_COMMIT: u8 = b'h';
 const GC_THRESHOLD: u8 = b'g';
 const SIZE: u8 = b's';
 const COMMIT_RECORD: u8 = b't';
+const STICKY: u8 = b'k';
 
 /// Prefix of the cluster state kept by the first range.
 pub const SYSTEM_PREFIX: u8 = b's';
@@ -71,6 +72,21 @@ pub fn gc_threshold(range: RangeId) -> Vec<u8> {
 /// kept by every commit, resolution, GC and split (`apply.rs`).
 pub fn size(range: RangeId) -> Vec<u8> {
     range_local(range, SIZE)
+}
+
+/// The key of how long `range`'s first key stays a boundary (big-endian
+/// hybrid timestamp; `u64::MAX`: for ever): written by a split that
+/// should not be merged away soon (`merge.rs`). Not copied by splits or
+/// merges: it belongs to the boundary, not the range.
+pub fn sticky(range: RangeId) -> Vec<u8> {
+    range_local(range, STICKY)
+}
+
+/// Whether `suffix` (a range-local key after its range prefix) names
+/// state a split or merge does not copy as it is: the timestamps, size and
+/// stickiness, which both compute afresh.
+pub fn is_range_summary(suffix: &[u8]) -> bool {
+    matches!(suffix, [LAST_COMMIT] | [GC_THRESHOLD] | [SIZE] | [STICKY])
 }
 
 /// The prefix of `range`'s commit records.

@@ -46,6 +46,7 @@
 //! `split`, `span_config`, `gc`.
 
 mod apply;
+mod apply_merge;
 mod apply_txn;
 pub mod clock;
 mod codec;
@@ -59,6 +60,7 @@ pub mod intents;
 pub mod keys;
 pub mod liveness;
 mod load;
+pub mod merge;
 pub mod mvcc;
 mod rebalance;
 pub mod registry;

@@ -154,7 +154,11 @@ impl Kv {
                 key = %crate::error::printable_key(&key),
                 "splitting a range by load"
             );
-            created.push(self.split_at(&key)?);
+            let sticky_until = self
+                .clock
+                .wall_now()
+                .saturating_add(crate::merge::LOAD_SPLIT_STICKY.as_micros() as u64);
+            created.push(self.split_sticky(&key, sticky_until)?);
         }
         Ok(created)
     }

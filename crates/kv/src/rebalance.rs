@@ -18,6 +18,9 @@
 //! 3. Otherwise (the learner is catching up, a joint configuration is
 //!    being left) nothing: the next round looks again.
 //!
+//! A step from a learner to itself gives a move up: the learner is
+//! removed (the merge driver clears a range's stray learners this way).
+//!
 //! A leadership move is a Raft leadership transfer to another voter.
 
 use shoal_placement::rebalance::{Move, RangeReplicas, plan};
@@ -71,7 +74,7 @@ impl Kv {
 
     /// Runs `request` on the leader of `range`: here if this node leads
     /// it, else on the node the directory names.
-    fn on_leader(&self, range: RangeId, request: Request) -> Result<()> {
+    pub(crate) fn on_leader(&self, range: RangeId, request: Request) -> Result<()> {
         if self.raft.leader(range) == Some(self.raft.node_id()) {
             return self.admin(request);
         }
@@ -120,9 +123,16 @@ impl Kv {
         };
         let cs = &view.conf_state;
         if !cs.voters_outgoing.is_empty() || !cs.learners_next.is_empty() {
+            tracing::debug!(range, "rebalancing: leaving a joint configuration first");
             return Ok(());
         }
         let timeout = self.timeout;
+        if from == to && cs.learners.contains(&from) {
+            // A move given up (`merge.rs`): the learner goes.
+            tracing::info!(range, learner = from, "rebalancing: removing a learner");
+            let change = single(ConfChangeType::RemoveNode, from);
+            return Ok(self.raft.change_membership(range, change, timeout)?);
+        }
         if !cs.voters.contains(&from) {
             return Ok(());
         }
@@ -143,6 +153,7 @@ impl Kv {
             .iter()
             .any(|&(node, matched)| node == to && matched >= view.commit);
         if !caught_up {
+            tracing::debug!(range, to, matched = ?view.matched, commit = view.commit, "rebalancing: the learner is catching up");
             return Ok(());
         }
         let caught_up_voter = |v: u64| {

@@ -39,6 +39,8 @@
 //!   (`rebalance.rs`).
 //! * `SplitAt { key }` — `ALTER TABLE … SPLIT AT` for a range held by the
 //!   asked node (which measures the sides' sizes from its replica).
+//! * `MergeInfo { range }` / `AppliedIndex { range }` — what the merge
+//!   driver needs of a range, from the asked node's replica (`merge.rs`).
 //!
 //! Wire format: a tag byte, then the fields (`codec.rs`). Errors travel as
 //! a code and their fields, so a remote write conflict or uncertain read
@@ -108,6 +110,12 @@ pub(crate) enum Request {
     SplitAt {
         key: Vec<u8>,
     },
+    MergeInfo {
+        range: RangeId,
+    },
+    AppliedIndex {
+        range: RangeId,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -122,6 +130,7 @@ pub(crate) enum Answer {
     Size(u64),
     Done,
     Range(RangeId),
+    Index(u64),
     Failed(WireError),
 }
 
@@ -158,6 +167,8 @@ const RANGE_SIZE: u8 = 7;
 const RELOCATE: u8 = 8;
 const TRANSFER_LEASE: u8 = 9;
 const SPLIT_AT: u8 = 10;
+const MERGE_INFO: u8 = 11;
+const APPLIED_INDEX: u8 = 12;
 
 const SYNCED: u8 = 1;
 const VALUE: u8 = 2;
@@ -168,6 +179,7 @@ const SIZE: u8 = 6;
 const FAILED: u8 = 7;
 const DONE: u8 = 8;
 const RANGE: u8 = 9;
+const INDEX: u8 = 10;
 
 impl Request {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -226,6 +238,14 @@ impl Request {
                 out.push(SPLIT_AT);
                 put_field(&mut out, key);
             }
+            Request::MergeInfo { range } => {
+                out.push(MERGE_INFO);
+                u64(&mut out, *range);
+            }
+            Request::AppliedIndex { range } => {
+                out.push(APPLIED_INDEX);
+                u64(&mut out, *range);
+            }
         }
         out
     }
@@ -267,6 +287,8 @@ impl Request {
                 to: r.u64()?,
             },
             SPLIT_AT => Request::SplitAt { key: r.field()? },
+            MERGE_INFO => Request::MergeInfo { range: r.u64()? },
+            APPLIED_INDEX => Request::AppliedIndex { range: r.u64()? },
             _ => return Err(corrupt("unknown request")),
         };
         r.finish()?;
@@ -315,6 +337,10 @@ impl Answer {
                 out.push(RANGE);
                 out.extend_from_slice(&range.to_be_bytes());
             }
+            Answer::Index(index) => {
+                out.push(INDEX);
+                out.extend_from_slice(&index.to_be_bytes());
+            }
             Answer::Failed(error) => {
                 out.push(FAILED);
                 error.put(&mut out);
@@ -349,6 +375,7 @@ impl Answer {
             SIZE => Answer::Size(r.u64()?),
             DONE => Answer::Done,
             RANGE => Answer::Range(r.u64()?),
+            INDEX => Answer::Index(r.u64()?),
             FAILED => Answer::Failed(WireError::read(&mut r)?),
             _ => return Err(corrupt("unknown answer")),
         };
@@ -569,6 +596,14 @@ impl Kv {
                 self.local_route(&key)?;
                 Ok(Answer::Range(self.split_at(&key)?))
             }
+            Request::MergeInfo { range } => {
+                self.local_only(range)?;
+                Ok(Answer::Reply(self.merge_info_here(range)?.encode()))
+            }
+            Request::AppliedIndex { range } => {
+                self.local_only(range)?;
+                Ok(Answer::Index(self.applied_index_here(range)?))
+            }
             request @ (Request::Relocate { .. } | Request::TransferLease { .. }) => {
                 self.admin(request)?;
                 Ok(Answer::Done)
@@ -647,6 +682,20 @@ impl Kv {
             )));
         }
         Err(last)
+    }
+
+    /// Asks node `node` (not this one) alone.
+    pub(crate) fn ask_node(&self, node: u64, request: &Request) -> Result<Answer> {
+        let Some(requests) = self.requests.as_ref() else {
+            return Err(KvError::Misrouted("this node asks no other".to_string()));
+        };
+        let bytes = requests
+            .request(node, &request.encode(), self.timeout)
+            .map_err(|e| KvError::Misrouted(e.to_string()))?;
+        match Answer::decode(&bytes)? {
+            Answer::Failed(e) => Err(e.into_kv(node)),
+            answer => Ok(answer),
+        }
     }
 
     /// Asks any other node for the directory (this node holds no replica
@@ -811,6 +860,8 @@ mod tests {
             },
             Request::TransferLease { range: 5, to: 2 },
             Request::SplitAt { key: b"m".to_vec() },
+            Request::MergeInfo { range: 6 },
+            Request::AppliedIndex { range: 6 },
         ];
         for request in requests {
             let bytes = request.encode();
@@ -819,6 +870,7 @@ mod tests {
         }
         let answers = [
             Answer::Synced(5),
+            Answer::Index(9),
             Answer::Value(None),
             Answer::Value(Some(b"v".to_vec())),
             Answer::Pairs(vec![(b"a".to_vec(), b"1".to_vec())], true),

@@ -15,6 +15,10 @@
 //! copy is refused — the key is no longer inside the range — and then
 //! found to be a boundary).
 //!
+//! Boundaries made by hand or for a table's own range are **sticky**: the
+//! merge driver never removes them (`merge.rs`); those made by load stay
+//! for a while; those made by size may go whenever the ranges shrink.
+//!
 //! **By size.** Every range keeps the bytes of its versions (`apply.rs`).
 //! [`Kv::split_oversized`], run by each node's maintenance loop, splits
 //! every range the node leads that holds more than its span's
@@ -28,14 +32,23 @@ use std::time::Instant;
 
 use shoal_replication::RangeId;
 
+use crate::clock::Timestamp;
 use crate::command::{Command, Reply};
 use crate::error::{KvError, Result, printable_key};
 use crate::mvcc;
 use crate::store::Kv;
 
 impl Kv {
-    /// Makes `key` the first key of a range; returns that range's id.
+    /// Makes `key` the first key of a range, a boundary never merged away
+    /// (`SPLIT AT`, a table's own range); returns that range's id.
     pub fn split_at(&self, key: &[u8]) -> Result<RangeId> {
+        self.split_sticky(key, Timestamp::MAX)
+    }
+
+    /// Makes `key` the first key of a range, a boundary kept from merging
+    /// until `sticky_until` (hybrid time; `merge.rs`); returns that range's
+    /// id.
+    pub(crate) fn split_sticky(&self, key: &[u8], sticky_until: Timestamp) -> Result<RangeId> {
         let (range, bounds) = self.route(key)?;
         if bounds.start == key {
             return Ok(range);
@@ -52,7 +65,7 @@ impl Kv {
             });
         }
         let left_bytes = self.span_bytes(&bounds.start, key)?;
-        self.split_with(key, left_bytes)
+        self.split_with(key, left_bytes, sticky_until)
     }
 
     /// Splits every range this node leads that holds more bytes than its
@@ -75,7 +88,7 @@ impl Kv {
                     bytes,
                     "splitting a range grown too big"
                 );
-                created.push(self.split_with(&key, left_bytes)?);
+                created.push(self.split_with(&key, left_bytes, 0)?);
             }
         }
         Ok(created)
@@ -119,8 +132,9 @@ impl Kv {
     }
 
     /// Splits the range holding `key` at it; the left side keeps
-    /// `left_bytes` of the range's size.
-    fn split_with(&self, key: &[u8], left_bytes: u64) -> Result<RangeId> {
+    /// `left_bytes` of the range's size, and the boundary is sticky until
+    /// `sticky_until`.
+    fn split_with(&self, key: &[u8], left_bytes: u64, sticky_until: Timestamp) -> Result<RangeId> {
         let deadline = Instant::now() + self.timeout;
         let (mut range, bounds) = self.route(key)?;
         if bounds.start == key {
@@ -134,6 +148,7 @@ impl Kv {
             at: key.to_vec(),
             new_range,
             left_bytes,
+            sticky_until,
         };
         loop {
             // Safe to repeat: a second copy is refused and changes nothing.

@@ -360,6 +360,13 @@ impl Kv {
                 "the replica of range {range} was removed while being read"
             )));
         }
+        // A frozen range is about to be merged: a read served now could be
+        // above what the merged range promises to write above (`merge.rs`).
+        if self.published.frozen(range, self.engine.as_ref())? {
+            return Err(KvError::Misrouted(format!(
+                "range {range} is frozen for a merge"
+            )));
+        }
         let threshold = self.published.gc_threshold(range, self.engine.as_ref())?;
         if read_ts < threshold {
             return Err(KvError::SnapshotTooOld { read_ts, threshold });

@@ -25,10 +25,15 @@
 //!   recognizes it, [`StateMachine::split_request`]) shrinks the range's
 //!   bounds in its apply state and — in the same batch — writes the
 //!   right-hand range's initial Raft state (same members, log starting at
-//!   [`INITIAL_INDEX`]), unless this node already holds a newer replica
+//!   [`INITIAL_INDEX`](crate::peer_storage::INITIAL_INDEX)), unless this node already holds a newer replica
 //!   of it. Whether a split is accepted depends only on replicated state
 //!   (the bounds and the membership), so every replica decides the same.
 //!   The Raft thread creates the new replica when the report arrives.
+//! * Merges likewise (`apply/merge.rs`): a frozen range refuses changes;
+//!   the left-hand range takes over its frozen neighbour's keys, and the
+//!   Raft thread deletes the neighbour's replica (not its data) when the
+//!   report arrives. Every change of a range's bounds, membership or
+//!   freezing bumps its generation.
 //! * Snapshots must be cut at one applied index, which only the applier
 //!   sees, so generating one is an apply task too. Installing one replaces
 //!   data the applier writes, so the Raft thread waits for the install task
@@ -57,9 +62,11 @@ use crate::apply_state::{ApplyState, RangeBounds};
 use crate::error::{ReplicationError, Result};
 use crate::keys;
 use crate::peer::{CONF_CHANGE_REJECTED, ProposalHeader};
-use crate::peer_storage::{INITIAL_INDEX, INITIAL_TERM, PeerStorage};
 use crate::snapshot::{self, SnapshotHeader};
-use crate::{EntryContext, RangeId, SplitOutcome, SplitRequest, StateMachine, Token};
+use crate::{EntryContext, MergeOutcome, RangeId, SplitOutcome, StateMachine, Token};
+
+mod merge;
+mod split;
 
 /// Work for the apply side.
 #[derive(Debug)]
@@ -92,6 +99,9 @@ pub enum ApplyTask {
     Destroy {
         /// The range.
         range: RangeId,
+        /// Keep the data: the range was merged into its left-hand
+        /// neighbour, which owns it now.
+        keep_data: bool,
     },
     /// Write an installed snapshot (`batch` replaces the data, log and
     /// states) and tell the state machine.
@@ -118,6 +128,11 @@ pub struct AppliedEntry {
     pub conf_change: Option<ConfChangeV2>,
     /// The split it made, if it was an accepted one.
     pub split: Option<SplitApplied>,
+    /// The range's bounds and generation after the entry, if it changed
+    /// them (split, merge, membership change, freeze).
+    pub layout: Option<(RangeBounds, u64)>,
+    /// The right-hand range this entry merged into the range.
+    pub merged: Option<RangeId>,
 }
 
 /// A split the apply side carried out.
@@ -232,7 +247,7 @@ impl<S: StateMachine> Applier<S> {
                 })
             }
             ApplyTask::Generate { range } => self.generate(range),
-            ApplyTask::Destroy { range } => self.destroy(range),
+            ApplyTask::Destroy { range, keep_data } => self.destroy(range, keep_data),
             ApplyTask::Install {
                 range,
                 snapshot,
@@ -274,7 +289,10 @@ impl<S: StateMachine> Applier<S> {
                 reply: Vec::new(),
                 conf_change: None,
                 split: None,
+                layout: None,
+                merged: None,
             };
+            let layout_before = (state.generation, state.bounds.clone());
             match entry.get_entry_type() {
                 // Empty entries are appended by new leaders (and replace
                 // conf changes raft-rs refused).
@@ -282,41 +300,15 @@ impl<S: StateMachine> Applier<S> {
                 EntryType::EntryNormal => match ProposalHeader::unwrap(entry.get_data()) {
                     Ok((header, command)) => {
                         out.header = Some(header);
-                        let split = S::split_request(command);
-                        let outcome = match &split {
-                            Some(split) => Some(self.split(range, &mut state, split, &mut batch)?),
-                            None => None,
-                        };
-                        let ctx = EntryContext {
+                        self.apply_command(
                             range,
                             index,
-                            floor: header.floor,
-                            bounds: &state.bounds,
-                        };
-                        if let (Some(split), Some(outcome)) = (split, outcome) {
-                            out.reply = self.state_machine.apply_split(
-                                &ctx,
-                                &split,
-                                &outcome,
-                                self.engine.as_ref(),
-                                &mut batch,
-                            )?;
-                            if let SplitOutcome::Done { create_child } = outcome {
-                                out.split = Some(SplitApplied {
-                                    child: split.new_range,
-                                    bounds: state.bounds.clone(),
-                                    generation: state.generation,
-                                    created: create_child,
-                                });
-                            }
-                        } else {
-                            out.reply = self.state_machine.apply(
-                                &ctx,
-                                command,
-                                self.engine.as_ref(),
-                                &mut batch,
-                            )?;
-                        }
+                            header.floor,
+                            command,
+                            &mut state,
+                            &mut out,
+                            &mut batch,
+                        )?;
                     }
                     // The same on every replica: skip it, never stop.
                     Err(_) => tracing::warn!(range, index, "skipping an entry without a header"),
@@ -326,11 +318,19 @@ impl<S: StateMachine> Applier<S> {
                         .ok()
                         .map(|(h, _)| h);
                     // A change raft-rs or the decoder rejects is rejected the
-                    // same way on every replica: a no-op, never a stop.
-                    match next_conf_state(&state.conf_state, &entry) {
+                    // same way on every replica: a no-op, never a stop. So is
+                    // any change of a frozen range (`apply/merge.rs`).
+                    let next = match state.frozen {
+                        Some(_) => Err(ReplicationError::Raft(
+                            "the range is frozen for a merge".to_string(),
+                        )),
+                        None => next_conf_state(&state.conf_state, &entry),
+                    };
+                    match next {
                         Ok((change, conf_state)) => {
                             tracing::info!(range, index, voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
                             state.conf_state = conf_state;
+                            state.generation += 1;
                             out.conf_change = Some(change);
                         }
                         Err(e) => {
@@ -340,12 +340,24 @@ impl<S: StateMachine> Applier<S> {
                     }
                 }
             }
+            if (state.generation, &state.bounds) != (layout_before.0, &layout_before.1) {
+                out.layout = Some((state.bounds.clone(), state.generation));
+            }
             state.applied_index = index;
             state.applied_term = entry.term;
             state.put(range, &mut batch)?;
             self.engine.write(batch, false)?;
             if let Some(split) = &out.split {
                 self.publish_split(range, &state, split);
+            } else if out.layout.is_some() {
+                self.bounds
+                    .write()
+                    .insert(range, (state.bounds.clone(), state.generation));
+            }
+            if let Some(right) = out.merged {
+                // The left-hand range covers its keys now; its replica is
+                // deleted (keeping the data) once the Raft thread hears.
+                self.bounds.write().remove(&right);
             }
             self.state_machine.applied(range, index);
             if let Some(notify) = &self.notify {
@@ -363,6 +375,60 @@ impl<S: StateMachine> Applier<S> {
             entries: applied,
             reads: self.release_reads(range, applied_index),
         })
+    }
+
+    /// Applies the command of a normal entry: a split or merge step is
+    /// carried out here and then shown to the state machine; anything
+    /// else goes to the state machine alone.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_command(
+        &mut self,
+        range: RangeId,
+        index: u64,
+        floor: u64,
+        command: &[u8],
+        state: &mut ApplyState,
+        out: &mut AppliedEntry,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        if let Some(split) = S::split_request(command) {
+            let outcome = self.split(range, state, &split, batch)?;
+            let ctx = context(range, index, floor, state);
+            out.reply = self.state_machine.apply_split(
+                &ctx,
+                &split,
+                &outcome,
+                self.engine.as_ref(),
+                batch,
+            )?;
+            if let SplitOutcome::Done { create_child } = outcome {
+                out.split = Some(SplitApplied {
+                    child: split.new_range,
+                    bounds: state.bounds.clone(),
+                    generation: state.generation,
+                    created: create_child,
+                });
+            }
+        } else if let Some(step) = S::merge_request(command) {
+            let outcome = self.merge_step(range, index, floor, state, &step)?;
+            let ctx = context(range, index, floor, state);
+            out.reply = self.state_machine.apply_merge_step(
+                &ctx,
+                &step,
+                &outcome,
+                self.engine.as_ref(),
+                batch,
+            )?;
+            if let MergeOutcome::Merged { right, .. } = outcome {
+                out.merged = Some(right);
+            }
+        } else {
+            let ctx = context(range, index, floor, state);
+            out.reply = self
+                .state_machine
+                .apply(&ctx, command, self.engine.as_ref(), batch)?;
+        }
+        Ok(())
     }
 
     /// Publishes `applied` as the applied index of `range` and releases the
@@ -391,81 +457,6 @@ impl<S: StateMachine> Applier<S> {
         ready
     }
 
-    /// Decides a split of `range` (from replicated state only, so every
-    /// replica decides alike) and, if it is accepted, shrinks `state` and
-    /// adds the right-hand range's initial Raft state to `batch` — unless
-    /// this node already has an initialized replica of it.
-    fn split(
-        &mut self,
-        range: RangeId,
-        state: &mut ApplyState,
-        split: &SplitRequest,
-        batch: &mut WriteBatch,
-    ) -> Result<SplitOutcome> {
-        let refused = |why: &str| Ok(SplitOutcome::Refused(why.to_string()));
-        if !state.conf_state.voters_outgoing.is_empty() {
-            return refused("a membership change is in progress");
-        }
-        if !state.bounds.splits_at(&split.at) {
-            return refused("the split key is not inside the range");
-        }
-        if split.new_range == range || split.new_range == 0 {
-            return refused("bad range id for the new range");
-        }
-        let child_bounds = RangeBounds {
-            start: split.at.clone(),
-            end: state.bounds.end.take(),
-        };
-        state.bounds.end = Some(split.at.clone());
-        state.generation += 1;
-        let existing = self.state(split.new_range)?;
-        if !existing.conf_state.voters.is_empty() {
-            tracing::info!(
-                range,
-                child = split.new_range,
-                "split: keeping the newer replica of the new range"
-            );
-            return Ok(SplitOutcome::Done {
-                create_child: false,
-            });
-        }
-        let child = ApplyState {
-            applied_index: INITIAL_INDEX,
-            applied_term: INITIAL_TERM,
-            conf_state: state.conf_state.clone(),
-            bounds: child_bounds,
-            generation: state.generation,
-        };
-        let voted = match self
-            .engine
-            .get_cf(ColumnFamily::Raft, &keys::hard_state(split.new_range))?
-        {
-            Some(bytes) => Some(
-                raft::prelude::HardState::parse_from_bytes(&bytes)
-                    .map_err(|e| ReplicationError::Corrupt(format!("hard state: {e}")))?,
-            ),
-            None => None,
-        };
-        PeerStorage::write_initial(split.new_range, &child, voted, batch)?;
-        self.states.insert(split.new_range, child);
-        Ok(SplitOutcome::Done { create_child: true })
-    }
-
-    /// After a split's batch is written: publishes both ranges' bounds and
-    /// the new range's applied index.
-    fn publish_split(&mut self, range: RangeId, state: &ApplyState, split: &SplitApplied) {
-        let mut bounds = self.bounds.write();
-        bounds.insert(range, (state.bounds.clone(), state.generation));
-        if split.created
-            && let Some(child) = self.states.get(&split.child)
-        {
-            bounds.insert(split.child, (child.bounds.clone(), child.generation));
-            self.published
-                .write()
-                .insert(split.child, child.applied_index);
-        }
-    }
-
     /// Cuts a snapshot of `range` at its applied index: nothing else writes
     /// the range's data meanwhile, so the pairs read match that index.
     fn generate(&mut self, range: RangeId) -> Result<ApplyOutput> {
@@ -473,6 +464,7 @@ impl<S: StateMachine> Applier<S> {
         let header = SnapshotHeader {
             bounds: state.bounds.clone(),
             generation: state.generation,
+            frozen: state.frozen,
         };
         let spans = S::data_spans(range, &state.bounds);
         let data = snapshot::capture(self.engine.as_ref(), &header, &spans)?;
@@ -519,6 +511,7 @@ impl<S: StateMachine> Applier<S> {
                 conf_state: meta.get_conf_state().clone(),
                 bounds: header.bounds,
                 generation: header.generation,
+                frozen: header.frozen,
             },
         );
         Ok(ApplyOutput::Applied {
@@ -534,7 +527,7 @@ impl<S: StateMachine> Applier<S> {
     /// Deletes the replica of `range` in one synced batch: its data spans,
     /// its Raft state and log, and a tombstone recording the applied index
     /// it reached (a later snapshot must be newer to create it again).
-    fn destroy(&mut self, range: RangeId) -> Result<ApplyOutput> {
+    fn destroy(&mut self, range: RangeId, keep_data: bool) -> Result<ApplyOutput> {
         let initialized = self
             .engine
             .get_cf(ColumnFamily::Raft, &keys::apply_state(range))?
@@ -544,7 +537,7 @@ impl<S: StateMachine> Applier<S> {
         // An uninitialized replica (created by a message, never given a
         // snapshot) owns no data: its default bounds are the whole key
         // space, which belongs to the node's other replicas.
-        if initialized {
+        if initialized && !keep_data {
             for span in S::data_spans(range, &state.bounds) {
                 batch.delete_range_cf(ColumnFamily::Data, span.start, span.end);
             }
@@ -558,8 +551,11 @@ impl<S: StateMachine> Applier<S> {
         );
         // Unpublished before the data goes: a read that finds the data
         // gone then finds the replica gone too, when it checks after
-        // reading (`shoal-kv`'s `check_snapshot`), and routes again.
-        self.bounds.write().remove(&range);
+        // reading (`shoal-kv`'s `check_snapshot`), and routes again. (A
+        // merged range was unpublished when the merge applied.)
+        if !keep_data {
+            self.bounds.write().remove(&range);
+        }
         self.published.write().remove(&range);
         self.engine.write(batch, true)?;
         self.states.remove(&range);
@@ -571,6 +567,17 @@ impl<S: StateMachine> Applier<S> {
             entries: Vec::new(),
             reads: Vec::new(),
         })
+    }
+}
+
+/// Where a command of `range` at `index` applies, given its state.
+fn context<'a>(range: RangeId, index: u64, floor: u64, state: &'a ApplyState) -> EntryContext<'a> {
+    EntryContext {
+        range,
+        index,
+        floor,
+        bounds: &state.bounds,
+        frozen: state.frozen.is_some(),
     }
 }
 

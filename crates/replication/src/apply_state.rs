@@ -15,7 +15,9 @@
 //!   re-applies later configuration changes from the log; `bounds` the
 //!   keys the range owns as of `applied_index`, and `generation` how many
 //!   splits changed them (a split entry changes both, in the batch that
-//!   applies it, so a replica's span always matches its applied index).
+//!   applies it, so a replica's span always matches its applied index);
+//!   `frozen` whether a merge froze the range (`apply/merge.rs`), with the
+//!   freeze entry's index and timestamp floor.
 //! * The **truncated state** is written by the Raft thread when it compacts
 //!   the log: the last entry removed and its term. Raft needs that term to
 //!   check the next append, so it outlives the entry.
@@ -24,7 +26,8 @@
 //! range), and so does bootstrapping a range.
 //!
 //! Encodings: the apply state is a format byte ([`APPLY_STATE_FORMAT`]),
-//! three big-endian `u64`s (index, term, generation), the bounds
+//! five big-endian `u64`s (index, term, generation, freeze index and
+//! freeze floor, both zero when not frozen), the bounds
 //! ([`RangeBounds::encode`]), then the protobuf `ConfState`; the truncated
 //! state is two big-endian `u64`s. A store written in another format is
 //! refused at open, never misread.
@@ -48,8 +51,33 @@ pub struct ApplyState {
     pub conf_state: ConfState,
     /// The keys the range owns as of `applied_index`.
     pub bounds: RangeBounds,
-    /// Bumped by every split of the range.
+    /// Bumped by every change of the range's bounds (split, merge), of its
+    /// membership, and by freezing and unfreezing it: two equal
+    /// generations of a range describe the same layout.
     pub generation: u64,
+    /// Set while the range is frozen for a merge.
+    pub frozen: Option<Freeze>,
+}
+
+/// A range frozen for a merge (`apply/merge.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freeze {
+    /// The log index of the freeze entry (never 0).
+    pub index: u64,
+    /// The timestamp floor the leader stamped on it.
+    pub floor: u64,
+}
+
+impl Freeze {
+    /// The two words stored for `frozen` (zeros: not frozen).
+    pub fn words(frozen: Option<Freeze>) -> [u64; 2] {
+        frozen.map_or([0, 0], |f| [f.index, f.floor])
+    }
+
+    /// The freeze two stored words describe.
+    pub fn from_words(index: u64, floor: u64) -> Option<Freeze> {
+        (index != 0).then_some(Freeze { index, floor })
+    }
 }
 
 /// The keys a range owns: `[start, end)`, `end = None` meaning "to the end
@@ -151,8 +179,9 @@ pub struct TruncatedState {
 
 /// The apply state's format (1 was written before the truncated state had
 /// its own record; 2 before entry headers carried a timestamp floor — a
-/// log written then would be misread, so such a store is refused).
-pub const APPLY_STATE_FORMAT: u8 = 3;
+/// log written then would be misread, so such a store is refused; 3
+/// before ranges could freeze, and is read as "not frozen").
+pub const APPLY_STATE_FORMAT: u8 = 4;
 
 fn corrupt(what: &str) -> ReplicationError {
     ReplicationError::Corrupt(format!("{what} is truncated"))
@@ -175,6 +204,9 @@ impl ApplyState {
         out.extend_from_slice(&self.applied_index.to_be_bytes());
         out.extend_from_slice(&self.applied_term.to_be_bytes());
         out.extend_from_slice(&self.generation.to_be_bytes());
+        for word in Freeze::words(self.frozen) {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
         self.bounds.encode(&mut out)?;
         let conf = self
             .conf_state
@@ -188,12 +220,21 @@ impl ApplyState {
     pub fn decode(bytes: &[u8]) -> Result<ApplyState> {
         let what = "apply state";
         let (&format, bytes) = bytes.split_first().ok_or_else(|| corrupt(what))?;
-        if format != APPLY_STATE_FORMAT {
-            return Err(ReplicationError::Corrupt(format!(
-                "apply state format {format} is not {APPLY_STATE_FORMAT}: the store was written by another version of Shoal"
-            )));
-        }
-        let mut rest = bytes.get(24..).ok_or_else(|| corrupt(what))?;
+        let words = match format {
+            APPLY_STATE_FORMAT => 5,
+            3 => 3,
+            _ => {
+                return Err(ReplicationError::Corrupt(format!(
+                    "apply state format {format} is not {APPLY_STATE_FORMAT}: the store was written by another version of Shoal"
+                )));
+            }
+        };
+        let frozen = if words == 5 {
+            Freeze::from_words(word(bytes, 3, what)?, word(bytes, 4, what)?)
+        } else {
+            None
+        };
+        let mut rest = bytes.get(words * 8..).ok_or_else(|| corrupt(what))?;
         let bounds = RangeBounds::decode(&mut rest)?;
         let conf_state = ConfState::parse_from_bytes(rest)
             .map_err(|e| ReplicationError::Corrupt(format!("apply state: {e}")))?;
@@ -203,6 +244,7 @@ impl ApplyState {
             conf_state,
             bounds,
             generation: word(bytes, 2, what)?,
+            frozen,
         })
     }
 
@@ -258,7 +300,13 @@ mod tests {
             conf_state: ConfState::from((vec![1, 2, 3], vec![4])),
             bounds: RangeBounds::everything(),
             generation: 1,
+            frozen: None,
         };
+        assert_eq!(ApplyState::decode(&state.encode().unwrap()).unwrap(), state);
+        state.frozen = Some(Freeze {
+            index: 40,
+            floor: 99,
+        });
         assert_eq!(ApplyState::decode(&state.encode().unwrap()).unwrap(), state);
         state.bounds = RangeBounds {
             start: b"m".to_vec(),

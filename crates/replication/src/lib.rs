@@ -64,7 +64,7 @@ pub mod tcp;
 pub mod tcp_requests;
 pub mod transport;
 
-pub use apply_state::{ApplyState, RangeBounds};
+pub use apply_state::{ApplyState, Freeze, RangeBounds};
 pub use error::{ReplicationError, Result};
 pub use multiraft::{MultiRaft, RaftConfig, RaftStats};
 pub use peer_storage::PeerStorage;
@@ -130,8 +130,70 @@ pub struct EntryContext<'a> {
     /// that chooses timestamps when it applies must choose none below it
     /// (see `peer.rs`, *Timestamp floors*).
     pub floor: u64,
-    /// The keys the range owns (after the entry, for a split).
+    /// The keys the range owns (after the entry, for a split or merge).
     pub bounds: &'a RangeBounds,
+    /// Whether the range is frozen for a merge ([`MergeStep::Freeze`]): a
+    /// state machine must then change nothing its data spans hold — the
+    /// left-hand neighbour is about to take them over as they are.
+    pub frozen: bool,
+}
+
+/// A step of merging a range into its left-hand neighbour (`apply/merge.rs`
+/// tells the whole protocol). Like splits, the apply side carries them
+/// out itself, then asks the state machine for its part and the reply
+/// ([`StateMachine::apply_merge_step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeStep {
+    /// Sent to the right-hand range: from this entry on it refuses every
+    /// command that would change its data, every membership change and
+    /// every split, until it is merged away. It is never unfrozen: whether
+    /// the merge happened is known only to the left-hand range.
+    Freeze,
+    /// Sent to the left-hand range: it takes over the frozen right-hand
+    /// range's keys.
+    Merge(MergeRequest),
+}
+
+/// The left-hand side of a merge: what the proposer saw, and what every
+/// replica checks again before it takes the right-hand range over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRequest {
+    /// The right-hand range, frozen.
+    pub right: RangeId,
+    /// Its first key: where the left-hand range must end.
+    pub right_start: Vec<u8>,
+    /// The log index at which the right-hand range froze.
+    pub freeze_index: u64,
+    /// The left-hand range's generation when the proposer checked that
+    /// each of its replicas sits next to a complete replica of the
+    /// right-hand range. Every change of bounds, membership or freezing
+    /// bumps it.
+    pub left_generation: u64,
+    /// The left-hand range's voters then.
+    pub voters: Vec<NodeId>,
+    /// Its learners then.
+    pub learners: Vec<NodeId>,
+}
+
+/// What the apply side decided about a [`MergeStep`] — identically on every
+/// replica, from replicated state only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The range is frozen since log index `index` (now, or earlier).
+    Frozen {
+        /// The freeze's log index.
+        index: u64,
+    },
+    /// The left-hand range now owns the right-hand range's keys too.
+    Merged {
+        /// The range merged away.
+        right: RangeId,
+        /// The timestamp floor of the right-hand range's freeze entry:
+        /// above every read its leader registered before it froze.
+        right_floor: u64,
+    },
+    /// Nothing changed.
+    Refused(String),
 }
 
 /// A command that splits its range: the keys from `at` on move to the new
@@ -146,6 +208,9 @@ pub struct SplitRequest {
     /// The proposer's estimate of the bytes the left-hand range keeps (for
     /// the state machine's size accounting; replication ignores it).
     pub left_bytes: u64,
+    /// Until when the new boundary should not be merged away (for the
+    /// state machine; replication ignores it).
+    pub sticky_until: u64,
 }
 
 /// What the apply side decided about a [`SplitRequest`] — identically on
@@ -203,6 +268,30 @@ pub trait StateMachine: Send {
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<Vec<u8>>;
+
+    /// The merge step `command` asks for, if it is one (none by default:
+    /// a state machine that never merges).
+    fn merge_request(command: &[u8]) -> Option<MergeStep> {
+        let _ = command;
+        None
+    }
+
+    /// A merge step was carried out (or refused): add the state machine's
+    /// part to `batch` — for [`MergeOutcome::Merged`], taking over the
+    /// right-hand range's own state, which is in `engine` up to its freeze
+    /// — and return the reply for the proposer. `ctx.bounds` are the
+    /// range's bounds after the step.
+    fn apply_merge_step(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        step: &MergeStep,
+        outcome: &MergeOutcome,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Vec<u8>> {
+        let _ = (ctx, step, outcome, engine, batch);
+        Ok(Vec::new())
+    }
 
     /// The batch carrying the effects of entry `index` is now in the
     /// engine: state published to readers may move forward.

@@ -794,6 +794,7 @@ impl<S: StateMachine> MultiRaft<S> {
                     .iter()
                     .filter_map(|e| e.split.as_ref().filter(|s| s.created).map(|s| s.child))
                     .collect();
+                let merged: Vec<RangeId> = entries.iter().filter_map(|e| e.merged).collect();
                 let now_plus_offset = self.now_plus_offset();
                 // A leader of the split range knows every read registered
                 // on the new range's keys so far: its floor carries over.
@@ -807,6 +808,10 @@ impl<S: StateMachine> MultiRaft<S> {
                 }
                 for child in children {
                     self.create_split_child(child, floor)?;
+                }
+                for right in merged {
+                    tracing::info!(node = self.node, range, right, "merged range");
+                    self.drop_replica(right, true)?;
                 }
                 self.events.extend(
                     reads

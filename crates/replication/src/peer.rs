@@ -461,10 +461,13 @@ impl Peer {
                     }
                 }
             }
-            if let Some(split) = &entry.split {
+            if entry.merged.is_some() {
+                self.raw.mut_store().note_merge(entry.index);
+            }
+            if let Some((bounds, generation)) = &entry.layout {
                 self.raw
                     .mut_store()
-                    .note_split(split.bounds.clone(), split.generation);
+                    .note_layout(bounds.clone(), *generation);
             }
             self.raw.mut_store().note_applied(entry.index, conf_state);
             let own = entry.header.filter(|h| h.node == self.raw.raft.id);

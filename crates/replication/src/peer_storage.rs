@@ -77,6 +77,10 @@ pub struct PeerStorage {
     snapshot_request: Cell<Option<u64>>,
     /// The snapshot the apply side generated last, to hand to raft-rs.
     generated: RefCell<Option<Snapshot>>,
+    /// No snapshot below this index may be sent: the index of the last
+    /// merge this replica applied (a replica built from an earlier one
+    /// would replay the merge without the merged range's data).
+    snapshot_floor: u64,
 }
 
 impl std::fmt::Debug for PeerStorage {
@@ -144,6 +148,7 @@ impl PeerStorage {
             entries,
             snapshot_request: Cell::new(None),
             generated: RefCell::new(None),
+            snapshot_floor: 0,
         })
     }
 
@@ -158,6 +163,7 @@ impl PeerStorage {
             conf_state: ConfState::from((voters.to_vec(), Vec::<u64>::new())),
             bounds: RangeBounds::everything(),
             generation: 1,
+            frozen: None,
         };
         Self::write_initial(range, &apply, None, batch)
     }
@@ -303,9 +309,9 @@ impl PeerStorage {
         }
     }
 
-    /// Mirrors a split the apply side applied: the range now owns
-    /// `bounds`, at `generation`.
-    pub fn note_split(&mut self, bounds: RangeBounds, generation: u64) {
+    /// Mirrors a change of layout the apply side applied (split, merge,
+    /// membership, freeze): the range now owns `bounds`, at `generation`.
+    pub fn note_layout(&mut self, bounds: RangeBounds, generation: u64) {
         self.apply.bounds = bounds;
         self.apply.generation = generation;
     }
@@ -319,6 +325,20 @@ impl PeerStorage {
     /// Keeps a snapshot the apply side generated, for raft-rs's next ask.
     pub fn set_generated(&mut self, snapshot: Snapshot) {
         *self.generated.get_mut() = Some(snapshot);
+    }
+
+    /// Notes a merge applied at `index`: snapshots cut before it are never
+    /// sent (see `snapshot_floor`).
+    pub fn note_merge(&mut self, index: u64) {
+        self.snapshot_floor = self.snapshot_floor.max(index);
+        let stale = self
+            .generated
+            .get_mut()
+            .as_ref()
+            .is_some_and(|s| s.get_metadata().index < index);
+        if stale {
+            *self.generated.get_mut() = None;
+        }
     }
 
     /// Forgets the generated snapshot (it is large; a new one is cut when
@@ -347,6 +367,7 @@ impl PeerStorage {
             conf_state: meta.get_conf_state().clone(),
             bounds: header.bounds,
             generation: header.generation,
+            frozen: header.frozen,
         };
         self.apply.put(self.range, batch)?;
         self.truncated = TruncatedState {
@@ -473,10 +494,13 @@ impl raft::Storage for PeerStorage {
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         // Usable: cut at or after what raft-rs asks for, not below the log's
-        // start (the follower continues from the log after it), and naming
+        // start (the follower continues from the log after it) nor below
+        // the last merge (`snapshot_floor`), and naming
         // the follower as a member (one cut before it was added would be
         // refused by it).
-        let floor = request_index.max(self.truncated.index);
+        let floor = request_index
+            .max(self.truncated.index)
+            .max(self.snapshot_floor);
         if let Some(snapshot) = self.generated.borrow().as_ref()
             && snapshot.get_metadata().index >= floor
             && names_member(snapshot.get_metadata().get_conf_state(), to)
@@ -491,5 +515,48 @@ impl raft::Storage for PeerStorage {
         Err(raft::Error::Store(
             RaftStorageError::SnapshotTemporarilyUnavailable,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use raft::Storage as _;
+    use shoal_storage::MemoryEngine;
+
+    use super::*;
+    use crate::snapshot::DataSpan;
+
+    fn spans(_range: RangeId, _bounds: &RangeBounds) -> Vec<DataSpan> {
+        vec![DataSpan::everything()]
+    }
+
+    fn snapshot_at(index: u64, voters: Vec<u64>) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = index;
+        snapshot.mut_metadata().term = 1;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(ConfState::from((voters, Vec::new())));
+        snapshot
+    }
+
+    #[test]
+    fn no_snapshot_from_before_a_merge_is_sent() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let mut batch = WriteBatch::new();
+        PeerStorage::bootstrap(7, &[1, 2, 3], &mut batch).unwrap();
+        engine.write(batch, true).unwrap();
+        let mut storage = PeerStorage::open(7, engine, spans).unwrap();
+        storage.set_generated(snapshot_at(9, vec![1, 2, 3]));
+        assert_eq!(storage.snapshot(0, 3).unwrap().get_metadata().index, 9);
+        // A merge applied at 11: a replica built from the snapshot at 9
+        // would replay it without the merged range's data.
+        storage.note_merge(11);
+        assert!(storage.snapshot(0, 3).is_err());
+        assert_eq!(storage.take_snapshot_request(), Some(0));
+        storage.set_generated(snapshot_at(12, vec![1, 2, 3]));
+        assert_eq!(storage.snapshot(0, 3).unwrap().get_metadata().index, 12);
     }
 }

@@ -128,6 +128,13 @@ impl<S: StateMachine> MultiRaft<S> {
     /// Removes this node's replica of `range` and deletes its data (module
     /// docs). Returns whether there was one.
     pub fn remove_replica(&mut self, range: RangeId) -> Result<bool> {
+        self.drop_replica(range, false)
+    }
+
+    /// Removes this node's replica of `range`, and its data unless
+    /// `keep_data` (a range merged away: its left-hand neighbour owns the
+    /// data now). Returns whether there was one.
+    pub(crate) fn drop_replica(&mut self, range: RangeId, keep_data: bool) -> Result<bool> {
         let Some(mut peer) = self.peers.remove(&range) else {
             return Ok(false);
         };
@@ -138,7 +145,10 @@ impl<S: StateMachine> MultiRaft<S> {
         let mut outputs = Vec::new();
         self.flush_apply_queue(&mut outputs)?;
         // The tombstone is the index the apply side reached and stored.
-        let applied = match self.applying.run_now(ApplyTask::Destroy { range })? {
+        let applied = match self
+            .applying
+            .run_now(ApplyTask::Destroy { range, keep_data })?
+        {
             crate::apply::ApplyOutput::Applied { applied_index, .. } => applied_index,
             crate::apply::ApplyOutput::Generated { .. } => {
                 peer.raw.store().apply_state().applied_index

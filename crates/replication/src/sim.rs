@@ -28,17 +28,21 @@ use crate::clock::{SystemClock, WallClock};
 use crate::error::{ReplicationError, Result};
 use crate::multiraft::{MultiRaft, RaftConfig};
 use crate::{
-    DataSpan, EntryContext, Event, NodeId, RaftEnvelope, RangeBounds, RangeId, SplitOutcome,
-    SplitRequest, StateMachine, Token,
+    DataSpan, EntryContext, Event, MergeOutcome, MergeRequest, MergeStep, NodeId, RaftEnvelope,
+    RangeBounds, RangeId, SplitOutcome, SplitRequest, StateMachine, Token,
 };
 
 /// A register file, the state machine of Raft tests: the command `k=v`
 /// sets register `k` (refused with the reply `wrong range` if the range
 /// does not own `k`); `floor:k` stores the entry's timestamp floor in
 /// register `k` (in decimal); `split:k:n` splits the range at `k`, the
-/// keys from `k` on going to new range `n`; anything else changes nothing.
-/// The reply is the entry's log index, so a test sees where each command
-/// landed.
+/// keys from `k` on going to new range `n`; `freeze` and
+/// `merge:r:i:g:v,v,v:l,l:k` are the merge steps (`apply/merge.rs`: merge
+/// frozen range `r`, frozen at `i`, starting at `k`, into this one seen at
+/// generation `g` with voters `v` and learners `l`), answered `frozen:i`,
+/// `merged` or `refused: why`; anything else changes nothing. A frozen
+/// range refuses `k=v` with `wrong range`. Other replies are the entry's
+/// log index, so a test sees where each command landed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Registers;
 
@@ -57,6 +61,49 @@ impl StateMachine for Registers {
             at: at.as_bytes().to_vec(),
             new_range: new_range.parse().ok()?,
             left_bytes: 0,
+            sticky_until: 0,
+        })
+    }
+
+    fn merge_request(command: &[u8]) -> Option<MergeStep> {
+        let text = std::str::from_utf8(command).ok()?;
+        if text == "freeze" {
+            return Some(MergeStep::Freeze);
+        }
+        let mut parts = text.strip_prefix("merge:")?.split(':');
+        let mut number = || parts.next()?.parse::<u64>().ok();
+        let (right, freeze_index, left_generation) = (number()?, number()?, number()?);
+        let mut ids = || -> Option<Vec<u64>> {
+            let list = parts.next()?;
+            list.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().ok())
+                .collect()
+        };
+        let (voters, learners) = (ids()?, ids()?);
+        let right_start = parts.next()?.as_bytes().to_vec();
+        Some(MergeStep::Merge(MergeRequest {
+            right,
+            right_start,
+            freeze_index,
+            left_generation,
+            voters,
+            learners,
+        }))
+    }
+
+    fn apply_merge_step(
+        &mut self,
+        _ctx: &EntryContext<'_>,
+        _step: &MergeStep,
+        outcome: &MergeOutcome,
+        _engine: &dyn shoal_storage::Engine,
+        _batch: &mut shoal_storage::WriteBatch,
+    ) -> Result<Vec<u8>> {
+        Ok(match outcome {
+            MergeOutcome::Frozen { index } => format!("frozen:{index}").into_bytes(),
+            MergeOutcome::Merged { .. } => b"merged".to_vec(),
+            MergeOutcome::Refused(why) => format!("refused: {why}").into_bytes(),
         })
     }
 
@@ -72,8 +119,9 @@ impl StateMachine for Registers {
             batch.put(key.as_bytes().to_vec(), ctx.floor.to_string().into_bytes());
         } else if let Some((key, value)) = text.split_once('=') {
             // A register outside the range is refused, as the KV layer
-            // refuses keys its range does not own.
-            if !ctx.bounds.contains(key.as_bytes()) {
+            // refuses keys its range does not own — and so is any while
+            // the range is frozen for a merge.
+            if ctx.frozen || !ctx.bounds.contains(key.as_bytes()) {
                 return Ok(b"wrong range".to_vec());
             }
             batch.put(key.as_bytes().to_vec(), value.as_bytes().to_vec());

@@ -7,7 +7,7 @@
 //! two tasks, so the engine holds exactly the state at `applied_index` when
 //! the pairs are read.
 //!
-//! Encoding: the range's bounds and generation ([`SnapshotHeader`]), then a
+//! Encoding: the range's bounds, generation and freeze ([`SnapshotHeader`]), then a
 //! sequence of `u32 key length, key, u32 value length, value` (big-endian
 //! lengths). The receiver replaces the data spans of the snapshot's bounds
 //! (what [`StateMachine::data_spans`](crate::StateMachine::data_spans) maps
@@ -17,7 +17,7 @@
 
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
-use crate::apply_state::RangeBounds;
+use crate::apply_state::{Freeze, RangeBounds};
 use crate::error::{ReplicationError, Result};
 
 /// A key interval of the data column family: `[start, end)`.
@@ -47,6 +47,8 @@ pub struct SnapshotHeader {
     pub bounds: RangeBounds,
     /// Its generation there.
     pub generation: u64,
+    /// Whether it was frozen for a merge there.
+    pub frozen: Option<Freeze>,
 }
 
 impl SnapshotHeader {
@@ -54,13 +56,19 @@ impl SnapshotHeader {
     pub fn parse(data: &[u8]) -> Result<(SnapshotHeader, &[u8])> {
         let mut rest = data;
         let bounds = RangeBounds::decode(&mut rest)?;
-        let (generation, rest) = rest
-            .split_first_chunk::<8>()
-            .ok_or_else(|| ReplicationError::Corrupt("snapshot header is truncated".into()))?;
+        let mut words = [0u64; 3];
+        for word in &mut words {
+            let (raw, tail) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| ReplicationError::Corrupt("snapshot header is truncated".into()))?;
+            *word = u64::from_be_bytes(*raw);
+            rest = tail;
+        }
         Ok((
             SnapshotHeader {
                 bounds,
-                generation: u64::from_be_bytes(*generation),
+                generation: words[0],
+                frozen: Freeze::from_words(words[1], words[2]),
             },
             rest,
         ))
@@ -76,6 +84,9 @@ pub fn capture(
     let mut out = Vec::new();
     header.bounds.encode(&mut out)?;
     out.extend_from_slice(&header.generation.to_be_bytes());
+    for word in Freeze::words(header.frozen) {
+        out.extend_from_slice(&word.to_be_bytes());
+    }
     for span in spans {
         for pair in engine.scan_cf(ColumnFamily::Data, &span.start, Some(&span.end)) {
             let (key, value) = pair?;
@@ -162,6 +173,7 @@ mod tests {
                 end: None,
             },
             generation: 3,
+            frozen: Some(Freeze { index: 8, floor: 5 }),
         };
         let data = capture(&source, &header, &spans).unwrap();
         let (parsed, pairs) = SnapshotHeader::parse(&data).unwrap();

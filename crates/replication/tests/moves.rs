@@ -16,9 +16,11 @@
 use std::collections::BTreeSet;
 
 use rand::{Rng, SeedableRng};
-use shoal_replication::replicate_queue::single;
 use shoal_replication::sim::{NetConfig, Registers, SimCluster};
-use shoal_replication::{ConfChangeType, Event, NodeId, RaftConfig, RangeId};
+use shoal_replication::{Event, NodeId, RaftConfig, RangeId};
+
+mod support;
+use support::{split_range, step_towards};
 
 const KEYS: usize = 90;
 const RANGES: [RangeId; 3] = [1, 2, 3];
@@ -41,60 +43,6 @@ fn targets(range: RangeId) -> Vec<BTreeSet<NodeId>> {
 /// The range a live node routes `key` to, by its own replicas' bounds.
 fn route(c: &SimCluster<Registers>, key: &str) -> Option<RangeId> {
     c.route(key.as_bytes())
-}
-
-/// Takes the next step of moving `range` to the voters `target`, decided
-/// from its leader's view; `true` once the range has exactly them.
-fn step_towards(c: &mut SimCluster<Registers>, range: RangeId, target: &BTreeSet<NodeId>) -> bool {
-    let Some(leader) = c.leader(range) else {
-        return false;
-    };
-    let Some(view) = c.driver(leader).and_then(|d| d.range_view(range)) else {
-        return false;
-    };
-    let cs = &view.conf_state;
-    if !cs.voters_outgoing.is_empty() || !cs.learners_next.is_empty() {
-        return false;
-    }
-    let voters: BTreeSet<NodeId> = cs.voters.iter().copied().collect();
-    if voters == *target && cs.learners.is_empty() {
-        return true;
-    }
-    let change = if let Some(&add) = target
-        .iter()
-        .find(|n| !voters.contains(n) && !cs.learners.contains(n))
-    {
-        Some(single(ConfChangeType::AddLearnerNode, add))
-    } else if let Some(&learner) = cs.learners.iter().find(|l| target.contains(l)) {
-        let caught_up = view
-            .matched
-            .iter()
-            .any(|&(n, m)| n == learner && m >= view.commit);
-        let leaving = voters.iter().copied().find(|v| !target.contains(v));
-        match leaving {
-            _ if !caught_up => None,
-            Some(gone) if gone == leader => {
-                // Hand over first: a leader does not remove itself.
-                let heir = voters.iter().copied().find(|&v| v != leader).unwrap();
-                let _ = c.driver_mut(leader).unwrap().transfer_leader(range, heir);
-                None
-            }
-            Some(gone) => {
-                let mut change = single(ConfChangeType::AddNode, learner);
-                change
-                    .mut_changes()
-                    .extend(single(ConfChangeType::RemoveNode, gone).take_changes());
-                Some(change)
-            }
-            None => Some(single(ConfChangeType::AddNode, learner)),
-        }
-    } else {
-        None
-    };
-    if let Some(change) = change {
-        let _ = c.change_membership(leader, range, change);
-    }
-    false
 }
 
 /// What the KV layer does with the range directory: a replica the range's
@@ -146,24 +94,10 @@ fn replicas_and_leaderships_move_under_faults_without_losing_a_register() {
             "seed {seed}: no leader"
         );
         for (at, new_range) in [("k030", 2), ("k060", 3)] {
-            let done = c
-                .run_until(4_000, |c| route(c, at) == Some(new_range))
-                .unwrap_or(false);
-            if !done {
-                let range = route(&c, at).unwrap();
-                let leader = c.leader(range).unwrap();
-                c.propose(
-                    leader,
-                    range,
-                    format!("split:{at}:{new_range}").into_bytes(),
-                )
-                .unwrap();
-                assert!(
-                    c.run_until(4_000, |c| route(c, at) == Some(new_range))
-                        .unwrap(),
-                    "seed {seed}: split at {at} never applied"
-                );
-            }
+            assert!(
+                split_range(&mut c, at, new_range),
+                "seed {seed}: split at {at} never applied"
+            );
         }
         let mut stage = [0usize; 3];
         let mut writes: Vec<Option<u64>> = vec![None; KEYS];

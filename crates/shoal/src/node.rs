@@ -260,10 +260,24 @@ async fn maintain(kv: Arc<Kv>, control: Arc<NodeControl>, listen_addr: SocketAdd
             }
             // The placement loop: on the first range's leader only.
             if raft.leader(FIRST_RANGE) == Some(me) {
+                // Small neighbours merge first; a pair being merged is
+                // left alone by the rebalancer this round.
+                let busy = match kv.merge_round() {
+                    Ok(round) => {
+                        if !round.merged.is_empty() {
+                            tracing::debug!(merged = ?round.merged, "merged ranges");
+                        }
+                        round.busy
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "merging failed");
+                        Vec::new()
+                    }
+                };
                 // The first range is everywhere already: never moved (a
                 // target no range reaches keeps the planner off it).
                 let movable = |range| {
-                    if range == FIRST_RANGE {
+                    if range == FIRST_RANGE || busy.contains(&range) {
                         usize::MAX
                     } else {
                         replication_target(range)

@@ -1,5 +1,7 @@
-//! `ALTER TABLE t CONFIGURE ZONE USING range_max_bytes = n`: how big the
-//! table's ranges may grow before they split (CockroachDB's syntax).
+//! `ALTER TABLE t CONFIGURE ZONE USING range_max_bytes = n,
+//! range_min_bytes = m`: how big the table's ranges may grow before they
+//! split, and how small they may shrink before they merge (CockroachDB's
+//! syntax).
 //!
 //! The parser has no such statement, so [`rewrite_sql`] turns it into
 //!
@@ -10,9 +12,11 @@
 //! which parses, with the settings as assignments, and [`target`]
 //! recognizes by its reserved table name. The value becomes the span
 //! configuration of the table's key span (`shoal_kv::span_config`); the
-//! nodes' maintenance loops then split its ranges that hold more. Settings
-//! Shoal does not act on are refused with 0A000 rather than stored and
-//! ignored — among them `range_min_bytes`, which would need merges.
+//! nodes' maintenance loops then split its ranges that hold more, and the
+//! placement loop merges neighbours that hold less (`shoal_kv::merge`). A
+//! minimum at or above the maximum is refused (22023). Settings Shoal
+//! does not act on (`gc.ttlseconds`, `num_replicas`, …) are refused with
+//! 0A000 rather than stored and ignored.
 
 use datafusion::sql::sqlparser::ast;
 use shoal_kv::Txn;
@@ -71,16 +75,12 @@ pub fn configure(
     let table = names::table_name(&name, database)?;
     let desc = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)?
         .ok_or(SqlError::UndefinedTable(table.clone()))?;
-    let mut max_bytes = None;
+    let (mut max_bytes, mut min_bytes) = (None, None);
     for assignment in settings {
         let setting = assignment.target.to_string().to_lowercase();
         match setting.as_str() {
             "range_max_bytes" => max_bytes = Some(integer(&setting, &assignment.value)?),
-            "range_min_bytes" => {
-                return Err(SqlError::NotSupported(
-                    "range_min_bytes: merging small ranges is not supported yet".into(),
-                ));
-            }
+            "range_min_bytes" => min_bytes = Some(integer(&setting, &assignment.value)?),
             _ => {
                 return Err(SqlError::NotSupported(format!(
                     "zone configuration setting {setting}"
@@ -88,15 +88,15 @@ pub fn configure(
             }
         }
     }
-    let Some(max_bytes) = max_bytes else {
+    if max_bytes.is_none() && min_bytes.is_none() {
         return Err(SqlError::Syntax(
-            "CONFIGURE ZONE USING needs range_max_bytes = <bytes>".into(),
+            "CONFIGURE ZONE USING needs range_max_bytes or range_min_bytes = <bytes>".into(),
         ));
-    };
+    }
     let start = row::table_prefix(desc.id);
     let end = row::prefix_end(&start);
     txn.kv()
-        .set_range_max_bytes(&start, Some(&end), max_bytes)?;
+        .set_range_bytes(&start, Some(&end), max_bytes, min_bytes)?;
     Ok(Output::command("CONFIGURE ZONE"))
 }
 

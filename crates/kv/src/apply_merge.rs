@@ -1,0 +1,126 @@
+//! What the merge steps do to a KV replica (the protocol is told in
+//! `shoal-replication`'s `apply/merge.rs`; the driver is `merge.rs`).
+//!
+//! * **Frozen.** A frozen range refuses every command that would change
+//!   its data or its range-local state — commits, prepares, transaction
+//!   decisions, resolutions — with [`Reply::WrongRange`]: the proposer
+//!   routes again and finds the merged range once the merge has applied.
+//!   GC collects nothing. Its readers are refused too (`store.rs`,
+//!   `check_snapshot`): a read served after the freeze could be at a
+//!   timestamp the left-hand range has not promised to stay above.
+//! * **Merged.** The left-hand range takes over the right-hand range's own
+//!   state, which this node holds complete up to the freeze: every
+//!   range-local record (commit records, transaction records, prepare
+//!   markers) is renamed under the left-hand range; the size adds up; the
+//!   last commit timestamp becomes the highest of both ranges' and of the
+//!   freeze's floor, so no write the left-hand range makes on the merged
+//!   keys lands below a read either range served; the GC threshold is the
+//!   higher of both, published before the merged keys become visible
+//!   under the left-hand range.
+
+use shoal_replication::{EntryContext, MergeOutcome, MergeRequest, MergeStep};
+use shoal_storage::{ColumnFamily, Engine, WriteBatch};
+
+use crate::apply::KvStateMachine;
+use crate::command::{Command, Reply};
+use crate::error::Result;
+use crate::keys;
+use crate::mvcc;
+
+/// The reply a frozen range gives `command` instead of running it, if it
+/// may not run.
+pub(crate) fn refused_while_frozen(command: &Command) -> Option<Reply> {
+    match command {
+        Command::Commit { .. }
+        | Command::Prepare(_)
+        | Command::EndTxn { .. }
+        | Command::Resolve { .. } => Some(Reply::WrongRange),
+        Command::Gc { .. } => Some(Reply::Collected(0)),
+        _ => None,
+    }
+}
+
+/// The merge step `command` asks for, if it is one.
+pub(crate) fn merge_request(command: &[u8]) -> Option<MergeStep> {
+    match Command::decode(command).ok()? {
+        Command::Freeze => Some(MergeStep::Freeze),
+        Command::Merge {
+            right,
+            right_start,
+            freeze_index,
+            left_generation,
+            voters,
+            learners,
+        } => Some(MergeStep::Merge(MergeRequest {
+            right,
+            right_start,
+            freeze_index,
+            left_generation,
+            voters,
+            learners,
+        })),
+        _ => None,
+    }
+}
+
+impl KvStateMachine {
+    /// The state machine's part of a merge step (module docs), and the
+    /// reply.
+    pub(crate) fn merge_step(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        outcome: &MergeOutcome,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        match outcome {
+            MergeOutcome::Frozen { index } => {
+                self.published.publish_frozen(ctx.range, true);
+                Ok(Reply::Frozen(*index))
+            }
+            MergeOutcome::Refused(why) => Ok(Reply::MergeRefused(why.clone())),
+            MergeOutcome::Merged { right, right_floor } => {
+                self.take_over(ctx, *right, *right_floor, engine, batch)?;
+                Ok(Reply::Merged)
+            }
+        }
+    }
+
+    /// Folds the state of `right` (merged away) into `ctx.range`.
+    fn take_over(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        right: u64,
+        right_floor: u64,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        let left = ctx.range;
+        let mut state = self.range(left, engine)?;
+        let theirs = self.range(right, engine)?;
+        let prefix = keys::range_local_prefix(right);
+        let end = mvcc::prefix_end(&prefix).unwrap_or_default();
+        for pair in engine.scan(&prefix, Some(&end)) {
+            let (key, value) = pair?;
+            let suffix = &key[prefix.len()..];
+            if !keys::is_range_summary(suffix) {
+                let mut renamed = keys::range_local_prefix(left);
+                renamed.extend_from_slice(suffix);
+                batch.put(renamed, value);
+            }
+        }
+        batch.delete_range_cf(ColumnFamily::Data, prefix, end);
+        state.last_commit = state.last_commit.max(theirs.last_commit).max(right_floor);
+        if theirs.gc_threshold > state.gc_threshold {
+            state.gc_threshold = theirs.gc_threshold;
+            // Before the merged keys are readable here (module docs).
+            self.published.publish(left, 0, state.gc_threshold);
+        }
+        batch.put(keys::last_commit(left), state.last_commit.to_be_bytes());
+        batch.put(keys::gc_threshold(left), state.gc_threshold.to_be_bytes());
+        state.grow(left, i64::try_from(theirs.bytes).unwrap_or(i64::MAX), batch);
+        self.ranges.insert(left, state);
+        self.ranges.remove(&right);
+        Ok(())
+    }
+}
