@@ -29,7 +29,8 @@
 //!   replication layer's apply side; a frozen range refuses every command
 //!   that would change its data, and a merge folds the right-hand range's
 //!   own state into the left-hand one's (`apply_merge.rs`).
-//! * **DropDescriptor** — deletes a merged range's directory record.
+//! * **SetDescriptor / DropDescriptor** — write or delete a range's
+//!   directory record, in meta1 or meta2 (`meta.rs`).
 //! * **Split** — carried out by the replication layer's apply side (which
 //!   shrinks the range's bounds and creates the right-hand range's Raft
 //!   state); here the right-hand range gets a copy of the range-local state
@@ -484,9 +485,7 @@ impl StateMachine for KvStateMachine {
                 crate::span_config::put(&start, end.as_deref(), max_bytes, min_bytes, batch);
                 Ok(Reply::SettingStored)
             }
-            Command::SetDescriptor(record) => {
-                crate::directory::put(engine, &record, batch).map(|_| Reply::SettingStored)
-            }
+            Command::SetDescriptor(record) => self.set_descriptor(ctx, &record, engine, batch),
             Command::Prepare(prepare) => self.prepare(ctx, prepare, engine, batch),
             Command::EndTxn {
                 txn_id,
@@ -499,8 +498,7 @@ impl StateMachine for KvStateMachine {
                 keys,
             } => self.resolve(ctx, txn_id, commit_ts, keys, engine, batch),
             Command::DropDescriptor { range, generation } => {
-                crate::directory::drop(engine, range, generation, batch)
-                    .map(|_| Reply::SettingStored)
+                self.drop_descriptor(ctx, (range, generation), engine, batch)
             }
             // Splits go to `apply_split` and merge steps to
             // `apply_merge_step`; one arriving here was not recognized,

@@ -11,7 +11,9 @@
 //! * **Merged.** The left-hand range takes over the right-hand range's own
 //!   state, which this node holds complete up to the freeze: every
 //!   range-local record (commit records, transaction records, prepare
-//!   markers) is renamed under the left-hand range; the size adds up; the
+//!   markers) is renamed under the left-hand range — where both ranges hold
+//!   a copy of one record (both kept it from a split), the decided
+//!   transaction record wins, else the left-hand copy; the size adds up; the
 //!   last commit timestamp becomes the highest of both ranges' and of the
 //!   freeze's floor, so no write the left-hand range makes on the merged
 //!   keys lands below a read either range served; the GC threshold is the
@@ -24,8 +26,27 @@ use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 use crate::apply::KvStateMachine;
 use crate::command::{Command, Reply};
 use crate::error::Result;
+use crate::intents::TxnStatus;
 use crate::keys;
 use crate::mvcc;
+
+/// Whether the left-hand range keeps its own record `ours` (if it has one)
+/// under range-local `suffix` rather than take the right-hand range's
+/// `theirs`. Both copies of a record go back to one range split in two, of
+/// which only the side holding the transaction's primary key went on to
+/// decide it: a decided transaction record wins over a pending one,
+/// whichever side it is on; otherwise the left-hand copy stays.
+fn keeps_own(suffix: &[u8], ours: Option<&[u8]>, theirs: &[u8]) -> Result<bool> {
+    let Some(ours) = ours else {
+        return Ok(false);
+    };
+    if suffix.first() == Some(&crate::intents::RECORD_KIND) {
+        let mine = TxnStatus::decode(ours)?;
+        let other = TxnStatus::decode(theirs)?;
+        return Ok(mine.is_final() || !other.is_final());
+    }
+    Ok(true)
+}
 
 /// The reply a frozen range gives `command` instead of running it, if it
 /// may not run.
@@ -34,7 +55,9 @@ pub(crate) fn refused_while_frozen(command: &Command) -> Option<Reply> {
         Command::Commit { .. }
         | Command::Prepare(_)
         | Command::EndTxn { .. }
-        | Command::Resolve { .. } => Some(Reply::WrongRange),
+        | Command::Resolve { .. }
+        | Command::SetDescriptor(_)
+        | Command::DropDescriptor { .. } => Some(Reply::WrongRange),
         Command::Gc { .. } => Some(Reply::Collected(0)),
         _ => None,
     }
@@ -103,11 +126,15 @@ impl KvStateMachine {
         for pair in engine.scan(&prefix, Some(&end)) {
             let (key, value) = pair?;
             let suffix = &key[prefix.len()..];
-            if !keys::is_range_summary(suffix) {
-                let mut renamed = keys::range_local_prefix(left);
-                renamed.extend_from_slice(suffix);
-                batch.put(renamed, value);
+            if keys::is_range_summary(suffix) {
+                continue;
             }
+            let mut renamed = keys::range_local_prefix(left);
+            renamed.extend_from_slice(suffix);
+            if keeps_own(suffix, engine.get(&renamed)?.as_deref(), &value)? {
+                continue;
+            }
+            batch.put(renamed, value);
         }
         batch.delete_range_cf(ColumnFamily::Data, prefix, end);
         state.last_commit = state.last_commit.max(theirs.last_commit).max(right_floor);
@@ -122,5 +149,30 @@ impl KvStateMachine {
         self.ranges.insert(left, state);
         self.ranges.remove(&right);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_decided_transaction_record_wins_a_merge() {
+        let record = [crate::intents::RECORD_KIND, 1, 2];
+        let pending = TxnStatus::Pending { expiry: 5 }.encode();
+        let committed = TxnStatus::Committed(9).encode();
+        let aborted = TxnStatus::Aborted(3).encode();
+        // Only the right-hand side has it: taken.
+        assert!(!keeps_own(&record, None, &pending).unwrap());
+        // The right-hand copy was decided, the left-hand one not: taken.
+        assert!(!keeps_own(&record, Some(&pending), &committed).unwrap());
+        // Never a pending copy over a decided one.
+        assert!(keeps_own(&record, Some(&committed), &pending).unwrap());
+        assert!(keeps_own(&record, Some(&aborted), &pending).unwrap());
+        assert!(keeps_own(&record, Some(&pending), &pending).unwrap());
+        // Anything else: the left-hand copy stays.
+        assert!(keeps_own(b"t1", Some(b"a"), b"b").unwrap());
     }
 }

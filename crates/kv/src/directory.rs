@@ -4,9 +4,12 @@
 //! # Meta records
 //!
 //! Each range is described by a [`RangeRecord`] — its bounds, generation,
-//! replicas and the leader that wrote it — kept in the cluster state of the
-//! first range (`s m <range id u64 BE>`, raw keys outside MVCC, like the
-//! node registry). A range's leader writes its record
+//! replicas and the leader that wrote it — kept in one of two levels
+//! (`meta.rs`): the first range's cluster state (`s m <range id u64 BE>`,
+//! raw keys outside MVCC, like the node registry) for the first range and
+//! the meta ranges, and the meta span (`0x00 'm' <range id>`, ordinary
+//! versions, in ranges that split like any other) for every other range.
+//! A range's leader writes its record
 //! ([`Command::SetDescriptor`](crate::command::Command)) whenever what it
 //! sees differs from what it last wrote: after a split, a membership
 //! change, a change of leader (the node's maintenance loop,
@@ -20,18 +23,13 @@
 //!
 //! Every node keeps the records in memory ([`Directory`]), loaded from its
 //! own replica of the first range — or, if it holds none, from a node that
-//! does (`remote.rs`). Records are hints, not truth: the truth about a
+//! does (`remote.rs`) — and from the meta ranges that names
+//! (`meta.rs`). Records are hints, not truth: the truth about a
 //! range is in its replicas' apply state, and a replica asked for a key
 //! outside its bounds, or a node asked for a range it no longer holds,
 //! says so. The asking node then reloads the directory (at most every
 //! [`RELOAD_INTERVAL`]) and routes again, so a stale cache costs a retry,
 //! never an error.
-//!
-//! # What is left
-//!
-//! The meta records stay in the first range's cluster state, which a split
-//! never moves (`keys.rs`): the directory cannot itself be split, which
-//! bounds it to what one range holds (about a million ranges).
 
 use std::time::{Duration, Instant};
 
@@ -331,7 +329,9 @@ impl Kv {
             if known.is_some_and(|k| k.same_layout(&record)) {
                 continue;
             }
-            match self.propose_cluster(&Command::SetDescriptor(record.clone()), self.timeout) {
+            let meta1 = crate::meta::in_meta1(&record);
+            let command = Command::SetDescriptor(record.clone());
+            match self.write_directory(range, meta1, &command) {
                 Ok(Reply::SettingStored) => written += 1,
                 Ok(other) => return Err(other.unexpected("a range descriptor")),
                 Err(e) => {
@@ -369,7 +369,7 @@ impl Kv {
                         r.range != range
                             && !local.contains_key(&r.range)
                             && r.generation > *generation
-                            && covers(&r.bounds, bounds)
+                            && r.bounds.covers(bounds)
                     });
                 if merged_away {
                     // Any applied index is behind "gone".
@@ -401,14 +401,25 @@ impl Kv {
     }
 }
 
-/// Whether `outer` holds every key of `inner`.
-fn covers(outer: &RangeBounds, inner: &RangeBounds) -> bool {
-    outer.start <= inner.start
-        && match (&outer.end, &inner.end) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(o), Some(i)) => i <= o,
+#[cfg(test)]
+impl Kv {
+    /// Publishes the record of every local range, waiting (bounded) until
+    /// each has its leader here: a single-node test's view of the
+    /// maintenance loop.
+    pub(crate) fn publish_all(&self) {
+        for _ in 0..200 {
+            let led = self
+                .local_ranges()
+                .iter()
+                .all(|r| self.raft.leader(r.range_id) == Some(self.raft.node_id()));
+            let published = self.publish_descriptors();
+            if led && published.is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        panic!("ranges without a leader");
+    }
 }
 
 #[cfg(test)]

@@ -258,7 +258,13 @@ impl Kv {
                 };
                 match self.propose_until(range, &command, deadline)? {
                     Reply::Resolved(_) => {}
-                    Reply::WrongRange if Instant::now() < deadline => pending.extend(keys),
+                    // Split or merged since grouped, or frozen for a merge:
+                    // group again once it settles.
+                    Reply::WrongRange if Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        self.reload_directory();
+                        pending.extend(keys);
+                    }
                     other => return Err(other.unexpected("a resolution")),
                 }
             }

@@ -175,16 +175,19 @@ impl TxnStatus {
     }
 }
 
+/// The range-local kind of transaction records.
+pub(crate) const RECORD_KIND: u8 = b'x';
+
 /// The key of transaction `txn_id`'s record in `range`.
 pub fn record_key(range: u64, txn_id: u128) -> Vec<u8> {
-    let mut key = keys::range_local_key(range, b'x');
+    let mut key = keys::range_local_key(range, RECORD_KIND);
     key.extend_from_slice(&txn_id.to_be_bytes());
     key
 }
 
 /// The prefix of `range`'s transaction records.
 pub fn record_prefix(range: u64) -> Vec<u8> {
-    keys::range_local_key(range, b'x')
+    keys::range_local_key(range, RECORD_KIND)
 }
 
 /// The key of the marker saying transaction `txn_id` prepared in `range`.

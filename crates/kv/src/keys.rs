@@ -36,6 +36,27 @@ const STICKY: u8 = b'k';
 /// Prefix of the cluster state kept by the first range.
 pub const SYSTEM_PREFIX: u8 = b's';
 
+/// The user keys of the meta span: the directory records of every range
+/// but the first and the meta ranges themselves (`directory.rs`). They
+/// sort before every SQL key, so the meta span starts in the first range
+/// and splits off like any other span.
+const META: [u8; 2] = [0x00, b'm'];
+
+/// The user key of `range`'s directory record in the meta span.
+pub fn meta_key(range: RangeId) -> Vec<u8> {
+    let mut key = META.to_vec();
+    key.extend_from_slice(&range.to_be_bytes());
+    key
+}
+
+/// The meta span: every [`meta_key`].
+pub fn meta_span() -> RangeBounds {
+    RangeBounds {
+        start: META.to_vec(),
+        end: Some(vec![META[0], META[1] + 1]),
+    }
+}
+
 /// The range-local key of `kind` for `range` (other modules add their own
 /// kinds: `intents.rs`).
 pub fn range_local_key(range: RangeId, kind: u8) -> Vec<u8> {

@@ -61,6 +61,7 @@ pub mod keys;
 pub mod liveness;
 mod load;
 pub mod merge;
+mod meta;
 pub mod mvcc;
 mod rebalance;
 pub mod registry;

@@ -19,7 +19,9 @@
 //!    being left) nothing: the next round looks again.
 //!
 //! A step from a learner to itself gives a move up: the learner is
-//! removed (the merge driver clears a range's stray learners this way).
+//! removed (the merge driver clears a range's stray learners this way); a
+//! step from node 0 only adds a learner (the merge driver's way of placing
+//! a frozen range next to its neighbour).
 //!
 //! A leadership move is a Raft leadership transfer to another voter.
 
@@ -127,6 +129,16 @@ impl Kv {
             return Ok(());
         }
         let timeout = self.timeout;
+        if from == 0 {
+            // Only a learner wanted (a frozen range keeps its replicas;
+            // `merge.rs`).
+            if cs.voters.contains(&to) || cs.learners.contains(&to) {
+                return Ok(());
+            }
+            tracing::info!(range, to, "rebalancing: adding a learner");
+            let change = single(ConfChangeType::AddLearnerNode, to);
+            return Ok(self.raft.change_membership(range, change, timeout)?);
+        }
         if from == to && cs.learners.contains(&from) {
             // A move given up (`merge.rs`): the learner goes.
             tracing::info!(range, learner = from, "rebalancing: removing a learner");

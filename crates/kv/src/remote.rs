@@ -31,8 +31,9 @@
 //!   proposed this way is applied at most once).
 //! * `ReadRaw { range, key }` — a raw key of a range after its barrier (a
 //!   transaction record).
-//! * `Directory` — every meta record (asked by a node without a replica
-//!   of the first range).
+//! * `Directory` — the records the first range holds (asked by a node
+//!   without a replica of it); `MetaRecords { range }` — those a meta range
+//!   holds (`meta.rs`).
 //! * `RangeSize { range }` — a range's size in bytes (`SHOW RANGES`).
 //! * `Relocate { range, from, to }` / `TransferLease { range, to }` — a
 //!   step of the rebalancer's move, on the range's leader
@@ -116,6 +117,9 @@ pub(crate) enum Request {
     AppliedIndex {
         range: RangeId,
     },
+    MetaRecords {
+        range: RangeId,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -169,6 +173,7 @@ const TRANSFER_LEASE: u8 = 9;
 const SPLIT_AT: u8 = 10;
 const MERGE_INFO: u8 = 11;
 const APPLIED_INDEX: u8 = 12;
+const META_RECORDS: u8 = 13;
 
 const SYNCED: u8 = 1;
 const VALUE: u8 = 2;
@@ -246,6 +251,10 @@ impl Request {
                 out.push(APPLIED_INDEX);
                 u64(&mut out, *range);
             }
+            Request::MetaRecords { range } => {
+                out.push(META_RECORDS);
+                u64(&mut out, *range);
+            }
         }
         out
     }
@@ -289,6 +298,7 @@ impl Request {
             SPLIT_AT => Request::SplitAt { key: r.field()? },
             MERGE_INFO => Request::MergeInfo { range: r.u64()? },
             APPLIED_INDEX => Request::AppliedIndex { range: r.u64()? },
+            META_RECORDS => Request::MetaRecords { range: r.u64()? },
             _ => return Err(corrupt("unknown request")),
         };
         r.finish()?;
@@ -582,10 +592,9 @@ impl Kv {
             }
             Request::Directory => {
                 self.local_only(crate::store::FIRST_RANGE)?;
-                Ok(Answer::Records(crate::directory::records(
-                    self.engine.as_ref(),
-                )?))
+                Ok(Answer::Records(self.first_range_records()?))
             }
+            Request::MetaRecords { range } => Ok(Answer::Records(self.meta_records_here(range)?)),
             Request::RangeSize { range } => {
                 self.local_only(range)?;
                 Ok(Answer::Size(
@@ -862,6 +871,7 @@ mod tests {
             Request::SplitAt { key: b"m".to_vec() },
             Request::MergeInfo { range: 6 },
             Request::AppliedIndex { range: 6 },
+            Request::MetaRecords { range: 2 },
         ];
         for request in requests {
             let bytes = request.encode();

@@ -408,7 +408,7 @@ impl Kv {
         })
     }
 
-    fn lookup(&self, user_key: &[u8]) -> Option<(RangeId, RangeBounds)> {
+    pub(crate) fn lookup(&self, user_key: &[u8]) -> Option<(RangeId, RangeBounds)> {
         self.directory
             .read()
             .lookup(user_key)
@@ -462,12 +462,10 @@ impl Kv {
         if !self.directory.read().reload_due() {
             return;
         }
-        let records = if self.is_local(FIRST_RANGE) {
-            crate::directory::records(self.engine.as_ref())
-        } else {
-            self.ask_directory()
-        };
-        match records {
+        // Counted as an attempt first: loading routes requests, which must
+        // not start another load.
+        self.directory.write().note_attempt();
+        match self.load_directory() {
             Ok(records) => self.directory.write().load(records),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot load the range directory");

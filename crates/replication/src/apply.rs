@@ -205,6 +205,9 @@ pub struct Applier<S: StateMachine> {
     notify: Option<Notify>,
     published: AppliedIndexes,
     bounds: LocalBounds,
+    /// Replicas of ranges merged into a neighbour here, not yet deleted:
+    /// their data is the neighbour's now (`apply/merge.rs`).
+    merged_away: std::collections::HashSet<RangeId>,
 }
 
 impl<S: StateMachine> Applier<S> {
@@ -224,6 +227,7 @@ impl<S: StateMachine> Applier<S> {
             notify: None,
             published,
             bounds,
+            merged_away: std::collections::HashSet::new(),
         }
     }
 
@@ -319,13 +323,19 @@ impl<S: StateMachine> Applier<S> {
                         .map(|(h, _)| h);
                     // A change raft-rs or the decoder rejects is rejected the
                     // same way on every replica: a no-op, never a stop. So is
-                    // any change of a frozen range (`apply/merge.rs`).
-                    let next = match state.frozen {
-                        Some(_) => Err(ReplicationError::Raft(
-                            "the range is frozen for a merge".to_string(),
-                        )),
-                        None => next_conf_state(&state.conf_state, &entry),
-                    };
+                    // any change of a frozen range but adding learners
+                    // (`apply/merge.rs`).
+                    let next = next_conf_state(&state.conf_state, &entry).and_then(|next| {
+                        let adds_learners = next.0.get_changes().iter().all(|c| {
+                            c.get_change_type() == raft::prelude::ConfChangeType::AddLearnerNode
+                        });
+                        match state.frozen {
+                            Some(_) if !adds_learners => Err(ReplicationError::Raft(
+                                "the range is frozen for a merge".to_string(),
+                            )),
+                            _ => Ok(next),
+                        }
+                    });
                     match next {
                         Ok((change, conf_state)) => {
                             tracing::info!(range, index, voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
@@ -358,6 +368,7 @@ impl<S: StateMachine> Applier<S> {
                 // The left-hand range covers its keys now; its replica is
                 // deleted (keeping the data) once the Raft thread hears.
                 self.bounds.write().remove(&right);
+                self.merged_away.insert(right);
             }
             self.state_machine.applied(range, index);
             if let Some(notify) = &self.notify {
@@ -495,6 +506,19 @@ impl<S: StateMachine> Applier<S> {
         snap: &Snapshot,
         batch: WriteBatch,
     ) -> Result<ApplyOutput> {
+        if self.merged_away.contains(&range) {
+            // Its keys are the left-hand range's now, which may have
+            // written them since: the snapshot would overwrite that. The
+            // replica is about to be deleted anyway.
+            tracing::info!(range, "dropping a snapshot of a range merged away here");
+            let applied_index = self.state(range)?.applied_index;
+            return Ok(ApplyOutput::Applied {
+                range,
+                applied_index,
+                entries: Vec::new(),
+                reads: Vec::new(),
+            });
+        }
         let meta = snap.get_metadata();
         let (header, _) = SnapshotHeader::parse(snap.get_data())?;
         self.state_machine.before_snapshot(range, snap.get_data());
@@ -528,6 +552,8 @@ impl<S: StateMachine> Applier<S> {
     /// its Raft state and log, and a tombstone recording the applied index
     /// it reached (a later snapshot must be newer to create it again).
     fn destroy(&mut self, range: RangeId, keep_data: bool) -> Result<ApplyOutput> {
+        // A replica merged away here keeps its data whoever deletes it.
+        let keep_data = keep_data || self.merged_away.remove(&range);
         let initialized = self
             .engine
             .get_cf(ColumnFamily::Raft, &keys::apply_state(range))?

@@ -52,8 +52,8 @@ pub struct ApplyState {
     /// The keys the range owns as of `applied_index`.
     pub bounds: RangeBounds,
     /// Bumped by every change of the range's bounds (split, merge), of its
-    /// membership, and by freezing and unfreezing it: two equal
-    /// generations of a range describe the same layout.
+    /// membership, and by freezing it: two equal generations of a range
+    /// describe the same layout.
     pub generation: u64,
     /// Set while the range is frozen for a merge.
     pub frozen: Option<Freeze>,
@@ -106,6 +106,16 @@ impl RangeBounds {
     /// Whether `key` lies strictly inside: a place this range may split.
     pub fn splits_at(&self, key: &[u8]) -> bool {
         key > self.start.as_slice() && self.end.as_deref().is_none_or(|end| key < end)
+    }
+
+    /// Whether every key of `other` is in this span.
+    pub fn covers(&self, other: &RangeBounds) -> bool {
+        self.start <= other.start
+            && match (&self.end, &other.end) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(mine), Some(theirs)) => theirs <= mine,
+            }
     }
 
     /// Whether the two spans share a key.
@@ -350,6 +360,8 @@ mod bounds_tests {
         assert!(!left.overlaps(&right) && !right.overlaps(&left));
         assert!(b("a", Some("n")).overlaps(&right));
         assert!(RangeBounds::everything().overlaps(&left));
+        assert!(RangeBounds::everything().covers(&right) && left.covers(&b("a", Some("m"))));
+        assert!(!left.covers(&right) && !right.covers(&RangeBounds::everything()));
         let mut encoded = Vec::new();
         left.encode(&mut encoded).unwrap();
         encoded.push(9);

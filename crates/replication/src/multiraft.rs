@@ -220,7 +220,36 @@ impl<S: StateMachine> MultiRaft<S> {
         for range in stored_ranges(driver.engine.as_ref())? {
             driver.create_peer(range)?;
         }
+        driver.drop_merged_leftovers()?;
         Ok(driver)
+    }
+
+    /// Deletes (keeping the data) the replicas of ranges merged into
+    /// another local replica before the node stopped, whose deletion did
+    /// not happen (it follows the merge: `apply/merge.rs`): a replica
+    /// whose keys another covers whole at a newer generation.
+    fn drop_merged_leftovers(&mut self) -> Result<()> {
+        let leftovers: Vec<RangeId> = {
+            let bounds = self.bounds.read();
+            bounds
+                .iter()
+                .filter(|&(&range, (inner, generation))| {
+                    bounds.iter().any(|(&other, (outer, other_generation))| {
+                        other != range && other_generation > generation && outer.covers(inner)
+                    })
+                })
+                .map(|(&range, _)| range)
+                .collect()
+        };
+        for range in leftovers {
+            tracing::info!(
+                node = self.node,
+                range,
+                "deleting the replica of a range merged away"
+            );
+            self.drop_replica(range, true)?;
+        }
+        Ok(())
     }
 
     /// Opens the replica of `range` from the engine (uninitialized if
@@ -463,7 +492,7 @@ impl<S: StateMachine> MultiRaft<S> {
             return Ok(());
         }
         if message.get_msg_type() == MessageType::MsgSnapshot
-            && self.overlaps_another_replica(range, message.get_snapshot().get_data())
+            && !self.make_room_for_snapshot(range, message.get_snapshot().get_data())?
         {
             // This node still holds (part of) these keys in another range
             // — it has not applied the split that created this one. The
@@ -507,16 +536,41 @@ impl<S: StateMachine> MultiRaft<S> {
         }
     }
 
-    /// Whether a snapshot of `range` with this data would cover keys an
-    /// initialized replica of another range here still owns.
-    fn overlaps_another_replica(&self, range: RangeId, data: &[u8]) -> bool {
+    /// Whether a snapshot of `range` with this data may be installed: it
+    /// covers no keys an initialized replica of another range here still
+    /// owns — once replicas it supersedes are deleted. A replica whose
+    /// keys the snapshot covers whole, at a newer generation, is of a range
+    /// since merged into `range` (a replica of `range` lagging behind the
+    /// merge cannot replay it without that range's data, and must start
+    /// from the snapshot; `apply/merge.rs`) or removed from it: it goes,
+    /// with its data. Any other overlap is a split not yet applied here.
+    fn make_room_for_snapshot(&mut self, range: RangeId, data: &[u8]) -> Result<bool> {
         let Ok((header, _)) = SnapshotHeader::parse(data) else {
-            return true;
+            return Ok(false);
         };
-        self.bounds
+        let overlapping: Vec<(RangeId, bool)> = self
+            .bounds
             .read()
             .iter()
-            .any(|(&other, (bounds, _))| other != range && bounds.overlaps(&header.bounds))
+            .filter(|&(&other, (bounds, _))| other != range && bounds.overlaps(&header.bounds))
+            .map(|(&other, (bounds, generation))| {
+                let superseded = *generation < header.generation && header.bounds.covers(bounds);
+                (other, superseded)
+            })
+            .collect();
+        if overlapping.iter().any(|&(_, superseded)| !superseded) {
+            return Ok(false);
+        }
+        for (other, _) in overlapping {
+            tracing::info!(
+                node = self.node,
+                range,
+                other,
+                "a snapshot supersedes a replica"
+            );
+            self.drop_replica(other, false)?;
+        }
+        Ok(true)
     }
 
     /// Proposes `command` to `range`. The outcome arrives as an

@@ -455,3 +455,90 @@ fn merges_under_faults_keep_every_register_in_exactly_one_range() {
     }
     assert!(refusals >= 8, "the refusal path ran {refusals} times");
 }
+
+/// Proposes `command` to `range`'s leader and runs until it applied there;
+/// its reply.
+fn apply(c: &mut SimCluster<Registers>, range: RangeId, command: &str) -> String {
+    for _ in 0..50 {
+        let Some(leader) = c.leader(range) else {
+            c.run(50).unwrap();
+            continue;
+        };
+        let Ok(token) = c.propose(leader, range, command.as_bytes().to_vec()) else {
+            c.run(50).unwrap();
+            continue;
+        };
+        if c.run_until(2_000, |c| c.resolved(token)).unwrap()
+            && let Some(Ok(r)) = reply(c, token)
+        {
+            return r;
+        }
+    }
+    panic!("{command} never applied to range {range}");
+}
+
+#[test]
+fn a_replica_that_missed_a_merge_starts_again_from_a_snapshot() {
+    for seed in 0..4u64 {
+        // A short log: the merged range's log is compacted past the merge
+        // while one replica is cut off.
+        let config = RaftConfig {
+            log_compact_threshold: 8,
+            ..RaftConfig::default()
+        };
+        let mut c = SimCluster::new(&[1, 2, 3], &[], config, NetConfig::reliable(seed), |_| {
+            Registers
+        })
+        .unwrap();
+        c.elect(1, 2_000).unwrap().unwrap();
+        assert!(split_range(&mut c, "k050", 2), "seed {seed}");
+        for i in 0..KEYS {
+            let range = c.route(key(i).as_bytes()).unwrap();
+            apply(&mut c, range, &format!("{}=v{i}", key(i)));
+        }
+        let frozen = apply(&mut c, 2, "freeze");
+        let index: u64 = frozen["frozen:".len()..].parse().unwrap();
+        assert!(
+            c.run_until(2_000, |c| c.node_ids().iter().all(|&n| c
+                .driver(n)
+                .and_then(|d| d.applied_index(2))
+                .is_some_and(|a| a >= index)))
+                .unwrap(),
+            "seed {seed}: the freeze never applied everywhere"
+        );
+        // Cut off a node leading neither range, then merge without it.
+        let leaders = [c.leader(1).unwrap(), c.leader(2).unwrap()];
+        let behind = (1..=3).find(|n| !leaders.contains(n)).unwrap();
+        c.isolate(behind);
+        let (voters, generation) = settled_voters(&c, 1).unwrap();
+        let list: Vec<String> = voters.iter().map(u64::to_string).collect();
+        let merge = format!("merge:2:{index}:{generation}:{}::k050", list.join(","));
+        assert_eq!(apply(&mut c, 1, &merge), "merged", "seed {seed}");
+        for i in 0..KEYS {
+            apply(&mut c, 1, &format!("{}=w{i}", key(i)));
+        }
+        c.heal();
+        let caught_up = c
+            .run_until(20_000, |c| {
+                c.converged(1)
+                    && c.driver(behind)
+                        .is_some_and(|d| !d.local_bounds().read().contains_key(&2))
+            })
+            .unwrap();
+        assert!(caught_up, "seed {seed}: node {behind} never caught up");
+        let held: Vec<(RangeId, RangeBounds)> = c
+            .driver(behind)
+            .unwrap()
+            .local_bounds()
+            .read()
+            .iter()
+            .map(|(&r, (b, _))| (r, b.clone()))
+            .collect();
+        assert_eq!(held, vec![(1, RangeBounds::everything())], "seed {seed}");
+        assert_eq!(
+            c.data(behind).unwrap(),
+            c.data(leaders[0]).unwrap(),
+            "seed {seed}"
+        );
+    }
+}

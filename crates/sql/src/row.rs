@@ -269,7 +269,8 @@ pub fn decode_row(desc: &TableDescriptor, key: &[u8], value: &[u8]) -> Result<Ve
 }
 
 /// A key as people read it: `/Table/<id>/<index>/<key values…>` for table
-/// keys (CockroachDB's notation), `/Catalog/…` for catalog keys, `/Min`
+/// keys (CockroachDB's notation), `/Catalog/…` for catalog keys,
+/// `/Meta/<range id>` for directory records (`shoal_kv::keys::meta_key`), `/Min`
 /// for the empty key; bytes that do not decode are shown escaped.
 pub fn pretty_key(key: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -278,6 +279,12 @@ pub fn pretty_key(key: &[u8]) -> String {
         return "/Min".to_string();
     };
     match first {
+        0x00 if rest.len() == 9 && rest[0] == b'm' => {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&rest[1..]);
+            format!("/Meta/{}", u64::from_be_bytes(id))
+        }
+        0x00 if rest.first() == Some(&b'm') => format!("/Meta/{}", escaped(&rest[1..])),
         CATALOG_PREFIX => format!("/Catalog/{}", escaped(rest)),
         TABLE_PREFIX => {
             let Some((id, mut rest)) = rest.split_first_chunk::<4>() else {
@@ -332,6 +339,8 @@ mod tests {
         assert_eq!(pretty_key(&key), "/Table/7/1/5/\"x\"");
         assert_eq!(pretty_key(&table_prefix(7)), "/Table/7");
         assert_eq!(pretty_key(&[]), "/Min");
+        assert_eq!(pretty_key(&shoal_kv::keys::meta_key(12)), "/Meta/12");
+        assert_eq!(pretty_key(&[0, b'm']), "/Meta/");
         assert_eq!(pretty_key(&[CATALOG_PREFIX, b'n']), "/Catalog/n");
         assert_eq!(pretty_key(&[TABLE_PREFIX, 0]), "\\x02\\x00");
     }

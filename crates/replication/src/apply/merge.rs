@@ -11,7 +11,9 @@
 //! 1. **Freeze R** ([`MergeStep::Freeze`], in R's log at index `f`), once
 //!    R's replicas sit on L's nodes. From `f` on, every replica of R
 //!    refuses whatever would change its data (the state machine sees
-//!    [`EntryContext::frozen`]), any membership change and any split. The
+//!    [`EntryContext::frozen`]), any split, and any membership change but
+//!    adding learners (each gets a snapshot of the frozen data: one more
+//!    complete replica, never one fewer). The
 //!    freeze entry's timestamp floor is kept: it is above every read R's
 //!    leader registered before freezing, and L must write above it once it
 //!    owns R's keys. The driver then waits until every replica of R has
@@ -36,14 +38,17 @@
 //! the merge applied, never sees. So a refused merge (L changed meanwhile)
 //! is proposed again, with L's new generation, until it applies — and a
 //! merge that did apply refuses every later copy, L no longer ending where
-//! R began. While L changes, R waits frozen; the driver keeps L's replicas
-//! next to R's (it can still move L's; R's can no longer move).
+//! R began. While L changes, R waits frozen; where a replica of L sits on
+//! a node without one of R (L was repaired or moved meanwhile), the driver
+//! adds R a learner there.
 //!
 //! **Why every L replica finds its R replica complete.** The driver saw
 //! every listed replica of L next to a replica of R that had applied `f`
 //! before it proposed the merge; L's membership is checked to be exactly
-//! that list; a frozen R's membership cannot change, and R's replicas are
-//! deleted only by the merge itself. Writes to the engine are ordered, and
+//! that list; a frozen R's replicas are never removed, so they stay until
+//! the merge deletes them (a node outside L's replicas may delete its own
+//! replica of R once it sees the merge in the directory — no replica of L
+//! is there to need it). Writes to the engine are ordered, and
 //! the node's Raft log — where the merge entry must be appended before it
 //! can apply — is synced after R's apply at `f` was written, so even a
 //! crash cannot leave a node with L's merge applied and R's freeze not. A
