@@ -35,7 +35,8 @@ use crate::mvcc;
 /// `theirs`. Both copies of a record go back to one range split in two, of
 /// which only the side holding the transaction's primary key went on to
 /// decide it: a decided transaction record wins over a pending one,
-/// whichever side it is on; otherwise the left-hand copy stays.
+/// whichever side it is on, and of two pending ones the later expiry;
+/// otherwise the left-hand copy stays.
 fn keeps_own(suffix: &[u8], ours: Option<&[u8]>, theirs: &[u8]) -> Result<bool> {
     let Some(ours) = ours else {
         return Ok(false);
@@ -43,7 +44,11 @@ fn keeps_own(suffix: &[u8], ours: Option<&[u8]>, theirs: &[u8]) -> Result<bool> 
     if suffix.first() == Some(&crate::intents::RECORD_KIND) {
         let mine = TxnStatus::decode(ours)?;
         let other = TxnStatus::decode(theirs)?;
-        return Ok(mine.is_final() || !other.is_final());
+        return Ok(match (mine, other) {
+            // Both pending: the later expiry (a heartbeat renewed it).
+            (TxnStatus::Pending { expiry: a }, TxnStatus::Pending { expiry: b }) => a >= b,
+            _ => mine.is_final() || !other.is_final(),
+        });
     }
     Ok(true)
 }
@@ -172,6 +177,8 @@ mod tests {
         assert!(keeps_own(&record, Some(&committed), &pending).unwrap());
         assert!(keeps_own(&record, Some(&aborted), &pending).unwrap());
         assert!(keeps_own(&record, Some(&pending), &pending).unwrap());
+        let later = TxnStatus::Pending { expiry: 8 }.encode();
+        assert!(!keeps_own(&record, Some(&pending), &later).unwrap());
         // Anything else: the left-hand copy stays.
         assert!(keeps_own(b"t1", Some(b"a"), b"b").unwrap());
     }

@@ -658,6 +658,19 @@ mod tests {
         else {
             panic!("not frozen");
         };
+        // A frozen range may gain a learner, which leaves its generation
+        // as the freeze made it (every replica of the left-hand range
+        // computes the merged generation from it).
+        let frozen_generation = kv.merge_info_here(right).unwrap().generation;
+        let add = shoal_replication::replicate_queue::single(
+            shoal_replication::ConfChangeType::AddLearnerNode,
+            9,
+        );
+        kv.raft
+            .change_membership(right, add, Duration::from_secs(5))
+            .unwrap();
+        let r = kv.merge_info_here(right).unwrap();
+        assert_eq!((r.learners, r.generation), (vec![9], frozen_generation));
         let l = kv.merge_info_here(left).unwrap();
         let merge = |generation| Command::Merge {
             right,

@@ -50,6 +50,11 @@ use crate::store::{FIRST_RANGE, Kv};
 /// How long loading the directory waits for one meta range's records.
 const META_READ_BUDGET: Duration = Duration::from_secs(2);
 
+/// How long a directory write retries a home that keeps answering "wrong
+/// range" (it is being split, merged or frozen) before giving up until
+/// the next round.
+const WRITE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Whether `record` belongs in meta1 (module docs).
 pub(crate) fn in_meta1(record: &RangeRecord) -> bool {
     record.range == FIRST_RANGE || record.bounds.overlaps(&keys::meta_span())
@@ -188,7 +193,7 @@ impl Kv {
             return self.propose_cluster(command, self.timeout);
         }
         let key = keys::meta_key(range);
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + WRITE_DEADLINE;
         loop {
             let (home, _) = self.rerouting(|| self.route(&key))?;
             match self.propose_until(home, command, deadline)? {
@@ -217,18 +222,18 @@ impl Kv {
             .cloned()
             .collect();
         let mut complete = true;
+        // The local replicas of meta ranges all at once — and with them
+        // those a split just made, not yet described in meta1.
+        records.extend(self.local_meta_records()?);
         for meta in meta_ranges {
-            let local = self.bounds.read().get(&meta.range).map(|(b, _)| b.clone());
-            let found = match local {
-                Some(bounds) => meta_records(self.engine.as_ref(), &bounds),
-                None => {
-                    let request = Request::MetaRecords { range: meta.range };
-                    match self.ask_within(&meta, &request, META_READ_BUDGET) {
-                        Ok(Answer::Records(found)) => Ok(found),
-                        Ok(other) => Err(crate::store::unexpected_answer(&other)),
-                        Err(e) => Err(e),
-                    }
-                }
+            if self.is_local(meta.range) {
+                continue;
+            }
+            let request = Request::MetaRecords { range: meta.range };
+            let found = match self.ask_within(&meta, &request, META_READ_BUDGET) {
+                Ok(Answer::Records(found)) => Ok(found),
+                Ok(other) => Err(crate::store::unexpected_answer(&other)),
+                Err(e) => Err(e),
             };
             match found {
                 Ok(found) => records.extend(found),
@@ -258,16 +263,23 @@ impl Kv {
         Ok(records)
     }
 
-    /// The records of meta range `range` in this node's replica.
+    /// The records of meta range `range` in this node's replica — and of
+    /// every other meta range held here (a range split off it moments ago
+    /// may not be described in meta1 yet).
     pub(crate) fn meta_records_here(&self, range: RangeId) -> Result<Vec<RangeRecord>> {
-        let bounds = self.bounds.read().get(&range).map(|(b, _)| b.clone());
-        match bounds {
-            Some(bounds) => meta_records(self.engine.as_ref(), &bounds),
-            None => Err(crate::error::KvError::Misrouted(format!(
+        if !self.is_local(range) {
+            return Err(crate::error::KvError::Misrouted(format!(
                 "range {range} has no replica on node {}",
                 self.raft.node_id()
-            ))),
+            )));
         }
+        self.local_meta_records()
+    }
+
+    /// The records in the meta span of this node's engine: exactly those
+    /// its replicas hold (a removed replica's data is deleted with it).
+    fn local_meta_records(&self) -> Result<Vec<RangeRecord>> {
+        meta_records(self.engine.as_ref(), &keys::meta_span())
     }
 }
 
@@ -317,8 +329,17 @@ mod tests {
         let meta1 = ids(&crate::directory::records(engine.as_ref()).unwrap());
         assert!(meta1.contains(&meta) && meta1.contains(&upper), "{meta1:?}");
         assert!(!meta1.contains(&b) && !meta1.contains(&d), "{meta1:?}");
-        let lower_records = ids(&kv.meta_records_here(meta).unwrap());
-        let upper_records = ids(&kv.meta_records_here(upper).unwrap());
+        let held = |range| {
+            let bounds = kv.bounds.read().get(&range).unwrap().0.clone();
+            ids(&meta_records(engine.as_ref(), &bounds).unwrap())
+        };
+        let (lower_records, upper_records) = (held(meta), held(upper));
+        // Asked of this node, a meta range answers for every meta range
+        // held here.
+        assert_eq!(
+            ids(&kv.meta_records_here(meta).unwrap()),
+            ids(&kv.meta_records_here(upper).unwrap())
+        );
         assert!(lower_records.contains(&b) && !lower_records.contains(&d));
         assert!(upper_records.contains(&c) && upper_records.contains(&d));
 

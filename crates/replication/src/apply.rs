@@ -340,7 +340,14 @@ impl<S: StateMachine> Applier<S> {
                         Ok((change, conf_state)) => {
                             tracing::info!(range, index, voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
                             state.conf_state = conf_state;
-                            state.generation += 1;
+                            // A frozen range's generation stays as the
+                            // freeze left it: every replica of the range
+                            // merging it computes the merged generation
+                            // from it, whether or not it applied a learner
+                            // added since (`apply/merge.rs`).
+                            if state.frozen.is_none() {
+                                state.generation += 1;
+                            }
                             out.conf_change = Some(change);
                         }
                         Err(e) => {
@@ -577,11 +584,8 @@ impl<S: StateMachine> Applier<S> {
         );
         // Unpublished before the data goes: a read that finds the data
         // gone then finds the replica gone too, when it checks after
-        // reading (`shoal-kv`'s `check_snapshot`), and routes again. (A
-        // merged range was unpublished when the merge applied.)
-        if !keep_data {
-            self.bounds.write().remove(&range);
-        }
+        // reading (`shoal-kv`'s `check_snapshot`), and routes again.
+        self.bounds.write().remove(&range);
         self.published.write().remove(&range);
         self.engine.write(batch, true)?;
         self.states.remove(&range);

@@ -52,8 +52,8 @@ pub struct ApplyState {
     /// The keys the range owns as of `applied_index`.
     pub bounds: RangeBounds,
     /// Bumped by every change of the range's bounds (split, merge), of its
-    /// membership, and by freezing it: two equal generations of a range
-    /// describe the same layout.
+    /// membership (but a learner added to a frozen range), and by freezing
+    /// it.
     pub generation: u64,
     /// Set while the range is frozen for a merge.
     pub frozen: Option<Freeze>,

@@ -492,7 +492,7 @@ impl<S: StateMachine> MultiRaft<S> {
             return Ok(());
         }
         if message.get_msg_type() == MessageType::MsgSnapshot
-            && !self.make_room_for_snapshot(range, message.get_snapshot().get_data())?
+            && !self.make_room_for_snapshot(range, message.get_snapshot())?
         {
             // This node still holds (part of) these keys in another range
             // — it has not applied the split that created this one. The
@@ -544,8 +544,12 @@ impl<S: StateMachine> MultiRaft<S> {
     /// merge cannot replay it without that range's data, and must start
     /// from the snapshot; `apply/merge.rs`) or removed from it: it goes,
     /// with its data. Any other overlap is a split not yet applied here.
-    fn make_room_for_snapshot(&mut self, range: RangeId, data: &[u8]) -> Result<bool> {
-        let Ok((header, _)) = SnapshotHeader::parse(data) else {
+    fn make_room_for_snapshot(
+        &mut self,
+        range: RangeId,
+        snapshot: &raft::prelude::Snapshot,
+    ) -> Result<bool> {
+        let Ok((header, _)) = SnapshotHeader::parse(snapshot.get_data()) else {
             return Ok(false);
         };
         let overlapping: Vec<(RangeId, bool)> = self
@@ -559,6 +563,18 @@ impl<S: StateMachine> MultiRaft<S> {
             })
             .collect();
         if overlapping.iter().any(|&(_, superseded)| !superseded) {
+            return Ok(false);
+        }
+        // Only a snapshot raft-rs will take deletes anything: one at or
+        // below what the local replica has committed is refused, and that
+        // replica applies the merge from its log, needing the replicas the
+        // snapshot would supersede.
+        let committed = self
+            .peers
+            .get(&range)
+            .map(|p| p.raw.raft.raft_log.committed);
+        if !overlapping.is_empty() && committed.is_some_and(|c| snapshot.get_metadata().index <= c)
+        {
             return Ok(false);
         }
         for (other, _) in overlapping {

@@ -13,7 +13,8 @@
 //!    refuses whatever would change its data (the state machine sees
 //!    [`EntryContext::frozen`]), any split, and any membership change but
 //!    adding learners (each gets a snapshot of the frozen data: one more
-//!    complete replica, never one fewer). The
+//!    complete replica, never one fewer; the generation stays, so every
+//!    replica of L computes the same merged generation). The
 //!    freeze entry's timestamp floor is kept: it is above every read R's
 //!    leader registered before freezing, and L must write above it once it
 //!    owns R's keys. The driver then waits until every replica of R has
