@@ -47,8 +47,9 @@ use shoal_storage::{Engine, KvPair, StorageError, decode_bytes_escaped, encode_b
 use crate::clock::Timestamp;
 use crate::error::{KvError, Result, printable_key};
 
-/// Prefix of MVCC version keys.
-pub const VERSION_PREFIX: u8 = b'v';
+/// Prefix of MVCC version keys (the storage engine knows their shape:
+/// `shoal_storage::versioned_prefix`).
+pub const VERSION_PREFIX: u8 = shoal_storage::VERSIONED_KEY_TAG;
 
 const VALUE_TAG: u8 = 1;
 const TOMBSTONE_TAG: u8 = 0;
@@ -150,7 +151,7 @@ pub fn read_visible_within(
     let prefix = version_prefix(user_key);
     let from = version_key(user_key, limit.max(read_ts));
     let to = prefix_end(&prefix);
-    match engine.scan(&from, to.as_deref()).next() {
+    match engine.scan_versions(&from, to.as_deref()).next() {
         Some(item) => {
             let (key, stored) = item?;
             let (_, ts) = decode_version_key(&key)?;
@@ -170,7 +171,10 @@ pub fn read_visible_within(
 pub fn newest_version_ts(engine: &dyn Engine, user_key: &[u8]) -> Result<Option<Timestamp>> {
     let prefix = version_prefix(user_key);
     let to = prefix_end(&prefix);
-    match engine.scan(&prefix, to.as_deref()).next() {
+    // The newest version's key is the smallest: seek to the smallest
+    // whole version key of the prefix.
+    let from = version_key(user_key, Timestamp::MAX);
+    match engine.scan_versions(&from, to.as_deref()).next() {
         Some(item) => {
             let (key, _) = item?;
             Ok(Some(decode_version_key(&key)?.1))

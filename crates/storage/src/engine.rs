@@ -159,4 +159,28 @@ pub trait Engine: Send + Sync + 'static {
     fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
         self.scan_cf(ColumnFamily::Data, start, end)
     }
+
+    /// Like [`Engine::scan`], over versions of one prefix: `start` is a
+    /// whole versioned key ([`versioned_prefix`]) and the caller reads no
+    /// key past that key's prefix (`end` at most the prefix's end). An
+    /// engine may skip whatever holds no key of that prefix (RocksDB: a
+    /// prefix bloom filter); by default it is a plain scan.
+    fn scan_versions<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
+        self.scan(start, end)
+    }
+}
+
+/// The first byte of *versioned* keys: data keys that end in an 8-byte
+/// suffix — the MVCC layer's versions, `'v' <escaped user key> <inverted
+/// timestamp>`. Every version of a user key shares the prefix before the
+/// suffix, which an engine may index ([`Engine::scan_versions`]).
+pub const VERSIONED_KEY_TAG: u8 = b'v';
+
+/// The length of a versioned key's suffix.
+pub const VERSION_SUFFIX_LEN: usize = 8;
+
+/// The prefix of versioned key `key` (without its suffix), if it is one.
+pub fn versioned_prefix(key: &[u8]) -> Option<&[u8]> {
+    (key.first() == Some(&VERSIONED_KEY_TAG) && key.len() > VERSION_SUFFIX_LEN)
+        .then(|| &key[..key.len() - VERSION_SUFFIX_LEN])
 }

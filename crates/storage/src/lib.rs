@@ -26,7 +26,10 @@ pub mod keycode;
 pub mod memory;
 pub mod rocks;
 
-pub use engine::{ColumnFamily, Engine, KvPair, ScanIter, WriteBatch, WriteOp};
+pub use engine::{
+    ColumnFamily, Engine, KvPair, ScanIter, VERSION_SUFFIX_LEN, VERSIONED_KEY_TAG, WriteBatch,
+    WriteOp, versioned_prefix,
+};
 pub use error::{Result, StorageError};
 pub use keycode::{
     KeyDatum, decode_bytes_escaped, decode_datum, decode_key, encode_bytes_escaped, encode_datum,

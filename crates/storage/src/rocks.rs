@@ -5,8 +5,12 @@
 //! so a Raft log append and the hard state land atomically. Options favour the MVCC
 //! workload above: keys share long prefixes (table, index, user key) and
 //! versions are appended rather than overwritten, so LZ4 block compression
-//! and dynamic level sizing pay off; point lookups of a version prefix are
-//! served by scans, so no prefix extractor is configured yet.
+//! and dynamic level sizing pay off. The data family's prefix extractor
+//! maps a version key to its user key's prefix ([`versioned_prefix`]), so
+//! its bloom filters hold version prefixes as well as whole keys: the seek
+//! of a point read ([`Engine::scan_versions`]) skips every file without a
+//! version of the key, however many levels the data has grown. Ordinary
+//! scans ask for total order, so they never depend on the extractor.
 //!
 //! Scans use an iterator with `iterate_upper_bound` set, so RocksDB stops at
 //! the range end itself instead of us reading (and decompressing) the next
@@ -24,7 +28,7 @@ use rocksdb::{
     WriteOptions,
 };
 
-use crate::engine::{ColumnFamily, Engine, ScanIter, WriteBatch, WriteOp};
+use crate::engine::{ColumnFamily, Engine, ScanIter, WriteBatch, WriteOp, versioned_prefix};
 use crate::error::{Result, StorageError};
 
 /// An engine stored in a RocksDB database directory.
@@ -78,9 +82,17 @@ impl RocksEngine {
             // skips the files that cannot hold it instead of searching
             // every level.
             table.set_bloom_filter(10.0, false);
+            table.set_whole_key_filtering(true);
             table.set_cache_index_and_filter_blocks(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             cf_opts.set_block_based_table_factory(&table);
+            if *cf == ColumnFamily::Data {
+                cf_opts.set_prefix_extractor(rocksdb::SliceTransform::create(
+                    "shoal.versioned_prefix",
+                    version_prefix_or_key,
+                    Some(is_versioned),
+                ));
+            }
             ColumnFamilyDescriptor::new(cf.name(), cf_opts)
         });
         let db = rocksdb::DB::open_cf_descriptors(&opts, path, families).map_err(io_err)?;
@@ -89,7 +101,54 @@ impl RocksEngine {
     }
 }
 
+/// The prefix extractor: a versioned key's prefix (others are outside its
+/// domain and never transformed).
+fn version_prefix_or_key(key: &[u8]) -> &[u8] {
+    versioned_prefix(key).unwrap_or(key)
+}
+
+fn is_versioned(key: &[u8]) -> bool {
+    versioned_prefix(key).is_some()
+}
+
 impl RocksEngine {
+    /// An iterator over `cf` from `start`, stopping before `end`.
+    fn iterate<'a>(
+        &'a self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+        one_prefix: bool,
+    ) -> ScanIter<'a> {
+        if let Some(end) = end
+            && start >= end
+        {
+            return Box::new(std::iter::empty());
+        }
+        let handle = match self.handle(cf) {
+            Ok(handle) => handle,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let mut read_opts = ReadOptions::default();
+        if let Some(end) = end {
+            read_opts.set_iterate_upper_bound(end.to_vec());
+        }
+        if one_prefix {
+            read_opts.set_prefix_same_as_start(true);
+        } else {
+            read_opts.set_total_order_seek(true);
+        }
+        let iter = self.db.iterator_cf_opt(
+            handle,
+            read_opts,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        Box::new(iter.map(|item| {
+            item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                .map_err(io_err)
+        }))
+    }
+
     /// The handle of `cf`; every family is created at open, so a missing one
     /// means the database was tampered with.
     fn handle(&self, cf: ColumnFamily) -> Result<&rocksdb::ColumnFamily> {
@@ -105,28 +164,13 @@ impl Engine for RocksEngine {
     }
 
     fn scan_cf<'a>(&'a self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
-        if let Some(end) = end
-            && start >= end
-        {
-            return Box::new(std::iter::empty());
-        }
-        let handle = match self.handle(cf) {
-            Ok(handle) => handle,
-            Err(e) => return Box::new(std::iter::once(Err(e))),
-        };
-        let mut read_opts = ReadOptions::default();
-        if let Some(end) = end {
-            read_opts.set_iterate_upper_bound(end.to_vec());
-        }
-        let iter = self.db.iterator_cf_opt(
-            handle,
-            read_opts,
-            IteratorMode::From(start, Direction::Forward),
-        );
-        Box::new(iter.map(|item| {
-            item.map(|(k, v)| (k.into_vec(), v.into_vec()))
-                .map_err(io_err)
-        }))
+        self.iterate(cf, start, end, false)
+    }
+
+    fn scan_versions<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
+        // Only a versioned key names a prefix the filters know.
+        let one_prefix = versioned_prefix(start).is_some();
+        self.iterate(ColumnFamily::Data, start, end, one_prefix)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
