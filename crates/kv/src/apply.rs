@@ -371,20 +371,12 @@ impl KvStateMachine {
         let mut state = self.range(ctx.range, engine)?;
         let child = split.new_range;
         // Every range-local record: commit records, transaction records,
-        // prepare markers, and the two timestamps (written below, with
-        // what this entry may have changed).
-        let prefix = keys::range_local_prefix(ctx.range);
-        let end = mvcc::prefix_end(&prefix).unwrap_or_default();
-        for pair in engine.scan(&prefix, Some(&end)) {
-            let (key, value) = pair?;
-            let suffix = &key[prefix.len()..];
-            if keys::is_range_summary(suffix) {
-                continue;
-            }
-            let mut copy = keys::range_local_prefix(child);
-            copy.extend_from_slice(suffix);
+        // prepare markers (the timestamps are written below, with what this
+        // entry may have changed).
+        for_each_range_record(engine, ctx.range, child, |copy, value| {
             batch.put(copy, value);
-        }
+            Ok(())
+        })?;
         if split.sticky_until != 0 {
             batch.put(keys::sticky(child), split.sticky_until.to_be_bytes());
         }
@@ -590,6 +582,30 @@ impl StateMachine for KvStateMachine {
             Err(e) => tracing::error!(range, error = %e, "cannot reload kv state after snapshot"),
         }
     }
+}
+
+/// Calls `each` with every range-local record of `from` but its summaries
+/// (`keys::is_range_summary`), under its name in range `to`, and its value:
+/// what a split copies to the new range and a merge takes over.
+pub(crate) fn for_each_range_record(
+    engine: &dyn Engine,
+    from: RangeId,
+    to: RangeId,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let prefix = keys::range_local_prefix(from);
+    let end = mvcc::prefix_end(&prefix).unwrap_or_default();
+    for pair in engine.scan(&prefix, Some(&end)) {
+        let (key, value) = pair?;
+        let suffix = &key[prefix.len()..];
+        if keys::is_range_summary(suffix) {
+            continue;
+        }
+        let mut renamed = keys::range_local_prefix(to);
+        renamed.extend_from_slice(suffix);
+        each(renamed, value)?;
+    }
+    Ok(())
 }
 
 /// Why `writes`, read at `read_ts`, may not be written, if they may not:

@@ -23,7 +23,7 @@
 use shoal_replication::{EntryContext, MergeOutcome, MergeRequest, MergeStep};
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
-use crate::apply::KvStateMachine;
+use crate::apply::{KvStateMachine, for_each_range_record};
 use crate::command::{Command, Reply};
 use crate::error::Result;
 use crate::intents::TxnStatus;
@@ -126,21 +126,16 @@ impl KvStateMachine {
         let left = ctx.range;
         let mut state = self.range(left, engine)?;
         let theirs = self.range(right, engine)?;
+        let own_prefix = keys::range_local_prefix(left).len();
+        for_each_range_record(engine, right, left, |renamed, value| {
+            let suffix = &renamed[own_prefix..];
+            if !keeps_own(suffix, engine.get(&renamed)?.as_deref(), &value)? {
+                batch.put(renamed, value);
+            }
+            Ok(())
+        })?;
         let prefix = keys::range_local_prefix(right);
         let end = mvcc::prefix_end(&prefix).unwrap_or_default();
-        for pair in engine.scan(&prefix, Some(&end)) {
-            let (key, value) = pair?;
-            let suffix = &key[prefix.len()..];
-            if keys::is_range_summary(suffix) {
-                continue;
-            }
-            let mut renamed = keys::range_local_prefix(left);
-            renamed.extend_from_slice(suffix);
-            if keeps_own(suffix, engine.get(&renamed)?.as_deref(), &value)? {
-                continue;
-            }
-            batch.put(renamed, value);
-        }
         batch.delete_range_cf(ColumnFamily::Data, prefix, end);
         state.last_commit = state.last_commit.max(theirs.last_commit).max(right_floor);
         if theirs.gc_threshold > state.gc_threshold {

@@ -18,7 +18,7 @@
 //!   range split because it was hot is not merged back while it may still
 //!   be. Boundaries made by size are not sticky.
 //!
-//! A few disjoint pairs per round ([`MERGES_PER_ROUND`]), one step each;
+//! A few disjoint pairs per round (`MERGES_PER_ROUND`), one step each;
 //! the rebalancer leaves a pair alone while it is being worked on:
 //!
 //! 1. **Colocate.** While R's replicas are not on L's nodes, one of them

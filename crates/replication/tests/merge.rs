@@ -22,13 +22,9 @@ use shoal_replication::sim::{NetConfig, Registers, SimCluster};
 use shoal_replication::{Event, NodeId, RaftConfig, RangeBounds, RangeId};
 
 mod support;
-use support::{split_range, step_towards};
+use support::{RegisterWriter, assert_no_overlap, key, split_range, step_towards, three_ranges};
 
 const KEYS: usize = 90;
-
-fn key(i: usize) -> String {
-    format!("k{i:03}")
-}
 
 /// Where a merge of `right` into `left` stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,25 +220,8 @@ fn collect_stale_replicas(c: &mut SimCluster<Registers>, merges: &[Merge]) {
 fn merges_under_faults_keep_every_register_in_exactly_one_range() {
     let mut refusals = 0;
     for seed in 0..16u64 {
-        let net = NetConfig {
-            seed,
-            drop_rate: 0.05,
-            max_delay: 4,
-            rounds_per_tick: 4,
-        };
-        let mut c =
-            SimCluster::new(&[1, 2, 3], &[4], RaftConfig::default(), net, |_| Registers).unwrap();
+        let mut c = three_ranges(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        assert!(
-            c.elect(1, 2_000).unwrap().is_some(),
-            "seed {seed}: no leader"
-        );
-        for (at, new_range) in [("k030", 2), ("k060", 3)] {
-            assert!(
-                split_range(&mut c, at, new_range),
-                "seed {seed}: split at {at} never applied"
-            );
-        }
         // Range 3 moves away from node 1, so merging it needs colocation.
         let away: BTreeSet<NodeId> = [2, 3, 4].into_iter().collect();
         let mut moved = false;
@@ -275,8 +254,7 @@ fn merges_under_faults_keep_every_register_in_exactly_one_range() {
             },
         ];
         let boundary = ["k060", "k030"];
-        let mut writes: Vec<Option<u64>> = vec![None; KEYS];
-        let mut done = [false; KEYS];
+        let mut writer = RegisterWriter::new(KEYS);
         let mut step = 0u64;
         let crashed: NodeId = rng.gen_range(1..=4);
         loop {
@@ -285,7 +263,7 @@ fn merges_under_faults_keep_every_register_in_exactly_one_range() {
                 step < 80_000,
                 "seed {seed}: never finished: {:?}, {} writes left",
                 merges.iter().map(|m| m.phase).collect::<Vec<_>>(),
-                done.iter().filter(|d| !**d).count()
+                writer.left()
             );
             let faulty = step < 8_000;
             if faulty && step % 2_000 == 700 {
@@ -322,53 +300,13 @@ fn merges_under_faults_keep_every_register_in_exactly_one_range() {
                     }
                 }
             }
-            // Registers: a few writes in flight, resent when refused or
-            // lost.
-            for i in 0..KEYS {
-                let Some(token) = writes[i].filter(|_| !done[i]) else {
-                    continue;
-                };
-                match c.outcome(token) {
-                    Some(Event::Applied { reply, .. }) if reply != b"wrong range" => done[i] = true,
-                    Some(_) => writes[i] = None,
-                    None if step.is_multiple_of(400) => writes[i] = None,
-                    None => {}
-                }
-            }
-            let in_flight = (0..KEYS)
-                .filter(|&i| !done[i] && writes[i].is_some())
-                .count();
-            if in_flight < 4 && step.is_multiple_of(5) {
-                let i = rng.gen_range(0..KEYS);
-                if !done[i]
-                    && writes[i].is_none()
-                    && let Some(range) = c.route(key(i).as_bytes())
-                    && let Some(leader) = c.leader(range)
-                {
-                    writes[i] = c
-                        .propose(leader, range, format!("{}=v{i}", key(i)).into_bytes())
-                        .ok();
-                }
-            }
+            writer.step(&mut c, step, &mut rng);
             let finished = merges.iter().all(|m| m.phase == Phase::Done);
-            if finished && done.iter().all(|&d| d) && !faulty {
+            if finished && writer.left() == 0 && !faulty {
                 break;
             }
             c.round().unwrap();
-            for node in c.node_ids() {
-                let Some(driver) = c.driver(node) else {
-                    continue;
-                };
-                let bounds = driver.local_bounds();
-                let mut ranges: Vec<_> = bounds.read().values().map(|(b, _)| b.clone()).collect();
-                ranges.sort_by(|a, b| a.start.cmp(&b.start));
-                for pair in ranges.windows(2) {
-                    assert!(
-                        !pair[0].overlaps(&pair[1]),
-                        "seed {seed}, step {step}: node {node} has overlapping ranges"
-                    );
-                }
-            }
+            assert_no_overlap(&c, seed, step);
         }
         refusals += merges.iter().map(|m| m.refusals).sum::<usize>();
         // The merged range moves a replica to the node it lacks: the new

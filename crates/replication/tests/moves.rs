@@ -16,18 +16,14 @@
 use std::collections::BTreeSet;
 
 use rand::{Rng, SeedableRng};
-use shoal_replication::sim::{NetConfig, Registers, SimCluster};
-use shoal_replication::{Event, NodeId, RaftConfig, RangeId};
+use shoal_replication::sim::{Registers, SimCluster};
+use shoal_replication::{NodeId, RangeId};
 
 mod support;
-use support::{split_range, step_towards};
+use support::{RegisterWriter, assert_no_overlap, key, step_towards, three_ranges};
 
 const KEYS: usize = 90;
 const RANGES: [RangeId; 3] = [1, 2, 3];
-
-fn key(i: usize) -> String {
-    format!("k{i:03}")
-}
 
 /// Each range's voter sets, one after the other.
 fn targets(range: RangeId) -> Vec<BTreeSet<NodeId>> {
@@ -38,11 +34,6 @@ fn targets(range: RangeId) -> Vec<BTreeSet<NodeId>> {
         // Leaves node 1, then comes back to it.
         _ => vec![set(&[2, 3, 4]), set(&[1, 2, 3])],
     }
-}
-
-/// The range a live node routes `key` to, by its own replicas' bounds.
-fn route(c: &SimCluster<Registers>, key: &str) -> Option<RangeId> {
-    c.route(key.as_bytes())
 }
 
 /// What the KV layer does with the range directory: a replica the range's
@@ -79,29 +70,10 @@ fn collect_stale_replicas(c: &mut SimCluster<Registers>) -> usize {
 fn replicas_and_leaderships_move_under_faults_without_losing_a_register() {
     let mut transfers_total = 0;
     for seed in 0..16u64 {
-        let net = NetConfig {
-            seed,
-            drop_rate: 0.05,
-            max_delay: 4,
-            rounds_per_tick: 4,
-        };
-        let mut c =
-            SimCluster::new(&[1, 2, 3], &[4], RaftConfig::default(), net, |_| Registers).unwrap();
+        let mut c = three_ranges(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        // Three ranges: split at k030 and k060 first.
-        assert!(
-            c.elect(1, 2_000).unwrap().is_some(),
-            "seed {seed}: no leader"
-        );
-        for (at, new_range) in [("k030", 2), ("k060", 3)] {
-            assert!(
-                split_range(&mut c, at, new_range),
-                "seed {seed}: split at {at} never applied"
-            );
-        }
         let mut stage = [0usize; 3];
-        let mut writes: Vec<Option<u64>> = vec![None; KEYS];
-        let mut done = [false; KEYS];
+        let mut writer = RegisterWriter::new(KEYS);
         let mut transfers = 0;
         let mut step = 0u64;
         loop {
@@ -112,7 +84,7 @@ fn replicas_and_leaderships_move_under_faults_without_losing_a_register() {
             assert!(
                 step < 60_000,
                 "seed {seed}: never finished: stages {stage:?}, {} writes left",
-                done.iter().filter(|d| !**d).count()
+                writer.left()
             );
             let faulty = step < 6_000;
             if faulty && step % 1_500 == 700 {
@@ -152,51 +124,12 @@ fn replicas_and_leaderships_move_under_faults_without_losing_a_register() {
                     }
                 }
             }
-            // Registers: a few writes in flight, resent when lost.
-            for i in 0..KEYS {
-                let Some(token) = writes[i].filter(|_| !done[i]) else {
-                    continue;
-                };
-                match c.outcome(token) {
-                    Some(Event::Applied { reply, .. }) if reply != b"wrong range" => done[i] = true,
-                    Some(_) => writes[i] = None,
-                    None if step.is_multiple_of(400) => writes[i] = None,
-                    None => {}
-                }
-            }
-            let in_flight = (0..KEYS)
-                .filter(|&i| !done[i] && writes[i].is_some())
-                .count();
-            if in_flight < 4 && step.is_multiple_of(5) {
-                let i = rng.gen_range(0..KEYS);
-                if !done[i]
-                    && writes[i].is_none()
-                    && let Some(range) = route(&c, &key(i))
-                    && let Some(leader) = c.leader(range)
-                {
-                    writes[i] = c
-                        .propose(leader, range, format!("{}=v{i}", key(i)).into_bytes())
-                        .ok();
-                }
-            }
-            if finished && done.iter().all(|&d| d) && !faulty {
+            writer.step(&mut c, step, &mut rng);
+            if finished && writer.left() == 0 && !faulty {
                 break;
             }
             c.round().unwrap();
-            for node in c.node_ids() {
-                let Some(driver) = c.driver(node) else {
-                    continue;
-                };
-                let bounds = driver.local_bounds();
-                let mut ranges: Vec<_> = bounds.read().values().map(|(b, _)| b.clone()).collect();
-                ranges.sort_by(|a, b| a.start.cmp(&b.start));
-                for pair in ranges.windows(2) {
-                    assert!(
-                        !pair[0].overlaps(&pair[1]),
-                        "seed {seed}, step {step}: node {node} has overlapping ranges"
-                    );
-                }
-            }
+            assert_no_overlap(&c, seed, step);
         }
         transfers_total += transfers;
         let mut collected = 0;

@@ -9,8 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rand::{Rng, SeedableRng};
-use shoal_replication::sim::{NetConfig, Registers, SimCluster};
+use shoal_replication::sim::{Registers, SimCluster};
 use shoal_replication::{Event, NodeId, RaftConfig, RangeBounds, RangeId};
+
+mod support;
+use support::lossy;
 
 const KEYS: usize = 120;
 
@@ -56,14 +59,10 @@ fn propose(c: &mut SimCluster<Registers>, range: RangeId, command: String) -> Op
 fn splits_under_faults_keep_every_register_in_exactly_one_range() {
     let mut rerouted_total = 0;
     for seed in 0..4u64 {
-        let net = NetConfig {
-            seed,
-            drop_rate: 0.05,
-            max_delay: 4,
-            rounds_per_tick: 4,
-        };
-        let mut c =
-            SimCluster::new(&[1, 2, 3], &[], RaftConfig::default(), net, |_| Registers).unwrap();
+        let mut c = SimCluster::new(&[1, 2, 3], &[], RaftConfig::default(), lossy(seed), |_| {
+            Registers
+        })
+        .unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         // key index → the token of its latest attempt (None: not yet sent
         // or needs sending again).

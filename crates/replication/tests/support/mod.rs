@@ -88,3 +88,118 @@ pub fn split_range(c: &mut SimCluster<Registers>, at: &str, new_range: RangeId) 
     .unwrap();
     c.run_until(4_000, split).unwrap_or(false)
 }
+
+/// Register `i`'s key.
+pub fn key(i: usize) -> String {
+    format!("k{i:03}")
+}
+
+/// A network losing 5% of messages and delaying the rest by up to four
+/// rounds.
+pub fn lossy(seed: u64) -> shoal_replication::sim::NetConfig {
+    shoal_replication::sim::NetConfig {
+        seed,
+        drop_rate: 0.05,
+        max_delay: 4,
+        rounds_per_tick: 4,
+    }
+}
+
+/// Four nodes over a lossy network; range 1 on nodes 1–3, split at k030
+/// (range 2) and k060 (range 3).
+pub fn three_ranges(seed: u64) -> SimCluster<Registers> {
+    let mut c = SimCluster::new(
+        &[1, 2, 3],
+        &[4],
+        shoal_replication::RaftConfig::default(),
+        lossy(seed),
+        |_| Registers,
+    )
+    .unwrap();
+    assert!(
+        c.elect(1, 2_000).unwrap().is_some(),
+        "seed {seed}: no leader"
+    );
+    for (at, new_range) in [("k030", 2), ("k060", 3)] {
+        assert!(
+            split_range(&mut c, at, new_range),
+            "seed {seed}: split at {at} never applied"
+        );
+    }
+    c
+}
+
+/// Writes register `i` = `v<i>` for every key, a few at a time, resending
+/// what was lost or refused ("wrong range": routed again).
+pub struct RegisterWriter {
+    /// Key index → the token of its latest attempt (none: not yet sent, or
+    /// to send again).
+    writes: Vec<Option<u64>>,
+    done: Vec<bool>,
+}
+
+impl RegisterWriter {
+    /// A writer of `keys` registers.
+    pub fn new(keys: usize) -> RegisterWriter {
+        RegisterWriter {
+            writes: vec![None; keys],
+            done: vec![false; keys],
+        }
+    }
+
+    /// Takes in outcomes and sends what is due, at round `step`.
+    pub fn step(&mut self, c: &mut SimCluster<Registers>, step: u64, rng: &mut impl rand::Rng) {
+        use shoal_replication::Event;
+        for i in 0..self.writes.len() {
+            let Some(token) = self.writes[i].filter(|_| !self.done[i]) else {
+                continue;
+            };
+            match c.outcome(token) {
+                Some(Event::Applied { reply, .. }) if reply != b"wrong range" => {
+                    self.done[i] = true;
+                }
+                Some(_) => self.writes[i] = None,
+                None if step.is_multiple_of(400) => self.writes[i] = None,
+                None => {}
+            }
+        }
+        let in_flight = (0..self.writes.len())
+            .filter(|&i| !self.done[i] && self.writes[i].is_some())
+            .count();
+        if in_flight < 4 && step.is_multiple_of(5) {
+            let i = rng.gen_range(0..self.writes.len());
+            if !self.done[i]
+                && self.writes[i].is_none()
+                && let Some(range) = c.route(key(i).as_bytes())
+                && let Some(leader) = c.leader(range)
+            {
+                self.writes[i] = c
+                    .propose(leader, range, format!("{}=v{i}", key(i)).into_bytes())
+                    .ok();
+            }
+        }
+    }
+
+    /// Registers not written yet.
+    pub fn left(&self) -> usize {
+        self.done.iter().filter(|d| !**d).count()
+    }
+}
+
+/// Panics if a live node holds two ranges claiming a key.
+pub fn assert_no_overlap(c: &SimCluster<Registers>, seed: u64, step: u64) {
+    for node in c.node_ids() {
+        let Some(driver) = c.driver(node) else {
+            continue;
+        };
+        let bounds = driver.local_bounds();
+        let mut ranges: Vec<_> = bounds.read().values().map(|(b, _)| b.clone()).collect();
+        ranges.sort_by(|a, b| a.start.cmp(&b.start));
+        for pair in ranges.windows(2) {
+            assert!(
+                !pair[0].overlaps(&pair[1]),
+                "seed {seed}, step {step}: node {node} has overlapping ranges"
+            );
+        }
+    }
+}
