@@ -93,6 +93,7 @@ pub async fn demo(
                 vec![first_listen]
             },
             raft: shoal_replication::RaftConfig::default(),
+            cache_bytes: shoal_storage::rocks::DEFAULT_BLOCK_CACHE_BYTES,
         };
         nodes.push(launch(&spec, &net).await?);
     }

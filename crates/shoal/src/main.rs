@@ -20,6 +20,7 @@
 //! SQL layer → the PostgreSQL front end. SIGINT/SIGTERM stop accepting
 //! connections; every acknowledged commit is already durable.
 
+mod cache_size;
 mod cluster;
 mod demo;
 mod node;

@@ -93,6 +93,10 @@ pub struct StartArgs {
     /// to force snapshots).
     #[arg(long, hide = true, default_value_t = RaftConfig::default().log_compact_threshold)]
     raft_log_keep: usize,
+    /// The store's block cache: a percentage of physical memory or a size
+    /// (`512MiB`, `2GiB`).
+    #[arg(long, default_value = crate::cache_size::DEFAULT_CACHE)]
+    cache: String,
 }
 
 /// What a node needs to start.
@@ -104,6 +108,8 @@ pub struct NodeSpec {
     pub http_addr: Option<SocketAddr>,
     pub join: Vec<SocketAddr>,
     pub raft: RaftConfig,
+    /// The bytes the store's block cache may hold.
+    pub cache_bytes: usize,
 }
 
 /// A started node.
@@ -119,7 +125,7 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
     std::fs::create_dir_all(&spec.store)
         .with_context(|| format!("cannot create store directory {}", spec.store.display()))?;
     let engine: Arc<dyn Engine> = Arc::new(
-        RocksEngine::open(&spec.store)
+        RocksEngine::open_with_cache(&spec.store, spec.cache_bytes)
             .map_err(|e| anyhow::anyhow!("cannot open store {}: {e}", spec.store.display()))?,
     );
     let identity = crate::cluster::load_identity(engine.as_ref())?;
@@ -510,6 +516,7 @@ pub async fn start(args: StartArgs, net: tokio::runtime::Handle) -> anyhow::Resu
             log_compact_threshold: args.raft_log_keep.max(1),
             ..RaftConfig::default()
         },
+        cache_bytes: crate::cache_size::parse(&args.cache, crate::cache_size::physical_memory())?,
     };
     let node = launch(&spec, &net).await?;
     run(node, Duration::from_secs(args.gc_ttl_secs)).await

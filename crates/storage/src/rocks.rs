@@ -44,16 +44,24 @@ impl std::fmt::Debug for RocksEngine {
     }
 }
 
-/// The block cache shared by a store's column families.
-const BLOCK_CACHE_BYTES: usize = 256 << 20;
+/// The block cache shared by a store's column families, unless the opener
+/// chooses ([`RocksEngine::open_with_cache`]).
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
 
 fn io_err(e: rocksdb::Error) -> StorageError {
     StorageError::Io(e.into_string())
 }
 
 impl RocksEngine {
-    /// Opens (creating if missing) the database at `path`.
+    /// Opens (creating if missing) the database at `path`, with the
+    /// default block cache.
     pub fn open(path: &Path) -> Result<RocksEngine> {
+        Self::open_with_cache(path, DEFAULT_BLOCK_CACHE_BYTES)
+    }
+
+    /// Opens (creating if missing) the database at `path`; its block cache
+    /// holds at most `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RocksEngine> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -69,7 +77,7 @@ impl RocksEngine {
         // outgrows the default (small) cache would otherwise decompress the
         // same blocks again and again. Index and filter blocks live in it
         // too, so the bound covers them.
-        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cache = rocksdb::Cache::new_lru_cache(cache_bytes);
         let families = ColumnFamily::ALL.iter().map(|cf| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(DBCompressionType::Lz4);
