@@ -496,7 +496,7 @@ impl StateMachine for KvStateMachine {
             // `apply_merge_step`; one arriving here was not recognized,
             // which cannot happen.
             Command::Split { .. } => Ok(Reply::SplitRefused("not a split".to_string())),
-            Command::Freeze | Command::Merge { .. } => {
+            Command::Freeze | Command::Merge(_) => {
                 Ok(Reply::MergeRefused("not a merge step".to_string()))
             }
         };

@@ -20,7 +20,7 @@
 //!   higher of both, published before the merged keys become visible
 //!   under the left-hand range.
 
-use shoal_replication::{EntryContext, MergeOutcome, MergeRequest, MergeStep};
+use shoal_replication::{EntryContext, MergeOutcome, MergeStep};
 use shoal_storage::{ColumnFamily, Engine, WriteBatch};
 
 use crate::apply::{KvStateMachine, for_each_range_record};
@@ -72,21 +72,7 @@ pub(crate) fn refused_while_frozen(command: &Command) -> Option<Reply> {
 pub(crate) fn merge_request(command: &[u8]) -> Option<MergeStep> {
     match Command::decode(command).ok()? {
         Command::Freeze => Some(MergeStep::Freeze),
-        Command::Merge {
-            right,
-            right_start,
-            freeze_index,
-            left_generation,
-            voters,
-            learners,
-        } => Some(MergeStep::Merge(MergeRequest {
-            right,
-            right_start,
-            freeze_index,
-            left_generation,
-            voters,
-            learners,
-        })),
+        Command::Merge(request) => Some(MergeStep::Merge(request)),
         _ => None,
     }
 }

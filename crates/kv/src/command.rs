@@ -35,7 +35,7 @@
 //! another transaction's intent), `15 | status` (the transaction record),
 //! `16 | n u64` (intents resolved).
 
-use shoal_replication::ReplicationError;
+use shoal_replication::{MergeRequest, ReplicationError};
 
 use crate::clock::Timestamp;
 use crate::codec::{Reader, corrupt, put_field, put_optional_ts, put_writes};
@@ -118,22 +118,9 @@ pub enum Command {
     /// Freeze the range for a merge into its left-hand neighbour
     /// (`shoal-replication`'s `apply/merge.rs`).
     Freeze,
-    /// Take over the frozen right-hand neighbour `right`.
-    Merge {
-        /// The right-hand range.
-        right: u64,
-        /// Its first key.
-        right_start: Vec<u8>,
-        /// Its freeze's log index.
-        freeze_index: u64,
-        /// This range's generation when its replicas were seen next to
-        /// complete replicas of the right-hand range.
-        left_generation: u64,
-        /// Its voters then.
-        voters: Vec<u64>,
-        /// Its learners then.
-        learners: Vec<u64>,
-    },
+    /// Take over the frozen right-hand neighbour the request names
+    /// (`shoal-replication`'s `apply/merge.rs`).
+    Merge(MergeRequest),
     /// Delete the directory record of `range` if it is at most at
     /// `generation` (first range; the range was merged away).
     DropDescriptor {
@@ -351,20 +338,13 @@ impl Command {
                 out.extend_from_slice(&sticky_until.to_be_bytes());
             }
             Command::Freeze => out.push(FREEZE),
-            Command::Merge {
-                right,
-                right_start,
-                freeze_index,
-                left_generation,
-                voters,
-                learners,
-            } => {
+            Command::Merge(m) => {
                 out.push(MERGE);
-                for word in [*right, *freeze_index, *left_generation] {
+                for word in [m.right, m.freeze_index, m.left_generation] {
                     out.extend_from_slice(&word.to_be_bytes());
                 }
-                put_field(&mut out, right_start);
-                for ids in [voters, learners] {
+                put_field(&mut out, &m.right_start);
+                for ids in [&m.voters, &m.learners] {
                     out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
                     for id in ids {
                         out.extend_from_slice(&id.to_be_bytes());
@@ -533,14 +513,14 @@ impl Command {
                 };
                 let voters = ids()?;
                 let learners = ids()?;
-                Command::Merge {
+                Command::Merge(MergeRequest {
                     right,
                     right_start,
                     freeze_index,
                     left_generation,
                     voters,
                     learners,
-                }
+                })
             }
             DROP_DESCRIPTOR => Command::DropDescriptor {
                 range: r.u64()?,
@@ -710,14 +690,14 @@ mod tests {
                 sticky_until: u64::MAX,
             },
             Command::Freeze,
-            Command::Merge {
+            Command::Merge(MergeRequest {
                 right: 4,
                 right_start: b"m".to_vec(),
                 freeze_index: 12,
                 left_generation: 7,
                 voters: vec![1, 2, 3],
                 learners: vec![5],
-            },
+            }),
             Command::DropDescriptor {
                 range: 4,
                 generation: 6,

@@ -43,7 +43,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use shoal_replication::{ApplyState, RangeBounds, RangeId};
+use shoal_replication::{ApplyState, MergeRequest, RangeBounds, RangeId};
 use shoal_storage::ColumnFamily;
 
 use crate::clock::Timestamp;
@@ -328,14 +328,14 @@ impl Kv {
         if !self.wait_applied(right, &ours, freeze_index)? {
             return Ok(Step::Working);
         }
-        let command = Command::Merge {
+        let command = Command::Merge(MergeRequest {
             right,
             right_start: r.bounds.start.clone(),
             freeze_index,
             left_generation: l.generation,
             voters: l.voters.clone(),
             learners: l.learners.clone(),
-        };
+        });
         match self.propose_until(left, &command, Instant::now() + self.timeout)? {
             Reply::Merged => {
                 tracing::info!(left, right, "merged ranges");
@@ -672,13 +672,15 @@ mod tests {
         let r = kv.merge_info_here(right).unwrap();
         assert_eq!((r.learners, r.generation), (vec![9], frozen_generation));
         let l = kv.merge_info_here(left).unwrap();
-        let merge = |generation| Command::Merge {
-            right,
-            right_start: b"m".to_vec(),
-            freeze_index,
-            left_generation: generation,
-            voters: l.voters.clone(),
-            learners: l.learners.clone(),
+        let merge = |generation| {
+            Command::Merge(MergeRequest {
+                right,
+                right_start: b"m".to_vec(),
+                freeze_index,
+                left_generation: generation,
+                voters: l.voters.clone(),
+                learners: l.learners.clone(),
+            })
         };
         assert!(matches!(
             kv.propose_until(left, &merge(l.generation - 1), deadline)
