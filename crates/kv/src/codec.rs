@@ -38,6 +38,14 @@ pub(crate) fn put_optional_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
     }
 }
 
+/// Appends a list of node ids: a `u32` count, then each id.
+pub(crate) fn put_nodes(out: &mut Vec<u8>, nodes: &[u64]) {
+    out.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
+    for node in nodes {
+        out.extend_from_slice(&node.to_be_bytes());
+    }
+}
+
 /// Appends an optional timestamp.
 pub(crate) fn put_optional_ts(out: &mut Vec<u8>, ts: Option<Timestamp>) {
     match ts {
@@ -102,6 +110,12 @@ impl<'a> Reader<'a> {
             1 => Ok(Some(self.field()?)),
             _ => Err(corrupt("bad optional tag")),
         }
+    }
+
+    /// Reads a list [`put_nodes`] wrote.
+    pub(crate) fn nodes(&mut self) -> Result<Vec<u64>> {
+        let n = self.u32()? as usize;
+        (0..n).map(|_| self.u64()).collect()
     }
 
     pub(crate) fn u128(&mut self) -> Result<u128> {

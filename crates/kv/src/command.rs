@@ -38,7 +38,7 @@
 use shoal_replication::{MergeRequest, ReplicationError};
 
 use crate::clock::Timestamp;
-use crate::codec::{Reader, corrupt, put_field, put_optional_ts, put_writes};
+use crate::codec::{Reader, corrupt, put_field, put_nodes, put_optional_ts, put_writes};
 use crate::directory::RangeRecord;
 use crate::error::{KvError, Result};
 
@@ -344,12 +344,8 @@ impl Command {
                     out.extend_from_slice(&word.to_be_bytes());
                 }
                 put_field(&mut out, &m.right_start);
-                for ids in [&m.voters, &m.learners] {
-                    out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
-                    for id in ids {
-                        out.extend_from_slice(&id.to_be_bytes());
-                    }
-                }
+                put_nodes(&mut out, &m.voters);
+                put_nodes(&mut out, &m.learners);
             }
             Command::DropDescriptor { range, generation } => {
                 out.push(DROP_DESCRIPTOR);
@@ -507,12 +503,8 @@ impl Command {
             MERGE => {
                 let (right, freeze_index, left_generation) = (r.u64()?, r.u64()?, r.u64()?);
                 let right_start = r.field()?;
-                let mut ids = || -> Result<Vec<u64>> {
-                    let n = r.u32()? as usize;
-                    (0..n).map(|_| r.u64()).collect()
-                };
-                let voters = ids()?;
-                let learners = ids()?;
+                let voters = r.nodes()?;
+                let learners = r.nodes()?;
                 Command::Merge(MergeRequest {
                     right,
                     right_start,

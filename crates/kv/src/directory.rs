@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use shoal_replication::{RangeBounds, RangeId};
 use shoal_storage::{Engine, WriteBatch};
 
-use crate::codec::{Reader, put_field, put_optional_field};
+use crate::codec::{Reader, put_field, put_nodes, put_optional_field};
 use crate::command::{Command, Reply};
 use crate::error::Result;
 use crate::store::Kv;
@@ -112,8 +112,8 @@ impl RangeRecord {
             },
             generation: r.u64()?,
             index: r.u64()?,
-            voters: read_nodes(r)?,
-            learners: read_nodes(r)?,
+            voters: r.nodes()?,
+            learners: r.nodes()?,
             leader: r.u64()?,
         })
     }
@@ -125,23 +125,6 @@ impl RangeRecord {
         r.finish()?;
         Ok(record)
     }
-}
-
-fn put_nodes(out: &mut Vec<u8>, nodes: &[u64]) {
-    // A range has a handful of replicas.
-    out.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
-    for node in nodes {
-        out.extend_from_slice(&node.to_be_bytes());
-    }
-}
-
-fn read_nodes(r: &mut Reader<'_>) -> Result<Vec<u64>> {
-    let n = r.u32()? as usize;
-    let mut nodes = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
-        nodes.push(r.u64()?);
-    }
-    Ok(nodes)
 }
 
 fn record_key(range: RangeId) -> Vec<u8> {

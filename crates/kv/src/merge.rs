@@ -47,7 +47,7 @@ use shoal_replication::{ApplyState, MergeRequest, RangeBounds, RangeId};
 use shoal_storage::ColumnFamily;
 
 use crate::clock::Timestamp;
-use crate::codec::Reader;
+use crate::codec::{Reader, put_nodes};
 use crate::command::{Command, Reply};
 use crate::directory::RangeRecord;
 use crate::error::{KvError, Result};
@@ -97,12 +97,8 @@ impl MergeInfo {
         ] {
             out.extend_from_slice(&word.to_be_bytes());
         }
-        for ids in [&self.voters, &self.learners] {
-            out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
-            for id in ids {
-                out.extend_from_slice(&id.to_be_bytes());
-            }
-        }
+        put_nodes(&mut out, &self.voters);
+        put_nodes(&mut out, &self.learners);
         out
     }
 
@@ -112,12 +108,8 @@ impl MergeInfo {
         let mut r = Reader(rest);
         let (generation, bytes, sticky_until, frozen, joint) =
             (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-        let mut ids = || -> Result<Vec<u64>> {
-            let n = r.u32()? as usize;
-            (0..n).map(|_| r.u64()).collect()
-        };
-        let voters = ids()?;
-        let learners = ids()?;
+        let voters = r.nodes()?;
+        let learners = r.nodes()?;
         r.finish()?;
         Ok(MergeInfo {
             bounds,
