@@ -82,4 +82,4 @@ pub use remote::not_serving;
 pub use shoal_placement::RangeDescriptor;
 pub use status::{NodeStatus, RangeStatus};
 pub use store::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_TICK, FIRST_RANGE, Kv, SINGLE_NODE_ID};
-pub use txn::Txn;
+pub use txn::{Savepoint, Txn};

@@ -14,6 +14,16 @@
 //! conflict, I/O) also finishes it, as in PostgreSQL, where a serialization
 //! failure aborts the transaction.
 //!
+//! # Savepoints
+//!
+//! Because writes are buffered, a savepoint is only a position in an
+//! *undo log*: while a savepoint is open, every buffered write first
+//! records what the buffer held for its key (a value, a delete, or
+//! nothing). [`Txn::rollback_to`] replays the log backwards down to the
+//! savepoint's position, restoring the buffer exactly; nothing ever
+//! reached storage, so nothing else needs undoing. The log costs nothing
+//! while no savepoint is open, and [`Txn::release_savepoints`] drops it.
+//!
 //! # Sharing
 //!
 //! A `Txn` is `Send + Sync` and shared as `Arc<Txn>` by the concurrent
@@ -47,10 +57,34 @@ const OWN_WRITES_CHUNK: usize = 256;
 
 type Buffer = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// What the buffer held for a key before a write: `None` if the key had no
+/// buffered write, else the buffered value (`Some(None)`: a delete).
+type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
+
 struct TxnState {
     writes: Buffer,
+    /// Recorded while a savepoint is open (module docs).
+    undo: Option<Vec<Undo>>,
     finished: bool,
 }
+
+impl TxnState {
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match &mut self.undo {
+            Some(undo) => {
+                let before = self.writes.insert(key.clone(), value);
+                undo.push((key, before));
+            }
+            None => {
+                self.writes.insert(key, value);
+            }
+        }
+    }
+}
+
+/// A position in a transaction's buffered writes ([`Txn::savepoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint(usize);
 
 /// A snapshot-isolation transaction. See the module documentation.
 pub struct Txn {
@@ -106,6 +140,7 @@ impl Txn {
             read_ts,
             state: Mutex::new(TxnState {
                 writes: BTreeMap::new(),
+                undo: None,
                 finished: false,
             }),
             synced: Mutex::new(first.map(|r| (r, read_ts)).into_iter().collect()),
@@ -377,21 +412,58 @@ impl Txn {
 
     /// Buffers a write of `value` to `key`.
     pub fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        self.live()?.writes.insert(key, Some(value));
+        self.live()?.write(key, Some(value));
         Ok(())
     }
 
     /// Buffers a delete of `key`.
     pub fn delete(&self, key: Vec<u8>) -> Result<()> {
-        self.live()?.writes.insert(key, None);
+        self.live()?.write(key, None);
         Ok(())
     }
 
     /// Buffers a statement's writes at once (`None` = delete); later entries
     /// for the same key win.
     pub fn write_all(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
-        self.live()?.writes.extend(writes);
+        let mut state = self.live()?;
+        for (key, value) in writes {
+            state.write(key, value);
+        }
         Ok(())
+    }
+
+    /// Marks the buffered writes as they are now; [`Txn::rollback_to`]
+    /// returns to this mark (module docs, *Savepoints*).
+    pub fn savepoint(&self) -> Result<Savepoint> {
+        let mut state = self.live()?;
+        Ok(Savepoint(state.undo.get_or_insert_with(Vec::new).len()))
+    }
+
+    /// Undoes every write buffered since `savepoint` was taken. The mark
+    /// stays valid (PostgreSQL keeps a savepoint rolled back to), as do
+    /// older ones; marks taken after it must not be used again.
+    pub fn rollback_to(&self, savepoint: Savepoint) -> Result<()> {
+        let mut state = self.live()?;
+        let state = &mut *state;
+        let Some(undo) = state.undo.as_mut() else {
+            // No savepoint is open: nothing was logged after any mark.
+            return Ok(());
+        };
+        while undo.len() > savepoint.0 {
+            let Some((key, before)) = undo.pop() else {
+                break;
+            };
+            match before {
+                Some(value) => state.writes.insert(key, value),
+                None => state.writes.remove(&key),
+            };
+        }
+        Ok(())
+    }
+
+    /// Forgets every savepoint: the writes stay, the undo log goes.
+    pub fn release_savepoints(&self) {
+        self.state.lock().undo = None;
     }
 
     /// Whether any write is buffered.
@@ -407,6 +479,7 @@ impl Txn {
         let writes = {
             let mut state = self.live()?;
             state.finished = true;
+            state.undo = None;
             std::mem::take(&mut state.writes)
         };
         let outcome = if writes.is_empty() {
@@ -423,6 +496,7 @@ impl Txn {
         let was_live = {
             let mut state = self.state.lock();
             state.writes.clear();
+            state.undo = None;
             !std::mem::replace(&mut state.finished, true)
         };
         if was_live {

@@ -12,6 +12,8 @@
 //!   unbounded; `page=N` pages through the whole span N pairs at a time,
 //!   resuming after the last key as callers do.
 //! * `commit <t>`, `rollback <t>`, `has_writes <t>`
+//! * `savepoint <t> <name>`, `rollback_to <t> <name>`, `release <t>` (drops
+//!   every savepoint of `<t>`)
 //! * `gc window=<µs>` — a GC pass; prints its stats.
 //! * `tick <µs>`, `clock <µs>` — advance / set the wall clock.
 //! * `latest` — the latest committed timestamp.
@@ -32,7 +34,7 @@ use std::time::Duration;
 use shoal_kv::error::printable_key;
 use shoal_kv::mvcc::{self, VERSION_PREFIX};
 use shoal_kv::{FIRST_RANGE, keys};
-use shoal_kv::{Kv, ManualClock, Txn};
+use shoal_kv::{Kv, ManualClock, Savepoint, Txn};
 use shoal_storage::{Engine, MemoryEngine, RocksEngine};
 
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +49,7 @@ struct Harness {
     wall: Arc<ManualClock>,
     kv: Arc<Kv>,
     txns: HashMap<String, Arc<Txn>>,
+    savepoints: HashMap<(String, String), Savepoint>,
 }
 
 impl Harness {
@@ -67,6 +70,7 @@ impl Harness {
             wall,
             kv,
             txns: HashMap::new(),
+            savepoints: HashMap::new(),
         }
     }
 
@@ -135,6 +139,20 @@ impl Harness {
                 Ok("ok".into())
             }
             ("has_writes", [t]) => Ok(self.txn(t).has_writes().to_string()),
+            ("savepoint", [t, name]) => self.txn(t).savepoint().map(|mark| {
+                self.savepoints
+                    .insert((t.to_string(), name.to_string()), mark);
+                "ok".into()
+            }),
+            ("rollback_to", [t, name]) => {
+                let mark = self.savepoints[&(t.to_string(), name.to_string())];
+                self.txn(t).rollback_to(mark).map(|()| "ok".into())
+            }
+            ("release", [t]) => {
+                self.txn(t).release_savepoints();
+                self.savepoints.retain(|(owner, _), _| owner.as_str() != *t);
+                Ok("ok".into())
+            }
             ("gc", [window]) => {
                 let us: u64 = window
                     .strip_prefix("window=")

@@ -9,6 +9,14 @@
 //! Errors of SQL statements are returned as `Response::Error`, not as `Err`,
 //! so pgwire sends an ErrorResponse, moves the transaction status to failed
 //! when inside a block, and (in the extended protocol) skips to Sync.
+//!
+//! pgwire derives the status each ReadyForQuery reports from the status
+//! before the statement and the responses it produced. Nothing in that
+//! scheme takes a failed block back to a usable one, as a successful
+//! `ROLLBACK TO SAVEPOINT` does, so before every statement the handler
+//! starts pgwire from the session's own status ([`QueryHandler::
+//! start_status`]), counting a failed block about to run `ROLLBACK TO` as
+//! usable: if that statement fails, its error marks the block failed again.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -29,8 +37,11 @@ use pgwire::api::{
     PgWireServerHandlers, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use shoal_sql::{Database, Output, Prepared, Session, SqlError};
+use shoal_sql::{Database, Output, Prepared, Session, SqlError, TxnStatus};
 use tokio::sync::Mutex;
 
 use crate::encode;
@@ -236,6 +247,29 @@ pub struct QueryHandler {
     parser: Arc<StatementParser>,
 }
 
+impl QueryHandler {
+    /// Sets the status pgwire starts from for the next statement to the
+    /// session's (module docs); `rolls_back_to_savepoint` tells whether
+    /// that statement is `ROLLBACK TO SAVEPOINT`.
+    async fn start_status<C: ClientInfo>(
+        &self,
+        client: &mut C,
+        rolls_back_to_savepoint: impl FnOnce() -> bool,
+    ) {
+        let guard = self.session.lock().await;
+        let Some(session) = guard.as_ref() else {
+            return;
+        };
+        let status = match session.txn_status() {
+            TxnStatus::Idle => TransactionStatus::Idle,
+            TxnStatus::InBlock => TransactionStatus::Transaction,
+            TxnStatus::Failed if rolls_back_to_savepoint() => TransactionStatus::Transaction,
+            TxnStatus::Failed => TransactionStatus::Error,
+        };
+        client.set_transaction_status(status);
+    }
+}
+
 /// Turns a statement's outcome into a pgwire response.
 fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Response> {
     let output = match result {
@@ -272,6 +306,23 @@ fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Re
 
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.start_status(client, || {
+            Session::parse(&query.query)
+                .ok()
+                .and_then(|stmts| stmts.first().map(Session::is_rollback_to_savepoint))
+                .unwrap_or(false)
+        })
+        .await;
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -312,6 +363,28 @@ impl ExtendedQueryHandler for QueryHandler {
 
     fn query_parser(&self) -> Arc<StatementParser> {
         self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let portal = client.portal_store().get_portal(name);
+        self.start_status(client, || match portal {
+            Some(pgwire::api::store::Entry::Value(portal)) => portal
+                .statement
+                .statement
+                .stmt
+                .as_ref()
+                .is_some_and(Session::is_rollback_to_savepoint),
+            _ => false,
+        })
+        .await;
+        self._on_execute(client, message).await
     }
 
     async fn do_query<C>(

@@ -34,6 +34,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::InFailedTransaction => "25P02",
         SqlError::ActiveTransaction(_) => "25001",
         SqlError::NoActiveTransaction(_) => "25P01",
+        SqlError::UndefinedSavepoint(_) => "3B001",
         SqlError::Canceled => "57014",
         SqlError::Unavailable(_) => "58000",
         SqlError::RangeUnavailable(_) => "57P03",

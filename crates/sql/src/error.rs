@@ -65,6 +65,8 @@ pub enum SqlError {
     ActiveTransaction(String),
     #[error("{0}")]
     NoActiveTransaction(String),
+    #[error("savepoint \"{0}\" does not exist")]
+    UndefinedSavepoint(String),
     #[error("canceling statement due to user request")]
     Canceled,
     #[error("{0}")]

@@ -10,7 +10,19 @@
 //! block, a failing statement puts the block into the failed state: its
 //! writes were never applied (DML applies a statement's writes only once all
 //! of them are computed and checked), and every later statement is refused
-//! with 25P02 until `ROLLBACK` (or `COMMIT`, which then rolls back).
+//! with 25P02 until `ROLLBACK` (or `COMMIT`, which then rolls back) or
+//! `ROLLBACK TO SAVEPOINT`.
+//!
+//! ## Savepoints
+//!
+//! `SAVEPOINT name` pushes a mark of the transaction's buffered writes
+//! (`shoal_kv::Savepoint`) on a stack, with how much DDL follow-up work was
+//! queued. `ROLLBACK TO SAVEPOINT name` finds the newest savepoint of that
+//! name, returns the writes (and the follow-up queue) to it, drops the
+//! savepoints above it and leaves a failed block usable again; `RELEASE`
+//! drops it and those above it, keeping the writes. As in PostgreSQL,
+//! names may repeat (the newest wins), an unknown name is 3B001, and all
+//! three are refused with 25P01 outside a block.
 //!
 //! ## Statements
 //!
@@ -127,6 +139,7 @@ impl Database {
             state: TxnState::Idle,
             vars: Vars::default(),
             after_commit: Vec::new(),
+            savepoints: Vec::new(),
         })
     }
 }
@@ -143,7 +156,17 @@ pub enum TxnStatus {
 enum TxnState {
     Idle,
     InBlock(Arc<Txn>),
-    Failed,
+    /// A statement of the block failed. The transaction is kept, unused,
+    /// for `ROLLBACK TO SAVEPOINT`.
+    Failed(Arc<Txn>),
+}
+
+/// An open savepoint (module docs).
+struct SavepointEntry {
+    name: String,
+    mark: shoal_kv::Savepoint,
+    /// How many `after_commit` actions were queued when it was taken.
+    after_commit: usize,
 }
 
 /// What a statement produced.
@@ -218,6 +241,8 @@ pub struct Session {
     /// What the open transaction's DDL leaves to do once it commits
     /// (`ddl.rs`).
     after_commit: Vec<ddl::AfterCommit>,
+    /// The open transaction's savepoints, oldest first.
+    savepoints: Vec<SavepointEntry>,
 }
 
 impl Session {
@@ -237,8 +262,20 @@ impl Session {
         match self.state {
             TxnState::Idle => TxnStatus::Idle,
             TxnState::InBlock(_) => TxnStatus::InBlock,
-            TxnState::Failed => TxnStatus::Failed,
+            TxnState::Failed(_) => TxnStatus::Failed,
         }
+    }
+
+    /// Whether `stmt` is `ROLLBACK TO SAVEPOINT`, the one statement that
+    /// can take a failed block back to a usable one.
+    pub fn is_rollback_to_savepoint(stmt: &Statement) -> bool {
+        matches!(
+            stmt,
+            Statement::Rollback {
+                savepoint: Some(_),
+                ..
+            }
+        )
     }
 
     /// Splits SQL text into statements (PostgreSQL dialect).
@@ -252,7 +289,7 @@ impl Session {
         let mut stmt = stmt.clone();
         crate::compat::rewrite(&mut stmt);
         let stmt = &stmt;
-        if matches!(self.state, TxnState::Failed) && !is_txn_end(stmt) {
+        if matches!(self.state, TxnState::Failed(_)) && !is_txn_end(stmt) {
             return Err(SqlError::InFailedTransaction);
         }
         let (txn, implicit) = self.statement_txn()?;
@@ -318,7 +355,7 @@ impl Session {
         let Some(fast) = &prepared.fast else {
             return self.execute(stmt, params).await;
         };
-        if matches!(self.state, TxnState::Failed) {
+        if matches!(self.state, TxnState::Failed(_)) {
             return Err(SqlError::InFailedTransaction);
         }
         let (txn, implicit) = self.statement_txn()?;
@@ -342,9 +379,10 @@ impl Session {
                 self.execute(stmt, params).await
             }
             Err(e) => {
-                txn.rollback();
-                if !implicit {
-                    self.state = TxnState::Failed;
+                if implicit {
+                    txn.rollback();
+                } else {
+                    self.state = TxnState::Failed(txn);
                 }
                 Err(e)
             }
@@ -364,18 +402,16 @@ impl Session {
                 savepoint: None,
             } => return Ok(self.rollback()),
             Statement::Rollback {
-                savepoint: Some(_), ..
-            }
-            | Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. } => {
-                if matches!(self.state, TxnState::Failed) {
-                    return Err(SqlError::InFailedTransaction);
-                }
-                return Err(SqlError::NotSupported("savepoints".into()));
+                chain: false,
+                savepoint: Some(name),
+            } => return self.rollback_to_savepoint(&crate::names::fold(name)),
+            Statement::Savepoint { name } => return self.savepoint(&crate::names::fold(name)),
+            Statement::ReleaseSavepoint { name } => {
+                return self.release_savepoint(&crate::names::fold(name));
             }
             _ => {}
         }
-        if matches!(self.state, TxnState::Failed) {
+        if matches!(self.state, TxnState::Failed(_)) {
             return Err(SqlError::InFailedTransaction);
         }
         let mut attempt = 0;
@@ -397,8 +433,7 @@ impl Session {
                     Err(e)
                 }
                 (Err(e), false) => {
-                    txn.rollback();
-                    self.state = TxnState::Failed;
+                    self.state = TxnState::Failed(txn);
                     return Err(e);
                 }
             };
@@ -561,8 +596,69 @@ impl Session {
             }
             // PostgreSQL warns and stays in the block.
             TxnState::InBlock(_) => Ok(Output::Begin),
-            TxnState::Failed => Err(SqlError::InFailedTransaction),
+            TxnState::Failed(_) => Err(SqlError::InFailedTransaction),
         }
+    }
+
+    /// `SAVEPOINT name` (module docs).
+    fn savepoint(&mut self, name: &str) -> Result<Output> {
+        let txn = match &self.state {
+            TxnState::InBlock(txn) => txn,
+            TxnState::Failed(_) => return Err(SqlError::InFailedTransaction),
+            TxnState::Idle => return Err(outside_block("SAVEPOINT")),
+        };
+        let mark = txn.savepoint()?;
+        self.savepoints.push(SavepointEntry {
+            name: name.to_string(),
+            mark,
+            after_commit: self.after_commit.len(),
+        });
+        Ok(Output::command("SAVEPOINT"))
+    }
+
+    /// `RELEASE [SAVEPOINT] name`: drops it and every later savepoint.
+    fn release_savepoint(&mut self, name: &str) -> Result<Output> {
+        let txn = match &self.state {
+            TxnState::InBlock(txn) => txn.clone(),
+            TxnState::Failed(_) => return Err(SqlError::InFailedTransaction),
+            TxnState::Idle => return Err(outside_block("RELEASE SAVEPOINT")),
+        };
+        let Some(at) = self.find_savepoint(name) else {
+            self.state = TxnState::Failed(txn);
+            return Err(SqlError::UndefinedSavepoint(name.to_string()));
+        };
+        self.savepoints.truncate(at);
+        if self.savepoints.is_empty() {
+            txn.release_savepoints();
+        }
+        Ok(Output::command("RELEASE"))
+    }
+
+    /// `ROLLBACK TO [SAVEPOINT] name`: undoes what the block did since, and
+    /// leaves a failed block usable.
+    fn rollback_to_savepoint(&mut self, name: &str) -> Result<Output> {
+        let txn = match &self.state {
+            TxnState::InBlock(txn) | TxnState::Failed(txn) => txn.clone(),
+            TxnState::Idle => return Err(outside_block("ROLLBACK TO SAVEPOINT")),
+        };
+        let Some(at) = self.find_savepoint(name) else {
+            self.state = TxnState::Failed(txn);
+            return Err(SqlError::UndefinedSavepoint(name.to_string()));
+        };
+        let entry = &self.savepoints[at];
+        if let Err(e) = txn.rollback_to(entry.mark) {
+            self.state = TxnState::Failed(txn);
+            return Err(e.into());
+        }
+        self.after_commit.truncate(entry.after_commit);
+        self.savepoints.truncate(at + 1);
+        self.state = TxnState::InBlock(txn);
+        Ok(Output::command("ROLLBACK"))
+    }
+
+    /// The newest open savepoint called `name`.
+    fn find_savepoint(&self, name: &str) -> Option<usize> {
+        self.savepoints.iter().rposition(|s| s.name == name)
     }
 
     fn commit(&mut self) -> Result<Output> {
@@ -574,7 +670,8 @@ impl Session {
                 committed?;
                 Ok(Output::Commit)
             }
-            TxnState::Failed => {
+            TxnState::Failed(txn) => {
+                txn.rollback();
                 self.after_end(false);
                 Ok(Output::Rollback)
             }
@@ -582,7 +679,9 @@ impl Session {
     }
 
     fn rollback(&mut self) -> Output {
-        if let TxnState::InBlock(txn) = std::mem::replace(&mut self.state, TxnState::Idle) {
+        if let TxnState::InBlock(txn) | TxnState::Failed(txn) =
+            std::mem::replace(&mut self.state, TxnState::Idle)
+        {
             txn.rollback();
         }
         self.after_end(false);
@@ -592,6 +691,7 @@ impl Session {
     /// What follows the end of a transaction: if it committed, what its
     /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
+        self.savepoints.clear();
         let actions = std::mem::take(&mut self.after_commit);
         if committed {
             ddl::after_commit(&self.db.kv, &actions);
@@ -725,7 +825,7 @@ fn show_value(name: &str, value: &str) -> Result<Output> {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let TxnState::InBlock(txn) = &self.state {
+        if let TxnState::InBlock(txn) | TxnState::Failed(txn) = &self.state {
             txn.rollback();
         }
     }
@@ -796,6 +896,11 @@ fn set_value(e: &ast::Expr) -> String {
         ast::Expr::Identifier(i) => i.value.clone(),
         other => other.to_string(),
     }
+}
+
+/// The error for a savepoint statement outside a transaction block.
+fn outside_block(what: &str) -> SqlError {
+    SqlError::NoActiveTransaction(format!("{what} can only be used in transaction blocks"))
 }
 
 fn is_txn_end(stmt: &Statement) -> bool {
