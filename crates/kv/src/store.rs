@@ -417,11 +417,10 @@ impl Kv {
 
     /// The local replica's range owning `user_key`, with its bounds.
     pub(crate) fn local_route(&self, user_key: &[u8]) -> Result<(RangeId, RangeBounds)> {
-        let bounds = self.bounds.read();
-        bounds
-            .iter()
-            .find(|(_, (b, _))| b.contains(user_key))
-            .map(|(&range, (b, _))| (range, b.clone()))
+        self.bounds
+            .read()
+            .holding(user_key)
+            .map(|(range, bounds)| (range, bounds.clone()))
             .ok_or_else(|| {
                 KvError::Misrouted(format!(
                     "no replica on node {} holds key {}",

@@ -158,6 +158,10 @@ fn a_range_is_usable_the_moment_its_split_returns() {
 fn a_range_under_load_splits_where_its_load_divides() {
     let dir = tempfile::tempdir().unwrap();
     let kv = Kv::open(Arc::new(RocksEngine::open(dir.path()).unwrap())).unwrap();
+    // A commit of 26 keys is one request to the range, below a threshold
+    // of 10: its window ends without a split.
+    kv.set_cluster_setting("kv.range_split.load_qps_threshold", "10")
+        .unwrap();
     let txn = kv.begin().unwrap();
     for k in letters() {
         txn.put(k.clone(), k.clone()).unwrap();

@@ -65,8 +65,11 @@ use crate::peer::{CONF_CHANGE_REJECTED, ProposalHeader};
 use crate::snapshot::{self, SnapshotHeader};
 use crate::{EntryContext, MergeOutcome, RangeId, SplitOutcome, StateMachine, Token};
 
+mod bounds;
 mod merge;
 mod split;
+
+pub use bounds::ReplicaBounds;
 
 /// Work for the apply side.
 #[derive(Debug)]
@@ -193,7 +196,7 @@ pub type AppliedIndexes = Arc<parking_lot::RwLock<HashMap<RangeId, u64>>>;
 /// The bounds and generation of every initialized replica on this node, as
 /// of its applied index: what the node's requests are routed by. Published
 /// when a replica opens, splits or installs a snapshot.
-pub type LocalBounds = Arc<parking_lot::RwLock<HashMap<RangeId, (RangeBounds, u64)>>>;
+pub type LocalBounds = Arc<parking_lot::RwLock<ReplicaBounds>>;
 
 /// Applies tasks: owns the state machine and every replica's apply state.
 pub struct Applier<S: StateMachine> {
