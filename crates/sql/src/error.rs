@@ -69,6 +69,10 @@ pub enum SqlError {
     UndefinedSavepoint(String),
     #[error("canceling statement due to user request")]
     Canceled,
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
+    #[error("canceling statement due to lock timeout")]
+    LockTimeout,
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]

@@ -31,6 +31,7 @@
 //! - Errors are typed by meaning ([`SqlError`]); SQLSTATE codes are assigned
 //!   by the front end.
 
+pub mod advisory;
 pub mod catalog;
 pub mod cluster_settings;
 pub mod cluster_views;
@@ -42,6 +43,7 @@ pub mod dml;
 pub mod error;
 pub mod fastpath;
 pub mod functions;
+pub mod locks;
 pub mod names;
 pub mod pg_catalog;
 pub mod pre_parse;

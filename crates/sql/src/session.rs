@@ -66,13 +66,24 @@ pub struct Database {
     kv: Arc<Kv>,
     /// Counters shown in `shoal_internal.node_metrics`.
     metrics: Arc<crate::cluster_views::SqlMetrics>,
+    /// The advisory locks this node's sessions hold (`locks.rs`).
+    locks: Arc<crate::locks::LockTable>,
+    /// The next session's id, unique on this node across restarts: it
+    /// starts from the clock (`advisory.rs` names lock holders by it).
+    next_session: std::sync::atomic::AtomicU64,
 }
 
 impl Database {
     pub fn new(kv: Arc<Kv>) -> Arc<Database> {
+        let first_session = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+            .wrapping_shl(12);
         Arc::new(Database {
+            locks: crate::locks::LockTable::new(kv.clone()),
             kv,
             metrics: Arc::default(),
+            next_session: std::sync::atomic::AtomicU64::new(first_session),
         })
     }
 
@@ -140,6 +151,11 @@ impl Database {
             vars: Vars::default(),
             after_commit: Vec::new(),
             savepoints: Vec::new(),
+            advisory: crate::advisory::SessionLocks::new(
+                self.locks.clone(),
+                self.next_session
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ),
         })
     }
 }
@@ -243,6 +259,8 @@ pub struct Session {
     after_commit: Vec<ddl::AfterCommit>,
     /// The open transaction's savepoints, oldest first.
     savepoints: Vec<SavepointEntry>,
+    /// The advisory locks this session holds.
+    advisory: crate::advisory::SessionLocks,
 }
 
 impl Session {
@@ -303,6 +321,13 @@ impl Session {
     }
 
     async fn prepare_in(&mut self, stmt: &Statement, txn: &Arc<Txn>) -> Result<Prepared> {
+        if let Some(call) = crate::advisory::recognize(stmt) {
+            let types = match call.args_query() {
+                Some(sql) => call.param_types(param_types(&self.plan_sql(&sql).await?)?),
+                None => Vec::new(),
+            };
+            return Ok(Prepared::new(types, Some(call.schema())));
+        }
         let mut prepared = match stmt {
             Statement::Query(q) if crate::split::target(q).is_some() => {
                 Prepared::new(Vec::new(), Some(crate::split::schema()))
@@ -413,6 +438,17 @@ impl Session {
         }
         if matches!(self.state, TxnState::Failed(_)) {
             return Err(SqlError::InFailedTransaction);
+        }
+        if let Some(call) = crate::advisory::recognize(stmt) {
+            let result = self.advisory(&call, params).await;
+            match &self.state {
+                TxnState::Idle => self.advisory.end_transaction(),
+                TxnState::InBlock(txn) if result.is_err() => {
+                    self.state = TxnState::Failed(txn.clone());
+                }
+                _ => {}
+            }
+            return result;
         }
         let mut attempt = 0;
         loop {
@@ -600,6 +636,37 @@ impl Session {
         }
     }
 
+    /// Runs an advisory lock function (`advisory.rs`): its arguments are
+    /// evaluated in the statement's transaction, the lock operation after.
+    async fn advisory(
+        &mut self,
+        call: &crate::advisory::LockCall,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let id = match call.args_query() {
+            None => None,
+            Some(sql) => {
+                let (txn, implicit) = self.statement_txn()?;
+                *self.slot.lock() = Some(txn.clone());
+                let evaluated = match self.plan_sql(&sql).await {
+                    Ok(plan) => self.collect(plan, params).await,
+                    Err(e) => Err(e),
+                };
+                *self.slot.lock() = None;
+                if implicit {
+                    txn.rollback();
+                }
+                call.lock_id(&evaluated?)?
+            }
+        };
+        let timeout = |name: &str| self.vars.get(name).and_then(crate::advisory::parse_timeout);
+        let limits = crate::advisory::WaitLimits {
+            lock_timeout: timeout("lock_timeout"),
+            statement_timeout: timeout("statement_timeout"),
+        };
+        self.advisory.run(call, id, limits).await
+    }
+
     /// `SAVEPOINT name` (module docs).
     fn savepoint(&mut self, name: &str) -> Result<Output> {
         let txn = match &self.state {
@@ -692,6 +759,7 @@ impl Session {
     /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
         self.savepoints.clear();
+        self.advisory.end_transaction();
         let actions = std::mem::take(&mut self.after_commit);
         if committed {
             ddl::after_commit(&self.db.kv, &actions);
@@ -828,6 +896,7 @@ impl Drop for Session {
         if let TxnState::InBlock(txn) | TxnState::Failed(txn) = &self.state {
             txn.rollback();
         }
+        self.advisory.release_all();
     }
 }
 

@@ -1,0 +1,127 @@
+//! Advisory locks across three real `shoal` processes: sessions on
+//! different nodes exclude each other; a holder's node killed with
+//! `kill -9` frees its locks within the lease; fencing tokens strictly
+//! increase with every acquisition.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use shoal_tests::cluster::TestCluster;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+async fn try_lock(c: &Client, key: i64) -> bool {
+    c.query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn fence(c: &Client, key: i64) -> Option<i64> {
+    c.query_one("SELECT shoal_lock_fence($1)", &[&key])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn advisory_locks_hold_across_nodes_and_die_with_their_node() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let a = cluster.nodes[0].connect().await;
+    let b = cluster.nodes[1].connect().await;
+    let c = cluster.nodes[2].connect().await;
+
+    // Mutual exclusion across nodes, and tokens that grow.
+    assert!(try_lock(&a, 7).await);
+    let first = fence(&a, 7).await.expect("a holds 7");
+    assert!(!try_lock(&b, 7).await);
+    assert!(!try_lock(&c, 7).await);
+    assert_eq!(fence(&b, 7).await, None);
+    let unlocked: bool = a
+        .query_one("SELECT pg_advisory_unlock(7)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(unlocked);
+    assert!(try_lock(&b, 7).await);
+    let second = fence(&b, 7).await.expect("b holds 7");
+    assert!(second > first, "{second} after {first}");
+
+    // A waiting lock is granted once the holder lets go.
+    let waiter = {
+        let conn = cluster.nodes[2].conn_str();
+        tokio::spawn(async move {
+            let (c, driver) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(driver);
+            c.execute("SELECT pg_advisory_lock(7)", &[]).await.unwrap();
+            let token: Option<i64> = c
+                .query_one("SELECT shoal_lock_fence(7)", &[])
+                .await
+                .unwrap()
+                .get(0);
+            c.execute("SELECT pg_advisory_unlock(7)", &[])
+                .await
+                .unwrap();
+            token
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "the waiter got a held lock");
+    b.execute("SELECT pg_advisory_unlock(7)", &[])
+        .await
+        .unwrap();
+    let third = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was never granted the lock")
+        .unwrap()
+        .expect("the waiter holds 7");
+    assert!(third > second, "{third} after {second}");
+
+    // lock_timeout bounds a wait: 55P03.
+    assert!(try_lock(&a, 8).await);
+    b.batch_execute("SET lock_timeout = '300ms'").await.unwrap();
+    let started = Instant::now();
+    let err = b
+        .execute("SELECT pg_advisory_lock(8)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The holder's node dies: its lock comes free within the lease (9 s),
+    // and the next holder's token is larger still.
+    let before_kill = fence(&a, 8).await.expect("a holds 8");
+    cluster.nodes[0].kill9();
+    let killed = Instant::now();
+    let mut granted = false;
+    while killed.elapsed() < Duration::from_secs(40) {
+        if try_lock(&b, 8).await {
+            granted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(granted, "the dead node's lock never came free");
+    let after_kill = fence(&b, 8).await.expect("b holds 8");
+    assert!(after_kill > before_kill);
+    eprintln!(
+        "lock of a killed node taken over after {:?}",
+        killed.elapsed()
+    );
+
+    // A session that ends releases its locks at once.
+    assert!(try_lock(&c, 9).await);
+    drop(c);
+    let mut freed = false;
+    for _ in 0..50 {
+        if try_lock(&b, 9).await {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "a closed session's lock stayed held");
+}
