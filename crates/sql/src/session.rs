@@ -377,8 +377,56 @@ impl Session {
         stmt: &Statement,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
+        match self.statement_timeout() {
+            None => self.execute_prepared_now(prepared, stmt, params).await,
+            Some(limit) => {
+                let run = self.execute_prepared_now(prepared, stmt, params);
+                let outcome = tokio::time::timeout(limit, run).await;
+                self.finish_timed(outcome)
+            }
+        }
+    }
+
+    /// `statement_timeout`, if set.
+    fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.vars
+            .get("statement_timeout")
+            .and_then(crate::advisory::parse_timeout)
+    }
+
+    /// The outcome of a statement run under `statement_timeout`: one that
+    /// ran out was dropped where it waited, having written nothing (writes
+    /// are buffered and applied by a statement only once complete); its
+    /// transaction is rolled back if it was its own, else the block fails.
+    fn finish_timed(
+        &mut self,
+        outcome: std::result::Result<Result<Output>, tokio::time::error::Elapsed>,
+    ) -> Result<Output> {
+        let Ok(result) = outcome else {
+            let interrupted = self.slot.lock().take();
+            match &self.state {
+                TxnState::InBlock(txn) => self.state = TxnState::Failed(txn.clone()),
+                TxnState::Idle => {
+                    if let Some(txn) = interrupted {
+                        txn.rollback();
+                    }
+                    self.after_end(false);
+                }
+                TxnState::Failed(_) => {}
+            }
+            return Err(SqlError::StatementTimeout);
+        };
+        result
+    }
+
+    async fn execute_prepared_now(
+        &mut self,
+        prepared: &Prepared,
+        stmt: &Statement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
         let Some(fast) = &prepared.fast else {
-            return self.execute(stmt, params).await;
+            return self.execute_now(stmt, params).await;
         };
         if matches!(self.state, TxnState::Failed(_)) {
             return Err(SqlError::InFailedTransaction);
@@ -395,13 +443,13 @@ impl Session {
                 if implicit {
                     txn.rollback();
                 }
-                self.execute(stmt, params).await
+                self.execute_now(stmt, params).await
             }
             // Run again the general way, which retries it.
             Err(SqlError::SerializationFailure(_)) if implicit => {
                 txn.rollback();
                 self.db.count_retry();
-                self.execute(stmt, params).await
+                self.execute_now(stmt, params).await
             }
             Err(e) => {
                 if implicit {
@@ -414,8 +462,20 @@ impl Session {
         }
     }
 
-    /// Runs one statement with the given parameter values.
+    /// Runs one statement with the given parameter values, within
+    /// `statement_timeout` (57014) if it is set.
     pub async fn execute(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        match self.statement_timeout() {
+            None => self.execute_now(stmt, params).await,
+            Some(limit) => {
+                let run = self.execute_now(stmt, params);
+                let outcome = tokio::time::timeout(limit, run).await;
+                self.finish_timed(outcome)
+            }
+        }
+    }
+
+    async fn execute_now(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
         let mut stmt = stmt.clone();
         crate::compat::rewrite(&mut stmt);
         let stmt = &stmt;
