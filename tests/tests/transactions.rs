@@ -110,3 +110,63 @@ async fn failed_block_refuses_until_rollback() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+/// A row locked with FOR UPDATE cannot change under its holder: of two
+/// transactions that lock it (or lock and write it), the second to commit
+/// gets 40001. A plain read of the row conflicts with nothing.
+#[tokio::test]
+async fn for_update_makes_lockers_of_a_row_conflict() {
+    let node = TestNode::start().await;
+    let a = node.connect().await;
+    let b = node.connect().await;
+    a.batch_execute(
+        "CREATE TABLE parent (id integer PRIMARY KEY, n integer NOT NULL);
+         CREATE TABLE child (id integer PRIMARY KEY, parent integer NOT NULL);
+         INSERT INTO parent VALUES (1, 0)",
+    )
+    .await
+    .unwrap();
+    // Both lock the parent, then insert different children: without the
+    // lock both would commit.
+    a.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    a.query("SELECT n FROM parent WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap();
+    b.query("SELECT n FROM parent WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap();
+    a.batch_execute("INSERT INTO child VALUES (10, 1)")
+        .await
+        .unwrap();
+    b.batch_execute("INSERT INTO child VALUES (20, 1)")
+        .await
+        .unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    let err = b.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    let children: i64 = a
+        .query_one("SELECT count(*) FROM child", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(children, 1);
+
+    // A writer that commits first makes the locker fail; a plain reader
+    // of the same row does not conflict.
+    a.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    a.query("SELECT n FROM parent WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap();
+    b.query("SELECT n FROM parent WHERE id = 1", &[])
+        .await
+        .unwrap();
+    b.batch_execute("COMMIT").await.unwrap();
+    let c = node.connect().await;
+    c.batch_execute("UPDATE parent SET n = n + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    let err = a.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+}

@@ -81,7 +81,11 @@ pub async fn param_types(
     Ok((types, oids))
 }
 
-fn lookup(session: &Session, txn: &Txn, name: &ast::ObjectName) -> Result<Arc<TableDescriptor>> {
+pub(crate) fn lookup(
+    session: &Session,
+    txn: &Txn,
+    name: &ast::ObjectName,
+) -> Result<Arc<TableDescriptor>> {
     let table = names::table_name(name, session.database())?;
     catalog::table_by_name(txn, session.database(), PUBLIC_SCHEMA, &table)?
         .ok_or(SqlError::UndefinedTable(table))
@@ -469,7 +473,7 @@ impl StatementWrites {
 
 /// Datums of row `r` of a batch, starting at column `offset`, cast to the
 /// types of the given table columns.
-fn batch_datums(
+pub(crate) fn batch_datums(
     batch: &RecordBatch,
     offset: usize,
     desc: &TableDescriptor,
@@ -536,7 +540,7 @@ pub async fn insert(
 
 /// The name a DML statement's rows are addressed by: its alias, or the
 /// table's own name.
-fn alias_of(alias: Option<&ast::TableAlias>, desc: &TableDescriptor) -> String {
+pub(crate) fn alias_of(alias: Option<&ast::TableAlias>, desc: &TableDescriptor) -> String {
     alias
         .map(|a| names::fold(&a.name))
         .unwrap_or_else(|| desc.name.clone())

@@ -43,6 +43,7 @@ pub mod dml;
 pub mod error;
 pub mod fastpath;
 pub mod functions;
+pub mod locking;
 pub mod locks;
 pub mod names;
 pub mod pg_catalog;

@@ -566,6 +566,10 @@ impl Session {
             Statement::Query(q) if let Some((table, points)) = crate::split::target(q) => {
                 crate::split::split_at(self, txn, &table, points, params).await
             }
+            Statement::Query(q) if !q.locks.is_empty() => {
+                let in_block = matches!(self.state, TxnState::InBlock(_));
+                crate::locking::select(self, txn, q, params, in_block).await
+            }
             Statement::Query(q) => match self.plan(stmt).await {
                 Ok(plan) => self.run_query(plan, params).await,
                 // A query that reads an always-empty system catalog through
