@@ -71,6 +71,14 @@ async fn write_write_conflict_aborts_one_with_40001() {
     a.batch_execute("COMMIT").await.unwrap();
     let err = b.batch_execute("COMMIT").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    // The message names the table and the key in conflict.
+    let message = err.as_db_error().map(|e| e.message().to_string());
+    assert_eq!(
+        message.as_deref(),
+        Some(
+            "could not serialize access due to concurrent update on table \"counter\", key (id)=(1)"
+        )
+    );
     let n: i32 = a
         .query_one("SELECT n FROM counter WHERE id = 1", &[])
         .await

@@ -118,7 +118,8 @@ impl Kv {
             Reply::Conflict(key) => {
                 tracing::debug!(key = %printable_key(&key), read_ts, "write conflict");
                 KvError::WriteConflict {
-                    key: printable_key(&key),
+                    key,
+                    note: String::new(),
                 }
             }
             Reply::TooOld(threshold) => KvError::SnapshotTooOld { read_ts, threshold },

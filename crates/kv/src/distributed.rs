@@ -316,10 +316,8 @@ impl Kv {
             }
             if Instant::now() >= deadline {
                 return Err(KvError::WriteConflict {
-                    key: format!(
-                        "{}, held by a concurrent transaction that did not finish in time",
-                        printable_key(key)
-                    ),
+                    key: key.to_vec(),
+                    note: ", held by a concurrent transaction that did not finish in time".into(),
                 });
             }
             std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
@@ -335,10 +333,8 @@ impl Kv {
 
 fn aborted_by_other(primary_key: &[u8]) -> KvError {
     KvError::WriteConflict {
-        key: format!(
-            "{} (the transaction was aborted by a concurrent one)",
-            printable_key(primary_key)
-        ),
+        key: primary_key.to_vec(),
+        note: ", the transaction was aborted by a concurrent one".into(),
     }
 }
 

@@ -17,10 +17,16 @@ use shoal_storage::StorageError;
 pub enum KvError {
     /// Another transaction committed a write to `key` after this transaction's
     /// snapshot was taken (first committer wins). Retryable.
-    #[error("could not serialize access due to concurrent update (key {key})")]
+    #[error(
+        "could not serialize access due to concurrent update (key {}{note})",
+        printable_key(key)
+    )]
     WriteConflict {
-        /// The conflicting key, printable ASCII kept and other bytes as `\xNN`.
-        key: String,
+        /// The conflicting user key (the SQL layer names its table and
+        /// primary key for the client).
+        key: Vec<u8>,
+        /// More about the conflict (empty, or starting with ", ").
+        note: String,
     },
     /// The snapshot is older than the GC threshold: versions it needs may
     /// have been collected. Retry with a new transaction.

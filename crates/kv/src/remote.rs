@@ -143,7 +143,10 @@ pub(crate) enum Answer {
 pub(crate) enum WireError {
     /// The asked node holds no replica with what was asked.
     NotHere(String),
-    WriteConflict(String),
+    WriteConflict {
+        key: Vec<u8>,
+        note: String,
+    },
     SnapshotTooOld {
         read_ts: u64,
         threshold: u64,
@@ -401,7 +404,7 @@ impl WireError {
             KvError::Replication(ReplicationError::RangeNotFound(r)) => {
                 WireError::NotHere(format!("range {r} has no replica on the asked node"))
             }
-            KvError::WriteConflict { key } => WireError::WriteConflict(key),
+            KvError::WriteConflict { key, note } => WireError::WriteConflict { key, note },
             KvError::SnapshotTooOld { read_ts, threshold } => {
                 WireError::SnapshotTooOld { read_ts, threshold }
             }
@@ -416,7 +419,7 @@ impl WireError {
     fn into_kv(self, node: u64) -> KvError {
         match self {
             WireError::NotHere(m) => KvError::Misrouted(m),
-            WireError::WriteConflict(key) => KvError::WriteConflict { key },
+            WireError::WriteConflict { key, note } => KvError::WriteConflict { key, note },
             WireError::SnapshotTooOld { read_ts, threshold } => {
                 KvError::SnapshotTooOld { read_ts, threshold }
             }
@@ -434,9 +437,10 @@ impl WireError {
                 out.push(1);
                 put_field(out, m.as_bytes());
             }
-            WireError::WriteConflict(key) => {
+            WireError::WriteConflict { key, note } => {
                 out.push(2);
-                put_field(out, key.as_bytes());
+                put_field(out, key);
+                put_field(out, note.as_bytes());
             }
             WireError::SnapshotTooOld { read_ts, threshold } => {
                 out.push(3);
@@ -472,7 +476,10 @@ impl WireError {
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         Ok(match r.u8()? {
             1 => WireError::NotHere(text(r.field()?)),
-            2 => WireError::WriteConflict(text(r.field()?)),
+            2 => WireError::WriteConflict {
+                key: r.field()?,
+                note: text(r.field()?),
+            },
             3 => WireError::SnapshotTooOld {
                 read_ts: r.u64()?,
                 threshold: r.u64()?,
@@ -898,7 +905,10 @@ mod tests {
                 key: "k".to_string(),
                 ts: 3,
             }),
-            Answer::Failed(WireError::WriteConflict("k".to_string())),
+            Answer::Failed(WireError::WriteConflict {
+                key: b"k\x00".to_vec(),
+                note: ", more".to_string(),
+            }),
             Answer::Failed(WireError::Unavailable("no quorum".to_string())),
             Answer::Failed(WireError::Ambiguous("late".to_string())),
             Answer::Failed(WireError::Other("disk".to_string())),

@@ -372,6 +372,15 @@ pub(crate) fn check_row(desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
 }
 
 fn unique_violation(desc: &TableDescriptor, row: &[Datum]) -> SqlError {
+    SqlError::UniqueViolation {
+        constraint: desc.pkey_name(),
+        detail: format!("Key {} already exists.", key_text(desc, row)),
+    }
+}
+
+/// A row's primary key as PostgreSQL shows keys in messages:
+/// `(a, b)=(1, x)`.
+pub(crate) fn key_text(desc: &TableDescriptor, row: &[Datum]) -> String {
     let cols: Vec<&str> = desc
         .primary_key
         .iter()
@@ -382,14 +391,7 @@ fn unique_violation(desc: &TableDescriptor, row: &[Datum]) -> SqlError {
         .iter()
         .map(|p| display_datum(&row[*p]))
         .collect();
-    SqlError::UniqueViolation {
-        constraint: desc.pkey_name(),
-        detail: format!(
-            "Key ({})=({}) already exists.",
-            cols.join(", "),
-            vals.join(", ")
-        ),
-    }
+    format!("({})=({})", cols.join(", "), vals.join(", "))
 }
 
 fn display_datum(d: &Datum) -> String {

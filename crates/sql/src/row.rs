@@ -239,9 +239,17 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a stored row into datums in column order.
-pub fn decode_row(desc: &TableDescriptor, key: &[u8], value: &[u8]) -> Result<Vec<Datum>> {
-    let mut row = vec![Datum::Null; desc.columns.len()];
+/// The table a row key belongs to, if it is one.
+pub fn table_of_key(key: &[u8]) -> Option<u32> {
+    match key.split_first() {
+        Some((&TABLE_PREFIX, rest)) => rest.first_chunk::<4>().map(|id| u32::from_be_bytes(*id)),
+        _ => None,
+    }
+}
+
+/// Decodes the primary key columns of a row key into `row` (in column
+/// order; other columns untouched).
+pub fn decode_key_into(desc: &TableDescriptor, key: &[u8], row: &mut [Datum]) -> Result<()> {
     let prefix_len = index_prefix(desc.id).len();
     if key.len() < prefix_len {
         return Err(SqlError::Internal("row key shorter than its prefix".into()));
@@ -252,6 +260,13 @@ pub fn decode_row(desc: &TableDescriptor, key: &[u8], value: &[u8]) -> Result<Ve
             .map_err(|e| SqlError::Internal(format!("corrupt row key: {e}")))?;
         row[*pos] = datum_from_key(kd, &desc.columns[*pos].ty)?;
     }
+    Ok(())
+}
+
+/// Decodes a stored row into datums in column order.
+pub fn decode_row(desc: &TableDescriptor, key: &[u8], value: &[u8]) -> Result<Vec<Datum>> {
+    let mut row = vec![Datum::Null; desc.columns.len()];
+    decode_key_into(desc, key, &mut row)?;
     let mut r = Reader { buf: value };
     if r.byte()? != ROW_FORMAT {
         return Err(Reader::corrupt());

@@ -435,7 +435,7 @@ impl Session {
         match crate::fastpath::execute(fast, &txn, &params) {
             Ok(Some(out)) => {
                 if implicit {
-                    txn.commit()?;
+                    txn.commit().map_err(|e| self.commit_error(e))?;
                 }
                 Ok(out)
             }
@@ -518,7 +518,7 @@ impl Session {
             *self.slot.lock() = None;
             let result = match (result, implicit) {
                 (Ok(out), true) => {
-                    let committed = txn.commit().map_err(SqlError::from);
+                    let committed = txn.commit().map_err(|e| self.commit_error(e));
                     self.after_end(committed.is_ok());
                     committed.map(|_| out)
                 }
@@ -731,6 +731,31 @@ impl Session {
         self.advisory.run(call, id, limits).await
     }
 
+    /// A failed commit as the client reads it: a write conflict names the
+    /// table and primary key it happened on (read from the catalog as of
+    /// now), a conflict on another key says which key.
+    fn commit_error(&self, e: shoal_kv::KvError) -> SqlError {
+        let shoal_kv::KvError::WriteConflict { key, note } = &e else {
+            return e.into();
+        };
+        let named = crate::row::table_of_key(key).and_then(|id| {
+            let txn = self.db.kv.begin().ok()?;
+            let desc = crate::catalog::table_by_id(&txn, id).ok()??;
+            txn.rollback();
+            let mut row = vec![crate::types::Datum::Null; desc.columns.len()];
+            crate::row::decode_key_into(&desc, key, &mut row).ok()?;
+            Some(format!(
+                "table \"{}\", key {}",
+                desc.name,
+                crate::dml::key_text(&desc, &row)
+            ))
+        });
+        let on = named.unwrap_or_else(|| format!("key {}", crate::row::pretty_key(key)));
+        SqlError::SerializationFailure(format!(
+            "could not serialize access due to concurrent update on {on}{note}"
+        ))
+    }
+
     /// `SAVEPOINT name` (module docs).
     fn savepoint(&mut self, name: &str) -> Result<Output> {
         let txn = match &self.state {
@@ -798,7 +823,7 @@ impl Session {
             TxnState::InBlock(txn) => {
                 let committed = txn.commit();
                 self.after_end(committed.is_ok());
-                committed?;
+                committed.map_err(|e| self.commit_error(e))?;
                 Ok(Output::Commit)
             }
             TxnState::Failed(txn) => {
