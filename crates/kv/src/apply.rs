@@ -484,6 +484,7 @@ impl StateMachine for KvStateMachine {
                 commit_ts,
                 at,
             } => self.end_txn(ctx, txn_id, commit_ts, at, engine, batch),
+            Command::FinishTxns { txn_ids } => self.finish_txns(ctx, &txn_ids, engine, batch),
             Command::Resolve {
                 txn_id,
                 commit_ts,

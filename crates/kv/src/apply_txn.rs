@@ -16,6 +16,9 @@
 //!   marker makes a retried prepare answer the same timestamp.
 //! * **EndTxn** decides the record once: commit (only a pending record —
 //!   one a pusher aborted stays aborted) or abort.
+//! * **FinishTxns** marks committed records finished once their
+//!   coordinators resolved every intent; GC drops finished records below
+//!   its threshold.
 //! * **Resolve** turns the transaction's intents on the given keys into
 //!   versions at the commit timestamp (raising the range's last commit
 //!   timestamp to it), or deletes them; intents of other transactions are
@@ -112,6 +115,27 @@ impl KvStateMachine {
             batch.put(key, status.encode());
         }
         Ok(Reply::TxnEnded(status.encode().to_vec()))
+    }
+
+    pub(crate) fn finish_txns(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        txn_ids: &[u128],
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        let mut marked = 0;
+        for &txn_id in txn_ids {
+            let key = record_key(ctx.range, txn_id);
+            let Some(raw) = engine.get(&key)? else {
+                continue;
+            };
+            if let TxnStatus::Committed(ts) = TxnStatus::decode(&raw)? {
+                batch.put(key, TxnStatus::Finished(ts).encode());
+                marked += 1;
+            }
+        }
+        Ok(Reply::Resolved(marked))
     }
 
     pub(crate) fn resolve(

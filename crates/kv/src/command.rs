@@ -24,6 +24,7 @@
 //! Resolve:     11 | id u128 | 0 (abort) or 1 commit_ts | n u32 | n × key
 //! SetSpanConfig: 12 | start field | 0 or 1 end field | max_bytes u64
 //! SetDescriptor: 13 | range record (`directory.rs`)
+//! FinishTxns:  17 | n u32 | n × id u128
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
@@ -145,6 +146,14 @@ pub enum Command {
         /// The proposer's wall clock.
         at: u64,
     },
+    /// Mark committed transactions' records finished (in their primary
+    /// range): every intent of theirs is resolved. Records that are not
+    /// committed (or not here) are left alone; the reply is how many were
+    /// marked.
+    FinishTxns {
+        /// The transactions.
+        txn_ids: Vec<u128>,
+    },
     /// Set the span configuration of `[start, end)` (first range only; see
     /// `span_config.rs`).
     SetSpanConfig {
@@ -257,6 +266,7 @@ const SET_DESCRIPTOR: u8 = 13;
 const FREEZE: u8 = 14;
 const MERGE: u8 = 15;
 const DROP_DESCRIPTOR: u8 = 16;
+const FINISH_TXNS: u8 = 17;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -379,6 +389,13 @@ impl Command {
                 put_optional_ts(&mut out, *commit_ts);
                 out.extend_from_slice(&at.to_be_bytes());
             }
+            Command::FinishTxns { txn_ids } => {
+                out.push(FINISH_TXNS);
+                out.extend_from_slice(&(txn_ids.len() as u32).to_be_bytes());
+                for id in txn_ids {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+            }
             Command::SetSpanConfig {
                 start,
                 end,
@@ -441,6 +458,14 @@ impl Command {
                 commit_ts: r.optional_ts()?,
                 at: r.u64()?,
             },
+            FINISH_TXNS => {
+                let n = r.u32()?;
+                let mut txn_ids = Vec::with_capacity(n.min(4096) as usize);
+                for _ in 0..n {
+                    txn_ids.push(r.u128()?);
+                }
+                Command::FinishTxns { txn_ids }
+            }
             SET_SPAN_CONFIG => Command::SetSpanConfig {
                 start: r.field()?,
                 end: match r.u8()? {
@@ -712,6 +737,9 @@ mod tests {
                 txn_id: 8,
                 commit_ts: None,
                 at: 2,
+            },
+            Command::FinishTxns {
+                txn_ids: vec![8, u128::MAX],
             },
             Command::Resolve {
                 txn_id: 8,

@@ -58,6 +58,12 @@ use crate::store::Kv;
 /// How long a transaction record stays pending before anyone may abort it.
 pub const DEFAULT_TXN_TTL: Duration = Duration::from_secs(10);
 
+/// Resolved transactions queued for their records to be marked finished,
+/// at most (`Kv::queue_finished`).
+pub(crate) const MAX_FINISHING: usize = 1 << 20;
+/// Records marked finished per command.
+const FINISH_BATCH: usize = 1024;
+
 impl Kv {
     /// Sets how long a coordinator has to finish a commit spanning ranges
     /// before waiters may abort it (default [`DEFAULT_TXN_TTL`]).
@@ -159,17 +165,20 @@ impl Kv {
                 KvError::Misrouted(why) => KvError::Unavailable(why),
                 e => e,
             })?;
-        match decided {
-            TxnStatus::Committed(ts) => {
+        match decided.committed_at() {
+            Some(ts) => {
                 self.clock.observe(ts);
-                if let Err(e) = self.resolve_keys(txn_id, Some(ts), prepared_keys, deadline) {
-                    // Committed all the same: readers resolve what is left.
-                    tracing::debug!(error = %e, "intents left to readers");
+                match self.resolve_keys(txn_id, Some(ts), prepared_keys, deadline) {
+                    // Nothing points at the record any more: it may go.
+                    Ok(()) => self.queue_finished(primary_key, txn_id),
+                    // Committed all the same: readers resolve what is left
+                    // (and the record stays, for them).
+                    Err(e) => tracing::debug!(error = %e, "intents left to readers"),
                 }
                 tracing::debug!(read_ts, commit_ts = ts, "committed across ranges");
                 Ok(ts)
             }
-            _ => {
+            None => {
                 self.abort(txn_id, primary_key, prepared_keys);
                 Err(aborted_by_other(primary_key))
             }
@@ -233,6 +242,42 @@ impl Kv {
                     self.reload_directory();
                 }
                 other => return Err(other.unexpected("a transaction decision")),
+            }
+        }
+    }
+
+    /// Notes that committed transaction `txn_id` resolved every intent:
+    /// the next GC pass marks its record finished, off the commit's path,
+    /// batched per range (`Kv::finish_resolved`). Past [`MAX_FINISHING`]
+    /// queued, records are left committed (they only stay).
+    fn queue_finished(&self, primary_key: &[u8], txn_id: u128) {
+        let mut queue = self.finishing.lock();
+        if queue.len() < MAX_FINISHING {
+            queue.push((primary_key.to_vec(), txn_id));
+        }
+    }
+
+    /// Marks the records of the queued transactions finished, one command
+    /// per primary range (`gc.rs` then drops them below its threshold).
+    /// A failure leaves the records committed.
+    pub(crate) fn finish_resolved(&self) {
+        let queued = std::mem::take(&mut *self.finishing.lock());
+        let mut by_range: std::collections::BTreeMap<RangeId, Vec<u128>> = Default::default();
+        for (primary_key, txn_id) in queued {
+            match self.rerouting(|| self.route(&primary_key)) {
+                Ok((range, _)) => by_range.entry(range).or_default().push(txn_id),
+                Err(e) => tracing::debug!(error = %e, "transaction record left committed"),
+            }
+        }
+        let deadline = Instant::now() + self.timeout;
+        for (range, txn_ids) in by_range {
+            for chunk in txn_ids.chunks(FINISH_BATCH) {
+                let command = Command::FinishTxns {
+                    txn_ids: chunk.to_vec(),
+                };
+                if let Err(e) = self.propose_until(range, &command, deadline) {
+                    tracing::debug!(range, error = %e, "transaction records left committed");
+                }
             }
         }
     }
@@ -323,10 +368,7 @@ impl Kv {
             std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
             pause = (pause * 2).min(Duration::from_millis(50));
         };
-        let commit_ts = match status {
-            TxnStatus::Committed(ts) => Some(ts),
-            _ => None,
-        };
+        let commit_ts = status.committed_at();
         self.resolve_keys(intent.txn_id, commit_ts, vec![key.to_vec()], deadline)
     }
 }
@@ -378,6 +420,46 @@ mod tests {
             assert!(matches!(reply, Reply::Prepared(_)), "{reply:?}");
         }
         txn_id
+    }
+
+    /// The statuses of the transaction records in `key`'s range.
+    fn records(kv: &Kv, key: &[u8]) -> Vec<TxnStatus> {
+        let (range, _) = kv.route(key).unwrap();
+        let prefix = crate::intents::record_prefix(range);
+        let end = crate::mvcc::prefix_end(&prefix).unwrap();
+        kv.engine
+            .scan(&prefix, Some(&end))
+            .map(|pair| TxnStatus::decode(&pair.unwrap().1).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn finished_records_are_collected_and_unresolved_commits_kept() {
+        let kv = two_ranges();
+        // Committed across both ranges and resolved by its coordinator:
+        // the record is marked finished.
+        let txn = kv.begin().unwrap();
+        txn.put(b"b".to_vec(), b"1".to_vec()).unwrap();
+        txn.put(b"x".to_vec(), b"1".to_vec()).unwrap();
+        let first = txn.commit().unwrap();
+        assert_eq!(records(&kv, b"b"), [TxnStatus::Committed(first)]);
+        kv.finish_resolved();
+        assert_eq!(records(&kv, b"b"), [TxnStatus::Finished(first)]);
+        // Decided, but its coordinator died before resolving: the record
+        // must stay for the intents that still point at it.
+        let read_ts = kv.begin().unwrap().read_ts();
+        let abandoned = prepare_and_abandon(&kv, read_ts, Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let decided = kv
+            .end_txn(b"b", abandoned, Some(kv.clock.next()), deadline)
+            .unwrap();
+        kv.clock.observe(decided.committed_at().unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+        kv.gc(Duration::ZERO).unwrap();
+        assert_eq!(records(&kv, b"b"), [decided]);
+        // Readers still resolve the unresolved commit through its record.
+        let reader = kv.begin().unwrap();
+        assert_eq!(reader.get(b"x").unwrap(), Some(b"new".to_vec()));
     }
 
     #[test]

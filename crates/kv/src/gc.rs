@@ -62,6 +62,10 @@ impl Kv {
     /// `gc_window`.
     pub fn gc(&self, gc_window: std::time::Duration) -> Result<GcStats> {
         let mut stats = GcStats::default();
+        // Records of transactions this node committed and resolved since
+        // the last pass become finished, to be dropped below a later
+        // threshold.
+        self.finish_resolved();
         let me = self.raft.node_id();
         for descriptor in self.local_ranges() {
             let range = descriptor.range_id;
@@ -99,13 +103,14 @@ impl Kv {
                     }
                 }
             }
-            // Commit records, prepare markers and aborted transaction
-            // records older than the threshold: no retry of their commands
-            // can still be in flight. (A missing record reads as aborted,
-            // so dropping an aborted one changes nothing. A committed
-            // record stays: an intent of it may still be unresolved in
-            // some range, and without the record it would read as
-            // aborted. Dropping them needs the record to list its intents.)
+            // Commit records, prepare markers, and aborted and finished
+            // transaction records older than the threshold: no retry of
+            // their commands can still be in flight. (A missing record
+            // reads as aborted, so dropping an aborted one changes
+            // nothing; a finished one has no intent left to ask for it. A
+            // committed record stays: an intent of it may still be
+            // unresolved in some range, and without the record it would
+            // read as aborted.)
             let prefix = keys::range_local_prefix(range);
             let end = mvcc::prefix_end(&prefix).unwrap_or_default();
             let mut records = Vec::new();
@@ -116,7 +121,8 @@ impl Kv {
                         .is_ok_and(|ts| u64::from_be_bytes(ts) <= threshold),
                     Some(b'x') => matches!(
                         crate::intents::TxnStatus::decode(&value)?,
-                        crate::intents::TxnStatus::Aborted(at) if at <= threshold
+                        crate::intents::TxnStatus::Aborted(at)
+                            | crate::intents::TxnStatus::Finished(at) if at <= threshold
                     ),
                     _ => false,
                 };

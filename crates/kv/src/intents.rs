@@ -140,6 +140,10 @@ pub enum TxnStatus {
     Committed(Timestamp),
     /// Aborted (at this wall-clock time, for GC).
     Aborted(u64),
+    /// Committed at this timestamp, and every intent resolved: no intent
+    /// will ask for the record again, so GC may drop it once the
+    /// timestamp is below the GC threshold.
+    Finished(Timestamp),
 }
 
 impl TxnStatus {
@@ -149,6 +153,7 @@ impl TxnStatus {
             TxnStatus::Pending { expiry } => (0, expiry),
             TxnStatus::Committed(ts) => (1, ts),
             TxnStatus::Aborted(at) => (2, at),
+            TxnStatus::Finished(ts) => (3, ts),
         };
         let mut out = [0u8; 9];
         out[0] = tag;
@@ -165,6 +170,7 @@ impl TxnStatus {
             0 => Ok(TxnStatus::Pending { expiry: n }),
             1 => Ok(TxnStatus::Committed(n)),
             2 => Ok(TxnStatus::Aborted(n)),
+            3 => Ok(TxnStatus::Finished(n)),
             _ => Err(corrupt("status tag")),
         }
     }
@@ -172,6 +178,14 @@ impl TxnStatus {
     /// Whether the transaction is decided.
     pub fn is_final(self) -> bool {
         !matches!(self, TxnStatus::Pending { .. })
+    }
+
+    /// The commit timestamp of a committed transaction.
+    pub fn committed_at(self) -> Option<Timestamp> {
+        match self {
+            TxnStatus::Committed(ts) | TxnStatus::Finished(ts) => Some(ts),
+            _ => None,
+        }
     }
 }
 

@@ -97,6 +97,9 @@ pub struct Kv {
     pub(crate) directory: parking_lot::RwLock<Directory>,
     /// Requests served per range, for splits by load (`load.rs`).
     pub(crate) load: crate::load::LoadTracker,
+    /// Resolved two-phase transactions whose records GC's next pass marks
+    /// finished (`distributed.rs`).
+    pub(crate) finishing: Mutex<Vec<(Vec<u8>, u128)>>,
 }
 
 impl std::fmt::Debug for Kv {
@@ -200,6 +203,7 @@ impl Kv {
             requests,
             directory: parking_lot::RwLock::new(Directory::default()),
             load: crate::load::LoadTracker::default(),
+            finishing: Mutex::new(Vec::new()),
         })
     }
 
