@@ -331,6 +331,17 @@ impl PeerStorage {
     /// sent (see `snapshot_floor`).
     pub fn note_merge(&mut self, index: u64) {
         self.snapshot_floor = self.snapshot_floor.max(index);
+        self.drop_generated_before(index);
+    }
+
+    /// Forgets the generated snapshot (it is large; a new one is cut when
+    /// needed).
+    pub fn drop_generated(&mut self) {
+        *self.generated.get_mut() = None;
+    }
+
+    /// Forgets the generated snapshot if it was cut before `index`.
+    fn drop_generated_before(&mut self, index: u64) {
         let stale = self
             .generated
             .get_mut()
@@ -339,12 +350,6 @@ impl PeerStorage {
         if stale {
             *self.generated.get_mut() = None;
         }
-    }
-
-    /// Forgets the generated snapshot (it is large; a new one is cut when
-    /// needed).
-    pub fn drop_generated(&mut self) {
-        *self.generated.get_mut() = None;
     }
 
     /// Installs a snapshot from the leader: replaces the range's data and
@@ -398,15 +403,9 @@ impl PeerStorage {
         );
         self.truncated = TruncatedState { index, term };
         self.truncated.put(self.range, batch);
-        let stale = self
-            .generated
-            .get_mut()
-            .as_ref()
-            .is_some_and(|s| s.get_metadata().index < index);
-        if stale {
-            // A follower that installs it would need entries now gone.
-            *self.generated.get_mut() = None;
-        }
+        // A follower that installed an older snapshot would need entries
+        // now gone.
+        self.drop_generated_before(index);
         Ok(())
     }
 
