@@ -269,27 +269,6 @@ pub struct WaitLimits {
     pub statement_timeout: Option<Duration>,
 }
 
-/// A duration setting as PostgreSQL reads it: a number in milliseconds, or
-/// with a unit (`us`, `ms`, `s`, `min`, `h`, `d`); 0 means none.
-pub fn parse_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim().trim_matches('\'');
-    let split = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let ms = match unit.trim() {
-        "" | "ms" => number,
-        "us" => number / 1000.0,
-        "s" => number * 1000.0,
-        "min" => number * 60_000.0,
-        "h" => number * 3_600_000.0,
-        "d" => number * 86_400_000.0,
-        _ => return None,
-    };
-    (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 struct Held {
     session: u32,
@@ -488,14 +467,5 @@ mod tests {
         assert!(call("SELECT pg_advisory_lock(1, 2, 3)").is_none());
         assert!(call("SELECT pg_advisory_unlock_all(1)").is_none());
         assert!(call("SELECT now()").is_none());
-    }
-
-    #[test]
-    fn timeouts_read_as_postgresql_reads_them() {
-        assert_eq!(parse_timeout("0"), None);
-        assert_eq!(parse_timeout("150"), Some(Duration::from_millis(150)));
-        assert_eq!(parse_timeout("2s"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_timeout("'1min'"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_timeout("bogus"), None);
     }
 }

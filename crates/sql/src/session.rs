@@ -391,7 +391,7 @@ impl Session {
     fn statement_timeout(&self) -> Option<std::time::Duration> {
         self.vars
             .get("statement_timeout")
-            .and_then(crate::advisory::parse_timeout)
+            .and_then(crate::vars::timeout)
     }
 
     /// The outcome of a statement run under `statement_timeout`: one that
@@ -723,7 +723,7 @@ impl Session {
                 call.lock_id(&evaluated?)?
             }
         };
-        let timeout = |name: &str| self.vars.get(name).and_then(crate::advisory::parse_timeout);
+        let timeout = |name: &str| self.vars.get(name).and_then(crate::vars::timeout);
         let limits = crate::advisory::WaitLimits {
             lock_timeout: timeout("lock_timeout"),
             statement_timeout: timeout("statement_timeout"),

@@ -7,6 +7,7 @@
 //! the few variables whose value changes behaviour.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::error::{Result, SqlError};
 
@@ -68,6 +69,37 @@ impl Default for Vars {
     }
 }
 
+/// A duration setting's limit (`statement_timeout`, `lock_timeout`): None
+/// for 0 (no limit) or a value [`Vars::set`] would not have taken.
+pub fn timeout(value: &str) -> Option<Duration> {
+    parse_duration(value).flatten()
+}
+
+/// A duration as PostgreSQL reads one: a number in milliseconds, or with a
+/// unit (`us`, `ms`, `s`, `min`, `h`, `d`). `Some(None)` is 0 (no limit);
+/// None is not a duration.
+fn parse_duration(value: &str) -> Option<Option<Duration>> {
+    let value = value.trim().trim_matches('\'');
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => number,
+        "us" => number / 1000.0,
+        "s" => number * 1000.0,
+        "min" => number * 60_000.0,
+        "h" => number * 3_600_000.0,
+        "d" => number * 86_400_000.0,
+        _ => return None,
+    };
+    if !ms.is_finite() || ms > 1e12 {
+        return None;
+    }
+    Some((ms > 0.0).then(|| Duration::from_secs_f64(ms / 1000.0)))
+}
+
 impl Vars {
     /// The value of a variable, or None if Shoal has no such variable.
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -116,6 +148,18 @@ impl Vars {
             ))
         };
         match name {
+            "statement_timeout" | "lock_timeout" => {
+                parse_duration(value).ok_or_else(invalid)?;
+                Ok(value.trim().trim_matches('\'').to_string())
+            }
+            // Accepted only as "no limit": Shoal does not end idle sessions.
+            "idle_in_transaction_session_timeout" => match parse_duration(value) {
+                None => Err(invalid()),
+                Some(Some(_)) => Err(SqlError::NotSupported(
+                    "idle_in_transaction_session_timeout other than 0".into(),
+                )),
+                Some(None) => Ok("0".into()),
+            },
             "client_encoding" => {
                 let v = value.to_uppercase().replace(['-', '_'], "");
                 if v == "UTF8" || v == "UNICODE" {
@@ -173,5 +217,31 @@ impl Vars {
     /// All variables, for `SHOW ALL`.
     pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.values().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_as_postgresql_reads_them() {
+        assert_eq!(timeout("0"), None);
+        assert_eq!(timeout("150"), Some(Duration::from_millis(150)));
+        assert_eq!(timeout("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(timeout("'1min'"), Some(Duration::from_secs(60)));
+        assert_eq!(timeout("bogus"), None);
+        let mut vars = Vars::default();
+        assert!(vars.set("statement_timeout", "250ms").is_ok());
+        assert_eq!(vars.get("statement_timeout"), Some("250ms"));
+        assert!(matches!(
+            vars.set("lock_timeout", "soon"),
+            Err(SqlError::InvalidParameter(_))
+        ));
+        assert!(vars.set("idle_in_transaction_session_timeout", "0").is_ok());
+        assert!(matches!(
+            vars.set("idle_in_transaction_session_timeout", "5s"),
+            Err(SqlError::NotSupported(_))
+        ));
     }
 }
