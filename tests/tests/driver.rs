@@ -263,3 +263,24 @@ async fn cancel_request_stops_a_running_query() {
     let n: i64 = c.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
 }
+
+/// `pg_sleep` and the advisory lock functions as drivers call them:
+/// prepared, with typed parameters.
+#[tokio::test]
+async fn waiting_functions_take_parameters() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.execute("SELECT pg_sleep($1)", &[&0.01f64]).await.unwrap();
+    let got: bool = c
+        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&1i32, &2i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(got);
+    let released: bool = c
+        .query_one("SELECT pg_advisory_unlock($1, $2)", &[&1i32, &2i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(released);
+}

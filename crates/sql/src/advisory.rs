@@ -100,13 +100,18 @@ pub struct LockCall {
     column: String,
 }
 
-/// The lock call `stmt` is, if it is exactly `SELECT f(args) [AS name]`
-/// with one of the module's functions and a valid number of arguments.
-pub fn recognize(stmt: &Statement) -> Option<LockCall> {
+/// The function call `stmt` is, if it is exactly `SELECT f(args) [AS
+/// name]` (`f` possibly qualified with `pg_catalog`): the function's name,
+/// its arguments, and the result column's name.
+pub(crate) fn lone_call(stmt: &Statement) -> Option<(String, Vec<Expr>, String)> {
     let Statement::Query(query) = stmt else {
         return None;
     };
-    if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
+    if query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+        || !query.locks.is_empty()
+    {
         return None;
     }
     let SetExpr::Select(select) = query.body.as_ref() else {
@@ -136,7 +141,6 @@ pub fn recognize(stmt: &Statement) -> Option<LockCall> {
         }
         _ => return None,
     };
-    let func = LockFn::by_name(&name)?;
     let args: Vec<Expr> = match &function.args {
         FunctionArguments::None => Vec::new(),
         FunctionArguments::List(list) if list.duplicate_treatment.is_none() => list
@@ -149,16 +153,21 @@ pub fn recognize(stmt: &Statement) -> Option<LockCall> {
             .collect::<Option<Vec<_>>>()?,
         _ => return None,
     };
+    let column = alias.unwrap_or_else(|| name.clone());
+    Some((name, args, column))
+}
+
+/// The lock call `stmt` is, if it is exactly `SELECT f(args) [AS name]`
+/// with one of the module's functions and a valid number of arguments.
+pub fn recognize(stmt: &Statement) -> Option<LockCall> {
+    let (name, args, column) = lone_call(stmt)?;
+    let func = LockFn::by_name(&name)?;
     let arity_ok = match func {
         LockFn::UnlockAll => args.is_empty(),
         LockFn::Fence => args.len() == 1,
         LockFn::Lock { .. } | LockFn::Unlock(_) => matches!(args.len(), 1 | 2),
     };
-    arity_ok.then(|| LockCall {
-        func,
-        args,
-        column: alias.unwrap_or(name),
-    })
+    arity_ok.then_some(LockCall { func, args, column })
 }
 
 impl LockCall {
@@ -248,7 +257,7 @@ impl LockCall {
 }
 
 /// The 0-based index of a bare `$n` argument.
-fn placeholder_index(arg: &Expr) -> Option<usize> {
+pub(crate) fn placeholder_index(arg: &Expr) -> Option<usize> {
     match arg {
         Expr::Value(v) => match &v.value {
             datafusion::sql::sqlparser::ast::Value::Placeholder(p) => {

@@ -53,6 +53,7 @@ pub mod row;
 pub mod scan;
 pub mod session;
 pub mod single;
+pub mod sleep;
 pub mod split;
 pub mod types;
 pub mod vars;

@@ -321,6 +321,10 @@ impl Session {
     }
 
     async fn prepare_in(&mut self, stmt: &Statement, txn: &Arc<Txn>) -> Result<Prepared> {
+        if let Some(call) = crate::sleep::recognize(stmt) {
+            let types = call.param_types(param_types(&self.plan_sql(&call.args_query()).await?)?);
+            return Ok(Prepared::new(types, Some(call.schema())));
+        }
         if let Some(call) = crate::advisory::recognize(stmt) {
             let types = match call.args_query() {
                 Some(sql) => call.param_types(param_types(&self.plan_sql(&sql).await?)?),
@@ -498,6 +502,13 @@ impl Session {
         }
         if matches!(self.state, TxnState::Failed(_)) {
             return Err(SqlError::InFailedTransaction);
+        }
+        if let Some(call) = crate::sleep::recognize(stmt) {
+            let result = self.sleep(&call, params).await;
+            if let (Err(_), TxnState::InBlock(txn)) = (&result, &self.state) {
+                self.state = TxnState::Failed(txn.clone());
+            }
+            return result;
         }
         if let Some(call) = crate::advisory::recognize(stmt) {
             let result = self.advisory(&call, params).await;
@@ -754,6 +765,26 @@ impl Session {
         SqlError::SerializationFailure(format!(
             "could not serialize access due to concurrent update on {on}{note}"
         ))
+    }
+
+    /// Runs `pg_sleep` (`sleep.rs`): its argument evaluated in the
+    /// statement's transaction, the wait after.
+    async fn sleep(
+        &mut self,
+        call: &crate::sleep::SleepCall,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let (txn, implicit) = self.statement_txn()?;
+        *self.slot.lock() = Some(txn.clone());
+        let evaluated = match self.plan_sql(&call.args_query()).await {
+            Ok(plan) => self.collect(plan, params).await,
+            Err(e) => Err(e),
+        };
+        *self.slot.lock() = None;
+        if implicit {
+            txn.rollback();
+        }
+        call.run(&evaluated?).await
     }
 
     /// `SAVEPOINT name` (module docs).
