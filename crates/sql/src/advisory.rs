@@ -196,21 +196,13 @@ impl LockCall {
     /// The parameter types to describe: `inferred` (from planning
     /// [`LockCall::args_query`]), with each argument that is a bare `$n`
     /// typed as its key (`bigint`, or `integer` in the two-key form).
-    pub fn param_types(&self, mut inferred: Vec<Option<DataType>>) -> Vec<Option<DataType>> {
+    pub fn param_types(&self, inferred: Vec<Option<DataType>>) -> Vec<Option<DataType>> {
         let ty = if self.args.len() == 2 {
             DataType::Int32
         } else {
             DataType::Int64
         };
-        for arg in &self.args {
-            if let Some(n) = placeholder_index(arg) {
-                if inferred.len() <= n {
-                    inferred.resize(n + 1, None);
-                }
-                inferred[n] = Some(ty.clone());
-            }
-        }
-        inferred
+        type_placeholders(&self.args, &ty, inferred)
     }
 
     /// The result's one column.
@@ -254,6 +246,22 @@ impl LockCall {
             },
         })
     }
+}
+
+/// `inferred` parameter types (from planning a function's arguments), with
+/// every argument that is a bare `$n` typed `ty`.
+pub(crate) fn type_placeholders(
+    args: &[Expr],
+    ty: &DataType,
+    mut inferred: Vec<Option<DataType>>,
+) -> Vec<Option<DataType>> {
+    for n in args.iter().filter_map(placeholder_index) {
+        if inferred.len() <= n {
+            inferred.resize(n + 1, None);
+        }
+        inferred[n] = Some(ty.clone());
+    }
+    inferred
 }
 
 /// The 0-based index of a bare `$n` argument.
@@ -339,13 +347,7 @@ impl SessionLocks {
             }
             (_, None) => datafusion::arrow::array::new_null_array(&call.func.result_type(), 1),
         };
-        let schema = call.schema();
-        let batch = RecordBatch::try_new(schema.clone(), vec![value])
-            .map_err(|e| SqlError::Internal(e.to_string()))?;
-        Ok(Output::Rows {
-            schema,
-            batches: vec![batch],
-        })
+        crate::session::single_value(call.schema(), value)
     }
 
     async fn acquire(

@@ -720,19 +720,7 @@ impl Session {
     ) -> Result<Output> {
         let id = match call.args_query() {
             None => None,
-            Some(sql) => {
-                let (txn, implicit) = self.statement_txn()?;
-                *self.slot.lock() = Some(txn.clone());
-                let evaluated = match self.plan_sql(&sql).await {
-                    Ok(plan) => self.collect(plan, params).await,
-                    Err(e) => Err(e),
-                };
-                *self.slot.lock() = None;
-                if implicit {
-                    txn.rollback();
-                }
-                call.lock_id(&evaluated?)?
-            }
+            Some(sql) => call.lock_id(&self.evaluate(&sql, params).await?)?,
         };
         let timeout = |name: &str| self.vars.get(name).and_then(crate::vars::timeout);
         let limits = crate::advisory::WaitLimits {
@@ -774,9 +762,17 @@ impl Session {
         call: &crate::sleep::SleepCall,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
+        let evaluated = self.evaluate(&call.args_query(), params).await?;
+        call.run(&evaluated).await
+    }
+
+    /// Runs internal query `sql` (a function's arguments) in the
+    /// statement's transaction: the open block's, or one of its own, rolled
+    /// back after.
+    async fn evaluate(&mut self, sql: &str, params: Vec<ScalarValue>) -> Result<Vec<RecordBatch>> {
         let (txn, implicit) = self.statement_txn()?;
         *self.slot.lock() = Some(txn.clone());
-        let evaluated = match self.plan_sql(&call.args_query()).await {
+        let evaluated = match self.plan_sql(sql).await {
             Ok(plan) => self.collect(plan, params).await,
             Err(e) => Err(e),
         };
@@ -784,7 +780,7 @@ impl Session {
         if implicit {
             txn.rollback();
         }
-        call.run(&evaluated?).await
+        evaluated
     }
 
     /// `SAVEPOINT name` (module docs).
@@ -999,12 +995,16 @@ impl Session {
 
 /// The one-row, one-column answer of `SHOW name`.
 fn show_value(name: &str, value: &str) -> Result<Output> {
-    let schema = show_schema(name);
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(StringArray::from(vec![value]))],
-    )
-    .map_err(|e| SqlError::Internal(e.to_string()))?;
+    single_value(show_schema(name), Arc::new(StringArray::from(vec![value])))
+}
+
+/// A one-row answer: `value` (one element) under `schema` (one column).
+pub(crate) fn single_value(
+    schema: SchemaRef,
+    value: datafusion::arrow::array::ArrayRef,
+) -> Result<Output> {
+    let batch = RecordBatch::try_new(schema.clone(), vec![value])
+        .map_err(|e| SqlError::Internal(e.to_string()))?;
     Ok(Output::Rows {
         schema,
         batches: vec![batch],

@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{Expr, Statement};
 
-use crate::advisory::{lone_call, placeholder_index};
+use crate::advisory::{lone_call, type_placeholders};
 use crate::error::{Result, SqlError};
 use crate::session::Output;
 
@@ -49,14 +49,12 @@ impl SleepCall {
 
     /// The parameter types to describe: `inferred`, with a bare `$n`
     /// argument typed `double precision`.
-    pub fn param_types(&self, mut inferred: Vec<Option<DataType>>) -> Vec<Option<DataType>> {
-        if let Some(n) = placeholder_index(&self.arg) {
-            if inferred.len() <= n {
-                inferred.resize(n + 1, None);
-            }
-            inferred[n] = Some(DataType::Float64);
-        }
-        inferred
+    pub fn param_types(&self, inferred: Vec<Option<DataType>>) -> Vec<Option<DataType>> {
+        type_placeholders(
+            std::slice::from_ref(&self.arg),
+            &DataType::Float64,
+            inferred,
+        )
     }
 
     /// The result's one column (`void`, sent as an empty text).
@@ -81,16 +79,7 @@ impl SleepCall {
             let wait = Duration::try_from_secs_f64(seconds.value(0).max(0.0)).unwrap_or(MAX_SLEEP);
             tokio::time::sleep(wait.min(MAX_SLEEP)).await;
         }
-        let schema = self.schema();
         let value = if null { None } else { Some("") };
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from(vec![value]))],
-        )
-        .map_err(|e| SqlError::Internal(e.to_string()))?;
-        Ok(Output::Rows {
-            schema,
-            batches: vec![batch],
-        })
+        crate::session::single_value(self.schema(), Arc::new(StringArray::from(vec![value])))
     }
 }
