@@ -18,6 +18,13 @@
 //!   so is a commit record under the command's id: the same commit
 //!   proposed again (its proposer lost the answer and retried) finds the
 //!   record and gets the same reply without writing twice.
+//!   A serializable transaction's commit also carries the spans it read
+//!   in the range: a version in them newer than its snapshot is
+//!   [`Reply::ReadConflict`]; and it may carry a `max_ts`, above which
+//!   nothing is written ([`Reply::TooLate`]; `reads.rs`).
+//! * **Refresh** — proves a serializable transaction's reads in the range
+//!   up to a timestamp and raises the range's last commit timestamp to it
+//!   (`reads.rs`).
 //! * **Gc** — deletes the listed versions and raises the GC threshold
 //!   (both range-local: `keys.rs`).
 //! * **RegisterNode** — adds a node to the registry (`registry.rs`).
@@ -70,6 +77,7 @@ use crate::command::{Command, Reply, Writes};
 use crate::error::{KvError, Result};
 use crate::keys;
 use crate::mvcc;
+use crate::reads::{Span, check_reads};
 
 /// The next range id to hand out (first range; absent: 2).
 const NEXT_RANGE_ID_KEY: &[u8] = b"si";
@@ -273,8 +281,8 @@ impl KvStateMachine {
     fn commit(
         &mut self,
         ctx: &EntryContext<'_>,
-        (id, read_ts, ts_hint): (u128, Timestamp, Timestamp),
-        writes: Writes,
+        (id, read_ts, ts_hint, max_ts): (u128, Timestamp, Timestamp, Option<Timestamp>),
+        (writes, reads): (Writes, &[Span]),
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<Reply> {
@@ -287,7 +295,9 @@ impl KvStateMachine {
                 .map_err(|_| StorageError::Corrupt("commit record".to_string()))?;
             return Ok(Reply::Committed(u64::from_be_bytes(ts)));
         }
-        if writes.iter().any(|(key, _)| !ctx.bounds.contains(key)) {
+        if writes.iter().any(|(key, _)| !ctx.bounds.contains(key))
+            || reads.iter().any(|span| !span.within(ctx.bounds))
+        {
             return Ok(Reply::WrongRange);
         }
         let mut state = self.range(range, engine)?;
@@ -295,6 +305,12 @@ impl KvStateMachine {
             return Ok(refusal);
         }
         let commit_ts = ts_hint.max(ctx.floor).max(state.last_commit + 1);
+        if max_ts.is_some_and(|max| commit_ts > max) {
+            return Ok(Reply::TooLate(commit_ts));
+        }
+        if let Some(refusal) = check_reads(engine, reads, read_ts, commit_ts, None)? {
+            return Ok(refusal);
+        }
         let mut added = 0;
         for (key, value) in writes {
             added += version_bytes(&key, value.as_deref());
@@ -309,6 +325,34 @@ impl KvStateMachine {
         state.last_commit = commit_ts;
         self.ranges.insert(range, state);
         Ok(Reply::Committed(commit_ts))
+    }
+
+    /// [`Command::Refresh`] (`reads.rs`).
+    fn refresh(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        (txn_id, read_ts, refresh_ts): (u128, Timestamp, Timestamp),
+        spans: &[Span],
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        if spans.iter().any(|span| !span.within(ctx.bounds)) {
+            return Ok(Reply::WrongRange);
+        }
+        let mut state = self.range(ctx.range, engine)?;
+        if read_ts < state.gc_threshold {
+            return Ok(Reply::TooOld(state.gc_threshold));
+        }
+        let own = (txn_id != 0).then_some(txn_id);
+        if let Some(refusal) = check_reads(engine, spans, read_ts, refresh_ts, own)? {
+            return Ok(refusal);
+        }
+        if refresh_ts > state.last_commit {
+            state.last_commit = refresh_ts;
+            batch.put(keys::last_commit(ctx.range), refresh_ts.to_be_bytes());
+            self.ranges.insert(ctx.range, state);
+        }
+        Ok(Reply::Refreshed)
     }
 
     fn gc(
@@ -450,7 +494,21 @@ impl StateMachine for KvStateMachine {
                 read_ts,
                 ts_hint,
                 writes,
-            } => self.commit(ctx, (id, read_ts, ts_hint), writes, engine, batch),
+                reads,
+                max_ts,
+            } => self.commit(
+                ctx,
+                (id, read_ts, ts_hint, max_ts),
+                (writes, &reads),
+                engine,
+                batch,
+            ),
+            Command::Refresh {
+                txn_id,
+                read_ts,
+                refresh_ts,
+                spans,
+            } => self.refresh(ctx, (txn_id, read_ts, refresh_ts), &spans, engine, batch),
             Command::Gc { threshold, keys } => self.gc(ctx, threshold, keys, engine, batch),
             Command::RegisterNode { node_id, addr } => {
                 crate::registry::register(engine, node_id, &addr, batch).map(Reply::Registered)

@@ -58,6 +58,7 @@ fn keeps_own(suffix: &[u8], ours: Option<&[u8]>, theirs: &[u8]) -> Result<bool> 
 pub(crate) fn refused_while_frozen(command: &Command) -> Option<Reply> {
     match command {
         Command::Commit { .. }
+        | Command::Refresh { .. }
         | Command::Prepare(_)
         | Command::EndTxn { .. }
         | Command::Resolve { .. }

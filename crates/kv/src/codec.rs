@@ -11,6 +11,7 @@ use shoal_replication::ReplicationError;
 use crate::clock::Timestamp;
 use crate::command::Writes;
 use crate::error::{KvError, Result};
+use crate::reads::Span;
 
 /// Appends a write set: count, then each key and optional value.
 pub(crate) fn put_writes(out: &mut Vec<u8>, writes: &Writes) {
@@ -24,6 +25,15 @@ pub(crate) fn put_writes(out: &mut Vec<u8>, writes: &Writes) {
             }
             None => out.push(0),
         }
+    }
+}
+
+/// Appends a list of key spans: a `u32` count, then each start and end.
+pub(crate) fn put_spans(out: &mut Vec<u8>, spans: &[Span]) {
+    out.extend_from_slice(&(spans.len() as u32).to_be_bytes());
+    for span in spans {
+        put_field(out, &span.start);
+        put_field(out, &span.end);
     }
 }
 
@@ -135,6 +145,19 @@ impl<'a> Reader<'a> {
             writes.push((key, value));
         }
         Ok(writes)
+    }
+
+    /// Reads a list [`put_spans`] wrote.
+    pub(crate) fn spans(&mut self) -> Result<Vec<Span>> {
+        let n = self.u32()? as usize;
+        let mut spans = Vec::with_capacity(n.min(1 << 12));
+        for _ in 0..n {
+            spans.push(Span {
+                start: self.field()?,
+                end: self.field()?,
+            });
+        }
+        Ok(spans)
     }
 
     pub(crate) fn optional_ts(&mut self) -> Result<Option<Timestamp>> {

@@ -10,6 +10,8 @@
 //!
 //! ```text
 //! Commit: 1 | id u128 | read_ts u64 | ts_hint u64 | n u32 | n × (key, value?)
+//!           | spans | max_ts?
+//! spans:  n u32 | n × (start field, end field)   (end empty: unbounded)
 //! Gc:     2 | threshold u64 | n u32 | n × version key
 //! field:  len u32 | bytes          value?: 0 (delete) | 1 field
 //!
@@ -25,6 +27,7 @@
 //! SetSpanConfig: 12 | start field | 0 or 1 end field | max_bytes u64
 //! SetDescriptor: 13 | range record (`directory.rs`)
 //! FinishTxns:  17 | n u32 | n × id u128
+//! Refresh:     18 | txn_id u128 | read_ts u64 | refresh_ts u64 | spans
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
@@ -34,14 +37,17 @@
 //! outside the range), `11` (split), `12 | reason field` (split refused),
 //! `13 | ts` (prepared), `14 | key field | intent field` (a key holds
 //! another transaction's intent), `15 | status` (the transaction record),
-//! `16 | n u64` (intents resolved).
+//! `16 | n u64` (intents resolved), `20 | key field` (a read was
+//! overwritten), `21 | ts` (too late: the commit would land at `ts`), `22`
+//! (reads refreshed).
 
 use shoal_replication::{MergeRequest, ReplicationError};
 
 use crate::clock::Timestamp;
-use crate::codec::{Reader, corrupt, put_field, put_nodes, put_optional_ts, put_writes};
+use crate::codec::{Reader, corrupt, put_field, put_nodes, put_optional_ts, put_spans, put_writes};
 use crate::directory::RangeRecord;
 use crate::error::{KvError, Result};
+use crate::reads::Span;
 
 /// Writes of a transaction: key → new value, or `None` for a delete.
 pub type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -50,8 +56,10 @@ pub type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Commit `writes` (`None` = delete) of a transaction that read at
-    /// `read_ts`, unless a written key has a version newer than `read_ts`.
-    /// The commit timestamp is `max(ts_hint, last commit + 1)`.
+    /// `read_ts`, unless a written key has a version newer than `read_ts`
+    /// or a span of `reads` a version in `(read_ts, commit_ts]`
+    /// (`reads.rs`). The commit timestamp is `max(ts_hint, floor, last
+    /// commit + 1)`; above `max_ts`, nothing is written ([`Reply::TooLate`]).
     Commit {
         /// A random id: a commit proposed twice (a retry after a lost
         /// answer) is applied once, and the second copy gets the first's
@@ -63,6 +71,25 @@ pub enum Command {
         ts_hint: Timestamp,
         /// Key → new value, or `None` for a delete.
         writes: Writes,
+        /// Spans of this range the transaction read, to prove at the
+        /// commit timestamp (serializable transactions; else empty).
+        reads: Vec<Span>,
+        /// The highest acceptable commit timestamp, if any.
+        max_ts: Option<Timestamp>,
+    },
+    /// Prove that nothing in `spans` was committed in `(read_ts,
+    /// refresh_ts]`, waiting out intents of transactions other than
+    /// `txn_id` (0: none), then raise the range's last commit timestamp to
+    /// `refresh_ts` so later commits land above it (`reads.rs`).
+    Refresh {
+        /// The refreshing transaction, whose own intents are skipped.
+        txn_id: u128,
+        /// Its snapshot.
+        read_ts: Timestamp,
+        /// Up to when its reads must hold.
+        refresh_ts: Timestamp,
+        /// Spans of this range it read.
+        spans: Vec<Span>,
     },
     /// Remove the listed version keys (chosen by the proposer as invisible
     /// at `threshold`) and raise the range's GC threshold to `threshold`.
@@ -248,6 +275,14 @@ pub enum Reply {
     Merged,
     /// The merge step was refused; why.
     MergeRefused(String),
+    /// A read span holds a version the transaction should have seen: this
+    /// key was committed after its snapshot, at or below the proof's limit.
+    ReadConflict(Vec<u8>),
+    /// The commit would land at this timestamp, above its `max_ts`;
+    /// nothing was written.
+    TooLate(Timestamp),
+    /// The reads hold, and later commits land above the refresh timestamp.
+    Refreshed,
 }
 
 const COMMIT: u8 = 1;
@@ -267,6 +302,7 @@ const FREEZE: u8 = 14;
 const MERGE: u8 = 15;
 const DROP_DESCRIPTOR: u8 = 16;
 const FINISH_TXNS: u8 = 17;
+const REFRESH: u8 = 18;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -287,6 +323,9 @@ const RESOLVED: u8 = 16;
 const FROZEN: u8 = 17;
 const MERGED: u8 = 18;
 const MERGE_REFUSED: u8 = 19;
+const READ_CONFLICT: u8 = 20;
+const TOO_LATE: u8 = 21;
+const REFRESHED: u8 = 22;
 
 impl Command {
     /// The command's wire form.
@@ -298,12 +337,28 @@ impl Command {
                 read_ts,
                 ts_hint,
                 writes,
+                reads,
+                max_ts,
             } => {
                 out.push(COMMIT);
                 out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&read_ts.to_be_bytes());
                 out.extend_from_slice(&ts_hint.to_be_bytes());
                 put_writes(&mut out, writes);
+                put_spans(&mut out, reads);
+                put_optional_ts(&mut out, *max_ts);
+            }
+            Command::Refresh {
+                txn_id,
+                read_ts,
+                refresh_ts,
+                spans,
+            } => {
+                out.push(REFRESH);
+                out.extend_from_slice(&txn_id.to_be_bytes());
+                out.extend_from_slice(&read_ts.to_be_bytes());
+                out.extend_from_slice(&refresh_ts.to_be_bytes());
+                put_spans(&mut out, spans);
             }
             Command::Gc { threshold, keys } => {
                 out.push(GC);
@@ -444,6 +499,14 @@ impl Command {
                 read_ts: r.u64()?,
                 ts_hint: r.u64()?,
                 writes: r.writes()?,
+                reads: r.spans()?,
+                max_ts: r.optional_ts()?,
+            },
+            REFRESH => Command::Refresh {
+                txn_id: r.u128()?,
+                read_ts: r.u64()?,
+                refresh_ts: r.u64()?,
+                spans: r.spans()?,
             },
             PREPARE => Command::Prepare(Prepare {
                 txn_id: r.u128()?,
@@ -618,6 +681,15 @@ impl Reply {
                 out.push(MERGE_REFUSED);
                 put_field(&mut out, why.as_bytes());
             }
+            Reply::ReadConflict(key) => {
+                out.push(READ_CONFLICT);
+                put_field(&mut out, key);
+            }
+            Reply::TooLate(ts) => {
+                out.push(TOO_LATE);
+                out.extend_from_slice(&ts.to_be_bytes());
+            }
+            Reply::Refreshed => out.push(REFRESHED),
         }
         out
     }
@@ -661,6 +733,9 @@ impl Reply {
             MERGE_REFUSED => Reply::MergeRefused(
                 String::from_utf8(r.field()?).map_err(|_| corrupt("merge refusal"))?,
             ),
+            READ_CONFLICT => Reply::ReadConflict(r.field()?),
+            TOO_LATE => Reply::TooLate(r.u64()?),
+            REFRESHED => Reply::Refreshed,
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -682,6 +757,28 @@ mod tests {
                 read_ts: 5,
                 ts_hint: 9,
                 writes: vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)],
+                reads: Vec::new(),
+                max_ts: None,
+            },
+            Command::Commit {
+                id: 2,
+                read_ts: 5,
+                ts_hint: 9,
+                writes: vec![(b"a".to_vec(), None)],
+                reads: vec![
+                    Span::point(b"x"),
+                    Span {
+                        start: b"m".to_vec(),
+                        end: Vec::new(),
+                    },
+                ],
+                max_ts: Some(11),
+            },
+            Command::Refresh {
+                txn_id: 7 << 90,
+                read_ts: 3,
+                refresh_ts: 8,
+                spans: vec![Span::point(b"k")],
             },
             Command::Gc {
                 threshold: 3,
@@ -799,6 +896,9 @@ mod tests {
             },
             Reply::TxnEnded(vec![1, 2]),
             Reply::Resolved(2),
+            Reply::ReadConflict(b"r".to_vec()),
+            Reply::TooLate(12),
+            Reply::Refreshed,
         ] {
             assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         }

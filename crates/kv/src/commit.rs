@@ -1,16 +1,20 @@
 //! The commit path: propose, let every replica decide, report.
 //!
 //! A transaction's buffered writes are grouped by the range holding them.
-//! Writes to **one range** become one [`Command::Commit`] carrying the
+//! Writes to **one range** become one
+//! [`Command::Commit`](crate::command::Command::Commit) carrying the
 //! transaction's read timestamp and a timestamp hint from this node's
-//! clock. The command goes to the range's Raft group (from any node: a
+//! clock (and, for a serializable transaction, the spans it read there,
+//! after refreshing the ranges it read elsewhere: `reads.rs`). The command goes to the range's Raft group (from any node: a
 //! follower's proposal is forwarded to the leader) and is applied by every
 //! replica (`apply.rs`), which decides — identically everywhere — between:
 //!
 //! * **conflict** (first committer wins): some written key has a version
 //!   newer than the read timestamp → [`KvError::WriteConflict`], nothing
 //!   written. This is snapshot isolation's write rule, PostgreSQL's
-//!   REPEATABLE READ behaviour; write skew remains possible, as there.
+//!   REPEATABLE READ behaviour; write skew remains possible, as there,
+//!   unless the transaction is serializable (its reads are proven too:
+//!   [`KvError::ReadConflict`]).
 //! * **intent**: a written key holds another transaction's intent (it is
 //!   committing across ranges); this node waits until that transaction is
 //!   decided — or pushes it, if its coordinator is presumed dead —
@@ -43,9 +47,10 @@ use std::time::{Duration, Instant};
 use shoal_replication::RangeId;
 
 use crate::clock::Timestamp;
-use crate::command::{Command, Reply, Writes};
+use crate::command::{Reply, Writes};
 use crate::error::{KvError, Result, printable_key};
 use crate::intents::Intent;
+use crate::reads::Span;
 use crate::store::Kv;
 
 /// Writes grouped by range, in key order within each group.
@@ -53,11 +58,14 @@ pub(crate) type Groups = BTreeMap<RangeId, Writes>;
 
 impl Kv {
     /// Commits `writes` (non-empty) read at `read_ts`; returns the commit
-    /// timestamp.
+    /// timestamp. `reads` are the spans a serializable transaction read, to
+    /// prove at the commit timestamp (`reads.rs`; empty under snapshot
+    /// isolation).
     pub(crate) fn commit_writes(
         &self,
         read_ts: Timestamp,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        reads: &[Span],
     ) -> Result<Timestamp> {
         let n_writes = writes.len();
         if writes.is_empty() {
@@ -69,7 +77,7 @@ impl Kv {
         let reply = loop {
             let mut groups = self.group_by_range(writes.clone())?;
             if groups.len() > 1 {
-                match self.commit_across(read_ts, &writes, groups, deadline) {
+                match self.commit_across(read_ts, &writes, groups, reads, deadline) {
                     // Aborted cleanly because a range changed: group again.
                     Err(KvError::Misrouted(_)) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(5));
@@ -82,14 +90,13 @@ impl Kv {
             let Some((range, writes)) = groups.pop_first() else {
                 return Ok(read_ts);
             };
-            let command = Command::Commit {
-                id,
-                read_ts,
-                ts_hint: self.clock.next(),
-                writes,
-            };
             // Safe to re-propose: the commit record makes it idempotent.
-            match self.propose_until(range, &command, deadline)? {
+            let reply = match self.commit_one_range(range, (id, read_ts), writes, reads, deadline) {
+                // A range read changed since the spans were grouped.
+                Err(KvError::Misrouted(_)) if Instant::now() < deadline => Reply::WrongRange,
+                other => other?,
+            };
+            match reply {
                 // The range split since the keys were routed; the split is
                 // applied here by now (the reply came from this node's
                 // replica), so routing again finds the new range.
@@ -115,6 +122,13 @@ impl Kv {
     /// The error a refused commit or prepare reports.
     pub(crate) fn refusal(&self, read_ts: Timestamp, reply: Reply, what: &str) -> KvError {
         match reply {
+            Reply::ReadConflict(key) => {
+                tracing::debug!(key = %printable_key(&key), read_ts, "read conflict");
+                KvError::ReadConflict {
+                    key,
+                    note: String::new(),
+                }
+            }
             Reply::Conflict(key) => {
                 tracing::debug!(key = %printable_key(&key), read_ts, "write conflict");
                 KvError::WriteConflict {

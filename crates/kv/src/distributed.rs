@@ -9,6 +9,8 @@
 //!    the first written key — the *primary* — also writes the transaction
 //!    record, `pending` until an expiry.
 //! 2. **Decide**: the commit timestamp is the largest prepare timestamp;
+//!    a serializable transaction first proves its reads there, in every
+//!    range it read (`reads.rs`: a failed proof aborts, 40001);
 //!    [`Command::EndTxn`] in the primary range turns the record into
 //!    `committed` at it. This one log entry is the commit point: before it
 //!    nothing is visible, after it everything is.
@@ -53,6 +55,7 @@ use crate::command::{Command, Prepare, Reply};
 use crate::commit::Groups;
 use crate::error::{KvError, Result, printable_key};
 use crate::intents::{Intent, TxnStatus, record_key};
+use crate::reads::Span;
 use crate::store::Kv;
 
 /// How long a transaction record stays pending before anyone may abort it.
@@ -79,6 +82,7 @@ impl Kv {
         read_ts: Timestamp,
         writes: &[(Vec<u8>, Option<Vec<u8>>)],
         groups: Groups,
+        reads: &[Span],
         deadline: Instant,
     ) -> Result<Timestamp> {
         let Some((primary_key, _)) = writes.first() else {
@@ -151,6 +155,16 @@ impl Kv {
                     failure.get_or_insert(e);
                 }
             }
+        }
+        // A serializable transaction proves its reads at the commit
+        // timestamp before deciding (`reads.rs`).
+        if failure.is_none()
+            && !reads.is_empty()
+            && let Err(e) = self
+                .group_reads(reads)
+                .and_then(|groups| self.refresh(Some(txn_id), read_ts, commit_ts, groups, deadline))
+        {
+            failure = Some(e);
         }
         if let Some(error) = failure {
             self.abort(txn_id, primary_key, prepared_keys);

@@ -28,6 +28,19 @@ pub enum KvError {
         /// More about the conflict (empty, or starting with ", ").
         note: String,
     },
+    /// A serializable transaction read `key` before another transaction
+    /// committed a change to it that it should have seen at its commit
+    /// timestamp (`reads.rs`). Retryable.
+    #[error(
+        "could not serialize access due to read/write dependencies among transactions (key {}{note})",
+        printable_key(key)
+    )]
+    ReadConflict {
+        /// A user key the transaction read that changed.
+        key: Vec<u8>,
+        /// More about the conflict (empty, or starting with ", ").
+        note: String,
+    },
     /// The snapshot is older than the GC threshold: versions it needs may
     /// have been collected. Retry with a new transaction.
     #[error("snapshot too old: read at {read_ts}, versions below {threshold} were collected")]

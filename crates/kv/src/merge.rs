@@ -620,6 +620,8 @@ mod tests {
             read_ts: kv.latest_ts(),
             ts_hint: 0,
             writes: vec![(b"p".to_vec(), Some(b"1".to_vec()))],
+            reads: Vec::new(),
+            max_ts: None,
         };
         assert_eq!(
             kv.propose_until(right, &commit, deadline).unwrap(),

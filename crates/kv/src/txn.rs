@@ -1,4 +1,4 @@
-//! [`Txn`]: a snapshot-isolation transaction.
+//! [`Txn`]: a transaction, snapshot-isolated or serializable.
 //!
 //! # Lifecycle
 //!
@@ -13,6 +13,16 @@
 //! fallible method returns [`KvError::TxnFinished`]. A failed commit (write
 //! conflict, I/O) also finishes it, as in PostgreSQL, where a serialization
 //! failure aborts the transaction.
+//!
+//! # Isolation
+//!
+//! Under [`Isolation::Snapshot`] (PostgreSQL's REPEATABLE READ) a commit
+//! checks only its writes: first committer wins. Under
+//! [`Isolation::Serializable`] the transaction also records what it read
+//! and proves at commit that none of it changed before the commit
+//! timestamp (`reads.rs`). Reads through [`Txn::get_untracked`] and
+//! [`Txn::scan_untracked`] are left out of that proof: the SQL layer reads
+//! schema with them, so a commit does not have to revisit the catalog.
 //!
 //! # Savepoints
 //!
@@ -50,6 +60,7 @@ use shoal_replication::{RangeBounds, RangeId};
 use crate::clock::Timestamp;
 use crate::error::{KvError, Result};
 use crate::mvcc;
+use crate::reads::{ReadSet, Span};
 use crate::store::Kv;
 
 /// Buffered writes copied out of the transaction per lock acquisition.
@@ -63,6 +74,11 @@ type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 struct TxnState {
     writes: Buffer,
+    /// What a serializable transaction read (`reads.rs`).
+    reads: ReadSet,
+    isolation: Isolation,
+    /// Whether any read or write happened (the isolation is fixed then).
+    used: bool,
     /// Recorded while a savepoint is open (module docs).
     undo: Option<Vec<Undo>>,
     finished: bool,
@@ -72,14 +88,26 @@ impl TxnState {
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         match &mut self.undo {
             Some(undo) => {
+                self.used = true;
                 let before = self.writes.insert(key.clone(), value);
                 undo.push((key, before));
             }
             None => {
+                self.used = true;
                 self.writes.insert(key, value);
             }
         }
     }
+}
+
+/// How a transaction is isolated from concurrent ones (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Snapshot isolation: PostgreSQL's REPEATABLE READ.
+    #[default]
+    Snapshot,
+    /// Serializable: snapshot isolation plus proven reads.
+    Serializable,
 }
 
 /// A position in a transaction's buffered writes ([`Txn::savepoint`]).
@@ -140,6 +168,9 @@ impl Txn {
             read_ts,
             state: Mutex::new(TxnState {
                 writes: BTreeMap::new(),
+                reads: ReadSet::default(),
+                isolation: Isolation::Snapshot,
+                used: false,
                 undo: None,
                 finished: false,
             }),
@@ -285,9 +316,52 @@ impl Txn {
         self.read_ts
     }
 
+    /// The isolation the transaction runs at.
+    pub fn isolation(&self) -> Isolation {
+        self.state.lock().isolation
+    }
+
+    /// Sets the isolation; only before the first read or write, or
+    /// [`Txn::pin_isolation`] (else `false`, and nothing changes).
+    pub fn set_isolation(&self, isolation: Isolation) -> bool {
+        let mut state = self.state.lock();
+        if state.used && state.isolation != isolation {
+            return false;
+        }
+        state.isolation = isolation;
+        true
+    }
+
+    /// Fixes the isolation as it is now, as if the transaction had read.
+    pub fn pin_isolation(&self) {
+        self.state.lock().used = true;
+    }
+
+    /// Whether the transaction has read or written anything yet.
+    pub fn is_used(&self) -> bool {
+        self.state.lock().used
+    }
+
+    /// Notes a read of `span`: recorded if the transaction is serializable.
+    fn track(&self, span: impl FnOnce() -> Span) {
+        let mut state = self.state.lock();
+        state.used = true;
+        if state.isolation == Isolation::Serializable && !self.serving {
+            state.reads.record(span());
+        }
+    }
+
     /// The value of `key`: the transaction's own buffered write if any, else
     /// the snapshot's.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let value = self.get_untracked(key)?;
+        self.track(|| Span::point(key));
+        Ok(value)
+    }
+
+    /// [`Txn::get`], left out of a serializable transaction's proof at
+    /// commit (module docs).
+    pub fn get_untracked(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         {
             let state = self.live()?;
             if let Some(own) = state.writes.get(key) {
@@ -320,6 +394,29 @@ impl Txn {
     /// merged, own deletes hidden). Caller resumes with start = last key +
     /// `[0x00]`. An empty `end` means "to the end of the key space".
     pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let pairs = self.scan_untracked(start, end, limit)?;
+        // A full answer covered its span only up to its last key.
+        self.track(|| match pairs.last() {
+            Some((last, _)) if pairs.len() >= limit => Span {
+                start: start.to_vec(),
+                end: Span::point(last).end,
+            },
+            _ => Span {
+                start: start.to_vec(),
+                end: end.to_vec(),
+            },
+        });
+        Ok(pairs)
+    }
+
+    /// [`Txn::scan`], left out of a serializable transaction's proof at
+    /// commit (module docs).
+    pub fn scan_untracked(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         drop(self.live()?);
         let end = (!end.is_empty()).then_some(end);
         let mut out = Vec::new();
@@ -476,16 +573,20 @@ impl Txn {
     /// and written in one durable batch at a new commit timestamp, which is
     /// returned. Finishes the transaction whatever the outcome.
     pub fn commit(&self) -> Result<Timestamp> {
-        let writes = {
+        let (writes, reads) = {
             let mut state = self.live()?;
             state.finished = true;
             state.undo = None;
-            std::mem::take(&mut state.writes)
+            let writes = std::mem::take(&mut state.writes);
+            let reads = state.reads.take(|key| writes.contains_key(key));
+            (writes, reads)
         };
+        // A read-only transaction is serialized at its snapshot: nothing
+        // to prove (`reads.rs`).
         let outcome = if writes.is_empty() {
             Ok(self.read_ts)
         } else {
-            self.kv.commit_writes(self.read_ts, writes)
+            self.kv.commit_writes(self.read_ts, writes, &reads)
         };
         self.kv.unregister(self.read_ts);
         outcome
@@ -496,6 +597,7 @@ impl Txn {
         let was_live = {
             let mut state = self.state.lock();
             state.writes.clear();
+            state.reads = ReadSet::default();
             state.undo = None;
             !std::mem::replace(&mut state.finished, true)
         };

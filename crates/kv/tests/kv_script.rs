@@ -6,7 +6,8 @@
 //!
 //! Commands (`<t>` names a transaction; keys and values are strings, quote
 //! them to include spaces):
-//! * `begin <t>` — start a transaction; prints its read timestamp.
+//! * `begin <t> [serializable]` — start a transaction (snapshot isolation
+//!   unless `serializable`); prints its read timestamp.
 //! * `put <t> k=v...`, `delete <t> k...`, `get <t> k...`
 //! * `scan <t> <start> <end> [limit=N] [page=N]` — `""` as end means
 //!   unbounded; `page=N` pages through the whole span N pairs at a time,
@@ -17,6 +18,7 @@
 //! * `gc window=<µs>` — a GC pass; prints its stats.
 //! * `tick <µs>`, `clock <µs>` — advance / set the wall clock.
 //! * `latest` — the latest committed timestamp.
+//! * `split <key>` — split the range holding `key` at it.
 //! * `dump` — every raw engine entry, versions decoded; commit records (keyed
 //!   by random ids) as one line of their timestamps.
 //! * `reopen` — drop everything (open transactions roll back) and reopen the
@@ -34,7 +36,7 @@ use std::time::Duration;
 use shoal_kv::error::printable_key;
 use shoal_kv::mvcc::{self, VERSION_PREFIX};
 use shoal_kv::{FIRST_RANGE, keys};
-use shoal_kv::{Kv, ManualClock, Savepoint, Txn};
+use shoal_kv::{Isolation, Kv, ManualClock, Savepoint, Txn};
 use shoal_storage::{Engine, MemoryEngine, RocksEngine};
 
 #[derive(Clone, Copy, Debug)]
@@ -102,11 +104,16 @@ impl Harness {
         let (command, args) = tokens.split_first().expect("empty command");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let result: Result<String, shoal_kv::KvError> = match (command.as_str(), args.as_slice()) {
-            ("begin", [t]) => {
+            ("begin", [t, opts @ ..]) => {
                 let txn = match self.kv.begin() {
                     Ok(txn) => txn,
                     Err(e) => return format!("error: {e}"),
                 };
+                if opts == ["serializable"] {
+                    assert!(txn.set_isolation(Isolation::Serializable));
+                } else {
+                    assert!(opts.is_empty(), "begin <t> [serializable]");
+                }
                 let out = format!("{t}: read_ts={}", txn.read_ts());
                 self.txns.insert(t.to_string(), txn);
                 Ok(out)
@@ -174,6 +181,7 @@ impl Harness {
                 self.wall.set(us.parse().unwrap());
                 Ok(format!("wall={}", self.wall_now()))
             }
+            ("split", [key]) => self.kv.split_at(key.as_bytes()).map(|_| "ok".into()),
             ("latest", []) => Ok(format!("latest_ts={}", self.kv.latest_ts())),
             ("dump", []) => Ok(self.dump()),
             ("reopen", []) => {

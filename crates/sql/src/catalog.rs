@@ -5,6 +5,11 @@
 //! concurrent DDL on the same name conflicts like any other write (40001).
 //! Table ids come from a counter key; ids are never reused, so the OIDs derived
 //! from them are stable across restarts and identical on every node.
+//!
+//! Catalog reads are *untracked* (`Txn::get_untracked`): a serializable
+//! transaction does not prove them at commit, so a statement does not pay
+//! for revisiting the catalog's range. DDL racing DML is therefore ordered
+//! as under snapshot isolation: by conflicts on the keys both write.
 
 use std::sync::Arc;
 
@@ -50,7 +55,7 @@ fn decode_id(bytes: &[u8]) -> Result<u32> {
 
 /// Reads a descriptor by id.
 pub fn table_by_id(txn: &Txn, id: u32) -> Result<Option<Arc<TableDescriptor>>> {
-    match txn.get(&descriptor_key(id))? {
+    match txn.get_untracked(&descriptor_key(id))? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(|d| Some(Arc::new(d)))
@@ -65,7 +70,7 @@ pub fn table_by_name(
     schema: &str,
     name: &str,
 ) -> Result<Option<Arc<TableDescriptor>>> {
-    match txn.get(&name_key(database, schema, name))? {
+    match txn.get_untracked(&name_key(database, schema, name))? {
         None => Ok(None),
         Some(id) => table_by_id(txn, decode_id(&id)?),
     }
@@ -79,7 +84,7 @@ pub fn list_tables(txn: &Txn, database: &str) -> Result<Vec<Arc<TableDescriptor>
     let mut out = Vec::new();
     let mut start = prefix.clone();
     loop {
-        let chunk = txn.scan(&start, &end, 256)?;
+        let chunk = txn.scan_untracked(&start, &end, 256)?;
         let done = chunk.len() < 256;
         for (k, v) in &chunk {
             if let Some(desc) = table_by_id(txn, decode_id(v)?)? {

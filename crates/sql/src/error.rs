@@ -204,7 +204,9 @@ fn strip(m: &str) -> String {
 impl From<KvError> for SqlError {
     fn from(e: KvError) -> Self {
         match e {
-            KvError::WriteConflict { .. } => SqlError::SerializationFailure(e.to_string()),
+            KvError::WriteConflict { .. } | KvError::ReadConflict { .. } => {
+                SqlError::SerializationFailure(e.to_string())
+            }
             KvError::TxnFinished => SqlError::NoActiveTransaction(e.to_string()),
             KvError::SnapshotTooOld { .. } => SqlError::SnapshotTooOld(e.to_string()),
             KvError::Unavailable(_) | KvError::Misrouted(_) => {

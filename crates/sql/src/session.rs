@@ -524,6 +524,15 @@ impl Session {
         let mut attempt = 0;
         loop {
             let (txn, implicit) = self.statement_txn()?;
+            // As in PostgreSQL, a block's first query fixes its isolation.
+            if !matches!(
+                stmt,
+                Statement::Set(_)
+                    | Statement::ShowVariable { .. }
+                    | Statement::StartTransaction { .. }
+            ) {
+                txn.pin_isolation();
+            }
             *self.slot.lock() = Some(txn.clone());
             let result = self.dispatch(stmt, params.clone(), &txn).await;
             *self.slot.lock() = None;
@@ -563,8 +572,39 @@ impl Session {
     fn statement_txn(&self) -> Result<(Arc<Txn>, bool)> {
         Ok(match &self.state {
             TxnState::InBlock(txn) => (txn.clone(), false),
-            _ => (self.db.kv.begin()?, true),
+            _ => {
+                let txn = self.db.kv.begin()?;
+                txn.set_isolation(crate::vars::isolation(&self.default_isolation()));
+                (txn, true)
+            }
         })
+    }
+
+    /// `default_transaction_isolation`, normalized.
+    fn default_isolation(&self) -> String {
+        self.vars
+            .get("default_transaction_isolation")
+            .unwrap_or("serializable")
+            .to_string()
+    }
+
+    /// `SET TRANSACTION ISOLATION LEVEL` (or `SET transaction_isolation`):
+    /// in a block, before its first query, it sets the block's level;
+    /// outside one it has no effect, as in PostgreSQL.
+    fn set_isolation(&mut self, value: &str) -> Result<()> {
+        let level = self.vars.checked("transaction_isolation", value)?;
+        match &self.state {
+            TxnState::InBlock(txn) => {
+                if !txn.set_isolation(crate::vars::isolation(&level)) {
+                    return Err(SqlError::ActiveTransaction(
+                        "SET TRANSACTION ISOLATION LEVEL must be called before any query".into(),
+                    ));
+                }
+                self.vars.set("transaction_isolation", &level)
+            }
+            TxnState::Failed(_) => Err(SqlError::InFailedTransaction),
+            TxnState::Idle => Ok(()),
+        }
     }
 
     async fn dispatch(
@@ -685,14 +725,11 @@ impl Session {
     }
 
     fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Output> {
+        let mut level = None;
         for mode in modes {
             match mode {
-                ast::TransactionMode::IsolationLevel(
-                    ast::TransactionIsolationLevel::Serializable,
-                ) => {
-                    return Err(SqlError::NotSupported(
-                        "SERIALIZABLE isolation (Shoal gives snapshot isolation, REPEATABLE READ, for now)".into(),
-                    ));
+                ast::TransactionMode::IsolationLevel(l) => {
+                    level = Some(self.vars.checked("transaction_isolation", &l.to_string())?);
                 }
                 ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadOnly) => {
                     return Err(SqlError::NotSupported("READ ONLY transactions".into()));
@@ -702,7 +739,14 @@ impl Session {
         }
         match self.state {
             TxnState::Idle => {
-                self.state = TxnState::InBlock(self.db.kv.begin()?);
+                let level = match level {
+                    Some(level) => level,
+                    None => self.default_isolation(),
+                };
+                let txn = self.db.kv.begin()?;
+                txn.set_isolation(crate::vars::isolation(&level));
+                self.vars.set("transaction_isolation", &level)?;
+                self.state = TxnState::InBlock(txn);
                 Ok(Output::Begin)
             }
             // PostgreSQL warns and stays in the block.
@@ -734,8 +778,14 @@ impl Session {
     /// table and primary key it happened on (read from the catalog as of
     /// now), a conflict on another key says which key.
     fn commit_error(&self, e: shoal_kv::KvError) -> SqlError {
-        let shoal_kv::KvError::WriteConflict { key, note } = &e else {
-            return e.into();
+        let (key, note, what) = match &e {
+            shoal_kv::KvError::WriteConflict { key, note } => (key, note, "concurrent update on"),
+            shoal_kv::KvError::ReadConflict { key, note } => (
+                key,
+                note,
+                "read/write dependencies among transactions: this transaction read",
+            ),
+            _ => return e.into(),
         };
         let named = crate::row::table_of_key(key).and_then(|id| {
             let txn = self.db.kv.begin().ok()?;
@@ -750,8 +800,13 @@ impl Session {
             ))
         });
         let on = named.unwrap_or_else(|| format!("key {}", crate::row::pretty_key(key)));
+        let changed = if what.ends_with("read") {
+            ", changed since by another transaction"
+        } else {
+            ""
+        };
         SqlError::SerializationFailure(format!(
-            "could not serialize access due to concurrent update on {on}{note}"
+            "could not serialize access due to {what} {on}{changed}{note}"
         ))
     }
 
@@ -875,6 +930,10 @@ impl Session {
     /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
         self.savepoints.clear();
+        let level = self.default_isolation();
+        if let Err(e) = self.vars.set("transaction_isolation", &level) {
+            tracing::error!(error = %e, "cannot reset transaction_isolation");
+        }
         self.advisory.end_transaction();
         let actions = std::mem::take(&mut self.after_commit);
         if committed {
@@ -896,7 +955,17 @@ impl Session {
             } => {
                 let name = variable.to_string();
                 let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
-                self.vars.set(&name, &value)?;
+                match self.vars.canonical_name(&name) {
+                    Some("transaction_isolation") => self.set_isolation(&value)?,
+                    Some("default_transaction_isolation") => {
+                        self.vars.set(&name, &value)?;
+                        if matches!(self.state, TxnState::Idle) {
+                            let level = self.default_isolation();
+                            self.vars.set("transaction_isolation", &level)?;
+                        }
+                    }
+                    _ => self.vars.set(&name, &value)?,
+                }
             }
             ast::Set::SetTimeZone { value, .. } => {
                 self.vars.set("TimeZone", &set_value(value))?;
@@ -907,7 +976,7 @@ impl Session {
             ast::Set::SetTransaction { modes, .. } => {
                 for mode in modes {
                     if let ast::TransactionMode::IsolationLevel(level) = mode {
-                        self.vars.set("transaction_isolation", &level.to_string())?;
+                        self.set_isolation(&level.to_string())?;
                     }
                 }
             }

@@ -21,7 +21,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("client_encoding", "UTF8"),
     ("client_min_messages", "notice"),
     ("DateStyle", "ISO, MDY"),
-    ("default_transaction_isolation", "repeatable read"),
+    ("default_transaction_isolation", "serializable"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
     ("idle_in_transaction_session_timeout", "0"),
@@ -38,7 +38,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("statement_timeout", "0"),
     ("synchronous_commit", "on"),
     ("TimeZone", "UTC"),
-    ("transaction_isolation", "repeatable read"),
+    ("transaction_isolation", "serializable"),
     ("transaction_read_only", "off"),
 ];
 
@@ -117,6 +117,16 @@ impl Vars {
 
     /// Sets a variable; `DEFAULT` restores the default.
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let value = self.checked(name, value)?;
+        let lower = name.to_lowercase();
+        if let Some((canonical, _)) = self.values.get(&lower).cloned() {
+            self.values.insert(lower, (canonical, value));
+        }
+        Ok(())
+    }
+
+    /// The value [`Vars::set`] would store, normalized, without storing it.
+    pub fn checked(&self, name: &str, value: &str) -> Result<String> {
         let lower = name.to_lowercase();
         let Some((canonical, _)) = self.values.get(&lower).cloned() else {
             return Err(SqlError::UndefinedObject(format!(
@@ -137,8 +147,7 @@ impl Vars {
         } else {
             self.check(&canonical, value)?
         };
-        self.values.insert(lower, (canonical, value));
-        Ok(())
+        Ok(value)
     }
 
     fn check(&self, name: &str, value: &str) -> Result<String> {
@@ -199,14 +208,14 @@ impl Vars {
                 }
             }
             "transaction_isolation" | "default_transaction_isolation" => {
+                // READ UNCOMMITTED and READ COMMITTED run as REPEATABLE
+                // READ: a stronger level, as PostgreSQL runs READ
+                // UNCOMMITTED as READ COMMITTED.
                 match value.to_lowercase().as_str() {
-                    "repeatable read" | "read committed" | "snapshot" => {
+                    "repeatable read" | "read committed" | "read uncommitted" | "snapshot" => {
                         Ok("repeatable read".into())
                     }
-                    "serializable" => Err(SqlError::NotSupported(
-                        "SERIALIZABLE isolation (Shoal gives snapshot isolation, REPEATABLE READ, for now)"
-                            .into(),
-                    )),
+                    "serializable" => Ok("serializable".into()),
                     _ => Err(invalid()),
                 }
             }
@@ -217,6 +226,15 @@ impl Vars {
     /// All variables, for `SHOW ALL`.
     pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.values().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// The isolation a normalized `transaction_isolation` value names.
+pub fn isolation(value: &str) -> shoal_kv::Isolation {
+    if value == "serializable" {
+        shoal_kv::Isolation::Serializable
+    } else {
+        shoal_kv::Isolation::Snapshot
     }
 }
 

@@ -1,0 +1,180 @@
+//! Isolation levels as PostgreSQL users know them: SERIALIZABLE (the
+//! default) prevents write skew, REPEATABLE READ allows it; on one node
+//! and across three, with the rows in different ranges.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use shoal_tests::TestNode;
+use shoal_tests::cluster::TestCluster;
+use shoal_tests::eventually;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+const DOCTORS: &str = "CREATE TABLE doctors (name text PRIMARY KEY, on_call boolean NOT NULL);
+     INSERT INTO doctors VALUES ('alice', true), ('bob', true);";
+
+/// The two-doctors example: each doctor, in a transaction begun with
+/// `begin`, checks that somebody else is on call and goes off call. Returns
+/// the outcome of the second commit and how many doctors are left on call.
+async fn doctors_go_off_call(
+    alice: &Client,
+    bob: &Client,
+    begin: &str,
+) -> (Result<(), tokio_postgres::Error>, i64) {
+    alice
+        .batch_execute("UPDATE doctors SET on_call = true")
+        .await
+        .unwrap();
+    let on_call = "SELECT count(*) FROM doctors WHERE on_call";
+    alice.batch_execute(begin).await.unwrap();
+    bob.batch_execute(begin).await.unwrap();
+    let seen_by_alice: i64 = alice.query_one(on_call, &[]).await.unwrap().get(0);
+    let seen_by_bob: i64 = bob.query_one(on_call, &[]).await.unwrap().get(0);
+    assert_eq!((seen_by_alice, seen_by_bob), (2, 2));
+    alice
+        .batch_execute("UPDATE doctors SET on_call = false WHERE name = 'alice'")
+        .await
+        .unwrap();
+    bob.batch_execute("UPDATE doctors SET on_call = false WHERE name = 'bob'")
+        .await
+        .unwrap();
+    alice.batch_execute("COMMIT").await.unwrap();
+    let second = bob.batch_execute("COMMIT").await;
+    let left: i64 = alice.query_one(on_call, &[]).await.unwrap().get(0);
+    (second, left)
+}
+
+fn assert_read_write_conflict(outcome: Result<(), tokio_postgres::Error>) {
+    let err = outcome.expect_err("write skew must fail under SERIALIZABLE");
+    assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+    let message = err.as_db_error().map(|e| e.message().to_string());
+    assert_eq!(
+        message.as_deref(),
+        Some(
+            "could not serialize access due to read/write dependencies among transactions: \
+             this transaction read table \"doctors\", key (name)=(alice), changed since by \
+             another transaction"
+        )
+    );
+}
+
+#[tokio::test]
+async fn write_skew_is_prevented_under_serializable_and_allowed_under_repeatable_read() {
+    let node = TestNode::start().await;
+    let alice = node.connect().await;
+    let bob = node.connect().await;
+    alice.batch_execute(DOCTORS).await.unwrap();
+
+    // REPEATABLE READ (snapshot isolation), as in PostgreSQL: both commit,
+    // and nobody is on call.
+    let (second, left) =
+        doctors_go_off_call(&alice, &bob, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+    second.unwrap();
+    assert_eq!(left, 0);
+
+    // SERIALIZABLE, the default: the second commit fails, one stays.
+    let (second, left) = doctors_go_off_call(&alice, &bob, "BEGIN").await;
+    assert_read_write_conflict(second);
+    assert_eq!(left, 1);
+
+    // Chosen the other ways PostgreSQL offers.
+    let (second, left) = doctors_go_off_call(
+        &alice,
+        &bob,
+        "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    )
+    .await;
+    assert_read_write_conflict(second);
+    assert_eq!(left, 1);
+    for client in [&alice, &bob] {
+        client
+            .batch_execute("SET default_transaction_isolation = 'repeatable read'")
+            .await
+            .unwrap();
+    }
+    let (second, left) = doctors_go_off_call(&alice, &bob, "BEGIN").await;
+    second.unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn the_isolation_level_reads_and_sets_as_in_postgresql() {
+    let node = TestNode::start().await;
+    let client = node.connect().await;
+    let level = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let row = client.query_one(sql, &[]).await.unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    assert_eq!(level("SHOW transaction_isolation").await, "serializable");
+    assert_eq!(
+        level("SHOW default_transaction_isolation").await,
+        "serializable"
+    );
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    assert_eq!(level("SHOW transaction_isolation").await, "repeatable read");
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(level("SHOW transaction_isolation").await, "serializable");
+
+    // Only before the block's first query.
+    client.batch_execute("BEGIN").await.unwrap();
+    client.batch_execute("SELECT 1").await.unwrap();
+    let err = client
+        .batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::ACTIVE_SQL_TRANSACTION));
+    client.batch_execute("ROLLBACK").await.unwrap();
+
+    // Outside a block it changes nothing.
+    client
+        .batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    assert_eq!(level("SHOW transaction_isolation").await, "serializable");
+    let err = client
+        .batch_execute("SET default_transaction_isolation = 'chaos'")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+}
+
+/// The doctors in two ranges on three nodes, each doctor's client on a
+/// node of its own: the reads of the other range are proven there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_skew_is_prevented_across_ranges_and_nodes() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let setup = cluster.nodes[0].connect().await;
+    setup.batch_execute(DOCTORS).await.unwrap();
+    setup
+        .batch_execute("ALTER TABLE doctors SPLIT AT VALUES ('b')")
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "two replicated ranges", || async {
+        let rows = setup
+            .query("SHOW RANGES FROM TABLE doctors", &[])
+            .await
+            .unwrap_or_default();
+        rows.len() == 2
+            && rows
+                .iter()
+                .all(|r| r.get::<_, String>("replicas") == "{1,2,3}")
+    })
+    .await;
+    let alice = cluster.nodes[1].connect().await;
+    let bob = cluster.nodes[2].connect().await;
+    let (second, left) =
+        doctors_go_off_call(&alice, &bob, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+    second.unwrap();
+    assert_eq!(left, 0);
+    let (second, left) = doctors_go_off_call(&alice, &bob, "BEGIN").await;
+    assert_read_write_conflict(second);
+    assert_eq!(left, 1);
+}
