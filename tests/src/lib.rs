@@ -70,6 +70,7 @@ pub fn free_addr() -> SocketAddr {
 }
 
 pub mod cluster;
+pub mod list_append;
 pub mod workload;
 
 /// Polls `check` every 200 ms until it holds; panics naming `what` if it
