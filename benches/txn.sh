@@ -141,7 +141,7 @@ EXPECTED=$(( ACCOUNTS * 1000 ))
   echo
   echo "- machine: $(nproc) cores; load average before the runs: $LOADAVG"
   echo "- PostgreSQL: $("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //') (fsync=on, synchronous_commit=on, READ COMMITTED)"
-  echo "- Shoal: $("$SHOAL_BIN_ABS" --version 2>/dev/null || echo shoal) ($(basename "$(dirname "$SHOAL_BIN_ABS")") build), one node, snapshot isolation, \`accounts\` in 10 ranges"
+  echo "- Shoal: $("$SHOAL_BIN_ABS" --version 2>/dev/null || echo shoal) ($(basename "$(dirname "$SHOAL_BIN_ABS")") build), one node, SERIALIZABLE (its default), \`accounts\` in 10 ranges"
   echo "- $ACCOUNTS accounts ($HOT hot ones for *contended*); pgbench, prepared statements, ${RUN_TIME}s per run"
   echo
   echo "| workload | clients | PostgreSQL tps | Shoal tps | Shoal/PG | PostgreSQL ms | Shoal ms | PostgreSQL failed % | Shoal failed (40001) % |"

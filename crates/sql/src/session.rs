@@ -588,6 +588,18 @@ impl Session {
             .to_string()
     }
 
+    /// `SET default_transaction_isolation` (or `SET SESSION
+    /// CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL`): outside a block,
+    /// `transaction_isolation` follows at once.
+    fn set_default_isolation(&mut self, value: &str) -> Result<()> {
+        self.vars.set("default_transaction_isolation", value)?;
+        if matches!(self.state, TxnState::Idle) {
+            let level = self.default_isolation();
+            self.vars.set("transaction_isolation", &level)?;
+        }
+        Ok(())
+    }
+
     /// `SET TRANSACTION ISOLATION LEVEL` (or `SET transaction_isolation`):
     /// in a block, before its first query, it sets the block's level;
     /// outside one it has no effect, as in PostgreSQL.
@@ -957,13 +969,7 @@ impl Session {
                 let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
                 match self.vars.canonical_name(&name) {
                     Some("transaction_isolation") => self.set_isolation(&value)?,
-                    Some("default_transaction_isolation") => {
-                        self.vars.set(&name, &value)?;
-                        if matches!(self.state, TxnState::Idle) {
-                            let level = self.default_isolation();
-                            self.vars.set("transaction_isolation", &level)?;
-                        }
-                    }
+                    Some("default_transaction_isolation") => self.set_default_isolation(&value)?,
                     _ => self.vars.set(&name, &value)?,
                 }
             }
@@ -973,10 +979,14 @@ impl Session {
             ast::Set::SetNames { charset_name, .. } => {
                 self.vars.set("client_encoding", &charset_name.value)?;
             }
-            ast::Set::SetTransaction { modes, .. } => {
+            ast::Set::SetTransaction { modes, session, .. } => {
                 for mode in modes {
                     if let ast::TransactionMode::IsolationLevel(level) = mode {
-                        self.set_isolation(&level.to_string())?;
+                        if *session {
+                            self.set_default_isolation(&level.to_string())?;
+                        } else {
+                            self.set_isolation(&level.to_string())?;
+                        }
                     }
                 }
             }
