@@ -5,7 +5,19 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{TestNode, shoal_bin};
+use tokio_postgres::{Client, NoTls};
+
+use crate::{TestNode, eventually, shoal_bin};
+
+/// A connection to `conn_str`, or `None` while its node is down; the
+/// driver task runs in the background.
+pub async fn try_connect(conn_str: &str) -> Option<Client> {
+    let (client, conn) = tokio_postgres::connect(conn_str, NoTls).await.ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(client)
+}
 
 /// What a node reports at `GET /status`.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +53,40 @@ impl TestCluster {
         }
         cluster.wait_voters(n.min(3)).await;
         cluster
+    }
+
+    /// Waits (up to 30 s) until `SHOW RANGES FROM TABLE table`, asked
+    /// through `client`, lists `ranges` ranges, each with replicas on
+    /// nodes 1, 2 and 3 and a lease holder.
+    pub async fn wait_table_ranges(&self, client: &Client, table: &str, ranges: usize) {
+        let show = format!("SHOW RANGES FROM TABLE {table}");
+        eventually(
+            Duration::from_secs(30),
+            &format!("{ranges} led, replicated ranges of {table}"),
+            || async {
+                let rows = client.query(&show, &[]).await.unwrap_or_default();
+                rows.len() == ranges
+                    && rows.iter().all(|r| {
+                        r.get::<_, String>("replicas") == "{1,2,3}"
+                            && r.get::<_, Option<i64>>("lease_holder").is_some()
+                    })
+            },
+        )
+        .await;
+    }
+
+    /// The nemesis of the workload tests: after 3 s, each of `victims` in
+    /// turn is killed with `kill -9`, left down for 3 s, restarted, and
+    /// given 2 s to catch up.
+    pub async fn kill_and_restart_each(&mut self, victims: &[usize]) {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for &victim in victims {
+            self.nodes[victim].kill9();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            self.nodes[victim].spawn_process();
+            self.nodes[victim].wait_sql().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     /// Starts one more node joining through the existing ones, waits until

@@ -39,6 +39,7 @@
 //! on hand-made histories with each anomaly (this file's tests), so that
 //! finding none in a real run means something.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// One operation of a transaction.
@@ -399,8 +400,8 @@ fn components(graph: &Graph) -> Vec<Vec<usize>> {
             let node = *node;
             if let Some(&s) = succs.get(*done) {
                 *done += 1;
-                if !index.contains_key(&s) {
-                    index.insert(s, next);
+                if let Entry::Vacant(slot) = index.entry(s) {
+                    slot.insert(next);
                     low.insert(s, next);
                     next += 1;
                     stack.push(s);

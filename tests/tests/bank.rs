@@ -12,22 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use shoal_tests::cluster::TestCluster;
+use shoal_tests::cluster::{TestCluster, try_connect};
 use shoal_tests::eventually;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 const ACCOUNTS: i32 = 20;
 const INITIAL: i64 = 100;
 const TOTAL: i64 = ACCOUNTS as i64 * INITIAL;
-
-async fn connect(conn_str: &str) -> Option<Client> {
-    let (client, conn) = tokio_postgres::connect(conn_str, NoTls).await.ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(client)
-}
 
 /// One transfer of `amount` from `from` to `to`, in an explicit
 /// transaction that reads both balances first.
@@ -77,22 +69,7 @@ async fn the_total_never_changes_while_nodes_die() {
         ))
         .await
         .unwrap();
-    eventually(
-        Duration::from_secs(30),
-        "ten led, replicated ranges",
-        || async {
-            let rows = setup
-                .query("SHOW RANGES FROM TABLE accounts", &[])
-                .await
-                .unwrap_or_default();
-            rows.len() == 10
-                && rows.iter().all(|r| {
-                    r.get::<_, String>("replicas") == "{1,2,3}"
-                        && r.get::<_, Option<i64>>("lease_holder").is_some()
-                })
-        },
-    )
-    .await;
+    cluster.wait_table_ranges(&setup, "accounts", 10).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let committed = Arc::new(AtomicU64::new(0));
@@ -104,7 +81,7 @@ async fn the_total_never_changes_while_nodes_die() {
         tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
             while !stop.load(Ordering::SeqCst) {
-                let Some(client) = connect(&conn_str).await else {
+                let Some(client) = try_connect(&conn_str).await else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
@@ -126,7 +103,7 @@ async fn the_total_never_changes_while_nodes_die() {
         let (stop, sums) = (stop.clone(), sums.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                let Some(client) = connect(&conn_str).await else {
+                let Some(client) = try_connect(&conn_str).await else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
@@ -144,14 +121,7 @@ async fn the_total_never_changes_while_nodes_die() {
         }));
     }
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for victim in [1, 2] {
-        cluster.nodes[victim].kill9();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        cluster.nodes[victim].spawn_process();
-        cluster.nodes[victim].wait_sql().await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    cluster.kill_and_restart_each(&[1, 2]).await;
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await.unwrap();

@@ -13,23 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use shoal_tests::cluster::TestCluster;
-use shoal_tests::eventually;
+use shoal_tests::cluster::{TestCluster, try_connect};
 use shoal_tests::list_append::{self, Op, Outcome, Txn};
 use tokio::sync::Mutex;
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
 const KEYS: i32 = 12;
 const CLIENTS_PER_NODE: usize = 2;
-
-async fn connect(conn_str: &str) -> Option<Client> {
-    let (client, conn) = tokio_postgres::connect(conn_str, NoTls).await.ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(client)
-}
 
 fn parse(list: &str) -> Vec<u32> {
     list.split_whitespace()
@@ -88,22 +79,7 @@ async fn list_append_histories_are_serializable_while_nodes_die() {
         ))
         .await
         .unwrap();
-    eventually(
-        Duration::from_secs(30),
-        "four led, replicated ranges",
-        || async {
-            let rows = setup
-                .query("SHOW RANGES FROM TABLE lists", &[])
-                .await
-                .unwrap_or_default();
-            rows.len() == 4
-                && rows.iter().all(|r| {
-                    r.get::<_, String>("replicas") == "{1,2,3}"
-                        && r.get::<_, Option<i64>>("lease_holder").is_some()
-                })
-        },
-    )
-    .await;
+    cluster.wait_table_ranges(&setup, "lists", 4).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let next_value = Arc::new(AtomicU32::new(1));
@@ -116,7 +92,7 @@ async fn list_append_histories_are_serializable_while_nodes_die() {
             tasks.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64((i * 16 + c) as u64);
                 while !stop.load(Ordering::SeqCst) {
-                    let Some(client) = connect(&conn_str).await else {
+                    let Some(client) = try_connect(&conn_str).await else {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     };
@@ -140,14 +116,7 @@ async fn list_append_histories_are_serializable_while_nodes_die() {
         }
     }
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for victim in [1, 2] {
-        cluster.nodes[victim].kill9();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        cluster.nodes[victim].spawn_process();
-        cluster.nodes[victim].wait_sql().await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    cluster.kill_and_restart_each(&[1, 2]).await;
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await.unwrap();

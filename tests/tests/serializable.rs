@@ -4,11 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use shoal_tests::TestNode;
 use shoal_tests::cluster::TestCluster;
-use shoal_tests::eventually;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
@@ -157,17 +154,7 @@ async fn write_skew_is_prevented_across_ranges_and_nodes() {
         .batch_execute("ALTER TABLE doctors SPLIT AT VALUES ('b')")
         .await
         .unwrap();
-    eventually(Duration::from_secs(30), "two replicated ranges", || async {
-        let rows = setup
-            .query("SHOW RANGES FROM TABLE doctors", &[])
-            .await
-            .unwrap_or_default();
-        rows.len() == 2
-            && rows
-                .iter()
-                .all(|r| r.get::<_, String>("replicas") == "{1,2,3}")
-    })
-    .await;
+    cluster.wait_table_ranges(&setup, "doctors", 2).await;
     let alice = cluster.nodes[1].connect().await;
     let bob = cluster.nodes[2].connect().await;
     let (second, left) =
