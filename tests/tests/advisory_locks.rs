@@ -125,3 +125,56 @@ async fn advisory_locks_hold_across_nodes_and_die_with_their_node() {
     }
     assert!(freed, "a closed session's lock stayed held");
 }
+
+/// Two sessions on different nodes each hold a lock and wait for the
+/// other's: within a few seconds exactly one gets 40P01, and once it rolls
+/// back the other gets its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_across_nodes_fails_one_session_with_40p01() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let a = std::sync::Arc::new(cluster.nodes[0].connect().await);
+    let b = std::sync::Arc::new(cluster.nodes[1].connect().await);
+    a.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(1)")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(2)")
+        .await
+        .unwrap();
+    let wait_for = |client: std::sync::Arc<Client>, key: i64| {
+        tokio::spawn(async move {
+            client
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+                .await
+                .map(drop)
+        })
+    };
+    let started = Instant::now();
+    let mut a_waits = wait_for(a.clone(), 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b_waits = wait_for(b.clone(), 1);
+
+    // The first wait to end is the victim's.
+    let (victim, survivor, survivor_wait, outcome) =
+        tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::select! {
+                outcome = &mut a_waits => (a.clone(), b.clone(), b_waits, outcome.unwrap()),
+                outcome = &mut b_waits => (b.clone(), a.clone(), a_waits, outcome.unwrap()),
+            }
+        })
+        .await
+        .expect("the deadlock was not broken within 10 s");
+    let err = outcome.expect_err("a wait that ends in a deadlock fails");
+    assert_eq!(err.code(), Some(&SqlState::T_R_DEADLOCK_DETECTED), "{err}");
+    let took = started.elapsed();
+    eprintln!("deadlock broken after {took:?}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+
+    // The victim's transaction fails; rolling it back frees its lock.
+    victim.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), survivor_wait)
+        .await
+        .expect("the survivor got its lock")
+        .unwrap()
+        .unwrap();
+    survivor.batch_execute("COMMIT").await.unwrap();
+}

@@ -22,7 +22,10 @@
 //! and in transaction scope; each acquisition needs its own release (the
 //! transaction's at its end). The record in `locks.rs` holds one entry per
 //! session and mode, taken on the first acquisition and dropped with the
-//! last release. Waiting is polling with backoff, up to 250 ms apart.
+//! last release. Waiting is polling with backoff, up to 250 ms apart; a
+//! wait longer than `DEADLOCK_TIMEOUT` looks for a deadlock every
+//! `DEADLOCK_TIMEOUT`, and the youngest session of a cycle gets 40P01
+//! (`locks.rs`, *Deadlocks*).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +39,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Result, SqlError};
-use crate::locks::{LockId, LockMode, LockTable, Owner};
+use crate::locks::{DEADLOCK_TIMEOUT, LockId, LockMode, LockTable, Owner};
 use crate::names;
 use crate::session::Output;
 
@@ -278,6 +281,40 @@ pub(crate) fn placeholder_index(arg: &Expr) -> Option<usize> {
     }
 }
 
+/// A session's announced wait, withdrawn when the wait ends however it
+/// ends (acquired, refused, timed out or cancelled).
+struct WaitRecord {
+    table: Arc<LockTable>,
+    owner: Owner,
+}
+
+impl Drop for WaitRecord {
+    fn drop(&mut self) {
+        if let Err(e) = self.table.clear_wait(self.owner) {
+            tracing::warn!(error = %e, "withdrawing a lock wait failed; it expires on its own");
+        }
+    }
+}
+
+/// What a deadlock error tells the victim: the sessions waiting for each
+/// other, from itself.
+fn deadlock_detail(cycle: &[Owner], id: LockId) -> String {
+    let sessions: Vec<String> = cycle
+        .iter()
+        .map(|o| format!("session {} on node {}", o.session, o.node))
+        .collect();
+    format!(
+        "waiting for advisory lock {} ({}) closes a cycle: {} and back",
+        id.key,
+        if id.space == 1 {
+            "bigint key"
+        } else {
+            "two integer keys"
+        },
+        sessions.join(" waits for ")
+    )
+}
+
 /// How long a wait may last, from `lock_timeout` and `statement_timeout`
 /// (0: no limit), and which error ends it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -368,6 +405,8 @@ impl SessionLocks {
         }
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
+        let mut announced: Option<WaitRecord> = None;
+        let mut next_check = started + DEADLOCK_TIMEOUT;
         loop {
             if let Some(fence) = self.table.try_acquire(id, mode, self.owner)? {
                 let held = self.held.entry((id, mode)).or_default();
@@ -390,6 +429,20 @@ impl SessionLocks {
             if limits.statement_timeout.is_some_and(|t| waited >= t) {
                 self.held.remove(&(id, mode));
                 return Err(SqlError::StatementTimeout);
+            }
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + DEADLOCK_TIMEOUT;
+                self.table.announce_wait(self.owner, id, mode)?;
+                announced.get_or_insert_with(|| WaitRecord {
+                    table: self.table.clone(),
+                    owner: self.owner,
+                });
+                if let Some(cycle) = self.table.deadlock(self.owner)?
+                    && cycle.iter().max_by_key(|o| (o.session, o.node)) == Some(&self.owner)
+                {
+                    self.held.remove(&(id, mode));
+                    return Err(SqlError::DeadlockDetected(deadlock_detail(&cycle, id)));
+                }
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_BACKOFF);

@@ -33,6 +33,28 @@
 //! Wall clocks are assumed within the cluster's maximum offset (500 ms),
 //! far below the lease.
 //!
+//! ## Deadlocks
+//!
+//! A session that has waited [`DEADLOCK_TIMEOUT`] for a lock (PostgreSQL's
+//! `deadlock_timeout`) announces it in a *wait record* and then, every
+//! `DEADLOCK_TIMEOUT`, renews the record and looks for a cycle:
+//!
+//! ```text
+//! 0x01 'W' <node u64 BE> <session u64 BE> → space u8 | key u64 | mode u8 | expires u64
+//! ```
+//!
+//! One snapshot of every wait record and of the records of the locks they
+//! wait for gives the waits-for graph across the cluster: a waiter points
+//! at every other live holder whose mode conflicts with the one it wants.
+//! A cycle in one snapshot is a real deadlock (its members wait for each
+//! other until one gives up). Exactly one member, the youngest session
+//! (the largest session id), breaks it: its wait fails with 40P01; the
+//! others keep waiting and get their locks once the victim releases its
+//! own (at the end of its transaction, for transaction-scoped locks). A
+//! wait record expires [`WAIT_TTL`] after its last renewal, so a waiter
+//! whose node died never closes a cycle; one that stops waiting removes
+//! its record at once.
+//!
 //! ## Compatibility
 //!
 //! As in PostgreSQL: an exclusive lock is granted when no other session
@@ -40,7 +62,7 @@
 //! exclusively. A session's repeated acquisitions of one key and mode are
 //! counted by the session (`advisory.rs`) and take one entry here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +74,13 @@ use crate::row::CATALOG_PREFIX;
 
 /// How long a holder's entry lasts without renewal.
 pub const LOCK_TTL: Duration = Duration::from_secs(9);
+
+/// How long a lock wait lasts before its session looks for a deadlock,
+/// and then how often it looks again (PostgreSQL's `deadlock_timeout`).
+pub const DEADLOCK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a wait record lasts without renewal.
+pub const WAIT_TTL: Duration = Duration::from_secs(3);
 
 /// How many times one lock operation is retried after losing a race.
 const RACE_RETRIES: usize = 16;
@@ -84,6 +113,102 @@ impl LockId {
         key.extend_from_slice(&self.key.to_be_bytes());
         key
     }
+}
+
+/// The record announcing that `owner` waits (module docs, *Deadlocks*).
+fn wait_key(owner: Owner) -> Vec<u8> {
+    let mut key = vec![CATALOG_PREFIX, b'W'];
+    key.extend_from_slice(&owner.node.to_be_bytes());
+    key.extend_from_slice(&owner.session.to_be_bytes());
+    key
+}
+
+/// What a wait record says: the lock waited for, in which mode, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    id: LockId,
+    mode: LockMode,
+    expires: u64,
+}
+
+impl Wait {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(18);
+        out.push(self.id.space);
+        out.extend_from_slice(&self.id.key.to_be_bytes());
+        out.push(mode_byte(self.mode));
+        out.extend_from_slice(&self.expires.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Wait> {
+        let (&space, rest) = bytes.split_first()?;
+        let (key, rest) = rest.split_first_chunk::<8>()?;
+        let (&mode, rest) = rest.split_first()?;
+        let expires: [u8; 8] = rest.try_into().ok()?;
+        Some(Wait {
+            id: LockId {
+                space,
+                key: u64::from_be_bytes(*key),
+            },
+            mode: mode_of(mode)?,
+            expires: u64::from_be_bytes(expires),
+        })
+    }
+}
+
+/// The owner a wait record's key names.
+fn waiter_of(key: &[u8]) -> Option<Owner> {
+    let rest = key.strip_prefix(&[CATALOG_PREFIX, b'W'][..])?;
+    let (node, rest) = rest.split_first_chunk::<8>()?;
+    let session: [u8; 8] = rest.try_into().ok()?;
+    Some(Owner {
+        node: u64::from_be_bytes(*node),
+        session: u64::from_be_bytes(session),
+    })
+}
+
+fn mode_byte(mode: LockMode) -> u8 {
+    match mode {
+        LockMode::Exclusive => 0,
+        LockMode::Shared => 1,
+    }
+}
+
+fn mode_of(byte: u8) -> Option<LockMode> {
+    match byte {
+        0 => Some(LockMode::Exclusive),
+        1 => Some(LockMode::Shared),
+        _ => None,
+    }
+}
+
+/// A cycle of the waits-for graph `edges` through `start`, if any, as the
+/// owners along it from `start`.
+pub fn cycle_through(start: Owner, edges: &HashMap<Owner, Vec<Owner>>) -> Option<Vec<Owner>> {
+    // Depth-first, remembering how each owner was reached.
+    let mut parent: HashMap<Owner, Owner> = HashMap::new();
+    let mut stack = vec![start];
+    let mut seen = BTreeSet::from([start]);
+    while let Some(at) = stack.pop() {
+        for &next in edges.get(&at).map(Vec::as_slice).unwrap_or_default() {
+            if next == start {
+                let mut cycle = vec![at];
+                let mut cur = at;
+                while let Some(&p) = parent.get(&cur) {
+                    cycle.push(p);
+                    cur = p;
+                }
+                cycle.reverse();
+                return Some(cycle);
+            }
+            if seen.insert(next) {
+                parent.insert(next, at);
+                stack.push(next);
+            }
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,10 +245,7 @@ impl Record {
         for e in &self.entries {
             out.extend_from_slice(&e.owner.node.to_be_bytes());
             out.extend_from_slice(&e.owner.session.to_be_bytes());
-            out.push(match e.mode {
-                LockMode::Exclusive => 0,
-                LockMode::Shared => 1,
-            });
+            out.push(mode_byte(e.mode));
             out.extend_from_slice(&e.expires.to_be_bytes());
         }
         out
@@ -146,11 +268,11 @@ impl Record {
         for _ in 0..n {
             let node = u64_of(take(8)?)?;
             let session = u64_of(take(8)?)?;
-            let mode = match take(1)?.first() {
-                Some(0) => LockMode::Exclusive,
-                Some(1) => LockMode::Shared,
-                _ => return Err(corrupt()),
-            };
+            let mode = take(1)?
+                .first()
+                .copied()
+                .and_then(mode_of)
+                .ok_or_else(corrupt)?;
             let expires = u64_of(take(8)?)?;
             entries.push(Entry {
                 owner: Owner { node, session },
@@ -164,9 +286,18 @@ impl Record {
     /// Whether `owner` may take the lock in `mode`, counting live entries
     /// only.
     fn grants(&self, owner: Owner, mode: LockMode) -> bool {
+        self.blockers(owner, mode).next().is_none()
+    }
+
+    /// The other owners whose entries keep `owner` from taking the lock in
+    /// `mode`.
+    fn blockers(&self, owner: Owner, mode: LockMode) -> impl Iterator<Item = Owner> + '_ {
         self.entries
             .iter()
-            .all(|e| e.owner == owner || (mode == LockMode::Shared && e.mode == LockMode::Shared))
+            .filter(move |e| {
+                e.owner != owner && !(mode == LockMode::Shared && e.mode == LockMode::Shared)
+            })
+            .map(|e| e.owner)
     }
 }
 
@@ -279,6 +410,75 @@ impl LockTable {
         })
     }
 
+    /// Announces (or renews) that `owner` waits for `id` in `mode`.
+    pub fn announce_wait(&self, owner: Owner, id: LockId, mode: LockMode) -> Result<()> {
+        let wait = Wait {
+            id,
+            mode,
+            expires: now_micros()
+                .saturating_add(u64::try_from(WAIT_TTL.as_micros()).unwrap_or(u64::MAX)),
+        };
+        let txn = self.kv.begin()?;
+        txn.put(wait_key(owner), wait.encode())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Withdraws `owner`'s wait record.
+    pub fn clear_wait(&self, owner: Owner) -> Result<()> {
+        let txn = self.kv.begin()?;
+        txn.delete(wait_key(owner))?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A deadlock `owner` is part of, if any (module docs, *Deadlocks*):
+    /// the owners along the cycle, from `owner`.
+    pub fn deadlock(&self, owner: Owner) -> Result<Option<Vec<Owner>>> {
+        const CHUNK: usize = 256;
+        let txn = self.kv.begin()?;
+        let now = now_micros();
+        let end = vec![CATALOG_PREFIX, b'W' + 1];
+        let mut from = vec![CATALOG_PREFIX, b'W'];
+        let mut waits = Vec::new();
+        loop {
+            let chunk = txn.scan(&from, &end, CHUNK)?;
+            for (key, value) in &chunk {
+                if let (Some(waiter), Some(wait)) = (waiter_of(key), Wait::decode(value))
+                    && wait.expires > now
+                {
+                    waits.push((waiter, wait));
+                }
+                from = key.clone();
+                from.push(0);
+            }
+            if chunk.len() < CHUNK {
+                break;
+            }
+        }
+        let mut records: HashMap<LockId, Record> = HashMap::new();
+        let mut edges: HashMap<Owner, Vec<Owner>> = HashMap::new();
+        for (waiter, wait) in waits {
+            let record = match records.entry(wait.id) {
+                std::collections::hash_map::Entry::Occupied(held) => held.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    let mut record = match txn.get(&wait.id.record_key())? {
+                        Some(bytes) => Record::decode(&bytes)?,
+                        None => Record::default(),
+                    };
+                    record.entries.retain(|e| e.expires > now);
+                    slot.insert(record)
+                }
+            };
+            edges
+                .entry(waiter)
+                .or_default()
+                .extend(record.blockers(waiter, wait.mode));
+        }
+        txn.rollback();
+        Ok(cycle_through(owner, &edges))
+    }
+
     /// Pushes the expiry of every entry this node's sessions hold; entries
     /// found gone (expired and taken) are forgotten.
     fn renew(&self) -> Result<()> {
@@ -371,6 +571,40 @@ mod tests {
         };
         assert_eq!(Record::decode(&record.encode()).ok(), Some(record));
         assert!(Record::decode(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn wait_records_round_trip() {
+        let wait = Wait {
+            id: LockId::pair(-1, 7),
+            mode: LockMode::Shared,
+            expires: 99,
+        };
+        assert_eq!(Wait::decode(&wait.encode()), Some(wait));
+        assert_eq!(Wait::decode(&[1, 2]), None);
+        let owner = Owner {
+            node: 3,
+            session: u64::MAX - 1,
+        };
+        assert_eq!(waiter_of(&wait_key(owner)), Some(owner));
+    }
+
+    #[test]
+    fn cycles_are_found_through_the_start_only() {
+        let o = |session| Owner { node: 1, session };
+        let edges: HashMap<Owner, Vec<Owner>> = [
+            (o(1), vec![o(2)]),
+            (o(2), vec![o(5), o(3)]),
+            (o(3), vec![o(1)]),
+            (o(4), vec![o(1)]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(cycle_through(o(1), &edges), Some(vec![o(1), o(2), o(3)]));
+        assert_eq!(cycle_through(o(3), &edges), Some(vec![o(3), o(1), o(2)]));
+        // o(4) waits for o(1), which is in a cycle o(4) is not part of.
+        assert_eq!(cycle_through(o(4), &edges), None);
+        assert_eq!(cycle_through(o(5), &edges), None);
     }
 
     #[test]
