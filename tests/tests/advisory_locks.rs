@@ -127,26 +127,34 @@ async fn advisory_locks_hold_across_nodes_and_die_with_their_node() {
 }
 
 /// Two sessions on different nodes each hold a lock and wait for the
-/// other's: within a few seconds exactly one gets 40P01, and once it rolls
-/// back the other gets its lock.
+/// other's — advisory locks, then row locks of `FOR UPDATE`: within a few
+/// seconds exactly one gets 40P01, and once it rolls back the other gets
+/// its lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_across_nodes_fails_one_session_with_40p01() {
     let cluster = TestCluster::start(3, &[]).await;
     let a = std::sync::Arc::new(cluster.nodes[0].connect().await);
     let b = std::sync::Arc::new(cluster.nodes[1].connect().await);
-    a.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(1)")
-        .await
-        .unwrap();
-    b.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(2)")
-        .await
-        .unwrap();
+    deadlock_is_broken(&a, &b, "SELECT pg_advisory_xact_lock($1)").await;
+    a.batch_execute(
+        "CREATE TABLE items (k bigint PRIMARY KEY, v text);
+         INSERT INTO items VALUES (1, 'one'), (2, 'two')",
+    )
+    .await
+    .unwrap();
+    deadlock_is_broken(&a, &b, "SELECT v FROM items WHERE k = $1 FOR UPDATE").await;
+}
+
+/// `a` locks key 1 and `b` key 2 with `lock` (taking the key as `$1`) in
+/// blocks; then each waits for the other's key.
+async fn deadlock_is_broken(a: &std::sync::Arc<Client>, b: &std::sync::Arc<Client>, lock: &str) {
+    a.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    a.query(lock, &[&1_i64]).await.unwrap();
+    b.query(lock, &[&2_i64]).await.unwrap();
     let wait_for = |client: std::sync::Arc<Client>, key: i64| {
-        tokio::spawn(async move {
-            client
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
-                .await
-                .map(drop)
-        })
+        let lock = lock.to_string();
+        tokio::spawn(async move { client.query(&lock, &[&key]).await.map(drop) })
     };
     let started = Instant::now();
     let mut a_waits = wait_for(a.clone(), 2);
@@ -166,7 +174,7 @@ async fn a_deadlock_across_nodes_fails_one_session_with_40p01() {
     let err = outcome.expect_err("a wait that ends in a deadlock fails");
     assert_eq!(err.code(), Some(&SqlState::T_R_DEADLOCK_DETECTED), "{err}");
     let took = started.elapsed();
-    eprintln!("deadlock broken after {took:?}");
+    eprintln!("{lock}: deadlock broken after {took:?}");
     assert!(took < Duration::from_secs(6), "took {took:?}");
 
     // The victim's transaction fails; rolling it back frees its lock.

@@ -110,6 +110,18 @@ async fn prepared_statements_with_binary_results() {
             .unwrap(),
         0
     );
+    // LIMIT and OFFSET parameters are bigints, as in PostgreSQL.
+    let page: Vec<i64> = c
+        .query(
+            "SELECT x FROM generate_series(1, 10) AS g(x) ORDER BY x LIMIT $1 OFFSET $2",
+            &[&3i64, &4i64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(page, vec![5, 6, 7]);
 }
 
 #[tokio::test]

@@ -119,14 +119,16 @@ async fn failed_block_refuses_until_rollback() {
     assert_eq!(n, 0);
 }
 
-/// A row locked with FOR UPDATE cannot change under its holder: of two
-/// transactions that lock it (or lock and write it), the second to commit
-/// gets 40001. A plain read of the row conflicts with nothing.
-#[tokio::test]
-async fn for_update_makes_lockers_of_a_row_conflict() {
+/// A row locked with FOR UPDATE cannot change under its holder: a second
+/// locker waits for the holder to finish, and then, the row having been
+/// written by the holder since its snapshot, gets 40001 at COMMIT; a
+/// writer that commits first makes the locker fail. A plain read of the
+/// row conflicts with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn for_update_makes_lockers_of_a_row_wait_and_conflict() {
     let node = TestNode::start().await;
     let a = node.connect().await;
-    let b = node.connect().await;
+    let b = std::sync::Arc::new(node.connect().await);
     a.batch_execute(
         "CREATE TABLE parent (id integer PRIMARY KEY, n integer NOT NULL);
          CREATE TABLE child (id integer PRIMARY KEY, parent integer NOT NULL);
@@ -141,16 +143,24 @@ async fn for_update_makes_lockers_of_a_row_conflict() {
     a.query("SELECT n FROM parent WHERE id = 1 FOR UPDATE", &[])
         .await
         .unwrap();
-    b.query("SELECT n FROM parent WHERE id = 1 FOR UPDATE", &[])
-        .await
-        .unwrap();
+    let b_locks = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.query("SELECT n FROM parent WHERE id = 1 FOR UPDATE", &[])
+                .await
+                .map(drop)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!b_locks.is_finished(), "b must wait for a's row lock");
     a.batch_execute("INSERT INTO child VALUES (10, 1)")
         .await
         .unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    b_locks.await.unwrap().unwrap();
     b.batch_execute("INSERT INTO child VALUES (20, 1)")
         .await
         .unwrap();
-    a.batch_execute("COMMIT").await.unwrap();
     let err = b.batch_execute("COMMIT").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
     let children: i64 = a
@@ -177,4 +187,72 @@ async fn for_update_makes_lockers_of_a_row_conflict() {
         .unwrap();
     let err = a.batch_execute("COMMIT").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE));
+}
+
+/// The job-queue pattern and its relatives: SKIP LOCKED hands each worker
+/// a different row, NOWAIT refuses a locked row at once, and lock_timeout
+/// bounds a wait (55P03 for both); a lock frees when its holder ends.
+#[tokio::test]
+async fn skip_locked_nowait_and_lock_timeout() {
+    let node = TestNode::start().await;
+    let a = node.connect().await;
+    let b = node.connect().await;
+    let c = node.connect().await;
+    a.batch_execute(
+        "CREATE TABLE jobs (id integer PRIMARY KEY, state text NOT NULL);
+         INSERT INTO jobs VALUES (1, 'queued'), (2, 'queued'), (3, 'queued')",
+    )
+    .await
+    .unwrap();
+    let next_job = "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 \
+                    FOR UPDATE SKIP LOCKED";
+    a.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    let first: i32 = a.query_one(next_job, &[]).await.unwrap().get(0);
+    let second: i32 = b.query_one(next_job, &[]).await.unwrap().get(0);
+    assert_eq!((first, second), (1, 2));
+    // With a parameter for the limit, too.
+    let rest: Vec<i32> = c
+        .query(
+            "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&10_i64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rest, vec![3]);
+
+    let err = c
+        .query("SELECT id FROM jobs WHERE id = 1 FOR UPDATE NOWAIT", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE));
+    assert_eq!(
+        err.as_db_error().map(|e| e.message()),
+        Some("could not obtain lock on row in relation \"jobs\"")
+    );
+    c.batch_execute("SET lock_timeout = '200ms'").await.unwrap();
+    let started = std::time::Instant::now();
+    let err = c
+        .query("SELECT id FROM jobs WHERE id = 2 FOR SHARE", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+
+    // The worker finishes its job; its row is free again.
+    a.batch_execute("UPDATE jobs SET state = 'done' WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    let locked: Vec<i32> = c
+        .query("SELECT id FROM jobs WHERE id = 1 FOR UPDATE NOWAIT", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(locked, vec![1]);
+    b.batch_execute("ROLLBACK").await.unwrap();
 }

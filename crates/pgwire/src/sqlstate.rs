@@ -36,7 +36,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::NoActiveTransaction(_) => "25P01",
         SqlError::UndefinedSavepoint(_) => "3B001",
         SqlError::Canceled | SqlError::StatementTimeout => "57014",
-        SqlError::LockTimeout => "55P03",
+        SqlError::LockTimeout | SqlError::LockNotAvailable(_) => "55P03",
         SqlError::DeadlockDetected(_) => "40P01",
         SqlError::Unavailable(_) => "58000",
         SqlError::RangeUnavailable(_) => "57P03",

@@ -303,14 +303,17 @@ fn deadlock_detail(cycle: &[Owner], id: LockId) -> String {
         .iter()
         .map(|o| format!("session {} on node {}", o.session, o.node))
         .collect();
+    let lock = match id.space {
+        1 => format!("advisory lock {} (bigint key)", id.key),
+        2 => format!(
+            "advisory lock ({}, {})",
+            (id.key >> 32) as u32 as i32,
+            id.key as u32 as i32
+        ),
+        _ => "a row lock".to_string(),
+    };
     format!(
-        "waiting for advisory lock {} ({}) closes a cycle: {} and back",
-        id.key,
-        if id.space == 1 {
-            "bigint key"
-        } else {
-            "two integer keys"
-        },
+        "waiting for {lock} closes a cycle: {} and back",
         sessions.join(" waits for ")
     )
 }
@@ -385,6 +388,20 @@ impl SessionLocks {
             (_, None) => datafusion::arrow::array::new_null_array(&call.func.result_type(), 1),
         };
         crate::session::single_value(call.schema(), value)
+    }
+
+    /// Takes `id` in `mode` for the transaction (a row lock,
+    /// `locking.rs`), waiting as the lock functions do unless `wait` is
+    /// false; whether it was taken.
+    pub async fn lock_for_transaction(
+        &mut self,
+        id: LockId,
+        mode: LockMode,
+        wait: bool,
+        limits: WaitLimits,
+    ) -> Result<bool> {
+        self.acquire(id, mode, Scope::Transaction, wait, limits)
+            .await
     }
 
     async fn acquire(

@@ -73,6 +73,8 @@ pub enum SqlError {
     StatementTimeout,
     #[error("canceling statement due to lock timeout")]
     LockTimeout,
+    #[error("{0}")]
+    LockNotAvailable(String),
     #[error("deadlock detected: {0}")]
     DeadlockDetected(String),
     #[error("{0}")]

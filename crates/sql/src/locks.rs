@@ -16,7 +16,9 @@
 //! ```
 //!
 //! `space` keeps PostgreSQL's two key spaces apart: one `bigint`, or two
-//! `integer`s. The record stays when the lock is free: its **fence** counts
+//! `integer`s; space 3 holds the row locks of locking reads
+//! (`locking.rs`). An advisory lock's record stays when the lock is free
+//! (a row lock's goes): its **fence** counts
 //! every acquisition ever made, so the token an acquisition returns is
 //! larger than any earlier one for that key. A client passes it along with
 //! its writes; a storage that remembers the largest token it saw rejects a
@@ -82,13 +84,16 @@ pub const DEADLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a wait record lasts without renewal.
 pub const WAIT_TTL: Duration = Duration::from_secs(3);
 
+/// The key space of row locks (`locking.rs`).
+const ROW_LOCKS: u8 = 3;
+
 /// How many times one lock operation is retried after losing a race.
 const RACE_RETRIES: usize = 16;
 
-/// A lock key in one of PostgreSQL's two key spaces.
+/// A lock key in one of PostgreSQL's two key spaces, or a row lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LockId {
-    /// 1: one `bigint` key; 2: two `integer` keys.
+    /// 1: one `bigint` key; 2: two `integer` keys; 3: a row lock.
     pub space: u8,
     pub key: u64,
 }
@@ -105,6 +110,18 @@ impl LockId {
         LockId {
             space: 2,
             key: (u64::from(high as u32) << 32) | u64::from(low as u32),
+        }
+    }
+
+    /// The row lock of the row stored under `key` (`locking.rs`): key
+    /// space 3, the key's 64-bit FNV-1a hash.
+    pub fn row(key: &[u8]) -> LockId {
+        let hash = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        LockId {
+            space: ROW_LOCKS,
+            key: hash,
         }
     }
 
@@ -351,7 +368,13 @@ impl LockTable {
             let before = record.clone();
             record.entries.retain(|e| e.expires > now);
             let (out, write) = op(&mut record, now);
-            if write || record != before {
+            if id.space == ROW_LOCKS && record.entries.is_empty() {
+                // A free row lock needs no record (no fence is kept for
+                // rows): the table does not grow with every row ever locked.
+                if !before.entries.is_empty() || write {
+                    txn.delete(key.clone())?;
+                }
+            } else if write || record != before {
                 txn.put(key.clone(), record.encode())?;
             }
             match txn.commit() {

@@ -778,12 +778,31 @@ impl Session {
             None => None,
             Some(sql) => call.lock_id(&self.evaluate(&sql, params).await?)?,
         };
+        let limits = self.wait_limits();
+        self.advisory.run(call, id, limits).await
+    }
+
+    /// How long a lock wait may last (`lock_timeout`, `statement_timeout`).
+    pub(crate) fn wait_limits(&self) -> crate::advisory::WaitLimits {
         let timeout = |name: &str| self.vars.get(name).and_then(crate::vars::timeout);
-        let limits = crate::advisory::WaitLimits {
+        crate::advisory::WaitLimits {
             lock_timeout: timeout("lock_timeout"),
             statement_timeout: timeout("statement_timeout"),
-        };
-        self.advisory.run(call, id, limits).await
+        }
+    }
+
+    /// Takes a row lock for the statement's transaction (`locking.rs`):
+    /// waiting within `limits`, or, without `wait`, only if it is free.
+    pub(crate) async fn lock_row(
+        &mut self,
+        id: crate::locks::LockId,
+        mode: crate::locks::LockMode,
+        wait: bool,
+        limits: crate::advisory::WaitLimits,
+    ) -> Result<bool> {
+        self.advisory
+            .lock_for_transaction(id, mode, wait, limits)
+            .await
     }
 
     /// A failed commit as the client reads it: a write conflict names the
@@ -1177,7 +1196,22 @@ fn is_txn_end(stmt: &Statement) -> bool {
 
 /// The parameter types of a plan, ordered `$1`, `$2`, ….
 pub(crate) fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
-    let types = plan.get_parameter_types()?;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut types = plan.get_parameter_types()?;
+    // A parameter that is a LIMIT or OFFSET is a bigint, as in PostgreSQL
+    // (DataFusion leaves it untyped).
+    plan.apply(|node| {
+        if let LogicalPlan::Limit(limit) = node {
+            for e in [&limit.skip, &limit.fetch].into_iter().flatten() {
+                if let datafusion::logical_expr::Expr::Placeholder(p) = e.as_ref()
+                    && let Some(ty @ None) = types.get_mut(&p.id)
+                {
+                    *ty = Some(DataType::Int64);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
     let mut out = Vec::new();
     for (id, ty) in types {
         let n: usize = id
