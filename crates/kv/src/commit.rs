@@ -60,12 +60,14 @@ impl Kv {
     /// Commits `writes` (non-empty) read at `read_ts`; returns the commit
     /// timestamp. `reads` are the spans a serializable transaction read, to
     /// prove at the commit timestamp (`reads.rs`; empty under snapshot
-    /// isolation).
+    /// isolation). `lock_wait` bounds each wait for another transaction's
+    /// intent ([`KvError::LockTimeout`]; `None`: the request timeout).
     pub(crate) fn commit_writes(
         &self,
         read_ts: Timestamp,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         reads: &[Span],
+        lock_wait: Option<Duration>,
     ) -> Result<Timestamp> {
         let n_writes = writes.len();
         if writes.is_empty() {
@@ -74,10 +76,11 @@ impl Kv {
         let id = rand::random();
         let writes: Writes = writes.into_iter().collect();
         let deadline = Instant::now() + self.timeout;
+        let lock = lock_wait.map(|wait| Instant::now() + wait);
         let reply = loop {
             let mut groups = self.group_by_range(writes.clone())?;
             if groups.len() > 1 {
-                match self.commit_across(read_ts, &writes, groups, reads, deadline) {
+                match self.commit_across(read_ts, &writes, groups, reads, deadline, lock) {
                     // Aborted cleanly because a range changed: group again.
                     Err(KvError::Misrouted(_)) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(5));
@@ -91,7 +94,13 @@ impl Kv {
                 return Ok(read_ts);
             };
             // Safe to re-propose: the commit record makes it idempotent.
-            let reply = match self.commit_one_range(range, (id, read_ts), writes, reads, deadline) {
+            let reply = match self.commit_one_range(
+                range,
+                (id, read_ts),
+                writes,
+                reads,
+                (deadline, lock),
+            ) {
                 // A range read changed since the spans were grouped.
                 Err(KvError::Misrouted(_)) if Instant::now() < deadline => Reply::WrongRange,
                 other => other?,
@@ -104,7 +113,8 @@ impl Kv {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Reply::IntentConflict { key, intent } => {
-                    self.resolve_intent(&key, &Intent::decode(&intent)?, deadline)?;
+                    let intent = Intent::decode(&intent)?;
+                    self.resolve_intent_within(&key, &intent, deadline, lock)?;
                 }
                 other => break other,
             }

@@ -43,7 +43,9 @@
 //! coordinator that tries to commit afterwards learns it was aborted and
 //! reports 40001). An intent whose primary never prepared (no record) is
 //! aborted the same way once its prepare timestamp is older than the
-//! expiry span. A wait that outlasts the request timeout fails with 40001.
+//! expiry span. A wait that outlasts the request timeout fails with 40001;
+//! a committing writer may bound its waits tighter (`lock_timeout`:
+//! [`KvError::LockTimeout`]).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -84,6 +86,7 @@ impl Kv {
         groups: Groups,
         reads: &[Span],
         deadline: Instant,
+        lock: Option<Instant>,
     ) -> Result<Timestamp> {
         let Some((primary_key, _)) = writes.first() else {
             return Ok(read_ts);
@@ -106,7 +109,11 @@ impl Kv {
                             expiry,
                             writes,
                         });
-                        (range, keys, self.prepare_waiting(range, &command, deadline))
+                        (
+                            range,
+                            keys,
+                            self.prepare_waiting(range, &command, deadline, lock),
+                        )
                     })
                 })
                 .collect();
@@ -160,9 +167,9 @@ impl Kv {
         // timestamp before deciding (`reads.rs`).
         if failure.is_none()
             && !reads.is_empty()
-            && let Err(e) = self
-                .group_reads(reads)
-                .and_then(|groups| self.refresh(Some(txn_id), read_ts, commit_ts, groups, deadline))
+            && let Err(e) = self.group_reads(reads).and_then(|groups| {
+                self.refresh(Some(txn_id), read_ts, commit_ts, groups, (deadline, lock))
+            })
         {
             failure = Some(e);
         }
@@ -199,17 +206,20 @@ impl Kv {
         }
     }
 
-    /// Proposes a prepare, waiting out other transactions' intents.
+    /// Proposes a prepare, waiting out other transactions' intents (until
+    /// `lock`, if given).
     fn prepare_waiting(
         &self,
         range: RangeId,
         command: &Command,
         deadline: Instant,
+        lock: Option<Instant>,
     ) -> Result<Reply> {
         loop {
             match self.propose_until(range, command, deadline)? {
                 Reply::IntentConflict { key, intent } => {
-                    self.resolve_intent(&key, &Intent::decode(&intent)?, deadline)?;
+                    let intent = Intent::decode(&intent)?;
+                    self.resolve_intent_within(&key, &intent, deadline, lock)?;
                 }
                 other => return Ok(other),
             }
@@ -360,6 +370,19 @@ impl Kv {
         intent: &Intent,
         deadline: Instant,
     ) -> Result<()> {
+        self.resolve_intent_within(key, intent, deadline, None)
+    }
+
+    /// [`Kv::resolve_intent`] for a writer whose waits for locks are
+    /// bounded (`lock_timeout`): past `lock`, a still undecided
+    /// transaction is [`KvError::LockTimeout`].
+    pub(crate) fn resolve_intent_within(
+        &self,
+        key: &[u8],
+        intent: &Intent,
+        deadline: Instant,
+        lock: Option<Instant>,
+    ) -> Result<()> {
         let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
         let mut pause = Duration::from_millis(1);
         let status = loop {
@@ -373,13 +396,17 @@ impl Kv {
                 tracing::info!(key = %printable_key(key), "aborting an abandoned transaction");
                 break self.end_txn(&intent.primary_key, intent.txn_id, None, deadline)?;
             }
+            if lock.is_some_and(|l| Instant::now() >= l) {
+                return Err(KvError::LockTimeout { key: key.to_vec() });
+            }
             if Instant::now() >= deadline {
                 return Err(KvError::WriteConflict {
                     key: key.to_vec(),
                     note: ", held by a concurrent transaction that did not finish in time".into(),
                 });
             }
-            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            let until = lock.map_or(deadline, |l| l.min(deadline));
+            std::thread::sleep(pause.min(until.saturating_duration_since(Instant::now())));
             pause = (pause * 2).min(Duration::from_millis(50));
         };
         let commit_ts = status.committed_at();
@@ -474,6 +501,28 @@ mod tests {
         // Readers still resolve the unresolved commit through its record.
         let reader = kv.begin().unwrap();
         assert_eq!(reader.get(b"x").unwrap(), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn a_writer_waits_for_an_intent_no_longer_than_its_lock_timeout() {
+        let kv = two_ranges();
+        let ttl = Duration::from_secs(30);
+        kv.set_txn_ttl(ttl);
+        let read_ts = kv.begin().unwrap().read_ts();
+        prepare_and_abandon(&kv, read_ts, ttl);
+        let writer = kv.begin().unwrap();
+        writer.put(b"x".to_vec(), b"mine".to_vec()).unwrap();
+        writer.set_lock_timeout(Some(Duration::from_millis(200)));
+        let started = Instant::now();
+        assert!(matches!(
+            writer.commit(),
+            Err(KvError::LockTimeout { key }) if key == b"x"
+        ));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
     }
 
     #[test]

@@ -41,6 +41,13 @@ pub enum KvError {
         /// More about the conflict (empty, or starting with ", ").
         note: String,
     },
+    /// A commit waited longer than its lock wait limit (`lock_timeout`) for
+    /// another transaction holding an intent on `key`; nothing was written.
+    #[error("canceling statement due to lock timeout (key {})", printable_key(key))]
+    LockTimeout {
+        /// The key whose intent it waited for.
+        key: Vec<u8>,
+    },
     /// The snapshot is older than the GC threshold: versions it needs may
     /// have been collected. Retry with a new transaction.
     #[error("snapshot too old: read at {read_ts}, versions below {threshold} were collected")]

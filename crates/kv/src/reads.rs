@@ -249,7 +249,7 @@ impl Kv {
         read_ts: Timestamp,
         refresh_ts: Timestamp,
         groups: ReadGroups,
-        deadline: Instant,
+        (deadline, lock): (Instant, Option<Instant>),
     ) -> Result<()> {
         let refresh_one = |range: RangeId, spans: Vec<Span>| -> Result<()> {
             let command = Command::Refresh {
@@ -262,7 +262,8 @@ impl Kv {
                 match self.propose_until(range, &command, deadline)? {
                     Reply::Refreshed => return Ok(()),
                     Reply::IntentConflict { key, intent } => {
-                        self.resolve_intent(&key, &Intent::decode(&intent)?, deadline)?;
+                        let intent = Intent::decode(&intent)?;
+                        self.resolve_intent_within(&key, &intent, deadline, lock)?;
                     }
                     Reply::WrongRange => {
                         self.reload_directory();
@@ -307,7 +308,7 @@ impl Kv {
         (id, read_ts): (u128, Timestamp),
         writes: crate::command::Writes,
         reads: &[Span],
-        deadline: Instant,
+        (deadline, lock): (Instant, Option<Instant>),
     ) -> Result<Reply> {
         let mut attempts = 0;
         loop {
@@ -317,7 +318,7 @@ impl Kv {
             let max_ts = if groups.is_empty() {
                 None
             } else {
-                self.refresh(None, read_ts, ts_hint, groups, deadline)?;
+                self.refresh(None, read_ts, ts_hint, groups, (deadline, lock))?;
                 Some(ts_hint)
             };
             let command = Command::Commit {

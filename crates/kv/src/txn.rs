@@ -79,6 +79,8 @@ struct TxnState {
     isolation: Isolation,
     /// Whether any read or write happened (the isolation is fixed then).
     used: bool,
+    /// How long the commit waits for each other transaction's intent.
+    lock_wait: Option<std::time::Duration>,
     /// Recorded while a savepoint is open (module docs).
     undo: Option<Vec<Undo>>,
     finished: bool,
@@ -171,6 +173,7 @@ impl Txn {
                 reads: ReadSet::default(),
                 isolation: Isolation::Snapshot,
                 used: false,
+                lock_wait: None,
                 undo: None,
                 finished: false,
             }),
@@ -330,6 +333,16 @@ impl Txn {
         }
         state.isolation = isolation;
         true
+    }
+
+    /// Bounds how long the commit waits for each other transaction's
+    /// intent (`lock_timeout`; `None`: up to the request timeout).
+    pub fn set_lock_timeout(&self, wait: Option<std::time::Duration>) {
+        self.state.lock().lock_wait = wait;
+    }
+
+    fn lock_wait(&self) -> Option<std::time::Duration> {
+        self.state.lock().lock_wait
     }
 
     /// Fixes the isolation as it is now, as if the transaction had read.
@@ -586,7 +599,8 @@ impl Txn {
         let outcome = if writes.is_empty() {
             Ok(self.read_ts)
         } else {
-            self.kv.commit_writes(self.read_ts, writes, &reads)
+            self.kv
+                .commit_writes(self.read_ts, writes, &reads, self.lock_wait())
         };
         self.kv.unregister(self.read_ts);
         outcome

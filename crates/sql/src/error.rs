@@ -212,6 +212,7 @@ impl From<KvError> for SqlError {
                 SqlError::SerializationFailure(e.to_string())
             }
             KvError::TxnFinished => SqlError::NoActiveTransaction(e.to_string()),
+            KvError::LockTimeout { .. } => SqlError::LockTimeout,
             KvError::SnapshotTooOld { .. } => SqlError::SnapshotTooOld(e.to_string()),
             KvError::Unavailable(_) | KvError::Misrouted(_) => {
                 SqlError::RangeUnavailable(e.to_string())

@@ -538,7 +538,7 @@ impl Session {
             *self.slot.lock() = None;
             let result = match (result, implicit) {
                 (Ok(out), true) => {
-                    let committed = txn.commit().map_err(|e| self.commit_error(e));
+                    let committed = self.commit_txn(&txn);
                     self.after_end(committed.is_ok());
                     committed.map(|_| out)
                 }
@@ -805,6 +805,13 @@ impl Session {
             .await
     }
 
+    /// Commits `txn`, its waits for other transactions' intents bounded by
+    /// `lock_timeout`; a failure as the client reads it.
+    fn commit_txn(&self, txn: &Txn) -> Result<shoal_kv::Timestamp> {
+        txn.set_lock_timeout(self.wait_limits().lock_timeout);
+        txn.commit().map_err(|e| self.commit_error(e))
+    }
+
     /// A failed commit as the client reads it: a write conflict names the
     /// table and primary key it happened on (read from the catalog as of
     /// now), a conflict on another key says which key.
@@ -934,9 +941,9 @@ impl Session {
         match std::mem::replace(&mut self.state, TxnState::Idle) {
             TxnState::Idle => Ok(Output::Commit),
             TxnState::InBlock(txn) => {
-                let committed = txn.commit();
+                let committed = self.commit_txn(&txn);
                 self.after_end(committed.is_ok());
-                committed.map_err(|e| self.commit_error(e))?;
+                committed?;
                 Ok(Output::Commit)
             }
             TxnState::Failed(txn) => {
