@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use shoal_tests::TestNode;
 use shoal_tests::cluster::TestCluster;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -185,4 +186,54 @@ async fn deadlock_is_broken(a: &std::sync::Arc<Client>, b: &std::sync::Arc<Clien
         .unwrap()
         .unwrap();
     survivor.batch_execute("COMMIT").await.unwrap();
+}
+
+/// Waiters queue: a try-lock does not jump ahead of a session already
+/// waiting, and shared lockers do not starve an exclusive waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_served_first_come_first() {
+    let node = TestNode::start().await;
+    let a = node.connect().await;
+    let b = std::sync::Arc::new(node.connect().await);
+    let d = node.connect().await;
+    let wait_in = |client: std::sync::Arc<Client>, sql: &'static str| {
+        tokio::spawn(async move { client.execute(sql, &[]).await.map(drop) })
+    };
+    let try_lock = |sql: &'static str| {
+        let d = &d;
+        async move { d.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) }
+    };
+
+    a.execute("SELECT pg_advisory_lock(5)", &[]).await.unwrap();
+    let b_waits = wait_in(b.clone(), "SELECT pg_advisory_lock(5)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!try_lock("SELECT pg_try_advisory_lock(5)").await);
+    a.execute("SELECT pg_advisory_unlock(5)", &[])
+        .await
+        .unwrap();
+    // Free of holders, but b waits ahead of d.
+    assert!(!try_lock("SELECT pg_try_advisory_lock(5)").await);
+    tokio::time::timeout(Duration::from_secs(3), b_waits)
+        .await
+        .expect("the waiter got the lock")
+        .unwrap()
+        .unwrap();
+    assert!(!try_lock("SELECT pg_try_advisory_lock(5)").await);
+
+    a.execute("SELECT pg_advisory_lock_shared(6)", &[])
+        .await
+        .unwrap();
+    let b_waits = wait_in(b.clone(), "SELECT pg_advisory_lock(6)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A shared lock would be compatible with the holder, not with the
+    // exclusive waiter ahead.
+    assert!(!try_lock("SELECT pg_try_advisory_lock_shared(6)").await);
+    a.execute("SELECT pg_advisory_unlock_shared(6)", &[])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), b_waits)
+        .await
+        .expect("the exclusive waiter got the lock")
+        .unwrap()
+        .unwrap();
 }

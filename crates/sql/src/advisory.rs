@@ -25,7 +25,7 @@
 //! last release. Waiting is polling with backoff, up to 250 ms apart; a
 //! wait longer than `DEADLOCK_TIMEOUT` looks for a deadlock every
 //! `DEADLOCK_TIMEOUT`, and the youngest session of a cycle gets 40P01
-//! (`locks.rs`, *Deadlocks*).
+//! (`deadlocks.rs`); waiters queue first come first (`locks.rs`, *Queue*).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,8 +38,9 @@ use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr, Statement,
 };
 
+use crate::deadlocks::DEADLOCK_TIMEOUT;
 use crate::error::{Result, SqlError};
-use crate::locks::{DEADLOCK_TIMEOUT, LockId, LockMode, LockTable, Owner};
+use crate::locks::{LockId, LockMode, LockTable, Owner};
 use crate::names;
 use crate::session::Output;
 
@@ -281,16 +282,27 @@ pub(crate) fn placeholder_index(arg: &Expr) -> Option<usize> {
     }
 }
 
-/// A session's announced wait, withdrawn when the wait ends however it
-/// ends (acquired, refused, timed out or cancelled).
-struct WaitRecord {
+/// A session's wait for a lock: its place in the lock's queue and, once
+/// announced, its wait record; both withdrawn when the wait ends however
+/// it ends (acquired, refused, timed out or cancelled).
+struct Waiting {
     table: Arc<LockTable>,
     owner: Owner,
+    id: LockId,
+    queued: bool,
+    announced: bool,
 }
 
-impl Drop for WaitRecord {
+impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Err(e) = self.table.clear_wait(self.owner) {
+        if self.queued
+            && let Err(e) = self.table.leave_queue(self.id, self.owner)
+        {
+            tracing::warn!(error = %e, "leaving a lock queue failed; the place expires on its own");
+        }
+        if self.announced
+            && let Err(e) = self.table.clear_wait(self.owner)
+        {
             tracing::warn!(error = %e, "withdrawing a lock wait failed; it expires on its own");
         }
     }
@@ -422,10 +434,14 @@ impl SessionLocks {
         }
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
-        let mut announced: Option<WaitRecord> = None;
+        let mut waiting: Option<Waiting> = None;
         let mut next_check = started + DEADLOCK_TIMEOUT;
         loop {
-            if let Some(fence) = self.table.try_acquire(id, mode, self.owner)? {
+            if let Some(fence) = self.table.try_acquire(id, mode, self.owner, wait)? {
+                if let Some(waiting) = &mut waiting {
+                    // Granted: out of the queue already.
+                    waiting.queued = false;
+                }
                 let held = self.held.entry((id, mode)).or_default();
                 held.fence = fence;
                 match scope {
@@ -438,6 +454,14 @@ impl SessionLocks {
                 self.held.remove(&(id, mode));
                 return Ok(false);
             }
+            // Queued now: leave the queue however the wait ends.
+            let waiting = waiting.get_or_insert_with(|| Waiting {
+                table: self.table.clone(),
+                owner: self.owner,
+                id,
+                queued: true,
+                announced: false,
+            });
             let waited = started.elapsed();
             if limits.lock_timeout.is_some_and(|t| waited >= t) {
                 self.held.remove(&(id, mode));
@@ -450,10 +474,7 @@ impl SessionLocks {
             if Instant::now() >= next_check {
                 next_check = Instant::now() + DEADLOCK_TIMEOUT;
                 self.table.announce_wait(self.owner, id, mode)?;
-                announced.get_or_insert_with(|| WaitRecord {
-                    table: self.table.clone(),
-                    owner: self.owner,
-                });
+                waiting.announced = true;
                 if let Some(cycle) = self.table.deadlock(self.owner)?
                     && cycle.iter().max_by_key(|o| (o.session, o.node)) == Some(&self.owner)
                 {
@@ -461,7 +482,10 @@ impl SessionLocks {
                     return Err(SqlError::DeadlockDetected(deadlock_detail(&cycle, id)));
                 }
             }
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.table.released() => {}
+            }
             pause = (pause * 2).min(MAX_BACKOFF);
         }
     }

@@ -37,6 +37,7 @@ pub mod cluster_settings;
 pub mod cluster_views;
 pub mod compat;
 pub mod ddl;
+pub mod deadlocks;
 pub mod decorrelate;
 pub mod descriptor;
 pub mod dml;

@@ -35,27 +35,20 @@
 //! Wall clocks are assumed within the cluster's maximum offset (500 ms),
 //! far below the lease.
 //!
-//! ## Deadlocks
+//! Deadlocks among waiters are found and broken in `deadlocks.rs`.
 //!
-//! A session that has waited [`DEADLOCK_TIMEOUT`] for a lock (PostgreSQL's
-//! `deadlock_timeout`) announces it in a *wait record* and then, every
-//! `DEADLOCK_TIMEOUT`, renews the record and looks for a cycle:
+//! ## Queue
 //!
-//! ```text
-//! 0x01 'W' <node u64 BE> <session u64 BE> → space u8 | key u64 | mode u8 | expires u64
-//! ```
-//!
-//! One snapshot of every wait record and of the records of the locks they
-//! wait for gives the waits-for graph across the cluster: a waiter points
-//! at every other live holder whose mode conflicts with the one it wants.
-//! A cycle in one snapshot is a real deadlock (its members wait for each
-//! other until one gives up). Exactly one member, the youngest session
-//! (the largest session id), breaks it: its wait fails with 40P01; the
-//! others keep waiting and get their locks once the victim releases its
-//! own (at the end of its transaction, for transaction-scoped locks). A
-//! wait record expires [`WAIT_TTL`] after its last renewal, so a waiter
-//! whose node died never closes a cycle; one that stops waiting removes
-//! its record at once.
+//! A session that waits for a lock queues in its record (after the
+//! holders: the same entry shape, with a short expiry it renews while it
+//! waits, [`WAIT_TTL`]). A lock is granted only if no other holder's mode
+//! conflicts *and* no waiter queued ahead — every waiter, for a session
+//! not in the queue — wants a conflicting mode: waiters are served first
+//! come first, a try-lock does not jump the queue, and a stream of shared
+//! lockers cannot starve an exclusive waiter, as in PostgreSQL. Waiters
+//! still poll (with backoff up to 250 ms); a release on their own node
+//! wakes them at once. A waiter that gives up leaves the queue; one whose
+//! node died drops out when its entry expires.
 //!
 //! ## Compatibility
 //!
@@ -64,7 +57,7 @@
 //! exclusively. A session's repeated acquisitions of one key and mode are
 //! counted by the session (`advisory.rs`) and take one entry here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -76,10 +69,6 @@ use crate::row::CATALOG_PREFIX;
 
 /// How long a holder's entry lasts without renewal.
 pub const LOCK_TTL: Duration = Duration::from_secs(9);
-
-/// How long a lock wait lasts before its session looks for a deadlock,
-/// and then how often it looks again (PostgreSQL's `deadlock_timeout`).
-pub const DEADLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a wait record lasts without renewal.
 pub const WAIT_TTL: Duration = Duration::from_secs(3);
@@ -125,107 +114,26 @@ impl LockId {
         }
     }
 
-    fn record_key(&self) -> Vec<u8> {
+    pub(crate) fn record_key(&self) -> Vec<u8> {
         let mut key = vec![CATALOG_PREFIX, b'L', self.space];
         key.extend_from_slice(&self.key.to_be_bytes());
         key
     }
 }
 
-/// The record announcing that `owner` waits (module docs, *Deadlocks*).
-fn wait_key(owner: Owner) -> Vec<u8> {
-    let mut key = vec![CATALOG_PREFIX, b'W'];
-    key.extend_from_slice(&owner.node.to_be_bytes());
-    key.extend_from_slice(&owner.session.to_be_bytes());
-    key
-}
-
-/// What a wait record says: the lock waited for, in which mode, until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Wait {
-    id: LockId,
-    mode: LockMode,
-    expires: u64,
-}
-
-impl Wait {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(18);
-        out.push(self.id.space);
-        out.extend_from_slice(&self.id.key.to_be_bytes());
-        out.push(mode_byte(self.mode));
-        out.extend_from_slice(&self.expires.to_be_bytes());
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Wait> {
-        let (&space, rest) = bytes.split_first()?;
-        let (key, rest) = rest.split_first_chunk::<8>()?;
-        let (&mode, rest) = rest.split_first()?;
-        let expires: [u8; 8] = rest.try_into().ok()?;
-        Some(Wait {
-            id: LockId {
-                space,
-                key: u64::from_be_bytes(*key),
-            },
-            mode: mode_of(mode)?,
-            expires: u64::from_be_bytes(expires),
-        })
-    }
-}
-
-/// The owner a wait record's key names.
-fn waiter_of(key: &[u8]) -> Option<Owner> {
-    let rest = key.strip_prefix(&[CATALOG_PREFIX, b'W'][..])?;
-    let (node, rest) = rest.split_first_chunk::<8>()?;
-    let session: [u8; 8] = rest.try_into().ok()?;
-    Some(Owner {
-        node: u64::from_be_bytes(*node),
-        session: u64::from_be_bytes(session),
-    })
-}
-
-fn mode_byte(mode: LockMode) -> u8 {
+pub(crate) fn mode_byte(mode: LockMode) -> u8 {
     match mode {
         LockMode::Exclusive => 0,
         LockMode::Shared => 1,
     }
 }
 
-fn mode_of(byte: u8) -> Option<LockMode> {
+pub(crate) fn mode_of(byte: u8) -> Option<LockMode> {
     match byte {
         0 => Some(LockMode::Exclusive),
         1 => Some(LockMode::Shared),
         _ => None,
     }
-}
-
-/// A cycle of the waits-for graph `edges` through `start`, if any, as the
-/// owners along it from `start`.
-pub fn cycle_through(start: Owner, edges: &HashMap<Owner, Vec<Owner>>) -> Option<Vec<Owner>> {
-    // Depth-first, remembering how each owner was reached.
-    let mut parent: HashMap<Owner, Owner> = HashMap::new();
-    let mut stack = vec![start];
-    let mut seen = BTreeSet::from([start]);
-    while let Some(at) = stack.pop() {
-        for &next in edges.get(&at).map(Vec::as_slice).unwrap_or_default() {
-            if next == start {
-                let mut cycle = vec![at];
-                let mut cur = at;
-                while let Some(&p) = parent.get(&cur) {
-                    cycle.push(p);
-                    cur = p;
-                }
-                cycle.reverse();
-                return Some(cycle);
-            }
-            if seen.insert(next) {
-                parent.insert(next, at);
-                stack.push(next);
-            }
-        }
-    }
-    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -249,55 +157,104 @@ struct Entry {
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Record {
+pub(crate) struct Record {
     fence: u64,
     entries: Vec<Entry>,
+    /// Sessions waiting for the lock, first come first (module docs,
+    /// *Queue*); `expires` is when a waiter that stopped renewing drops out.
+    queue: Vec<Entry>,
 }
 
 impl Record {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 + self.entries.len() * 25);
+        let mut out = Vec::with_capacity(16 + (self.entries.len() + self.queue.len()) * 25);
         out.extend_from_slice(&self.fence.to_be_bytes());
-        out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
-        for e in &self.entries {
-            out.extend_from_slice(&e.owner.node.to_be_bytes());
-            out.extend_from_slice(&e.owner.session.to_be_bytes());
-            out.push(mode_byte(e.mode));
-            out.extend_from_slice(&e.expires.to_be_bytes());
+        for list in [&self.entries, &self.queue] {
+            put_entries(&mut out, list);
         }
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Record> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
         let corrupt = || SqlError::Internal("corrupt advisory lock record".into());
-        let mut at = 0;
-        let mut take = |n: usize| -> Result<&[u8]> {
-            let piece = bytes.get(at..at + n).ok_or_else(corrupt)?;
-            at += n;
-            Ok(piece)
+        let fence: [u8; 8] = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let mut rest = &bytes[8..];
+        let entries = take_entries(&mut rest).ok_or_else(corrupt)?;
+        // Records written before waiters queued have no queue.
+        let queue = if rest.is_empty() {
+            Vec::new()
+        } else {
+            take_entries(&mut rest).ok_or_else(corrupt)?
         };
-        let u64_of = |b: &[u8]| -> Result<u64> {
-            Ok(u64::from_be_bytes(b.try_into().map_err(|_| corrupt())?))
-        };
-        let fence = u64_of(take(8)?)?;
-        let n = u32::from_be_bytes(take(4)?.try_into().map_err(|_| corrupt())?);
-        let mut entries = Vec::with_capacity(n.min(1024) as usize);
-        for _ in 0..n {
-            let node = u64_of(take(8)?)?;
-            let session = u64_of(take(8)?)?;
-            let mode = take(1)?
-                .first()
-                .copied()
-                .and_then(mode_of)
-                .ok_or_else(corrupt)?;
-            let expires = u64_of(take(8)?)?;
-            entries.push(Entry {
-                owner: Owner { node, session },
-                mode,
-                expires,
-            });
+        if !rest.is_empty() {
+            return Err(corrupt());
         }
-        Ok(Record { fence, entries })
+        Ok(Record {
+            fence: u64::from_be_bytes(fence),
+            entries,
+            queue,
+        })
+    }
+
+    /// Whether `owner` may take the lock in `mode`: no other holder's mode
+    /// conflicts, and no waiter queued ahead of it (every waiter, if it is
+    /// not queued) wants a conflicting mode.
+    fn grants_queued(&self, owner: Owner, mode: LockMode) -> bool {
+        let ahead = match self.queue.iter().position(|e| e.owner == owner) {
+            Some(at) => &self.queue[..at],
+            None => &self.queue[..],
+        };
+        self.grants(owner, mode)
+            && ahead
+                .iter()
+                .all(|e| mode == LockMode::Shared && e.mode == LockMode::Shared)
+    }
+}
+
+/// Appends a list of entries: a `u32` count, then each.
+fn put_entries(out: &mut Vec<u8>, list: &[Entry]) {
+    out.extend_from_slice(&(list.len() as u32).to_be_bytes());
+    for e in list {
+        out.extend_from_slice(&e.owner.node.to_be_bytes());
+        out.extend_from_slice(&e.owner.session.to_be_bytes());
+        out.push(mode_byte(e.mode));
+        out.extend_from_slice(&e.expires.to_be_bytes());
+    }
+}
+
+/// Reads a list [`put_entries`] wrote, advancing `bytes`; `None` if they
+/// are short or malformed.
+fn take_entries(bytes: &mut &[u8]) -> Option<Vec<Entry>> {
+    let (n, mut rest) = bytes.split_first_chunk::<4>()?;
+    let n = u32::from_be_bytes(*n) as usize;
+    let mut out = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let (node, r) = rest.split_first_chunk::<8>()?;
+        let (session, r) = r.split_first_chunk::<8>()?;
+        let (&mode, r) = r.split_first()?;
+        let (expires, r) = r.split_first_chunk::<8>()?;
+        out.push(Entry {
+            owner: Owner {
+                node: u64::from_be_bytes(*node),
+                session: u64::from_be_bytes(*session),
+            },
+            mode: mode_of(mode)?,
+            expires: u64::from_be_bytes(*expires),
+        });
+        rest = r;
+    }
+    *bytes = rest;
+    Some(out)
+}
+
+impl Record {
+    /// Forgets holders and waiters whose time ran out before `now`.
+    pub(crate) fn drop_expired(&mut self, now: u64) {
+        self.entries.retain(|e| e.expires > now);
+        self.queue.retain(|e| e.expires > now);
     }
 
     /// Whether `owner` may take the lock in `mode`, counting live entries
@@ -308,7 +265,11 @@ impl Record {
 
     /// The other owners whose entries keep `owner` from taking the lock in
     /// `mode`.
-    fn blockers(&self, owner: Owner, mode: LockMode) -> impl Iterator<Item = Owner> + '_ {
+    pub(crate) fn blockers(
+        &self,
+        owner: Owner,
+        mode: LockMode,
+    ) -> impl Iterator<Item = Owner> + '_ {
         self.entries
             .iter()
             .filter(move |e| {
@@ -318,7 +279,7 @@ impl Record {
     }
 }
 
-fn now_micros() -> u64 {
+pub(crate) fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
@@ -331,7 +292,9 @@ fn expiry_from(now: u64) -> u64 {
 /// A node's advisory locks: the operations on records, and the set of
 /// entries its sessions hold, which the keeper thread renews.
 pub struct LockTable {
-    kv: Arc<Kv>,
+    pub(crate) kv: Arc<Kv>,
+    /// Wakes this node's waiters when one of its sessions releases a lock.
+    released: tokio::sync::Notify,
     held: Mutex<BTreeSet<(LockId, Owner, LockMode)>>,
     keeper_running: Mutex<bool>,
 }
@@ -340,6 +303,7 @@ impl LockTable {
     pub fn new(kv: Arc<Kv>) -> Arc<LockTable> {
         Arc::new(LockTable {
             kv,
+            released: tokio::sync::Notify::new(),
             held: Mutex::new(BTreeSet::new()),
             keeper_running: Mutex::new(false),
         })
@@ -366,9 +330,9 @@ impl LockTable {
                 None => Record::default(),
             };
             let before = record.clone();
-            record.entries.retain(|e| e.expires > now);
+            record.drop_expired(now);
             let (out, write) = op(&mut record, now);
-            if id.space == ROW_LOCKS && record.entries.is_empty() {
+            if id.space == ROW_LOCKS && record.entries.is_empty() && record.queue.is_empty() {
                 // A free row lock needs no record (no fence is kept for
                 // rows): the table does not grow with every row ever locked.
                 if !before.entries.is_empty() || write {
@@ -391,17 +355,42 @@ impl LockTable {
     }
 
     /// Takes `id` in `mode` for `owner` if no other session's live entry
-    /// conflicts; returns the fencing token of this acquisition.
+    /// conflicts and no waiter ahead in the queue wants a conflicting mode;
+    /// returns the fencing token of this acquisition. Refused, a waiter
+    /// (`queue`) takes or renews its place at the end of the queue.
     pub fn try_acquire(
         self: &Arc<Self>,
         id: LockId,
         mode: LockMode,
         owner: Owner,
+        queue: bool,
     ) -> Result<Option<u64>> {
         let fence = self.update(id, |record, now| {
-            if !record.grants(owner, mode) {
+            if !record.grants_queued(owner, mode) {
+                if queue {
+                    let expires =
+                        now.saturating_add(u64::try_from(WAIT_TTL.as_micros()).unwrap_or(u64::MAX));
+                    let renew_after = now.saturating_add(
+                        u64::try_from((WAIT_TTL / 2).as_micros()).unwrap_or(u64::MAX),
+                    );
+                    match record.queue.iter_mut().find(|e| e.owner == owner) {
+                        // Renewed only when half its time is gone: a wait
+                        // writes the record a few times per WAIT_TTL.
+                        Some(e) if e.expires > renew_after && e.mode == mode => {}
+                        Some(e) => {
+                            e.mode = mode;
+                            e.expires = expires;
+                        }
+                        None => record.queue.push(Entry {
+                            owner,
+                            mode,
+                            expires,
+                        }),
+                    }
+                }
                 return (None, false);
             }
+            record.queue.retain(|e| e.owner != owner);
             record.fence += 1;
             record
                 .entries
@@ -424,82 +413,30 @@ impl LockTable {
     /// lease ran out and another session took the lock meanwhile).
     pub fn release(&self, id: LockId, mode: LockMode, owner: Owner) -> Result<bool> {
         self.held.lock().remove(&(id, owner, mode));
-        self.update(id, |record, _| {
+        let released = self.update(id, |record, _| {
             let before = record.entries.len();
             record
                 .entries
                 .retain(|e| !(e.owner == owner && e.mode == mode));
             (record.entries.len() != before, false)
+        });
+        // Waiters on this node try again at once.
+        self.released.notify_waiters();
+        released
+    }
+
+    /// Takes `owner` out of the queue of `id` (it stopped waiting).
+    pub fn leave_queue(&self, id: LockId, owner: Owner) -> Result<()> {
+        self.update(id, |record, _| {
+            record.queue.retain(|e| e.owner != owner);
+            ((), false)
         })
     }
 
-    /// Announces (or renews) that `owner` waits for `id` in `mode`.
-    pub fn announce_wait(&self, owner: Owner, id: LockId, mode: LockMode) -> Result<()> {
-        let wait = Wait {
-            id,
-            mode,
-            expires: now_micros()
-                .saturating_add(u64::try_from(WAIT_TTL.as_micros()).unwrap_or(u64::MAX)),
-        };
-        let txn = self.kv.begin()?;
-        txn.put(wait_key(owner), wait.encode())?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Withdraws `owner`'s wait record.
-    pub fn clear_wait(&self, owner: Owner) -> Result<()> {
-        let txn = self.kv.begin()?;
-        txn.delete(wait_key(owner))?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// A deadlock `owner` is part of, if any (module docs, *Deadlocks*):
-    /// the owners along the cycle, from `owner`.
-    pub fn deadlock(&self, owner: Owner) -> Result<Option<Vec<Owner>>> {
-        const CHUNK: usize = 256;
-        let txn = self.kv.begin()?;
-        let now = now_micros();
-        let end = vec![CATALOG_PREFIX, b'W' + 1];
-        let mut from = vec![CATALOG_PREFIX, b'W'];
-        let mut waits = Vec::new();
-        loop {
-            let chunk = txn.scan(&from, &end, CHUNK)?;
-            for (key, value) in &chunk {
-                if let (Some(waiter), Some(wait)) = (waiter_of(key), Wait::decode(value))
-                    && wait.expires > now
-                {
-                    waits.push((waiter, wait));
-                }
-                from = key.clone();
-                from.push(0);
-            }
-            if chunk.len() < CHUNK {
-                break;
-            }
-        }
-        let mut records: HashMap<LockId, Record> = HashMap::new();
-        let mut edges: HashMap<Owner, Vec<Owner>> = HashMap::new();
-        for (waiter, wait) in waits {
-            let record = match records.entry(wait.id) {
-                std::collections::hash_map::Entry::Occupied(held) => held.into_mut(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    let mut record = match txn.get(&wait.id.record_key())? {
-                        Some(bytes) => Record::decode(&bytes)?,
-                        None => Record::default(),
-                    };
-                    record.entries.retain(|e| e.expires > now);
-                    slot.insert(record)
-                }
-            };
-            edges
-                .entry(waiter)
-                .or_default()
-                .extend(record.blockers(waiter, wait.mode));
-        }
-        txn.rollback();
-        Ok(cycle_through(owner, &edges))
+    /// Resolves when a session of this node releases a lock (module docs,
+    /// *Queue*).
+    pub async fn released(&self) {
+        self.released.notified().await;
     }
 
     /// Pushes the expiry of every entry this node's sessions hold; entries
@@ -591,43 +528,57 @@ mod tests {
                     expires: 456,
                 },
             ],
+            queue: vec![Entry {
+                owner: Owner {
+                    node: 3,
+                    session: 4,
+                },
+                mode: LockMode::Exclusive,
+                expires: 789,
+            }],
         };
-        assert_eq!(Record::decode(&record.encode()).ok(), Some(record));
+        let bytes = record.encode();
+        assert_eq!(Record::decode(&bytes).ok(), Some(record.clone()));
         assert!(Record::decode(&[1, 2, 3]).is_err());
+        assert!(Record::decode(&bytes[..bytes.len() - 1]).is_err());
+        // A record from before queues decodes with an empty one.
+        let old = Record {
+            queue: Vec::new(),
+            ..record
+        };
+        let bytes = old.encode();
+        assert_eq!(Record::decode(&bytes[..bytes.len() - 4]).ok(), Some(old));
     }
 
     #[test]
-    fn wait_records_round_trip() {
-        let wait = Wait {
-            id: LockId::pair(-1, 7),
-            mode: LockMode::Shared,
-            expires: 99,
-        };
-        assert_eq!(Wait::decode(&wait.encode()), Some(wait));
-        assert_eq!(Wait::decode(&[1, 2]), None);
-        let owner = Owner {
-            node: 3,
-            session: u64::MAX - 1,
-        };
-        assert_eq!(waiter_of(&wait_key(owner)), Some(owner));
-    }
-
-    #[test]
-    fn cycles_are_found_through_the_start_only() {
+    fn waiters_are_served_in_order() {
         let o = |session| Owner { node: 1, session };
-        let edges: HashMap<Owner, Vec<Owner>> = [
-            (o(1), vec![o(2)]),
-            (o(2), vec![o(5), o(3)]),
-            (o(3), vec![o(1)]),
-            (o(4), vec![o(1)]),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(cycle_through(o(1), &edges), Some(vec![o(1), o(2), o(3)]));
-        assert_eq!(cycle_through(o(3), &edges), Some(vec![o(3), o(1), o(2)]));
-        // o(4) waits for o(1), which is in a cycle o(4) is not part of.
-        assert_eq!(cycle_through(o(4), &edges), None);
-        assert_eq!(cycle_through(o(5), &edges), None);
+        let entry = |owner, mode| Entry {
+            owner,
+            mode,
+            expires: u64::MAX,
+        };
+        let record = Record {
+            fence: 1,
+            entries: vec![entry(o(1), LockMode::Shared)],
+            queue: vec![
+                entry(o(2), LockMode::Exclusive),
+                entry(o(3), LockMode::Shared),
+            ],
+        };
+        // The holder's shared lock would admit sharers, but an exclusive
+        // waiter is queued ahead of them.
+        assert!(!record.grants_queued(o(3), LockMode::Shared));
+        assert!(!record.grants_queued(o(4), LockMode::Shared));
+        // The first waiter waits only for the holder.
+        assert!(!record.grants_queued(o(2), LockMode::Exclusive));
+        let released = Record {
+            entries: Vec::new(),
+            ..record.clone()
+        };
+        assert!(released.grants_queued(o(2), LockMode::Exclusive));
+        assert!(!released.grants_queued(o(3), LockMode::Shared));
+        assert!(!released.grants_queued(o(4), LockMode::Exclusive));
     }
 
     #[test]
@@ -647,6 +598,7 @@ mod tests {
                 mode,
                 expires: u64::MAX,
             }],
+            queue: Vec::new(),
         };
         assert!(Record::default().grants(me, LockMode::Exclusive));
         assert!(held(other, LockMode::Shared).grants(me, LockMode::Shared));
