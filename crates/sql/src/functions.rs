@@ -1,6 +1,8 @@
 //! Built-in functions PostgreSQL clients call that DataFusion lacks or
 //! answers differently: `version()`, `current_database()`,
-//! `current_schema()`, `current_user` and friends.
+//! `current_schema()`, `current_user` and friends, and
+//! `current_setting(name [, missing_ok])`, which reads the session's
+//! variables as they are when it runs.
 //!
 //! They are registered per session because their answers depend on the
 //! session (database and user).
@@ -40,7 +42,7 @@ fn constant(ctx: &SessionContext, name: &str, value: String) {
 }
 
 /// Registers the session's functions.
-pub fn register(ctx: &SessionContext, database: &str, user: &str) {
+pub fn register(ctx: &SessionContext, database: &str, user: &str, vars: crate::vars::VarsReader) {
     constant(ctx, "version", version_string());
     constant(ctx, "current_database", database.to_string());
     constant(ctx, "current_catalog", database.to_string());
@@ -52,6 +54,29 @@ pub fn register(ctx: &SessionContext, database: &str, user: &str) {
     for name in ["current_user", "session_user", "user", "current_role"] {
         constant(ctx, name, user.to_string());
     }
+    let unknown = |name: &str| {
+        datafusion::error::DataFusionError::External(Box::new(
+            crate::error::SqlError::UndefinedObject(format!(
+                "unrecognized configuration parameter \"{name}\""
+            )),
+        ))
+    };
+    row_fn(ctx, "current_setting", None, DataType::Utf8, move |a| {
+        let (Some(name), missing_ok) = (
+            a.first().and_then(as_string),
+            a.get(1).and_then(|v| match v.cast_to(&DataType::Boolean) {
+                Ok(ScalarValue::Boolean(b)) => b,
+                _ => None,
+            }),
+        ) else {
+            return Ok(ScalarValue::Utf8(None));
+        };
+        match vars.get(&name) {
+            Some(value) => Ok(ScalarValue::Utf8(Some(value))),
+            None if missing_ok == Some(true) => Ok(ScalarValue::Utf8(None)),
+            None => Err(unknown(&name)),
+        }
+    });
 }
 
 /// A row-at-a-time function over scalar values, for the catalog functions

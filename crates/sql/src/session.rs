@@ -138,7 +138,8 @@ impl Database {
                 self.metrics.clone(),
             )),
         );
-        functions::register(&ctx, database, user);
+        let vars = Vars::default();
+        functions::register(&ctx, database, user, vars.reader());
         ctx.register_udaf(crate::single::udaf());
         functions::register_catalog_functions(&ctx, database, slot.clone());
         Ok(Session {
@@ -148,7 +149,7 @@ impl Database {
             ctx,
             slot,
             state: TxnState::Idle,
-            vars: Vars::default(),
+            vars,
             after_commit: Vec::new(),
             savepoints: Vec::new(),
             advisory: crate::advisory::SessionLocks::new(

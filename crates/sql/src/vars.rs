@@ -7,7 +7,10 @@
 //! the few variables whose value changes behaviour.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use crate::error::{Result, SqlError};
 
@@ -52,20 +55,39 @@ const READ_ONLY: &[&str] = &[
     "server_version_num",
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Vars {
     /// Lower-cased name -> (canonical name, value).
     values: BTreeMap<String, (String, String)>,
+    /// The same, shared with the session's `current_setting` function,
+    /// which runs inside queries ([`Vars::reader`]).
+    shared: VarsReader,
+}
+
+/// A read-only view of a session's variables, for functions that run
+/// inside queries.
+#[derive(Debug, Clone, Default)]
+pub struct VarsReader(Arc<RwLock<BTreeMap<String, String>>>);
+
+impl VarsReader {
+    /// The value of variable `name` (any case), if it exists.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.read().get(&name.to_lowercase()).cloned()
+    }
 }
 
 impl Default for Vars {
     fn default() -> Self {
-        Vars {
-            values: DEFAULTS
-                .iter()
-                .map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string())))
-                .collect(),
-        }
+        let values: BTreeMap<String, (String, String)> = DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), (k.to_string(), v.to_string())))
+            .collect();
+        let shared = VarsReader::default();
+        *shared.0.write() = values
+            .iter()
+            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .collect();
+        Vars { values, shared }
     }
 }
 
@@ -120,6 +142,7 @@ impl Vars {
         let value = self.checked(name, value)?;
         let lower = name.to_lowercase();
         if let Some((canonical, _)) = self.values.get(&lower).cloned() {
+            self.shared.0.write().insert(lower.clone(), value.clone());
             self.values.insert(lower, (canonical, value));
         }
         Ok(())
@@ -221,6 +244,11 @@ impl Vars {
             }
             _ => Ok(value.to_string()),
         }
+    }
+
+    /// A view that follows every later change.
+    pub fn reader(&self) -> VarsReader {
+        self.shared.clone()
     }
 
     /// All variables, for `SHOW ALL`.
