@@ -124,6 +124,80 @@ async fn prepared_statements_with_binary_results() {
     assert_eq!(page, vec![5, 6, 7]);
 }
 
+/// Prepared `UPDATE … WHERE pk = $n` (run without planning, `fastpath.rs`)
+/// gives what the general path gives: assignments from parameters and
+/// integer arithmetic, every assignment seeing the old row, 22003 on
+/// overflow, 23502 on NULL into NOT NULL, 0 rows for a missing key.
+#[tokio::test]
+async fn prepared_updates_by_key() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE acct (id bigint PRIMARY KEY, bal integer NOT NULL, small smallint, note text);
+         INSERT INTO acct VALUES (1, 100, 1, 'a'), (2, 2147483600, 32767, 'b')",
+    )
+    .await
+    .unwrap();
+    let row = |id: i64| {
+        let c = &c;
+        async move {
+            let r = c
+                .query_one("SELECT bal, small, note FROM acct WHERE id = $1", &[&id])
+                .await
+                .unwrap();
+            (
+                r.get::<_, i32>(0),
+                r.get::<_, Option<i16>>(1),
+                r.get::<_, Option<String>>(2),
+            )
+        }
+    };
+    let add = c
+        .prepare("UPDATE acct SET bal = bal + $1, note = $2 WHERE id = $3")
+        .await
+        .unwrap();
+    assert_eq!(c.execute(&add, &[&5_i32, &"x", &1_i64]).await.unwrap(), 1);
+    assert_eq!(row(1).await, (105, Some(1), Some("x".into())));
+    assert_eq!(c.execute(&add, &[&5_i32, &"x", &9_i64]).await.unwrap(), 0);
+    assert_eq!(
+        c.execute(&add, &[&5_i32, &"x", &None::<i64>])
+            .await
+            .unwrap(),
+        0
+    );
+    let err = c
+        .execute(&add, &[&100_i32, &"y", &2_i64])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE));
+    let err = c
+        .execute(&add, &[&None::<i32>, &"y", &2_i64])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::NOT_NULL_VIOLATION));
+    // Every assignment sees the row as it was.
+    let swap = c
+        .prepare("UPDATE acct SET small = small - 1, bal = small + 1000 WHERE id = $1")
+        .await
+        .unwrap();
+    assert_eq!(c.execute(&swap, &[&1_i64]).await.unwrap(), 1);
+    assert_eq!(row(1).await, (1001, Some(0), Some("x".into())));
+    let up = c
+        .prepare("UPDATE acct SET small = small + 1 WHERE id = $1")
+        .await
+        .unwrap();
+    let err = c.execute(&up, &[&2_i64]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE));
+    // Shapes the fast path does not take still work.
+    let double = c
+        .prepare("UPDATE acct SET bal = bal * 2 WHERE id = $1")
+        .await
+        .unwrap();
+    assert_eq!(c.execute(&double, &[&1_i64]).await.unwrap(), 1);
+    assert_eq!(row(1).await.0, 2002);
+    assert_eq!(row(2).await, (2147483600, Some(32767), Some("b".into())));
+}
+
 #[tokio::test]
 async fn errors_carry_sqlstate() {
     let node = TestNode::start().await;

@@ -1,13 +1,17 @@
-//! Fast paths for prepared point reads and point inserts.
+//! Fast paths for prepared point reads, inserts and updates.
 //!
-//! Key-value traffic — `SELECT … FROM t WHERE pk = $1` and
-//! `INSERT INTO t VALUES ($1, $2, …)` prepared once and executed many times —
-//! must not pay for SQL planning on every execution. When a statement is
-//! prepared, [`analyze`] recognizes these two shapes and records a
-//! [`FastPlan`]: which table (by id and descriptor version), which parameter
-//! feeds which key or column, which columns to return. Executing the plan
-//! is then one KV get (plus the descriptor check) or one KV put, with no
-//! DataFusion involvement.
+//! Key-value traffic — `SELECT … FROM t WHERE pk = $1`,
+//! `INSERT INTO t VALUES ($1, $2, …)` and `UPDATE t SET c = $1, n = n + $2
+//! WHERE pk = $3`, prepared once and executed many times — must not pay for
+//! SQL planning on every execution. When a statement is prepared,
+//! [`analyze`] recognizes these shapes and records a [`FastPlan`]: which
+//! table (by id and descriptor version), which parameter feeds which key or
+//! column, which columns to return or how to compute them. Executing the
+//! plan is then one KV get (plus the descriptor check), one KV put, or
+//! both, with no DataFusion involvement. An update computes only what is
+//! exact without a planner: a parameter, or an integer column plus or
+//! minus an integer parameter or constant (overflow is 22003, as on the
+//! general path); anything else takes the general path.
 //!
 //! A fast plan is only a shortcut: it must give exactly what the general
 //! path gives. If the table's descriptor changed since preparation (DDL),
@@ -28,7 +32,7 @@ use crate::dml::{StatementWrites, check_row, next_rowid};
 use crate::error::{Result, SqlError};
 use crate::names;
 use crate::providers::PUBLIC_SCHEMA;
-use crate::row::{decode_row, encode_key_values};
+use crate::row::{decode_row, encode_key_values, encode_value};
 use crate::session::Output;
 use crate::types::{ColumnBuilder, Datum, datum_from_array};
 
@@ -51,6 +55,35 @@ pub enum FastPlan {
         /// (column position, parameter index) for each target column.
         targets: Vec<(usize, usize)>,
     },
+    /// `UPDATE t SET c = … [, …] WHERE pk1 = $a AND …` — one row by key.
+    PointUpdate {
+        table_id: u32,
+        version: u32,
+        /// Parameter index for each primary key column, in key order.
+        key_params: Vec<usize>,
+        /// (column position, new value) for each assignment.
+        sets: Vec<(usize, NewValue)>,
+    },
+}
+
+/// What a fast update assigns to a column.
+#[derive(Debug, Clone)]
+pub enum NewValue {
+    /// A parameter (0-based index).
+    Param(usize),
+    /// Integer column `column` plus `operand` (subtraction negated).
+    Add {
+        column: usize,
+        operand: Operand,
+        negate: bool,
+    },
+}
+
+/// The integer added to a column in a fast update.
+#[derive(Debug, Clone, Copy)]
+pub enum Operand {
+    Param(usize),
+    Const(i64),
 }
 
 /// Parameter index of `$n` (0-based).
@@ -102,8 +135,156 @@ pub fn analyze(txn: &Txn, database: &str, stmt: &Statement) -> Result<Option<Fas
     match stmt {
         Statement::Query(q) => point_select(txn, database, q),
         Statement::Insert(ins) => point_insert(txn, database, ins),
+        Statement::Update(update) => point_update(txn, database, update),
         _ => Ok(None),
     }
+}
+
+/// Whether a column of type `ty` holds an integer fast updates can add to.
+fn is_integer(ty: &crate::types::SqlType) -> bool {
+    use crate::types::SqlType;
+    matches!(ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt)
+}
+
+fn point_update(txn: &Txn, database: &str, update: &ast::Update) -> Result<Option<FastPlan>> {
+    if update.from.is_some() || update.returning.is_some() || update.or.is_some() {
+        return Ok(None);
+    }
+    let table = &update.table;
+    if !table.joins.is_empty() {
+        return Ok(None);
+    }
+    let ast::TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &table.relation
+    else {
+        return Ok(None);
+    };
+    let Ok(table_name) = names::table_name(name, database) else {
+        return Ok(None);
+    };
+    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table_name)? else {
+        return Ok(None);
+    };
+    let alias = alias
+        .as_ref()
+        .map(|a| names::fold(&a.name))
+        .unwrap_or_else(|| desc.name.clone());
+    let Some(selection) = &update.selection else {
+        return Ok(None);
+    };
+    let Some(key_params) = key_equalities(&desc, &alias, selection) else {
+        return Ok(None);
+    };
+    let column_of = |e: &Expr| column_ref(e, &alias).and_then(|c| desc.column_index(&c));
+    let mut sets: Vec<(usize, NewValue)> = Vec::new();
+    for assignment in &update.assignments {
+        let ast::AssignmentTarget::ColumnName(target) = &assignment.target else {
+            return Ok(None);
+        };
+        let Some(ident) = target.0.last().and_then(|p| p.as_ident()) else {
+            return Ok(None);
+        };
+        let Some(pos) = desc.column_index(&names::fold(ident)) else {
+            return Ok(None);
+        };
+        if desc.columns[pos].hidden
+            || desc.primary_key.contains(&pos)
+            || sets.iter().any(|(p, _)| *p == pos)
+        {
+            return Ok(None);
+        }
+        let value = if let Some(p) = param_index(&assignment.value) {
+            NewValue::Param(p)
+        } else {
+            let Expr::BinaryOp { left, op, right } = strip_nested(&assignment.value) else {
+                return Ok(None);
+            };
+            let negate = match op {
+                ast::BinaryOperator::Plus => false,
+                ast::BinaryOperator::Minus => true,
+                _ => return Ok(None),
+            };
+            let Some(column) = column_of(left) else {
+                return Ok(None);
+            };
+            let operand = match (param_index(right), integer_literal(right)) {
+                (Some(p), _) => Operand::Param(p),
+                (None, Some(n)) => Operand::Const(n),
+                _ => return Ok(None),
+            };
+            if !is_integer(&desc.columns[column].ty) || !is_integer(&desc.columns[pos].ty) {
+                return Ok(None);
+            }
+            NewValue::Add {
+                column,
+                operand,
+                negate,
+            }
+        };
+        sets.push((pos, value));
+    }
+    Ok(Some(FastPlan::PointUpdate {
+        table_id: desc.id,
+        version: desc.version,
+        key_params,
+        sets,
+    }))
+}
+
+fn strip_nested(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip_nested(inner),
+        other => other,
+    }
+}
+
+/// The value of a plain integer literal.
+fn integer_literal(e: &Expr) -> Option<i64> {
+    match strip_nested(e) {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The parameter feeding each primary key column when `selection` is
+/// exactly `pk_i = $n` for every key column (ANDed), else `None`.
+fn key_equalities(desc: &TableDescriptor, alias: &str, selection: &Expr) -> Option<Vec<usize>> {
+    let mut parts = Vec::new();
+    conjuncts(selection, &mut parts);
+    let mut key_params: Vec<Option<usize>> = vec![None; desc.primary_key.len()];
+    for part in parts {
+        let Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Eq,
+            right,
+        } = part
+        else {
+            return None;
+        };
+        let (col, param) = match (
+            column_ref(left, alias),
+            param_index(right),
+            column_ref(right, alias),
+            param_index(left),
+        ) {
+            (Some(c), Some(p), _, _) => (c, p),
+            (_, _, Some(c), Some(p)) => (c, p),
+            _ => return None,
+        };
+        let pos = desc.column_index(&col)?;
+        let k = desc.primary_key.iter().position(|p| *p == pos)?;
+        if key_params[k].replace(param).is_some() {
+            return None;
+        }
+    }
+    key_params.into_iter().collect()
 }
 
 fn point_select(txn: &Txn, database: &str, q: &ast::Query) -> Result<Option<FastPlan>> {
@@ -174,42 +355,11 @@ fn point_select(txn: &Txn, database: &str, q: &ast::Query) -> Result<Option<Fast
         return Ok(None); // duplicate names take the general path's naming
     }
     // WHERE: exactly `pk_i = $n` for every key column.
-    let Some(selection) = &sel.selection else {
-        return Ok(None);
-    };
-    let mut parts = Vec::new();
-    conjuncts(selection, &mut parts);
-    let mut key_params: Vec<Option<usize>> = vec![None; desc.primary_key.len()];
-    for part in parts {
-        let Expr::BinaryOp {
-            left,
-            op: ast::BinaryOperator::Eq,
-            right,
-        } = part
-        else {
-            return Ok(None);
-        };
-        let (col, param) = match (
-            column_ref(left, &alias),
-            param_index(right),
-            column_ref(right, &alias),
-            param_index(left),
-        ) {
-            (Some(c), Some(p), _, _) => (c, p),
-            (_, _, Some(c), Some(p)) => (c, p),
-            _ => return Ok(None),
-        };
-        let Some(pos) = desc.column_index(&col) else {
-            return Ok(None);
-        };
-        let Some(k) = desc.primary_key.iter().position(|p| *p == pos) else {
-            return Ok(None);
-        };
-        if key_params[k].replace(param).is_some() {
-            return Ok(None);
-        }
-    }
-    let Some(key_params) = key_params.into_iter().collect::<Option<Vec<_>>>() else {
+    let Some(key_params) = sel
+        .selection
+        .as_ref()
+        .and_then(|selection| key_equalities(&desc, &alias, selection))
+    else {
         return Ok(None);
     };
     let schema = desc.arrow_schema(&output);
@@ -277,6 +427,72 @@ fn point_insert(txn: &Txn, database: &str, ins: &ast::Insert) -> Result<Option<F
     }))
 }
 
+/// The key a plan's key parameters name; `None` if one is NULL (`pk =
+/// NULL` matches nothing).
+fn key_of(
+    desc: &TableDescriptor,
+    key_params: &[usize],
+    params: &[ScalarValue],
+) -> Result<Option<Vec<u8>>> {
+    let key_values = key_params
+        .iter()
+        .zip(&desc.primary_key)
+        .map(|(p, pos)| param_datum(params, *p, desc, *pos))
+        .collect::<Result<Vec<_>>>()?;
+    if key_values.iter().any(Datum::is_null) {
+        return Ok(None);
+    }
+    encode_key_values(desc, &key_values).map(Some)
+}
+
+/// The new value of an assignment of a fast update, on `row` as read.
+fn new_value(
+    value: &NewValue,
+    row: &[Datum],
+    desc: &TableDescriptor,
+    pos: usize,
+    params: &[ScalarValue],
+) -> Result<Datum> {
+    use crate::types::SqlType;
+    let (column, operand, negate) = match value {
+        NewValue::Param(p) => return param_datum(params, *p, desc, pos),
+        NewValue::Add {
+            column,
+            operand,
+            negate,
+        } => (*column, *operand, *negate),
+    };
+    let ty = &desc.columns[pos].ty;
+    let out_of_range = || SqlError::NumericOutOfRange(format!("{} out of range", ty.pg_name()));
+    let base = match row.get(column) {
+        Some(Datum::Int(n)) => *n,
+        _ => return Ok(Datum::Null),
+    };
+    let operand = match operand {
+        Operand::Const(n) => n,
+        Operand::Param(p) => match params.get(p).map(|v| v.cast_to(&DataType::Int64)) {
+            Some(Ok(ScalarValue::Int64(Some(n)))) => n,
+            Some(Ok(ScalarValue::Int64(None))) | None => return Ok(Datum::Null),
+            Some(_) => return Err(out_of_range()),
+        },
+    };
+    let result = if negate {
+        base.checked_sub(operand)
+    } else {
+        base.checked_add(operand)
+    }
+    .ok_or_else(out_of_range)?;
+    let fits = match ty {
+        SqlType::SmallInt => i16::try_from(result).is_ok(),
+        SqlType::Integer => i32::try_from(result).is_ok(),
+        _ => true,
+    };
+    if !fits {
+        return Err(out_of_range());
+    }
+    Ok(Datum::Int(result))
+}
+
 /// The descriptor a plan was made for, if it is still current.
 fn current(txn: &Txn, table_id: u32, version: u32) -> Result<Option<Arc<TableDescriptor>>> {
     Ok(catalog::table_by_id(txn, table_id)?.filter(|d| d.version == version))
@@ -321,19 +537,12 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
             let Some(desc) = current(txn, *table_id, *version)? else {
                 return Ok(None);
             };
-            let key_values = key_params
-                .iter()
-                .zip(&desc.primary_key)
-                .map(|(p, pos)| param_datum(params, *p, &desc, *pos))
-                .collect::<Result<Vec<_>>>()?;
             let mut builders: Vec<ColumnBuilder> = output
                 .iter()
                 .map(|p| ColumnBuilder::new(&desc.columns[*p].ty, 1))
                 .collect();
             let mut rows = 0;
-            // `pk = NULL` matches nothing.
-            if !key_values.iter().any(Datum::is_null) {
-                let key = encode_key_values(&desc, &key_values)?;
+            if let Some(key) = key_of(&desc, key_params, params)? {
                 if let Some(value) = txn.get(&key)? {
                     let row = decode_row(&desc, &key, &value)?;
                     for (b, p) in builders.iter_mut().zip(output) {
@@ -374,6 +583,31 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
             writes.insert_new(txn, &desc, &row)?;
             writes.apply(txn)?;
             Ok(Some(Output::count("INSERT", 1)))
+        }
+        FastPlan::PointUpdate {
+            table_id,
+            version,
+            key_params,
+            sets,
+        } => {
+            let Some(desc) = current(txn, *table_id, *version)? else {
+                return Ok(None);
+            };
+            let Some(key) = key_of(&desc, key_params, params)? else {
+                return Ok(Some(Output::count("UPDATE", 0)));
+            };
+            let Some(value) = txn.get(&key)? else {
+                return Ok(Some(Output::count("UPDATE", 0)));
+            };
+            let old = decode_row(&desc, &key, &value)?;
+            // Every assignment sees the row as it was, as in SQL.
+            let mut row = old.clone();
+            for (pos, value) in sets {
+                row[*pos] = new_value(value, &old, &desc, *pos, params)?;
+            }
+            check_row(&desc, &row)?;
+            txn.put(key, encode_value(&desc, &row))?;
+            Ok(Some(Output::count("UPDATE", 1)))
         }
     }
 }

@@ -440,7 +440,16 @@ impl Session {
         match crate::fastpath::execute(fast, &txn, &params) {
             Ok(Some(out)) => {
                 if implicit {
-                    txn.commit().map_err(|e| self.commit_error(e))?;
+                    match self.commit_txn(&txn) {
+                        // Run again the general way, which retries it.
+                        Err(SqlError::SerializationFailure(_)) => {
+                            self.db.count_retry();
+                            return self.execute_now(stmt, params).await;
+                        }
+                        other => {
+                            other?;
+                        }
+                    }
                 }
                 Ok(out)
             }
