@@ -542,14 +542,14 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
                 .map(|p| ColumnBuilder::new(&desc.columns[*p].ty, 1))
                 .collect();
             let mut rows = 0;
-            if let Some(key) = key_of(&desc, key_params, params)? {
-                if let Some(value) = txn.get(&key)? {
-                    let row = decode_row(&desc, &key, &value)?;
-                    for (b, p) in builders.iter_mut().zip(output) {
-                        b.append(&row[*p])?;
-                    }
-                    rows = 1;
+            if let Some(key) = key_of(&desc, key_params, params)?
+                && let Some(value) = txn.get(&key)?
+            {
+                let row = decode_row(&desc, &key, &value)?;
+                for (b, p) in builders.iter_mut().zip(output) {
+                    b.append(&row[*p])?;
                 }
+                rows = 1;
             }
             let arrays = builders.into_iter().map(ColumnBuilder::finish).collect();
             let batch = RecordBatch::try_new_with_options(
