@@ -114,7 +114,9 @@ impl Kv {
                 }
                 Reply::IntentConflict { key, intent } => {
                     let intent = Intent::decode(&intent)?;
-                    self.resolve_intent_within(&key, &intent, deadline, lock)?;
+                    // Holding no intents, this commit cannot close a cycle
+                    // of waits: it waits as long as it may.
+                    self.resolve_intent_within(&key, &intent, deadline, (lock, false))?;
                 }
                 other => break other,
             }

@@ -263,7 +263,9 @@ impl Kv {
                     Reply::Refreshed => return Ok(()),
                     Reply::IntentConflict { key, intent } => {
                         let intent = Intent::decode(&intent)?;
-                        self.resolve_intent_within(&key, &intent, deadline, lock)?;
+                        // Across ranges (`own`), the transaction holds
+                        // intents while it waits.
+                        self.resolve_intent_within(&key, &intent, deadline, (lock, own.is_some()))?;
                     }
                     Reply::WrongRange => {
                         self.reload_directory();
