@@ -287,6 +287,22 @@ async fn connect_time_settings_and_functions() {
         _ => None,
     });
     assert_eq!(value.as_deref(), Some("it"));
+    // set_config and current_setting, with parameters.
+    let set: String = c
+        .query_one(
+            "SELECT set_config($1, $2, false)",
+            &[&"application_name", &"renamed"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(set, "renamed");
+    let now: String = c
+        .query_one("SELECT current_setting($1)", &[&"application_name"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(now, "renamed");
 }
 
 #[tokio::test]

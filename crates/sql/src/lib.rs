@@ -53,6 +53,7 @@ pub mod providers;
 pub mod row;
 pub mod scan;
 pub mod session;
+pub mod set_config;
 pub mod single;
 pub mod sleep;
 pub mod split;

@@ -152,6 +152,7 @@ impl Database {
             vars,
             after_commit: Vec::new(),
             savepoints: Vec::new(),
+            restore_at_end: Vec::new(),
             advisory: crate::advisory::SessionLocks::new(
                 self.locks.clone(),
                 self.next_session
@@ -260,6 +261,9 @@ pub struct Session {
     after_commit: Vec<ddl::AfterCommit>,
     /// The open transaction's savepoints, oldest first.
     savepoints: Vec<SavepointEntry>,
+    /// Values `SET LOCAL` replaced in the open block, restored when it
+    /// ends (oldest first).
+    restore_at_end: Vec<(String, String)>,
     /// The advisory locks this session holds.
     advisory: crate::advisory::SessionLocks,
 }
@@ -322,6 +326,10 @@ impl Session {
     }
 
     async fn prepare_in(&mut self, stmt: &Statement, txn: &Arc<Txn>) -> Result<Prepared> {
+        if let Some(call) = crate::set_config::recognize(stmt) {
+            let types = call.param_types(param_types(&self.plan_sql(&call.args_query()).await?)?);
+            return Ok(Prepared::new(types, Some(call.schema())));
+        }
         if let Some(call) = crate::sleep::recognize(stmt) {
             let types = call.param_types(param_types(&self.plan_sql(&call.args_query()).await?)?);
             return Ok(Prepared::new(types, Some(call.schema())));
@@ -512,6 +520,13 @@ impl Session {
         }
         if matches!(self.state, TxnState::Failed(_)) {
             return Err(SqlError::InFailedTransaction);
+        }
+        if let Some(call) = crate::set_config::recognize(stmt) {
+            let result = self.set_config(&call, params).await;
+            if let (Err(_), TxnState::InBlock(txn)) = (&result, &self.state) {
+                self.state = TxnState::Failed(txn.clone());
+            }
+            return result;
         }
         if let Some(call) = crate::sleep::recognize(stmt) {
             let result = self.sleep(&call, params).await;
@@ -858,6 +873,49 @@ impl Session {
         ))
     }
 
+    /// Runs `set_config` (`set_config.rs`): its arguments evaluated in the
+    /// statement's transaction, then applied as `SET [LOCAL]`.
+    async fn set_config(
+        &mut self,
+        call: &crate::set_config::SetConfigCall,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let setting = call.setting(&self.evaluate(&call.args_query(), params).await?)?;
+        let value = setting.value.as_deref().unwrap_or("default");
+        self.assign(&setting.name, value, setting.local)?;
+        let now = self.vars.get(&setting.name).map(str::to_string);
+        single_value(call.schema(), Arc::new(StringArray::from(vec![now])))
+    }
+
+    /// `SET [LOCAL] name = value`. A local setting lasts until the block
+    /// ends; outside a block it has no effect, as in PostgreSQL.
+    fn assign(&mut self, name: &str, value: &str, local: bool) -> Result<()> {
+        let canonical = self.vars.canonical_name(name).map(str::to_string);
+        match canonical.as_deref() {
+            Some("transaction_isolation") => return self.set_isolation(value),
+            Some("default_transaction_isolation") if !local => {
+                return self.set_default_isolation(value);
+            }
+            _ => {}
+        }
+        if local {
+            let checked = self.vars.checked(name, value)?;
+            if !matches!(self.state, TxnState::InBlock(_)) {
+                return Ok(());
+            }
+            if let (Some(canonical), Some(old)) = (canonical, self.vars.get(name)) {
+                self.restore_at_end.push((canonical, old.to_string()));
+            }
+            return self.vars.set(name, &checked);
+        }
+        // A session-wide SET in a block outlives the block: earlier local
+        // values of the variable no longer come back.
+        if let Some(canonical) = canonical {
+            self.restore_at_end.retain(|(n, _)| *n != canonical);
+        }
+        self.vars.set(name, value)
+    }
+
     /// Runs `pg_sleep` (`sleep.rs`): its argument evaluated in the
     /// statement's transaction, the wait after.
     async fn sleep(
@@ -978,6 +1036,11 @@ impl Session {
     /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
         self.savepoints.clear();
+        for (name, old) in std::mem::take(&mut self.restore_at_end).into_iter().rev() {
+            if let Err(e) = self.vars.set(&name, &old) {
+                tracing::error!(error = %e, name, "cannot restore a SET LOCAL variable");
+            }
+        }
         let level = self.default_isolation();
         if let Err(e) = self.vars.set("transaction_isolation", &level) {
             tracing::error!(error = %e, "cannot reset transaction_isolation");
@@ -999,18 +1062,18 @@ impl Session {
                 return Ok(Output::command("SET CLUSTER SETTING"));
             }
             ast::Set::SingleAssignment {
-                variable, values, ..
+                variable,
+                values,
+                scope,
+                ..
             } => {
                 let name = variable.to_string();
                 let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
-                match self.vars.canonical_name(&name) {
-                    Some("transaction_isolation") => self.set_isolation(&value)?,
-                    Some("default_transaction_isolation") => self.set_default_isolation(&value)?,
-                    _ => self.vars.set(&name, &value)?,
-                }
+                let local = matches!(scope, Some(ast::ContextModifier::Local));
+                self.assign(&name, &value, local)?;
             }
-            ast::Set::SetTimeZone { value, .. } => {
-                self.vars.set("TimeZone", &set_value(value))?;
+            ast::Set::SetTimeZone { value, local } => {
+                self.assign("TimeZone", &set_value(value), *local)?;
             }
             ast::Set::SetNames { charset_name, .. } => {
                 self.vars.set("client_encoding", &charset_name.value)?;
