@@ -140,6 +140,36 @@ pub fn analyze(txn: &Txn, database: &str, stmt: &Statement) -> Result<Option<Fas
     }
 }
 
+/// The table a plain `FROM t [AS a]` (or `UPDATE t [AS a]`) names, and the
+/// name the statement calls it by; `None` for anything else or a table
+/// that does not exist (the general path reports it).
+fn plain_table(
+    txn: &Txn,
+    database: &str,
+    relation: &ast::TableFactor,
+) -> Result<Option<(Arc<TableDescriptor>, String)>> {
+    let ast::TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = relation
+    else {
+        return Ok(None);
+    };
+    let Ok(table) = names::table_name(name, database) else {
+        return Ok(None);
+    };
+    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? else {
+        return Ok(None);
+    };
+    let alias = alias
+        .as_ref()
+        .map(|a| names::fold(&a.name))
+        .unwrap_or_else(|| desc.name.clone());
+    Ok(Some((desc, alias)))
+}
+
 /// Whether a column of type `ty` holds an integer fast updates can add to.
 fn is_integer(ty: &crate::types::SqlType) -> bool {
     use crate::types::SqlType;
@@ -154,25 +184,9 @@ fn point_update(txn: &Txn, database: &str, update: &ast::Update) -> Result<Optio
     if !table.joins.is_empty() {
         return Ok(None);
     }
-    let ast::TableFactor::Table {
-        name,
-        alias,
-        args: None,
-        ..
-    } = &table.relation
-    else {
+    let Some((desc, alias)) = plain_table(txn, database, &table.relation)? else {
         return Ok(None);
     };
-    let Ok(table_name) = names::table_name(name, database) else {
-        return Ok(None);
-    };
-    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table_name)? else {
-        return Ok(None);
-    };
-    let alias = alias
-        .as_ref()
-        .map(|a| names::fold(&a.name))
-        .unwrap_or_else(|| desc.name.clone());
     let Some(selection) = &update.selection else {
         return Ok(None);
     };
@@ -310,25 +324,9 @@ fn point_select(txn: &Txn, database: &str, q: &ast::Query) -> Result<Option<Fast
     {
         return Ok(None);
     }
-    let ast::TableFactor::Table {
-        name,
-        alias,
-        args: None,
-        ..
-    } = &sel.from[0].relation
-    else {
+    let Some((desc, alias)) = plain_table(txn, database, &sel.from[0].relation)? else {
         return Ok(None);
     };
-    let Ok(table) = names::table_name(name, database) else {
-        return Ok(None);
-    };
-    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? else {
-        return Ok(None);
-    };
-    let alias = alias
-        .as_ref()
-        .map(|a| names::fold(&a.name))
-        .unwrap_or_else(|| desc.name.clone());
     // Projection: plain visible columns or `*`.
     let mut output = Vec::new();
     for item in &sel.projection {
