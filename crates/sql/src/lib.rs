@@ -54,6 +54,7 @@ pub mod row;
 pub mod scan;
 pub mod session;
 pub mod set_config;
+pub mod settings_undo;
 pub mod single;
 pub mod sleep;
 pub mod split;

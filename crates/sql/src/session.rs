@@ -152,7 +152,7 @@ impl Database {
             vars,
             after_commit: Vec::new(),
             savepoints: Vec::new(),
-            restore_at_end: Vec::new(),
+            block_settings: crate::settings_undo::BlockSettings::default(),
             advisory: crate::advisory::SessionLocks::new(
                 self.locks.clone(),
                 self.next_session
@@ -185,6 +185,8 @@ struct SavepointEntry {
     mark: shoal_kv::Savepoint,
     /// How many `after_commit` actions were queued when it was taken.
     after_commit: usize,
+    /// The block's variable changes then (`settings_undo.rs`).
+    settings: usize,
 }
 
 /// What a statement produced.
@@ -261,9 +263,8 @@ pub struct Session {
     after_commit: Vec<ddl::AfterCommit>,
     /// The open transaction's savepoints, oldest first.
     savepoints: Vec<SavepointEntry>,
-    /// Values `SET LOCAL` replaced in the open block, restored when it
-    /// ends (oldest first).
-    restore_at_end: Vec<(String, String)>,
+    /// The open block's changes to session variables (`settings_undo.rs`).
+    block_settings: crate::settings_undo::BlockSettings,
     /// The advisory locks this session holds.
     advisory: crate::advisory::SessionLocks,
 }
@@ -617,7 +618,12 @@ impl Session {
     /// CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL`): outside a block,
     /// `transaction_isolation` follows at once.
     fn set_default_isolation(&mut self, value: &str) -> Result<()> {
-        self.vars.set("default_transaction_isolation", value)?;
+        self.assign("default_transaction_isolation", value, false)
+    }
+
+    /// After `default_transaction_isolation` changed: outside a block,
+    /// `transaction_isolation` follows at once.
+    fn follow_default_isolation(&mut self) -> Result<()> {
         if matches!(self.state, TxnState::Idle) {
             let level = self.default_isolation();
             self.vars.set("transaction_isolation", &level)?;
@@ -887,33 +893,29 @@ impl Session {
         single_value(call.schema(), Arc::new(StringArray::from(vec![now])))
     }
 
-    /// `SET [LOCAL] name = value`. A local setting lasts until the block
-    /// ends; outside a block it has no effect, as in PostgreSQL.
+    /// `SET [LOCAL] name = value`, with PostgreSQL's rules for blocks
+    /// (`settings_undo.rs`): outside a block `SET` lasts and `SET LOCAL`
+    /// changes nothing.
     fn assign(&mut self, name: &str, value: &str, local: bool) -> Result<()> {
         let canonical = self.vars.canonical_name(name).map(str::to_string);
-        match canonical.as_deref() {
-            Some("transaction_isolation") => return self.set_isolation(value),
-            Some("default_transaction_isolation") if !local => {
-                return self.set_default_isolation(value);
-            }
-            _ => {}
+        if canonical.as_deref() == Some("transaction_isolation") {
+            return self.set_isolation(value);
         }
-        if local {
-            let checked = self.vars.checked(name, value)?;
-            if !matches!(self.state, TxnState::InBlock(_)) {
-                return Ok(());
+        let checked = self.vars.checked(name, value)?;
+        match (&self.state, canonical) {
+            (TxnState::InBlock(_), Some(canonical)) => {
+                let before = self.vars.get(&canonical).unwrap_or_default().to_string();
+                self.block_settings
+                    .record(&canonical, &before, &checked, local);
+                self.vars.set(&canonical, &checked)?;
             }
-            if let (Some(canonical), Some(old)) = (canonical, self.vars.get(name)) {
-                self.restore_at_end.push((canonical, old.to_string()));
-            }
-            return self.vars.set(name, &checked);
+            _ if local => return Ok(()),
+            _ => self.vars.set(name, &checked)?,
         }
-        // A session-wide SET in a block outlives the block: earlier local
-        // values of the variable no longer come back.
-        if let Some(canonical) = canonical {
-            self.restore_at_end.retain(|(n, _)| *n != canonical);
+        if self.vars.canonical_name(name) == Some("default_transaction_isolation") {
+            self.follow_default_isolation()?;
         }
-        self.vars.set(name, value)
+        Ok(())
     }
 
     /// Runs `pg_sleep` (`sleep.rs`): its argument evaluated in the
@@ -956,6 +958,7 @@ impl Session {
             name: name.to_string(),
             mark,
             after_commit: self.after_commit.len(),
+            settings: self.block_settings.mark(),
         });
         Ok(Output::command("SAVEPOINT"))
     }
@@ -995,6 +998,8 @@ impl Session {
             return Err(e.into());
         }
         self.after_commit.truncate(entry.after_commit);
+        self.block_settings
+            .roll_back_to(entry.settings, &mut self.vars);
         self.savepoints.truncate(at + 1);
         self.state = TxnState::InBlock(txn);
         Ok(Output::command("ROLLBACK"))
@@ -1036,11 +1041,7 @@ impl Session {
     /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
         self.savepoints.clear();
-        for (name, old) in std::mem::take(&mut self.restore_at_end).into_iter().rev() {
-            if let Err(e) = self.vars.set(&name, &old) {
-                tracing::error!(error = %e, name, "cannot restore a SET LOCAL variable");
-            }
-        }
+        self.block_settings.end(committed, &mut self.vars);
         let level = self.default_isolation();
         if let Err(e) = self.vars.set("transaction_isolation", &level) {
             tracing::error!(error = %e, "cannot reset transaction_isolation");
