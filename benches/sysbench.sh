@@ -74,6 +74,7 @@ fi
 WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_insert"}
 RANGE_MAX_BYTES=${BENCH_RANGE_MAX_BYTES:-}
 SPLIT_TIMEOUT=600   # seconds allowed for Shoal's ranges to reach their size
+SETTLE_TIMEOUT=180  # seconds allowed for Shoal's background work after loading
 BATCH=1000          # rows per INSERT statement while loading
 LOAD_TIMEOUT=900    # seconds allowed for loading one database
 READY_TIMEOUT=60    # seconds allowed for a server to accept connections
@@ -227,6 +228,22 @@ split_ranges() {
   done
   FAIL[split]="ranges still above $RANGE_MAX_BYTES bytes after ${SPLIT_TIMEOUT}s ($last)"
   return 1
+}
+
+# settle_shoal: waits (at most SETTLE_TIMEOUT s) until the Shoal process
+# has used under 5% of a core for two seconds running — its background
+# work (compactions after the load, splits) is done.
+settle_shoal() {
+  local deadline=$(( SECONDS + SETTLE_TIMEOUT )) before after hz
+  hz=$(getconf CLK_TCK)
+  log "waiting for Shoal's background work to finish"
+  while (( SECONDS < deadline )); do
+    before=$(awk '{ print $14 + $15 }' "/proc/$SHOAL_PID/stat" 2>/dev/null) || return 0
+    sleep 2
+    after=$(awk '{ print $14 + $15 }' "/proc/$SHOAL_PID/stat" 2>/dev/null) || return 0
+    (( (after - before) * 100 < 2 * hz * 5 )) && return 0
+  done
+  log "Shoal was still busy after ${SETTLE_TIMEOUT}s; measuring anyway"
 }
 
 # scan NAME CONNINFO: the best of three full scans (count and sum of every
@@ -455,6 +472,9 @@ fi
 if (( SHOAL_OK )) && [[ -n $RANGE_MAX_BYTES ]]; then
   split_ranges || log "Shoal: ${FAIL[split]}"
 fi
+# Shoal's equivalent of PostgreSQL's checkpoint: let the compactions a
+# bulk load leaves behind finish before measuring.
+(( SHOAL_OK )) && settle_shoal
 scan PostgreSQL "$PG_CONN"
 (( SHOAL_OK )) && scan Shoal "$SHOAL_CONN"
 

@@ -382,6 +382,9 @@ impl<S: StateMachine> Applier<S> {
             }
             self.state_machine.applied(range, index);
             if let Some(notify) = &self.notify {
+                // Published before the proposer hears, so a read it makes
+                // next finds its write applied (`lease.rs`).
+                self.published.write().insert(range, index);
                 notify(Notice::Applied(&out));
             }
             applied.push(out);

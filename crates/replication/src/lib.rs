@@ -51,6 +51,7 @@ pub mod apply_state;
 pub mod clock;
 pub mod error;
 pub mod keys;
+pub mod lease;
 mod logging;
 pub mod multiraft;
 mod peer;

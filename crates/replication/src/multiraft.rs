@@ -57,6 +57,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use raft::prelude::{ConfChangeV2, ConfState, MessageType};
 use raft::{ProgressState, RawNode, ReadOnlyOption, SnapshotStatus};
@@ -68,6 +69,7 @@ use crate::apply::{
 use crate::clock::{SystemClock, WallClock};
 use crate::error::{ReplicationError, Result};
 use crate::keys;
+use crate::lease::Leases;
 use crate::logging::raft_logger;
 use crate::peer::Peer;
 use crate::peer_storage::PeerStorage;
@@ -157,6 +159,12 @@ pub struct MultiRaft<S: StateMachine> {
     ticks: u64,
     stats: RaftStats,
     clock: Arc<dyn WallClock>,
+    /// Every replica's read lease, for readers on other threads
+    /// (`lease.rs`).
+    leases: Leases,
+    /// How long a confirmed read request lets a leader serve reads alone;
+    /// `None` (the default): leases are off.
+    lease_length: Option<Duration>,
 }
 
 impl<S: StateMachine> std::fmt::Debug for MultiRaft<S> {
@@ -216,6 +224,8 @@ impl<S: StateMachine> MultiRaft<S> {
             ticks: 0,
             stats: RaftStats::default(),
             clock: Arc::new(SystemClock),
+            leases: Leases::default(),
+            lease_length: None,
         };
         for range in stored_ranges(driver.engine.as_ref())? {
             driver.create_peer(range)?;
@@ -279,9 +289,47 @@ impl<S: StateMachine> MultiRaft<S> {
         };
         let raw = RawNode::new(&config, storage, &raft_logger(self.node, range))?;
         tracing::debug!(node = self.node, range, applied, "opened replica");
-        self.peers.insert(range, Peer::new(raw));
+        let peer = Peer::new(raw, self.lease_length);
+        let replaced = self.leases.write().insert(range, peer.lease.clone());
+        if let Some(old) = replaced {
+            old.lock().end();
+        }
+        self.peers.insert(range, peer);
         self.dirty.insert(range);
         Ok(())
+    }
+
+    /// Turns on leaseholder reads (`lease.rs`) for a driver ticked every
+    /// `tick`: a lease lasts `(election_tick - 2)` ticks less a tenth. Call
+    /// before the first tick; replicas opened earlier get leases too.
+    pub fn enable_lease_reads(&mut self, tick: Duration) {
+        let ticks = u32::try_from(self.config.election_tick.saturating_sub(2)).unwrap_or(0);
+        if ticks == 0 {
+            return;
+        }
+        let length = tick * ticks * 9 / 10;
+        self.lease_length = Some(length);
+        for peer in self.peers.values_mut() {
+            peer.set_lease_length(length);
+        }
+    }
+
+    /// The read leases of this node's replicas, for readers on any thread.
+    pub fn leases(&self) -> Leases {
+        self.leases.clone()
+    }
+
+    /// Each replica's applied index as the apply side published it.
+    pub fn applied_indexes(&self) -> AppliedIndexes {
+        self.applied.clone()
+    }
+
+    /// Ends and forgets the lease of `range`'s replica (it is going away).
+    pub(crate) fn end_lease(&mut self, range: RangeId) {
+        let removed = self.leases.write().remove(&range);
+        if let Some(lease) = removed {
+            lease.lock().end();
+        }
     }
 
     /// Reads physical time from `clock` (the system clock by default; see
@@ -523,11 +571,19 @@ impl<S: StateMachine> MultiRaft<S> {
             );
             self.create_peer(range)?;
         }
+        if self.lease_length.is_some()
+            && self.ticks < self.config.election_tick as u64
+            && grants_vote(&message)
+        {
+            // A node just started may have acknowledged a leader before it
+            // stopped and forgotten it since: its vote could elect a rival
+            // while that leader's lease holds. It waits out one election
+            // timeout first (`lease.rs`).
+            return Ok(());
+        }
         let now_plus_offset = self.now_plus_offset();
         let peer = self.peer(range)?;
-        let mut message = message;
-        peer.before_step_as_leader(&mut message, now_plus_offset);
-        match peer.raw.step(message) {
+        match peer.step(message, now_plus_offset) {
             Ok(()) => Ok(()),
             // Stale or misdirected messages are routine in a distributed
             // system; Raft has already ignored them.
@@ -633,6 +689,9 @@ impl<S: StateMachine> MultiRaft<S> {
             });
         }
         peer.raw.transfer_leader(to);
+        // The target campaigns as soon as it hears: no lease may outlive
+        // this call (`lease.rs`).
+        peer.check_lease();
         Ok(())
     }
 
@@ -694,6 +753,7 @@ impl<S: StateMachine> MultiRaft<S> {
             let Some(peer) = self.peers.get_mut(&range) else {
                 continue;
             };
+            peer.check_lease();
             peer.issue_reads(now_plus_offset);
             if !peer.raw.has_ready() {
                 continue;
@@ -733,6 +793,10 @@ impl<S: StateMachine> MultiRaft<S> {
                 else {
                     continue;
                 };
+                if tokens.is_empty() {
+                    // A lease renewal: nobody waits for it.
+                    continue;
+                }
                 let applied = self.applied.read().get(&range).copied().unwrap_or(0);
                 if index <= applied {
                     self.events.extend(
@@ -1031,4 +1095,13 @@ fn stored_ranges(engine: &dyn Engine) -> Result<Vec<RangeId>> {
         from = keys::replica_span(range).1;
     }
     Ok(ranges)
+}
+
+/// Whether stepping `message` could make this node vote for a candidate
+/// in a new term (a vote or pre-vote request not forced by a transfer).
+fn grants_vote(message: &raft::prelude::Message) -> bool {
+    matches!(
+        message.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    ) && message.get_context() != raft::CAMPAIGN_TRANSFER
 }

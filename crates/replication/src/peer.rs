@@ -30,6 +30,9 @@
 //! that arrives before the next round shares one request. A leader that has
 //! not committed an entry of its own term cannot know the commit index yet,
 //! so reads wait until it has (raft-rs would silently drop them).
+//! A confirmed request a leader issued also extends its lease, under which
+//! readers pass barriers on their own threads without any of this
+//! (`lease.rs`).
 //!
 //! # Timestamp floors
 //!
@@ -55,12 +58,15 @@
 //! little in the future, never ones a finished read could have missed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use raft::prelude::ConfChangeV2;
 use raft::{RawNode, StateRole};
 
 use crate::apply::AppliedEntry;
 use crate::error::{ReplicationError, Result};
+use crate::lease::{LeaseState, ReadLease};
 use crate::peer_storage::PeerStorage;
 use crate::{Event, NodeId, RangeId, Token};
 
@@ -122,6 +128,8 @@ impl ProposalHeader {
 /// read timestamp of the batch, and — added by the leader when it
 /// registers the request — its last log index.
 const READ_CTX_LEN: usize = 24;
+/// The most lease-extending read requests a leader tracks at once.
+const MAX_LEASE_REQUESTS: usize = 1024;
 const READ_CTX_WITH_INDEX_LEN: usize = 32;
 
 /// One replica of a range on this node. See the module documentation.
@@ -133,9 +141,20 @@ pub(crate) struct Peer {
     slots: BTreeMap<u64, Token>,
     /// Reads not yet handed to raft-rs, with their read timestamps.
     waiting_reads: Vec<(Token, u64)>,
-    /// As leader: the largest read timestamp registered (module docs).
-    max_read_ts: u64,
-    /// The term whose leadership `max_read_ts` was initialized for.
+    /// As leader: the largest read timestamp registered and the last
+    /// index stamped (module docs), shared with lease readers
+    /// (`lease.rs`), and the lease itself.
+    pub(crate) lease: Arc<ReadLease>,
+    /// How long a confirmed read request lets this replica, as leader,
+    /// serve reads alone; `None`: leases are off (`lease.rs`).
+    lease_length: Option<Duration>,
+    /// Read requests this replica issued as leader while leases are on:
+    /// context id → when it was issued, and in which term.
+    lease_requests: BTreeMap<u64, (Instant, u64)>,
+    /// A reader asked for the lease to be renewed: the next round issues
+    /// a read request even if no read waits.
+    renewing: bool,
+    /// The term whose leadership the floor was initialized for.
     floor_term: u64,
     /// A range created by a split on the node leading the split range:
     /// that leader's floor, valid if this replica wins the range's first
@@ -163,13 +182,16 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(raw: RawNode<PeerStorage>) -> Peer {
+    pub(crate) fn new(raw: RawNode<PeerStorage>, lease_length: Option<Duration>) -> Peer {
         Peer {
             raw,
             proposals: BTreeSet::new(),
             slots: BTreeMap::new(),
             waiting_reads: Vec::new(),
-            max_read_ts: 0,
+            lease: Arc::default(),
+            lease_length,
+            lease_requests: BTreeMap::new(),
+            renewing: false,
             floor_term: 0,
             inherited_floor: None,
             inflight_reads: BTreeMap::new(),
@@ -181,6 +203,11 @@ impl Peer {
             generating: false,
             generated_at: None,
         }
+    }
+
+    /// Turns leases on for this replica (`lease.rs`).
+    pub(crate) fn set_lease_length(&mut self, length: Duration) {
+        self.lease_length = Some(length);
     }
 
     pub(crate) fn range(&self) -> RangeId {
@@ -208,6 +235,13 @@ impl Peer {
     /// timestamp registered in this term, and above `now + max_offset` as
     /// of the term's start (module docs). 0 on a follower.
     pub(crate) fn leader_floor(&mut self, now_plus_offset: u64) -> u64 {
+        let lease = self.lease.clone();
+        let mut state = lease.lock();
+        self.leader_floor_in(&mut state, now_plus_offset)
+    }
+
+    /// [`Peer::leader_floor`], with the shared state already locked.
+    fn leader_floor_in(&mut self, state: &mut LeaseState, now_plus_offset: u64) -> u64 {
         if !self.is_leader() {
             return 0;
         }
@@ -222,9 +256,9 @@ impl Peer {
                 Some(floor) if first_term => floor,
                 _ => now_plus_offset,
             };
-            self.max_read_ts = self.max_read_ts.max(start);
+            state.max_read_ts = state.max_read_ts.max(start);
         }
-        self.max_read_ts.saturating_add(1)
+        state.max_read_ts.saturating_add(1)
     }
 
     /// Starts a split-off range's floor from the split range leader's (see
@@ -236,25 +270,40 @@ impl Peer {
     /// As leader: registers a read at `read_ts`; returns the index the
     /// read must wait for (the last log index).
     fn register_read(&mut self, read_ts: u64, now_plus_offset: u64) -> u64 {
-        self.leader_floor(now_plus_offset);
-        self.max_read_ts = self.max_read_ts.max(read_ts);
+        let lease = self.lease.clone();
+        let mut state = lease.lock();
+        self.register_read_in(&mut state, read_ts, now_plus_offset)
+    }
+
+    /// [`Peer::register_read`], with the shared state already locked.
+    fn register_read_in(
+        &mut self,
+        state: &mut LeaseState,
+        read_ts: u64,
+        now_plus_offset: u64,
+    ) -> u64 {
+        self.leader_floor_in(state, now_plus_offset);
+        state.max_read_ts = state.max_read_ts.max(read_ts);
         self.raw.raft.raft_log.last_index()
     }
 
-    /// As leader, before stepping a follower's message: stamps forwarded
-    /// proposals with the floor and registers forwarded reads (their
-    /// context gets the index to wait for).
-    pub(crate) fn before_step_as_leader(
+    /// Steps a message from another node. As leader, forwarded proposals
+    /// are stamped with the floor and forwarded reads registered (their
+    /// context gets the index to wait for) — under the lease lock, together
+    /// with the append, so lease readers are ordered with them (`lease.rs`).
+    pub(crate) fn step(
         &mut self,
-        message: &mut raft::prelude::Message,
+        mut message: raft::prelude::Message,
         now_plus_offset: u64,
-    ) {
+    ) -> raft::Result<()> {
         if !self.is_leader() {
-            return;
+            return self.raw.step(message);
         }
+        let lease = self.lease.clone();
+        let mut state = lease.lock();
         match message.get_msg_type() {
             raft::prelude::MessageType::MsgPropose => {
-                let floor = self.leader_floor(now_plus_offset);
+                let floor = self.leader_floor_in(&mut state, now_plus_offset);
                 for entry in message.entries.iter_mut() {
                     let mut data = std::mem::take(&mut entry.data).to_vec();
                     ProposalHeader::raise_floor(&mut data, floor);
@@ -262,19 +311,53 @@ impl Peer {
                 }
             }
             raft::prelude::MessageType::MsgReadIndex => {
-                let Some(entry) = message.entries.first_mut() else {
-                    return;
-                };
-                if entry.data.len() != READ_CTX_LEN {
-                    return;
+                if let Some(entry) = message.entries.first_mut()
+                    && entry.data.len() == READ_CTX_LEN
+                {
+                    let read_ts = entry.data[16..24].try_into().map_or(0, u64::from_be_bytes);
+                    let wait = self.register_read_in(&mut state, read_ts, now_plus_offset);
+                    let mut ctx = std::mem::take(&mut entry.data).to_vec();
+                    ctx.extend_from_slice(&wait.to_be_bytes());
+                    entry.data = ctx.into();
                 }
-                let read_ts = entry.data[16..24].try_into().map_or(0, u64::from_be_bytes);
-                let wait = self.register_read(read_ts, now_plus_offset);
-                let mut ctx = std::mem::take(&mut entry.data).to_vec();
-                ctx.extend_from_slice(&wait.to_be_bytes());
-                entry.data = ctx.into();
             }
             _ => {}
+        }
+        let result = self.raw.step(message);
+        self.note_appended(&mut state);
+        result
+    }
+
+    /// After entries may have been appended (with the shared state
+    /// locked): lease readers wait for them; a replica that stopped
+    /// leading, or started a transfer, ends its lease.
+    fn note_appended(&mut self, state: &mut LeaseState) {
+        state.last_index = self.raw.raft.raft_log.last_index();
+        if !self.may_hold_lease(state) {
+            state.end();
+        }
+    }
+
+    /// Whether this replica may go on holding the lease in `state`: it
+    /// leads in the lease's term and is not handing leadership away.
+    fn may_hold_lease(&self, state: &LeaseState) -> bool {
+        self.is_leader()
+            && self.raw.raft.lead_transferee.is_none()
+            && state.term() == Some(self.raw.raft.term)
+    }
+
+    /// Ends the lease if this replica may no longer hold it (run on every
+    /// replica with input, at the start of each round, before any message
+    /// of the round leaves: a transfer's `TimeoutNow` never overtakes it).
+    /// Also turns a reader's renewal request into a read request.
+    pub(crate) fn check_lease(&mut self) {
+        let mut state = self.lease.lock();
+        if state.term().is_some() && !self.may_hold_lease(&state) {
+            state.end();
+        }
+        drop(state);
+        if self.lease.take_renewal() && self.is_leader() {
+            self.renewing = true;
         }
     }
 
@@ -287,12 +370,17 @@ impl Peer {
         command: Vec<u8>,
         now_plus_offset: u64,
     ) -> Result<()> {
+        // Stamped and appended under the lease lock (`lease.rs`).
+        let lease = self.lease.clone();
+        let mut state = lease.lock();
         let header = ProposalHeader {
             node: self.raw.raft.id,
             token,
-            floor: self.leader_floor(now_plus_offset),
+            floor: self.leader_floor_in(&mut state, now_plus_offset),
         };
-        self.propose_with(token, |raw| raw.propose(Vec::new(), header.wrap(command)))
+        let result = self.propose_with(token, |raw| raw.propose(Vec::new(), header.wrap(command)));
+        self.note_appended(&mut state);
+        result
     }
 
     /// Proposes a membership change (the leader only: raft-rs does not
@@ -355,9 +443,9 @@ impl Peer {
         Ok(())
     }
 
-    /// Whether reads wait to be handed to raft-rs.
+    /// Whether reads (or a lease renewal) wait to be handed to raft-rs.
     pub(crate) fn has_waiting_reads(&self) -> bool {
-        !self.waiting_reads.is_empty()
+        !self.waiting_reads.is_empty() || self.renewing
     }
 
     /// Hands the waiting reads to raft-rs as one request, once the leader
@@ -367,11 +455,13 @@ impl Peer {
     /// A leader registers the request itself (its read timestamp, and the
     /// index to wait for, see *Timestamp floors*).
     pub(crate) fn issue_reads(&mut self, now_plus_offset: u64) {
-        if self.waiting_reads.is_empty()
+        self.renewing &= self.is_leader();
+        if (self.waiting_reads.is_empty() && !self.renewing)
             || (self.is_leader() && !self.raw.raft.commit_to_current_term())
         {
             return;
         }
+        self.renewing = false;
         let ctx = self.next_read_ctx;
         self.next_read_ctx = self.next_read_ctx.wrapping_add(1);
         let reads = std::mem::take(&mut self.waiting_reads);
@@ -385,6 +475,17 @@ impl Peer {
         if self.is_leader() {
             let wait = self.register_read(read_ts, now_plus_offset);
             bytes.extend_from_slice(&wait.to_be_bytes());
+            if self.lease_length.is_some() {
+                // Requests raft-rs never confirms (no quorum) pile up only
+                // until the term ends; keep the newest.
+                if self.lease_requests.len() >= MAX_LEASE_REQUESTS {
+                    self.lease_requests.pop_first();
+                }
+                // Taken before the request leaves: the quorum that
+                // confirms it heard from this leader after this instant.
+                self.lease_requests
+                    .insert(ctx, (Instant::now(), self.raw.raft.term));
+            }
         }
         self.raw.read_index(bytes);
     }
@@ -393,6 +494,7 @@ impl Peer {
     /// for: the larger of the read index and the leader's last index at
     /// registration. A context the leader did not register (a leader that
     /// runs older code) yields no reads: they time out and retry.
+    /// A request this replica issued as leader extends its lease.
     pub(crate) fn on_read_state(&mut self, ctx: &[u8], index: u64) -> Option<(u64, Vec<Token>)> {
         if ctx.len() != READ_CTX_WITH_INDEX_LEN {
             return None;
@@ -407,8 +509,30 @@ impl Peer {
         }
         let counter = field(8)?;
         let wait = field(24)?;
+        if let Some((issued, term)) = self.lease_requests.remove(&counter) {
+            self.extend_lease(issued, term);
+        }
         let tokens = self.inflight_reads.remove(&counter)?;
         Some((index.max(wait), tokens))
+    }
+
+    /// A quorum confirmed a request issued at `issued` in `term`: the lease
+    /// runs from then (`lease.rs`), if this replica still leads in that
+    /// term and is not handing leadership away.
+    fn extend_lease(&mut self, issued: Instant, term: u64) {
+        let Some(length) = self.lease_length else {
+            return;
+        };
+        if !self.is_leader()
+            || self.raw.raft.term != term
+            || self.raw.raft.lead_transferee.is_some()
+        {
+            return;
+        }
+        let lease = self.lease.clone();
+        let mut state = lease.lock();
+        state.extend(term, issued + length, length);
+        state.last_index = self.raw.raft.raft_log.last_index();
     }
 
     /// Fails every read whose read index is not known yet: the leader this
@@ -417,6 +541,7 @@ impl Peer {
     /// answered.)
     pub(crate) fn fail_reads(&mut self, events: &mut Vec<Event>) {
         let error = self.not_leader();
+        self.lease_requests.clear();
         let tokens = self.waiting_reads.drain(..).map(|(token, _)| token).chain(
             std::mem::take(&mut self.inflight_reads)
                 .into_values()

@@ -139,6 +139,7 @@ impl<S: StateMachine> MultiRaft<S> {
             return Ok(false);
         };
         peer.fail_reads(&mut self.events);
+        self.end_lease(range);
         // Entries queued for the replica apply first (the queue is first in,
         // first out); their reports name a replica no longer here and are
         // ignored.
