@@ -237,3 +237,64 @@ async fn waiters_are_served_first_come_first() {
         .unwrap()
         .unwrap();
 }
+
+/// A wait for a lock, ending with its session and outcome.
+type LockWait = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (std::sync::Arc<Client>, Result<(), tokio_postgres::Error>),
+            > + Send,
+    >,
+>;
+
+/// A cycle that closes only through queue order: `c` holds 10 shared,
+/// `b` holds 11; `a` queues for 10 exclusive (behind `c`), `b` queues for
+/// 10 shared (compatible with `c`, but behind `a`), and `c` waits for 11.
+/// One of them gets 40P01; once each session in turn releases its locks,
+/// every other wait ends with its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_closed_by_queue_order_is_found() {
+    use std::sync::Arc;
+    let node = TestNode::start().await;
+    let a = Arc::new(node.connect().await);
+    let b = Arc::new(node.connect().await);
+    let c = Arc::new(node.connect().await);
+    c.execute("SELECT pg_advisory_lock_shared(10)", &[])
+        .await
+        .unwrap();
+    b.execute("SELECT pg_advisory_lock(11)", &[]).await.unwrap();
+    let wait_in = |client: &Arc<Client>, sql: &'static str| -> LockWait {
+        let session = client.clone();
+        let handle = tokio::spawn(async move { session.execute(sql, &[]).await.map(drop) });
+        let client = client.clone();
+        Box::pin(async move { (client, handle.await.unwrap()) })
+    };
+    let started = Instant::now();
+    let mut waits = vec![wait_in(&a, "SELECT pg_advisory_lock(10)")];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    waits.push(wait_in(&b, "SELECT pg_advisory_lock_shared(10)"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    waits.push(wait_in(&c, "SELECT pg_advisory_lock(11)"));
+
+    let mut victims = 0;
+    while !waits.is_empty() {
+        let ((client, outcome), _, rest) =
+            tokio::time::timeout(Duration::from_secs(10), futures::future::select_all(waits))
+                .await
+                .expect("every wait ended within 10 s of the previous one");
+        if let Err(err) = outcome {
+            assert_eq!(err.code(), Some(&SqlState::T_R_DEADLOCK_DETECTED), "{err}");
+            victims += 1;
+            let took = started.elapsed();
+            eprintln!("queue-order deadlock broken after {took:?}");
+            assert!(took < Duration::from_secs(6), "took {took:?}");
+        }
+        // Whatever the session holds now goes, so the next waiter moves.
+        client
+            .execute("SELECT pg_advisory_unlock_all()", &[])
+            .await
+            .unwrap();
+        waits = rest;
+    }
+    assert_eq!(victims, 1, "exactly one session is the victim");
+}

@@ -11,7 +11,9 @@
 //!
 //! One snapshot of every wait record and of the records of the locks they
 //! wait for gives the waits-for graph across the cluster: a waiter points
-//! at every other live holder whose mode conflicts with the one it wants.
+//! at every other live holder whose mode conflicts with the one it wants,
+//! and at every waiter queued ahead of it that wants a conflicting mode
+//! (`locks.rs`, *Queue*: those are served first).
 //! A cycle in one snapshot is a real deadlock (its members wait for each
 //! other until one gives up). Exactly one member, the youngest session
 //! (the largest session id), breaks it: its wait fails with 40P01; the
@@ -21,9 +23,9 @@
 //! whose node died never closes a cycle; one that stops waiting removes
 //! its record at once.
 //!
-//! Only holders count as edges, not waiters queued ahead (`locks.rs`,
-//! *Queue*): a cycle closed through queue order alone is not found, and
-//! waits until `lock_timeout` or `statement_timeout`.
+//! A queued waiter's place is an edge too: a shared locker queued behind
+//! an exclusive waiter waits for it even where the holders would admit
+//! it, so a cycle may close through queue order alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;

@@ -263,15 +263,21 @@ impl Record {
         self.blockers(owner, mode).next().is_none()
     }
 
-    /// The other owners whose entries keep `owner` from taking the lock in
-    /// `mode`.
+    /// The other owners that keep `owner` from taking the lock in `mode`:
+    /// holders whose mode conflicts, and waiters queued ahead of it that
+    /// want a conflicting mode (they are served first: `grants_queued`).
     pub(crate) fn blockers(
         &self,
         owner: Owner,
         mode: LockMode,
     ) -> impl Iterator<Item = Owner> + '_ {
+        let ahead = match self.queue.iter().position(|e| e.owner == owner) {
+            Some(at) => &self.queue[..at],
+            None => &self.queue[..],
+        };
         self.entries
             .iter()
+            .chain(ahead)
             .filter(move |e| {
                 e.owner != owner && !(mode == LockMode::Shared && e.mode == LockMode::Shared)
             })
@@ -579,6 +585,17 @@ mod tests {
         assert!(released.grants_queued(o(2), LockMode::Exclusive));
         assert!(!released.grants_queued(o(3), LockMode::Shared));
         assert!(!released.grants_queued(o(4), LockMode::Exclusive));
+        // The waits-for graph says the same: the shared waiter waits for
+        // the exclusive one ahead (not for the shared holder); the first
+        // waiter for the holder alone.
+        let blockers = |r: &Record, owner, mode| r.blockers(owner, mode).collect::<Vec<_>>();
+        assert_eq!(blockers(&record, o(3), LockMode::Shared), vec![o(2)]);
+        assert_eq!(blockers(&record, o(2), LockMode::Exclusive), vec![o(1)]);
+        assert_eq!(
+            blockers(&record, o(4), LockMode::Exclusive),
+            vec![o(1), o(2), o(3)]
+        );
+        assert_eq!(blockers(&released, o(2), LockMode::Exclusive), vec![]);
     }
 
     #[test]
