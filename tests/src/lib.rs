@@ -71,6 +71,7 @@ pub fn free_addr() -> SocketAddr {
 
 pub mod cluster;
 pub mod list_append;
+pub mod wire;
 pub mod workload;
 
 /// Polls `check` every 200 ms until it holds; panics naming `what` if it

@@ -6,11 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-
 use shoal_tests::TestNode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use shoal_tests::wire::Wire;
 use tokio_postgres::error::SqlState;
 
 #[tokio::test]
@@ -76,66 +73,4 @@ async fn ready_for_query_reports_the_block_state() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
-}
-
-/// Just enough of the protocol to read ReadyForQuery's status byte.
-struct Wire {
-    socket: TcpStream,
-}
-
-impl Wire {
-    async fn connect(addr: SocketAddr) -> Wire {
-        let socket = TcpStream::connect(addr).await.unwrap();
-        let mut wire = Wire { socket };
-        let mut body = Vec::new();
-        body.extend_from_slice(&196_608u32.to_be_bytes());
-        for s in ["user", "shoal", "database", "shoal", ""] {
-            body.extend_from_slice(s.as_bytes());
-            body.push(0);
-        }
-        let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        startup.extend_from_slice(&body);
-        wire.socket.write_all(&startup).await.unwrap();
-        wire.ready().await;
-        wire
-    }
-
-    async fn send(&mut self, tag: u8, body: &[u8]) {
-        let mut message = vec![tag];
-        message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        message.extend_from_slice(body);
-        self.socket.write_all(&message).await.unwrap();
-    }
-
-    /// Reads messages up to ReadyForQuery; returns its status.
-    async fn ready(&mut self) -> u8 {
-        loop {
-            let tag = self.socket.read_u8().await.unwrap();
-            let len = self.socket.read_u32().await.unwrap() as usize;
-            let mut body = vec![0; len - 4];
-            self.socket.read_exact(&mut body).await.unwrap();
-            if tag == b'Z' {
-                return body[0];
-            }
-        }
-    }
-
-    async fn simple(&mut self, sql: &str) -> u8 {
-        let mut body = sql.as_bytes().to_vec();
-        body.push(0);
-        self.send(b'Q', &body).await;
-        self.ready().await
-    }
-
-    async fn extended(&mut self, sql: &str) -> u8 {
-        let mut parse = vec![0];
-        parse.extend_from_slice(sql.as_bytes());
-        parse.extend_from_slice(&[0, 0, 0]);
-        self.send(b'P', &parse).await;
-        // Unnamed portal and statement, no formats, no parameters.
-        self.send(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]).await;
-        self.send(b'E', &[0, 0, 0, 0, 0]).await;
-        self.send(b'S', &[]).await;
-        self.ready().await
-    }
 }
