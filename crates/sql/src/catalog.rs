@@ -10,8 +10,17 @@
 //! transaction does not prove them at commit, so a statement does not pay
 //! for revisiting the catalog's range. DDL racing DML is therefore ordered
 //! as under snapshot isolation: by conflicts on the keys both write.
+//!
+//! Every statement reads its table's descriptor; decoding it each time
+//! cost more than the read. A small process-wide memo maps a descriptor's
+//! stored bytes to the decoded descriptor, so only bytes never seen before
+//! are decoded. It holds no state of its own: equal bytes are the same
+//! descriptor, whatever node or transaction read them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::RwLock;
 
 use shoal_kv::Txn;
 use shoal_storage::keycode;
@@ -57,10 +66,34 @@ fn decode_id(bytes: &[u8]) -> Result<u32> {
 pub fn table_by_id(txn: &Txn, id: u32) -> Result<Option<Arc<TableDescriptor>>> {
     match txn.get_untracked(&descriptor_key(id))? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(|d| Some(Arc::new(d)))
-            .map_err(|e| SqlError::Internal(format!("corrupt table descriptor {id}: {e}"))),
+        Some(bytes) => decode_descriptor(id, bytes).map(Some),
     }
+}
+
+/// The most descriptors the memo keeps (module docs); past it, it starts
+/// over.
+const MEMO_ENTRIES: usize = 4096;
+
+/// Stored descriptor bytes → the descriptor, per table id (module docs).
+type DescriptorMemo = RwLock<HashMap<u32, (Vec<u8>, Arc<TableDescriptor>)>>;
+static DECODED: LazyLock<DescriptorMemo> = LazyLock::new(DescriptorMemo::default);
+
+/// The descriptor stored as `bytes` under `id`, decoded at most once.
+fn decode_descriptor(id: u32, bytes: Vec<u8>) -> Result<Arc<TableDescriptor>> {
+    if let Some((seen, desc)) = DECODED.read().get(&id)
+        && *seen == bytes
+    {
+        return Ok(desc.clone());
+    }
+    let desc: Arc<TableDescriptor> = serde_json::from_slice(&bytes)
+        .map(Arc::new)
+        .map_err(|e| SqlError::Internal(format!("corrupt table descriptor {id}: {e}")))?;
+    let mut memo = DECODED.write();
+    if memo.len() >= MEMO_ENTRIES {
+        memo.clear();
+    }
+    memo.insert(id, (bytes, desc.clone()));
+    Ok(desc)
 }
 
 /// Looks a table up by name.
@@ -126,4 +159,37 @@ pub fn delete_table(txn: &Txn, desc: &TableDescriptor) -> Result<()> {
     txn.delete(descriptor_key(desc.id))?;
     txn.delete(name_key(&desc.database, &desc.schema, &desc.name))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn stored(id: u32, version: u32) -> Vec<u8> {
+        serde_json::to_vec(&TableDescriptor {
+            id,
+            database: "shoal".into(),
+            schema: "public".into(),
+            name: format!("t{id}"),
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            version,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn descriptors_are_decoded_once_per_stored_form() {
+        // An id no other test uses: the memo is process-wide.
+        let id = 987_654;
+        let first = decode_descriptor(id, stored(id, 1)).unwrap();
+        let again = decode_descriptor(id, stored(id, 1)).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "same bytes, same descriptor");
+        let changed = decode_descriptor(id, stored(id, 2)).unwrap();
+        assert_eq!(changed.version, 2, "new bytes are decoded");
+        assert!(decode_descriptor(id, b"{not json".to_vec()).is_err());
+        assert_eq!(decode_descriptor(id, stored(id, 2)).unwrap().version, 2);
+    }
 }
