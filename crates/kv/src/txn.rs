@@ -24,6 +24,18 @@
 //! [`Txn::scan_untracked`] are left out of that proof: the SQL layer reads
 //! schema with them, so a commit does not have to revisit the catalog.
 //!
+//! # Statement snapshots (READ COMMITTED)
+//!
+//! [`Txn::renew`] gives the transaction a new snapshot for its next
+//! statement: a new read timestamp, with the buffered writes, savepoints
+//! and isolation moved over. Write conflicts are still checked from the
+//! *first* snapshot (the transaction's conflict base): a key another
+//! transaction committed since the first statement fails the commit, even
+//! if a later statement saw that commit. That is stricter than
+//! PostgreSQL's READ COMMITTED, which would make the other writer wait on
+//! a row lock, but it never loses an update: every written key is checked
+//! over the whole life of the transaction.
+//!
 //! # Savepoints
 //!
 //! Because writes are buffered, a savepoint is only a position in an
@@ -120,6 +132,9 @@ pub struct Savepoint(usize);
 pub struct Txn {
     kv: Arc<Kv>,
     read_ts: Timestamp,
+    /// Where write conflicts are checked from: the read timestamp of the
+    /// transaction's first snapshot (module docs, *Statement snapshots*).
+    conflict_base: std::sync::atomic::AtomicU64,
     state: Mutex<TxnState>,
     /// Ranges joined to the snapshot → their uncertainty limit.
     synced: Mutex<HashMap<RangeId, Timestamp>>,
@@ -168,6 +183,7 @@ impl Txn {
         Self {
             kv,
             read_ts,
+            conflict_base: std::sync::atomic::AtomicU64::new(read_ts),
             state: Mutex::new(TxnState {
                 writes: BTreeMap::new(),
                 reads: ReadSet::default(),
@@ -576,6 +592,37 @@ impl Txn {
         self.state.lock().undo = None;
     }
 
+    /// The same transaction with a new snapshot for its next statement
+    /// (module docs, *Statement snapshots*): the buffered writes,
+    /// savepoint log, recorded reads and settings move to the returned
+    /// transaction, which checks conflicts from this one's conflict base.
+    /// Finishes `self`.
+    pub fn renew(&self) -> Result<Arc<Txn>> {
+        let next = self.kv.begin()?;
+        {
+            let mut state = self.live()?;
+            let mut moved = next.state.lock();
+            moved.writes = std::mem::take(&mut state.writes);
+            moved.reads = std::mem::take(&mut state.reads);
+            moved.undo = state.undo.take();
+            moved.isolation = state.isolation;
+            moved.used = state.used;
+            moved.lock_wait = state.lock_wait;
+            state.finished = true;
+        }
+        next.conflict_base
+            .store(self.conflict_base(), std::sync::atomic::Ordering::Relaxed);
+        self.kv.unregister(self.read_ts);
+        Ok(next)
+    }
+
+    /// Where write conflicts are checked from (module docs, *Statement
+    /// snapshots*): the first snapshot's read timestamp.
+    pub fn conflict_base(&self) -> Timestamp {
+        self.conflict_base
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether any write is buffered.
     pub fn has_writes(&self) -> bool {
         !self.state.lock().writes.is_empty()
@@ -600,7 +647,7 @@ impl Txn {
             Ok(self.read_ts)
         } else {
             self.kv
-                .commit_writes(self.read_ts, writes, &reads, self.lock_wait())
+                .commit_writes(self.conflict_base(), writes, &reads, self.lock_wait())
         };
         self.kv.unregister(self.read_ts);
         outcome

@@ -145,6 +145,15 @@ impl Harness {
                 self.txn(t).rollback();
                 Ok("ok".into())
             }
+            ("renew", [t]) => self.txn(t).renew().map(|next| {
+                let out = format!(
+                    "{t}: read_ts={} conflict_base={}",
+                    next.read_ts(),
+                    next.conflict_base()
+                );
+                self.txns.insert(t.to_string(), next);
+                out
+            }),
             ("has_writes", [t]) => Ok(self.txn(t).has_writes().to_string()),
             ("savepoint", [t, name]) => self.txn(t).savepoint().map(|mark| {
                 self.savepoints

@@ -594,9 +594,21 @@ impl Session {
     }
 
     /// The transaction a statement runs in: the open block's, or a new
-    /// implicit one (then `true`).
-    fn statement_txn(&self) -> Result<(Arc<Txn>, bool)> {
+    /// implicit one (then `true`). Under READ COMMITTED every statement of
+    /// a block after its first gets a new snapshot (`Txn::renew`).
+    fn statement_txn(&mut self) -> Result<(Arc<Txn>, bool)> {
         Ok(match &self.state {
+            TxnState::InBlock(txn)
+                if txn.is_used()
+                    && self
+                        .vars
+                        .get("transaction_isolation")
+                        .is_some_and(crate::vars::read_committed) =>
+            {
+                let txn = txn.renew()?;
+                self.state = TxnState::InBlock(txn.clone());
+                (txn, false)
+            }
             TxnState::InBlock(txn) => (txn.clone(), false),
             _ => {
                 let txn = self.db.kv.begin()?;

@@ -231,13 +231,12 @@ impl Vars {
                 }
             }
             "transaction_isolation" | "default_transaction_isolation" => {
-                // READ UNCOMMITTED and READ COMMITTED run as REPEATABLE
-                // READ: a stronger level, as PostgreSQL runs READ
-                // UNCOMMITTED as READ COMMITTED.
+                // READ UNCOMMITTED runs as READ COMMITTED, as in
+                // PostgreSQL (`read_committed`), and keeps its name.
                 match value.to_lowercase().as_str() {
-                    "repeatable read" | "read committed" | "read uncommitted" | "snapshot" => {
-                        Ok("repeatable read".into())
-                    }
+                    "repeatable read" | "snapshot" => Ok("repeatable read".into()),
+                    "read committed" => Ok("read committed".into()),
+                    "read uncommitted" => Ok("read uncommitted".into()),
                     "serializable" => Ok("serializable".into()),
                     _ => Err(invalid()),
                 }
@@ -257,7 +256,15 @@ impl Vars {
     }
 }
 
-/// The isolation a normalized `transaction_isolation` value names.
+/// Whether a normalized `transaction_isolation` value takes a new snapshot
+/// for every statement (READ COMMITTED, and READ UNCOMMITTED, which runs
+/// as it).
+pub fn read_committed(value: &str) -> bool {
+    matches!(value, "read committed" | "read uncommitted")
+}
+
+/// The isolation a normalized `transaction_isolation` value names (READ
+/// COMMITTED is snapshot isolation per statement: `read_committed`).
 pub fn isolation(value: &str) -> shoal_kv::Isolation {
     if value == "serializable" {
         shoal_kv::Isolation::Serializable
