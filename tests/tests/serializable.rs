@@ -161,11 +161,11 @@ async fn value(client: &Client, k: i32) -> String {
 }
 
 /// READ COMMITTED: each statement of a block sees what other transactions
-/// committed before it began (REPEATABLE READ keeps the first snapshot);
-/// the block's own writes carry over; an update of a row another
-/// transaction changed since the block began still fails its commit with
-/// 40001 rather than lose that change (PostgreSQL would have made the
-/// other writer wait).
+/// committed before it began (REPEATABLE READ keeps the first snapshot)
+/// and may update it; the block's own writes carry over; a row another
+/// transaction changes after the block wrote it fails the block with 40001
+/// rather than lose that change (PostgreSQL would have made the other
+/// writer wait).
 #[tokio::test]
 async fn read_committed_sees_each_statements_committed_data() {
     let node = TestNode::start().await;
@@ -201,8 +201,9 @@ async fn read_committed_sees_each_statements_committed_data() {
             .unwrap();
     }
 
-    // A lost update is refused: `a` read row 2 in its first statement, `b`
-    // changed it, `a` writes it after seeing `b`'s change.
+    // A statement writes on top of what committed before it began: `b`
+    // changed row 2 after `a`'s first statement, and `a`'s update applies
+    // to `b`'s version.
     a.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await
         .unwrap();
@@ -213,13 +214,38 @@ async fn read_committed_sees_each_statements_committed_data() {
     a.batch_execute("UPDATE items SET v = v || '!' WHERE k = 2")
         .await
         .unwrap();
-    let err = a.batch_execute("COMMIT").await.unwrap_err();
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(value(&b, 2).await, "dos!");
+
+    // A lost update is refused: `b` changes row 2 after `a` wrote it, and
+    // `a`'s next statement fails with 40001 (PostgreSQL would have made
+    // `b` wait for `a`).
+    a.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    a.batch_execute("UPDATE items SET v = 'a' WHERE k = 2")
+        .await
+        .unwrap();
+    b.batch_execute("UPDATE items SET v = 'b' WHERE k = 2")
+        .await
+        .unwrap();
+    let err = a.query("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(
         err.code(),
         Some(&SqlState::T_R_SERIALIZATION_FAILURE),
         "{err}"
     );
-    assert_eq!(value(&b, 2).await, "dos");
+    let message = err.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("table \"items\", key (k)=(2)")),
+        "{message:?}"
+    );
+    let err = a.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(value(&b, 2).await, "b");
 }
 
 /// The doctors in two ranges on three nodes, each doctor's client on a

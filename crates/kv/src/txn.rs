@@ -28,13 +28,21 @@
 //!
 //! [`Txn::renew`] gives the transaction a new snapshot for its next
 //! statement: a new read timestamp, with the buffered writes, savepoints
-//! and isolation moved over. Write conflicts are still checked from the
-//! *first* snapshot (the transaction's conflict base): a key another
-//! transaction committed since the first statement fails the commit, even
-//! if a later statement saw that commit. That is stricter than
-//! PostgreSQL's READ COMMITTED, which would make the other writer wait on
-//! a row lock, but it never loses an update: every written key is checked
-//! over the whole life of the transaction.
+//! and isolation moved over. A commit checks its writes for conflicts from
+//! the transaction's *conflict base*, which must be no later than the
+//! snapshot any written key was written under. Renewing keeps that true
+//! and moves the base forward when it can: it checks, at the new
+//! snapshot, that no other transaction committed a buffered key since the
+//! base — one that did is a lost update, refused at once
+//! ([`KvError::WriteConflict`]) — and then the new snapshot is the base.
+//! So a key is checked from the statement that wrote it, never from
+//! earlier: a statement may write a row another transaction changed
+//! before it began. Where the check cannot tell (a key in a range held
+//! elsewhere, an undecided intent, more than [`MAX_RENEW_CHECKS`]
+//! buffered keys) the base stays where it was, which is only stricter.
+//! What remains stricter than PostgreSQL's READ COMMITTED: a row changed
+//! by another transaction *after* this one wrote it fails this one
+//! (40001), where PostgreSQL would have made the other writer wait.
 //!
 //! # Savepoints
 //!
@@ -74,6 +82,10 @@ use crate::error::{KvError, Result};
 use crate::mvcc;
 use crate::reads::{ReadSet, Span};
 use crate::store::Kv;
+
+/// The most buffered keys [`Txn::renew`] checks to move the conflict base
+/// forward (module docs, *Statement snapshots*).
+pub const MAX_RENEW_CHECKS: usize = 1024;
 
 /// Buffered writes copied out of the transaction per lock acquisition.
 const OWN_WRITES_CHUNK: usize = 256;
@@ -595,10 +607,20 @@ impl Txn {
     /// The same transaction with a new snapshot for its next statement
     /// (module docs, *Statement snapshots*): the buffered writes,
     /// savepoint log, recorded reads and settings move to the returned
-    /// transaction, which checks conflicts from this one's conflict base.
-    /// Finishes `self`.
+    /// transaction, whose conflict base is the new snapshot if no buffered
+    /// key changed since this one's base (a change: `WriteConflict`, and
+    /// `self` stays live), else this one's. Finishes `self`.
     pub fn renew(&self) -> Result<Arc<Txn>> {
         let next = self.kv.begin()?;
+        let base = self.conflict_base();
+        let keys: Option<Vec<Vec<u8>>> = {
+            let state = self.live()?;
+            (state.writes.len() <= MAX_RENEW_CHECKS).then(|| state.writes.keys().cloned().collect())
+        };
+        let next_base = match keys {
+            Some(keys) if next.unchanged_since(&keys, base)? => next.read_ts,
+            _ => base,
+        };
         {
             let mut state = self.live()?;
             let mut moved = next.state.lock();
@@ -611,9 +633,44 @@ impl Txn {
             state.finished = true;
         }
         next.conflict_base
-            .store(self.conflict_base(), std::sync::atomic::Ordering::Relaxed);
+            .store(next_base, std::sync::atomic::Ordering::Relaxed);
         self.kv.unregister(self.read_ts);
         Ok(next)
+    }
+
+    /// Whether, at this snapshot, no other transaction has committed any of
+    /// `keys` after `base`: `Ok(true)` if none did, `Ok(false)` if that
+    /// cannot be told for some key (held elsewhere, or an undecided intent
+    /// above this snapshot's uncertainty limit), `WriteConflict` naming
+    /// the first key that changed.
+    fn unchanged_since(&self, keys: &[Vec<u8>], base: Timestamp) -> Result<bool> {
+        let mut known = true;
+        for key in keys {
+            let changed = self.routed(|| match self.locate(key)? {
+                Located::Remote { .. } => Ok(None),
+                Located::Local { limit, .. } => {
+                    self.settle_intent_at(key, limit)?;
+                    let engine = self.kv.engine.as_ref();
+                    if engine.get(&crate::intents::intent_key(key))?.is_some() {
+                        return Ok(None);
+                    }
+                    Ok(Some(
+                        mvcc::newest_version_ts(engine, key)?.is_some_and(|ts| ts > base),
+                    ))
+                }
+            })?;
+            match changed {
+                Some(true) => {
+                    return Err(KvError::WriteConflict {
+                        key: key.clone(),
+                        note: String::new(),
+                    });
+                }
+                Some(false) => {}
+                None => known = false,
+            }
+        }
+        Ok(known)
     }
 
     /// Where write conflicts are checked from (module docs, *Statement

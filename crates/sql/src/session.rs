@@ -605,7 +605,15 @@ impl Session {
                         .get("transaction_isolation")
                         .is_some_and(crate::vars::read_committed) =>
             {
-                let txn = txn.renew()?;
+                // A lost update found while renewing fails the block.
+                let txn = match txn.renew() {
+                    Ok(next) => next,
+                    Err(e) => {
+                        let e = self.commit_error(e);
+                        self.state = TxnState::Failed(txn.clone());
+                        return Err(e);
+                    }
+                };
                 self.state = TxnState::InBlock(txn.clone());
                 (txn, false)
             }
