@@ -98,6 +98,8 @@ struct PublishedRange {
 #[derive(Debug, Default)]
 pub struct Published {
     ranges: RwLock<HashMap<RangeId, Arc<PublishedRange>>>,
+    /// Transaction decisions applied here, for waiters (`decisions.rs`).
+    pub(crate) decisions: crate::decisions::Decisions,
 }
 
 impl Published {
@@ -216,6 +218,9 @@ pub struct KvStateMachine {
     /// with it.
     created: Vec<RangeId>,
     pub(crate) published: Arc<Published>,
+    /// Transactions the entry being applied decided: their waiters are
+    /// woken once it is written (`decisions.rs`).
+    pub(crate) decided: Vec<u128>,
 }
 
 impl std::fmt::Debug for KvStateMachine {
@@ -260,6 +265,7 @@ impl KvStateMachine {
             ranges: HashMap::new(),
             created: Vec::new(),
             published: published.clone(),
+            decided: Vec::new(),
         };
         Ok((machine, published))
     }
@@ -602,6 +608,9 @@ impl StateMachine for KvStateMachine {
     fn applied(&mut self, range: RangeId, _index: u64) {
         if let Some(state) = self.ranges.get(&range) {
             self.published.publish_state(range, state);
+        }
+        for txn_id in std::mem::take(&mut self.decided) {
+            self.published.decisions.note(txn_id);
         }
         for child in std::mem::take(&mut self.created) {
             if let Some(state) = self.ranges.get(&child) {

@@ -113,6 +113,7 @@ impl KvStateMachine {
         };
         if current != Some(status) {
             batch.put(key, status.encode());
+            self.decided.push(txn_id);
         }
         Ok(Reply::TxnEnded(status.encode().to_vec()))
     }

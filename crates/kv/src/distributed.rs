@@ -400,6 +400,9 @@ impl Kv {
         let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
         let mut pause = Duration::from_millis(1);
         let status = loop {
+            // Read before the record: a decision applied after the look is
+            // never slept through (`decisions.rs`).
+            let seen = self.published.decisions.seen(intent.txn_id);
             let now = self.clock.wall_now();
             let abandoned = match self.txn_status(intent)? {
                 Some(status) if status.is_final() => break status,
@@ -429,7 +432,12 @@ impl Kv {
                 .into_iter()
                 .flatten()
                 .fold(deadline, Instant::min);
-            std::thread::sleep(pause.min(until.saturating_duration_since(Instant::now())));
+            // Woken early by any decision applied on this node.
+            self.published.decisions.wait_after(
+                intent.txn_id,
+                seen,
+                pause.min(until.saturating_duration_since(Instant::now())),
+            );
             pause = (pause * 2).min(Duration::from_millis(50));
         };
         let commit_ts = status.committed_at();

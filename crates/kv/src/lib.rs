@@ -52,6 +52,7 @@ pub mod clock;
 mod codec;
 pub mod command;
 mod commit;
+mod decisions;
 pub mod directory;
 mod distributed;
 pub mod error;
