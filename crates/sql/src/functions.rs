@@ -337,23 +337,19 @@ pub fn register_catalog_functions(
             Ok(ScalarValue::Utf8(def))
         });
     }
-    {
+    // The table a relation name (possibly quoted or schema-qualified)
+    // names, read in the statement's transaction.
+    let relation = {
         let slot = slot.clone();
         let database = database.to_string();
-        row_fn(ctx, "shoal_regclass", Some(1), DataType::Int64, move |a| {
-            if let Some(n) = as_i64(&a[0]) {
-                return Ok(ScalarValue::Int64(Some(n)));
-            }
-            let Some(name) = as_string(&a[0]) else {
-                return Ok(ScalarValue::Int64(None));
-            };
-            let txn = slot.lock().clone();
+        move |name: &str| {
             let bare = name
                 .trim_matches('"')
                 .rsplit('.')
                 .next()
                 .unwrap_or("")
                 .to_string();
+            let txn = slot.lock().clone();
             let found = txn.and_then(|txn| {
                 crate::catalog::table_by_name(
                     &txn,
@@ -364,12 +360,32 @@ pub fn register_catalog_functions(
                 .ok()
                 .flatten()
             });
-            match found {
-                Some(d) => Ok(ScalarValue::Int64(Some(d.oid() as i64))),
-                None => Err(datafusion::error::DataFusionError::External(Box::new(
+            (bare, found)
+        }
+    };
+    {
+        let relation = relation.clone();
+        row_fn(ctx, "shoal_regclass", Some(1), DataType::Int64, move |a| {
+            if let Some(n) = as_i64(&a[0]) {
+                return Ok(ScalarValue::Int64(Some(n)));
+            }
+            let Some(name) = as_string(&a[0]) else {
+                return Ok(ScalarValue::Int64(None));
+            };
+            match relation(&name) {
+                (_, Some(d)) => Ok(ScalarValue::Int64(Some(d.oid() as i64))),
+                (bare, None) => Err(datafusion::error::DataFusionError::External(Box::new(
                     crate::error::SqlError::UndefinedTable(bare),
                 ))),
             }
         });
     }
+    // `to_regclass(name)`: the relation's OID, or NULL where `::regclass`
+    // would fail.
+    row_fn(ctx, "to_regclass", Some(1), DataType::Int64, move |a| {
+        let oid = as_string(&a[0])
+            .and_then(|name| relation(&name).1)
+            .map(|d| d.oid() as i64);
+        Ok(ScalarValue::Int64(oid))
+    });
 }
