@@ -1,6 +1,7 @@
 //! What a three-node cluster reports about itself — `SHOW RANGES`, the
 //! `shoal_internal.nodes` view and `shoal node status` — from every node,
-//! and that a killed node is reported dead once its liveness expires.
+//! and that a killed node is reported dead once its liveness expires; and
+//! that its leaders serve reads under their leases.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -131,4 +132,44 @@ async fn ranges_and_nodes_are_visible_from_every_node() {
     .await;
     let live = nodes(&first).await.iter().filter(|n| n.2).count();
     assert_eq!(live, 2);
+}
+
+/// Leaders pass read barriers under their leases on a three-node cluster
+/// too (`replication/lease.rs`): after reads from every node, the nodes'
+/// `kv.lease_reads` counters add up to more than zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_serve_reads_under_their_leases() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let mut clients = Vec::new();
+    for node in &cluster.nodes {
+        clients.push(node.connect().await);
+    }
+    clients[0]
+        .batch_execute(
+            "CREATE TABLE kv (k int PRIMARY KEY, v text); INSERT INTO kv VALUES (1, 'one')",
+        )
+        .await
+        .unwrap();
+    for client in &clients {
+        for _ in 0..20 {
+            let row = client
+                .query_one("SELECT v FROM kv WHERE k = $1", &[&1_i32])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), "one");
+        }
+    }
+    let mut total = 0;
+    for client in &clients {
+        let value: i64 = client
+            .query_one(
+                "SELECT value FROM shoal_internal.node_metrics WHERE name = 'kv.lease_reads'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        total += value;
+    }
+    assert!(total > 0, "no read was passed under a lease");
 }

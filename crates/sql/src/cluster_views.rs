@@ -149,7 +149,7 @@ pub fn metrics_batch(kv: &Kv, metrics: &SqlMetrics) -> Result<RecordBatch> {
         .iter()
         .filter(|r| kv.raft().leader(r.range_id) == Some(me))
         .count();
-    let rows: [(&str, u64); 3] = [
+    let rows: [(&str, u64); 4] = [
         (
             "sql.statement_retries",
             metrics
@@ -158,6 +158,8 @@ pub fn metrics_batch(kv: &Kv, metrics: &SqlMetrics) -> Result<RecordBatch> {
         ),
         ("kv.replicas", ranges.len() as u64),
         ("kv.leases", leases as u64),
+        // Read barriers passed under a leader's lease (`lease.rs`).
+        ("kv.lease_reads", kv.raft().lease_reads()),
     ];
     batch(
         vec![
