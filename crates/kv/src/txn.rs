@@ -39,7 +39,9 @@
 //! earlier: a statement may write a row another transaction changed
 //! before it began. Where the check cannot tell (a key in a range held
 //! elsewhere, an undecided intent, more than [`MAX_RENEW_CHECKS`]
-//! buffered keys) the base stays where it was, which is only stricter.
+//! buffered keys) the base stays where it was, which is only stricter. A
+//! serializable transaction's base never moves: the commit proves its
+//! reads from the base too, and they were made at earlier snapshots.
 //! What remains stricter than PostgreSQL's READ COMMITTED: a row changed
 //! by another transaction *after* this one wrote it fails this one
 //! (40001), where PostgreSQL would have made the other writer wait.
@@ -144,8 +146,9 @@ pub struct Savepoint(usize);
 pub struct Txn {
     kv: Arc<Kv>,
     read_ts: Timestamp,
-    /// Where write conflicts are checked from: the read timestamp of the
-    /// transaction's first snapshot (module docs, *Statement snapshots*).
+    /// Where the commit checks write conflicts (and proves reads) from:
+    /// the read timestamp, or after [`Txn::renew`] a snapshot no later than
+    /// any written key's (module docs, *Statement snapshots*).
     conflict_base: std::sync::atomic::AtomicU64,
     state: Mutex<TxnState>,
     /// Ranges joined to the snapshot → their uncertainty limit.
@@ -609,13 +612,15 @@ impl Txn {
     /// savepoint log, recorded reads and settings move to the returned
     /// transaction, whose conflict base is the new snapshot if no buffered
     /// key changed since this one's base (a change: `WriteConflict`, and
-    /// `self` stays live), else this one's. Finishes `self`.
+    /// `self` stays live), else — or if serializable — this one's.
+    /// Finishes `self`.
     pub fn renew(&self) -> Result<Arc<Txn>> {
         let next = self.kv.begin()?;
         let base = self.conflict_base();
         let keys: Option<Vec<Vec<u8>>> = {
             let state = self.live()?;
-            (state.writes.len() <= MAX_RENEW_CHECKS).then(|| state.writes.keys().cloned().collect())
+            (state.isolation == Isolation::Snapshot && state.writes.len() <= MAX_RENEW_CHECKS)
+                .then(|| state.writes.keys().cloned().collect())
         };
         let next_base = match keys {
             Some(keys) if next.unchanged_since(&keys, base)? => next.read_ts,
@@ -673,8 +678,8 @@ impl Txn {
         Ok(known)
     }
 
-    /// Where write conflicts are checked from (module docs, *Statement
-    /// snapshots*): the first snapshot's read timestamp.
+    /// Where the commit checks write conflicts from (module docs,
+    /// *Statement snapshots*).
     pub fn conflict_base(&self) -> Timestamp {
         self.conflict_base
             .load(std::sync::atomic::Ordering::Relaxed)

@@ -8,7 +8,8 @@
 //! statement, each of which wakes the client on loopback — measured as
 //! about 40% of a node's CPU under sysbench's prepared point selects.
 //!
-//! `Corked` wraps the connection for the Bind and Execute handlers: every
+//! `Corked` wraps the connection for the Parse, Bind, Describe, Execute
+//! and Close handlers (pgwire's own, run through it: `handler.rs`): every
 //! message goes into the connection's write buffer, and a flush asked for
 //! in between does nothing. Sync (pgwire's `on_sync`, on the real
 //! connection) writes everything with ReadyForQuery, and Flush still

@@ -36,12 +36,8 @@ use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, METADATA_DATABASE, METADATA_USER,
     PgWireServerHandlers, Type,
 };
-use pgwire::error::ErrorInfo;
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
-    TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
-};
+use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -392,8 +388,7 @@ impl ExtendedQueryHandler for QueryHandler {
         self._on_execute(&mut Corked(client), message).await
     }
 
-    /// pgwire's Parse, with ParseComplete left in the write buffer for
-    /// Sync to send (`corked.rs`).
+    /// pgwire's Parse, with ParseComplete left for Sync (`corked.rs`).
     async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -401,18 +396,22 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match pgwire::api::stmt::StoredStatement::parse(client, &message, self.query_parser())
-            .await?
-        {
-            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
-            None => client
-                .portal_store()
-                .put_empty_statement(message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME)),
-        }
-        client
-            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
-            .await?;
-        Ok(())
+        PgwireDefaults(self)
+            .on_parse(&mut Corked(client), message)
+            .await
+    }
+
+    /// pgwire's Bind, with BindComplete left for Sync (`corked.rs`).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        PgwireDefaults(self)
+            .on_bind(&mut Corked(client), message)
+            .await
     }
 
     /// pgwire's Describe, its answer left for Sync (`corked.rs`).
@@ -434,59 +433,9 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
-        match message.target_type {
-            TARGET_TYPE_BYTE_STATEMENT => client.portal_store().rm_statement(name),
-            TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
-            _ => {}
-        }
-        client
-            .feed(PgWireBackendMessage::CloseComplete(CloseComplete::new()))
-            .await?;
-        Ok(())
-    }
-
-    /// pgwire's Bind, with BindComplete left in the write buffer for Sync
-    /// to send (`corked.rs`).
-    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let statement_name = message
-            .statement_name
-            .as_deref()
-            .unwrap_or(pgwire::api::DEFAULT_NAME);
-        match client.portal_store().get_statement(statement_name) {
-            Some(pgwire::api::store::Entry::Value(statement)) => {
-                let portal = Portal::try_new(&message, statement)?;
-                client.portal_store().put_portal(Arc::new(portal));
-            }
-            Some(pgwire::api::store::Entry::Empty) => {
-                if !message.parameters.is_empty() {
-                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                        "ERROR".to_owned(),
-                        "08P01".to_owned(),
-                        format!(
-                            "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires 0",
-                            message.parameters.len(),
-                        ),
-                    ))));
-                }
-                let portal_name = message
-                    .portal_name
-                    .as_deref()
-                    .unwrap_or(pgwire::api::DEFAULT_NAME);
-                client.portal_store().put_empty_portal(portal_name);
-            }
-            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
-        }
-        client
-            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
-            .await?;
-        Ok(())
+        PgwireDefaults(self)
+            .on_close(&mut Corked(client), message)
+            .await
     }
 
     async fn do_query<C>(
@@ -535,5 +484,35 @@ impl ExtendedQueryHandler for QueryHandler {
                 .await,
             &portal.result_column_format,
         )
+    }
+}
+
+/// pgwire's own handling of Parse, Bind and Close (the trait's default
+/// bodies, which [`QueryHandler`]'s overrides cannot call), for those
+/// overrides to run through [`Corked`]. Everything else is the handler's.
+struct PgwireDefaults<'a>(&'a QueryHandler);
+
+#[async_trait]
+impl ExtendedQueryHandler for PgwireDefaults<'_> {
+    type Statement = StoredStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<StatementParser> {
+        self.0.query_parser()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<StoredStatement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = StoredStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        ExtendedQueryHandler::do_query(self.0, client, portal, max_rows).await
     }
 }
