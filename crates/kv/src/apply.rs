@@ -287,7 +287,13 @@ impl KvStateMachine {
     fn commit(
         &mut self,
         ctx: &EntryContext<'_>,
-        (id, read_ts, ts_hint, max_ts): (u128, Timestamp, Timestamp, Option<Timestamp>),
+        (id, read_ts, ts_hint, max_ts, lock_id): (
+            u128,
+            Timestamp,
+            Timestamp,
+            Option<Timestamp>,
+            u128,
+        ),
         (writes, reads): (Writes, &[Span]),
         engine: &dyn Engine,
         batch: &mut WriteBatch,
@@ -307,7 +313,7 @@ impl KvStateMachine {
             return Ok(Reply::WrongRange);
         }
         let mut state = self.range(range, engine)?;
-        if let Some(refusal) = check_writes(&state, read_ts, &writes, None, engine)? {
+        if let Some(refusal) = check_writes(&state, read_ts, &writes, &[lock_id], engine)? {
             return Ok(refusal);
         }
         let commit_ts = ts_hint.max(ctx.floor).max(state.last_commit + 1);
@@ -502,9 +508,10 @@ impl StateMachine for KvStateMachine {
                 writes,
                 reads,
                 max_ts,
+                lock_id,
             } => self.commit(
                 ctx,
-                (id, read_ts, ts_hint, max_ts),
+                (id, read_ts, ts_hint, max_ts, lock_id),
                 (writes, &reads),
                 engine,
                 batch,
@@ -554,6 +561,7 @@ impl StateMachine for KvStateMachine {
                 commit_ts,
                 keys,
             } => self.resolve(ctx, txn_id, commit_ts, keys, engine, batch),
+            Command::Lock(request) => self.lock(ctx, request, engine, batch),
             Command::DropDescriptor { range, generation } => {
                 self.drop_descriptor(ctx, (range, generation), engine, batch)
             }
@@ -678,12 +686,13 @@ pub(crate) fn for_each_range_record(
 
 /// Why `writes`, read at `read_ts`, may not be written, if they may not:
 /// the snapshot is too old, a key has a newer version (first committer
-/// wins), or a key holds an intent of a transaction other than `own`.
+/// wins), or a key holds an intent of a transaction other than those in
+/// `own` (the writer's own commit, and its locks: 0 stands for none).
 pub(crate) fn check_writes(
     state: &RangeState,
     read_ts: Timestamp,
     writes: &[(Vec<u8>, Option<Vec<u8>>)],
-    own: Option<u128>,
+    own: &[u128],
     engine: &dyn Engine,
 ) -> Result<Option<Reply>> {
     if read_ts < state.gc_threshold {
@@ -697,7 +706,7 @@ pub(crate) fn check_writes(
         }
         if let Some(raw) = engine.get(&crate::intents::intent_key(key))? {
             let intent = crate::intents::Intent::decode(&raw)?;
-            if Some(intent.txn_id) != own {
+            if !own.contains(&intent.txn_id) {
                 return Ok(Some(Reply::IntentConflict {
                     key: key.clone(),
                     intent: raw,

@@ -60,6 +60,7 @@ pub(crate) fn refused_while_frozen(command: &Command) -> Option<Reply> {
         Command::Commit { .. }
         | Command::Refresh { .. }
         | Command::Prepare(_)
+        | Command::Lock(_)
         | Command::EndTxn { .. }
         | Command::Resolve { .. }
         | Command::SetDescriptor(_)

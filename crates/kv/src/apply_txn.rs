@@ -19,6 +19,11 @@
 //! * **FinishTxns** marks committed records finished once their
 //!   coordinators resolved every intent; GC drops finished records below
 //!   its threshold.
+//! * **Lock** puts lock intents (`intents.rs`) on keys no other
+//!   transaction holds an intent on — all of the command's keys or, if one
+//!   is held, none — after creating or renewing the transaction's record
+//!   in its primary range; it answers which keys changed since the
+//!   locker's snapshot (`write_locks.rs`).
 //! * **Resolve** turns the transaction's intents on the given keys into
 //!   versions at the commit timestamp (raising the range's last commit
 //!   timestamp to it), or deletes them; intents of other transactions are
@@ -29,9 +34,9 @@ use shoal_storage::{Engine, StorageError, WriteBatch};
 
 use crate::apply::{KvStateMachine, check_writes, version_bytes};
 use crate::clock::Timestamp;
-use crate::command::{Prepare, Reply};
+use crate::command::{LockRequest, Prepare, Reply};
 use crate::error::Result;
-use crate::intents::{Intent, TxnStatus, intent_key, prepared_key, record_key};
+use crate::intents::{Intent, LOCK_TS, Payload, TxnStatus, intent_key, prepared_key, record_key};
 use crate::keys;
 use crate::mvcc;
 
@@ -66,7 +71,9 @@ impl KvStateMachine {
             return Ok(Reply::TxnEnded(raw));
         }
         let mut state = self.range(range, engine)?;
-        if let Some(refusal) = check_writes(&state, p.read_ts, &writes, Some(p.txn_id), engine)? {
+        if let Some(refusal) =
+            check_writes(&state, p.read_ts, &writes, &[p.txn_id, p.lock_id], engine)?
+        {
             return Ok(refusal);
         }
         let prepare_ts = p.ts_hint.max(ctx.floor).max(state.last_commit + 1);
@@ -75,7 +82,7 @@ impl KvStateMachine {
                 txn_id: p.txn_id,
                 primary_key: p.primary_key.clone(),
                 prepare_ts,
-                value,
+                payload: Payload::Write(value),
             };
             batch.put(intent_key(&key), intent.encode());
         }
@@ -88,6 +95,68 @@ impl KvStateMachine {
         batch.put(keys::last_commit(range), prepare_ts.to_be_bytes());
         self.ranges.insert(range, state);
         Ok(Reply::Prepared(prepare_ts))
+    }
+
+    pub(crate) fn lock(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        request: LockRequest,
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> Result<Reply> {
+        if request.keys.iter().any(|key| !ctx.bounds.contains(key)) {
+            return Ok(Reply::WrongRange);
+        }
+        let mut fresh = Vec::with_capacity(request.keys.len());
+        let mut changed = Vec::new();
+        for key in &request.keys {
+            match engine.get(&intent_key(key))? {
+                Some(raw) if Intent::decode(&raw)?.txn_id != request.txn_id => {
+                    return Ok(Reply::IntentConflict {
+                        key: key.clone(),
+                        intent: raw,
+                    });
+                }
+                Some(_) => {}
+                None => fresh.push(key),
+            }
+            if mvcc::newest_version_ts(engine, key)?.is_some_and(|ts| ts > request.since) {
+                changed.push(key.clone());
+            }
+        }
+        if ctx.bounds.contains(&request.primary_key) {
+            let record = record_key(ctx.range, request.txn_id);
+            match engine.get(&record)? {
+                Some(raw) => match TxnStatus::decode(&raw)? {
+                    TxnStatus::Pending { expiry } if expiry >= request.expiry => {}
+                    TxnStatus::Pending { .. } => {
+                        let renewed = TxnStatus::Pending {
+                            expiry: request.expiry,
+                        };
+                        batch.put(record, renewed.encode());
+                    }
+                    // Aborted by a waiter that presumed the holder dead.
+                    _ => return Ok(Reply::TxnEnded(raw)),
+                },
+                None => {
+                    let pending = TxnStatus::Pending {
+                        expiry: request.expiry,
+                    };
+                    batch.put(record, pending.encode());
+                }
+            }
+        }
+        let lock = Intent {
+            txn_id: request.txn_id,
+            primary_key: request.primary_key,
+            prepare_ts: LOCK_TS,
+            payload: Payload::Lock(request.holder),
+        }
+        .encode();
+        for key in fresh {
+            batch.put(intent_key(key), lock.clone());
+        }
+        Ok(Reply::Locked(changed))
     }
 
     pub(crate) fn end_txn(
@@ -161,12 +230,9 @@ impl KvStateMachine {
             if intent.txn_id != txn_id {
                 continue;
             }
-            if let Some(ts) = commit_ts {
-                added += version_bytes(&user_key, intent.value.as_deref());
-                batch.put(
-                    mvcc::version_key(&user_key, ts),
-                    mvcc::encode_value(intent.value.as_deref()),
-                );
+            if let (Some(ts), Some(value)) = (commit_ts, intent.written()) {
+                added += version_bytes(&user_key, value);
+                batch.put(mvcc::version_key(&user_key, ts), mvcc::encode_value(value));
             }
             batch.delete(key);
             resolved += 1;

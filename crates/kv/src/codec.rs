@@ -68,6 +68,14 @@ pub(crate) fn put_optional_ts(out: &mut Vec<u8>, ts: Option<Timestamp>) {
 }
 
 /// Appends a field.
+/// A list of keys: `n u32 | n × field`.
+pub(crate) fn put_keys(out: &mut Vec<u8>, keys: &[Vec<u8>]) {
+    out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+    for key in keys {
+        put_field(out, key);
+    }
+}
+
 pub(crate) fn put_field(out: &mut Vec<u8>, field: &[u8]) {
     // Keys and values are bounded far below 4 GiB by the SQL layer.
     out.extend_from_slice(&(field.len() as u32).to_be_bytes());
@@ -130,6 +138,16 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u128(&mut self) -> Result<u128> {
         Ok((u128::from(self.u64()?) << 64) | u128::from(self.u64()?))
+    }
+
+    /// [`put_keys`]'s output.
+    pub(crate) fn keys(&mut self) -> Result<Vec<Vec<u8>>> {
+        let n = self.u32()? as usize;
+        let mut keys = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            keys.push(self.field()?);
+        }
+        Ok(keys)
     }
 
     pub(crate) fn writes(&mut self) -> Result<Writes> {

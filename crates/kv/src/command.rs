@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! Commit: 1 | id u128 | read_ts u64 | ts_hint u64 | n u32 | n × (key, value?)
-//!           | spans | max_ts?
+//!           | spans | max_ts? | lock_id u128
 //! spans:  n u32 | n × (start field, end field)   (end empty: unbounded)
 //! Gc:     2 | threshold u64 | n u32 | n × version key
 //! field:  len u32 | bytes          value?: 0 (delete) | 1 field
@@ -22,12 +22,15 @@
 //! Split:        7 | at field | new_range u64 | left_bytes u64
 //! AllocateRangeId: 8
 //! Prepare:      9 | id u128 | primary field | read_ts | ts_hint | expiry | n u32 | n × (key, value?)
+//!                 | lock_id u128
 //! EndTxn:      10 | id u128 | primary field | 0 (abort, at u64) or 1 (commit, commit_ts u64)
 //! Resolve:     11 | id u128 | 0 (abort) or 1 commit_ts | n u32 | n × key
 //! SetSpanConfig: 12 | start field | 0 or 1 end field | max_bytes u64
 //! SetDescriptor: 13 | range record (`directory.rs`)
 //! FinishTxns:  17 | n u32 | n × id u128
 //! Refresh:     18 | txn_id u128 | read_ts u64 | refresh_ts u64 | spans
+//! Lock:        19 | id u128 | primary field | holder field | expiry u64 | since u64
+//!                 | n u32 | n × key field
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
@@ -39,12 +42,15 @@
 //! another transaction's intent), `15 | status` (the transaction record),
 //! `16 | n u64` (intents resolved), `20 | key field` (a read was
 //! overwritten), `21 | ts` (too late: the commit would land at `ts`), `22`
-//! (reads refreshed).
+//! (reads refreshed), `23 | n u32 | n × key field` (locked; the keys
+//! changed since the lock's snapshot).
 
 use shoal_replication::{MergeRequest, ReplicationError};
 
 use crate::clock::Timestamp;
-use crate::codec::{Reader, corrupt, put_field, put_nodes, put_optional_ts, put_spans, put_writes};
+use crate::codec::{
+    Reader, corrupt, put_field, put_keys, put_nodes, put_optional_ts, put_spans, put_writes,
+};
 use crate::directory::RangeRecord;
 use crate::error::{KvError, Result};
 use crate::reads::Span;
@@ -76,6 +82,9 @@ pub enum Command {
         reads: Vec<Span>,
         /// The highest acceptable commit timestamp, if any.
         max_ts: Option<Timestamp>,
+        /// The transaction's row locks (`write_locks.rs`; 0: none), whose
+        /// lock intents do not stop its own writes.
+        lock_id: u128,
     },
     /// Prove that nothing in `spans` was committed in `(read_ts,
     /// refresh_ts]`, waiting out intents of transactions other than
@@ -196,6 +205,8 @@ pub enum Command {
     /// Store a range's descriptor in the directory, unless the stored one
     /// is as new (first range only; see `directory.rs`).
     SetDescriptor(RangeRecord),
+    /// Lock keys of this range for a transaction (`write_locks.rs`).
+    Lock(LockRequest),
     /// Turn the transaction's intents on `keys` into versions at
     /// `commit_ts`, or remove them (`None`: aborted).
     Resolve {
@@ -225,6 +236,32 @@ pub struct Prepare {
     pub expiry: u64,
     /// This range's writes.
     pub writes: Writes,
+    /// The transaction's row locks (0: none), whose lock intents the
+    /// prepare replaces with its own.
+    pub lock_id: u128,
+}
+
+/// A [`Command::Lock`]: put a lock intent of transaction `txn_id` on each of
+/// `keys` unless another transaction holds an intent on one (then nothing
+/// is written: [`Reply::IntentConflict`]); in the range holding
+/// `primary_key`, first create or renew the transaction's record, pending
+/// until `expiry` (a decided record: [`Reply::TxnEnded`], the locks are
+/// lost). The reply [`Reply::Locked`] lists the keys with a version newer
+/// than `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRequest {
+    /// The locking transaction.
+    pub txn_id: u128,
+    /// Its first locked key: the record lives in its range.
+    pub primary_key: Vec<u8>,
+    /// Who holds the locks (opaque: the SQL layer's session).
+    pub holder: Vec<u8>,
+    /// When the record may be presumed abandoned (wall µs).
+    pub expiry: u64,
+    /// The snapshot the locker read the keys at.
+    pub since: Timestamp,
+    /// Keys of this range to lock (may be empty: only the record).
+    pub keys: Vec<Vec<u8>>,
 }
 
 /// What applying a [`Command`] produced.
@@ -283,6 +320,8 @@ pub enum Reply {
     TooLate(Timestamp),
     /// The reads hold, and later commits land above the refresh timestamp.
     Refreshed,
+    /// The keys are locked; these changed since the lock's snapshot.
+    Locked(Vec<Vec<u8>>),
 }
 
 const COMMIT: u8 = 1;
@@ -303,6 +342,7 @@ const MERGE: u8 = 15;
 const DROP_DESCRIPTOR: u8 = 16;
 const FINISH_TXNS: u8 = 17;
 const REFRESH: u8 = 18;
+const LOCK: u8 = 19;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -326,6 +366,7 @@ const MERGE_REFUSED: u8 = 19;
 const READ_CONFLICT: u8 = 20;
 const TOO_LATE: u8 = 21;
 const REFRESHED: u8 = 22;
+const LOCKED: u8 = 23;
 
 impl Command {
     /// The command's wire form.
@@ -339,6 +380,7 @@ impl Command {
                 writes,
                 reads,
                 max_ts,
+                lock_id,
             } => {
                 out.push(COMMIT);
                 out.extend_from_slice(&id.to_be_bytes());
@@ -347,6 +389,7 @@ impl Command {
                 put_writes(&mut out, writes);
                 put_spans(&mut out, reads);
                 put_optional_ts(&mut out, *max_ts);
+                out.extend_from_slice(&lock_id.to_be_bytes());
             }
             Command::Refresh {
                 txn_id,
@@ -363,10 +406,7 @@ impl Command {
             Command::Gc { threshold, keys } => {
                 out.push(GC);
                 out.extend_from_slice(&threshold.to_be_bytes());
-                out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
-                for key in keys {
-                    put_field(&mut out, key);
-                }
+                put_keys(&mut out, keys);
             }
             Command::RegisterNode { node_id, addr } => {
                 out.push(REGISTER_NODE);
@@ -425,6 +465,7 @@ impl Command {
                 ts_hint,
                 expiry,
                 writes,
+                lock_id,
             }) => {
                 out.push(PREPARE);
                 out.extend_from_slice(&txn_id.to_be_bytes());
@@ -433,6 +474,23 @@ impl Command {
                 out.extend_from_slice(&ts_hint.to_be_bytes());
                 out.extend_from_slice(&expiry.to_be_bytes());
                 put_writes(&mut out, writes);
+                out.extend_from_slice(&lock_id.to_be_bytes());
+            }
+            Command::Lock(LockRequest {
+                txn_id,
+                primary_key,
+                holder,
+                expiry,
+                since,
+                keys,
+            }) => {
+                out.push(LOCK);
+                out.extend_from_slice(&txn_id.to_be_bytes());
+                put_field(&mut out, primary_key);
+                put_field(&mut out, holder);
+                out.extend_from_slice(&expiry.to_be_bytes());
+                out.extend_from_slice(&since.to_be_bytes());
+                put_keys(&mut out, keys);
             }
             Command::EndTxn {
                 txn_id,
@@ -481,10 +539,7 @@ impl Command {
                 out.push(RESOLVE);
                 out.extend_from_slice(&txn_id.to_be_bytes());
                 put_optional_ts(&mut out, *commit_ts);
-                out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
-                for key in keys {
-                    put_field(&mut out, key);
-                }
+                put_keys(&mut out, keys);
             }
         }
         out
@@ -501,6 +556,7 @@ impl Command {
                 writes: r.writes()?,
                 reads: r.spans()?,
                 max_ts: r.optional_ts()?,
+                lock_id: r.u128()?,
             },
             REFRESH => Command::Refresh {
                 txn_id: r.u128()?,
@@ -515,6 +571,15 @@ impl Command {
                 ts_hint: r.u64()?,
                 expiry: r.u64()?,
                 writes: r.writes()?,
+                lock_id: r.u128()?,
+            }),
+            LOCK => Command::Lock(LockRequest {
+                txn_id: r.u128()?,
+                primary_key: r.field()?,
+                holder: r.field()?,
+                expiry: r.u64()?,
+                since: r.u64()?,
+                keys: r.keys()?,
             }),
             END_TXN => Command::EndTxn {
                 txn_id: r.u128()?,
@@ -540,29 +605,15 @@ impl Command {
                 min_bytes: r.optional_ts()?,
             },
             SET_DESCRIPTOR => Command::SetDescriptor(RangeRecord::read(&mut r)?),
-            RESOLVE => {
-                let txn_id = r.u128()?;
-                let commit_ts = r.optional_ts()?;
-                let n = r.u32()? as usize;
-                let mut keys = Vec::with_capacity(n.min(1 << 16));
-                for _ in 0..n {
-                    keys.push(r.field()?);
-                }
-                Command::Resolve {
-                    txn_id,
-                    commit_ts,
-                    keys,
-                }
-            }
-            GC => {
-                let threshold = r.u64()?;
-                let n = r.u32()? as usize;
-                let mut keys = Vec::with_capacity(n.min(1 << 16));
-                for _ in 0..n {
-                    keys.push(r.field()?);
-                }
-                Command::Gc { threshold, keys }
-            }
+            RESOLVE => Command::Resolve {
+                txn_id: r.u128()?,
+                commit_ts: r.optional_ts()?,
+                keys: r.keys()?,
+            },
+            GC => Command::Gc {
+                threshold: r.u64()?,
+                keys: r.keys()?,
+            },
             REGISTER_NODE => {
                 let node_id = r.u64()?;
                 let addr = String::from_utf8(r.field()?).map_err(|_| corrupt("address"))?;
@@ -690,6 +741,10 @@ impl Reply {
                 out.extend_from_slice(&ts.to_be_bytes());
             }
             Reply::Refreshed => out.push(REFRESHED),
+            Reply::Locked(changed) => {
+                out.push(LOCKED);
+                put_keys(&mut out, changed);
+            }
         }
         out
     }
@@ -736,6 +791,7 @@ impl Reply {
             READ_CONFLICT => Reply::ReadConflict(r.field()?),
             TOO_LATE => Reply::TooLate(r.u64()?),
             REFRESHED => Reply::Refreshed,
+            LOCKED => Reply::Locked(r.keys()?),
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -759,6 +815,7 @@ mod tests {
                 writes: vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)],
                 reads: Vec::new(),
                 max_ts: None,
+                lock_id: 0,
             },
             Command::Commit {
                 id: 2,
@@ -773,6 +830,7 @@ mod tests {
                     },
                 ],
                 max_ts: Some(11),
+                lock_id: 42,
             },
             Command::Refresh {
                 txn_id: 7 << 90,
@@ -824,6 +882,15 @@ mod tests {
                 ts_hint: 5,
                 expiry: 6,
                 writes: vec![(b"a".to_vec(), None), (b"b".to_vec(), Some(Vec::new()))],
+                lock_id: 7,
+            }),
+            Command::Lock(LockRequest {
+                txn_id: 9,
+                primary_key: b"p".to_vec(),
+                holder: b"h".to_vec(),
+                expiry: 10,
+                since: 11,
+                keys: vec![b"k".to_vec(), Vec::new()],
             }),
             Command::EndTxn {
                 txn_id: 8,
@@ -899,6 +966,8 @@ mod tests {
             Reply::ReadConflict(b"r".to_vec()),
             Reply::TooLate(12),
             Reply::Refreshed,
+            Reply::Locked(vec![b"changed".to_vec()]),
+            Reply::Locked(Vec::new()),
         ] {
             assert_eq!(Reply::decode(&reply.encode()).unwrap(), reply);
         }

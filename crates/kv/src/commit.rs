@@ -62,12 +62,15 @@ impl Kv {
     /// prove at the commit timestamp (`reads.rs`; empty under snapshot
     /// isolation). `lock_wait` bounds each wait for another transaction's
     /// intent ([`KvError::LockTimeout`]; `None`: the request timeout).
+    /// `lock_id` names the transaction's row locks (`write_locks.rs`; 0:
+    /// none): its lock intents do not stop these writes, while another
+    /// transaction's fail the commit at once with [`KvError::Locked`].
     pub(crate) fn commit_writes(
         &self,
         read_ts: Timestamp,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         reads: &[Span],
-        lock_wait: Option<Duration>,
+        (lock_wait, lock_id): (Option<Duration>, u128),
     ) -> Result<Timestamp> {
         let n_writes = writes.len();
         if writes.is_empty() {
@@ -80,7 +83,8 @@ impl Kv {
         let reply = loop {
             let mut groups = self.group_by_range(writes.clone())?;
             if groups.len() > 1 {
-                match self.commit_across(read_ts, &writes, groups, reads, deadline, lock) {
+                match self.commit_across((read_ts, lock_id), &writes, groups, reads, deadline, lock)
+                {
                     // Aborted cleanly because a range changed: group again.
                     Err(KvError::Misrouted(_)) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(5));
@@ -96,7 +100,7 @@ impl Kv {
             // Safe to re-propose: the commit record makes it idempotent.
             let reply = match self.commit_one_range(
                 range,
-                (id, read_ts),
+                (id, read_ts, lock_id),
                 writes,
                 reads,
                 (deadline, lock),

@@ -91,7 +91,7 @@ impl Kv {
     /// `read_ts` (module docs); returns the commit timestamp.
     pub(crate) fn commit_across(
         &self,
-        read_ts: Timestamp,
+        (read_ts, lock_id): (Timestamp, u128),
         writes: &[(Vec<u8>, Option<Vec<u8>>)],
         groups: Groups,
         reads: &[Span],
@@ -118,6 +118,7 @@ impl Kv {
                             ts_hint: self.clock.next(),
                             expiry,
                             writes,
+                            lock_id,
                         });
                         (
                             range,
@@ -253,7 +254,7 @@ impl Kv {
 
     /// Decides transaction `txn_id` in the range holding `primary_key`;
     /// returns the record as decided (the first decision stands).
-    fn end_txn(
+    pub(crate) fn end_txn(
         &self,
         primary_key: &[u8],
         txn_id: u128,
@@ -317,7 +318,7 @@ impl Kv {
     }
 
     /// Resolves the intents of `txn_id` on `keys`, range by range.
-    fn resolve_keys(
+    pub(crate) fn resolve_keys(
         &self,
         txn_id: u128,
         commit_ts: Option<Timestamp>,
@@ -353,7 +354,7 @@ impl Kv {
 
     /// The record of `intent`'s transaction, read linearizably from its
     /// primary range (`None`: the primary has not prepared).
-    fn txn_status(&self, intent: &Intent) -> Result<Option<TxnStatus>> {
+    pub(crate) fn txn_status(&self, intent: &Intent) -> Result<Option<TxnStatus>> {
         let raw = self.rerouting(|| {
             let (range, _) = self.route(&intent.primary_key)?;
             let key = record_key(range, intent.txn_id);
@@ -396,6 +397,18 @@ impl Kv {
         deadline: Instant,
         (lock, holding): (Option<Instant>, bool),
     ) -> Result<()> {
+        // A row lock may be held for as long as its transaction stays
+        // open: the caller waits for it, not this thread (`write_locks.rs`).
+        if intent.is_lock() {
+            let blocked = crate::write_locks::Blocked {
+                key: key.to_vec(),
+                intent: intent.clone(),
+            };
+            if self.lock_released(&blocked)? {
+                return Ok(());
+            }
+            return Err(KvError::Locked(Box::new(blocked)));
+        }
         let patience = holding.then(|| Instant::now() + HOLDER_PATIENCE);
         let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
         let mut pause = Duration::from_millis(1);
@@ -487,6 +500,7 @@ mod tests {
                 ts_hint: kv.clock.next(),
                 expiry: kv.clock.wall_now() + ttl.as_micros() as u64,
                 writes: vec![(key.to_vec(), Some(b"new".to_vec()))],
+                lock_id: 0,
             });
             let reply = kv.propose_until(range, &command, deadline).unwrap();
             assert!(matches!(reply, Reply::Prepared(_)), "{reply:?}");

@@ -48,6 +48,14 @@ pub enum KvError {
         /// The key whose intent it waited for.
         key: Vec<u8>,
     },
+    /// A write met another transaction's row lock (`write_locks.rs`) on
+    /// the key; nothing was written. The caller waits for the lock
+    /// ([`Kv::lock_released`](crate::Kv::lock_released)) and tries again.
+    #[error(
+        "could not serialize access due to concurrent update (key {} is locked by another transaction)",
+        printable_key(&.0.key)
+    )]
+    Locked(Box<crate::write_locks::Blocked>),
     /// The snapshot is older than the GC threshold: versions it needs may
     /// have been collected. Retry with a new transaction.
     #[error("snapshot too old: read at {read_ts}, versions below {threshold} were collected")]

@@ -14,6 +14,14 @@
 //! pushes) its transaction. Intents sort like versions, by escaped user
 //! key, so a range owns the intents of its keys.
 //!
+//! A **lock intent** (`Payload::Lock`) holds a key for a transaction that
+//! has not committed yet, without a value: a READ COMMITTED block's row
+//! lock (`write_locks.rs`). Its prepare timestamp is [`LOCK_TS`], above
+//! every snapshot, so readers never wait for it, while a writer meeting it
+//! waits for its transaction like for any intent. Its transaction's record
+//! is written before any of its lock intents, so a lock intent without a
+//! record was released. Resolving one only removes it.
+//!
 //! A **transaction record** says `pending` (until an expiry — a
 //! coordinator that has not finished by then may be presumed dead and its
 //! transaction aborted by anyone), `committed` at a timestamp, or
@@ -56,7 +64,20 @@ pub fn intent_user_key(key: &[u8]) -> Result<Vec<u8>> {
     Ok(shoal_storage::decode_bytes_escaped(&mut rest)?)
 }
 
-/// A prepared write of a transaction spanning ranges.
+/// The prepare timestamp of every lock intent: above any snapshot.
+pub const LOCK_TS: Timestamp = Timestamp::MAX;
+
+/// What an intent holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A prepared write: the value (`None`: a delete).
+    Write(Option<Vec<u8>>),
+    /// A lock, with its holder's tag (opaque to the KV layer: the SQL
+    /// layer names the session, for deadlock detection).
+    Lock(Vec<u8>),
+}
+
+/// A prepared write of a transaction spanning ranges, or a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
     /// The transaction.
@@ -66,8 +87,8 @@ pub struct Intent {
     /// The timestamp this range gave the write when preparing it; the
     /// commit timestamp is at least this.
     pub prepare_ts: Timestamp,
-    /// The value written (`None`: a delete).
-    pub value: Option<Vec<u8>>,
+    /// The value written, or the lock.
+    pub payload: Payload,
 }
 
 fn corrupt(what: &str) -> crate::error::KvError {
@@ -89,19 +110,37 @@ fn take_u64(bytes: &mut &[u8]) -> Result<u64> {
 }
 
 impl Intent {
+    /// Whether this is a lock intent.
+    pub fn is_lock(&self) -> bool {
+        matches!(self.payload, Payload::Lock(_))
+    }
+
+    /// The value a committed write intent becomes (`None`: a delete or a
+    /// lock, which leaves no version).
+    pub fn written(&self) -> Option<Option<&[u8]>> {
+        match &self.payload {
+            Payload::Write(value) => Some(value.as_deref()),
+            Payload::Lock(_) => None,
+        }
+    }
+
     /// Stored form: id, prepare ts, primary key length + bytes, then `0`
-    /// or `1` + the value.
+    /// (a delete), `1` + the value, or `2` + a lock holder's tag.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(40 + self.primary_key.len());
         out.extend_from_slice(&self.txn_id.to_be_bytes());
         out.extend_from_slice(&self.prepare_ts.to_be_bytes());
         out.extend_from_slice(&(self.primary_key.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.primary_key);
-        match &self.value {
-            None => out.push(0),
-            Some(v) => {
+        match &self.payload {
+            Payload::Write(None) => out.push(0),
+            Payload::Write(Some(v)) => {
                 out.push(1);
                 out.extend_from_slice(v);
+            }
+            Payload::Lock(holder) => {
+                out.push(2);
+                out.extend_from_slice(holder);
             }
         }
         out
@@ -114,16 +153,17 @@ impl Intent {
         let prepare_ts = take_u64(bytes)?;
         let len: [u8; 4] = take(bytes, 4)?.try_into().map_err(|_| corrupt("length"))?;
         let primary_key = take(bytes, u32::from_be_bytes(len) as usize)?.to_vec();
-        let value = match take(bytes, 1)? {
-            [0] if bytes.is_empty() => None,
-            [1] => Some(bytes.to_vec()),
+        let payload = match take(bytes, 1)? {
+            [0] if bytes.is_empty() => Payload::Write(None),
+            [1] => Payload::Write(Some(bytes.to_vec())),
+            [2] => Payload::Lock(bytes.to_vec()),
             _ => return Err(corrupt("value tag")),
         };
         Ok(Intent {
             txn_id: u128::from_be_bytes(id),
             primary_key,
             prepare_ts,
-            value,
+            payload,
         })
     }
 }
@@ -219,12 +259,18 @@ mod tests {
 
     #[test]
     fn intents_and_statuses_round_trip() {
-        for value in [None, Some(Vec::new()), Some(b"v\x00".to_vec())] {
+        for payload in [
+            Payload::Write(None),
+            Payload::Write(Some(Vec::new())),
+            Payload::Write(Some(b"v\x00".to_vec())),
+            Payload::Lock(b"holder".to_vec()),
+            Payload::Lock(Vec::new()),
+        ] {
             let intent = Intent {
                 txn_id: u128::MAX - 5,
                 primary_key: b"\x02pk".to_vec(),
                 prepare_ts: 77,
-                value,
+                payload,
             };
             assert_eq!(Intent::decode(&intent.encode()).unwrap(), intent);
         }

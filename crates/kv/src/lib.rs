@@ -30,6 +30,9 @@
 //!   local replica whose bounds hold it; a split is a command in the
 //!   range's log; a commit writing to one range is one command, one
 //!   writing to several commits in two phases (`distributed`).
+//! * **Row locks** (`write_locks`): a READ COMMITTED transaction locks the
+//!   keys it wrote with lock intents, so other writers wait for it instead
+//!   of making it fail at commit.
 //! * **Garbage collection** (`gc`): removes versions older than a retention
 //!   window, through the log, so every replica removes the same ones.
 //!
@@ -43,7 +46,7 @@
 //!
 //! Module reading order: `clock`, `keys`, `mvcc`, `command`, `apply`,
 //! `store`, `txn`, `commit`, `intents`, `apply_txn`, `distributed`,
-//! `split`, `span_config`, `gc`.
+//! `write_locks`, `split`, `span_config`, `gc`.
 
 mod apply;
 mod apply_merge;
@@ -74,6 +77,7 @@ mod split;
 mod status;
 mod store;
 mod txn;
+pub mod write_locks;
 
 pub use apply::{KvStateMachine, Published};
 pub use clock::{ManualClock, SystemClock, Timestamp, WallClock};

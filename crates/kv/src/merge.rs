@@ -622,6 +622,7 @@ mod tests {
             writes: vec![(b"p".to_vec(), Some(b"1".to_vec()))],
             reads: Vec::new(),
             max_ts: None,
+            lock_id: 0,
         };
         assert_eq!(
             kv.propose_until(right, &commit, deadline).unwrap(),

@@ -307,7 +307,7 @@ impl Kv {
     pub(crate) fn commit_one_range(
         &self,
         range: RangeId,
-        (id, read_ts): (u128, Timestamp),
+        (id, read_ts, lock_id): (u128, Timestamp, u128),
         writes: crate::command::Writes,
         reads: &[Span],
         (deadline, lock): (Instant, Option<Instant>),
@@ -330,6 +330,7 @@ impl Kv {
                 writes: writes.clone(),
                 reads: here,
                 max_ts,
+                lock_id,
             };
             match self.propose_until(range, &command, deadline)? {
                 Reply::TooLate(ts) => {

@@ -42,9 +42,10 @@
 //! buffered keys) the base stays where it was, which is only stricter. A
 //! serializable transaction's base never moves: the commit proves its
 //! reads from the base too, and they were made at earlier snapshots.
-//! What remains stricter than PostgreSQL's READ COMMITTED: a row changed
-//! by another transaction *after* this one wrote it fails this one
-//! (40001), where PostgreSQL would have made the other writer wait.
+//! A READ COMMITTED caller also locks what each statement wrote
+//! ([`Txn::lock_writes`], `write_locks.rs`), so no other transaction can
+//! change those rows before this one ends: writers wait for it, as in
+//! PostgreSQL, rather than fail it.
 //!
 //! # Savepoints
 //!
@@ -84,6 +85,7 @@ use crate::error::{KvError, Result};
 use crate::mvcc;
 use crate::reads::{ReadSet, Span};
 use crate::store::Kv;
+use crate::write_locks::Locks;
 
 /// The most buffered keys [`Txn::renew`] checks to move the conflict base
 /// forward (module docs, *Statement snapshots*).
@@ -109,11 +111,16 @@ struct TxnState {
     lock_wait: Option<std::time::Duration>,
     /// Recorded while a savepoint is open (module docs).
     undo: Option<Vec<Undo>>,
+    /// Keys written since the last [`Txn::lock_writes`], once it locks.
+    to_lock: Option<Vec<Vec<u8>>>,
     finished: bool,
 }
 
 impl TxnState {
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if let Some(to_lock) = &mut self.to_lock {
+            to_lock.push(key.clone());
+        }
         match &mut self.undo {
             Some(undo) => {
                 self.used = true;
@@ -153,6 +160,9 @@ pub struct Txn {
     state: Mutex<TxnState>,
     /// Ranges joined to the snapshot → their uncertainty limit.
     synced: Mutex<HashMap<RangeId, Timestamp>>,
+    /// The row locks, once the transaction locks its writes
+    /// (`write_locks.rs`).
+    locks: Mutex<Option<Locks>>,
     /// Reading for another node: local replicas only (`remote.rs`).
     serving: bool,
 }
@@ -206,9 +216,11 @@ impl Txn {
                 used: false,
                 lock_wait: None,
                 undo: None,
+                to_lock: None,
                 finished: false,
             }),
             synced: Mutex::new(first.map(|r| (r, read_ts)).into_iter().collect()),
+            locks: Mutex::new(None),
             serving: false,
         }
     }
@@ -635,8 +647,10 @@ impl Txn {
             moved.isolation = state.isolation;
             moved.used = state.used;
             moved.lock_wait = state.lock_wait;
+            moved.to_lock = state.to_lock.take();
             state.finished = true;
         }
+        *next.locks.lock() = self.locks.lock().take();
         next.conflict_base
             .store(next_base, std::sync::atomic::Ordering::Relaxed);
         self.kv.unregister(self.read_ts);
@@ -656,7 +670,10 @@ impl Txn {
                 Located::Local { limit, .. } => {
                     self.settle_intent_at(key, limit)?;
                     let engine = self.kv.engine.as_ref();
-                    if engine.get(&crate::intents::intent_key(key))?.is_some() {
+                    // A lock intent holds no value: the versions tell.
+                    if let Some(raw) = engine.get(&crate::intents::intent_key(key))?
+                        && !crate::intents::Intent::decode(&raw)?.is_lock()
+                    {
                         return Ok(None);
                     }
                     Ok(Some(
@@ -676,6 +693,63 @@ impl Txn {
             }
         }
         Ok(known)
+    }
+
+    /// Locks the keys written since the last call (all buffered keys, the
+    /// first time) for `holder` (`write_locks.rs`), from this snapshot;
+    /// returns the keys another transaction changed since the snapshot,
+    /// which the caller must write again from a newer one. Fails with
+    /// [`KvError::Locked`] if another transaction holds one: the keys not
+    /// locked yet stay to lock at the next call, after the caller waited.
+    /// From the first call on, the commit and rollback release the locks.
+    pub fn lock_writes(&self, holder: &[u8]) -> Result<Vec<Vec<u8>>> {
+        // Held across the requests: one locking call at a time per
+        // transaction (the session's, or its node's keeper renewing).
+        let mut held = self.locks.lock();
+        let keys = {
+            let mut state = self.live()?;
+            match state.to_lock.replace(Vec::new()) {
+                Some(keys) => keys,
+                None => state.writes.keys().cloned().collect(),
+            }
+        };
+        let locks = held.get_or_insert_with(|| Locks::new(holder.to_vec()));
+        let outcome = self.kv.lock_keys(locks, keys.clone(), self.read_ts);
+        if outcome.is_err() {
+            let mut state = self.state.lock();
+            if let Some(to_lock) = &mut state.to_lock {
+                to_lock.extend(keys.into_iter().filter(|key| !locks.locked.contains(key)));
+            }
+        }
+        outcome
+    }
+
+    /// Renews the record of this transaction's row locks, if it has any,
+    /// so waiters do not presume it dead while it idles.
+    pub fn renew_locks(&self) -> Result<()> {
+        let mut held = self.locks.lock();
+        drop(self.live()?);
+        match held.as_mut() {
+            Some(locks) => self.kv.renew_lock_record(locks),
+            None => Ok(()),
+        }
+    }
+
+    /// Releases the row locks now, the transaction staying open (it can
+    /// only roll back: a failed block).
+    pub fn release_locks(&self) {
+        let locks = self.locks.lock().take();
+        if let Some(locks) = locks {
+            self.kv.release_locks(locks);
+        }
+    }
+
+    /// Whether the transaction holds row locks (`write_locks.rs`).
+    pub fn has_locks(&self) -> bool {
+        self.locks
+            .lock()
+            .as_ref()
+            .is_some_and(|locks| locks.primary.is_some())
     }
 
     /// Where the commit checks write conflicts from (module docs,
@@ -703,14 +777,25 @@ impl Txn {
             let reads = state.reads.take(|key| writes.contains_key(key));
             (writes, reads)
         };
+        // Taken after the state lock is let go: a locking call holds the
+        // locks' mutex first, then the state's.
+        let locks = self.locks.lock().take();
         // A read-only transaction is serialized at its snapshot: nothing
         // to prove (`reads.rs`).
         let outcome = if writes.is_empty() {
             Ok(self.read_ts)
         } else {
-            self.kv
-                .commit_writes(self.conflict_base(), writes, &reads, self.lock_wait())
+            let lock_id = locks.as_ref().map_or(0, |locks| locks.id);
+            self.kv.commit_writes(
+                self.conflict_base(),
+                writes,
+                &reads,
+                (self.lock_wait(), lock_id),
+            )
         };
+        if let Some(locks) = locks {
+            self.kv.release_locks(locks);
+        }
         self.kv.unregister(self.read_ts);
         outcome
     }
@@ -724,6 +809,10 @@ impl Txn {
             state.undo = None;
             !std::mem::replace(&mut state.finished, true)
         };
+        let locks = self.locks.lock().take();
+        if let Some(locks) = locks {
+            self.kv.release_locks(locks);
+        }
         if was_live {
             self.kv.unregister(self.read_ts);
         }

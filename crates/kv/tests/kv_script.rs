@@ -15,6 +15,12 @@
 //! * `commit <t>`, `rollback <t>`, `has_writes <t>`
 //! * `savepoint <t> <name>`, `rollback_to <t> <name>`, `release <t>` (drops
 //!   every savepoint of `<t>`)
+//! * `lock <t> <holder>` — lock the keys `<t>` wrote since its last lock
+//!   (row locks, `write_locks.rs`); prints the keys changed since its
+//!   snapshot.
+//! * `ttl <µs>` — how long a transaction record stays pending unrenewed.
+//! * `crash <t>` — forget `<t>` without rolling it back, as a dead node
+//!   would.
 //! * `gc window=<µs>` — a GC pass; prints its stats.
 //! * `tick <µs>`, `clock <µs>` — advance / set the wall clock.
 //! * `latest` — the latest committed timestamp.
@@ -155,6 +161,25 @@ impl Harness {
                 out
             }),
             ("has_writes", [t]) => Ok(self.txn(t).has_writes().to_string()),
+            ("lock", [t, holder]) => self.txn(t).lock_writes(holder.as_bytes()).map(|changed| {
+                if changed.is_empty() {
+                    "locked".into()
+                } else {
+                    let keys: Vec<String> = changed.iter().map(|k| printable_key(k)).collect();
+                    format!("locked; changed: {}", keys.join(" "))
+                }
+            }),
+            ("ttl", [us]) => {
+                self.kv
+                    .set_txn_ttl(Duration::from_micros(us.parse().unwrap()));
+                Ok("ok".into())
+            }
+            ("crash", [t]) => {
+                let txn = self.txns.remove(*t).expect("no such transaction");
+                // Never rolled back: its locks stay until they expire.
+                std::mem::forget(txn);
+                Ok("ok".into())
+            }
             ("savepoint", [t, name]) => self.txn(t).savepoint().map(|mark| {
                 self.savepoints
                     .insert((t.to_string(), name.to_string()), mark);
