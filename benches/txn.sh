@@ -11,9 +11,12 @@
 #     transfer     BEGIN; two UPDATEs moving 1 between two random accounts;
 #                  COMMIT (most pairs span two ranges: two-phase on Shoal)
 #     contended    the transfer, between 10 hot accounts
+#     contended-rc the same under READ COMMITTED on both: writers wait for
+#                  each other's row locks instead of failing
 #   For every run: transactions/s, average latency, and failed transactions
-#   (serialization failures, 40001 — PostgreSQL's default READ COMMITTED
-#   waits for row locks instead, so it has none) as a share of all.
+#   (serialization failures, 40001, and deadlocks, 40P01 — PostgreSQL's
+#   default READ COMMITTED waits for row locks instead of failing with
+#   40001) as a share of all.
 #   After the transfers the sum of all balances is checked on both
 #   databases: transfers move money, never create or lose it.
 #
@@ -41,7 +44,7 @@ else
 fi
 HOT=10
 READY_TIMEOUT=60
-WORKLOADS="single-row transfer contended"
+WORKLOADS="single-row transfer contended contended-rc"
 
 command -v pgbench >/dev/null 2>&1 || PATH=$PATH:$(find_pg_bindir)
 command -v pgbench >/dev/null 2>&1 || install_debs postgresql
@@ -95,11 +98,11 @@ cat >"$WORK/single-row.sql" <<EOF
 \\set id random(1, $ACCOUNTS)
 UPDATE accounts SET balance = balance + 1 WHERE id = :id;
 EOF
-transfer_script() { # transfer_script N: a transfer between accounts 1..N
+transfer_script() { # transfer_script N [BEGIN]: a transfer between accounts 1..N
   cat <<EOF
 \\set a random(1, $1)
 \\set b random(1, $1)
-BEGIN;
+${2:-BEGIN};
 UPDATE accounts SET balance = balance - 1 WHERE id = :a;
 UPDATE accounts SET balance = balance + 1 WHERE id = :b;
 COMMIT;
@@ -107,6 +110,7 @@ EOF
 }
 transfer_script "$ACCOUNTS" >"$WORK/transfer.sql"
 transfer_script "$HOT" >"$WORK/contended.sql"
+transfer_script "$HOT" "BEGIN ISOLATION LEVEL READ COMMITTED" >"$WORK/contended-rc.sql"
 
 declare -A TPS LAT FAILED
 # run NAME CONNINFO WORKLOAD CLIENTS
@@ -125,7 +129,7 @@ run() {
 total() { psql_run "$1" 60 -c 'SELECT sum(balance) FROM accounts' 2>/dev/null || echo "?"; }
 
 declare -A BEFORE AFTER
-for w in transfer contended single-row; do
+for w in transfer contended contended-rc single-row; do
   if [[ $w == single-row ]]; then
     BEFORE[PostgreSQL]=$(total "$PG_CONN") BEFORE[Shoal]=$(total "$SHOAL_CONN")
   fi
@@ -141,7 +145,7 @@ EXPECTED=$(( ACCOUNTS * 1000 ))
   echo
   echo "- machine: $(nproc) cores; load average before the runs: $LOADAVG"
   echo "- PostgreSQL: $("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //') (fsync=on, synchronous_commit=on, READ COMMITTED)"
-  echo "- Shoal: $("$SHOAL_BIN_ABS" --version 2>/dev/null || echo shoal) ($(basename "$(dirname "$SHOAL_BIN_ABS")") build), one node, SERIALIZABLE (its default), \`accounts\` in 10 ranges"
+  echo "- Shoal: $("$SHOAL_BIN_ABS" --version 2>/dev/null || echo shoal) ($(basename "$(dirname "$SHOAL_BIN_ABS")") build), one node, SERIALIZABLE (its default; *contended-rc* READ COMMITTED on both), \`accounts\` in 10 ranges"
   echo "- $ACCOUNTS accounts ($HOT hot ones for *contended*); pgbench, prepared statements, ${RUN_TIME}s per run"
   echo
   echo "| workload | clients | PostgreSQL tps | Shoal tps | Shoal/PG | PostgreSQL ms | Shoal ms | PostgreSQL failed % | Shoal failed (40001) % |"

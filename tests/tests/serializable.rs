@@ -1,7 +1,8 @@
 //! Isolation levels as PostgreSQL users know them: SERIALIZABLE (the
 //! default) prevents write skew, REPEATABLE READ allows it; on one node
 //! and across three, with the rows in different ranges. READ COMMITTED
-//! gives every statement a new snapshot.
+//! gives every statement a new snapshot, and its writers wait for each
+//! other instead of failing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +10,9 @@ use shoal_tests::TestNode;
 use shoal_tests::cluster::TestCluster;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+
+const ITEMS: &str = "CREATE TABLE items (k int PRIMARY KEY, v text);
+     INSERT INTO items VALUES (1, 'one'), (2, 'two')";
 
 const DOCTORS: &str = "CREATE TABLE doctors (name text PRIMARY KEY, on_call boolean NOT NULL);
      INSERT INTO doctors VALUES ('alice', true), ('bob', true);";
@@ -158,10 +162,7 @@ async fn value(client: &Client, k: i32) -> String {
 
 /// READ COMMITTED: each statement of a block sees what other transactions
 /// committed before it began (REPEATABLE READ keeps the first snapshot)
-/// and may update it; the block's own writes carry over; a row another
-/// transaction changes after the block wrote it fails the block with 40001
-/// rather than lose that change (PostgreSQL would have made the other
-/// writer wait).
+/// and may update it; the block's own writes carry over.
 #[tokio::test]
 async fn read_committed_sees_each_statements_committed_data() {
     let node = TestNode::start().await;
@@ -212,20 +213,82 @@ async fn read_committed_sees_each_statements_committed_data() {
         .unwrap();
     a.batch_execute("COMMIT").await.unwrap();
     assert_eq!(value(&b, 2).await, "dos!");
+}
 
-    // A lost update is refused: `b` changes row 2 after `a` wrote it, and
-    // `a`'s next statement fails with 40001 (PostgreSQL would have made
-    // `b` wait for `a`).
-    a.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+/// Whether `task` is still running after a pause: a statement waiting
+/// for a lock.
+async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    !task.is_finished()
+}
+
+/// READ COMMITTED writers wait for each other as in PostgreSQL: a row a
+/// READ COMMITTED block wrote is locked until the block ends; another
+/// writer waits for it, then applies its change on top. Nobody fails.
+#[tokio::test]
+async fn read_committed_writers_wait_and_apply_on_top() {
+    let node = TestNode::start().await;
+    let a = node.connect().await;
+    let b = node.connect().await;
+    a.batch_execute(ITEMS).await.unwrap();
+
+    // A statement of its own waits for the block, then updates its row.
+    let b = writer_waits_for_read_committed(&a, b).await;
+
+    // Two READ COMMITTED blocks: the second's UPDATE waits, then runs
+    // again on the first's committed row.
+    a.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE items SET v = 'A' WHERE k = 1")
         .await
         .unwrap();
-    a.batch_execute("UPDATE items SET v = 'a' WHERE k = 2")
+    b.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await
         .unwrap();
-    b.batch_execute("UPDATE items SET v = 'b' WHERE k = 2")
+    let waiter = tokio::spawn(async move {
+        let updated = b
+            .execute("UPDATE items SET v = v || '+b' WHERE k = 1", &[])
+            .await;
+        (updated, b)
+    });
+    assert!(still_waiting(&waiter).await, "the block did not wait");
+    a.batch_execute("COMMIT").await.unwrap();
+    let (updated, b) = waiter.await.unwrap();
+    assert_eq!(updated.unwrap(), 1);
+    assert_eq!(value(&b, 1).await, "A+b");
+    b.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(value(&a, 1).await, "A+b");
+
+    // A rolled-back holder leaves the row as it was.
+    a.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED; DELETE FROM items WHERE k = 1")
         .await
         .unwrap();
-    let err = a.query("SELECT 1", &[]).await.unwrap_err();
+    let waiter = tokio::spawn(async move {
+        let updated = b.execute("UPDATE items SET v = 'b' WHERE k = 1", &[]).await;
+        (updated, b)
+    });
+    assert!(still_waiting(&waiter).await, "the writer did not wait");
+    a.batch_execute("ROLLBACK").await.unwrap();
+    let (updated, b) = waiter.await.unwrap();
+    assert_eq!(updated.unwrap(), 1);
+    assert_eq!(value(&a, 1).await, "b");
+
+    // `lock_timeout` bounds the wait (55P03); the holder is untouched.
+    a.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE items SET v = 'a' WHERE k = 2")
+        .await
+        .unwrap();
+    b.batch_execute("SET lock_timeout = '200ms'").await.unwrap();
+    let err = b
+        .batch_execute("UPDATE items SET v = 'b' WHERE k = 2")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::LOCK_NOT_AVAILABLE), "{err}");
+    b.batch_execute("RESET lock_timeout").await.unwrap();
+
+    // A SERIALIZABLE block writing a locked row fails at COMMIT with 40001
+    // naming it, as PostgreSQL's would once the holder commits.
+    b.batch_execute("BEGIN; UPDATE items SET v = 'ser' WHERE k = 2")
+        .await
+        .unwrap();
+    let err = b.batch_execute("COMMIT").await.unwrap_err();
     assert_eq!(
         err.code(),
         Some(&SqlState::T_R_SERIALIZATION_FAILURE),
@@ -235,13 +298,95 @@ async fn read_committed_sees_each_statements_committed_data() {
     assert!(
         message
             .as_deref()
-            .is_some_and(|m| m.contains("table \"items\", key (k)=(2)")),
+            .is_some_and(|m| m.contains("table \"items\", key (k)=(2)")
+                && m.contains("locked by another transaction")),
         "{message:?}"
     );
-    let err = a.query("SELECT 1", &[]).await.unwrap_err();
-    assert_eq!(err.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
-    a.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(value(&b, 2).await, "b");
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(value(&b, 2).await, "a");
+}
+
+/// Two READ COMMITTED blocks on `a` and `b` that each wait for a row of
+/// `items` the other wrote: one gets 40P01 within a few seconds, its locks
+/// go with it, and the other proceeds.
+async fn read_committed_deadlock_breaks(a: &Client, b: &Client) {
+    a.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE items SET v = 'a' WHERE k = 1")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE items SET v = 'b' WHERE k = 2")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (ra, rb) = tokio::join!(
+        a.batch_execute("UPDATE items SET v = 'a' WHERE k = 2"),
+        b.batch_execute("UPDATE items SET v = 'b' WHERE k = 1"),
+    );
+    let elapsed = started.elapsed();
+    let failed: Vec<_> = [&ra, &rb]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert_eq!(failed.len(), 1, "{ra:?} {rb:?}");
+    assert_eq!(
+        failed[0].code(),
+        Some(&SqlState::T_R_DEADLOCK_DETECTED),
+        "{failed:?}"
+    );
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+    let (winner, loser, mine) = if ra.is_ok() { (a, b, "a") } else { (b, a, "b") };
+    loser.batch_execute("ROLLBACK").await.unwrap();
+    winner.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(value(a, 1).await, mine);
+    assert_eq!(value(a, 2).await, mine);
+}
+
+/// A statement of its own on `b` waits for `a`'s READ COMMITTED block,
+/// then applies its change on top of the block's.
+async fn writer_waits_for_read_committed(a: &Client, b: Client) -> Client {
+    let before = value(a, 2).await;
+    a.batch_execute(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE items SET v = v || '+a' WHERE k = 2",
+    )
+    .await
+    .unwrap();
+    let waiter = tokio::spawn(async move {
+        b.batch_execute("UPDATE items SET v = v || '+b' WHERE k = 2")
+            .await
+            .map(|()| b)
+    });
+    assert!(still_waiting(&waiter).await, "the writer did not wait");
+    assert_eq!(value(a, 2).await, format!("{before}+a"));
+    a.batch_execute("COMMIT").await.unwrap();
+    let b = waiter.await.unwrap().unwrap();
+    assert_eq!(value(&b, 2).await, format!("{before}+a+b"));
+    b
+}
+
+#[tokio::test]
+async fn read_committed_deadlock_is_broken() {
+    let node = TestNode::start().await;
+    let a = node.connect().await;
+    let b = node.connect().await;
+    a.batch_execute(ITEMS).await.unwrap();
+    read_committed_deadlock_breaks(&a, &b).await;
+}
+
+/// The same across three nodes, the two rows in ranges of their own and
+/// the two sessions on different nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_writers_wait_across_nodes() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let setup = cluster.nodes[0].connect().await;
+    setup.batch_execute(ITEMS).await.unwrap();
+    setup
+        .batch_execute("ALTER TABLE items SPLIT AT VALUES (2)")
+        .await
+        .unwrap();
+    cluster.wait_table_ranges(&setup, "items", 2).await;
+    let a = cluster.nodes[1].connect().await;
+    let b = cluster.nodes[2].connect().await;
+    let b = writer_waits_for_read_committed(&a, b).await;
+    read_committed_deadlock_breaks(&a, &b).await;
 }
 
 /// The doctors in two ranges on three nodes, each doctor's client on a

@@ -30,7 +30,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::CantChangeRuntimeParam(_) => "55P02",
         SqlError::UndefinedDatabase(_) => "3D000",
         SqlError::NotSupported(_) => "0A000",
-        SqlError::SerializationFailure(_) => "40001",
+        SqlError::SerializationFailure(_) | SqlError::RowLocked(..) => "40001",
         SqlError::InFailedTransaction => "25P02",
         SqlError::ActiveTransaction(_) => "25001",
         SqlError::NoActiveTransaction(_) => "25P01",

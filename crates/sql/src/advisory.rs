@@ -365,6 +365,16 @@ impl SessionLocks {
         }
     }
 
+    /// The session these locks belong to.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    /// The node's lock table.
+    pub fn table(&self) -> &Arc<LockTable> {
+        &self.table
+    }
+
     /// Runs `call` on the key `id` (None: an argument was NULL, and the
     /// functions, being strict, return NULL).
     pub async fn run(

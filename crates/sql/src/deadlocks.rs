@@ -7,7 +7,12 @@
 //!
 //! ```text
 //! 0x01 'W' <node u64 BE> <session u64 BE> → space u8 | key u64 | mode u8 | expires u64
+//!                                          | 0xFF | node u64 | session u64 | expires u64
 //! ```
+//!
+//! The second form is a wait for another session's row locks — the lock
+//! intents a READ COMMITTED transaction holds (`row_waits.rs`) — which
+//! name their holding session: an edge straight to it.
 //!
 //! One snapshot of every wait record and of the records of the locks they
 //! wait for gives the waits-for graph across the cluster: a waiter points
@@ -48,35 +53,65 @@ fn wait_key(owner: Owner) -> Vec<u8> {
     key
 }
 
-/// What a wait record says: the lock waited for, in which mode, until when.
+/// The first byte of a wait for a session's row locks (module docs).
+const HOLDER_WAIT: u8 = 0xFF;
+
+/// What a session waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A lock of the lock table, in a mode.
+    Lock(LockId, LockMode),
+    /// The row locks another session holds.
+    Holder(Owner),
+}
+
+/// What a wait record says: what is waited for, until when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Wait {
-    id: LockId,
-    mode: LockMode,
+    target: Target,
     expires: u64,
 }
 
 impl Wait {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(18);
-        out.push(self.id.space);
-        out.extend_from_slice(&self.id.key.to_be_bytes());
-        out.push(mode_byte(self.mode));
+        let mut out = Vec::with_capacity(25);
+        match self.target {
+            Target::Lock(id, mode) => {
+                out.push(id.space);
+                out.extend_from_slice(&id.key.to_be_bytes());
+                out.push(mode_byte(mode));
+            }
+            Target::Holder(owner) => {
+                out.push(HOLDER_WAIT);
+                out.extend_from_slice(&owner.node.to_be_bytes());
+                out.extend_from_slice(&owner.session.to_be_bytes());
+            }
+        }
         out.extend_from_slice(&self.expires.to_be_bytes());
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Wait> {
         let (&space, rest) = bytes.split_first()?;
-        let (key, rest) = rest.split_first_chunk::<8>()?;
-        let (&mode, rest) = rest.split_first()?;
+        let (word, rest) = rest.split_first_chunk::<8>()?;
+        let (target, rest) = if space == HOLDER_WAIT {
+            let (session, rest) = rest.split_first_chunk::<8>()?;
+            let owner = Owner {
+                node: u64::from_be_bytes(*word),
+                session: u64::from_be_bytes(*session),
+            };
+            (Target::Holder(owner), rest)
+        } else {
+            let (&mode, rest) = rest.split_first()?;
+            let id = LockId {
+                space,
+                key: u64::from_be_bytes(*word),
+            };
+            (Target::Lock(id, mode_of(mode)?), rest)
+        };
         let expires: [u8; 8] = rest.try_into().ok()?;
         Some(Wait {
-            id: LockId {
-                space,
-                key: u64::from_be_bytes(*key),
-            },
-            mode: mode_of(mode)?,
+            target,
             expires: u64::from_be_bytes(expires),
         })
     }
@@ -124,9 +159,18 @@ pub fn cycle_through(start: Owner, edges: &HashMap<Owner, Vec<Owner>>) -> Option
 impl LockTable {
     /// Announces (or renews) that `owner` waits for `id` in `mode`.
     pub fn announce_wait(&self, owner: Owner, id: LockId, mode: LockMode) -> Result<()> {
+        self.announce(owner, Target::Lock(id, mode))
+    }
+
+    /// Announces (or renews) that `owner` waits for row locks `holder`
+    /// holds.
+    pub fn announce_holder_wait(&self, owner: Owner, holder: Owner) -> Result<()> {
+        self.announce(owner, Target::Holder(holder))
+    }
+
+    fn announce(&self, owner: Owner, target: Target) -> Result<()> {
         let wait = Wait {
-            id,
-            mode,
+            target,
             expires: now_micros()
                 .saturating_add(u64::try_from(WAIT_TTL.as_micros()).unwrap_or(u64::MAX)),
         };
@@ -171,10 +215,17 @@ impl LockTable {
         let mut records: HashMap<LockId, Record> = HashMap::new();
         let mut edges: HashMap<Owner, Vec<Owner>> = HashMap::new();
         for (waiter, wait) in waits {
-            let record = match records.entry(wait.id) {
+            let (id, mode) = match wait.target {
+                Target::Lock(id, mode) => (id, mode),
+                Target::Holder(holder) => {
+                    edges.entry(waiter).or_default().push(holder);
+                    continue;
+                }
+            };
+            let record = match records.entry(id) {
                 std::collections::hash_map::Entry::Occupied(held) => held.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
-                    let mut record = match txn.get(&wait.id.record_key())? {
+                    let mut record = match txn.get(&id.record_key())? {
                         Some(bytes) => Record::decode(&bytes)?,
                         None => Record::default(),
                     };
@@ -185,7 +236,7 @@ impl LockTable {
             edges
                 .entry(waiter)
                 .or_default()
-                .extend(record.blockers(waiter, wait.mode));
+                .extend(record.blockers(waiter, mode));
         }
         txn.rollback();
         Ok(cycle_through(owner, &edges))
@@ -198,17 +249,21 @@ mod tests {
 
     #[test]
     fn wait_records_round_trip() {
-        let wait = Wait {
-            id: LockId::pair(-1, 7),
-            mode: LockMode::Shared,
-            expires: 99,
-        };
-        assert_eq!(Wait::decode(&wait.encode()), Some(wait));
-        assert_eq!(Wait::decode(&[1, 2]), None);
         let owner = Owner {
             node: 3,
             session: u64::MAX - 1,
         };
+        for target in [
+            Target::Lock(LockId::pair(-1, 7), LockMode::Shared),
+            Target::Holder(owner),
+        ] {
+            let wait = Wait {
+                target,
+                expires: 99,
+            };
+            assert_eq!(Wait::decode(&wait.encode()), Some(wait));
+        }
+        assert_eq!(Wait::decode(&[1, 2]), None);
         assert_eq!(waiter_of(&wait_key(owner)), Some(owner));
     }
 

@@ -77,6 +77,11 @@ pub enum SqlError {
     LockNotAvailable(String),
     #[error("deadlock detected: {0}")]
     DeadlockDetected(String),
+    /// A write met another transaction's row lock (`row_waits.rs`): a
+    /// statement of its own waits for the lock and runs again; anywhere
+    /// else the client sees a serialization failure with this message.
+    #[error("{1}")]
+    RowLocked(Box<shoal_kv::write_locks::Blocked>, String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -93,15 +98,52 @@ impl SqlError {
     /// Sorts a DataFusion error into a meaning. DataFusion reports most user
     /// mistakes as plan or schema errors with a message; the message is kept
     /// for the client and the class decides the SQLSTATE.
+    /// An error several consumers of one plan node share (DataFusion
+    /// hands it out behind an `Arc`): a serialization failure from a scan
+    /// below stays one, so a statement of its own is retried; the rest
+    /// keep their message.
+    fn from_shared(inner: &DataFusionError) -> SqlError {
+        /// The message of the serialization failure at the bottom of `e`,
+        /// if that is what it is.
+        fn serialization_failure(e: &DataFusionError) -> Option<String> {
+            match e {
+                DataFusionError::External(e) => {
+                    if let Some(SqlError::SerializationFailure(m)) = e.downcast_ref::<SqlError>() {
+                        return Some(m.clone());
+                    }
+                    if let Some(
+                        kv @ (KvError::WriteConflict { .. }
+                        | KvError::ReadConflict { .. }
+                        | KvError::ReadWithinUncertainty { .. }),
+                    ) = e.downcast_ref::<KvError>()
+                    {
+                        return Some(kv.to_string());
+                    }
+                    e.downcast_ref::<DataFusionError>()
+                        .and_then(serialization_failure)
+                }
+                DataFusionError::Context(_, e) | DataFusionError::Diagnostic(_, e) => {
+                    serialization_failure(e)
+                }
+                DataFusionError::Shared(e) => serialization_failure(e),
+                _ => None,
+            }
+        }
+        match serialization_failure(inner) {
+            Some(message) => SqlError::SerializationFailure(message),
+            None => SqlError::from_datafusion(DataFusionError::External(Box::new(
+                std::io::Error::other(inner.to_string()),
+            ))),
+        }
+    }
+
     pub fn from_datafusion(err: DataFusionError) -> SqlError {
         use datafusion::arrow::error::ArrowError;
         use datafusion::common::SchemaError;
         match err {
             DataFusionError::Context(_, inner) => SqlError::from_datafusion(*inner),
             DataFusionError::Diagnostic(_, inner) => SqlError::from_datafusion(*inner),
-            DataFusionError::Shared(inner) => SqlError::from_datafusion(DataFusionError::External(
-                Box::new(std::io::Error::other(inner.to_string())),
-            )),
+            DataFusionError::Shared(inner) => SqlError::from_shared(&inner),
             DataFusionError::Collection(mut errs) if !errs.is_empty() => {
                 SqlError::from_datafusion(errs.remove(0))
             }
@@ -109,7 +151,10 @@ impl SqlError {
                 Ok(sql) => *sql,
                 Err(e) => match e.downcast::<KvError>() {
                     Ok(kv) => SqlError::from(*kv),
-                    Err(e) => SqlError::Internal(e.to_string()),
+                    Err(e) => match e.downcast::<DataFusionError>() {
+                        Ok(df) => SqlError::from_datafusion(*df),
+                        Err(e) => SqlError::Internal(e.to_string()),
+                    },
                 },
             },
             DataFusionError::SQL(e, _) => SqlError::Syntax(strip(&e.to_string())),
@@ -221,6 +266,10 @@ impl From<KvError> for SqlError {
             KvError::InvalidSetting(_) => SqlError::InvalidParameter(e.to_string()),
             KvError::UnknownNode(_) => SqlError::UndefinedObject(e.to_string()),
             KvError::ReadWithinUncertainty { .. } => SqlError::SerializationFailure(e.to_string()),
+            KvError::Locked(blocked) => {
+                let message = KvError::Locked(blocked.clone()).to_string();
+                SqlError::RowLocked(blocked, message)
+            }
             KvError::InvalidSplit { .. } => SqlError::InvalidParameter(e.to_string()),
             KvError::Ambiguous(_) => SqlError::CompletionUnknown(format!(
                 "{e}; the transaction may or may not have committed"

@@ -51,6 +51,7 @@ pub mod pg_catalog;
 pub mod pre_parse;
 pub mod providers;
 pub mod row;
+pub mod row_waits;
 pub mod scan;
 pub mod session;
 pub mod set_config;

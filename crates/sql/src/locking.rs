@@ -12,13 +12,15 @@
 //! LOCKED`). A hash collision between two rows can only make a locker
 //! wait, never let two hold one row.
 //!
-//! Plain writes take no row locks: Shoal buffers a transaction's writes and
-//! checks them at commit (first committer wins, `kv/commit.rs`). So inside
-//! a block each locked row is also written back unchanged: a transaction
-//! that changes a locked row and its holder cannot both commit — the
-//! second gets 40001 at `COMMIT`, where PostgreSQL would make the writer
-//! wait. `FOR SHARE` writes back too, so two sharers that both commit
-//! conflict: stricter than PostgreSQL.
+//! Plain writes take no locks of this table: Shoal buffers a transaction's
+//! writes and checks them at commit (first committer wins,
+//! `kv/commit.rs`); only READ COMMITTED blocks lock what they wrote, with
+//! lock intents (`row_waits.rs`). So inside a block each locked row is also
+//! written back unchanged: a transaction that changes a locked row and its
+//! holder cannot both commit — under READ COMMITTED the write-back is
+//! row-locked and writers wait, as in PostgreSQL; otherwise the second to
+//! commit gets 40001. `FOR SHARE` writes back too, so two sharers that
+//! both commit conflict: stricter than PostgreSQL.
 //!
 //! Refused with 0A000: locking reads over joins, subqueries, `GROUP BY` or
 //! `DISTINCT`; `SKIP LOCKED` with `OFFSET`, with a `LIMIT` that is not a

@@ -57,12 +57,12 @@
 //! exclusively. A session's repeated acquisitions of one key and mode are
 //! counted by the session (`advisory.rs`) and take one entry here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use shoal_kv::{Kv, KvError};
+use shoal_kv::{Kv, KvError, Txn};
 
 use crate::error::{Result, SqlError};
 use crate::row::CATALOG_PREFIX;
@@ -296,12 +296,15 @@ fn expiry_from(now: u64) -> u64 {
 }
 
 /// A node's advisory locks: the operations on records, and the set of
-/// entries its sessions hold, which the keeper thread renews.
+/// entries its sessions hold, which the keeper thread renews — with the
+/// records of its sessions' row locks (`row_waits.rs`).
 pub struct LockTable {
     pub(crate) kv: Arc<Kv>,
     /// Wakes this node's waiters when one of its sessions releases a lock.
     released: tokio::sync::Notify,
     held: Mutex<BTreeSet<(LockId, Owner, LockMode)>>,
+    /// Each session's transaction holding row locks, latest first seen.
+    row_lockers: Mutex<HashMap<Owner, Weak<Txn>>>,
     keeper_running: Mutex<bool>,
 }
 
@@ -311,6 +314,7 @@ impl LockTable {
             kv,
             released: tokio::sync::Notify::new(),
             held: Mutex::new(BTreeSet::new()),
+            row_lockers: Mutex::new(HashMap::new()),
             keeper_running: Mutex::new(false),
         })
     }
@@ -445,9 +449,44 @@ impl LockTable {
         self.released.notified().await;
     }
 
+    /// Has the keeper renew the record of `txn`'s row locks, `owner`'s
+    /// transaction now, until it finishes.
+    pub fn keep_row_locks(self: &Arc<Self>, owner: Owner, txn: &Arc<Txn>) {
+        self.row_lockers.lock().insert(owner, Arc::downgrade(txn));
+        self.start_keeper();
+    }
+
+    /// Renews the records of the row locks of this node's transactions;
+    /// finished ones are forgotten.
+    fn renew_row_locks(&self) {
+        let lockers: Vec<(Owner, Weak<Txn>)> = self
+            .row_lockers
+            .lock()
+            .iter()
+            .map(|(owner, txn)| (*owner, txn.clone()))
+            .collect();
+        for (owner, txn) in lockers {
+            let outcome = match txn.upgrade() {
+                Some(txn) => txn.renew_locks(),
+                None => Err(KvError::TxnFinished),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(KvError::TxnFinished) => {
+                    let mut lockers = self.row_lockers.lock();
+                    if lockers.get(&owner).is_some_and(|t| t.ptr_eq(&txn)) {
+                        lockers.remove(&owner);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing row locks failed"),
+            }
+        }
+    }
+
     /// Pushes the expiry of every entry this node's sessions hold; entries
     /// found gone (expired and taken) are forgotten.
     fn renew(&self) -> Result<()> {
+        self.renew_row_locks();
         let held: Vec<(LockId, Owner, LockMode)> = self.held.lock().iter().copied().collect();
         for (id, owner, mode) in held {
             let kept = self.update(id, |record, now| {
@@ -491,7 +530,7 @@ impl LockTable {
                         return;
                     };
                     let mut running = table.keeper_running.lock();
-                    if table.held.lock().is_empty() {
+                    if table.held.lock().is_empty() && table.row_lockers.lock().is_empty() {
                         *running = false;
                         return;
                     }

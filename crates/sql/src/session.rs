@@ -419,7 +419,7 @@ impl Session {
         let Ok(result) = outcome else {
             let interrupted = self.slot.lock().take();
             match &self.state {
-                TxnState::InBlock(txn) => self.state = TxnState::Failed(txn.clone()),
+                TxnState::InBlock(txn) => self.fail_block(txn.clone()),
                 TxnState::Idle => {
                     if let Some(txn) = interrupted {
                         txn.rollback();
@@ -446,13 +446,38 @@ impl Session {
             return Err(SqlError::InFailedTransaction);
         }
         let (txn, implicit) = self.statement_txn()?;
+        // As in `execute_now`: a READ COMMITTED block locks its writes.
+        let mark = match !implicit && self.read_committed_block() {
+            true => Some(txn.savepoint()?),
+            false => None,
+        };
         match crate::fastpath::execute(fast, &txn, &params) {
             Ok(Some(out)) => {
+                if let Some(mark) = mark {
+                    return match self.lock_statement(&txn, mark).await {
+                        Ok(true) => Ok(out),
+                        // Rows it wrote changed first: run it again, the
+                        // general way, on a new snapshot.
+                        Ok(false) => {
+                            self.db.count_retry();
+                            self.execute_now(stmt, params).await
+                        }
+                        Err(e) => {
+                            self.fail_block(txn);
+                            Err(e)
+                        }
+                    };
+                }
                 if implicit {
                     match self.commit_txn(&txn) {
                         // Run again the general way, which retries it.
                         Err(SqlError::SerializationFailure(_)) => {
                             self.db.count_retry();
+                            return self.execute_now(stmt, params).await;
+                        }
+                        // The same, once the lock it met is released.
+                        Err(SqlError::RowLocked(blocked, _)) => {
+                            crate::row_waits::wait_for(&self.row_waits(), &blocked).await?;
                             return self.execute_now(stmt, params).await;
                         }
                         other => {
@@ -465,6 +490,8 @@ impl Session {
             Ok(None) => {
                 if implicit {
                     txn.rollback();
+                } else if mark.is_some() {
+                    self.forget_statement_mark(&txn);
                 }
                 self.execute_now(stmt, params).await
             }
@@ -478,7 +505,10 @@ impl Session {
                 if implicit {
                     txn.rollback();
                 } else {
-                    self.state = TxnState::Failed(txn);
+                    if mark.is_some() {
+                        self.forget_statement_mark(&txn);
+                    }
+                    self.fail_block(txn);
                 }
                 Err(e)
             }
@@ -525,14 +555,14 @@ impl Session {
         if let Some(call) = crate::set_config::recognize(stmt) {
             let result = self.set_config(&call, params).await;
             if let (Err(_), TxnState::InBlock(txn)) = (&result, &self.state) {
-                self.state = TxnState::Failed(txn.clone());
+                self.fail_block(txn.clone());
             }
             return result;
         }
         if let Some(call) = crate::sleep::recognize(stmt) {
             let result = self.sleep(&call, params).await;
             if let (Err(_), TxnState::InBlock(txn)) = (&result, &self.state) {
-                self.state = TxnState::Failed(txn.clone());
+                self.fail_block(txn.clone());
             }
             return result;
         }
@@ -541,24 +571,36 @@ impl Session {
             match &self.state {
                 TxnState::Idle => self.advisory.end_transaction(),
                 TxnState::InBlock(txn) if result.is_err() => {
-                    self.state = TxnState::Failed(txn.clone());
+                    self.fail_block(txn.clone());
                 }
                 _ => {}
             }
             return result;
         }
         let mut attempt = 0;
+        let mut reruns = 0;
         loop {
             let (txn, implicit) = self.statement_txn()?;
             // As in PostgreSQL, a block's first query fixes its isolation.
             if !matches!(
                 stmt,
                 Statement::Set(_)
+                    | Statement::Reset(_)
                     | Statement::ShowVariable { .. }
                     | Statement::StartTransaction { .. }
             ) {
                 txn.pin_isolation();
             }
+            // A READ COMMITTED block locks what each statement wrote
+            // (`row_waits.rs`); the mark is where a statement run again
+            // starts from.
+            let mark = match !implicit && self.read_committed_block() {
+                true => Some(txn.savepoint()?),
+                false => None,
+            };
+            // A block that has shown the client nothing of its snapshot
+            // may start over on a new one.
+            let fresh = !implicit && !txn.is_used() && self.savepoints.is_empty();
             *self.slot.lock() = Some(txn.clone());
             let result = self.dispatch(stmt, params.clone(), &txn).await;
             *self.slot.lock() = None;
@@ -568,21 +610,82 @@ impl Session {
                     self.after_end(committed.is_ok());
                     committed.map(|_| out)
                 }
-                (Ok(out), false) => return Ok(out),
+                (Ok(out), false) => {
+                    let Some(mark) = mark else {
+                        return Ok(out);
+                    };
+                    let locked = self.lock_statement(&txn, mark).await;
+                    match locked {
+                        Ok(true) => return Ok(out),
+                        Ok(false)
+                            if reruns < crate::row_waits::MAX_RERUNS
+                                && crate::row_waits::reruns_safely(stmt) =>
+                        {
+                            reruns += 1;
+                            self.db.count_retry();
+                            continue;
+                        }
+                        Ok(false) => {
+                            self.fail_block(txn);
+                            return Err(SqlError::SerializationFailure(
+                                "could not serialize access due to concurrent update: rows the \
+                                 statement wrote changed before it could lock them"
+                                    .to_string(),
+                            ));
+                        }
+                        Err(e) => {
+                            self.fail_block(txn);
+                            return Err(e);
+                        }
+                    }
+                }
                 (Err(e), true) => {
                     txn.rollback();
                     self.after_end(false);
                     Err(e)
                 }
+                // A serialization failure of a query or data change (a read
+                // within another node's clock uncertainty) is retried where
+                // the client saw nothing of the snapshot: the block's first
+                // statement starts it over, a READ COMMITTED statement
+                // runs again on a new snapshot of its own.
+                (Err(SqlError::SerializationFailure(_)), false)
+                    if (fresh || mark.is_some())
+                        && reruns < crate::row_waits::MAX_RERUNS
+                        && crate::row_waits::reruns_safely(stmt) =>
+                {
+                    reruns += 1;
+                    self.db.count_retry();
+                    match mark {
+                        Some(mark) => {
+                            txn.rollback_to(mark)?;
+                            self.forget_statement_mark(&txn);
+                        }
+                        None => {
+                            let next = self.db.kv.begin()?;
+                            next.set_isolation(txn.isolation());
+                            txn.rollback();
+                            self.state = TxnState::InBlock(next);
+                        }
+                    }
+                    continue;
+                }
                 (Err(e), false) => {
-                    self.state = TxnState::Failed(txn);
+                    if mark.is_some() {
+                        self.forget_statement_mark(&txn);
+                    }
+                    self.fail_block(txn);
                     return Err(e);
                 }
             };
             // A statement in a transaction of its own has shown the client
-            // nothing yet: a serialization failure is retried here, with a
-            // new snapshot, instead of being reported.
+            // nothing yet: one that met a row lock waits for it and runs
+            // again; a serialization failure is retried here, with a new
+            // snapshot, instead of being reported.
             match result {
+                Err(SqlError::RowLocked(blocked, _)) => {
+                    crate::row_waits::wait_for(&self.row_waits(), &blocked).await?;
+                }
                 Err(SqlError::SerializationFailure(_)) if attempt < IMPLICIT_RETRIES => {
                     attempt += 1;
                     self.db.count_retry();
@@ -593,24 +696,66 @@ impl Session {
         }
     }
 
+    /// Marks the open block failed. Unless a savepoint may bring it back,
+    /// it can only roll back now: its row locks go at once
+    /// (`row_waits.rs`), as PostgreSQL releases an aborted transaction's
+    /// locks at the error — a deadlock's victim frees the others.
+    fn fail_block(&mut self, txn: Arc<Txn>) {
+        if self.savepoints.is_empty() {
+            txn.release_locks();
+        }
+        self.state = TxnState::Failed(txn);
+    }
+
+    /// Whether the session's transaction isolation is READ COMMITTED.
+    fn read_committed_block(&self) -> bool {
+        self.vars
+            .get("transaction_isolation")
+            .is_some_and(crate::vars::read_committed)
+    }
+
+    /// What waits for row locks need of this session (`row_waits.rs`).
+    fn row_waits(&self) -> crate::row_waits::RowWaits<'_> {
+        crate::row_waits::RowWaits {
+            kv: &self.db.kv,
+            table: self.advisory.table(),
+            owner: self.advisory.owner(),
+            limits: self.wait_limits(),
+        }
+    }
+
+    /// Locks what the statement just run in `txn` wrote
+    /// (`row_waits.rs`): `false` if it must run again, its writes undone
+    /// to `mark`.
+    async fn lock_statement(&self, txn: &Arc<Txn>, mark: shoal_kv::Savepoint) -> Result<bool> {
+        let locked = crate::row_waits::lock_statement(&self.row_waits(), txn, mark, |e| {
+            self.commit_error(e)
+        })
+        .await;
+        self.forget_statement_mark(txn);
+        locked
+    }
+
+    /// Drops the undo log a statement mark opened, unless the block's own
+    /// savepoints need it.
+    fn forget_statement_mark(&self, txn: &Txn) {
+        if self.savepoints.is_empty() {
+            txn.release_savepoints();
+        }
+    }
+
     /// The transaction a statement runs in: the open block's, or a new
     /// implicit one (then `true`). Under READ COMMITTED every statement of
     /// a block after its first gets a new snapshot (`Txn::renew`).
     fn statement_txn(&mut self) -> Result<(Arc<Txn>, bool)> {
         Ok(match &self.state {
-            TxnState::InBlock(txn)
-                if txn.is_used()
-                    && self
-                        .vars
-                        .get("transaction_isolation")
-                        .is_some_and(crate::vars::read_committed) =>
-            {
+            TxnState::InBlock(txn) if txn.is_used() && self.read_committed_block() => {
                 // A lost update found while renewing fails the block.
                 let txn = match txn.renew() {
                     Ok(next) => next,
                     Err(e) => {
                         let e = self.commit_error(e);
-                        self.state = TxnState::Failed(txn.clone());
+                        self.fail_block(txn.clone());
                         return Err(e);
                     }
                 };
@@ -729,6 +874,7 @@ impl Session {
                 &mut self.after_commit,
             ),
             Statement::Set(set) => self.set(set),
+            Statement::Reset(reset) => self.reset(&reset.reset),
             Statement::ShowVariable { variable } => {
                 if let Some(target) = show_ranges_target(variable) {
                     self.show_ranges(txn, target)
@@ -867,8 +1013,12 @@ impl Session {
     /// table and primary key it happened on (read from the catalog as of
     /// now), a conflict on another key says which key.
     fn commit_error(&self, e: shoal_kv::KvError) -> SqlError {
+        let locked_note = ", locked by another transaction".to_string();
         let (key, note, what) = match &e {
             shoal_kv::KvError::WriteConflict { key, note } => (key, note, "concurrent update on"),
+            shoal_kv::KvError::Locked(blocked) => {
+                (&blocked.key, &locked_note, "concurrent update on")
+            }
             shoal_kv::KvError::ReadConflict { key, note } => (
                 key,
                 note,
@@ -894,9 +1044,11 @@ impl Session {
         } else {
             ""
         };
-        SqlError::SerializationFailure(format!(
-            "could not serialize access due to {what} {on}{changed}{note}"
-        ))
+        let message = format!("could not serialize access due to {what} {on}{changed}{note}");
+        match e {
+            shoal_kv::KvError::Locked(blocked) => SqlError::RowLocked(blocked, message),
+            _ => SqlError::SerializationFailure(message),
+        }
     }
 
     /// Runs `set_config` (`set_config.rs`): its arguments evaluated in the
@@ -991,7 +1143,7 @@ impl Session {
             TxnState::Idle => return Err(outside_block("RELEASE SAVEPOINT")),
         };
         let Some(at) = self.find_savepoint(name) else {
-            self.state = TxnState::Failed(txn);
+            self.fail_block(txn);
             return Err(SqlError::UndefinedSavepoint(name.to_string()));
         };
         self.savepoints.truncate(at);
@@ -1009,12 +1161,12 @@ impl Session {
             TxnState::Idle => return Err(outside_block("ROLLBACK TO SAVEPOINT")),
         };
         let Some(at) = self.find_savepoint(name) else {
-            self.state = TxnState::Failed(txn);
+            self.fail_block(txn);
             return Err(SqlError::UndefinedSavepoint(name.to_string()));
         };
         let entry = &self.savepoints[at];
         if let Err(e) = txn.rollback_to(entry.mark) {
-            self.state = TxnState::Failed(txn);
+            self.fail_block(txn);
             return Err(e.into());
         }
         self.after_commit.truncate(entry.after_commit);
@@ -1071,6 +1223,30 @@ impl Session {
         if committed {
             ddl::after_commit(&self.db.kv, &actions);
         }
+    }
+
+    /// `RESET name` (`SET name TO DEFAULT`) and `RESET ALL`, which leaves
+    /// the transaction's isolation alone, as PostgreSQL does.
+    fn reset(&mut self, reset: &ast::Reset) -> Result<Output> {
+        match reset {
+            ast::Reset::ConfigurationParameter(name) => {
+                self.assign(&name.to_string(), "DEFAULT", false)?;
+            }
+            ast::Reset::ALL => {
+                let names: Vec<String> = self
+                    .vars
+                    .all()
+                    .map(|(name, _)| name.to_string())
+                    .filter(|name| {
+                        name != "transaction_isolation" && !crate::vars::is_read_only(name)
+                    })
+                    .collect();
+                for name in names {
+                    self.assign(&name, "DEFAULT", false)?;
+                }
+            }
+        }
+        Ok(Output::command("RESET"))
     }
 
     fn set(&mut self, set: &ast::Set) -> Result<Output> {

@@ -55,6 +55,11 @@ const READ_ONLY: &[&str] = &[
     "server_version_num",
 ];
 
+/// Whether variable `name` (canonical spelling) can be read but not set.
+pub fn is_read_only(name: &str) -> bool {
+    READ_ONLY.contains(&name)
+}
+
 #[derive(Debug)]
 pub struct Vars {
     /// Lower-cased name -> (canonical name, value).
