@@ -371,20 +371,27 @@ async fn read_committed_deadlock_is_broken() {
     read_committed_deadlock_breaks(&a, &b).await;
 }
 
+/// Three nodes with `table` (made by `setup`) split at `at` into two
+/// ranges; a client on node 1 and one on node 2.
+async fn split_on_three_nodes(setup: &str, table: &str, at: &str) -> (TestCluster, Client, Client) {
+    let cluster = TestCluster::start(3, &[]).await;
+    let first = cluster.nodes[0].connect().await;
+    first.batch_execute(setup).await.unwrap();
+    first
+        .batch_execute(&format!("ALTER TABLE {table} SPLIT AT VALUES ({at})"))
+        .await
+        .unwrap();
+    cluster.wait_table_ranges(&first, table, 2).await;
+    let one = cluster.nodes[1].connect().await;
+    let two = cluster.nodes[2].connect().await;
+    (cluster, one, two)
+}
+
 /// The same across three nodes, the two rows in ranges of their own and
 /// the two sessions on different nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_committed_writers_wait_across_nodes() {
-    let cluster = TestCluster::start(3, &[]).await;
-    let setup = cluster.nodes[0].connect().await;
-    setup.batch_execute(ITEMS).await.unwrap();
-    setup
-        .batch_execute("ALTER TABLE items SPLIT AT VALUES (2)")
-        .await
-        .unwrap();
-    cluster.wait_table_ranges(&setup, "items", 2).await;
-    let a = cluster.nodes[1].connect().await;
-    let b = cluster.nodes[2].connect().await;
+    let (_cluster, a, b) = split_on_three_nodes(ITEMS, "items", "2").await;
     let b = writer_waits_for_read_committed(&a, b).await;
     read_committed_deadlock_breaks(&a, &b).await;
 }
@@ -393,15 +400,6 @@ async fn read_committed_writers_wait_across_nodes() {
 /// node of its own: the reads of the other range are proven there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_skew_is_prevented_across_ranges_and_nodes() {
-    let cluster = TestCluster::start(3, &[]).await;
-    let setup = cluster.nodes[0].connect().await;
-    setup.batch_execute(DOCTORS).await.unwrap();
-    setup
-        .batch_execute("ALTER TABLE doctors SPLIT AT VALUES ('b')")
-        .await
-        .unwrap();
-    cluster.wait_table_ranges(&setup, "doctors", 2).await;
-    let alice = cluster.nodes[1].connect().await;
-    let bob = cluster.nodes[2].connect().await;
+    let (_cluster, alice, bob) = split_on_three_nodes(DOCTORS, "doctors", "'b'").await;
     skew_only_under_repeatable_read(&alice, &bob, "BEGIN").await;
 }

@@ -311,10 +311,6 @@ impl Drop for Waiting {
 /// What a deadlock error tells the victim: the sessions waiting for each
 /// other, from itself.
 fn deadlock_detail(cycle: &[Owner], id: LockId) -> String {
-    let sessions: Vec<String> = cycle
-        .iter()
-        .map(|o| format!("session {} on node {}", o.session, o.node))
-        .collect();
     let lock = match id.space {
         1 => format!("advisory lock {} (bigint key)", id.key),
         2 => format!(
@@ -324,10 +320,7 @@ fn deadlock_detail(cycle: &[Owner], id: LockId) -> String {
         ),
         _ => "a row lock".to_string(),
     };
-    format!(
-        "waiting for {lock} closes a cycle: {} and back",
-        sessions.join(" waits for ")
-    )
+    crate::deadlocks::describe_cycle(cycle, &lock)
 }
 
 /// How long a wait may last, from `lock_timeout` and `statement_timeout`
@@ -485,9 +478,7 @@ impl SessionLocks {
                 next_check = Instant::now() + DEADLOCK_TIMEOUT;
                 self.table.announce_wait(self.owner, id, mode)?;
                 waiting.announced = true;
-                if let Some(cycle) = self.table.deadlock(self.owner)?
-                    && cycle.iter().max_by_key(|o| (o.session, o.node)) == Some(&self.owner)
-                {
+                if let Some(cycle) = self.table.deadlock_victim(self.owner)? {
                     self.held.remove(&(id, mode));
                     return Err(SqlError::DeadlockDetected(deadlock_detail(&cycle, id)));
                 }

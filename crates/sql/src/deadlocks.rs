@@ -156,7 +156,28 @@ pub fn cycle_through(start: Owner, edges: &HashMap<Owner, Vec<Owner>>) -> Option
     None
 }
 
+/// What a deadlock error tells its victim: that waiting for `lock` closes
+/// `cycle`, the sessions waiting for each other from the victim.
+pub fn describe_cycle(cycle: &[Owner], lock: &str) -> String {
+    let sessions: Vec<String> = cycle
+        .iter()
+        .map(|o| format!("session {} on node {}", o.session, o.node))
+        .collect();
+    format!(
+        "waiting for {lock} closes a cycle: {} and back",
+        sessions.join(" waits for ")
+    )
+}
+
 impl LockTable {
+    /// The deadlock `owner` must break, if it is part of one and its
+    /// victim — the youngest session of the cycle (module docs).
+    pub fn deadlock_victim(&self, owner: Owner) -> Result<Option<Vec<Owner>>> {
+        Ok(self
+            .deadlock(owner)?
+            .filter(|cycle| cycle.iter().max_by_key(|o| (o.session, o.node)) == Some(&owner)))
+    }
+
     /// Announces (or renews) that `owner` waits for `id` in `mode`.
     pub fn announce_wait(&self, owner: Owner, id: LockId, mode: LockMode) -> Result<()> {
         self.announce(owner, Target::Lock(id, mode))

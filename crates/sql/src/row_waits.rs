@@ -136,27 +136,14 @@ pub async fn wait_for(waits: &RowWaits<'_>, blocked: &Blocked) -> Result<()> {
             next_check = Instant::now() + DEADLOCK_TIMEOUT;
             waits.table.announce_holder_wait(waits.owner, holder)?;
             announced.on = true;
-            if let Some(cycle) = waits.table.deadlock(waits.owner)?
-                && cycle.iter().max_by_key(|o| (o.session, o.node)) == Some(&waits.owner)
-            {
-                return Err(SqlError::DeadlockDetected(deadlock_detail(&cycle)));
+            if let Some(cycle) = waits.table.deadlock_victim(waits.owner)? {
+                let detail = crate::deadlocks::describe_cycle(&cycle, "a row lock");
+                return Err(SqlError::DeadlockDetected(detail));
             }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_BACKOFF);
     }
-}
-
-/// What a deadlock through row locks tells its victim.
-fn deadlock_detail(cycle: &[Owner]) -> String {
-    let sessions: Vec<String> = cycle
-        .iter()
-        .map(|o| format!("session {} on node {}", o.session, o.node))
-        .collect();
-    format!(
-        "waiting for a row lock closes a cycle: {} and back",
-        sessions.join(" waits for ")
-    )
 }
 
 /// Locks what the statement just run in `txn` wrote (module docs): `true`
