@@ -104,7 +104,10 @@ impl KvStateMachine {
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> Result<Reply> {
-        if request.keys.iter().any(|key| !ctx.bounds.contains(key)) {
+        let primary_here = ctx.bounds.contains(&request.primary_key);
+        if request.keys.iter().any(|key| !ctx.bounds.contains(key))
+            || (request.record && !primary_here)
+        {
             return Ok(Reply::WrongRange);
         }
         let mut fresh = Vec::with_capacity(request.keys.len());
@@ -124,7 +127,7 @@ impl KvStateMachine {
                 changed.push(key.clone());
             }
         }
-        if ctx.bounds.contains(&request.primary_key) {
+        if primary_here {
             let record = record_key(ctx.range, request.txn_id);
             match engine.get(&record)? {
                 Some(raw) => match TxnStatus::decode(&raw)? {

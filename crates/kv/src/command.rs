@@ -29,8 +29,8 @@
 //! SetDescriptor: 13 | range record (`directory.rs`)
 //! FinishTxns:  17 | n u32 | n × id u128
 //! Refresh:     18 | txn_id u128 | read_ts u64 | refresh_ts u64 | spans
-//! Lock:        19 | id u128 | primary field | holder field | expiry u64 | since u64
-//!                 | n u32 | n × key field
+//! Lock:        19 | id u128 | primary field | record u8 | holder field | expiry u64
+//!                 | since u64 | n u32 | n × key field
 //! ```
 //!
 //! Replies: `1 | commit_ts` (committed), `2 | key` (write conflict),
@@ -246,7 +246,8 @@ pub struct Prepare {
 /// is written: [`Reply::IntentConflict`]); in the range holding
 /// `primary_key`, first create or renew the transaction's record, pending
 /// until `expiry` (a decided record: [`Reply::TxnEnded`], the locks are
-/// lost). The reply [`Reply::Locked`] lists the keys with a version newer
+/// lost). With `record` set, a range not holding `primary_key` answers
+/// [`Reply::WrongRange`]. The reply [`Reply::Locked`] lists the keys with a version newer
 /// than `since`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockRequest {
@@ -254,6 +255,8 @@ pub struct LockRequest {
     pub txn_id: u128,
     /// Its first locked key: the record lives in its range.
     pub primary_key: Vec<u8>,
+    /// Whether this request is for the record's range.
+    pub record: bool,
     /// Who holds the locks (opaque: the SQL layer's session).
     pub holder: Vec<u8>,
     /// When the record may be presumed abandoned (wall µs).
@@ -479,6 +482,7 @@ impl Command {
             Command::Lock(LockRequest {
                 txn_id,
                 primary_key,
+                record,
                 holder,
                 expiry,
                 since,
@@ -487,6 +491,7 @@ impl Command {
                 out.push(LOCK);
                 out.extend_from_slice(&txn_id.to_be_bytes());
                 put_field(&mut out, primary_key);
+                out.push(u8::from(*record));
                 put_field(&mut out, holder);
                 out.extend_from_slice(&expiry.to_be_bytes());
                 out.extend_from_slice(&since.to_be_bytes());
@@ -576,6 +581,11 @@ impl Command {
             LOCK => Command::Lock(LockRequest {
                 txn_id: r.u128()?,
                 primary_key: r.field()?,
+                record: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(corrupt("bad record flag")),
+                },
                 holder: r.field()?,
                 expiry: r.u64()?,
                 since: r.u64()?,
@@ -887,6 +897,7 @@ mod tests {
             Command::Lock(LockRequest {
                 txn_id: 9,
                 primary_key: b"p".to_vec(),
+                record: true,
                 holder: b"h".to_vec(),
                 expiry: 10,
                 since: 11,

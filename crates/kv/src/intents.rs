@@ -18,7 +18,8 @@
 //! has not committed yet, without a value: a READ COMMITTED block's row
 //! lock (`write_locks.rs`). Its prepare timestamp is [`LOCK_TS`], above
 //! every snapshot, so readers never wait for it, while a writer meeting it
-//! waits for its transaction like for any intent. Its transaction's record
+//! fails at once (`write_locks.rs`: its caller waits for the holder,
+//! not the KV layer's thread). Its transaction's record
 //! is written before any of its lock intents, so a lock intent without a
 //! record was released. Resolving one only removes it.
 //!

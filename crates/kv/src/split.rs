@@ -200,7 +200,18 @@ impl Kv {
                 txn.delete(key.clone())?;
             }
             deleted += keys.len() as u64;
-            txn.commit()?;
+            match txn.commit() {
+                // A READ COMMITTED block still holds a row lock here: wait
+                // for it (within the request timeout) and do the chunk again.
+                Err(KvError::Locked(blocked)) => {
+                    deleted -= keys.len() as u64;
+                    self.wait_for_lock(&blocked)?;
+                    continue;
+                }
+                other => {
+                    other?;
+                }
+            }
             from = match keys.last() {
                 Some((last, _)) if full => {
                     let mut next = last.clone();

@@ -726,11 +726,12 @@ impl Txn {
 
     /// Renews the record of this transaction's row locks, if it has any,
     /// so waiters do not presume it dead while it idles.
-    pub fn renew_locks(&self) -> Result<()> {
+    /// Gives up after `patience`.
+    pub fn renew_locks(&self, patience: std::time::Duration) -> Result<()> {
         let mut held = self.locks.lock();
         drop(self.live()?);
         match held.as_mut() {
-            Some(locks) => self.kv.renew_lock_record(locks),
+            Some(locks) => self.kv.renew_lock_record(locks, patience),
             None => Ok(()),
         }
     }

@@ -28,15 +28,16 @@
 //!   [`Kv::lock_released`], and tries again. The holder's own commit and
 //!   prepares pass its locks (their `lock_id`).
 //! * **Releasing**: when the transaction commits or rolls back, its record
-//!   is aborted (a final record: waiters on this node wake at once through
-//!   `decisions.rs`) and its lock intents removed. A commit across ranges
-//!   has already replaced them with its own intents.
+//!   is aborted and its lock intents removed; a waiter finds the record
+//!   final at its next look. A commit across ranges has already replaced
+//!   them with its own intents.
 //! * **A dead holder** renews nothing: past its record's expiry, a waiter
 //!   aborts the record and removes the lock. A lock intent whose record is
 //!   missing was released (records come first), and goes too. A holder
 //!   that comes back to find its record aborted has lost its locks: its
-//!   next lock request fails with 40001 (its commit would still catch any
-//!   conflicting write: locks only decide who waits, never what commits).
+//!   next lock request fails with 40001, unless GC dropped the aborted
+//!   record meanwhile. Either way its commit still catches any conflicting
+//!   write: locks only decide who waits, never what commits.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -78,6 +79,9 @@ pub(crate) struct Locks {
     pub(crate) primary: Option<Vec<u8>>,
     /// Every key locked.
     pub(crate) locked: BTreeSet<Vec<u8>>,
+    /// Keys locked that had changed since the snapshot, not reported yet
+    /// (a later range of the same request met another lock).
+    changed: Vec<Vec<u8>>,
 }
 
 impl Locks {
@@ -88,14 +92,15 @@ impl Locks {
             holder,
             primary: None,
             locked: BTreeSet::new(),
+            changed: Vec::new(),
         }
     }
 }
 
 impl Kv {
     /// Locks `keys` (module docs) for a transaction that read them at
-    /// `since`; returns those changed since. Keys locked before a failure
-    /// stay locked. With no new key, does nothing.
+    /// `since`; returns those changed since (with any a failed call locked
+    /// but could not report). Keys locked before a failure stay locked.
     pub(crate) fn lock_keys(
         &self,
         locks: &mut Locks,
@@ -106,45 +111,48 @@ impl Kv {
             .into_iter()
             .filter(|key| !locks.locked.contains(key))
             .collect();
-        if todo.is_empty() {
-            return Ok(Vec::new());
+        if !todo.is_empty() {
+            let deadline = Instant::now() + self.timeout;
+            self.lock_in_ranges(locks, todo, since, deadline)?;
         }
-        self.lock_in_ranges(locks, todo, since)
+        Ok(std::mem::take(&mut locks.changed))
     }
 
     /// Pushes the expiry of `locks`' record (if they have one yet), so
-    /// waiters do not presume an idle holder dead.
-    pub(crate) fn renew_lock_record(&self, locks: &mut Locks) -> Result<()> {
+    /// waiters do not presume an idle holder dead; gives up after
+    /// `patience`, so one slow range does not hold up the renewal of
+    /// others.
+    pub(crate) fn renew_lock_record(&self, locks: &mut Locks, patience: Duration) -> Result<()> {
         if locks.primary.is_none() {
             return Ok(());
         }
-        self.lock_in_ranges(locks, BTreeSet::new(), 0).map(|_| ())
+        self.lock_in_ranges(locks, BTreeSet::new(), 0, Instant::now() + patience)
     }
 
     /// [`Kv::lock_keys`] for keys not locked yet: the primary's range first
     /// (creating or renewing the record), then the others, range by range.
+    /// Changed keys collect in `locks.changed`.
     fn lock_in_ranges(
         &self,
         locks: &mut Locks,
         mut todo: BTreeSet<Vec<u8>>,
         since: Timestamp,
-    ) -> Result<Vec<Vec<u8>>> {
+        deadline: Instant,
+    ) -> Result<()> {
         let primary = match (&locks.primary, todo.first()) {
             (Some(primary), _) => primary.clone(),
             (None, Some(first)) => first.clone(),
-            (None, None) => return Ok(Vec::new()),
+            (None, None) => return Ok(()),
         };
         locks.primary = Some(primary.clone());
-        let deadline = Instant::now() + self.timeout;
         let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
         let expiry = self.clock.wall_now().saturating_add(ttl);
-        let mut changed = Vec::new();
         let mut record_done = false;
         loop {
             let target = match (record_done, todo.first()) {
                 (false, _) => &primary,
                 (true, Some(key)) => key,
-                (true, None) => return Ok(changed),
+                (true, None) => return Ok(()),
             };
             let (range, bounds) = self.route(target)?;
             let here: Vec<Vec<u8>> = todo
@@ -155,6 +163,7 @@ impl Kv {
             let command = Command::Lock(LockRequest {
                 txn_id: locks.id,
                 primary_key: primary.clone(),
+                record: !record_done,
                 holder: locks.holder.clone(),
                 expiry,
                 since,
@@ -162,7 +171,7 @@ impl Kv {
             });
             match self.propose_until(range, &command, deadline)? {
                 Reply::Locked(keys) => {
-                    changed.extend(keys);
+                    locks.changed.extend(keys);
                     for key in here {
                         todo.remove(&key);
                         locks.locked.insert(key);
@@ -217,6 +226,22 @@ impl Kv {
         }
         self.resolve_keys(intent.txn_id, None, vec![blocked.key.clone()], deadline)?;
         Ok(true)
+    }
+
+    /// Waits, on this thread, until the lock `blocked` is released or the
+    /// request timeout passes ([`KvError::Locked`]): for the KV layer's own
+    /// background writers, which have no session to wait in.
+    pub(crate) fn wait_for_lock(&self, blocked: &Blocked) -> Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(1);
+        while !self.lock_released(blocked)? {
+            if Instant::now() >= deadline {
+                return Err(KvError::Locked(Box::new(blocked.clone())));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// Releases `locks` (module docs). Failures are left to waiters, who

@@ -73,6 +73,10 @@ pub const LOCK_TTL: Duration = Duration::from_secs(9);
 /// How long a wait record lasts without renewal.
 pub const WAIT_TTL: Duration = Duration::from_secs(3);
 
+/// How long the keeper waits for one transaction's row lock record to be
+/// renewed before it moves on to the next (well below the record's TTL).
+const ROW_LOCK_RENEWAL_PATIENCE: Duration = Duration::from_secs(2);
+
 /// The key space of row locks (`locking.rs`).
 const ROW_LOCKS: u8 = 3;
 
@@ -467,12 +471,14 @@ impl LockTable {
             .collect();
         for (owner, txn) in lockers {
             let outcome = match txn.upgrade() {
-                Some(txn) => txn.renew_locks(),
+                Some(txn) => txn.renew_locks(ROW_LOCK_RENEWAL_PATIENCE),
                 None => Err(KvError::TxnFinished),
             };
             match outcome {
                 Ok(()) => {}
-                Err(KvError::TxnFinished) => {
+                // Finished, or its locks lost (its record was aborted):
+                // nothing left to renew.
+                Err(KvError::TxnFinished | KvError::WriteConflict { .. }) => {
                     let mut lockers = self.row_lockers.lock();
                     if lockers.get(&owner).is_some_and(|t| t.ptr_eq(&txn)) {
                         lockers.remove(&owner);

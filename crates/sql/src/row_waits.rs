@@ -22,7 +22,8 @@
 //!   meets one at `COMMIT` fails with 40001: PostgreSQL would have made it
 //!   wait at the row and then fail the same way if the holder committed.
 //! * **Waiting** looks at the holder's record with backoff (up to
-//!   [`MAX_BACKOFF`]) and holds no thread meanwhile. `lock_timeout` (55P03)
+//!   [`MAX_BACKOFF`]; each look is a short read) and holds no thread while
+//!   it sleeps. `lock_timeout` (55P03)
 //!   and `statement_timeout` (57014) bound it. After `DEADLOCK_TIMEOUT` the
 //!   waiter announces a wait record naming the holder's session
 //!   (`deadlocks.rs`), so cycles through row locks, advisory locks and
@@ -35,6 +36,14 @@
 //! While a transaction holds row locks, its node's lock keeper renews
 //! their record (`locks.rs`), so an idle block keeps them; a dead node's
 //! expire.
+//!
+//! Stricter than PostgreSQL, for now: `ROLLBACK TO SAVEPOINT` keeps the
+//! locks taken since the savepoint (PostgreSQL releases them); and a
+//! locking read (`locking.rs`) consults the lock table only, so on a row a
+//! READ COMMITTED block holds through a plain write, `NOWAIT` and `SKIP
+//! LOCKED` wait for the block (at its write-back) instead of failing or
+//! skipping, and a block locking its own updated row with `FOR UPDATE`
+//! while another session waits on that row's write-back can meet 40P01.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

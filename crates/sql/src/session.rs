@@ -581,6 +581,9 @@ impl Session {
         let mut reruns = 0;
         loop {
             let (txn, implicit) = self.statement_txn()?;
+            // A block that has shown the client nothing of its snapshot
+            // may start over on a new one.
+            let fresh = !implicit && !txn.is_used() && self.savepoints.is_empty();
             // As in PostgreSQL, a block's first query fixes its isolation.
             if !matches!(
                 stmt,
@@ -598,9 +601,6 @@ impl Session {
                 true => Some(txn.savepoint()?),
                 false => None,
             };
-            // A block that has shown the client nothing of its snapshot
-            // may start over on a new one.
-            let fresh = !implicit && !txn.is_used() && self.savepoints.is_empty();
             *self.slot.lock() = Some(txn.clone());
             let result = self.dispatch(stmt, params.clone(), &txn).await;
             *self.slot.lock() = None;
@@ -759,6 +759,13 @@ impl Session {
                         return Err(e);
                     }
                 };
+                // The locks moved to the new snapshot's transaction: the
+                // keeper renews them there (`row_waits.rs`).
+                if txn.has_locks() {
+                    self.advisory
+                        .table()
+                        .keep_row_locks(self.advisory.owner(), &txn);
+                }
                 self.state = TxnState::InBlock(txn.clone());
                 (txn, false)
             }
@@ -803,7 +810,10 @@ impl Session {
         let level = self.vars.checked("transaction_isolation", value)?;
         match &self.state {
             TxnState::InBlock(txn) => {
-                if !txn.set_isolation(crate::vars::isolation(&level)) {
+                // READ COMMITTED and REPEATABLE READ share one KV isolation:
+                // the session's level must not change either, once fixed.
+                let same = self.vars.get("transaction_isolation") == Some(level.as_str());
+                if (txn.is_used() && !same) || !txn.set_isolation(crate::vars::isolation(&level)) {
                     return Err(SqlError::ActiveTransaction(
                         "SET TRANSACTION ISOLATION LEVEL must be called before any query".into(),
                     ));
