@@ -18,7 +18,10 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::UndefinedFunction(_) => "42883",
         SqlError::InvalidTableDefinition(_) => "42P16",
         SqlError::UndefinedObject(_) => "42704",
-        SqlError::UniqueViolation { .. } => "23505",
+        SqlError::UniqueViolation { .. } | SqlError::UniqueIndexBuild { .. } => "23505",
+        SqlError::DependentObjects(_) => "2BP01",
+        SqlError::WrongObjectType(_) => "42809",
+        SqlError::ProgramLimitExceeded(_) => "54000",
         SqlError::NotNullViolation { .. } => "23502",
         SqlError::InvalidText(_) => "22P02",
         SqlError::NumericOutOfRange(_) => "22003",
@@ -49,7 +52,8 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
 /// The wire error for a Shoal error.
 pub fn error_info(e: &SqlError) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".to_string(), sqlstate(e).to_string(), e.to_string());
-    if let SqlError::UniqueViolation { detail, .. } = e {
+    if let SqlError::UniqueViolation { detail, .. } | SqlError::UniqueIndexBuild { detail, .. } = e
+    {
         info.detail = Some(detail.clone());
     }
     info

@@ -11,6 +11,11 @@
 //! for revisiting the catalog's range. DDL racing DML is therefore ordered
 //! as under snapshot isolation: by conflicts on the keys both write.
 //!
+//! Index names share the namespace of table names, as relations do in
+//! PostgreSQL: an index name key (`0x01 'x' <database> <schema> <name>`)
+//! maps each to its table, so `DROP INDEX` finds it with one read and two
+//! transactions creating one name conflict on one key.
+//!
 //! Every statement reads its table's descriptor; decoding it each time
 //! cost more than the read. A small process-wide memo maps a descriptor's
 //! stored bytes to the decoded descriptor, so only bytes never seen before
@@ -53,6 +58,52 @@ fn name_key(database: &str, schema: &str, name: &str) -> Vec<u8> {
     let mut k = names_prefix(database, schema);
     keycode::encode_bytes_escaped(name.as_bytes(), &mut k);
     k
+}
+
+fn index_name_key(database: &str, schema: &str, name: &str) -> Vec<u8> {
+    let mut k = vec![CATALOG_PREFIX, b'x'];
+    keycode::encode_bytes_escaped(database.as_bytes(), &mut k);
+    keycode::encode_bytes_escaped(schema.as_bytes(), &mut k);
+    keycode::encode_bytes_escaped(name.as_bytes(), &mut k);
+    k
+}
+
+/// The table owning the index of that name.
+pub fn index_owner(
+    txn: &Txn,
+    database: &str,
+    schema: &str,
+    name: &str,
+) -> Result<Option<Arc<TableDescriptor>>> {
+    match txn.get_untracked(&index_name_key(database, schema, name))? {
+        None => Ok(None),
+        Some(id) => table_by_id(txn, decode_id(&id)?),
+    }
+}
+
+/// Whether a table or an index already has this name.
+pub fn relation_exists(txn: &Txn, database: &str, schema: &str, name: &str) -> Result<bool> {
+    Ok(txn
+        .get_untracked(&name_key(database, schema, name))?
+        .is_some()
+        || txn
+            .get_untracked(&index_name_key(database, schema, name))?
+            .is_some())
+}
+
+/// Records that the table `desc` owns an index named `name`.
+pub fn put_index_name(txn: &Txn, desc: &TableDescriptor, name: &str) -> Result<()> {
+    txn.put(
+        index_name_key(&desc.database, &desc.schema, name),
+        desc.id.to_be_bytes().to_vec(),
+    )?;
+    Ok(())
+}
+
+/// Forgets an index name.
+pub fn delete_index_name(txn: &Txn, desc: &TableDescriptor, name: &str) -> Result<()> {
+    txn.delete(index_name_key(&desc.database, &desc.schema, name))?;
+    Ok(())
 }
 
 fn decode_id(bytes: &[u8]) -> Result<u32> {
@@ -154,10 +205,14 @@ pub fn put_table(txn: &Txn, desc: &TableDescriptor) -> Result<()> {
     Ok(())
 }
 
-/// Removes a descriptor and its name entry (the rows are removed by the caller).
+/// Removes a descriptor, its name entry and its indexes' names (the rows
+/// are removed by the caller).
 pub fn delete_table(txn: &Txn, desc: &TableDescriptor) -> Result<()> {
     txn.delete(descriptor_key(desc.id))?;
     txn.delete(name_key(&desc.database, &desc.schema, &desc.name))?;
+    for index in &desc.indexes {
+        delete_index_name(txn, desc, &index.name)?;
+    }
     Ok(())
 }
 
@@ -176,6 +231,8 @@ mod tests {
             columns: Vec::new(),
             primary_key: Vec::new(),
             version,
+            indexes: Vec::new(),
+            next_index_id: 2,
         })
         .unwrap()
     }

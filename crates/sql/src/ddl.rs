@@ -1,8 +1,9 @@
 //! `CREATE TABLE` and `DROP TABLE`.
 //!
 //! A new table gets a fresh id and a descriptor in the catalog, written in
-//! the statement's transaction. Constraints Shoal does not enforce yet
-//! (UNIQUE, CHECK, FOREIGN KEY, DEFAULT) are refused with "not supported"
+//! the statement's transaction. A `UNIQUE` constraint becomes a unique
+//! index (`index_ddl.rs`). Constraints Shoal does not enforce yet
+//! (CHECK, FOREIGN KEY, DEFAULT) are refused with "not supported"
 //! rather than accepted and ignored: a constraint that silently does nothing
 //! would let bad data in.
 //!
@@ -27,11 +28,11 @@ use std::sync::Arc;
 use shoal_kv::{Kv, Txn};
 
 use crate::catalog;
-use crate::descriptor::{ColumnDescriptor, ROWID_COLUMN, TableDescriptor};
+use crate::descriptor::{ColumnDescriptor, IndexColumn, ROWID_COLUMN, TableDescriptor};
 use crate::error::{Result, SqlError};
 use crate::names;
 use crate::providers::PUBLIC_SCHEMA;
-use crate::row::{index_prefix, prefix_end, table_prefix};
+use crate::row::{prefix_end, table_prefix};
 use crate::session::Output;
 use crate::types::SqlType;
 
@@ -53,7 +54,7 @@ pub fn create_table(
         ));
     }
     let name = names::table_name(&create.name, database)?;
-    if catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &name)?.is_some() {
+    if catalog::relation_exists(txn, database, PUBLIC_SCHEMA, &name)? {
         if create.if_not_exists {
             return Ok(Output::command("CREATE TABLE"));
         }
@@ -65,6 +66,8 @@ pub fn create_table(
     let mut columns = Vec::with_capacity(create.columns.len() + 1);
     let mut primary_key: Option<Vec<usize>> = None;
     let mut seen = HashSet::new();
+    // UNIQUE constraints: (name if given, columns), made indexes below.
+    let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for (pos, def) in create.columns.iter().enumerate() {
         let col_name = names::fold(&def.name);
         if !seen.insert(col_name.clone()) {
@@ -83,6 +86,9 @@ pub fn create_table(
                         return Err(multiple_pk(&name));
                     }
                     primary_key = Some(vec![pos]);
+                }
+                ColumnOption::Unique(_) => {
+                    uniques.push((opt.name.as_ref().map(names::fold), vec![pos]));
                 }
                 other => {
                     return Err(SqlError::NotSupported(format!("column constraint {other}")));
@@ -129,6 +135,28 @@ pub fn create_table(
                 }
                 primary_key = Some(positions);
             }
+            TableConstraint::Unique(unique) => {
+                if unique.nulls_distinct == ast::NullsDistinctOption::NotDistinct {
+                    return Err(SqlError::NotSupported("NULLS NOT DISTINCT".into()));
+                }
+                let mut positions = Vec::with_capacity(unique.columns.len());
+                for ic in &unique.columns {
+                    let ast::Expr::Identifier(ident) = &ic.column.expr else {
+                        return Err(SqlError::NotSupported(format!(
+                            "expression {} in a UNIQUE constraint",
+                            ic.column.expr
+                        )));
+                    };
+                    let col = names::fold(ident);
+                    let p = columns.iter().position(|c| c.name == col).ok_or_else(|| {
+                        SqlError::UndefinedColumn(format!(
+                            "column \"{col}\" named in key does not exist"
+                        ))
+                    })?;
+                    positions.push(p);
+                }
+                uniques.push((unique.name.as_ref().map(names::fold), positions));
+            }
             other => {
                 return Err(SqlError::NotSupported(format!("table constraint {other}")));
             }
@@ -163,7 +191,7 @@ pub fn create_table(
             vec![columns.len() - 1]
         }
     };
-    let desc = TableDescriptor {
+    let mut desc = TableDescriptor {
         id: catalog::allocate_table_id(txn)?,
         database: database.to_string(),
         schema: PUBLIC_SCHEMA.to_string(),
@@ -171,10 +199,67 @@ pub fn create_table(
         columns,
         primary_key,
         version: 1,
+        indexes: Vec::new(),
+        next_index_id: 2,
     };
+    add_unique_constraints(txn, &mut desc, uniques)?;
     catalog::put_table(txn, &desc)?;
+    for index in &desc.indexes {
+        catalog::put_index_name(txn, &desc, &index.name)?;
+    }
     after_commit.push(AfterCommit::SplitOff(desc.id));
     Ok(Output::command("CREATE TABLE"))
+}
+
+/// The indexes behind a new table's UNIQUE constraints, named as
+/// PostgreSQL names them (`<table>_<columns>_key`) unless named. A
+/// constraint on exactly the primary key adds nothing, as in PostgreSQL.
+fn add_unique_constraints(
+    txn: &Txn,
+    desc: &mut TableDescriptor,
+    uniques: Vec<(Option<String>, Vec<usize>)>,
+) -> Result<()> {
+    for (name, positions) in uniques {
+        if positions == desc.primary_key
+            || desc.indexes.iter().any(|i| {
+                i.columns
+                    .iter()
+                    .map(|c| c.column)
+                    .eq(positions.iter().copied())
+            })
+        {
+            continue;
+        }
+        let columns: Vec<IndexColumn> = positions
+            .iter()
+            .map(|&column| IndexColumn {
+                column,
+                descending: false,
+            })
+            .collect();
+        for c in &columns {
+            let ty = &desc.columns[c.column].ty;
+            if !ty.is_key_type() {
+                return Err(SqlError::NotSupported(format!(
+                    "{} in a UNIQUE constraint",
+                    ty.pg_name()
+                )));
+            }
+        }
+        let name = match name {
+            Some(n) => {
+                if desc.index_named(&n).is_some()
+                    || catalog::relation_exists(txn, &desc.database, &desc.schema, &n)?
+                {
+                    return Err(SqlError::DuplicateTable(n));
+                }
+                n
+            }
+            None => crate::index_ddl::free_name(txn, desc, &columns, "key")?,
+        };
+        crate::index_ddl::add_index(desc, name, columns, Vec::new(), true, true)?;
+    }
+    Ok(())
 }
 
 fn multiple_pk(table: &str) -> SqlError {
@@ -192,6 +277,9 @@ pub fn drop(
     _cascade: bool,
     after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Output> {
+    if object_type == ObjectType::Index {
+        return crate::index_ddl::drop_indexes(txn, database, if_exists, names_list, after_commit);
+    }
     if object_type != ObjectType::Table {
         return Err(SqlError::NotSupported(format!("DROP {object_type}")));
     }
@@ -216,8 +304,10 @@ pub fn drop(
 pub enum AfterCommit {
     /// Give the new table its own range.
     SplitOff(u32),
-    /// Delete the rows of the dropped table.
+    /// Delete the rows (and index entries) of the dropped table.
     Purge(u32),
+    /// Delete the entries of a dropped index: (table id, index id).
+    PurgeIndex(u32, u8),
 }
 
 /// Carries out what committed DDL left to do (module docs). A failure is
@@ -234,7 +324,11 @@ pub fn after_commit(kv: &Arc<Kv>, actions: &[AfterCommit]) {
                     .map(|_| 0)
             }
             AfterCommit::Purge(table_id) => {
-                let start = index_prefix(table_id);
+                let start = table_prefix(table_id);
+                kv.purge_span(&start, &prefix_end(&start), 1024)
+            }
+            AfterCommit::PurgeIndex(table_id, index_id) => {
+                let start = crate::index_key::entries_prefix(table_id, index_id);
                 kv.purge_span(&start, &prefix_end(&start), 1024)
             }
         };

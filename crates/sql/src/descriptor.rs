@@ -10,6 +10,13 @@
 //! `version` grows with every change to the descriptor; rows record the
 //! version they were written under, so a later `ADD COLUMN` can read old rows
 //! (missing trailing columns read as NULL).
+//!
+//! Secondary indexes live in the table's descriptor ([`IndexDescriptor`]):
+//! an index is part of its table's schema, changes with it in one catalog
+//! write, and its entries share the table's key prefix (`index_key.rs`).
+//! Index ids are never reused within a table (`next_index_id`), so the
+//! entries of a dropped index can be purged after its `DROP INDEX` commits
+//! without ever being mistaken for a newer index's.
 
 use std::sync::Arc;
 
@@ -45,6 +52,46 @@ pub struct TableDescriptor {
     /// Positions in `columns` of the primary key, in key order.
     pub primary_key: Vec<usize>,
     pub version: u32,
+    /// Secondary indexes, in creation order.
+    #[serde(default)]
+    pub indexes: Vec<IndexDescriptor>,
+    /// The id the next secondary index gets (ids 0 and 1 are never
+    /// secondary: 1 is the primary index).
+    #[serde(default = "first_secondary_index_id")]
+    pub next_index_id: u8,
+}
+
+fn first_secondary_index_id() -> u8 {
+    2
+}
+
+/// One column of an index key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexColumn {
+    /// Position in the table's `columns`.
+    pub column: usize,
+    /// Stored in descending order (`DESC`).
+    #[serde(default)]
+    pub descending: bool,
+}
+
+/// A secondary index: its entries map the indexed columns (then the
+/// primary key) to the row's primary key (`index_key.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexDescriptor {
+    /// The index's id within its table: the key byte after the table id.
+    pub id: u8,
+    pub name: String,
+    pub columns: Vec<IndexColumn>,
+    /// `INCLUDE` columns: recorded for the catalog; rows are always read
+    /// from the primary index, so the entries need not carry them.
+    #[serde(default)]
+    pub include: Vec<usize>,
+    pub unique: bool,
+    /// Made by a `UNIQUE` constraint (shown in `pg_constraint`), not by
+    /// `CREATE UNIQUE INDEX`.
+    #[serde(default)]
+    pub constraint: bool,
 }
 
 impl TableDescriptor {
@@ -92,4 +139,21 @@ impl TableDescriptor {
     pub fn pkey_name(&self) -> String {
         format!("{}_pkey", self.name)
     }
+
+    /// A secondary index by name.
+    pub fn index_named(&self, name: &str) -> Option<&IndexDescriptor> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+
+    /// The OID of index `index_id` (1 is the primary key's): derived like
+    /// the table's, above every table OID (tables ids stay below 2^22, the
+    /// stride between index ids).
+    pub fn index_oid(&self, index_id: u8) -> u32 {
+        INDEX_OID_BASE + self.oid() + (u32::from(index_id.max(1)) - 1) * INDEX_OID_STRIDE
+    }
 }
+
+/// Added to a table's OID for its primary key index's OID.
+pub const INDEX_OID_BASE: u32 = 1 << 30;
+/// Between the OIDs of one table's consecutive index ids.
+pub const INDEX_OID_STRIDE: u32 = 1 << 22;

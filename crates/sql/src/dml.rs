@@ -31,7 +31,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use shoal_kv::Txn;
 
 use crate::catalog;
-use crate::descriptor::TableDescriptor;
+use crate::descriptor::{IndexDescriptor, TableDescriptor};
 use crate::error::{Result, SqlError};
 use crate::names::{self, quote};
 use crate::providers::{DML_PREFIX, PUBLIC_SCHEMA};
@@ -378,19 +378,29 @@ fn unique_violation(desc: &TableDescriptor, row: &[Datum]) -> SqlError {
     }
 }
 
+fn index_violation(desc: &TableDescriptor, index: &IndexDescriptor, row: &[Datum]) -> SqlError {
+    SqlError::UniqueViolation {
+        constraint: index.name.clone(),
+        detail: format!(
+            "Key {} already exists.",
+            crate::index_key::entry_text(desc, index, row)
+        ),
+    }
+}
+
 /// A row's primary key as PostgreSQL shows keys in messages:
 /// `(a, b)=(1, x)`.
 pub(crate) fn key_text(desc: &TableDescriptor, row: &[Datum]) -> String {
-    let cols: Vec<&str> = desc
-        .primary_key
+    columns_text(desc, &desc.primary_key, row)
+}
+
+/// Some columns of a row as PostgreSQL shows keys in messages.
+pub(crate) fn columns_text(desc: &TableDescriptor, columns: &[usize], row: &[Datum]) -> String {
+    let cols: Vec<&str> = columns
         .iter()
         .map(|p| desc.columns[*p].name.as_str())
         .collect();
-    let vals: Vec<String> = desc
-        .primary_key
-        .iter()
-        .map(|p| display_datum(&row[*p]))
-        .collect();
+    let vals: Vec<String> = columns.iter().map(|p| display_datum(&row[*p])).collect();
     format!("({})=({})", cols.join(", "), vals.join(", "))
 }
 
@@ -419,12 +429,24 @@ fn display_datum(d: &Datum) -> String {
 }
 
 /// The writes of one statement, checked against each other and against the
-/// transaction's snapshot before any is applied.
+/// transaction's snapshot before any is applied: rows and the entries of
+/// every secondary index (`index_key.rs`).
+///
+/// Row deletions and an `UPDATE`'s old entries are taken out first; the
+/// keys and unique entries an `UPDATE` puts are checked in [`Self::apply`],
+/// after every old one is gone, so a statement that shifts values among its
+/// rows (`SET u = u + 1`) does not collide with itself. An `INSERT` checks
+/// each row as it comes, as PostgreSQL does.
 pub(crate) struct StatementWrites {
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Keys this statement deletes, then keys it puts.
     deleted: HashSet<Vec<u8>>,
     inserted: HashSet<Vec<u8>>,
+    /// Rows an `UPDATE` gave a new primary key, inserted by `apply`.
+    moved: Vec<(Arc<TableDescriptor>, Vec<Datum>)>,
+    /// Index entries an `UPDATE` changed in place: (table, index position,
+    /// new row), put by `apply`.
+    entries: Vec<(Arc<TableDescriptor>, usize, Vec<Datum>)>,
 }
 
 impl StatementWrites {
@@ -433,6 +455,8 @@ impl StatementWrites {
             writes: Vec::new(),
             deleted: HashSet::new(),
             inserted: HashSet::new(),
+            moved: Vec::new(),
+            entries: Vec::new(),
         }
     }
 
@@ -441,12 +465,49 @@ impl StatementWrites {
         self.writes.push((key, None));
     }
 
-    fn overwrite(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.push((key, Some(value)));
+    /// Deletes a row (datums in column order) and its index entries.
+    pub(crate) fn delete_row(&mut self, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
+        self.delete(encode_key(desc, row)?);
+        for index in &desc.indexes {
+            self.delete(crate::index_key::entry(desc, index, row)?.0);
+        }
+        Ok(())
+    }
+
+    /// Replaces row `old` with `new`: in place when the primary key stays,
+    /// else as a delete and an insert (checked by `apply`).
+    pub(crate) fn update_row(
+        &mut self,
+        desc: &Arc<TableDescriptor>,
+        old: &[Datum],
+        new: Vec<Datum>,
+    ) -> Result<()> {
+        let old_key = encode_key(desc, old)?;
+        let new_key = encode_key(desc, &new)?;
+        if old_key != new_key {
+            self.delete_row(desc, old)?;
+            self.moved.push((desc.clone(), new));
+            return Ok(());
+        }
+        for (n, index) in desc.indexes.iter().enumerate() {
+            let (before, _) = crate::index_key::entry(desc, index, old)?;
+            let (after, _) = crate::index_key::entry(desc, index, &new)?;
+            if before != after {
+                self.delete(before);
+                self.entries.push((desc.clone(), n, new.clone()));
+            }
+        }
+        self.writes.push((new_key, Some(encode_value(desc, &new))));
+        Ok(())
+    }
+
+    /// Whether `key` holds something, counting this statement's writes.
+    fn taken(&self, txn: &Txn, key: &[u8]) -> Result<bool> {
+        Ok(self.inserted.contains(key) || (!self.deleted.contains(key) && txn.get(key)?.is_some()))
     }
 
     /// Puts a row whose key must not exist yet (before the statement, or
-    /// earlier in it).
+    /// earlier in it), with its index entries.
     pub(crate) fn insert_new(
         &mut self,
         txn: &Txn,
@@ -454,17 +515,40 @@ impl StatementWrites {
         row: &[Datum],
     ) -> Result<()> {
         let key = encode_key(desc, row)?;
-        let taken = self.inserted.contains(&key)
-            || (!self.deleted.contains(&key) && txn.get(&key)?.is_some());
-        if taken {
+        if self.taken(txn, &key)? {
             return Err(unique_violation(desc, row));
         }
         self.inserted.insert(key.clone());
         self.writes.push((key, Some(encode_value(desc, row))));
+        for index in &desc.indexes {
+            self.insert_entry(txn, desc, index, row)?;
+        }
         Ok(())
     }
 
-    pub(crate) fn apply(self, txn: &Txn) -> Result<()> {
+    fn insert_entry(
+        &mut self,
+        txn: &Txn,
+        desc: &TableDescriptor,
+        index: &IndexDescriptor,
+        row: &[Datum],
+    ) -> Result<()> {
+        let (key, value) = crate::index_key::entry(desc, index, row)?;
+        if crate::index_key::enforces_uniqueness(index, row) && self.taken(txn, &key)? {
+            return Err(index_violation(desc, index, row));
+        }
+        self.inserted.insert(key.clone());
+        self.writes.push((key, Some(value)));
+        Ok(())
+    }
+
+    pub(crate) fn apply(mut self, txn: &Txn) -> Result<()> {
+        for (desc, row) in std::mem::take(&mut self.moved) {
+            self.insert_new(txn, &desc, &row)?;
+        }
+        for (desc, n, row) in std::mem::take(&mut self.entries) {
+            self.insert_entry(txn, &desc, &desc.indexes[n], &row)?;
+        }
         if self.writes.is_empty() {
             return Ok(());
         }
@@ -644,11 +728,10 @@ pub async fn update(
     let batches = session.collect(plan, params).await?;
     let all: Vec<usize> = (0..desc.columns.len()).collect();
     let ncols = desc.columns.len();
-    // First every old row's fate, then the new rows, so that key changes
-    // within one statement (`SET id = id + 1`) do not collide with rows the
-    // same statement moves away.
+    // Old rows leave before new keys are checked (`StatementWrites`), so
+    // key changes within one statement (`SET id = id + 1`) do not collide
+    // with rows the same statement moves away.
     let mut writes = StatementWrites::new();
-    let mut moved = Vec::new();
     let mut count = 0u64;
     for batch in &batches {
         let mut casted = HashMap::new();
@@ -660,19 +743,9 @@ pub async fn update(
                 new[*pos] = v;
             }
             check_row(&desc, &new)?;
-            let old_key = encode_key(&desc, &old)?;
-            let new_key = encode_key(&desc, &new)?;
-            if old_key == new_key {
-                writes.overwrite(new_key, encode_value(&desc, &new));
-            } else {
-                writes.delete(old_key);
-                moved.push(new);
-            }
+            writes.update_row(&desc, &old, new)?;
             count += 1;
         }
-    }
-    for row in moved {
-        writes.insert_new(txn, &desc, &row)?;
     }
     writes.apply(txn)?;
     Ok(Output::count("UPDATE", count))
@@ -708,11 +781,16 @@ fn delete_query(
     };
     let desc = lookup(session, txn, name)?;
     let alias = alias_of(alias.as_ref(), &desc);
-    let keys: Vec<String> = desc
-        .primary_key
-        .iter()
-        .map(|p| format!("{}.{}", quote(&alias), quote(&desc.columns[*p].name)))
-        .collect();
+    // The primary key finds the row; index entries need every indexed
+    // column too, so a table with indexes reads whole rows.
+    let keys: Vec<String> = if desc.indexes.is_empty() {
+        desc.primary_key
+            .iter()
+            .map(|p| format!("{}.{}", quote(&alias), quote(&desc.columns[*p].name)))
+            .collect()
+    } else {
+        all_columns(&desc, &alias)
+    };
     let mut sql = format!(
         "SELECT {} FROM {} AS {}",
         keys.join(", "),
@@ -739,8 +817,14 @@ pub async fn delete(
     for batch in &batches {
         let mut casted = HashMap::new();
         for r in 0..batch.num_rows() {
-            let key_values = batch_datums(batch, 0, &desc, &desc.primary_key, &mut casted, r)?;
-            writes.delete(crate::row::encode_key_values(&desc, &key_values)?);
+            if desc.indexes.is_empty() {
+                let key_values = batch_datums(batch, 0, &desc, &desc.primary_key, &mut casted, r)?;
+                writes.delete(crate::row::encode_key_values(&desc, &key_values)?);
+            } else {
+                let all: Vec<usize> = (0..desc.columns.len()).collect();
+                let row = batch_datums(batch, 0, &desc, &all, &mut casted, r)?;
+                writes.delete_row(&desc, &row)?;
+            }
             count += 1;
         }
     }

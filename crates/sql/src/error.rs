@@ -33,6 +33,18 @@ pub enum SqlError {
     UndefinedObject(String),
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
     UniqueViolation { constraint: String, detail: String },
+    /// Existing rows break the unique index being built.
+    #[error("could not create unique index \"{index}\"")]
+    UniqueIndexBuild { index: String, detail: String },
+    /// The object named is of another kind than the statement needs.
+    #[error("{0}")]
+    WrongObjectType(String),
+    /// Another object depends on the one being dropped.
+    #[error("{0}")]
+    DependentObjects(String),
+    /// A limit of the system was reached (`too many indexes`).
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
     #[error(
         "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
     )]

@@ -604,7 +604,13 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
                 row[*pos] = new_value(value, &old, &desc, *pos, params)?;
             }
             check_row(&desc, &row)?;
-            txn.put(key, encode_value(&desc, &row))?;
+            if desc.indexes.is_empty() {
+                txn.put(key, encode_value(&desc, &row))?;
+            } else {
+                let mut writes = StatementWrites::new();
+                writes.update_row(&desc, &old, row)?;
+                writes.apply(txn)?;
+            }
             Ok(Some(Output::count("UPDATE", 1)))
         }
     }

@@ -242,7 +242,6 @@ pub fn register_catalog_functions(
     database: &str,
     slot: crate::providers::TxnSlot,
 ) {
-    use crate::pg_catalog::INDEX_OID_OFFSET;
     let b = DataType::Boolean;
     let t = DataType::Utf8;
     for name in [
@@ -301,42 +300,35 @@ pub fn register_catalog_functions(
             tables.into_iter().find(|d| d.oid() as i64 == oid)
         }
     };
-    let key_list = |d: &crate::descriptor::TableDescriptor| {
-        d.primary_key
-            .iter()
-            .map(|p| crate::names::quote_if_needed(&d.columns[*p].name))
-            .collect::<Vec<_>>()
-            .join(", ")
+    // The catalog view of index `id` of the table with OID `table_oid`.
+    let index_of = move |table_oid: i64, id: u8| {
+        let d = table_of(table_oid)?;
+        let view = crate::catalog_indexes::indexes(&d)
+            .into_iter()
+            .find(|i| i.id == id)?;
+        Some((d, view))
     };
     {
-        let table_of = table_of.clone();
+        let index_of = index_of.clone();
         row_fn(ctx, "pg_get_indexdef", None, t.clone(), move |a| {
             let def = a
                 .first()
                 .and_then(as_i64)
-                .and_then(|oid| table_of(oid - INDEX_OID_OFFSET))
-                .map(|d| {
-                    format!(
-                        "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
-                        d.pkey_name(),
-                        d.name,
-                        key_list(&d)
-                    )
-                });
+                .and_then(crate::catalog_indexes::split_index_oid)
+                .and_then(|(table, id)| index_of(table, id))
+                .map(|(d, i)| crate::catalog_indexes::definition(&d, &i));
             Ok(ScalarValue::Utf8(def))
         });
     }
-    {
-        let table_of = table_of.clone();
-        row_fn(ctx, "pg_get_constraintdef", None, t.clone(), move |a| {
-            let def = a
-                .first()
-                .and_then(as_i64)
-                .and_then(|oid| table_of(oid - 2 * INDEX_OID_OFFSET))
-                .map(|d| format!("PRIMARY KEY ({})", key_list(&d)));
-            Ok(ScalarValue::Utf8(def))
-        });
-    }
+    row_fn(ctx, "pg_get_constraintdef", None, t.clone(), move |a| {
+        let def = a
+            .first()
+            .and_then(as_i64)
+            .and_then(crate::catalog_indexes::split_constraint_oid)
+            .and_then(|(table, id)| index_of(table, id))
+            .map(|(d, i)| crate::catalog_indexes::constraint_definition(&d, &i));
+        Ok(ScalarValue::Utf8(def))
+    });
     // The table a relation name (possibly quoted or schema-qualified)
     // names, read in the statement's transaction.
     let relation = {

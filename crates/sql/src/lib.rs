@@ -31,8 +31,10 @@
 //! - Errors are typed by meaning ([`SqlError`]); SQLSTATE codes are assigned
 //!   by the front end.
 
+pub mod access_path;
 pub mod advisory;
 pub mod catalog;
+pub mod catalog_indexes;
 pub mod cluster_settings;
 pub mod cluster_views;
 pub mod compat;
@@ -44,6 +46,8 @@ pub mod dml;
 pub mod error;
 pub mod fastpath;
 pub mod functions;
+pub mod index_ddl;
+pub mod index_key;
 pub mod locking;
 pub mod locks;
 pub mod names;
@@ -53,6 +57,7 @@ pub mod providers;
 pub mod row;
 pub mod row_waits;
 pub mod scan;
+pub mod scan_exec;
 pub mod session;
 pub mod set_config;
 pub mod settings_undo;

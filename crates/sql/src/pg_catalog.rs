@@ -6,8 +6,8 @@
 //! shows is exactly what a query in that transaction sees.
 //!
 //! OIDs are derived, never allocated: a table's OID is
-//! `FIRST_USER_OID + table id` and its primary key index's OID is that plus
-//! [`INDEX_OID_OFFSET`]. Table ids are never reused, so OIDs are stable across
+//! `FIRST_USER_OID + table id`, and its indexes' and constraints' OIDs are
+//! derived from that (`catalog_indexes.rs`). Table ids are never reused, so OIDs are stable across
 //! restarts and the same on every node. Catalog tables Shoal has nothing to
 //! put in (policies, publications, statistics objects, …) exist with their
 //! columns and no rows, so tools' queries against them plan and return
@@ -41,8 +41,6 @@ pub const PUBLIC_OID: i64 = 2200;
 pub const INFORMATION_SCHEMA_OID: i64 = 13_000;
 /// OID of the bootstrap superuser, which owns everything.
 pub const OWNER_OID: i64 = 10;
-/// Added to a table's OID to get its primary key index's OID.
-pub const INDEX_OID_OFFSET: i64 = 1 << 30;
 
 /// The OID of a database by name.
 pub fn database_oid(name: &str) -> i64 {
@@ -524,6 +522,13 @@ const PG_TABLES: &[(&str, Kind)] = &[
     ("hastriggers", Bool),
     ("rowsecurity", Bool),
 ];
+const PG_INDEXES: &[(&str, Kind)] = &[
+    ("schemaname", Name),
+    ("tablename", Name),
+    ("indexname", Name),
+    ("tablespace", Name),
+    ("indexdef", Text),
+];
 const PG_SETTINGS: &[(&str, Kind)] = &[
     ("name", Text),
     ("setting", Text),
@@ -547,6 +552,7 @@ pub const TABLES: &[&str] = &[
     "pg_description",
     "pg_enum",
     "pg_index",
+    "pg_indexes",
     "pg_inherits",
     "pg_namespace",
     "pg_policy",
@@ -696,17 +702,11 @@ impl PgCatalogSchema {
                             V::N,
                         ]);
                     };
-                    let has_pk = !d.has_hidden_rowid();
-                    row(oid, d.name.clone(), 2, "r", natts, has_pk);
-                    if has_pk {
-                        row(
-                            oid + INDEX_OID_OFFSET,
-                            d.pkey_name(),
-                            403,
-                            "i",
-                            d.primary_key.len() as i64,
-                            false,
-                        );
+                    let indexes = crate::catalog_indexes::indexes(&d);
+                    row(oid, d.name.clone(), 2, "r", natts, !indexes.is_empty());
+                    for i in indexes {
+                        let natts = (i.key.len() + i.include.len()) as i64;
+                        row(i.oid, i.name, 403, "i", natts, false);
                     }
                 }
                 t
@@ -819,67 +819,85 @@ impl PgCatalogSchema {
             "pg_index" => {
                 let mut t = CatalogTable::new(PG_INDEX);
                 for d in self.user_tables()? {
-                    if d.has_hidden_rowid() {
-                        continue;
+                    for i in crate::catalog_indexes::indexes(&d) {
+                        t.rows.push(vec![
+                            V::I(i.oid),
+                            V::I(d.oid() as i64),
+                            V::I((i.key.len() + i.include.len()) as i64),
+                            V::I(i.key.len() as i64),
+                            V::B(i.unique),
+                            V::B(false),
+                            V::B(i.primary),
+                            V::B(false),
+                            V::B(true),
+                            V::B(false),
+                            V::B(true),
+                            V::B(false),
+                            V::B(true),
+                            V::B(true),
+                            V::B(false),
+                            s(crate::catalog_indexes::indkey(&d, &i)),
+                            s(""),
+                            s(""),
+                            s(crate::catalog_indexes::indoption(&i)),
+                            V::N,
+                            V::N,
+                        ]);
                     }
-                    let oid = d.oid() as i64;
-                    let key = attnums(&d);
-                    t.rows.push(vec![
-                        V::I(oid + INDEX_OID_OFFSET),
-                        V::I(oid),
-                        V::I(d.primary_key.len() as i64),
-                        V::I(d.primary_key.len() as i64),
-                        V::B(true),
-                        V::B(false),
-                        V::B(true),
-                        V::B(false),
-                        V::B(true),
-                        V::B(false),
-                        V::B(true),
-                        V::B(false),
-                        V::B(true),
-                        V::B(true),
-                        V::B(false),
-                        s(key),
-                        s(""),
-                        s(""),
-                        s(""),
-                        V::N,
-                        V::N,
-                    ]);
+                }
+                t
+            }
+            "pg_indexes" => {
+                let mut t = CatalogTable::new(PG_INDEXES);
+                for d in self.user_tables()? {
+                    for i in crate::catalog_indexes::indexes(&d) {
+                        t.rows.push(vec![
+                            s("public"),
+                            s(d.name.clone()),
+                            s(i.name.clone()),
+                            V::N,
+                            s(crate::catalog_indexes::definition(&d, &i)),
+                        ]);
+                    }
                 }
                 t
             }
             "pg_constraint" => {
                 let mut t = CatalogTable::new(PG_CONSTRAINT);
                 for d in self.user_tables()? {
-                    if d.has_hidden_rowid() {
-                        continue;
+                    for i in crate::catalog_indexes::indexes(&d) {
+                        let Some((oid, kind)) = i.constraint else {
+                            continue;
+                        };
+                        let conkey: Vec<String> = i
+                            .key
+                            .iter()
+                            .map(|(p, _)| crate::catalog_indexes::attnum(&d, *p).to_string())
+                            .collect();
+                        t.rows.push(vec![
+                            V::I(oid),
+                            s(i.name.clone()),
+                            V::I(PUBLIC_OID),
+                            s(kind),
+                            V::B(false),
+                            V::B(false),
+                            V::B(true),
+                            V::I(d.oid() as i64),
+                            V::I(0),
+                            V::I(i.oid),
+                            V::I(0),
+                            V::I(0),
+                            s(" "),
+                            s(" "),
+                            s(" "),
+                            V::B(true),
+                            V::I(0),
+                            V::B(true),
+                            s(format!("{{{}}}", conkey.join(","))),
+                            V::N,
+                            V::N,
+                        ]);
                     }
-                    let oid = d.oid() as i64;
-                    t.rows.push(vec![
-                        V::I(oid + 2 * INDEX_OID_OFFSET),
-                        s(d.pkey_name()),
-                        V::I(PUBLIC_OID),
-                        s("p"),
-                        V::B(false),
-                        V::B(false),
-                        V::B(true),
-                        V::I(oid),
-                        V::I(0),
-                        V::I(oid + INDEX_OID_OFFSET),
-                        V::I(0),
-                        V::I(0),
-                        s(" "),
-                        s(" "),
-                        s(" "),
-                        V::B(true),
-                        V::I(0),
-                        V::B(true),
-                        s(format!("{{{}}}", attnums(&d).replace(' ', ","))),
-                        V::N,
-                        V::N,
-                    ]);
                 }
                 t
             }
@@ -921,7 +939,7 @@ impl PgCatalogSchema {
                         s(d.name.clone()),
                         s("shoal"),
                         V::N,
-                        V::B(!d.has_hidden_rowid()),
+                        V::B(!crate::catalog_indexes::indexes(&d).is_empty()),
                         V::B(false),
                         V::B(false),
                         V::B(false),
@@ -949,16 +967,6 @@ impl PgCatalogSchema {
         };
         Ok(Some(t))
     }
-}
-
-/// `pg_index.indkey`: 1-based column numbers of the key, space separated.
-fn attnums(d: &TableDescriptor) -> String {
-    let visible = d.visible_columns();
-    d.primary_key
-        .iter()
-        .map(|p| (visible.iter().position(|v| v == p).unwrap_or(0) + 1).to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 impl fmt::Debug for PgCatalogSchema {

@@ -5,6 +5,9 @@
 //! session's current transaction (held in a [`TxnSlot`]); so a table created
 //! earlier in the same transaction is visible and one dropped is gone.
 //!
+//! As in PostgreSQL, `pg_catalog` is searched before `public` for an
+//! unqualified name: `SELECT … FROM pg_class` reads the system catalog.
+//!
 //! DML plans its reads through the same providers under a reserved name
 //! ([`DML_PREFIX`] + table name) that also exposes hidden key columns, so
 //! `DELETE` and `UPDATE` can address rows of tables without a primary key.
@@ -47,9 +50,14 @@ impl ShoalCatalog {
         kv: Arc<Kv>,
         metrics: Arc<crate::cluster_views::SqlMetrics>,
     ) -> ShoalCatalog {
+        let pg_catalog = Arc::new(PgCatalogSchema::new(database.clone(), slot.clone()));
         ShoalCatalog {
-            pg_catalog: Arc::new(PgCatalogSchema::new(database.clone(), slot.clone())),
-            public: Arc::new(ShoalSchema { database, slot }),
+            public: Arc::new(ShoalSchema {
+                database,
+                slot,
+                pg_catalog: pg_catalog.clone(),
+            }),
+            pg_catalog,
             cluster: Arc::new(ClusterSchema::new(kv, metrics)),
         }
     }
@@ -83,6 +91,8 @@ impl CatalogProvider for ShoalCatalog {
 pub struct ShoalSchema {
     database: String,
     slot: TxnSlot,
+    /// Searched first for unqualified names (module docs).
+    pg_catalog: Arc<PgCatalogSchema>,
 }
 
 impl fmt::Debug for ShoalSchema {
@@ -117,6 +127,9 @@ impl SchemaProvider for ShoalSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if self.pg_catalog.table_exist(name) {
+            return self.pg_catalog.table(name).await;
+        }
         let txn = self.txn()?;
         let (name, with_hidden) = match name.strip_prefix(DML_PREFIX) {
             Some(rest) => (rest, true),
@@ -127,6 +140,9 @@ impl SchemaProvider for ShoalSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        if self.pg_catalog.table_exist(name) {
+            return true;
+        }
         let Ok(txn) = self.txn() else { return false };
         matches!(
             catalog::table_by_name(&txn, &self.database, PUBLIC_SCHEMA, name),

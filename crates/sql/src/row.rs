@@ -387,6 +387,8 @@ mod tests {
             ],
             primary_key: vec![1, 0],
             version: 1,
+            indexes: Vec::new(),
+            next_index_id: 2,
         }
     }
 

@@ -4,13 +4,14 @@
 //! transaction, so every range it reads is read at the transaction's snapshot
 //! (plus the transaction's own writes).
 //!
-//! Filters on primary key columns are turned into key spans before anything is
-//! read (see [`key_spans`]): equality on every key column becomes a point get,
-//! equality or IN on a prefix of the key becomes one short span per value, and
-//! a comparison on the first non-equal key column bounds the span. Filters are
-//! reported to DataFusion as `Inexact`, so DataFusion still evaluates them on
-//! what is returned: the spans only ever need to be a superset of the answer.
-//! A `LIMIT` that DataFusion hands down stops the scan early.
+//! Filters are turned into key spans of the primary index or of a secondary
+//! index before anything is read (`access_path.rs`). Through a secondary
+//! index, the scan reads entries and gets each row by the primary key the
+//! entry holds. Filters are reported to DataFusion as `Inexact`, so
+//! DataFusion still evaluates them on what is returned: the spans only ever
+//! need to be a superset of the answer. A `LIMIT` that DataFusion hands
+//! down stops the scan early. `EXPLAIN` shows the path chosen
+//! (`ShoalScanExec`: the table, the index, the number of spans).
 //!
 //! Rows are read in chunks of [`CHUNK_ROWS`] and turned into one Arrow batch
 //! per chunk, so memory stays bounded whatever the table's size.
@@ -29,11 +30,10 @@ use datafusion::arrow::array::RecordBatchOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
-use datafusion::common::ScalarValue;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -41,14 +41,11 @@ use shoal_kv::Txn;
 
 use crate::descriptor::TableDescriptor;
 use crate::error::{Result, SqlError};
-use crate::row::{decode_row, encode_key_values, index_prefix, prefix_end};
-use crate::types::{ColumnBuilder, Datum, datum_from_array};
+use crate::row::{PRIMARY_INDEX, decode_row};
+use crate::types::ColumnBuilder;
 
 /// Rows read from KV per Arrow batch.
 pub const CHUNK_ROWS: usize = 1024;
-
-/// Most point lookups one scan turns an IN list (or a product of them) into.
-const MAX_POINTS: usize = 4096;
 
 /// A table as DataFusion sees it during one statement.
 pub struct TableScan {
@@ -81,19 +78,6 @@ impl TableScan {
             columns,
             schema,
         }
-    }
-
-    /// Which provider column is the key column at `key_pos` of the primary key.
-    fn key_column_names(&self) -> Vec<Option<String>> {
-        self.desc
-            .primary_key
-            .iter()
-            .map(|pos| {
-                self.columns
-                    .contains(pos)
-                    .then(|| self.desc.columns[*pos].name.clone())
-            })
-            .collect()
     }
 }
 
@@ -128,7 +112,9 @@ impl TableProvider for TableScan {
             None => self.columns.clone(),
         };
         let schema = self.desc.arrow_schema(&output);
-        let spans = key_spans(&self.desc, &self.key_column_names(), filters)?;
+        let access = crate::access_path::choose(&self.desc, &self.columns, filters)?;
+        let label = path_label(&self.desc, &access);
+        let spans = access.spans;
         let groups = match limit {
             Some(_) => vec![spans],
             None => by_range(spans, &self.txn.kv().ranges()),
@@ -140,20 +126,32 @@ impl TableProvider for TableScan {
                     desc: self.desc.clone(),
                     txn: self.txn.clone(),
                     spans,
+                    via_index: access.index_id != PRIMARY_INDEX,
                     output: output.clone(),
                     schema: schema.clone(),
                     limit,
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
-            partitions,
-            None,
-            Vec::new(),
-            false,
-            limit,
-        )?))
+        let inner =
+            StreamingTableExec::try_new(schema, partitions, None, Vec::new(), false, limit)?;
+        Ok(Arc::new(crate::scan_exec::ShoalScanExec::new(inner, label)))
+    }
+}
+
+/// What `EXPLAIN` says a scan reads.
+fn path_label(desc: &TableDescriptor, access: &crate::access_path::Access) -> String {
+    let index = match desc.indexes.iter().find(|i| i.id == access.index_id) {
+        Some(i) => format!("index {}", i.name),
+        None if desc.has_hidden_rowid() => "primary index".to_string(),
+        None => format!("index {}", desc.pkey_name()),
+    };
+    let whole = access.spans.len() == 1
+        && access.spans[0] == crate::access_path::Shape::primary(desc).whole();
+    if whole {
+        format!("table={}, full scan", desc.name)
+    } else {
+        format!("table={}, {index}, spans={}", desc.name, access.spans.len())
     }
 }
 
@@ -204,232 +202,14 @@ pub enum Span {
     Range(Vec<u8>, Vec<u8>),
 }
 
-/// The constraints found on one key column.
-#[derive(Default)]
-struct ColumnConstraint {
-    /// Values the column must equal (intersection of all `=`/`IN` found).
-    eq: Option<Vec<Datum>>,
-    lower: Option<(Datum, bool)>,
-    upper: Option<(Datum, bool)>,
-}
-
-/// Turns filters into the key spans that can hold matching rows.
-fn key_spans(
-    desc: &TableDescriptor,
-    key_names: &[Option<String>],
-    filters: &[Expr],
-) -> Result<Vec<Span>> {
-    let mut cons: Vec<ColumnConstraint> = key_names
-        .iter()
-        .map(|_| ColumnConstraint::default())
-        .collect();
-    let mut conjuncts = Vec::new();
-    for f in filters {
-        split_and(f, &mut conjuncts);
-    }
-    for c in conjuncts {
-        collect_constraint(desc, key_names, c, &mut cons);
-    }
-    let table_span = || {
-        let p = index_prefix(desc.id);
-        Span::Range(p.clone(), prefix_end(&p))
-    };
-    // Prefixes of equal key columns: the product of their value sets.
-    let mut prefixes: Vec<Vec<Datum>> = vec![Vec::new()];
-    let mut k = 0;
-    while k < cons.len() {
-        let Some(values) = &cons[k].eq else { break };
-        if values.is_empty() {
-            return Ok(Vec::new());
-        }
-        if prefixes.len() * values.len() > MAX_POINTS {
-            break;
-        }
-        prefixes = prefixes
-            .iter()
-            .flat_map(|p| {
-                values.iter().map(move |v| {
-                    let mut p = p.clone();
-                    p.push(v.clone());
-                    p
-                })
-            })
-            .collect();
-        k += 1;
-    }
-    if k == 0
-        && cons
-            .first()
-            .is_none_or(|c| c.lower.is_none() && c.upper.is_none())
-    {
-        return Ok(vec![table_span()]);
-    }
-    let mut spans = Vec::with_capacity(prefixes.len());
-    for prefix in prefixes {
-        let key = encode_key_values(desc, &prefix)?;
-        if k == cons.len() {
-            spans.push(Span::Point(key));
-            continue;
-        }
-        let (mut start, mut end) = (key.clone(), prefix_end(&key));
-        let c = &cons[k];
-        if let Some((v, inclusive)) = &c.lower {
-            let mut with = prefix.clone();
-            with.push(v.clone());
-            let bound = encode_key_values(desc, &with)?;
-            start = if *inclusive {
-                bound
-            } else {
-                prefix_end(&bound)
-            };
-        }
-        if let Some((v, inclusive)) = &c.upper {
-            let mut with = prefix.clone();
-            with.push(v.clone());
-            let bound = encode_key_values(desc, &with)?;
-            end = if *inclusive {
-                prefix_end(&bound)
-            } else {
-                bound
-            };
-        }
-        if start < end {
-            spans.push(Span::Range(start, end));
-        }
-    }
-    Ok(spans)
-}
-
-fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
-    match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            split_and(left, out);
-            split_and(right, out);
-        }
-        other => out.push(other),
-    }
-}
-
-fn column_position(key_names: &[Option<String>], e: &Expr) -> Option<usize> {
-    match e {
-        Expr::Column(c) => key_names
-            .iter()
-            .position(|n| n.as_deref() == Some(c.name.as_str())),
-        _ => None,
-    }
-}
-
-/// A literal converted to the key column's type, or None if it does not
-/// convert exactly (then the filter is not used to narrow the scan).
-fn literal_datum(desc: &TableDescriptor, key_pos: usize, e: &Expr) -> Option<Datum> {
-    let Expr::Literal(v, _) = e else { return None };
-    let ty = &desc.columns[desc.primary_key[key_pos]].ty;
-    if v.is_null() {
-        return Some(Datum::Null);
-    }
-    let target = ty.arrow_type();
-    let cast: ScalarValue = if v.data_type() == target {
-        v.clone()
-    } else {
-        let c = v.cast_to(&target).ok()?;
-        // Only exact conversions narrow the scan; `id = 2.5` must not become `id = 2`.
-        if c.cast_to(&v.data_type()).ok()? != *v {
-            return None;
-        }
-        c
-    };
-    let arr = cast.to_array().ok()?;
-    datum_from_array(&arr, 0, ty).ok()
-}
-
-fn collect_constraint(
-    desc: &TableDescriptor,
-    key_names: &[Option<String>],
-    e: &Expr,
-    cons: &mut [ColumnConstraint],
-) {
-    match e {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (pos, lit, op) = match (
-                column_position(key_names, left),
-                column_position(key_names, right),
-            ) {
-                (Some(p), None) => (p, right.as_ref(), *op),
-                (None, Some(p)) => match op.swap() {
-                    Some(swapped) => (p, left.as_ref(), swapped),
-                    None => return,
-                },
-                _ => return,
-            };
-            let Some(d) = literal_datum(desc, pos, lit) else {
-                return;
-            };
-            let c = &mut cons[pos];
-            match op {
-                Operator::Eq => intersect_eq(c, vec![d]),
-                Operator::Gt => c.lower = Some((d, false)),
-                Operator::GtEq => c.lower = Some((d, true)),
-                Operator::Lt => c.upper = Some((d, false)),
-                Operator::LtEq => c.upper = Some((d, true)),
-                _ => {}
-            }
-        }
-        Expr::InList(list) if !list.negated => {
-            let Some(pos) = column_position(key_names, &list.expr) else {
-                return;
-            };
-            let mut values = Vec::with_capacity(list.list.len());
-            for item in &list.list {
-                match literal_datum(desc, pos, item) {
-                    Some(d) => values.push(d),
-                    None => return,
-                }
-            }
-            intersect_eq(&mut cons[pos], values);
-        }
-        Expr::Between(b) if !b.negated => {
-            let Some(pos) = column_position(key_names, &b.expr) else {
-                return;
-            };
-            if let (Some(lo), Some(hi)) = (
-                literal_datum(desc, pos, &b.low),
-                literal_datum(desc, pos, &b.high),
-            ) {
-                cons[pos].lower = Some((lo, true));
-                cons[pos].upper = Some((hi, true));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn intersect_eq(c: &mut ColumnConstraint, values: Vec<Datum>) {
-    // Deduplicate by key encoding order is not needed for correctness; keep
-    // the first occurrence of each value.
-    let mut uniq: Vec<Datum> = Vec::with_capacity(values.len());
-    for v in values {
-        if v.is_null() {
-            continue; // `= NULL` matches nothing
-        }
-        if !uniq.contains(&v) {
-            uniq.push(v);
-        }
-    }
-    c.eq = Some(match c.eq.take() {
-        None => uniq,
-        Some(prev) => prev.into_iter().filter(|v| uniq.contains(v)).collect(),
-    });
-}
-
 /// One partition: reads the spans in order and yields Arrow batches.
 struct KeyScan {
     desc: Arc<TableDescriptor>,
     txn: Arc<Txn>,
     spans: Vec<Span>,
+    /// The spans are of a secondary index: rows are fetched by the primary
+    /// keys its entries hold.
+    via_index: bool,
     output: Vec<usize>,
     schema: SchemaRef,
     limit: Option<usize>,
@@ -451,6 +231,7 @@ impl PartitionStream for KeyScan {
             desc: self.desc.clone(),
             txn: self.txn.clone(),
             spans: self.spans.clone().into_iter().collect(),
+            via_index: self.via_index,
             output: self.output.clone(),
             schema: self.schema.clone(),
             remaining: self.limit.unwrap_or(usize::MAX),
@@ -468,6 +249,7 @@ struct SpanReader {
     desc: Arc<TableDescriptor>,
     txn: Arc<Txn>,
     spans: std::collections::VecDeque<Span>,
+    via_index: bool,
     output: Vec<usize>,
     schema: SchemaRef,
     remaining: usize,
@@ -510,8 +292,32 @@ impl SpanReader {
         if pairs.is_empty() {
             return Ok(None);
         }
+        if self.via_index {
+            pairs = self.fetch_rows(pairs).map_err(DataFusionError::from)?;
+        }
         self.remaining -= pairs.len();
         self.build(pairs).map(Some).map_err(DataFusionError::from)
+    }
+
+    /// The rows that index entries point at. Entry and row are read at
+    /// one snapshot and written by one transaction, so every entry has its
+    /// row; one without is a broken invariant of the index, reported
+    /// rather than skipped.
+    fn fetch_rows(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut rows = Vec::with_capacity(entries.len());
+        for (entry, primary) in entries {
+            let key = crate::index_key::row_key(&self.desc, &primary);
+            match self.txn.get(&key)? {
+                Some(value) => rows.push((key, value)),
+                None => {
+                    return Err(SqlError::Internal(format!(
+                        "index entry {} has no row",
+                        crate::row::pretty_key(&entry)
+                    )));
+                }
+            }
+        }
+        Ok(rows)
     }
 
     fn build(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<RecordBatch> {
@@ -539,8 +345,6 @@ fn to_df(e: shoal_kv::KvError) -> DataFusionError {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::prelude::{col, lit};
-
     use super::*;
 
     #[test]
@@ -568,117 +372,5 @@ mod tests {
             ]
         );
         assert_eq!(by_range(Vec::new(), &ranges), [Vec::<Span>::new()]);
-    }
-    use crate::descriptor::ColumnDescriptor;
-    use crate::types::SqlType;
-
-    fn desc() -> TableDescriptor {
-        let c = |name: &str, ty: SqlType| ColumnDescriptor {
-            name: name.into(),
-            ty,
-            nullable: false,
-            hidden: false,
-        };
-        TableDescriptor {
-            id: 9,
-            database: "shoal".into(),
-            schema: "public".into(),
-            name: "t".into(),
-            columns: vec![
-                c("a", SqlType::Integer),
-                c("b", SqlType::Text),
-                c("v", SqlType::Double),
-            ],
-            primary_key: vec![0, 1],
-            version: 1,
-        }
-    }
-
-    fn names() -> Vec<Option<String>> {
-        vec![Some("a".into()), Some("b".into())]
-    }
-
-    fn key(values: &[Datum]) -> Vec<u8> {
-        encode_key_values(&desc(), values).unwrap()
-    }
-
-    #[test]
-    fn full_key_equality_is_a_point_get() {
-        let spans = key_spans(
-            &desc(),
-            &names(),
-            &[col("a").eq(lit(5i32)).and(col("b").eq(lit("x")))],
-        )
-        .unwrap();
-        assert_eq!(
-            spans,
-            vec![Span::Point(key(&[Datum::Int(5), Datum::Text("x".into())]))]
-        );
-    }
-
-    #[test]
-    fn in_lists_become_one_span_per_value() {
-        let spans = key_spans(
-            &desc(),
-            &names(),
-            &[col("a").in_list(vec![lit(1i32), lit(3i32), lit(1i32)], false)],
-        )
-        .unwrap();
-        let prefix = |v| {
-            let k = key(&[Datum::Int(v)]);
-            Span::Range(k.clone(), prefix_end(&k))
-        };
-        assert_eq!(spans, vec![prefix(1), prefix(3)]);
-    }
-
-    #[test]
-    fn ranges_bound_the_span() {
-        let spans = key_spans(
-            &desc(),
-            &names(),
-            &[col("a").gt(lit(5i32)), col("a").lt_eq(lit(9i32))],
-        )
-        .unwrap();
-        let five = key(&[Datum::Int(5)]);
-        let nine = key(&[Datum::Int(9)]);
-        assert_eq!(
-            spans,
-            vec![Span::Range(prefix_end(&five), prefix_end(&nine))]
-        );
-    }
-
-    #[test]
-    fn other_filters_scan_the_table() {
-        let table = {
-            let p = index_prefix(9);
-            vec![Span::Range(p.clone(), prefix_end(&p))]
-        };
-        // Not a key column.
-        assert_eq!(
-            key_spans(&desc(), &names(), &[col("v").eq(lit(1.0))]).unwrap(),
-            table
-        );
-        // Second key column alone does not narrow.
-        assert_eq!(
-            key_spans(&desc(), &names(), &[col("b").eq(lit("x"))]).unwrap(),
-            table
-        );
-        // A literal that does not convert exactly must not narrow (`a = 2.5` matches nothing,
-        // but DataFusion decides that, not the scan).
-        assert_eq!(
-            key_spans(&desc(), &names(), &[col("a").eq(lit(2.5f64))]).unwrap(),
-            table
-        );
-    }
-
-    #[test]
-    fn contradictory_equalities_read_nothing() {
-        let spans = key_spans(
-            &desc(),
-            &names(),
-            &[col("a").eq(lit(1i32)), col("a").eq(lit(2i32))],
-        )
-        .unwrap();
-        assert!(spans.is_empty());
     }
 }

@@ -868,6 +868,9 @@ impl Session {
             Statement::CreateTable(create) => {
                 ddl::create_table(txn, &self.database, create, &mut self.after_commit)
             }
+            Statement::CreateIndex(create) => {
+                crate::index_ddl::create_index(txn, &self.database, create)
+            }
             Statement::Drop {
                 object_type,
                 if_exists,
