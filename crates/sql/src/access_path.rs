@@ -410,14 +410,26 @@ fn intersect_eq(c: &mut ColumnConstraint, values: Vec<Datum>) {
         if v.is_null() {
             continue; // `= NULL` matches nothing
         }
-        if !uniq.contains(&v) {
+        if !uniq.iter().any(|u| same_key(u, &v)) {
             uniq.push(v);
         }
     }
     c.eq = Some(match c.eq.take() {
         None => uniq,
-        Some(prev) => prev.into_iter().filter(|v| uniq.contains(v)).collect(),
+        Some(prev) => prev
+            .into_iter()
+            .filter(|v| uniq.iter().any(|u| same_key(u, v)))
+            .collect(),
     });
+}
+
+/// Whether two values are one key: as the key encoding sees them, where
+/// every NaN is one value (as in PostgreSQL), unlike `==` on floats.
+fn same_key(a: &Datum, b: &Datum) -> bool {
+    match (a, b) {
+        (Datum::Float(x), Datum::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]

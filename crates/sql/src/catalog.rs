@@ -81,14 +81,29 @@ pub fn index_owner(
     }
 }
 
-/// Whether a table or an index already has this name.
+/// Whether a table, an index or a view already has this name.
 pub fn relation_exists(txn: &Txn, database: &str, schema: &str, name: &str) -> Result<bool> {
     Ok(txn
         .get_untracked(&name_key(database, schema, name))?
         .is_some()
         || txn
             .get_untracked(&index_name_key(database, schema, name))?
-            .is_some())
+            .is_some()
+        || crate::views::view_exists(txn, database, schema, name)?
+        || pkey_owner(txn, database, schema, name)?.is_some())
+}
+
+/// The table whose primary key index has this name (`<table>_pkey`).
+pub fn pkey_owner(
+    txn: &Txn,
+    database: &str,
+    schema: &str,
+    name: &str,
+) -> Result<Option<Arc<TableDescriptor>>> {
+    let Some(table) = name.strip_suffix("_pkey") else {
+        return Ok(None);
+    };
+    Ok(table_by_name(txn, database, schema, table)?.filter(|d| !d.has_hidden_rowid()))
 }
 
 /// Records that the table `desc` owns an index named `name`.
@@ -189,6 +204,13 @@ pub fn allocate_table_id(txn: &Txn) -> Result<u32> {
         None => FIRST_TABLE_ID,
         Some(bytes) => decode_id(&bytes)?,
     };
+    // Index OIDs are derived from table OIDs with a stride of 2^22
+    // (`descriptor::INDEX_OID_STRIDE`): table ids stay below it.
+    if next + crate::descriptor::FIRST_USER_OID >= crate::descriptor::INDEX_OID_STRIDE {
+        return Err(SqlError::ProgramLimitExceeded(
+            "the database has used every table id".into(),
+        ));
+    }
     txn.put(id_counter_key(), (next + 1).to_be_bytes().to_vec())?;
     Ok(next)
 }

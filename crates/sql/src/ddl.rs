@@ -87,7 +87,8 @@ pub fn create_table(
                     }
                     primary_key = Some(vec![pos]);
                 }
-                ColumnOption::Unique(_) => {
+                ColumnOption::Unique(unique) => {
+                    refuse_deferred(unique)?;
                     uniques.push((opt.name.as_ref().map(names::fold), vec![pos]));
                 }
                 other => {
@@ -136,6 +137,7 @@ pub fn create_table(
                 primary_key = Some(positions);
             }
             TableConstraint::Unique(unique) => {
+                refuse_deferred(unique)?;
                 if unique.nulls_distinct == ast::NullsDistinctOption::NotDistinct {
                     return Err(SqlError::NotSupported("NULLS NOT DISTINCT".into()));
                 }
@@ -211,6 +213,21 @@ pub fn create_table(
     Ok(Output::command("CREATE TABLE"))
 }
 
+/// A UNIQUE constraint checked later than each statement, or not at all,
+/// is not what Shoal enforces: refused rather than accepted and ignored.
+fn refuse_deferred(unique: &ast::UniqueConstraint) -> Result<()> {
+    if unique
+        .characteristics
+        .as_ref()
+        .is_some_and(|c| c.deferrable == Some(true) || c.enforced == Some(false))
+    {
+        return Err(SqlError::NotSupported(
+            "DEFERRABLE or NOT ENFORCED UNIQUE constraints".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The indexes behind a new table's UNIQUE constraints, named as
 /// PostgreSQL names them (`<table>_<columns>_key`) unless named. A
 /// constraint on exactly the primary key adds nothing, as in PostgreSQL.
@@ -249,6 +266,8 @@ fn add_unique_constraints(
         let name = match name {
             Some(n) => {
                 if desc.index_named(&n).is_some()
+                    || n == desc.name
+                    || n == desc.pkey_name()
                     || catalog::relation_exists(txn, &desc.database, &desc.schema, &n)?
                 {
                     return Err(SqlError::DuplicateTable(n));
@@ -274,9 +293,12 @@ pub fn drop(
     object_type: ObjectType,
     if_exists: bool,
     names_list: &[ObjectName],
-    _cascade: bool,
+    cascade: bool,
     after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Output> {
+    if object_type == ObjectType::View {
+        return crate::views::drop_views(txn, database, if_exists, names_list, cascade);
+    }
     if object_type == ObjectType::Index {
         return crate::index_ddl::drop_indexes(txn, database, if_exists, names_list, after_commit);
     }
@@ -288,11 +310,17 @@ pub fn drop(
         let table = names::table_name(name, database)?;
         match catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? {
             Some(desc) => found.push(desc),
+            None if crate::views::view_exists(txn, database, PUBLIC_SCHEMA, &table)? => {
+                return Err(SqlError::WrongObjectType(format!(
+                    "\"{table}\" is not a table"
+                )));
+            }
             None if if_exists => {}
             None => return Err(SqlError::UndefinedTable(table)),
         }
     }
     for desc in found {
+        crate::views::drop_dependents(txn, database, &desc.name, cascade)?;
         catalog::delete_table(txn, &desc)?;
         after_commit.push(AfterCommit::Purge(desc.id));
     }

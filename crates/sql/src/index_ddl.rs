@@ -8,16 +8,21 @@
 //! or not at all, so no query ever sees a half-built index, and a
 //! `CREATE INDEX` inside `BEGIN … ROLLBACK` leaves nothing.
 //!
-//! **Concurrent writers.** The build reads the whole table; when another
-//! transaction commits a row there before the build commits, the build's
-//! serializable proof fails and the statement is retried (40001 inside a
-//! block). A writer that read the old descriptor and commits *after* the
-//! build is not stopped: catalog reads are not proven (`catalog.rs`), so
-//! its row would lack an entry. PostgreSQL's `CREATE INDEX` takes a lock
-//! that keeps writers out while it builds; Shoal has no schema lease yet
-//! to do the same across nodes, so build indexes when the table is not
-//! being written (as migrations do), or follow with a check. This is
-//! written in `docs/architecture.md`.
+//! **Concurrent writers.** The build reads the whole table; under
+//! SERIALIZABLE (the default) a transaction committing a row there before
+//! the build commits fails the build's proof, and the statement is retried
+//! (40001 inside a block). Not stopped: any transaction that read the
+//! table's *old* descriptor and commits after the build — a statement
+//! running during it, or a block begun before it that writes afterwards
+//! (it keeps its snapshot, and the old descriptor with it). Catalog reads
+//! are not proven (`catalog.rs`), so such a writer commits rows without
+//! entries and unchecked against the new unique index. PostgreSQL's
+//! `CREATE INDEX` takes a lock that waits for those transactions and
+//! keeps writers out; Shoal needs schema leases (every node acknowledging
+//! a descriptor version before the next step, as F1 and CockroachDB do)
+//! to do the same across nodes. Until then: build indexes while no
+//! transaction writes the table, as migrations do. This is written in
+//! `docs/architecture.md`.
 //!
 //! The build's writes are buffered in its transaction until commit, like
 //! any statement's: memory grows with the table (about the size of its
@@ -262,7 +267,7 @@ pub fn drop_indexes(
                     "\"{name}\" is not an index"
                 )));
             }
-            if let Some(owner) = pkey_owner(txn, database, &name)? {
+            if let Some(owner) = catalog::pkey_owner(txn, database, PUBLIC_SCHEMA, &name)? {
                 return Err(constraint_needs(&name, &owner.name));
             }
             if if_exists {
@@ -292,19 +297,6 @@ pub fn drop_indexes(
         after_commit.push(AfterCommit::PurgeIndex(desc.id, index.id));
     }
     Ok(Output::command("DROP INDEX"))
-}
-
-/// The table whose primary key index has this name (`<table>_pkey`).
-fn pkey_owner(
-    txn: &Txn,
-    database: &str,
-    name: &str,
-) -> Result<Option<std::sync::Arc<TableDescriptor>>> {
-    let Some(table) = name.strip_suffix("_pkey") else {
-        return Ok(None);
-    };
-    Ok(catalog::table_by_name(txn, database, PUBLIC_SCHEMA, table)?
-        .filter(|d| !d.has_hidden_rowid()))
 }
 
 fn constraint_needs(index: &str, table: &str) -> SqlError {

@@ -66,6 +66,7 @@ pub mod sleep;
 pub mod split;
 pub mod types;
 pub mod vars;
+pub mod views;
 pub mod zone;
 
 pub use error::{Result, SqlError};

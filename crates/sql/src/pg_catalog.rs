@@ -635,6 +635,15 @@ impl PgCatalogSchema {
         Ok(catalog::list_tables(&txn, &self.database)?)
     }
 
+    fn user_views(&self) -> DfResult<Vec<crate::views::ViewDescriptor>> {
+        let txn = self.slot.lock().clone().ok_or_else(|| {
+            DataFusionError::External(Box::new(SqlError::Internal(
+                "no transaction for catalog read".into(),
+            )))
+        })?;
+        Ok(crate::views::list_views(&txn, &self.database)?)
+    }
+
     fn build(&self, name: &str) -> DfResult<Option<CatalogTable>> {
         let t = match name {
             "pg_namespace" => {
@@ -657,15 +666,8 @@ impl PgCatalogSchema {
             }
             "pg_class" => {
                 let mut t = CatalogTable::new(PG_CLASS);
-                for d in self.user_tables()? {
-                    let oid = d.oid() as i64;
-                    let natts = d.visible_columns().len() as i64;
-                    let mut row = |oid: i64,
-                                   name: String,
-                                   am: i64,
-                                   kind: &str,
-                                   natts: i64,
-                                   has_index: bool| {
+                let mut row =
+                    |oid: i64, name: String, am: i64, kind: &str, natts: i64, has_index: bool| {
                         t.rows.push(vec![
                             V::I(oid),
                             s(name),
@@ -702,12 +704,31 @@ impl PgCatalogSchema {
                             V::N,
                         ]);
                     };
+                for d in self.user_tables()? {
+                    let natts = d.visible_columns().len() as i64;
                     let indexes = crate::catalog_indexes::indexes(&d);
-                    row(oid, d.name.clone(), 2, "r", natts, !indexes.is_empty());
+                    row(
+                        d.oid() as i64,
+                        d.name.clone(),
+                        2,
+                        "r",
+                        natts,
+                        !indexes.is_empty(),
+                    );
                     for i in indexes {
                         let natts = (i.key.len() + i.include.len()) as i64;
                         row(i.oid, i.name, 403, "i", natts, false);
                     }
+                }
+                for v in self.user_views()? {
+                    row(
+                        v.oid() as i64,
+                        v.name,
+                        0,
+                        "v",
+                        v.columns.len() as i64,
+                        false,
+                    );
                 }
                 t
             }

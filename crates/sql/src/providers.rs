@@ -5,15 +5,17 @@
 //! session's current transaction (held in a [`TxnSlot`]); so a table created
 //! earlier in the same transaction is visible and one dropped is gone.
 //!
-//! As in PostgreSQL, `pg_catalog` is searched before `public` for an
-//! unqualified name: `SELECT … FROM pg_class` reads the system catalog.
+//! A name that is no user table or view is looked up in `pg_catalog` too,
+//! so `SELECT … FROM pg_class` reads the system catalog as in PostgreSQL.
+//! (PostgreSQL searches `pg_catalog` first; a user table of the same name
+//! wins here, so a table is never hidden, qualified or not.)
 //!
 //! DML plans its reads through the same providers under a reserved name
 //! ([`DML_PREFIX`] + table name) that also exposes hidden key columns, so
 //! `DELETE` and `UPDATE` can address rows of tables without a primary key.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
@@ -56,12 +58,24 @@ impl ShoalCatalog {
                 database,
                 slot,
                 pg_catalog: pg_catalog.clone(),
+                session: Default::default(),
             }),
             pg_catalog,
             cluster: Arc::new(ClusterSchema::new(kv, metrics)),
         }
     }
 }
+
+impl ShoalCatalog {
+    /// The session whose planner views are planned with (`views.rs`).
+    pub fn set_session(&self, state: SessionRef) {
+        let _ = self.public.session.set(state);
+    }
+}
+
+/// The planner state of the session a catalog belongs to: weak, since the
+/// session owns the catalog.
+pub type SessionRef = Weak<parking_lot::RwLock<datafusion::execution::SessionState>>;
 
 impl fmt::Debug for ShoalCatalog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,6 +107,7 @@ pub struct ShoalSchema {
     slot: TxnSlot,
     /// Searched first for unqualified names (module docs).
     pg_catalog: Arc<PgCatalogSchema>,
+    session: OnceLock<SessionRef>,
 }
 
 impl fmt::Debug for ShoalSchema {
@@ -117,8 +132,13 @@ impl SchemaProvider for ShoalSchema {
         let Ok(txn) = self.txn() else {
             return Vec::new();
         };
+        let views = crate::views::list_views(&txn, &self.database);
         match catalog::list_tables(&txn, &self.database) {
-            Ok(tables) => tables.iter().map(|t| t.name.clone()).collect(),
+            Ok(tables) => tables
+                .iter()
+                .map(|t| t.name.clone())
+                .chain(views.into_iter().flatten().map(|v| v.name))
+                .collect(),
             Err(e) => {
                 tracing::warn!("listing tables failed: {e}");
                 Vec::new()
@@ -127,16 +147,28 @@ impl SchemaProvider for ShoalSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        if self.pg_catalog.table_exist(name) {
-            return self.pg_catalog.table(name).await;
-        }
         let txn = self.txn()?;
         let (name, with_hidden) = match name.strip_prefix(DML_PREFIX) {
             Some(rest) => (rest, true),
             None => (name, false),
         };
-        let desc = catalog::table_by_name(&txn, &self.database, PUBLIC_SCHEMA, name)?;
-        Ok(desc.map(|d| Arc::new(TableScan::new(d, txn, with_hidden)) as Arc<dyn TableProvider>))
+        if let Some(d) = catalog::table_by_name(&txn, &self.database, PUBLIC_SCHEMA, name)? {
+            return Ok(Some(Arc::new(TableScan::new(d, txn, with_hidden))));
+        }
+        let Some(view) = crate::views::view_by_name(&txn, &self.database, name)? else {
+            return self.pg_catalog.table(name).await;
+        };
+        let state = self
+            .session
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|s| s.read().clone())
+            .ok_or_else(|| {
+                DataFusionError::External(Box::new(SqlError::Internal(
+                    "no session to plan a view in".into(),
+                )))
+            })?;
+        Ok(Some(crate::views::provider(&state, &view).await?))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -147,6 +179,9 @@ impl SchemaProvider for ShoalSchema {
         matches!(
             catalog::table_by_name(&txn, &self.database, PUBLIC_SCHEMA, name),
             Ok(Some(_))
+        ) || matches!(
+            crate::views::view_exists(&txn, &self.database, PUBLIC_SCHEMA, name),
+            Ok(true)
         )
     }
 }

@@ -129,15 +129,15 @@ impl Database {
             .with_optimizer_rules(rules)
             .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.register_catalog(
-            database,
-            Arc::new(ShoalCatalog::new(
-                database.to_string(),
-                slot.clone(),
-                self.kv.clone(),
-                self.metrics.clone(),
-            )),
-        );
+        let catalog = Arc::new(ShoalCatalog::new(
+            database.to_string(),
+            slot.clone(),
+            self.kv.clone(),
+            self.metrics.clone(),
+        ));
+        // Views are planned in the session that reads them.
+        catalog.set_session(ctx.state_weak_ref());
+        ctx.register_catalog(database, catalog);
         let vars = Vars::default();
         functions::register(&ctx, database, user, vars.reader());
         ctx.register_udaf(crate::single::udaf());
@@ -868,6 +868,7 @@ impl Session {
             Statement::CreateTable(create) => {
                 ddl::create_table(txn, &self.database, create, &mut self.after_commit)
             }
+            Statement::CreateView(create) => crate::views::create_view(self, txn, create).await,
             Statement::CreateIndex(create) => {
                 crate::index_ddl::create_index(txn, &self.database, create)
             }
