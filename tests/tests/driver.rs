@@ -386,3 +386,44 @@ async fn waiting_functions_take_parameters() {
         .get(0);
     assert!(released);
 }
+
+/// `RETURNING` through the extended protocol: Describe names the returned
+/// columns and their types, rows come back typed, and the command tag is
+/// the statement's (`INSERT 0 1`), which drivers count rows by.
+#[tokio::test]
+async fn returning_through_prepared_statements() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE notes (id bigint PRIMARY KEY, body text, n integer)")
+        .await
+        .unwrap();
+    let insert = c
+        .prepare("INSERT INTO notes VALUES ($1, $2, $3) RETURNING id, body || '!' AS loud")
+        .await
+        .unwrap();
+    let columns: Vec<(&str, &tokio_postgres::types::Type)> = insert
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.type_()))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("id", &tokio_postgres::types::Type::INT8),
+            ("loud", &tokio_postgres::types::Type::TEXT)
+        ]
+    );
+    let row = c.query_one(&insert, &[&7i64, &"hi", &1i32]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 7);
+    assert_eq!(row.get::<_, &str>(1), "hi!");
+    // The tag counts the rows, as a plain INSERT's does.
+    let n = c.execute(&insert, &[&8i64, &"yo", &2i32]).await.unwrap();
+    assert_eq!(n, 1);
+    let deleted = c
+        .query("DELETE FROM notes WHERE n >= $1 RETURNING id", &[&1i32])
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = deleted.iter().map(|r| r.get(0)).collect();
+    ids.sort();
+    assert_eq!(ids, [7, 8]);
+}

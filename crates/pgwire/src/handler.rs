@@ -289,6 +289,21 @@ fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Re
             }
             Response::Query(QueryResponse::new(fields, stream::iter(rows)))
         }
+        Output::Returned {
+            tag,
+            schema,
+            batches,
+        } => {
+            let fields = Arc::new(encode::fields(&schema, format));
+            let mut rows = Vec::new();
+            for b in &batches {
+                rows.extend(encode::encode_batch(b, &fields)?.into_iter().map(Ok));
+            }
+            let mut response = QueryResponse::new(fields, stream::iter(rows));
+            // PostgreSQL's INSERT tag carries an OID (always 0) before the count.
+            response.set_command_tag(if tag == "INSERT" { "INSERT 0" } else { &tag });
+            Response::Query(response)
+        }
         Output::Command { tag, rows } => {
             let mut t = Tag::new(&tag);
             if tag == "INSERT" {

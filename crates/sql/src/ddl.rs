@@ -1,4 +1,4 @@
-//! `CREATE TABLE` and `DROP TABLE`.
+//! `CREATE TABLE`, `DROP TABLE` and `TRUNCATE`.
 //!
 //! A new table gets a fresh id and a descriptor in the catalog, written in
 //! the statement's transaction. A `UNIQUE` constraint becomes a unique
@@ -325,6 +325,52 @@ pub fn drop(
         after_commit.push(AfterCommit::Purge(desc.id));
     }
     Ok(Output::command("DROP TABLE"))
+}
+
+/// `TRUNCATE [TABLE] t [, …]`: every row and index entry of each table
+/// deleted in the statement's transaction, so it commits or rolls back like
+/// any write (PostgreSQL's `TRUNCATE` is transactional too). The deletes
+/// are buffered like any statement's writes: memory grows with the number
+/// of keys. No table has identity columns or foreign keys to restart or
+/// follow, so `RESTART IDENTITY` and `CASCADE` have nothing more to do.
+pub fn truncate(txn: &Txn, database: &str, truncate: &ast::Truncate) -> Result<Output> {
+    if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
+        return Err(SqlError::NotSupported(
+            "TRUNCATE … PARTITION / ON CLUSTER".into(),
+        ));
+    }
+    let mut tables = Vec::with_capacity(truncate.table_names.len());
+    for target in &truncate.table_names {
+        let name = names::table_name(&target.name, database)?;
+        match catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &name)? {
+            Some(desc) => tables.push(desc),
+            None if crate::views::view_exists(txn, database, PUBLIC_SCHEMA, &name)? => {
+                return Err(SqlError::WrongObjectType(format!(
+                    "\"{name}\" is not a table"
+                )));
+            }
+            None if truncate.if_exists => {}
+            None => return Err(SqlError::UndefinedTable(name)),
+        }
+    }
+    const CHUNK: usize = 1024;
+    for desc in tables {
+        let end = prefix_end(&table_prefix(desc.id));
+        let mut from = table_prefix(desc.id);
+        loop {
+            let chunk = txn.scan(&from, &end, CHUNK)?;
+            let done = chunk.len() < CHUNK;
+            if let Some((last, _)) = chunk.last() {
+                from = last.clone();
+                from.push(0);
+            }
+            txn.write_all(chunk.into_iter().map(|(k, _)| (k, None)).collect())?;
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(Output::command("TRUNCATE TABLE"))
 }
 
 /// What DDL leaves to do once its transaction has committed.

@@ -15,7 +15,7 @@
 //! name (see `providers.rs`), which also exposes the hidden rowid, and keeps
 //! the user's alias so qualified column references still resolve.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,15 +31,14 @@ use datafusion::sql::sqlparser::parser::Parser;
 use shoal_kv::Txn;
 
 use crate::catalog;
-use crate::descriptor::{IndexDescriptor, TableDescriptor};
+use crate::descriptor::TableDescriptor;
 use crate::error::{Result, SqlError};
 use crate::names::{self, quote};
 use crate::providers::{DML_PREFIX, PUBLIC_SCHEMA};
-use crate::row::{encode_key, encode_value};
 use crate::session::{Output, Session, param_types as plan_param_types};
+pub(crate) use crate::statement_writes::StatementWrites;
 use crate::types::{Datum, SqlType, datum_from_array};
 
-/// Parameter types of a DML statement, for the extended protocol.
 /// Parameter types of a DML statement, for the extended protocol: Arrow
 /// types, and PostgreSQL type OIDs where a parameter is assigned to a column.
 pub async fn param_types(
@@ -57,11 +56,11 @@ pub async fn param_types(
             )
         }
         Statement::Update(update) => {
-            let (sql, _, _, hints) = update_query(session, txn, update)?;
-            (session.plan_sql(&sql).await?, hints)
+            let q = update_query(session, txn, update)?;
+            (session.plan_sql(&q.sql).await?, q.hints)
         }
         Statement::Delete(delete) => {
-            let (sql, _) = delete_query(session, txn, delete)?;
+            let (sql, _, _) = delete_query(session, txn, delete)?;
             (session.plan_sql(&sql).await?, Hints::new())
         }
         _ => return Ok((Vec::new(), Vec::new())),
@@ -81,6 +80,46 @@ pub async fn param_types(
     Ok((types, oids))
 }
 
+/// The columns a DML statement's `RETURNING` list produces, if it has one
+/// (for Describe).
+pub async fn returning_schema(
+    session: &Session,
+    txn: &Arc<Txn>,
+    stmt: &Statement,
+) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>> {
+    let (desc, alias, items) = match stmt {
+        Statement::Insert(insert) => {
+            let Some(items) = &insert.returning else {
+                return Ok(None);
+            };
+            let (desc, _) = insert_target(session, txn, insert)?;
+            let alias = insert
+                .table_alias
+                .as_ref()
+                .map_or_else(|| desc.name.clone(), |a| names::fold(&a.alias));
+            (desc, alias, items)
+        }
+        Statement::Update(update) => {
+            let Some(items) = &update.returning else {
+                return Ok(None);
+            };
+            let q = update_query(session, txn, update)?;
+            (q.desc, q.alias, items)
+        }
+        Statement::Delete(delete) => {
+            let Some(items) = &delete.returning else {
+                return Ok(None);
+            };
+            let (_, desc, alias) = delete_query(session, txn, delete)?;
+            (desc, alias, items)
+        }
+        _ => return Ok(None),
+    };
+    crate::returning::schema(session, &desc, &alias, items)
+        .await
+        .map(Some)
+}
+
 pub(crate) fn lookup(
     session: &Session,
     txn: &Txn,
@@ -98,9 +137,6 @@ fn insert_target(
 ) -> Result<(Arc<TableDescriptor>, Vec<usize>)> {
     if insert.on.is_some() {
         return Err(SqlError::NotSupported("INSERT … ON CONFLICT".into()));
-    }
-    if insert.returning.is_some() {
-        return Err(SqlError::NotSupported("RETURNING".into()));
     }
     let ast::TableObject::TableName(name) = &insert.table else {
         return Err(SqlError::NotSupported(
@@ -371,23 +407,6 @@ pub(crate) fn check_row(desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
     Ok(())
 }
 
-fn unique_violation(desc: &TableDescriptor, row: &[Datum]) -> SqlError {
-    SqlError::UniqueViolation {
-        constraint: desc.pkey_name(),
-        detail: format!("Key {} already exists.", key_text(desc, row)),
-    }
-}
-
-fn index_violation(desc: &TableDescriptor, index: &IndexDescriptor, row: &[Datum]) -> SqlError {
-    SqlError::UniqueViolation {
-        constraint: index.name.clone(),
-        detail: format!(
-            "Key {} already exists.",
-            crate::index_key::entry_text(desc, index, row)
-        ),
-    }
-}
-
 /// A row's primary key as PostgreSQL shows keys in messages:
 /// `(a, b)=(1, x)`.
 pub(crate) fn key_text(desc: &TableDescriptor, row: &[Datum]) -> String {
@@ -425,135 +444,6 @@ fn display_datum(d: &Datum) -> String {
         Datum::Date(d) => d.to_string(),
         Datum::Timestamp(t) => t.to_string(),
         Datum::Uuid(u) => crate::types::format_uuid(u),
-    }
-}
-
-/// The writes of one statement, checked against each other and against the
-/// transaction's snapshot before any is applied: rows and the entries of
-/// every secondary index (`index_key.rs`).
-///
-/// Row deletions and an `UPDATE`'s old entries are taken out first; the
-/// keys and unique entries an `UPDATE` puts are checked in [`Self::apply`],
-/// after every old one is gone, so a statement that shifts values among its
-/// rows (`SET u = u + 1`) does not collide with itself. An `INSERT` checks
-/// each row as it comes, as PostgreSQL does.
-pub(crate) struct StatementWrites {
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    /// Keys this statement deletes, then keys it puts.
-    deleted: HashSet<Vec<u8>>,
-    inserted: HashSet<Vec<u8>>,
-    /// Rows an `UPDATE` gave a new primary key, inserted by `apply`.
-    moved: Vec<(Arc<TableDescriptor>, Vec<Datum>)>,
-    /// Index entries an `UPDATE` changed in place: (table, index position,
-    /// new row), put by `apply`.
-    entries: Vec<(Arc<TableDescriptor>, usize, Vec<Datum>)>,
-}
-
-impl StatementWrites {
-    pub(crate) fn new() -> Self {
-        StatementWrites {
-            writes: Vec::new(),
-            deleted: HashSet::new(),
-            inserted: HashSet::new(),
-            moved: Vec::new(),
-            entries: Vec::new(),
-        }
-    }
-
-    fn delete(&mut self, key: Vec<u8>) {
-        self.deleted.insert(key.clone());
-        self.writes.push((key, None));
-    }
-
-    /// Deletes a row (datums in column order) and its index entries.
-    pub(crate) fn delete_row(&mut self, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
-        self.delete(encode_key(desc, row)?);
-        for index in &desc.indexes {
-            self.delete(crate::index_key::entry(desc, index, row)?.0);
-        }
-        Ok(())
-    }
-
-    /// Replaces row `old` with `new`: in place when the primary key stays,
-    /// else as a delete and an insert (checked by `apply`).
-    pub(crate) fn update_row(
-        &mut self,
-        desc: &Arc<TableDescriptor>,
-        old: &[Datum],
-        new: Vec<Datum>,
-    ) -> Result<()> {
-        let old_key = encode_key(desc, old)?;
-        let new_key = encode_key(desc, &new)?;
-        if old_key != new_key {
-            self.delete_row(desc, old)?;
-            self.moved.push((desc.clone(), new));
-            return Ok(());
-        }
-        for (n, index) in desc.indexes.iter().enumerate() {
-            let (before, _) = crate::index_key::entry(desc, index, old)?;
-            let (after, _) = crate::index_key::entry(desc, index, &new)?;
-            if before != after {
-                self.delete(before);
-                self.entries.push((desc.clone(), n, new.clone()));
-            }
-        }
-        self.writes.push((new_key, Some(encode_value(desc, &new))));
-        Ok(())
-    }
-
-    /// Whether `key` holds something, counting this statement's writes.
-    fn taken(&self, txn: &Txn, key: &[u8]) -> Result<bool> {
-        Ok(self.inserted.contains(key) || (!self.deleted.contains(key) && txn.get(key)?.is_some()))
-    }
-
-    /// Puts a row whose key must not exist yet (before the statement, or
-    /// earlier in it), with its index entries.
-    pub(crate) fn insert_new(
-        &mut self,
-        txn: &Txn,
-        desc: &TableDescriptor,
-        row: &[Datum],
-    ) -> Result<()> {
-        let key = encode_key(desc, row)?;
-        if self.taken(txn, &key)? {
-            return Err(unique_violation(desc, row));
-        }
-        self.inserted.insert(key.clone());
-        self.writes.push((key, Some(encode_value(desc, row))));
-        for index in &desc.indexes {
-            self.insert_entry(txn, desc, index, row)?;
-        }
-        Ok(())
-    }
-
-    fn insert_entry(
-        &mut self,
-        txn: &Txn,
-        desc: &TableDescriptor,
-        index: &IndexDescriptor,
-        row: &[Datum],
-    ) -> Result<()> {
-        let (key, value) = crate::index_key::entry(desc, index, row)?;
-        if crate::index_key::enforces_uniqueness(index, row) && self.taken(txn, &key)? {
-            return Err(index_violation(desc, index, row));
-        }
-        self.inserted.insert(key.clone());
-        self.writes.push((key, Some(value)));
-        Ok(())
-    }
-
-    pub(crate) fn apply(mut self, txn: &Txn) -> Result<()> {
-        for (desc, row) in std::mem::take(&mut self.moved) {
-            self.insert_new(txn, &desc, &row)?;
-        }
-        for (desc, n, row) in std::mem::take(&mut self.entries) {
-            self.insert_entry(txn, &desc, &desc.indexes[n], &row)?;
-        }
-        if self.writes.is_empty() {
-            return Ok(());
-        }
-        txn.write_all(self.writes)?;
-        Ok(())
     }
 }
 
@@ -601,9 +491,10 @@ pub async fn insert(
             "INSERT has more target columns than expressions".into(),
         ));
     }
-    let batches = session.collect(plan, params).await?;
+    let batches = session.collect(plan, params.clone()).await?;
     let mut writes = StatementWrites::new();
     let mut count = 0u64;
+    let mut returned = Vec::new();
     for batch in &batches {
         let mut casted = HashMap::new();
         for r in 0..batch.num_rows() {
@@ -617,11 +508,24 @@ pub async fn insert(
             }
             check_row(&desc, &row)?;
             writes.insert_new(txn, &desc, &row)?;
+            if insert.returning.is_some() {
+                returned.push(row);
+            }
             count += 1;
         }
     }
     writes.apply(txn)?;
-    Ok(Output::count("INSERT", count))
+    match &insert.returning {
+        Some(items) => {
+            let alias = insert
+                .table_alias
+                .as_ref()
+                .map_or_else(|| desc.name.clone(), |a| names::fold(&a.alias));
+            crate::returning::output(session, &desc, &alias, &returned, items, params, "INSERT")
+                .await
+        }
+        None => Ok(Output::count("INSERT", count)),
+    }
 }
 
 /// The name a DML statement's rows are addressed by: its alias, or the
@@ -639,19 +543,24 @@ fn all_columns(desc: &TableDescriptor, alias: &str) -> Vec<String> {
         .collect()
 }
 
-/// The internal query of an UPDATE: every column of each matching row,
-/// followed by the new value of each assigned column.
-fn update_query(
-    session: &Session,
-    txn: &Txn,
-    update: &ast::Update,
-) -> Result<(String, Arc<TableDescriptor>, Vec<usize>, Hints)> {
+/// The internal query of an UPDATE and what running it needs.
+struct UpdateQuery {
+    /// Every column of each matching row, followed by the new value of
+    /// each assigned column.
+    sql: String,
+    desc: Arc<TableDescriptor>,
+    /// Positions of the assigned columns, in assignment order.
+    assigned: Vec<usize>,
+    hints: Hints,
+    /// The name the statement's rows are addressed by.
+    alias: String,
+}
+
+/// The internal query of an UPDATE (see [`UpdateQuery`]).
+fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<UpdateQuery> {
     let mut hints = Hints::new();
     if update.from.is_some() {
         return Err(SqlError::NotSupported("UPDATE … FROM".into()));
-    }
-    if update.returning.is_some() {
-        return Err(SqlError::NotSupported("RETURNING".into()));
     }
     if update.limit.is_some() || !update.order_by.is_empty() {
         return Err(SqlError::NotSupported("UPDATE … ORDER BY / LIMIT".into()));
@@ -714,7 +623,13 @@ fn update_query(
     if let Some(selection) = &update.selection {
         sql.push_str(&format!(" WHERE {selection}"));
     }
-    Ok((sql, desc, assigned, hints))
+    Ok(UpdateQuery {
+        sql,
+        desc,
+        assigned,
+        hints,
+        alias,
+    })
 }
 
 pub async fn update(
@@ -723,9 +638,16 @@ pub async fn update(
     update: &ast::Update,
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
-    let (sql, desc, assigned, _) = update_query(session, txn, update)?;
+    let UpdateQuery {
+        sql,
+        desc,
+        assigned,
+        alias,
+        ..
+    } = update_query(session, txn, update)?;
     let plan = session.plan_sql(&sql).await?;
-    let batches = session.collect(plan, params).await?;
+    let batches = session.collect(plan, params.clone()).await?;
+    let mut returned = Vec::new();
     let all: Vec<usize> = (0..desc.columns.len()).collect();
     let ncols = desc.columns.len();
     // Old rows leave before new keys are checked (`StatementWrites`), so
@@ -743,11 +665,20 @@ pub async fn update(
                 new[*pos] = v;
             }
             check_row(&desc, &new)?;
+            if update.returning.is_some() {
+                returned.push(new.clone());
+            }
             writes.update_row(&desc, &old, new)?;
             count += 1;
         }
     }
     writes.apply(txn)?;
+    if let Some(items) = &update.returning {
+        return crate::returning::output(
+            session, &desc, &alias, &returned, items, params, "UPDATE",
+        )
+        .await;
+    }
     Ok(Output::count("UPDATE", count))
 }
 
@@ -755,12 +686,9 @@ fn delete_query(
     session: &Session,
     txn: &Txn,
     delete: &ast::Delete,
-) -> Result<(String, Arc<TableDescriptor>)> {
+) -> Result<(String, Arc<TableDescriptor>, String)> {
     if delete.using.is_some() {
         return Err(SqlError::NotSupported("DELETE … USING".into()));
-    }
-    if delete.returning.is_some() {
-        return Err(SqlError::NotSupported("RETURNING".into()));
     }
     if delete.limit.is_some() || !delete.order_by.is_empty() {
         return Err(SqlError::NotSupported("DELETE … ORDER BY / LIMIT".into()));
@@ -783,7 +711,7 @@ fn delete_query(
     let alias = alias_of(alias.as_ref(), &desc);
     // The primary key finds the row; index entries need every indexed
     // column too, so a table with indexes reads whole rows.
-    let keys: Vec<String> = if desc.indexes.is_empty() {
+    let keys: Vec<String> = if desc.indexes.is_empty() && delete.returning.is_none() {
         desc.primary_key
             .iter()
             .map(|p| format!("{}.{}", quote(&alias), quote(&desc.columns[*p].name)))
@@ -800,7 +728,7 @@ fn delete_query(
     if let Some(selection) = &delete.selection {
         sql.push_str(&format!(" WHERE {selection}"));
     }
-    Ok((sql, desc))
+    Ok((sql, desc, alias))
 }
 
 pub async fn delete(
@@ -809,26 +737,37 @@ pub async fn delete(
     delete: &ast::Delete,
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
-    let (sql, desc) = delete_query(session, txn, delete)?;
+    let (sql, desc, alias) = delete_query(session, txn, delete)?;
     let plan = session.plan_sql(&sql).await?;
-    let batches = session.collect(plan, params).await?;
+    let batches = session.collect(plan, params.clone()).await?;
+    let whole_rows = !desc.indexes.is_empty() || delete.returning.is_some();
+    let mut returned = Vec::new();
     let mut writes = StatementWrites::new();
     let mut count = 0u64;
     for batch in &batches {
         let mut casted = HashMap::new();
         for r in 0..batch.num_rows() {
-            if desc.indexes.is_empty() {
+            if !whole_rows {
                 let key_values = batch_datums(batch, 0, &desc, &desc.primary_key, &mut casted, r)?;
                 writes.delete(crate::row::encode_key_values(&desc, &key_values)?);
             } else {
                 let all: Vec<usize> = (0..desc.columns.len()).collect();
                 let row = batch_datums(batch, 0, &desc, &all, &mut casted, r)?;
                 writes.delete_row(&desc, &row)?;
+                if delete.returning.is_some() {
+                    returned.push(row);
+                }
             }
             count += 1;
         }
     }
     writes.apply(txn)?;
+    if let Some(items) = &delete.returning {
+        return crate::returning::output(
+            session, &desc, &alias, &returned, items, params, "DELETE",
+        )
+        .await;
+    }
     Ok(Output::count("DELETE", count))
 }
 

@@ -135,6 +135,15 @@ impl Database {
             self.kv.clone(),
             self.metrics.clone(),
         ));
+        // The rows a statement returns are read from a catalog of its own
+        // (`returning.rs`).
+        let statement_rows = Arc::new(datafusion::catalog::MemoryCatalogProvider::new());
+        datafusion::catalog::CatalogProvider::register_schema(
+            statement_rows.as_ref(),
+            crate::returning::SCHEMA,
+            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+        )?;
+        ctx.register_catalog(crate::returning::CATALOG, statement_rows);
         // Views are planned in the session that reads them.
         catalog.set_session(ctx.state_weak_ref());
         ctx.register_catalog(database, catalog);
@@ -201,6 +210,13 @@ pub enum Output {
     Command {
         tag: String,
         rows: Option<u64>,
+    },
+    /// Rows a data change returned (`RETURNING`), with its command tag
+    /// (`INSERT`, `UPDATE`, `DELETE`); the row count is the rows'.
+    Returned {
+        tag: String,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
     },
     /// A transaction block began, ended (committed) or was rolled back.
     Begin,
@@ -362,7 +378,8 @@ impl Session {
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 let (types, oids) = dml::param_types(self, txn, stmt).await?;
-                let mut p = Prepared::new(types, None);
+                let schema = dml::returning_schema(self, txn, stmt).await?;
+                let mut p = Prepared::new(types, schema);
                 p.param_oids = oids;
                 p
             }
@@ -898,12 +915,17 @@ impl Session {
                     self.show(variable)
                 }
             }
-            Statement::Truncate(_) => Err(SqlError::NotSupported("TRUNCATE".into())),
+            Statement::Truncate(truncate) => ddl::truncate(txn, &self.database, truncate),
             other => Err(SqlError::NotSupported(format!(
                 "statement {}",
                 statement_keyword(other)
             ))),
         }
+    }
+
+    /// The session's DataFusion context.
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.ctx
     }
 
     /// Plans a statement with DataFusion.
@@ -1410,7 +1432,7 @@ impl Drop for Session {
 }
 
 /// The result columns of a plan as the client sees them.
-fn output_schema(plan: &LogicalPlan) -> SchemaRef {
+pub(crate) fn output_schema(plan: &LogicalPlan) -> SchemaRef {
     let arrow = plan.schema().as_arrow();
     Arc::new(Schema::new_with_metadata(
         arrow

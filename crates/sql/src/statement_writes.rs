@@ -1,0 +1,162 @@
+//! The writes of one DML statement: rows and their index entries, checked
+//! against each other and against the transaction's snapshot before any is
+//! applied, so a failing statement leaves nothing behind and a statement
+//! never collides with itself (see [`StatementWrites`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use shoal_kv::Txn;
+
+use crate::descriptor::{IndexDescriptor, TableDescriptor};
+use crate::dml::key_text;
+use crate::error::{Result, SqlError};
+use crate::row::{encode_key, encode_value};
+use crate::types::Datum;
+
+fn unique_violation(desc: &TableDescriptor, row: &[Datum]) -> SqlError {
+    SqlError::UniqueViolation {
+        constraint: desc.pkey_name(),
+        detail: format!("Key {} already exists.", key_text(desc, row)),
+    }
+}
+
+fn index_violation(desc: &TableDescriptor, index: &IndexDescriptor, row: &[Datum]) -> SqlError {
+    SqlError::UniqueViolation {
+        constraint: index.name.clone(),
+        detail: format!(
+            "Key {} already exists.",
+            crate::index_key::entry_text(desc, index, row)
+        ),
+    }
+}
+
+/// The writes of one statement, checked against each other and against the
+/// transaction's snapshot before any is applied: rows and the entries of
+/// every secondary index (`index_key.rs`).
+///
+/// Row deletions and an `UPDATE`'s old entries are taken out first; the
+/// keys and unique entries an `UPDATE` puts are checked in [`Self::apply`],
+/// after every old one is gone, so a statement that shifts values among its
+/// rows (`SET u = u + 1`) does not collide with itself. An `INSERT` checks
+/// each row as it comes, as PostgreSQL does.
+pub(crate) struct StatementWrites {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Keys this statement deletes, then keys it puts.
+    deleted: HashSet<Vec<u8>>,
+    inserted: HashSet<Vec<u8>>,
+    /// Rows an `UPDATE` gave a new primary key, inserted by `apply`.
+    moved: Vec<(Arc<TableDescriptor>, Vec<Datum>)>,
+    /// Index entries an `UPDATE` changed in place: (table, index position,
+    /// new row), put by `apply`.
+    entries: Vec<(Arc<TableDescriptor>, usize, Vec<Datum>)>,
+}
+
+impl StatementWrites {
+    pub(crate) fn new() -> Self {
+        StatementWrites {
+            writes: Vec::new(),
+            deleted: HashSet::new(),
+            inserted: HashSet::new(),
+            moved: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Deletes one key (a row of a table without indexes).
+    pub(crate) fn delete(&mut self, key: Vec<u8>) {
+        self.deleted.insert(key.clone());
+        self.writes.push((key, None));
+    }
+
+    /// Deletes a row (datums in column order) and its index entries.
+    pub(crate) fn delete_row(&mut self, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
+        self.delete(encode_key(desc, row)?);
+        for index in &desc.indexes {
+            self.delete(crate::index_key::entry(desc, index, row)?.0);
+        }
+        Ok(())
+    }
+
+    /// Replaces row `old` with `new`: in place when the primary key stays,
+    /// else as a delete and an insert (checked by `apply`).
+    pub(crate) fn update_row(
+        &mut self,
+        desc: &Arc<TableDescriptor>,
+        old: &[Datum],
+        new: Vec<Datum>,
+    ) -> Result<()> {
+        let old_key = encode_key(desc, old)?;
+        let new_key = encode_key(desc, &new)?;
+        if old_key != new_key {
+            self.delete_row(desc, old)?;
+            self.moved.push((desc.clone(), new));
+            return Ok(());
+        }
+        for (n, index) in desc.indexes.iter().enumerate() {
+            let (before, _) = crate::index_key::entry(desc, index, old)?;
+            let (after, _) = crate::index_key::entry(desc, index, &new)?;
+            if before != after {
+                self.delete(before);
+                self.entries.push((desc.clone(), n, new.clone()));
+            }
+        }
+        self.writes.push((new_key, Some(encode_value(desc, &new))));
+        Ok(())
+    }
+
+    /// Whether `key` holds something, counting this statement's writes.
+    fn taken(&self, txn: &Txn, key: &[u8]) -> Result<bool> {
+        Ok(self.inserted.contains(key) || (!self.deleted.contains(key) && txn.get(key)?.is_some()))
+    }
+
+    /// Puts a row whose key must not exist yet (before the statement, or
+    /// earlier in it), with its index entries.
+    pub(crate) fn insert_new(
+        &mut self,
+        txn: &Txn,
+        desc: &TableDescriptor,
+        row: &[Datum],
+    ) -> Result<()> {
+        let key = encode_key(desc, row)?;
+        if self.taken(txn, &key)? {
+            return Err(unique_violation(desc, row));
+        }
+        self.inserted.insert(key.clone());
+        self.writes.push((key, Some(encode_value(desc, row))));
+        for index in &desc.indexes {
+            self.insert_entry(txn, desc, index, row)?;
+        }
+        Ok(())
+    }
+
+    fn insert_entry(
+        &mut self,
+        txn: &Txn,
+        desc: &TableDescriptor,
+        index: &IndexDescriptor,
+        row: &[Datum],
+    ) -> Result<()> {
+        let (key, value) = crate::index_key::entry(desc, index, row)?;
+        if crate::index_key::enforces_uniqueness(index, row) && self.taken(txn, &key)? {
+            return Err(index_violation(desc, index, row));
+        }
+        self.inserted.insert(key.clone());
+        self.writes.push((key, Some(value)));
+        Ok(())
+    }
+
+    pub(crate) fn apply(mut self, txn: &Txn) -> Result<()> {
+        for (desc, row) in std::mem::take(&mut self.moved) {
+            self.insert_new(txn, &desc, &row)?;
+        }
+        for (desc, n, row) in std::mem::take(&mut self.entries) {
+            self.insert_entry(txn, &desc, &desc.indexes[n], &row)?;
+        }
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        txn.write_all(self.writes)?;
+        Ok(())
+    }
+}
