@@ -20,6 +20,8 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::UndefinedObject(_) => "42704",
         SqlError::UniqueViolation { .. } | SqlError::UniqueIndexBuild { .. } => "23505",
         SqlError::DependentObjects(_) => "2BP01",
+        SqlError::SequenceLimit(_) => "2200H",
+        SqlError::NotInPrerequisiteState(_) => "55000",
         SqlError::WrongObjectType(_) => "42809",
         SqlError::ProgramLimitExceeded(_) => "54000",
         SqlError::NotNullViolation { .. } => "23502",

@@ -448,6 +448,7 @@ mod tests {
             ty,
             nullable: false,
             hidden: false,
+            default: None,
         };
         TableDescriptor {
             id: 9,

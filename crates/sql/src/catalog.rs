@@ -60,6 +60,54 @@ fn name_key(database: &str, schema: &str, name: &str) -> Vec<u8> {
     k
 }
 
+/// The key prefix of one kind of named catalog object (`b'w'` views,
+/// `b's'` sequences) in a schema; each object is stored under
+/// [`named_key`] as JSON.
+pub fn named_prefix(kind: u8, database: &str, schema: &str) -> Vec<u8> {
+    let mut k = vec![CATALOG_PREFIX, kind];
+    keycode::encode_bytes_escaped(database.as_bytes(), &mut k);
+    keycode::encode_bytes_escaped(schema.as_bytes(), &mut k);
+    k
+}
+
+/// The key of a named catalog object (see [`named_prefix`]).
+pub fn named_key(kind: u8, database: &str, schema: &str, name: &str) -> Vec<u8> {
+    let mut k = named_prefix(kind, database, schema);
+    keycode::encode_bytes_escaped(name.as_bytes(), &mut k);
+    k
+}
+
+/// The stored objects of one kind in a schema, decoded, in name order.
+pub fn list_named<T: serde::de::DeserializeOwned>(
+    txn: &Txn,
+    kind: u8,
+    database: &str,
+    schema: &str,
+) -> Result<Vec<T>> {
+    let prefix = named_prefix(kind, database, schema);
+    let end = prefix_end(&prefix);
+    let mut out = Vec::new();
+    let mut start = prefix;
+    loop {
+        let chunk = txn.scan_untracked(&start, &end, 256)?;
+        let done = chunk.len() < 256;
+        for (k, v) in &chunk {
+            out.push(decode_named(v)?);
+            start = k.clone();
+            start.push(0);
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// A stored named object, decoded.
+pub fn decode_named<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| SqlError::Internal(format!("corrupt catalog object: {e}")))
+}
+
 fn index_name_key(database: &str, schema: &str, name: &str) -> Vec<u8> {
     let mut k = vec![CATALOG_PREFIX, b'x'];
     keycode::encode_bytes_escaped(database.as_bytes(), &mut k);
@@ -90,6 +138,7 @@ pub fn relation_exists(txn: &Txn, database: &str, schema: &str, name: &str) -> R
             .get_untracked(&index_name_key(database, schema, name))?
             .is_some()
         || crate::views::view_exists(txn, database, schema, name)?
+        || crate::sequences::sequence_exists(txn, database, schema, name)?
         || pkey_owner(txn, database, schema, name)?.is_some())
 }
 

@@ -68,6 +68,8 @@ pub fn create_table(
     let mut seen = HashSet::new();
     // UNIQUE constraints: (name if given, columns), made indexes below.
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    // SERIAL and identity columns, fed by a sequence each.
+    let mut sequenced: Vec<usize> = Vec::new();
     for (pos, def) in create.columns.iter().enumerate() {
         let col_name = names::fold(&def.name);
         if !seen.insert(col_name.clone()) {
@@ -75,12 +77,41 @@ pub fn create_table(
                 "column \"{col_name}\" specified more than once"
             )));
         }
-        let ty = SqlType::from_ast(&def.data_type)?;
-        let mut nullable = true;
+        let serial = serial_type(&def.data_type);
+        let ty = match &serial {
+            Some(ty) => ty.clone(),
+            None => SqlType::from_ast(&def.data_type)?,
+        };
+        let mut nullable = serial.is_none();
+        let mut default = None;
+        if serial.is_some() {
+            sequenced.push(pos);
+        }
         for opt in &def.options {
             match &opt.option {
                 ColumnOption::Null => nullable = true,
                 ColumnOption::NotNull => nullable = false,
+                ColumnOption::Default(expr) => default = Some(expr.to_string()),
+                ColumnOption::Generated {
+                    generated_as: ast::GeneratedAs::ByDefault,
+                    generation_expr: None,
+                    sequence_options,
+                    ..
+                } if sequence_options.as_ref().is_none_or(Vec::is_empty) => {
+                    if !matches!(ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt) {
+                        return Err(SqlError::InvalidTableDefinition(format!(
+                            "identity column type must be smallint, integer, or bigint, not {}",
+                            ty.pg_name()
+                        )));
+                    }
+                    nullable = false;
+                    sequenced.push(pos);
+                }
+                ColumnOption::Generated { .. } => {
+                    return Err(SqlError::NotSupported(
+                        "GENERATED ALWAYS, generated columns and identity options".into(),
+                    ));
+                }
                 ColumnOption::PrimaryKey(_) => {
                     if primary_key.is_some() {
                         return Err(multiple_pk(&name));
@@ -96,11 +127,17 @@ pub fn create_table(
                 }
             }
         }
+        if default.is_some() && sequenced.contains(&pos) {
+            return Err(SqlError::Syntax(format!(
+                "multiple default values specified for column \"{col_name}\" of table \"{name}\""
+            )));
+        }
         columns.push(ColumnDescriptor {
             name: col_name,
             ty,
             nullable,
             hidden: false,
+            default,
         });
     }
     for constraint in &create.constraints {
@@ -189,6 +226,7 @@ pub fn create_table(
                 ty: SqlType::BigInt,
                 nullable: false,
                 hidden: true,
+                default: None,
             });
             vec![columns.len() - 1]
         }
@@ -205,12 +243,55 @@ pub fn create_table(
         next_index_id: 2,
     };
     add_unique_constraints(txn, &mut desc, uniques)?;
+    for pos in sequenced {
+        add_column_sequence(txn, &mut desc, pos)?;
+    }
     catalog::put_table(txn, &desc)?;
     for index in &desc.indexes {
         catalog::put_index_name(txn, &desc, &index.name)?;
     }
     after_commit.push(AfterCommit::SplitOff(desc.id));
     Ok(Output::command("CREATE TABLE"))
+}
+
+/// The column type behind `SERIAL`, `BIGSERIAL` and `SMALLSERIAL`.
+fn serial_type(ty: &ast::DataType) -> Option<SqlType> {
+    let ast::DataType::Custom(name, modifiers) = ty else {
+        return None;
+    };
+    if !modifiers.is_empty() {
+        return None;
+    }
+    match name.to_string().to_ascii_lowercase().as_str() {
+        "serial" | "serial4" => Some(SqlType::Integer),
+        "bigserial" | "serial8" => Some(SqlType::BigInt),
+        "smallserial" | "serial2" => Some(SqlType::SmallInt),
+        _ => None,
+    }
+}
+
+/// The sequence behind a `SERIAL` or identity column, named as PostgreSQL
+/// names it (`<table>_<column>_seq`), owned by the column, and the
+/// column's default drawing from it.
+fn add_column_sequence(txn: &Txn, desc: &mut TableDescriptor, pos: usize) -> Result<()> {
+    let column = desc.columns[pos].name.clone();
+    let base = format!("{}_{column}_seq", desc.name);
+    let mut name = base.clone();
+    let mut n = 0;
+    while catalog::relation_exists(txn, &desc.database, &desc.schema, &name)? {
+        n += 1;
+        name = format!("{base}{n}");
+    }
+    let max = match desc.columns[pos].ty {
+        SqlType::SmallInt => i64::from(i16::MAX),
+        SqlType::Integer => i64::from(i32::MAX),
+        _ => i64::MAX,
+    };
+    let seq = crate::sequences::for_column(&desc.database, name, max, (desc.name.clone(), column));
+    let seq = crate::sequences::create(txn, seq)?;
+    let literal = names::quote_if_needed(&seq.name).replace('\'', "''");
+    desc.columns[pos].default = Some(format!("nextval('{literal}')"));
+    Ok(())
 }
 
 /// A UNIQUE constraint checked later than each statement, or not at all,
@@ -296,6 +377,9 @@ pub fn drop(
     cascade: bool,
     after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Output> {
+    if object_type == ObjectType::Sequence {
+        return crate::sequences::drop_statement(txn, database, if_exists, names_list);
+    }
     if object_type == ObjectType::View {
         return crate::views::drop_views(txn, database, if_exists, names_list, cascade);
     }
@@ -321,6 +405,7 @@ pub fn drop(
     }
     for desc in found {
         crate::views::drop_dependents(txn, database, &desc.name, cascade)?;
+        crate::sequences::drop_owned_by(txn, database, &desc.name)?;
         catalog::delete_table(txn, &desc)?;
         after_commit.push(AfterCommit::Purge(desc.id));
     }

@@ -39,6 +39,11 @@ pub struct ColumnDescriptor {
     /// Hidden columns (the implicit rowid) are not part of `SELECT *`.
     #[serde(default)]
     pub hidden: bool,
+    /// The `DEFAULT` expression, as SQL text (`nextval('t_id_seq')` for
+    /// `SERIAL`): what an `INSERT` that names no value for the column
+    /// writes.
+    #[serde(default)]
+    pub default: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -49,7 +49,7 @@ pub async fn param_types(
     let (plan, hints) = match stmt {
         Statement::Insert(insert) => {
             let (desc, targets) = insert_target(session, txn, insert)?;
-            let (query, hints) = insert_source(insert, &desc, &targets)?;
+            let (query, hints, _) = insert_source(insert, &desc, &targets)?;
             (
                 session.plan(&Statement::Query(Box::new(query))).await?,
                 hints,
@@ -175,17 +175,30 @@ fn insert_target(
     Ok((desc, targets))
 }
 
-/// The query producing the rows to insert; bare `$n` in a `VALUES` list are
-/// given the type of their target column.
+/// The query producing the rows to insert, and the columns its output
+/// fills: the named ones, then every other visible column with a `DEFAULT`
+/// (its expression appended to each row). `DEFAULT` in a `VALUES` list is
+/// the column's default (NULL without one), and `DEFAULT VALUES` is every
+/// column's. Bare `$n` in a `VALUES` list are given the type of their
+/// target column.
 fn insert_source(
     insert: &ast::Insert,
     desc: &TableDescriptor,
     targets: &[usize],
-) -> Result<(ast::Query, Hints)> {
+) -> Result<(ast::Query, Hints, Vec<usize>)> {
     let mut hints = Hints::new();
+    let default_of = |pos: usize| desc.columns[pos].default.as_deref().unwrap_or("NULL");
     let Some(source) = &insert.source else {
-        return Err(SqlError::NotSupported("INSERT … DEFAULT VALUES".into()));
+        let visible = desc.visible_columns();
+        let row: Vec<&str> = visible.iter().map(|p| default_of(*p)).collect();
+        let query = parse_query(&format!("VALUES ({})", row.join(", ")))?;
+        return Ok((query, hints, visible));
     };
+    let defaulted: Vec<usize> = desc
+        .visible_columns()
+        .into_iter()
+        .filter(|p| !targets.contains(p) && desc.columns[*p].default.is_some())
+        .collect();
     let mut query = (**source).clone();
     if let ast::SetExpr::Values(values) = query.body.as_mut() {
         for row in values.rows.iter_mut() {
@@ -204,13 +217,40 @@ fn insert_source(
                     && ident.quote_style.is_none()
                     && ident.value.eq_ignore_ascii_case("default")
                 {
-                    return Err(SqlError::NotSupported("DEFAULT in VALUES".into()));
+                    *expr = parse_expr(default_of(*pos))?;
+                    continue;
                 }
                 typed_placeholder(expr, &desc.columns[*pos].ty, &mut hints)?;
             }
+            for pos in &defaulted {
+                row.content.push(parse_expr(default_of(*pos))?);
+            }
         }
+    } else if !defaulted.is_empty() {
+        let list: Vec<&str> = defaulted.iter().map(|p| default_of(*p)).collect();
+        query = parse_query(&format!(
+            "SELECT shoal_insert_source.*, {} FROM ({query}) AS shoal_insert_source",
+            list.join(", ")
+        ))?;
     }
-    Ok((query, hints))
+    let mut all = targets.to_vec();
+    all.extend(defaulted);
+    Ok((query, hints, all))
+}
+
+fn parse_expr(sql: &str) -> Result<ast::Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| SqlError::Internal(format!("cannot parse stored expression {sql}: {e}")))
+}
+
+fn parse_query(sql: &str) -> Result<ast::Query> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_query())
+        .map(|q| *q)
+        .map_err(|e| SqlError::Internal(format!("cannot parse internal query {sql}: {e}")))
 }
 
 /// Types of `$n` parameters known from the column they are assigned to.
@@ -478,7 +518,7 @@ pub async fn insert(
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
     let (desc, targets) = insert_target(session, txn, insert)?;
-    let (query, _) = insert_source(insert, &desc, &targets)?;
+    let (query, _, targets) = insert_source(insert, &desc, &targets)?;
     let plan = session.plan(&Statement::Query(Box::new(query))).await?;
     let width = plan.schema().fields().len();
     if width > targets.len() {

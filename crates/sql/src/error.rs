@@ -42,6 +42,12 @@ pub enum SqlError {
     /// Another object depends on the one being dropped.
     #[error("{0}")]
     DependentObjects(String),
+    /// A sequence reached its bound.
+    #[error("{0}")]
+    SequenceLimit(String),
+    /// The object is not ready for the request (`currval` before `nextval`).
+    #[error("{0}")]
+    NotInPrerequisiteState(String),
     /// A limit of the system was reached (`too many indexes`).
     #[error("{0}")]
     ProgramLimitExceeded(String),

@@ -411,6 +411,14 @@ fn point_insert(txn: &Txn, database: &str, ins: &ast::Insert) -> Result<Option<F
     if row.len() != columns.len() {
         return Ok(None);
     }
+    // Defaults are computed by the general path.
+    if desc
+        .visible_columns()
+        .iter()
+        .any(|p| !columns.contains(p) && desc.columns[*p].default.is_some())
+    {
+        return Ok(None);
+    }
     let mut targets = Vec::with_capacity(row.len());
     for (e, pos) in row.iter().zip(&columns) {
         let Some(p) = param_index(e) else {

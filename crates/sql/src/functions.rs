@@ -275,7 +275,6 @@ pub fn register_catalog_functions(
         "col_description",
         "shobj_description",
         "pg_get_statisticsobjdef_columns",
-        "pg_get_serial_sequence",
     ] {
         row_fn(ctx, name, None, t.clone(), |_| Ok(ScalarValue::Utf8(None)));
     }
@@ -329,6 +328,42 @@ pub fn register_catalog_functions(
             .map(|(d, i)| crate::catalog_indexes::constraint_definition(&d, &i));
         Ok(ScalarValue::Utf8(def))
     });
+    // `pg_get_serial_sequence(table, column)`: the sequence a SERIAL or
+    // identity column draws from, schema-qualified.
+    {
+        let slot = slot.clone();
+        let database = database.to_string();
+        row_fn(
+            ctx,
+            "pg_get_serial_sequence",
+            Some(2),
+            t.clone(),
+            move |a| {
+                let bare = |v: &ScalarValue| {
+                    as_string(v).map(|n| {
+                        let last = n.rsplit('.').next().unwrap_or(&n).to_string();
+                        match last.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+                            Some(q) => q.to_string(),
+                            None => last.to_lowercase(),
+                        }
+                    })
+                };
+                let (Some(table), Some(column)) = (bare(&a[0]), bare(&a[1])) else {
+                    return Ok(ScalarValue::Utf8(None));
+                };
+                let Some(txn) = slot.lock().clone() else {
+                    return Ok(ScalarValue::Utf8(None));
+                };
+                let owner = Some((table, column));
+                let found = crate::sequences::list_sequences(&txn, &database)
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                    .into_iter()
+                    .find(|s| s.owned_by == owner)
+                    .map(|s| format!("public.{}", crate::names::quote_if_needed(&s.name)));
+                Ok(ScalarValue::Utf8(found))
+            },
+        );
+    }
     // The table a relation name (possibly quoted or schema-qualified)
     // names, read in the statement's transaction.
     let relation = {

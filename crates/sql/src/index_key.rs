@@ -107,6 +107,7 @@ mod tests {
             ty,
             nullable: true,
             hidden: false,
+            default: None,
         };
         TableDescriptor {
             id: 9,

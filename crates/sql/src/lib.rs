@@ -59,6 +59,8 @@ pub mod row;
 pub mod row_waits;
 pub mod scan;
 pub mod scan_exec;
+pub mod sequence_functions;
+pub mod sequences;
 pub mod session;
 pub mod set_config;
 pub mod settings_undo;

@@ -626,22 +626,31 @@ impl PgCatalogSchema {
         PgCatalogSchema { database, slot }
     }
 
-    fn user_tables(&self) -> DfResult<Vec<Arc<TableDescriptor>>> {
-        let txn = self.slot.lock().clone().ok_or_else(|| {
+    /// The transaction the statement reading the catalog runs in.
+    fn catalog_txn(&self) -> DfResult<Arc<shoal_kv::Txn>> {
+        self.slot.lock().clone().ok_or_else(|| {
             DataFusionError::External(Box::new(SqlError::Internal(
                 "no transaction for catalog read".into(),
             )))
-        })?;
-        Ok(catalog::list_tables(&txn, &self.database)?)
+        })
+    }
+
+    fn user_tables(&self) -> DfResult<Vec<Arc<TableDescriptor>>> {
+        Ok(catalog::list_tables(&*self.catalog_txn()?, &self.database)?)
     }
 
     fn user_views(&self) -> DfResult<Vec<crate::views::ViewDescriptor>> {
-        let txn = self.slot.lock().clone().ok_or_else(|| {
-            DataFusionError::External(Box::new(SqlError::Internal(
-                "no transaction for catalog read".into(),
-            )))
-        })?;
-        Ok(crate::views::list_views(&txn, &self.database)?)
+        Ok(crate::views::list_views(
+            &*self.catalog_txn()?,
+            &self.database,
+        )?)
+    }
+
+    fn user_sequences(&self) -> DfResult<Vec<crate::sequences::SequenceDescriptor>> {
+        Ok(crate::sequences::list_sequences(
+            &*self.catalog_txn()?,
+            &self.database,
+        )?)
     }
 
     fn build(&self, name: &str) -> DfResult<Option<CatalogTable>> {
@@ -730,6 +739,9 @@ impl PgCatalogSchema {
                         false,
                     );
                 }
+                for q in self.user_sequences()? {
+                    row(q.oid() as i64, q.name, 0, "S", 3, false);
+                }
                 t
             }
             "pg_attribute" => {
@@ -753,7 +765,7 @@ impl PgCatalogSchema {
                             s("p"),
                             s(""),
                             V::B(!c.nullable),
-                            V::B(false),
+                            V::B(c.default.is_some()),
                             V::B(false),
                             s(""),
                             s(""),
@@ -968,7 +980,26 @@ impl PgCatalogSchema {
                 }
                 t
             }
-            "pg_attrdef" => CatalogTable::new(PG_ATTRDEF),
+            "pg_attrdef" => {
+                let mut t = CatalogTable::new(PG_ATTRDEF);
+                for d in self.user_tables()? {
+                    for (num, pos) in d.visible_columns().iter().enumerate() {
+                        let Some(default) = &d.columns[*pos].default else {
+                            continue;
+                        };
+                        let attnum = num as i64 + 1;
+                        // Derived like every Shoal OID: above the constraints'.
+                        let oid = (3_i64 << 30) + (d.oid() as i64 + (attnum << 22)) % (1 << 30);
+                        t.rows.push(vec![
+                            V::I(oid),
+                            V::I(d.oid() as i64),
+                            V::I(attnum),
+                            s(default.clone()),
+                        ]);
+                    }
+                }
+                t
+            }
             "pg_description" => CatalogTable::new(PG_DESCRIPTION),
             "pg_inherits" => CatalogTable::new(PG_INHERITS),
             "pg_collation" => CatalogTable::new(PG_COLLATION),
@@ -1016,7 +1047,6 @@ impl SchemaProvider for PgCatalogSchema {
 
 /// Catalog tables that never have rows in Shoal.
 const ALWAYS_EMPTY: &[&str] = &[
-    "pg_attrdef",
     "pg_collation",
     "pg_description",
     "pg_enum",

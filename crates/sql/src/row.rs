@@ -366,6 +366,7 @@ mod tests {
             ty,
             nullable: true,
             hidden: false,
+            default: None,
         };
         TableDescriptor {
             id: 7,

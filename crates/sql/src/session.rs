@@ -71,6 +71,8 @@ pub struct Database {
     /// The next session's id, unique on this node across restarts: it
     /// starts from the clock (`advisory.rs` names lock holders by it).
     next_session: std::sync::atomic::AtomicU64,
+    /// This node's blocks of sequence values (`sequences.rs`).
+    sequences: Arc<crate::sequences::SequenceCache>,
 }
 
 impl Database {
@@ -84,6 +86,7 @@ impl Database {
             kv,
             metrics: Arc::default(),
             next_session: std::sync::atomic::AtomicU64::new(first_session),
+            sequences: Arc::default(),
         })
     }
 
@@ -151,6 +154,15 @@ impl Database {
         functions::register(&ctx, database, user, vars.reader());
         ctx.register_udaf(crate::single::udaf());
         functions::register_catalog_functions(&ctx, database, slot.clone());
+        crate::sequence_functions::register(
+            &ctx,
+            crate::sequence_functions::SequenceAccess {
+                kv: self.kv.clone(),
+                cache: self.sequences.clone(),
+                database: database.to_string(),
+                last: Arc::default(),
+            },
+        );
         Ok(Session {
             db: self.clone(),
             database: database.to_string(),
@@ -884,6 +896,27 @@ impl Session {
             Statement::Delete(delete) => dml::delete(self, txn, delete, params).await,
             Statement::CreateTable(create) => {
                 ddl::create_table(txn, &self.database, create, &mut self.after_commit)
+            }
+            Statement::CreateSequence {
+                temporary,
+                if_not_exists,
+                name,
+                sequence_options,
+                owned_by,
+                ..
+            } => {
+                if *temporary || owned_by.is_some() {
+                    return Err(SqlError::NotSupported(
+                        "temporary sequences and OWNED BY".into(),
+                    ));
+                }
+                crate::sequences::create_statement(
+                    txn,
+                    &self.database,
+                    name,
+                    *if_not_exists,
+                    sequence_options,
+                )
             }
             Statement::CreateView(create) => crate::views::create_view(self, txn, create).await,
             Statement::CreateIndex(create) => {

@@ -26,13 +26,11 @@ use std::sync::Arc;
 use datafusion::sql::sqlparser::ast;
 use serde::{Deserialize, Serialize};
 use shoal_kv::Txn;
-use shoal_storage::keycode;
 
 use crate::catalog;
 use crate::error::{Result, SqlError};
 use crate::names::{self, quote};
 use crate::providers::PUBLIC_SCHEMA;
-use crate::row::{CATALOG_PREFIX, prefix_end};
 use crate::session::{Output, Session};
 
 /// A stored view.
@@ -57,22 +55,15 @@ impl ViewDescriptor {
     }
 }
 
-fn views_prefix(database: &str, schema: &str) -> Vec<u8> {
-    let mut k = vec![CATALOG_PREFIX, b'w'];
-    keycode::encode_bytes_escaped(database.as_bytes(), &mut k);
-    keycode::encode_bytes_escaped(schema.as_bytes(), &mut k);
-    k
-}
+/// Catalog key kind of ViewDescriptors (`catalog::named_key`).
+const KIND: u8 = b'w';
 
 fn view_key(database: &str, schema: &str, name: &str) -> Vec<u8> {
-    let mut k = views_prefix(database, schema);
-    keycode::encode_bytes_escaped(name.as_bytes(), &mut k);
-    k
+    catalog::named_key(KIND, database, schema, name)
 }
 
 fn decode(bytes: &[u8]) -> Result<ViewDescriptor> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| SqlError::Internal(format!("corrupt view descriptor: {e}")))
+    catalog::decode_named(bytes)
 }
 
 /// A view by name.
@@ -84,22 +75,7 @@ pub fn view_by_name(txn: &Txn, database: &str, name: &str) -> Result<Option<View
 
 /// Every view of a database, in name order.
 pub fn list_views(txn: &Txn, database: &str) -> Result<Vec<ViewDescriptor>> {
-    let prefix = views_prefix(database, PUBLIC_SCHEMA);
-    let end = prefix_end(&prefix);
-    let mut out = Vec::new();
-    let mut start = prefix;
-    loop {
-        let chunk = txn.scan_untracked(&start, &end, 256)?;
-        let done = chunk.len() < 256;
-        for (k, v) in &chunk {
-            out.push(decode(v)?);
-            start = k.clone();
-            start.push(0);
-        }
-        if done {
-            return Ok(out);
-        }
-    }
+    catalog::list_named(txn, KIND, database, PUBLIC_SCHEMA)
 }
 
 /// Whether a view has this name (for the shared relation namespace).
