@@ -185,3 +185,40 @@ async fn unique_holds_between_concurrent_transactions() {
         vec![100]
     );
 }
+
+/// Two READ COMMITTED upserts of one new key: the second waits for the
+/// first's row lock, runs again, meets the committed row and updates it —
+/// PostgreSQL's atomic insert-or-update. Nobody fails.
+#[tokio::test]
+async fn concurrent_upserts_wait_and_update() {
+    let node = TestNode::start().await;
+    let a = node.connect().await;
+    let b = node.connect().await;
+    a.batch_execute("CREATE TABLE counters (k text PRIMARY KEY, n integer NOT NULL)")
+        .await
+        .unwrap();
+    let upsert = "INSERT INTO counters VALUES ('hits', 1)
+                  ON CONFLICT (k) DO UPDATE SET n = counters.n + 1";
+    a.batch_execute(&format!("BEGIN ISOLATION LEVEL READ COMMITTED; {upsert}"))
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    let waiter = tokio::spawn(async move {
+        let done = b.batch_execute(upsert).await;
+        (done, b)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the second upsert did not wait");
+    a.batch_execute("COMMIT").await.unwrap();
+    let (done, b) = waiter.await.unwrap();
+    done.unwrap();
+    b.batch_execute("COMMIT").await.unwrap();
+    let n: i32 = a
+        .query_one("SELECT n FROM counters WHERE k = 'hits'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}

@@ -21,6 +21,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::UniqueViolation { .. } | SqlError::UniqueIndexBuild { .. } => "23505",
         SqlError::DependentObjects(_) => "2BP01",
         SqlError::SequenceLimit(_) => "2200H",
+        SqlError::InvalidColumnReference(_) => "42P10",
         SqlError::NotInPrerequisiteState(_) => "55000",
         SqlError::WrongObjectType(_) => "42809",
         SqlError::ProgramLimitExceeded(_) => "54000",

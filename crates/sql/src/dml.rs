@@ -135,9 +135,6 @@ fn insert_target(
     txn: &Txn,
     insert: &ast::Insert,
 ) -> Result<(Arc<TableDescriptor>, Vec<usize>)> {
-    if insert.on.is_some() {
-        return Err(SqlError::NotSupported("INSERT … ON CONFLICT".into()));
-    }
     let ast::TableObject::TableName(name) = &insert.table else {
         return Err(SqlError::NotSupported(
             "INSERT INTO a table function".into(),
@@ -535,6 +532,11 @@ pub async fn insert(
     let mut writes = StatementWrites::new();
     let mut count = 0u64;
     let mut returned = Vec::new();
+    let mut upsert = crate::upsert::Upsert::new(&desc, insert.on.as_ref())?;
+    let alias = insert
+        .table_alias
+        .as_ref()
+        .map_or_else(|| desc.name.clone(), |a| names::fold(&a.alias));
     for batch in &batches {
         let mut casted = HashMap::new();
         for r in 0..batch.num_rows() {
@@ -547,6 +549,12 @@ pub async fn insert(
                 row[desc.primary_key[0]] = Datum::Int(next_rowid());
             }
             check_row(&desc, &row)?;
+            if let Some(u) = upsert.as_mut() {
+                match u.decide(txn, &desc, &writes, &row)? {
+                    crate::upsert::Decision::Insert => {}
+                    crate::upsert::Decision::Skip | crate::upsert::Decision::Update => continue,
+                }
+            }
             writes.insert_new(txn, &desc, &row)?;
             if insert.returning.is_some() {
                 returned.push(row);
@@ -554,13 +562,18 @@ pub async fn insert(
             count += 1;
         }
     }
+    if let Some(u) = upsert {
+        let updated = u
+            .finish(session, &desc, &alias, &mut writes, params.clone())
+            .await?;
+        count += updated.len() as u64;
+        if insert.returning.is_some() {
+            returned.extend(updated);
+        }
+    }
     writes.apply(txn)?;
     match &insert.returning {
         Some(items) => {
-            let alias = insert
-                .table_alias
-                .as_ref()
-                .map_or_else(|| desc.name.clone(), |a| names::fold(&a.alias));
             crate::returning::output(session, &desc, &alias, &returned, items, params, "INSERT")
                 .await
         }

@@ -42,6 +42,10 @@ pub enum SqlError {
     /// Another object depends on the one being dropped.
     #[error("{0}")]
     DependentObjects(String),
+    /// A reference to columns matches no object (`ON CONFLICT (c)` with no
+    /// unique index on `c`).
+    #[error("{0}")]
+    InvalidColumnReference(String),
     /// A sequence reached its bound.
     #[error("{0}")]
     SequenceLimit(String),

@@ -69,6 +69,7 @@ pub mod sleep;
 pub mod split;
 pub mod statement_writes;
 pub mod types;
+pub mod upsert;
 pub mod vars;
 pub mod views;
 pub mod zone;

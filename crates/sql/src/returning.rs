@@ -1,6 +1,9 @@
 //! `RETURNING`: the rows a data change wrote (or deleted), as a query
 //! result.
 //!
+//! The same per-statement table serves `ON CONFLICT DO UPDATE`
+//! (`upsert.rs`, [`plan_over_rows`]).
+//!
 //! A DML statement collects the full rows it inserted, the new rows it
 //! updated, or the rows it deleted (`dml.rs`). Those rows become a table of
 //! this statement only — the table's visible columns, registered under
@@ -45,14 +48,46 @@ async fn plan(
     items: &[ast::SelectItem],
 ) -> Result<LogicalPlan> {
     let visible = desc.visible_columns();
-    let schema = desc.arrow_schema(&visible);
-    let mut builders: Vec<ColumnBuilder> = visible
+    let columns: Vec<_> = visible
         .iter()
-        .map(|p| ColumnBuilder::new(&desc.columns[*p].ty, rows.len()))
+        .map(|p| (desc.columns[*p].name.clone(), desc.columns[*p].ty.clone()))
+        .collect();
+    let rows: Vec<Vec<Datum>> = rows
+        .iter()
+        .map(|row| visible.iter().map(|p| row[*p].clone()).collect())
+        .collect();
+    let list: Vec<String> = items.iter().map(ToString::to_string).collect();
+    plan_over_rows(session, &columns, &rows, |table| {
+        format!(
+            "SELECT {} FROM {table} AS {}",
+            list.join(", "),
+            quote(alias)
+        )
+    })
+    .await
+}
+
+/// Plans `query(table)` where `table` names a table of this statement
+/// holding `rows` (datums in the order of `columns`: name and type).
+pub(crate) async fn plan_over_rows(
+    session: &Session,
+    columns: &[(String, crate::types::SqlType)],
+    rows: &[Vec<Datum>],
+    query: impl FnOnce(&str) -> String,
+) -> Result<LogicalPlan> {
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+        columns
+            .iter()
+            .map(|(name, ty)| ty.arrow_field(name, true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut builders: Vec<ColumnBuilder> = columns
+        .iter()
+        .map(|(_, ty)| ColumnBuilder::new(ty, rows.len()))
         .collect();
     for row in rows {
-        for (b, p) in builders.iter_mut().zip(&visible) {
-            b.append(&row[*p])?;
+        for (b, d) in builders.iter_mut().zip(row) {
+            b.append(d)?;
         }
     }
     let arrays = builders.into_iter().map(ColumnBuilder::finish).collect();
@@ -67,14 +102,9 @@ async fn plan(
         .context()
         .catalog(CATALOG)
         .and_then(|c| c.schema(SCHEMA))
-        .ok_or_else(|| SqlError::Internal("no catalog for returned rows".into()))?;
+        .ok_or_else(|| SqlError::Internal("no catalog for a statement's rows".into()))?;
     schema_provider.register_table(ROWS_TABLE.to_string(), Arc::new(table))?;
-    let list: Vec<String> = items.iter().map(ToString::to_string).collect();
-    let sql = format!(
-        "SELECT {} FROM {CATALOG}.{SCHEMA}.{ROWS_TABLE} AS {}",
-        list.join(", "),
-        quote(alias)
-    );
+    let sql = query(&format!("{CATALOG}.{SCHEMA}.{ROWS_TABLE}"));
     let planned = session.plan_sql(&sql).await;
     schema_provider.deregister_table(ROWS_TABLE)?;
     planned

@@ -105,6 +105,16 @@ impl StatementWrites {
         Ok(())
     }
 
+    /// Whether this statement put `key`.
+    pub(crate) fn put_here(&self, key: &[u8]) -> bool {
+        self.inserted.contains(key)
+    }
+
+    /// Whether this statement deleted `key` (and has not put it again).
+    pub(crate) fn deleted_here(&self, key: &[u8]) -> bool {
+        self.deleted.contains(key) && !self.inserted.contains(key)
+    }
+
     /// Whether `key` holds something, counting this statement's writes.
     fn taken(&self, txn: &Txn, key: &[u8]) -> Result<bool> {
         Ok(self.inserted.contains(key) || (!self.deleted.contains(key) && txn.get(key)?.is_some()))
