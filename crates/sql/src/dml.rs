@@ -146,20 +146,7 @@ fn insert_target(
     } else {
         let mut targets = Vec::with_capacity(insert.columns.len());
         for c in &insert.columns {
-            let ident =
-                c.0.last()
-                    .and_then(|p| p.as_ident())
-                    .ok_or_else(|| SqlError::Syntax(format!("invalid column name {c}")))?;
-            let col = names::fold(ident);
-            let pos = desc
-                .column_index(&col)
-                .filter(|p| !desc.columns[*p].hidden)
-                .ok_or_else(|| {
-                    SqlError::UndefinedColumn(format!(
-                        "column \"{col}\" of relation \"{}\" does not exist",
-                        desc.name
-                    ))
-                })?;
+            let (pos, col) = target_column(&desc, c)?;
             if targets.contains(&pos) {
                 return Err(SqlError::DuplicateColumn(format!(
                     "column \"{col}\" specified more than once"
@@ -170,6 +157,30 @@ fn insert_target(
         targets
     };
     Ok((desc, targets))
+}
+
+/// The visible column a DML statement names as a target (`INSERT` column
+/// list, `SET` target): its position and folded name.
+pub(crate) fn target_column(
+    desc: &TableDescriptor,
+    name: &ast::ObjectName,
+) -> Result<(usize, String)> {
+    let column = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(names::fold)
+        .ok_or_else(|| SqlError::Syntax(format!("invalid column name {name}")))?;
+    let pos = desc
+        .column_index(&column)
+        .filter(|p| !desc.columns[*p].hidden)
+        .ok_or_else(|| {
+            SqlError::UndefinedColumn(format!(
+                "column \"{column}\" of relation \"{}\" does not exist",
+                desc.name
+            ))
+        })?;
+    Ok((pos, column))
 }
 
 /// The query producing the rows to insert, and the columns its output
@@ -634,21 +645,7 @@ fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<Up
         let ast::AssignmentTarget::ColumnName(col) = &a.target else {
             return Err(SqlError::NotSupported("UPDATE SET (a, b) = …".into()));
         };
-        let ident = col
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .ok_or_else(|| SqlError::Syntax(format!("invalid column {col}")))?;
-        let col_name = names::fold(ident);
-        let pos = desc
-            .column_index(&col_name)
-            .filter(|p| !desc.columns[*p].hidden)
-            .ok_or_else(|| {
-                SqlError::UndefinedColumn(format!(
-                    "column \"{col_name}\" of relation \"{}\" does not exist",
-                    desc.name
-                ))
-            })?;
+        let (pos, col_name) = target_column(&desc, col)?;
         if assigned.contains(&pos) {
             return Err(SqlError::DuplicateColumn(format!(
                 "multiple assignments to same column \"{col_name}\""
@@ -659,7 +656,7 @@ fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<Up
             && i.quote_style.is_none()
             && i.value.eq_ignore_ascii_case("default")
         {
-            return Err(SqlError::NotSupported("SET column = DEFAULT".into()));
+            value = parse_expr(desc.columns[pos].default.as_deref().unwrap_or("NULL"))?;
         }
         typed_placeholder(&mut value, &desc.columns[pos].ty, &mut hints)?;
         assigned.push(pos);

@@ -198,21 +198,7 @@ impl<'a> Upsert<'a> {
                     "SET (a, b) = … in ON CONFLICT".into(),
                 ));
             };
-            let name = col
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .map(names::fold)
-                .ok_or_else(|| SqlError::Syntax(format!("invalid column {col}")))?;
-            let pos = desc
-                .column_index(&name)
-                .filter(|p| visible.contains(p))
-                .ok_or_else(|| {
-                    SqlError::UndefinedColumn(format!(
-                        "column \"{name}\" of relation \"{}\" does not exist",
-                        desc.name
-                    ))
-                })?;
+            let (pos, name) = crate::dml::target_column(desc, col)?;
             if assigned.contains(&pos) {
                 return Err(SqlError::DuplicateColumn(format!(
                     "multiple assignments to same column \"{name}\""
