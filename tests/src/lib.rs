@@ -233,3 +233,10 @@ impl Drop for TestNode {
         self.kill9();
     }
 }
+
+/// Whether `task` is still running after a pause: a statement waiting
+/// for a lock.
+pub async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    !task.is_finished()
+}

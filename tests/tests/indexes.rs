@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use shoal_tests::TestNode;
+use shoal_tests::{TestNode, still_waiting};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
@@ -167,8 +167,10 @@ async fn unique_holds_between_concurrent_transactions() {
             .await;
         (inserted, b)
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!waiter.is_finished(), "the second writer did not wait");
+    assert!(
+        still_waiting(&waiter).await,
+        "the second writer did not wait"
+    );
     a.batch_execute("COMMIT").await.unwrap();
     let (inserted, b) = waiter.await.unwrap();
     let err = inserted.unwrap_err();
@@ -209,8 +211,10 @@ async fn concurrent_upserts_wait_and_update() {
         let done = b.batch_execute(upsert).await;
         (done, b)
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!waiter.is_finished(), "the second upsert did not wait");
+    assert!(
+        still_waiting(&waiter).await,
+        "the second upsert did not wait"
+    );
     a.batch_execute("COMMIT").await.unwrap();
     let (done, b) = waiter.await.unwrap();
     done.unwrap();

@@ -6,8 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use shoal_tests::TestNode;
 use shoal_tests::cluster::TestCluster;
+use shoal_tests::{TestNode, still_waiting};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
@@ -213,13 +213,6 @@ async fn read_committed_sees_each_statements_committed_data() {
         .unwrap();
     a.batch_execute("COMMIT").await.unwrap();
     assert_eq!(value(&b, 2).await, "dos!");
-}
-
-/// Whether `task` is still running after a pause: a statement waiting
-/// for a lock.
-async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    !task.is_finished()
 }
 
 /// READ COMMITTED writers wait for each other as in PostgreSQL: a row a

@@ -444,11 +444,8 @@ mod tests {
 
     fn desc() -> TableDescriptor {
         let c = |name: &str, ty: SqlType| ColumnDescriptor {
-            name: name.into(),
-            ty,
             nullable: false,
-            hidden: false,
-            default: None,
+            ..ColumnDescriptor::plain(name, ty)
         };
         TableDescriptor {
             id: 9,

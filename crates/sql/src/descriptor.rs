@@ -46,6 +46,19 @@ pub struct ColumnDescriptor {
     pub default: Option<String>,
 }
 
+impl ColumnDescriptor {
+    /// A visible, nullable column without a default.
+    pub fn plain(name: &str, ty: SqlType) -> ColumnDescriptor {
+        ColumnDescriptor {
+            name: name.into(),
+            ty,
+            nullable: true,
+            hidden: false,
+            default: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDescriptor {
     /// Unique, never reused; also the table's key prefix.

@@ -102,13 +102,7 @@ mod tests {
     use crate::types::SqlType;
 
     fn table(unique: bool, descending: bool) -> TableDescriptor {
-        let c = |name: &str, ty: SqlType| ColumnDescriptor {
-            name: name.into(),
-            ty,
-            nullable: true,
-            hidden: false,
-            default: None,
-        };
+        let c = ColumnDescriptor::plain;
         TableDescriptor {
             id: 9,
             database: "shoal".into(),

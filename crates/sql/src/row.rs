@@ -361,13 +361,7 @@ mod tests {
     }
 
     fn desc() -> TableDescriptor {
-        let col = |name: &str, ty: SqlType| ColumnDescriptor {
-            name: name.into(),
-            ty,
-            nullable: true,
-            hidden: false,
-            default: None,
-        };
+        let col = ColumnDescriptor::plain;
         TableDescriptor {
             id: 7,
             database: "shoal".into(),

@@ -308,12 +308,13 @@ impl SequenceCache {
                 )));
             }
             // As many values as fit before the bound, up to the cache size.
+            // In i128: bounds and increments may span all of i64.
             let room = if seq.increment > 0 {
-                (seq.max - current) / seq.increment + 1
+                (i128::from(seq.max) - i128::from(current)) / i128::from(seq.increment) + 1
             } else {
-                (current - seq.min) / -seq.increment + 1
+                (i128::from(current) - i128::from(seq.min)) / -i128::from(seq.increment) + 1
             };
-            let count = room.clamp(1, seq.cache.max(1));
+            let count = i64::try_from(room.clamp(1, i128::from(seq.cache.max(1)))).unwrap_or(1);
             let next = current.saturating_add(seq.increment.saturating_mul(count));
             let next = if next == current {
                 seq.max.saturating_add(1)
