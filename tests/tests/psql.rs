@@ -132,3 +132,41 @@ async fn psql_describe_commands_read_the_catalog() {
     );
     assert_eq!(before, after);
 }
+
+/// `\d` shows a table's checks, its foreign keys and the tables
+/// referencing it, as psql shows PostgreSQL's.
+#[tokio::test]
+async fn psql_describe_shows_checks_and_foreign_keys() {
+    let node = TestNode::start().await;
+    let (ok, _, err) = psql(
+        &node,
+        &[
+            "-c",
+            "CREATE TABLE teams (id integer PRIMARY KEY, name text UNIQUE)",
+            "-c",
+            "CREATE TABLE players (id integer PRIMARY KEY, team integer REFERENCES teams ON DELETE CASCADE, age integer CHECK (age >= 16))",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&node, &["-c", "\\d players"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Check constraints:"), "{out}");
+    assert!(
+        out.contains("\"players_age_check\" CHECK ((age >= 16))"),
+        "{out}"
+    );
+    assert!(out.contains("Foreign-key constraints:"), "{out}");
+    assert!(
+        out.contains(
+            "\"players_team_fkey\" FOREIGN KEY (team) REFERENCES teams(id) ON DELETE CASCADE"
+        ),
+        "{out}"
+    );
+    let (ok, out, err) = psql(&node, &["-c", "\\d teams"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Referenced by:"), "{out}");
+    assert!(
+        out.contains("TABLE \"players\" CONSTRAINT \"players_team_fkey\""),
+        "{out}"
+    );
+}

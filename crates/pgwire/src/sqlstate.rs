@@ -20,6 +20,10 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::UndefinedObject(_) => "42704",
         SqlError::UniqueViolation { .. } | SqlError::UniqueIndexBuild { .. } => "23505",
         SqlError::DependentObjects(_) => "2BP01",
+        SqlError::ForeignKeyViolation { .. } => "23503",
+        SqlError::CheckViolation { .. } => "23514",
+        SqlError::InvalidForeignKey(_) => "42830",
+        SqlError::DuplicateObject(_) => "42710",
         SqlError::SequenceLimit(_) => "2200H",
         SqlError::InvalidColumnReference(_) => "42P10",
         SqlError::NotInPrerequisiteState(_) => "55000",
@@ -55,7 +59,10 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
 /// The wire error for a Shoal error.
 pub fn error_info(e: &SqlError) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".to_string(), sqlstate(e).to_string(), e.to_string());
-    if let SqlError::UniqueViolation { detail, .. } | SqlError::UniqueIndexBuild { detail, .. } = e
+    if let SqlError::UniqueViolation { detail, .. }
+    | SqlError::UniqueIndexBuild { detail, .. }
+    | SqlError::ForeignKeyViolation { detail, .. }
+    | SqlError::CheckViolation { detail, .. } = e
     {
         info.detail = Some(detail.clone());
     }

@@ -304,6 +304,9 @@ mod tests {
             version,
             indexes: Vec::new(),
             next_index_id: 2,
+            checks: Vec::new(),
+            foreign_keys: Vec::new(),
+            referenced_by: Vec::new(),
         })
         .unwrap()
     }

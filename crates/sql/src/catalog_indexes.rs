@@ -1,7 +1,8 @@
 //! A table's indexes as PostgreSQL's catalogs show them.
 //!
 //! `pg_class`, `pg_index`, `pg_constraint`, `pg_indexes`,
-//! `pg_get_indexdef` and `pg_get_constraintdef` all describe the same
+//! `pg_get_indexdef` and `pg_get_constraintdef` (through
+//! `catalog_constraints.rs`) all describe the same
 //! indexes: the primary key's (index 1, absent for a table keyed by its
 //! hidden rowid) and each secondary one. [`indexes`] lists them once, with
 //! their derived OIDs, so every catalog agrees with every other.
@@ -31,7 +32,8 @@ pub struct IndexView {
     pub include: Vec<usize>,
 }
 
-fn constraint_oid(desc: &TableDescriptor, index_id: u8) -> i64 {
+/// The OID of constraint (or index) id `index_id`'s constraint.
+pub fn constraint_oid(desc: &TableDescriptor, index_id: u8) -> i64 {
     i64::from(CONSTRAINT_OID_BASE)
         + i64::from(desc.oid())
         + (i64::from(index_id) - 1) * i64::from(INDEX_OID_STRIDE)
@@ -126,19 +128,6 @@ pub fn definition(desc: &TableDescriptor, view: &IndexView) -> String {
         ));
     }
     def
-}
-
-/// `pg_get_constraintdef` of an index's constraint.
-pub fn constraint_definition(desc: &TableDescriptor, view: &IndexView) -> String {
-    let kind = if view.primary {
-        "PRIMARY KEY"
-    } else {
-        "UNIQUE"
-    };
-    format!(
-        "{kind} ({})",
-        column_list(desc, view.key.iter().map(|(p, _)| (*p, false)))
-    )
 }
 
 /// The table OID and index id an index OID was derived from.

@@ -16,6 +16,9 @@ use datafusion::sql::sqlparser::ast::{
 
 /// Applies every rule to a statement.
 pub fn rewrite(stmt: &mut Statement) {
+    if let Statement::Query(q) = stmt {
+        regclass_outputs(q);
+    }
     let _ = visit_expressions_mut(stmt, |expr| {
         rewrite_expr(expr);
         ControlFlow::<()>::Continue(())
@@ -82,6 +85,46 @@ fn name_outputs(q: &mut ast::Query) {
         *item = ast::SelectItem::ExprWithAlias {
             expr,
             alias: ast::Ident::with_quote('"', alias),
+        };
+    }
+}
+
+/// A `regclass` a query returns is shown as the relation's name, while
+/// one compared or joined on stays an OID (PostgreSQL's `regclass` is
+/// both): an output column `x::regclass` becomes `shoal_regclass_name(x)`,
+/// named as PostgreSQL names the cast; every other `::regclass` is an OID
+/// (`rewrite_expr`).
+fn regclass_outputs(q: &mut ast::Query) {
+    let ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    for item in select.projection.iter_mut() {
+        let (expr, alias) = match item {
+            ast::SelectItem::UnnamedExpr(e) => (e, None),
+            ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+            _ => continue,
+        };
+        let Expr::Cast { data_type, .. } = expr else {
+            continue;
+        };
+        if let DataType::Custom(name, _) = data_type {
+            strip_pg_catalog(name);
+        }
+        if type_name(data_type).as_deref() != Some("regclass") {
+            continue;
+        }
+        // Unnamed, it is named as PostgreSQL names the cast, marked so the
+        // name cannot clash with a column the rest of the query names.
+        let alias = alias.unwrap_or_else(|| {
+            ast::Ident::with_quote('"', format!("{}{UNIQUE_SUFFIX}r", pg_output_name(expr)))
+        });
+        let Expr::Cast { expr: inner, .. } = expr else {
+            continue;
+        };
+        let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+        *item = ast::SelectItem::ExprWithAlias {
+            expr: call("shoal_regclass_name", vec![arg]),
+            alias,
         };
     }
 }

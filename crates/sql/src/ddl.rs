@@ -2,10 +2,12 @@
 //!
 //! A new table gets a fresh id and a descriptor in the catalog, written in
 //! the statement's transaction. A `UNIQUE` constraint becomes a unique
-//! index (`index_ddl.rs`). Constraints Shoal does not enforce yet
-//! (CHECK, FOREIGN KEY, DEFAULT) are refused with "not supported"
-//! rather than accepted and ignored: a constraint that silently does nothing
-//! would let bad data in.
+//! index (`index_ddl.rs`); `CHECK` constraints (`checks.rs`) and foreign
+//! keys (`foreign_keys.rs`) are validated and stored in the descriptor (a
+//! foreign key in its parent's too). Constraint forms Shoal does not
+//! enforce (deferrable ones, exclusion constraints) are refused with "not
+//! supported" rather than accepted and ignored: a constraint that silently
+//! does nothing would let bad data in.
 //!
 //! A new table gets its own range once its transaction commits: its key
 //! span is split off ([`AfterCommit::SplitOff`]; splits are not
@@ -25,6 +27,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use std::sync::Arc;
 
+use datafusion::execution::context::SessionContext;
 use shoal_kv::{Kv, Txn};
 
 use crate::catalog;
@@ -37,6 +40,7 @@ use crate::session::Output;
 use crate::types::SqlType;
 
 pub fn create_table(
+    context: &SessionContext,
     txn: &Txn,
     database: &str,
     create: &ast::CreateTable,
@@ -70,6 +74,13 @@ pub fn create_table(
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     // SERIAL and identity columns, fed by a sequence each.
     let mut sequenced: Vec<usize> = Vec::new();
+    // CHECK and FOREIGN KEY constraints, declared once the columns are.
+    let mut checks: Vec<(Option<ast::Ident>, &ast::CheckConstraint)> = Vec::new();
+    let mut references: Vec<(
+        Option<ast::Ident>,
+        &ast::ForeignKeyConstraint,
+        Vec<ast::Ident>,
+    )> = Vec::new();
     for (pos, def) in create.columns.iter().enumerate() {
         let col_name = names::fold(&def.name);
         if !seen.insert(col_name.clone()) {
@@ -121,6 +132,13 @@ pub fn create_table(
                 ColumnOption::Unique(unique) => {
                     refuse_deferred(unique)?;
                     uniques.push((opt.name.as_ref().map(names::fold), vec![pos]));
+                }
+                ColumnOption::Check(check) => {
+                    checks.push((opt.name.clone().or_else(|| check.name.clone()), check));
+                }
+                ColumnOption::ForeignKey(fk) => {
+                    let name = opt.name.clone().or_else(|| fk.name.clone());
+                    references.push((name, fk, vec![def.name.clone()]));
                 }
                 other => {
                     return Err(SqlError::NotSupported(format!("column constraint {other}")));
@@ -196,6 +214,10 @@ pub fn create_table(
                 }
                 uniques.push((unique.name.as_ref().map(names::fold), positions));
             }
+            TableConstraint::Check(check) => checks.push((check.name.clone(), check)),
+            TableConstraint::ForeignKey(fk) => {
+                references.push((fk.name.clone(), fk, fk.columns.clone()));
+            }
             other => {
                 return Err(SqlError::NotSupported(format!("table constraint {other}")));
             }
@@ -241,10 +263,27 @@ pub fn create_table(
         version: 1,
         indexes: Vec::new(),
         next_index_id: 2,
+        checks: Vec::new(),
+        foreign_keys: Vec::new(),
+        referenced_by: Vec::new(),
     };
     add_unique_constraints(txn, &mut desc, uniques)?;
     for pos in sequenced {
         add_column_sequence(txn, &mut desc, pos)?;
+    }
+    for (name, check) in checks {
+        let check = crate::checks::declare(
+            context,
+            &mut desc,
+            name.as_ref(),
+            &check.expr,
+            check.enforced,
+        )?;
+        desc.checks.push(check);
+    }
+    for (name, fk, columns) in references {
+        let fk = ast::ForeignKeyConstraint { name, ..fk.clone() };
+        crate::foreign_keys::add(txn, &mut desc, &fk, &columns)?;
     }
     catalog::put_table(txn, &desc)?;
     for index in &desc.indexes {
@@ -403,6 +442,7 @@ pub fn drop(
             None => return Err(SqlError::UndefinedTable(table)),
         }
     }
+    crate::foreign_keys::detach_for_drop(txn, &found, cascade)?;
     for desc in found {
         crate::views::drop_dependents(txn, database, &desc.name, cascade)?;
         crate::sequences::drop_owned_by(txn, database, &desc.name)?;
@@ -416,8 +456,10 @@ pub fn drop(
 /// deleted in the statement's transaction, so it commits or rolls back like
 /// any write (PostgreSQL's `TRUNCATE` is transactional too). The deletes
 /// are buffered like any statement's writes: memory grows with the number
-/// of keys. No table has identity columns or foreign keys to restart or
-/// follow, so `RESTART IDENTITY` and `CASCADE` have nothing more to do.
+/// of keys. A table referenced by a foreign key is emptied only together
+/// with the tables referencing it (named too, or added by `CASCADE`).
+/// `RESTART IDENTITY` of a table owning sequences is not supported yet
+/// (0A000).
 pub fn truncate(txn: &Txn, database: &str, truncate: &ast::Truncate) -> Result<Output> {
     if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
         return Err(SqlError::NotSupported(
@@ -436,6 +478,23 @@ pub fn truncate(txn: &Txn, database: &str, truncate: &ast::Truncate) -> Result<O
             }
             None if truncate.if_exists => {}
             None => return Err(SqlError::UndefinedTable(name)),
+        }
+    }
+    let cascade = truncate.cascade == Some(ast::CascadeOption::Cascade);
+    let tables = crate::foreign_keys::truncation_set(txn, tables, cascade)?;
+    if truncate.identity == Some(ast::TruncateIdentityOption::Restart) {
+        // Other nodes keep handing out their cached blocks of a sequence
+        // (`sequences.rs`); restarting one everywhere, transactionally, is
+        // not built yet. A table owning none has nothing to restart.
+        let owned = crate::sequences::list_sequences(txn, database)?;
+        if owned.iter().any(|q| {
+            q.owned_by
+                .as_ref()
+                .is_some_and(|(t, _)| tables.iter().any(|d| d.name == *t))
+        }) {
+            return Err(SqlError::NotSupported(
+                "TRUNCATE … RESTART IDENTITY of a table with sequences".into(),
+            ));
         }
     }
     const CHUNK: usize = 1024;

@@ -17,6 +17,13 @@
 //! Index ids are never reused within a table (`next_index_id`), so the
 //! entries of a dropped index can be purged after its `DROP INDEX` commits
 //! without ever being mistaken for a newer index's.
+//!
+//! Constraints live in descriptors too: `CHECK` expressions as SQL text,
+//! foreign keys in the referencing (child) table, and in the referenced
+//! (parent) table the ids of its children (`referenced_by`), so a write to
+//! either side finds what it must keep whole without searching the
+//! catalog. A foreign key's DDL changes both descriptors in one
+//! transaction.
 
 use std::sync::Arc;
 
@@ -73,10 +80,21 @@ pub struct TableDescriptor {
     /// Secondary indexes, in creation order.
     #[serde(default)]
     pub indexes: Vec<IndexDescriptor>,
-    /// The id the next secondary index gets (ids 0 and 1 are never
-    /// secondary: 1 is the primary index).
+    /// The id the next secondary index, check or foreign key gets (ids 0
+    /// and 1 are never secondary: 1 is the primary index).
     #[serde(default = "first_secondary_index_id")]
     pub next_index_id: u8,
+    /// `CHECK` constraints, in creation order (`checks.rs`).
+    #[serde(default)]
+    pub checks: Vec<CheckConstraint>,
+    /// This table's `FOREIGN KEY` constraints (`foreign_keys.rs`).
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Ids of the tables whose foreign keys reference this one (this
+    /// table's own id for a self-reference), each once: what a write to
+    /// this table must look at to keep their references whole.
+    #[serde(default)]
+    pub referenced_by: Vec<u32>,
 }
 
 fn first_secondary_index_id() -> u8 {
@@ -112,11 +130,105 @@ pub struct IndexDescriptor {
     pub constraint: bool,
 }
 
+/// A `CHECK (expr)` constraint: every row written must make `expr` true
+/// or NULL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckConstraint {
+    /// Drawn from the table's `next_index_id`, like an index's: it derives
+    /// the constraint's OID (`catalog_constraints.rs`).
+    pub id: u8,
+    pub name: String,
+    /// The expression as SQL text over the table's column names.
+    pub expr: String,
+}
+
+/// A `FOREIGN KEY (columns) REFERENCES parent (parent_columns)` constraint
+/// of the table that holds it (the child).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    /// Drawn from the table's `next_index_id`, like a check's.
+    pub id: u8,
+    pub name: String,
+    /// Positions of the referencing columns in this table.
+    pub columns: Vec<usize>,
+    /// The referenced table's id.
+    pub parent: u32,
+    /// Positions of the referenced columns in the parent, pairwise with
+    /// `columns`: the parent's primary key or a unique index's columns.
+    pub parent_columns: Vec<usize>,
+    pub on_delete: ReferentialAction,
+    pub on_update: ReferentialAction,
+}
+
+/// What a change to a referenced row does to the rows referencing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReferentialAction {
+    /// Refuse the change if referencing rows remain at the end of the
+    /// statement (the default).
+    NoAction,
+    /// Refuse the change if referencing rows exist.
+    Restrict,
+    /// Delete the referencing rows, or change their references along.
+    Cascade,
+    /// Set the referencing columns to NULL.
+    SetNull,
+}
+
+impl ReferentialAction {
+    /// As `pg_constraint.confdeltype` / `confupdtype` spell it.
+    pub fn pg_code(self) -> &'static str {
+        match self {
+            ReferentialAction::NoAction => "a",
+            ReferentialAction::Restrict => "r",
+            ReferentialAction::Cascade => "c",
+            ReferentialAction::SetNull => "n",
+        }
+    }
+
+    /// As SQL spells it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            ReferentialAction::NoAction => "NO ACTION",
+            ReferentialAction::Restrict => "RESTRICT",
+            ReferentialAction::Cascade => "CASCADE",
+            ReferentialAction::SetNull => "SET NULL",
+        }
+    }
+}
+
 impl TableDescriptor {
     /// The table's OID in `pg_class`: derived from its id, so it is the same
     /// on every node and after every restart.
     pub fn oid(&self) -> u32 {
         FIRST_USER_OID + self.id
+    }
+
+    /// Whether writes to this table have constraints beyond NOT NULL and
+    /// uniqueness to keep: checks, foreign keys, or references to it.
+    pub fn has_row_constraints(&self) -> bool {
+        !self.checks.is_empty() || !self.foreign_keys.is_empty() || !self.referenced_by.is_empty()
+    }
+
+    /// A new id for an index or constraint of this table (never reused).
+    pub fn allocate_object_id(&mut self) -> crate::error::Result<u8> {
+        if self.next_index_id == u8::MAX {
+            return Err(crate::error::SqlError::ProgramLimitExceeded(format!(
+                "table \"{}\" has too many indexes and constraints",
+                self.name
+            )));
+        }
+        let id = self.next_index_id;
+        self.next_index_id += 1;
+        Ok(id)
+    }
+
+    /// Whether a constraint (primary key, unique, check or foreign key) of
+    /// this table is named `name`.
+    pub fn has_constraint_named(&self, name: &str) -> bool {
+        name == self.pkey_name()
+            || self.indexes.iter().any(|i| i.constraint && i.name == name)
+            || self.checks.iter().any(|c| c.name == name)
+            || self.foreign_keys.iter().any(|f| f.name == name)
     }
 
     /// Whether the key is the hidden rowid.

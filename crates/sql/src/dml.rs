@@ -246,7 +246,7 @@ fn insert_source(
     Ok((query, hints, all))
 }
 
-fn parse_expr(sql: &str) -> Result<ast::Expr> {
+pub(crate) fn parse_expr(sql: &str) -> Result<ast::Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
@@ -471,7 +471,7 @@ pub(crate) fn columns_text(desc: &TableDescriptor, columns: &[usize], row: &[Dat
     format!("({})=({})", cols.join(", "), vals.join(", "))
 }
 
-fn display_datum(d: &Datum) -> String {
+pub(crate) fn display_datum(d: &Datum) -> String {
     match d {
         Datum::Null => "null".into(),
         Datum::Bool(b) => {
@@ -540,7 +540,7 @@ pub async fn insert(
         ));
     }
     let batches = session.collect(plan, params.clone()).await?;
-    let mut writes = StatementWrites::new();
+    let mut writes = StatementWrites::for_session(session.context());
     let mut count = 0u64;
     let mut returned = Vec::new();
     let mut upsert = crate::upsert::Upsert::new(&desc, insert.on.as_ref())?;
@@ -703,7 +703,7 @@ pub async fn update(
     // Old rows leave before new keys are checked (`StatementWrites`), so
     // key changes within one statement (`SET id = id + 1`) do not collide
     // with rows the same statement moves away.
-    let mut writes = StatementWrites::new();
+    let mut writes = StatementWrites::for_session(session.context());
     let mut count = 0u64;
     for batch in &batches {
         let mut casted = HashMap::new();
@@ -761,7 +761,7 @@ fn delete_query(
     let alias = alias_of(alias.as_ref(), &desc);
     // The primary key finds the row; index entries need every indexed
     // column too, so a table with indexes reads whole rows.
-    let keys: Vec<String> = if desc.indexes.is_empty() && delete.returning.is_none() {
+    let keys: Vec<String> = if !whole_rows(&desc, delete) {
         desc.primary_key
             .iter()
             .map(|p| format!("{}.{}", quote(&alias), quote(&desc.columns[*p].name)))
@@ -781,6 +781,12 @@ fn delete_query(
     Ok((sql, desc, alias))
 }
 
+/// Whether a DELETE needs whole rows, not just keys: for index entries,
+/// `RETURNING`, or the references to its rows.
+fn whole_rows(desc: &TableDescriptor, delete: &ast::Delete) -> bool {
+    !desc.indexes.is_empty() || delete.returning.is_some() || desc.has_row_constraints()
+}
+
 pub async fn delete(
     session: &Session,
     txn: &Arc<Txn>,
@@ -790,9 +796,9 @@ pub async fn delete(
     let (sql, desc, alias) = delete_query(session, txn, delete)?;
     let plan = session.plan_sql(&sql).await?;
     let batches = session.collect(plan, params.clone()).await?;
-    let whole_rows = !desc.indexes.is_empty() || delete.returning.is_some();
+    let whole_rows = whole_rows(&desc, delete);
     let mut returned = Vec::new();
-    let mut writes = StatementWrites::new();
+    let mut writes = StatementWrites::for_session(session.context());
     let mut count = 0u64;
     for batch in &batches {
         let mut casted = HashMap::new();

@@ -37,6 +37,24 @@ pub enum SqlError {
     #[error("could not create unique index \"{index}\"")]
     UniqueIndexBuild { index: String, detail: String },
     /// The object named is of another kind than the statement needs.
+    /// A row references a key its parent lacks, or a change to a parent
+    /// would leave rows referencing nothing: the message names the
+    /// constraint, the detail the key.
+    #[error("{message}")]
+    ForeignKeyViolation { message: String, detail: String },
+    /// A row makes a CHECK constraint false.
+    #[error("new row for relation \"{table}\" violates check constraint \"{constraint}\"")]
+    CheckViolation {
+        table: String,
+        constraint: String,
+        detail: String,
+    },
+    /// A foreign key that cannot be declared as written.
+    #[error("{0}")]
+    InvalidForeignKey(String),
+    /// A named object (a constraint) that exists already.
+    #[error("{0}")]
+    DuplicateObject(String),
     #[error("{0}")]
     WrongObjectType(String),
     /// Another object depends on the one being dropped.

@@ -504,6 +504,16 @@ fn current(txn: &Txn, table_id: u32, version: u32) -> Result<Option<Arc<TableDes
     Ok(catalog::table_by_id(txn, table_id)?.filter(|d| d.version == version))
 }
 
+/// [`current`], for a write: a table with checks or foreign keys, or
+/// referenced by some, takes the general path, which keeps them.
+fn current_for_write(
+    txn: &Txn,
+    table_id: u32,
+    version: u32,
+) -> Result<Option<Arc<TableDescriptor>>> {
+    Ok(current(txn, table_id, version)?.filter(|d| !d.has_row_constraints()))
+}
+
 /// A parameter value as a datum of the column's type (with the column's checks).
 fn param_datum(
     params: &[ScalarValue],
@@ -574,7 +584,7 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
             version,
             targets,
         } => {
-            let Some(desc) = current(txn, *table_id, *version)? else {
+            let Some(desc) = current_for_write(txn, *table_id, *version)? else {
                 return Ok(None);
             };
             let mut row = vec![Datum::Null; desc.columns.len()];
@@ -596,7 +606,7 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
             key_params,
             sets,
         } => {
-            let Some(desc) = current(txn, *table_id, *version)? else {
+            let Some(desc) = current_for_write(txn, *table_id, *version)? else {
                 return Ok(None);
             };
             let Some(key) = key_of(&desc, key_params, params)? else {

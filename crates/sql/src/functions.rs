@@ -319,15 +319,26 @@ pub fn register_catalog_functions(
             Ok(ScalarValue::Utf8(def))
         });
     }
-    row_fn(ctx, "pg_get_constraintdef", None, t.clone(), move |a| {
-        let def = a
-            .first()
-            .and_then(as_i64)
-            .and_then(crate::catalog_indexes::split_constraint_oid)
-            .and_then(|(table, id)| index_of(table, id))
-            .map(|(d, i)| crate::catalog_indexes::constraint_definition(&d, &i));
-        Ok(ScalarValue::Utf8(def))
-    });
+    {
+        let slot = slot.clone();
+        let database = database.to_string();
+        row_fn(ctx, "pg_get_constraintdef", None, t.clone(), move |a| {
+            let def = a
+                .first()
+                .and_then(as_i64)
+                .and_then(crate::catalog_indexes::split_constraint_oid)
+                .and_then(|(table_oid, id)| {
+                    let txn = slot.lock().clone()?;
+                    let tables = crate::catalog::list_tables(&txn, &database).ok()?;
+                    let d = tables.iter().find(|d| d.oid() as i64 == table_oid)?;
+                    crate::catalog_constraints::constraints(d, &tables)
+                        .into_iter()
+                        .find(|c| c.id == id)
+                        .map(|c| c.definition)
+                });
+            Ok(ScalarValue::Utf8(def))
+        });
+    }
     // `pg_get_serial_sequence(table, column)`: the sequence a SERIAL or
     // identity column draws from, schema-qualified.
     {
@@ -399,6 +410,10 @@ pub fn register_catalog_functions(
             let Some(name) = as_string(&a[0]) else {
                 return Ok(ScalarValue::Int64(None));
             };
+            // An OID written as text (`'16384'::regclass`) is that OID.
+            if let Ok(oid) = name.trim().parse::<u32>() {
+                return Ok(ScalarValue::Int64(Some(i64::from(oid))));
+            }
             match relation(&name) {
                 (_, Some(d)) => Ok(ScalarValue::Int64(Some(d.oid() as i64))),
                 (bare, None) => Err(datafusion::error::DataFusionError::External(Box::new(
@@ -407,6 +422,53 @@ pub fn register_catalog_functions(
             }
         });
     }
+    // `x::regclass` as a query's output: the relation's name (or the OID
+    // as text when nothing has it), as PostgreSQL prints a regclass.
+    {
+        let relation = relation.clone();
+        let slot = slot.clone();
+        let database = database.to_string();
+        row_fn(
+            ctx,
+            "shoal_regclass_name",
+            Some(1),
+            DataType::Utf8,
+            move |a| {
+                let oid = match (as_i64(&a[0]), as_string(&a[0])) {
+                    (Some(n), _) => n,
+                    (None, None) => return Ok(ScalarValue::Utf8(None)),
+                    (None, Some(text)) => match text.trim().parse::<u32>() {
+                        Ok(n) => i64::from(n),
+                        Err(_) => match relation(&text) {
+                            (_, Some(d)) => d.oid() as i64,
+                            (bare, None) => {
+                                return Err(datafusion::error::DataFusionError::External(
+                                    Box::new(crate::error::SqlError::UndefinedTable(bare)),
+                                ));
+                            }
+                        },
+                    },
+                };
+                let name = slot
+                    .lock()
+                    .clone()
+                    .and_then(|txn| relation_name(&txn, &database, oid));
+                Ok(ScalarValue::Utf8(Some(
+                    name.unwrap_or_else(|| oid.to_string()),
+                )))
+            },
+        );
+    }
+    // `pg_partition_ancestors(rel)`: a relation and the partitioned tables
+    // above it; no Shoal table is a partition, so the relation alone (psql
+    // asks for it to list the foreign keys referencing a table).
+    row_fn(
+        ctx,
+        "pg_partition_ancestors",
+        Some(1),
+        DataType::Int64,
+        |a| Ok(ScalarValue::Int64(as_i64(&a[0]))),
+    );
     // `to_regclass(name)`: the relation's OID, or NULL where `::regclass`
     // would fail.
     row_fn(ctx, "to_regclass", Some(1), DataType::Int64, move |a| {
@@ -415,4 +477,33 @@ pub fn register_catalog_functions(
             .map(|d| d.oid() as i64);
         Ok(ScalarValue::Int64(oid))
     });
+}
+
+/// The name of the relation (table, index, view or sequence) with `oid`,
+/// quoted where SQL needs it.
+fn relation_name(txn: &shoal_kv::Txn, database: &str, oid: i64) -> Option<String> {
+    let quoted = |n: &str| Some(crate::names::quote_if_needed(n));
+    for d in crate::catalog::list_tables(txn, database).ok()? {
+        if d.oid() as i64 == oid {
+            return quoted(&d.name);
+        }
+        if let Some(i) = crate::catalog_indexes::indexes(&d)
+            .into_iter()
+            .find(|i| i.oid == oid)
+        {
+            return quoted(&i.name);
+        }
+    }
+    if let Some(v) = crate::views::list_views(txn, database)
+        .ok()?
+        .into_iter()
+        .find(|v| v.oid() as i64 == oid)
+    {
+        return quoted(&v.name);
+    }
+    crate::sequences::list_sequences(txn, database)
+        .ok()?
+        .into_iter()
+        .find(|q| q.oid() as i64 == oid)
+        .and_then(|q| quoted(&q.name))
 }

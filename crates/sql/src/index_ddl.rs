@@ -52,10 +52,6 @@ use crate::session::Output;
 /// Rows read per chunk while building an index.
 const BUILD_CHUNK: usize = 1024;
 
-/// The most secondary indexes a table can have (index ids are one byte and
-/// never reused).
-const LAST_INDEX_ID: u8 = u8::MAX;
-
 pub fn create_index(txn: &Txn, database: &str, create: &ast::CreateIndex) -> Result<Output> {
     if create.predicate.is_some() {
         return Err(SqlError::NotSupported(
@@ -189,12 +185,6 @@ pub(crate) fn add_index(
     unique: bool,
     constraint: bool,
 ) -> Result<IndexDescriptor> {
-    if desc.next_index_id == LAST_INDEX_ID {
-        return Err(SqlError::ProgramLimitExceeded(format!(
-            "table \"{}\" has too many indexes",
-            desc.name
-        )));
-    }
     let mut seen = HashSet::new();
     for c in &columns {
         if !seen.insert(c.column) {
@@ -206,14 +196,13 @@ pub(crate) fn add_index(
         }
     }
     let index = IndexDescriptor {
-        id: desc.next_index_id,
+        id: desc.allocate_object_id()?,
         name,
         columns,
         include,
         unique,
         constraint,
     };
-    desc.next_index_id += 1;
     desc.indexes.push(index.clone());
     Ok(index)
 }

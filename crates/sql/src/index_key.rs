@@ -123,6 +123,9 @@ mod tests {
                 constraint: false,
             }],
             next_index_id: 3,
+            checks: Vec::new(),
+            foreign_keys: Vec::new(),
+            referenced_by: Vec::new(),
         }
     }
 

@@ -675,44 +675,51 @@ impl PgCatalogSchema {
             }
             "pg_class" => {
                 let mut t = CatalogTable::new(PG_CLASS);
-                let mut row =
-                    |oid: i64, name: String, am: i64, kind: &str, natts: i64, has_index: bool| {
-                        t.rows.push(vec![
-                            V::I(oid),
-                            s(name),
-                            V::I(PUBLIC_OID),
-                            V::I(0),
-                            V::I(0),
-                            V::I(OWNER_OID),
-                            V::I(am),
-                            V::I(oid),
-                            V::I(0),
-                            V::I(0),
-                            V::F(-1.0),
-                            V::I(0),
-                            V::I(0),
-                            V::B(has_index),
-                            V::B(false),
-                            s("p"),
-                            s(kind),
-                            V::I(natts),
-                            V::I(0),
-                            V::B(false),
-                            V::B(false),
-                            V::B(false),
-                            V::B(false),
-                            V::B(false),
-                            V::B(true),
-                            s("d"),
-                            V::B(false),
-                            V::I(0),
-                            V::I(0),
-                            V::I(0),
-                            V::N,
-                            V::N,
-                            V::N,
-                        ]);
-                    };
+                // `relchecks` and `relhastriggers` (PostgreSQL keeps foreign
+                // keys with triggers; psql asks for them only if it is set).
+                let mut row = |oid: i64,
+                               name: String,
+                               am: i64,
+                               kind: &str,
+                               natts: i64,
+                               has_index: bool,
+                               (checks, triggers): (i64, bool)| {
+                    t.rows.push(vec![
+                        V::I(oid),
+                        s(name),
+                        V::I(PUBLIC_OID),
+                        V::I(0),
+                        V::I(0),
+                        V::I(OWNER_OID),
+                        V::I(am),
+                        V::I(oid),
+                        V::I(0),
+                        V::I(0),
+                        V::F(-1.0),
+                        V::I(0),
+                        V::I(0),
+                        V::B(has_index),
+                        V::B(false),
+                        s("p"),
+                        s(kind),
+                        V::I(natts),
+                        V::I(checks),
+                        V::B(false),
+                        V::B(triggers),
+                        V::B(false),
+                        V::B(false),
+                        V::B(false),
+                        V::B(true),
+                        s("d"),
+                        V::B(false),
+                        V::I(0),
+                        V::I(0),
+                        V::I(0),
+                        V::N,
+                        V::N,
+                        V::N,
+                    ]);
+                };
                 for d in self.user_tables()? {
                     let natts = d.visible_columns().len() as i64;
                     let indexes = crate::catalog_indexes::indexes(&d);
@@ -723,10 +730,14 @@ impl PgCatalogSchema {
                         "r",
                         natts,
                         !indexes.is_empty(),
+                        (
+                            d.checks.len() as i64,
+                            !d.foreign_keys.is_empty() || !d.referenced_by.is_empty(),
+                        ),
                     );
                     for i in indexes {
                         let natts = (i.key.len() + i.include.len()) as i64;
-                        row(i.oid, i.name, 403, "i", natts, false);
+                        row(i.oid, i.name, 403, "i", natts, false, (0, false));
                     }
                 }
                 for v in self.user_views()? {
@@ -737,10 +748,11 @@ impl PgCatalogSchema {
                         "v",
                         v.columns.len() as i64,
                         false,
+                        (0, false),
                     );
                 }
                 for q in self.user_sequences()? {
-                    row(q.oid() as i64, q.name, 0, "S", 3, false);
+                    row(q.oid() as i64, q.name, 0, "S", 3, false, (0, false));
                 }
                 t
             }
@@ -897,38 +909,38 @@ impl PgCatalogSchema {
             }
             "pg_constraint" => {
                 let mut t = CatalogTable::new(PG_CONSTRAINT);
-                for d in self.user_tables()? {
-                    for i in crate::catalog_indexes::indexes(&d) {
-                        let Some((oid, kind)) = i.constraint else {
-                            continue;
+                let tables = self.user_tables()?;
+                for d in &tables {
+                    for c in crate::catalog_constraints::constraints(d, &tables) {
+                        let (confrelid, confkey) = match &c.parent {
+                            Some((p, cols)) => (
+                                p.oid() as i64,
+                                s(crate::catalog_constraints::attnums(p, cols)),
+                            ),
+                            None => (0, V::N),
                         };
-                        let conkey: Vec<String> = i
-                            .key
-                            .iter()
-                            .map(|(p, _)| crate::catalog_indexes::attnum(&d, *p).to_string())
-                            .collect();
                         t.rows.push(vec![
-                            V::I(oid),
-                            s(i.name.clone()),
+                            V::I(c.oid),
+                            s(c.name.clone()),
                             V::I(PUBLIC_OID),
-                            s(kind),
+                            s(c.kind),
                             V::B(false),
                             V::B(false),
                             V::B(true),
                             V::I(d.oid() as i64),
                             V::I(0),
-                            V::I(i.oid),
+                            V::I(c.index_oid),
                             V::I(0),
-                            V::I(0),
-                            s(" "),
-                            s(" "),
-                            s(" "),
+                            V::I(confrelid),
+                            s(c.on_update),
+                            s(c.on_delete),
+                            s(if c.kind == "f" { "s" } else { " " }),
                             V::B(true),
                             V::I(0),
-                            V::B(true),
-                            s(format!("{{{}}}", conkey.join(","))),
-                            V::N,
-                            V::N,
+                            V::B(c.kind != "c"),
+                            s(crate::catalog_constraints::attnums(d, &c.key)),
+                            confkey,
+                            c.expression.clone().map_or(V::N, s),
                         ]);
                     }
                 }

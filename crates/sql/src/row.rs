@@ -384,6 +384,9 @@ mod tests {
             version: 1,
             indexes: Vec::new(),
             next_index_id: 2,
+            checks: Vec::new(),
+            foreign_keys: Vec::new(),
+            referenced_by: Vec::new(),
         }
     }
 

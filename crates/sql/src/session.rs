@@ -894,9 +894,13 @@ impl Session {
             }
             Statement::Update(update) => dml::update(self, txn, update, params).await,
             Statement::Delete(delete) => dml::delete(self, txn, delete, params).await,
-            Statement::CreateTable(create) => {
-                ddl::create_table(txn, &self.database, create, &mut self.after_commit)
-            }
+            Statement::CreateTable(create) => ddl::create_table(
+                &self.ctx,
+                txn,
+                &self.database,
+                create,
+                &mut self.after_commit,
+            ),
             Statement::CreateSequence {
                 temporary,
                 if_not_exists,

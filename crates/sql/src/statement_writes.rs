@@ -2,10 +2,15 @@
 //! against each other and against the transaction's snapshot before any is
 //! applied, so a failing statement leaves nothing behind and a statement
 //! never collides with itself (see [`StatementWrites`]).
+//!
+//! Rows of tables with checks, foreign keys or references to them are
+//! also remembered as [`RowChange`]s, which `apply` hands to
+//! `statement_constraints.rs` once the writes are in the transaction.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::execution::context::SessionContext;
 use shoal_kv::Txn;
 
 use crate::descriptor::{IndexDescriptor, TableDescriptor};
@@ -50,9 +55,24 @@ pub(crate) struct StatementWrites {
     /// Index entries an `UPDATE` changed in place: (table, index position,
     /// new row), put by `apply`.
     entries: Vec<(Arc<TableDescriptor>, usize, Vec<Datum>)>,
+    /// Row changes whose constraints `apply` enforces (module docs).
+    changes: Vec<RowChange>,
+    /// The session, to compile check constraints with.
+    context: Option<SessionContext>,
+}
+
+/// One row a statement inserts (`old` is `None`), deletes (`new` is
+/// `None`) or updates, in a table with constraints to keep.
+pub(crate) struct RowChange {
+    pub(crate) desc: Arc<TableDescriptor>,
+    pub(crate) old: Option<Vec<Datum>>,
+    pub(crate) new: Option<Vec<Datum>>,
 }
 
 impl StatementWrites {
+    /// The writes of a statement on tables without checks or foreign
+    /// keys (the prepared fast paths, which leave those to the general
+    /// path).
     pub(crate) fn new() -> Self {
         StatementWrites {
             writes: Vec::new(),
@@ -60,17 +80,47 @@ impl StatementWrites {
             inserted: HashSet::new(),
             moved: Vec::new(),
             entries: Vec::new(),
+            changes: Vec::new(),
+            context: None,
         }
     }
 
-    /// Deletes one key (a row of a table without indexes).
+    /// The writes of a statement of `context`'s session.
+    pub(crate) fn for_session(context: &SessionContext) -> Self {
+        let mut writes = Self::new();
+        writes.context = Some(context.clone());
+        writes
+    }
+
+    fn remember(
+        &mut self,
+        desc: &Arc<TableDescriptor>,
+        old: Option<&[Datum]>,
+        new: Option<&[Datum]>,
+    ) {
+        if desc.has_row_constraints() {
+            self.changes.push(RowChange {
+                desc: desc.clone(),
+                old: old.map(<[Datum]>::to_vec),
+                new: new.map(<[Datum]>::to_vec),
+            });
+        }
+    }
+
+    /// Deletes one key (a row of a table without indexes, checks or
+    /// references to it).
     pub(crate) fn delete(&mut self, key: Vec<u8>) {
         self.deleted.insert(key.clone());
         self.writes.push((key, None));
     }
 
     /// Deletes a row (datums in column order) and its index entries.
-    pub(crate) fn delete_row(&mut self, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
+    pub(crate) fn delete_row(&mut self, desc: &Arc<TableDescriptor>, row: &[Datum]) -> Result<()> {
+        self.remember(desc, Some(row), None);
+        self.remove_row(desc, row)
+    }
+
+    fn remove_row(&mut self, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
         self.delete(encode_key(desc, row)?);
         for index in &desc.indexes {
             self.delete(crate::index_key::entry(desc, index, row)?.0);
@@ -86,10 +136,11 @@ impl StatementWrites {
         old: &[Datum],
         new: Vec<Datum>,
     ) -> Result<()> {
+        self.remember(desc, Some(old), Some(&new));
         let old_key = encode_key(desc, old)?;
         let new_key = encode_key(desc, &new)?;
         if old_key != new_key {
-            self.delete_row(desc, old)?;
+            self.remove_row(desc, old)?;
             self.moved.push((desc.clone(), new));
             return Ok(());
         }
@@ -125,9 +176,14 @@ impl StatementWrites {
     pub(crate) fn insert_new(
         &mut self,
         txn: &Txn,
-        desc: &TableDescriptor,
+        desc: &Arc<TableDescriptor>,
         row: &[Datum],
     ) -> Result<()> {
+        self.remember(desc, None, Some(row));
+        self.put_new(txn, desc, row)
+    }
+
+    fn put_new(&mut self, txn: &Txn, desc: &TableDescriptor, row: &[Datum]) -> Result<()> {
         let key = encode_key(desc, row)?;
         if self.taken(txn, &key)? {
             return Err(unique_violation(desc, row));
@@ -156,17 +212,29 @@ impl StatementWrites {
         Ok(())
     }
 
-    pub(crate) fn apply(mut self, txn: &Txn) -> Result<()> {
+    /// Checks and writes everything, then keeps the constraints of the
+    /// rows changed (`statement_constraints.rs`).
+    pub(crate) fn apply(self, txn: &Txn) -> Result<()> {
+        let context = self.context.clone();
+        let changes = self.write(txn)?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        crate::statement_constraints::enforce(txn, context.as_ref(), changes)
+    }
+
+    /// Checks and writes the rows and entries, returning the changes whose
+    /// constraints are still to keep.
+    pub(crate) fn write(mut self, txn: &Txn) -> Result<Vec<RowChange>> {
         for (desc, row) in std::mem::take(&mut self.moved) {
-            self.insert_new(txn, &desc, &row)?;
+            self.put_new(txn, &desc, &row)?;
         }
         for (desc, n, row) in std::mem::take(&mut self.entries) {
             self.insert_entry(txn, &desc, &desc.indexes[n], &row)?;
         }
-        if self.writes.is_empty() {
-            return Ok(());
+        if !self.writes.is_empty() {
+            txn.write_all(self.writes)?;
         }
-        txn.write_all(self.writes)?;
-        Ok(())
+        Ok(self.changes)
     }
 }

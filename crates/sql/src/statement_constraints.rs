@@ -1,0 +1,227 @@
+//! Keeping a statement's checks and foreign keys, once its rows are
+//! written.
+//!
+//! `StatementWrites::apply` writes a statement's rows and index entries
+//! into the transaction, then hands the [`RowChange`]s of tables with
+//! constraints here. [`enforce`] works in *levels*: the statement's own
+//! changes are level one; the rows its `ON DELETE` / `ON UPDATE` actions
+//! delete or change (`foreign_keys.rs`) are written as the next level, whose
+//! changes are handled the same way, until a level changes nothing. Every
+//! new row of every level meets its table's `CHECK` constraints before its
+//! level's actions run.
+//!
+//! What must hold *at the end of the statement* is checked last, over the
+//! transaction as every level left it: each new reference finds its
+//! parent, and each parent key a `NO ACTION` / `RESTRICT` constraint
+//! guards is either still held by some row or referenced by none. So a
+//! statement that moves a key from one row to another, or deletes parents
+//! and children together, passes, as in PostgreSQL. (`RESTRICT` is
+//! checked like `NO ACTION`, at the end of the statement, where PostgreSQL
+//! checks it at once.)
+//!
+//! A chain of cascades is bounded ([`MAX_LEVELS`]) so a pathological
+//! schema fails with 54000 instead of running without end.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use datafusion::execution::context::SessionContext;
+use shoal_kv::{Isolation, Txn};
+
+use crate::checks::CompiledChecks;
+use crate::descriptor::{ReferentialAction, TableDescriptor};
+use crate::dml::check_row;
+use crate::error::{Result, SqlError};
+use crate::foreign_keys::{self, values_of};
+use crate::row::encode_key;
+use crate::statement_writes::{RowChange, StatementWrites};
+use crate::types::Datum;
+
+/// The deepest chain of cascading actions one statement may run.
+pub const MAX_LEVELS: usize = 10_000;
+
+/// A new reference that must find its parent: (child, foreign key
+/// position, child row).
+type Reference = (Arc<TableDescriptor>, usize, Vec<Datum>);
+
+/// A parent key that must not stay referenced: (parent, child, foreign key
+/// position in the child, old parent row).
+type GuardedKey = (
+    Arc<TableDescriptor>,
+    Arc<TableDescriptor>,
+    usize,
+    Vec<Datum>,
+);
+
+/// Keeps the constraints of `level`'s changes and of everything they
+/// cascade to (module docs).
+pub(crate) fn enforce(
+    txn: &Txn,
+    context: Option<&SessionContext>,
+    mut level: Vec<RowChange>,
+) -> Result<()> {
+    let mut compiled: HashMap<(u32, u32), CompiledChecks> = HashMap::new();
+    let mut references: Vec<Reference> = Vec::new();
+    let mut guarded: Vec<GuardedKey> = Vec::new();
+    let mut levels = 0;
+    while !level.is_empty() {
+        levels += 1;
+        if levels > MAX_LEVELS {
+            return Err(SqlError::ProgramLimitExceeded(format!(
+                "foreign key actions cascade deeper than {MAX_LEVELS} levels"
+            )));
+        }
+        check(context, &level, &mut compiled)?;
+        let mut next = match context {
+            Some(c) => StatementWrites::for_session(c),
+            None => StatementWrites::new(),
+        };
+        for change in &level {
+            note_references(change, &mut references)?;
+            act_on_children(txn, change, &mut next, &mut guarded)?;
+        }
+        level = next.write(txn)?;
+    }
+    for (child, n, row) in references {
+        let fk = &child.foreign_keys[n];
+        let parent = foreign_keys::table(txn, &child, fk.parent)?;
+        let Some(values) = values_of(&row, &fk.columns) else {
+            continue;
+        };
+        let Some((key, value)) =
+            foreign_keys::parent_key(txn, &parent, &fk.parent_columns, &values)?
+        else {
+            return Err(foreign_keys::missing_parent(&child, fk, &parent, &row));
+        };
+        // Snapshot reads prove nothing at commit: the parent's row is
+        // written back unchanged (`foreign_keys.rs`, between transactions).
+        if txn.isolation() != Isolation::Serializable {
+            txn.put(key, value)?;
+        }
+    }
+    for (parent, child, n, old) in guarded {
+        let fk = &child.foreign_keys[n];
+        let Some(values) = values_of(&old, &fk.parent_columns) else {
+            continue;
+        };
+        if foreign_keys::parent_key(txn, &parent, &fk.parent_columns, &values)?.is_some() {
+            continue;
+        }
+        if !foreign_keys::referencing_rows(txn, &child, fk, &values, 1)?.is_empty() {
+            return Err(foreign_keys::still_referenced(&parent, fk, &child, &old));
+        }
+    }
+    Ok(())
+}
+
+/// The `CHECK` constraints of a level's new rows, table by table.
+fn check(
+    context: Option<&SessionContext>,
+    level: &[RowChange],
+    compiled: &mut HashMap<(u32, u32), CompiledChecks>,
+) -> Result<()> {
+    let mut by_table: Vec<(&Arc<TableDescriptor>, Vec<&[Datum]>)> = Vec::new();
+    for change in level {
+        let Some(new) = &change.new else { continue };
+        if change.desc.checks.is_empty() {
+            continue;
+        }
+        match by_table
+            .iter_mut()
+            .find(|(d, _)| d.id == change.desc.id && d.version == change.desc.version)
+        {
+            Some((_, rows)) => rows.push(new),
+            None => by_table.push((&change.desc, vec![new])),
+        }
+    }
+    for (desc, rows) in by_table {
+        let checks = match compiled.entry((desc.id, desc.version)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let Some(context) = context else {
+                    return Err(SqlError::Internal(format!(
+                        "the checks of \"{}\" need a session to compile in",
+                        desc.name
+                    )));
+                };
+                e.insert(CompiledChecks::compile(context, desc)?)
+            }
+        };
+        checks.check(desc, &rows)?;
+    }
+    Ok(())
+}
+
+/// The references a new or changed row makes, to check at the end.
+fn note_references(change: &RowChange, references: &mut Vec<Reference>) -> Result<()> {
+    let Some(new) = &change.new else {
+        return Ok(());
+    };
+    for (n, fk) in change.desc.foreign_keys.iter().enumerate() {
+        let changed = match &change.old {
+            None => true,
+            Some(old) => foreign_keys::changed(&change.desc, &fk.columns, old, new)?,
+        };
+        if changed && values_of(new, &fk.columns).is_some() {
+            references.push((change.desc.clone(), n, new.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// What a deleted parent row, or one whose referenced key changed, does to
+/// its children: cascades and nulls go to `next`; keys guarded by `NO
+/// ACTION` / `RESTRICT` to `guarded`.
+fn act_on_children(
+    txn: &Txn,
+    change: &RowChange,
+    next: &mut StatementWrites,
+    guarded: &mut Vec<GuardedKey>,
+) -> Result<()> {
+    let Some(old) = &change.old else {
+        return Ok(());
+    };
+    let parent = &change.desc;
+    for &child_id in &parent.referenced_by {
+        let child = foreign_keys::table(txn, parent, child_id)?;
+        for (n, fk) in child.foreign_keys.iter().enumerate() {
+            if fk.parent != parent.id {
+                continue;
+            }
+            let Some(values) = values_of(old, &fk.parent_columns) else {
+                continue;
+            };
+            if let Some(new) = &change.new
+                && !foreign_keys::changed(parent, &fk.parent_columns, old, new)?
+            {
+                continue;
+            }
+            let action = match change.new {
+                Some(_) => fk.on_update,
+                None => fk.on_delete,
+            };
+            if matches!(
+                action,
+                ReferentialAction::NoAction | ReferentialAction::Restrict
+            ) {
+                guarded.push((parent.clone(), child.clone(), n, old.clone()));
+                continue;
+            }
+            for row in foreign_keys::referencing_rows(txn, &child, fk, &values, usize::MAX)? {
+                match foreign_keys::act_on_child(fk, action, &row, change.new.as_deref()) {
+                    None => {
+                        if !next.deleted_here(&encode_key(&child, &row)?) {
+                            next.delete_row(&child, &row)?;
+                        }
+                    }
+                    Some(new_row) => {
+                        check_row(&child, &new_row)?;
+                        next.update_row(&child, &row, new_row)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
