@@ -82,81 +82,31 @@ pub fn create_table(
         Vec<ast::Ident>,
     )> = Vec::new();
     for (pos, def) in create.columns.iter().enumerate() {
-        let col_name = names::fold(&def.name);
-        if !seen.insert(col_name.clone()) {
+        let declared = declare_column(def, &name)?;
+        if !seen.insert(declared.column.name.clone()) {
             return Err(SqlError::DuplicateColumn(format!(
-                "column \"{col_name}\" specified more than once"
+                "column \"{}\" specified more than once",
+                declared.column.name
             )));
         }
-        let serial = serial_type(&def.data_type);
-        let ty = match &serial {
-            Some(ty) => ty.clone(),
-            None => SqlType::from_ast(&def.data_type)?,
-        };
-        let mut nullable = serial.is_none();
-        let mut default = None;
-        if serial.is_some() {
+        if declared.sequenced {
             sequenced.push(pos);
         }
-        for opt in &def.options {
-            match &opt.option {
-                ColumnOption::Null => nullable = true,
-                ColumnOption::NotNull => nullable = false,
-                ColumnOption::Default(expr) => default = Some(expr.to_string()),
-                ColumnOption::Generated {
-                    generated_as: ast::GeneratedAs::ByDefault,
-                    generation_expr: None,
-                    sequence_options,
-                    ..
-                } if sequence_options.as_ref().is_none_or(Vec::is_empty) => {
-                    if !matches!(ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt) {
-                        return Err(SqlError::InvalidTableDefinition(format!(
-                            "identity column type must be smallint, integer, or bigint, not {}",
-                            ty.pg_name()
-                        )));
-                    }
-                    nullable = false;
-                    sequenced.push(pos);
-                }
-                ColumnOption::Generated { .. } => {
-                    return Err(SqlError::NotSupported(
-                        "GENERATED ALWAYS, generated columns and identity options".into(),
-                    ));
-                }
-                ColumnOption::PrimaryKey(_) => {
-                    if primary_key.is_some() {
-                        return Err(multiple_pk(&name));
-                    }
-                    primary_key = Some(vec![pos]);
-                }
-                ColumnOption::Unique(unique) => {
-                    refuse_deferred(unique)?;
-                    uniques.push((opt.name.as_ref().map(names::fold), vec![pos]));
-                }
-                ColumnOption::Check(check) => {
-                    checks.push((opt.name.clone().or_else(|| check.name.clone()), check));
-                }
-                ColumnOption::ForeignKey(fk) => {
-                    let name = opt.name.clone().or_else(|| fk.name.clone());
-                    references.push((name, fk, vec![def.name.clone()]));
-                }
-                other => {
-                    return Err(SqlError::NotSupported(format!("column constraint {other}")));
-                }
+        if declared.primary {
+            if primary_key.is_some() {
+                return Err(multiple_pk(&name));
             }
+            primary_key = Some(vec![pos]);
         }
-        if default.is_some() && sequenced.contains(&pos) {
-            return Err(SqlError::Syntax(format!(
-                "multiple default values specified for column \"{col_name}\" of table \"{name}\""
-            )));
-        }
-        columns.push(ColumnDescriptor {
-            name: col_name,
-            ty,
-            nullable,
-            hidden: false,
-            default,
-        });
+        uniques.extend(declared.uniques.into_iter().map(|n| (n, vec![pos])));
+        checks.extend(declared.checks);
+        references.extend(
+            declared
+                .references
+                .into_iter()
+                .map(|(n, fk)| (n, fk, vec![def.name.clone()])),
+        );
+        columns.push(declared.column);
     }
     for constraint in &create.constraints {
         match constraint {
@@ -244,11 +194,9 @@ pub fn create_table(
                 )));
             }
             columns.push(ColumnDescriptor {
-                name: ROWID_COLUMN.into(),
-                ty: SqlType::BigInt,
                 nullable: false,
                 hidden: true,
-                default: None,
+                ..ColumnDescriptor::plain(ROWID_COLUMN, SqlType::BigInt)
             });
             vec![columns.len() - 1]
         }
@@ -291,6 +239,97 @@ pub fn create_table(
     }
     after_commit.push(AfterCommit::SplitOff(desc.id));
     Ok(Output::command("CREATE TABLE"))
+}
+
+/// A column definition of `CREATE TABLE` or `ALTER TABLE … ADD COLUMN`,
+/// with what its options declare beyond the column itself.
+pub(crate) struct DeclaredColumn<'a> {
+    pub column: ColumnDescriptor,
+    /// `SERIAL` or identity: fed by a sequence.
+    pub sequenced: bool,
+    /// `PRIMARY KEY`.
+    pub primary: bool,
+    /// `UNIQUE`, by constraint name if given.
+    pub uniques: Vec<Option<String>>,
+    pub checks: Vec<(Option<ast::Ident>, &'a ast::CheckConstraint)>,
+    pub references: Vec<(Option<ast::Ident>, &'a ast::ForeignKeyConstraint)>,
+}
+
+/// Reads a column definition of table `table` (module docs).
+pub(crate) fn declare_column<'a>(
+    def: &'a ast::ColumnDef,
+    table: &str,
+) -> Result<DeclaredColumn<'a>> {
+    let col_name = names::fold(&def.name);
+    let serial = serial_type(&def.data_type);
+    let ty = match &serial {
+        Some(ty) => ty.clone(),
+        None => SqlType::from_ast(&def.data_type)?,
+    };
+    let mut declared = DeclaredColumn {
+        column: ColumnDescriptor::plain(&col_name, ty.clone()),
+        sequenced: serial.is_some(),
+        primary: false,
+        uniques: Vec::new(),
+        checks: Vec::new(),
+        references: Vec::new(),
+    };
+    declared.column.nullable = serial.is_none();
+    for opt in &def.options {
+        match &opt.option {
+            ColumnOption::Null => declared.column.nullable = true,
+            ColumnOption::NotNull => declared.column.nullable = false,
+            ColumnOption::Default(expr) => declared.column.default = Some(expr.to_string()),
+            ColumnOption::Generated {
+                generated_as: ast::GeneratedAs::ByDefault,
+                generation_expr: None,
+                sequence_options,
+                ..
+            } if sequence_options.as_ref().is_none_or(Vec::is_empty) => {
+                if !matches!(ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt) {
+                    return Err(SqlError::InvalidTableDefinition(format!(
+                        "identity column type must be smallint, integer, or bigint, not {}",
+                        ty.pg_name()
+                    )));
+                }
+                declared.column.nullable = false;
+                declared.sequenced = true;
+            }
+            ColumnOption::Generated { .. } => {
+                return Err(SqlError::NotSupported(
+                    "GENERATED ALWAYS, generated columns and identity options".into(),
+                ));
+            }
+            ColumnOption::PrimaryKey(_) => {
+                if declared.primary {
+                    return Err(multiple_pk(table));
+                }
+                declared.primary = true;
+            }
+            ColumnOption::Unique(unique) => {
+                refuse_deferred(unique)?;
+                declared.uniques.push(opt.name.as_ref().map(names::fold));
+            }
+            ColumnOption::Check(check) => {
+                declared
+                    .checks
+                    .push((opt.name.clone().or_else(|| check.name.clone()), check));
+            }
+            ColumnOption::ForeignKey(fk) => {
+                let name = opt.name.clone().or_else(|| fk.name.clone());
+                declared.references.push((name, fk));
+            }
+            other => {
+                return Err(SqlError::NotSupported(format!("column constraint {other}")));
+            }
+        }
+    }
+    if declared.column.default.is_some() && declared.sequenced {
+        return Err(SqlError::Syntax(format!(
+            "multiple default values specified for column \"{col_name}\" of table \"{table}\""
+        )));
+    }
+    Ok(declared)
 }
 
 /// The column type behind `SERIAL`, `BIGSERIAL` and `SMALLSERIAL`.

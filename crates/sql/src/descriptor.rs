@@ -51,6 +51,16 @@ pub struct ColumnDescriptor {
     /// writes.
     #[serde(default)]
     pub default: Option<String>,
+    /// What rows written before the column was added read in it (its
+    /// `DEFAULT` when added, in stored form; `row.rs`): PostgreSQL's
+    /// `attmissingval`, so adding a column never rewrites the table.
+    #[serde(default)]
+    pub missing: Option<Vec<u8>>,
+    /// Dropped by `ALTER TABLE … DROP COLUMN`: kept (hidden, renamed,
+    /// nullable) so the positions of stored values stay as they were,
+    /// like PostgreSQL's `attisdropped`.
+    #[serde(default)]
+    pub dropped: bool,
 }
 
 impl ColumnDescriptor {
@@ -62,6 +72,8 @@ impl ColumnDescriptor {
             nullable: true,
             hidden: false,
             default: None,
+            missing: None,
+            dropped: false,
         }
     }
 }
@@ -156,6 +168,10 @@ pub struct ForeignKey {
     /// Positions of the referenced columns in the parent, pairwise with
     /// `columns`: the parent's primary key or a unique index's columns.
     pub parent_columns: Vec<usize>,
+    /// The parent's index holding those columns: 1 for its primary key,
+    /// else a unique index's id (which cannot be dropped while this key
+    /// needs it).
+    pub parent_index: u8,
     pub on_delete: ReferentialAction,
     pub on_update: ReferentialAction,
 }

@@ -46,11 +46,7 @@ use crate::error::{Result, SqlError};
 use crate::index_key;
 use crate::names;
 use crate::providers::PUBLIC_SCHEMA;
-use crate::row::{decode_row, index_prefix, prefix_end};
 use crate::session::Output;
-
-/// Rows read per chunk while building an index.
-const BUILD_CHUNK: usize = 1024;
 
 pub fn create_index(txn: &Txn, database: &str, create: &ast::CreateIndex) -> Result<Output> {
     if create.predicate.is_some() {
@@ -208,36 +204,22 @@ pub(crate) fn add_index(
 }
 
 /// Writes an entry for every row of the table (module docs).
-fn build(txn: &Txn, desc: &TableDescriptor, index: &IndexDescriptor) -> Result<()> {
-    let start = index_prefix(desc.id);
-    let end = prefix_end(&start);
-    let mut from = start;
-    loop {
-        let chunk = txn.scan(&from, &end, BUILD_CHUNK)?;
-        let done = chunk.len() < BUILD_CHUNK;
-        for (key, value) in &chunk {
-            let row = decode_row(desc, key, value)?;
-            let (entry_key, entry_value) = index_key::entry(desc, index, &row)?;
-            if index_key::enforces_uniqueness(index, &row) && txn.get(&entry_key)?.is_some() {
-                return Err(SqlError::UniqueIndexBuild {
-                    index: index.name.clone(),
-                    detail: format!(
-                        "Key {} is duplicated.",
-                        index_key::entry_text(desc, index, &row)
-                    ),
-                });
-            }
-            // Written chunk by chunk so the next row's check sees this one.
-            txn.put(entry_key, entry_value)?;
+pub(crate) fn build(txn: &Txn, desc: &TableDescriptor, index: &IndexDescriptor) -> Result<()> {
+    crate::row::scan_table(txn, desc, |_, row| {
+        let (entry_key, entry_value) = index_key::entry(desc, index, &row)?;
+        if index_key::enforces_uniqueness(index, &row) && txn.get(&entry_key)?.is_some() {
+            return Err(SqlError::UniqueIndexBuild {
+                index: index.name.clone(),
+                detail: format!(
+                    "Key {} is duplicated.",
+                    index_key::entry_text(desc, index, &row)
+                ),
+            });
         }
-        match chunk.last() {
-            Some((last, _)) if !done => {
-                from = last.clone();
-                from.push(0);
-            }
-            _ => return Ok(()),
-        }
-    }
+        // Written row by row so the next row's check sees this one.
+        txn.put(entry_key, entry_value)?;
+        Ok(true)
+    })
 }
 
 /// `DROP INDEX [IF EXISTS] name [, …]`.
@@ -277,6 +259,11 @@ pub fn drop_indexes(
         };
         if index.constraint {
             return Err(constraint_needs(&name, &table.name));
+        }
+        if let Some((fk, child)) = crate::foreign_keys::needing_index(txn, &table, index.id)? {
+            return Err(SqlError::DependentObjects(format!(
+                "cannot drop index {name} because constraint {fk} on table {child} requires it"
+            )));
         }
         let mut desc = (*table).clone();
         desc.indexes.retain(|i| i.id != index.id);

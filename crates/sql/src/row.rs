@@ -19,6 +19,7 @@
 //! order as a tag byte and a payload. Columns added after the row was written
 //! are missing from the end and read as NULL.
 
+use shoal_kv::Txn;
 use shoal_storage::keycode::{self, KeyDatum};
 
 use crate::descriptor::TableDescriptor;
@@ -275,12 +276,66 @@ pub fn decode_row(desc: &TableDescriptor, key: &[u8], value: &[u8]) -> Result<Ve
     let stored = u16::from_le_bytes(r.array()?) as usize;
     let non_key = (0..desc.columns.len()).filter(|i| !desc.is_key_column(*i));
     for (n, i) in non_key.enumerate() {
-        if n >= stored {
-            break;
-        }
-        row[i] = r.datum()?;
+        row[i] = if n < stored {
+            r.datum()?
+        } else {
+            // Added after the row was written: the value the column was
+            // added with, if any (`ALTER TABLE … ADD COLUMN … DEFAULT`).
+            match &desc.columns[i].missing {
+                Some(bytes) => Reader { buf: bytes }.datum()?,
+                None => Datum::Null,
+            }
+        };
     }
     Ok(row)
+}
+
+/// A datum in its stored form (a column's `missing` value).
+pub fn encode_stored_datum(d: &Datum) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_datum(d, &mut out);
+    out
+}
+
+/// Rows of a table read per chunk by [`scan_rows`].
+const SCAN_CHUNK: usize = 1024;
+
+/// Hands the rows of `desc` whose keys lie in `[start, end)` to `f` in key
+/// order, reading them a chunk at a time, until `f` returns false.
+pub fn scan_rows(
+    txn: &Txn,
+    desc: &TableDescriptor,
+    start: &[u8],
+    end: &[u8],
+    mut f: impl FnMut(&[u8], Vec<Datum>) -> Result<bool>,
+) -> Result<()> {
+    let mut from = start.to_vec();
+    loop {
+        let chunk = txn.scan(&from, end, SCAN_CHUNK)?;
+        let done = chunk.len() < SCAN_CHUNK;
+        for (key, value) in &chunk {
+            if !f(key, decode_row(desc, key, value)?)? {
+                return Ok(());
+            }
+        }
+        match chunk.last() {
+            Some((last, _)) if !done => {
+                from = last.clone();
+                from.push(0);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// [`scan_rows`] over every row of the table.
+pub fn scan_table(
+    txn: &Txn,
+    desc: &TableDescriptor,
+    f: impl FnMut(&[u8], Vec<Datum>) -> Result<bool>,
+) -> Result<()> {
+    let start = index_prefix(desc.id);
+    scan_rows(txn, desc, &start, &prefix_end(&start), f)
 }
 
 /// A key as people read it: `/Table/<id>/<index>/<key values…>` for table

@@ -73,14 +73,16 @@ pub(crate) fn enforce(
             )));
         }
         check(context, &level, &mut compiled)?;
+        let mut actions = ChildActions::default();
+        for change in &level {
+            note_references(change, &mut references)?;
+            act_on_children(txn, change, &mut actions, &mut guarded)?;
+        }
         let mut next = match context {
             Some(c) => StatementWrites::for_session(c),
             None => StatementWrites::new(),
         };
-        for change in &level {
-            note_references(change, &mut references)?;
-            act_on_children(txn, change, &mut next, &mut guarded)?;
-        }
+        actions.write_to(&mut next)?;
         level = next.write(txn)?;
     }
     for (child, n, row) in references {
@@ -89,9 +91,7 @@ pub(crate) fn enforce(
         let Some(values) = values_of(&row, &fk.columns) else {
             continue;
         };
-        let Some((key, value)) =
-            foreign_keys::parent_key(txn, &parent, &fk.parent_columns, &values)?
-        else {
+        let Some((key, value)) = foreign_keys::parent_key(txn, &parent, fk, &values)? else {
             return Err(foreign_keys::missing_parent(&child, fk, &parent, &row));
         };
         // Snapshot reads prove nothing at commit: the parent's row is
@@ -105,7 +105,7 @@ pub(crate) fn enforce(
         let Some(values) = values_of(&old, &fk.parent_columns) else {
             continue;
         };
-        if foreign_keys::parent_key(txn, &parent, &fk.parent_columns, &values)?.is_some() {
+        if foreign_keys::parent_key(txn, &parent, fk, &values)?.is_some() {
             continue;
         }
         if !foreign_keys::referencing_rows(txn, &child, fk, &values, 1)?.is_empty() {
@@ -170,13 +170,78 @@ fn note_references(change: &RowChange, references: &mut Vec<Reference>) -> Resul
     Ok(())
 }
 
+/// The changes one level's actions make to child rows, merged per row:
+/// several actions can reach one row (two foreign keys to parents deleted
+/// together), and each must see what the others made of it — a delete wins
+/// over any change.
+#[derive(Default)]
+struct ChildActions {
+    /// (table id, row key), in the order first reached.
+    order: Vec<(u32, Vec<u8>)>,
+    /// The row as read, and what it becomes (`None`: deleted).
+    rows: HashMap<(u32, Vec<u8>), ChildRow>,
+}
+
+struct ChildRow {
+    desc: Arc<TableDescriptor>,
+    old: Vec<Datum>,
+    new: Option<Vec<Datum>>,
+}
+
+impl ChildActions {
+    /// Applies one action to a child row (as read from the transaction).
+    fn act(
+        &mut self,
+        child: &Arc<TableDescriptor>,
+        row: Vec<Datum>,
+        act: impl FnOnce(&[Datum]) -> Option<Vec<Datum>>,
+    ) -> Result<()> {
+        let key = (child.id, encode_key(child, &row)?);
+        match self.rows.entry(key) {
+            Entry::Occupied(mut e) => {
+                let pending = e.get_mut();
+                if let Some(current) = &pending.new {
+                    pending.new = act(current);
+                }
+            }
+            Entry::Vacant(e) => {
+                self.order.push(e.key().clone());
+                let new = act(&row);
+                e.insert(ChildRow {
+                    desc: child.clone(),
+                    old: row,
+                    new,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the merged changes to the next level's writes.
+    fn write_to(mut self, next: &mut StatementWrites) -> Result<()> {
+        for key in &self.order {
+            let Some(ChildRow { desc, old, new }) = self.rows.remove(key) else {
+                continue;
+            };
+            match new {
+                None => next.delete_row(&desc, &old)?,
+                Some(new) => {
+                    check_row(&desc, &new)?;
+                    next.update_row(&desc, &old, new)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a deleted parent row, or one whose referenced key changed, does to
-/// its children: cascades and nulls go to `next`; keys guarded by `NO
+/// its children: cascades and nulls go to `actions`; keys guarded by `NO
 /// ACTION` / `RESTRICT` to `guarded`.
 fn act_on_children(
     txn: &Txn,
     change: &RowChange,
-    next: &mut StatementWrites,
+    actions: &mut ChildActions,
     guarded: &mut Vec<GuardedKey>,
 ) -> Result<()> {
     let Some(old) = &change.old else {
@@ -209,17 +274,9 @@ fn act_on_children(
                 continue;
             }
             for row in foreign_keys::referencing_rows(txn, &child, fk, &values, usize::MAX)? {
-                match foreign_keys::act_on_child(fk, action, &row, change.new.as_deref()) {
-                    None => {
-                        if !next.deleted_here(&encode_key(&child, &row)?) {
-                            next.delete_row(&child, &row)?;
-                        }
-                    }
-                    Some(new_row) => {
-                        check_row(&child, &new_row)?;
-                        next.update_row(&child, &row, new_row)?;
-                    }
-                }
+                actions.act(&child, row, |current| {
+                    foreign_keys::act_on_child(fk, action, current, change.new.as_deref())
+                })?;
             }
         }
     }
