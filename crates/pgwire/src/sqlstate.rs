@@ -29,7 +29,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::NotInPrerequisiteState(_) => "55000",
         SqlError::WrongObjectType(_) => "42809",
         SqlError::ProgramLimitExceeded(_) => "54000",
-        SqlError::NotNullViolation { .. } => "23502",
+        SqlError::NotNullViolation { .. } | SqlError::ColumnContainsNulls(_) => "23502",
         SqlError::InvalidText(_) => "22P02",
         SqlError::NumericOutOfRange(_) => "22003",
         SqlError::StringTooLong(_) => "22001",
@@ -63,6 +63,7 @@ pub fn error_info(e: &SqlError) -> ErrorInfo {
     | SqlError::UniqueIndexBuild { detail, .. }
     | SqlError::ForeignKeyViolation { detail, .. }
     | SqlError::CheckViolation { detail, .. } = e
+        && !detail.is_empty()
     {
         info.detail = Some(detail.clone());
     }

@@ -276,6 +276,12 @@ pub fn put_table(txn: &Txn, desc: &TableDescriptor) -> Result<()> {
     Ok(())
 }
 
+/// Removes a table's name entry (before it is stored under a new name).
+pub fn delete_table_name(txn: &Txn, desc: &TableDescriptor) -> Result<()> {
+    txn.delete(name_key(&desc.database, &desc.schema, &desc.name))?;
+    Ok(())
+}
+
 /// Removes a descriptor, its name entry and its indexes' names (the rows
 /// are removed by the caller).
 pub fn delete_table(txn: &Txn, desc: &TableDescriptor) -> Result<()> {

@@ -105,8 +105,10 @@ impl CompiledChecks {
             for (r, row) in rows.iter().enumerate() {
                 if verdicts.is_valid(r) && !verdicts.value(r) {
                     return Err(SqlError::CheckViolation {
-                        table: desc.name.clone(),
-                        constraint: name.clone(),
+                        message: format!(
+                            "new row for relation \"{}\" violates check constraint \"{name}\"",
+                            desc.name
+                        ),
                         detail: failing_row(desc, row),
                     });
                 }

@@ -142,26 +142,7 @@ pub fn create_table(
                 primary_key = Some(positions);
             }
             TableConstraint::Unique(unique) => {
-                refuse_deferred(unique)?;
-                if unique.nulls_distinct == ast::NullsDistinctOption::NotDistinct {
-                    return Err(SqlError::NotSupported("NULLS NOT DISTINCT".into()));
-                }
-                let mut positions = Vec::with_capacity(unique.columns.len());
-                for ic in &unique.columns {
-                    let ast::Expr::Identifier(ident) = &ic.column.expr else {
-                        return Err(SqlError::NotSupported(format!(
-                            "expression {} in a UNIQUE constraint",
-                            ic.column.expr
-                        )));
-                    };
-                    let col = names::fold(ident);
-                    let p = columns.iter().position(|c| c.name == col).ok_or_else(|| {
-                        SqlError::UndefinedColumn(format!(
-                            "column \"{col}\" named in key does not exist"
-                        ))
-                    })?;
-                    positions.push(p);
-                }
+                let positions = unique_columns(unique, &columns)?;
                 uniques.push((unique.name.as_ref().map(names::fold), positions));
             }
             TableConstraint::Check(check) => checks.push((check.name.clone(), check)),
@@ -351,7 +332,7 @@ fn serial_type(ty: &ast::DataType) -> Option<SqlType> {
 /// The sequence behind a `SERIAL` or identity column, named as PostgreSQL
 /// names it (`<table>_<column>_seq`), owned by the column, and the
 /// column's default drawing from it.
-fn add_column_sequence(txn: &Txn, desc: &mut TableDescriptor, pos: usize) -> Result<()> {
+pub(crate) fn add_column_sequence(txn: &Txn, desc: &mut TableDescriptor, pos: usize) -> Result<()> {
     let column = desc.columns[pos].name.clone();
     let base = format!("{}_{column}_seq", desc.name);
     let mut name = base.clone();
@@ -372,6 +353,36 @@ fn add_column_sequence(txn: &Txn, desc: &mut TableDescriptor, pos: usize) -> Res
     Ok(())
 }
 
+/// The columns (positions in `columns`) of a table's `UNIQUE (…)`
+/// constraint.
+pub(crate) fn unique_columns(
+    unique: &ast::UniqueConstraint,
+    columns: &[ColumnDescriptor],
+) -> Result<Vec<usize>> {
+    refuse_deferred(unique)?;
+    if unique.nulls_distinct == ast::NullsDistinctOption::NotDistinct {
+        return Err(SqlError::NotSupported("NULLS NOT DISTINCT".into()));
+    }
+    let mut positions = Vec::with_capacity(unique.columns.len());
+    for ic in &unique.columns {
+        let ast::Expr::Identifier(ident) = &ic.column.expr else {
+            return Err(SqlError::NotSupported(format!(
+                "expression {} in a UNIQUE constraint",
+                ic.column.expr
+            )));
+        };
+        let col = names::fold(ident);
+        let p = columns
+            .iter()
+            .position(|c| c.name == col && !c.dropped)
+            .ok_or_else(|| {
+                SqlError::UndefinedColumn(format!("column \"{col}\" named in key does not exist"))
+            })?;
+        positions.push(p);
+    }
+    Ok(positions)
+}
+
 /// A UNIQUE constraint checked later than each statement, or not at all,
 /// is not what Shoal enforces: refused rather than accepted and ignored.
 fn refuse_deferred(unique: &ast::UniqueConstraint) -> Result<()> {
@@ -390,7 +401,7 @@ fn refuse_deferred(unique: &ast::UniqueConstraint) -> Result<()> {
 /// The indexes behind a new table's UNIQUE constraints, named as
 /// PostgreSQL names them (`<table>_<columns>_key`) unless named. A
 /// constraint on exactly the primary key adds nothing, as in PostgreSQL.
-fn add_unique_constraints(
+pub(crate) fn add_unique_constraints(
     txn: &Txn,
     desc: &mut TableDescriptor,
     uniques: Vec<(Option<String>, Vec<usize>)>,

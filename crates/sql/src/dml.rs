@@ -287,7 +287,7 @@ fn typed_placeholder(expr: &mut ast::Expr, ty: &SqlType, hints: &mut Hints) -> R
 }
 
 /// A type name DataFusion's SQL planner understands for a cast.
-fn cast_type_name(ty: &SqlType) -> String {
+pub(crate) fn cast_type_name(ty: &SqlType) -> String {
     match ty {
         SqlType::SmallInt => "smallint".into(),
         SqlType::Integer => "integer".into(),

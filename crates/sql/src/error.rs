@@ -42,13 +42,13 @@ pub enum SqlError {
     /// constraint, the detail the key.
     #[error("{message}")]
     ForeignKeyViolation { message: String, detail: String },
-    /// A row makes a CHECK constraint false.
-    #[error("new row for relation \"{table}\" violates check constraint \"{constraint}\"")]
-    CheckViolation {
-        table: String,
-        constraint: String,
-        detail: String,
-    },
+    /// A row makes a CHECK constraint false (the detail, if not empty,
+    /// shows the row).
+    #[error("{message}")]
+    CheckViolation { message: String, detail: String },
+    /// A column made NOT NULL over rows holding NULL.
+    #[error("{0}")]
+    ColumnContainsNulls(String),
     /// A foreign key that cannot be declared as written.
     #[error("{0}")]
     InvalidForeignKey(String),

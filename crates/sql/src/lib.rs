@@ -33,6 +33,8 @@
 
 pub mod access_path;
 pub mod advisory;
+pub mod alter_constraints;
+pub mod alter_table;
 pub mod catalog;
 pub mod catalog_constraints;
 pub mod catalog_indexes;

@@ -125,6 +125,15 @@ pub fn create(txn: &Txn, mut seq: SequenceDescriptor) -> Result<SequenceDescript
     Ok(seq)
 }
 
+/// Stores a changed descriptor of an existing sequence (its counter
+/// untouched).
+pub fn update(txn: &Txn, seq: &SequenceDescriptor) -> Result<()> {
+    let json = serde_json::to_vec(seq)
+        .map_err(|e| SqlError::Internal(format!("cannot encode sequence: {e}")))?;
+    txn.put(sequence_key(&seq.database, &seq.schema, &seq.name), json)?;
+    Ok(())
+}
+
 /// Removes a sequence and its counter.
 pub fn delete(txn: &Txn, seq: &SequenceDescriptor) -> Result<()> {
     txn.delete(sequence_key(&seq.database, &seq.schema, &seq.name))?;

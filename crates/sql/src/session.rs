@@ -901,6 +901,11 @@ impl Session {
                 create,
                 &mut self.after_commit,
             ),
+            Statement::AlterTable(alter) => {
+                let (output, after) = crate::alter_table::alter_table(self, txn, alter).await?;
+                self.after_commit.extend(after);
+                Ok(output)
+            }
             Statement::CreateSequence {
                 temporary,
                 if_not_exists,

@@ -210,6 +210,14 @@ pub fn drop_views(
 
 /// Before `relation` is dropped: the views reading it are dropped too
 /// (`CASCADE`, recursively), or the drop fails with 2BP01.
+/// A view that depends on `relation`, if any.
+pub fn dependent(txn: &Txn, database: &str, relation: &str) -> Result<Option<String>> {
+    Ok(list_views(txn, database)?
+        .into_iter()
+        .find(|v| v.depends_on.iter().any(|d| d == relation))
+        .map(|v| v.name))
+}
+
 pub fn drop_dependents(txn: &Txn, database: &str, relation: &str, cascade: bool) -> Result<()> {
     let mut doomed = vec![relation.to_string()];
     let mut i = 0;
