@@ -13,7 +13,9 @@
 //!
 //! The internal query for `UPDATE`/`DELETE` reads the table under its DML
 //! name (see `providers.rs`), which also exposes the hidden rowid, and keeps
-//! the user's alias so qualified column references still resolve.
+//! the user's alias so qualified column references still resolve. The
+//! tables of `UPDATE … FROM` and `DELETE … USING` are joined in the same
+//! query; a target row matched several times changes once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -607,6 +609,43 @@ fn all_columns(desc: &TableDescriptor, alias: &str) -> Vec<String> {
         .collect()
 }
 
+/// The tables of `UPDATE … FROM` or `DELETE … USING`, joined to the
+/// target in its internal query (`, t1, t2 JOIN t3 ON …`). A target row
+/// the join matches several times is changed once (module docs).
+fn joined_tables(tables: &[ast::TableWithJoins]) -> String {
+    tables.iter().map(|t| format!(", {t}")).collect()
+}
+
+/// Keeps a joined `UPDATE` / `DELETE` to one change per target row: the
+/// join may match a row several times, and PostgreSQL then uses one of
+/// the matches (which one is unspecified; here, the first).
+struct OncePerRow {
+    seen: Option<std::collections::HashSet<Vec<u8>>>,
+}
+
+impl OncePerRow {
+    fn new(joined: bool) -> Self {
+        OncePerRow {
+            seen: joined.then(Default::default),
+        }
+    }
+
+    /// Whether this is the first match of the row with key `key`.
+    fn first_key(&mut self, key: &[u8]) -> bool {
+        self.seen
+            .as_mut()
+            .is_none_or(|seen| seen.insert(key.to_vec()))
+    }
+
+    /// Whether this is the first match of `row`.
+    fn first(&mut self, desc: &TableDescriptor, row: &[Datum]) -> Result<bool> {
+        if self.seen.is_none() {
+            return Ok(true);
+        }
+        Ok(self.first_key(&crate::row::encode_key(desc, row)?))
+    }
+}
+
 /// The internal query of an UPDATE and what running it needs.
 struct UpdateQuery {
     /// Every column of each matching row, followed by the new value of
@@ -623,9 +662,13 @@ struct UpdateQuery {
 /// The internal query of an UPDATE (see [`UpdateQuery`]).
 fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<UpdateQuery> {
     let mut hints = Hints::new();
-    if update.from.is_some() {
-        return Err(SqlError::NotSupported("UPDATE … FROM".into()));
-    }
+    let joined = match &update.from {
+        None => String::new(),
+        Some(ast::UpdateTableFromKind::AfterSet(tables)) => joined_tables(tables),
+        Some(ast::UpdateTableFromKind::BeforeSet(_)) => {
+            return Err(SqlError::Syntax("FROM before SET".into()));
+        }
+    };
     if update.limit.is_some() || !update.order_by.is_empty() {
         return Err(SqlError::NotSupported("UPDATE … ORDER BY / LIMIT".into()));
     }
@@ -665,7 +708,7 @@ fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<Up
     let mut projection = all_columns(&desc, &alias);
     projection.extend(exprs);
     let mut sql = format!(
-        "SELECT {} FROM {} AS {}",
+        "SELECT {} FROM {} AS {}{joined}",
         projection.join(", "),
         quote(&format!("{DML_PREFIX}{}", desc.name)),
         quote(&alias)
@@ -705,10 +748,14 @@ pub async fn update(
     // with rows the same statement moves away.
     let mut writes = StatementWrites::for_session(session.context());
     let mut count = 0u64;
+    let mut once = OncePerRow::new(update.from.is_some());
     for batch in &batches {
         let mut casted = HashMap::new();
         for r in 0..batch.num_rows() {
             let old = batch_datums(batch, 0, &desc, &all, &mut casted, r)?;
+            if !once.first(&desc, &old)? {
+                continue;
+            }
             let new_values = batch_datums(batch, ncols, &desc, &assigned, &mut casted, r)?;
             let mut new = old.clone();
             for (pos, v) in assigned.iter().zip(new_values) {
@@ -737,9 +784,11 @@ fn delete_query(
     txn: &Txn,
     delete: &ast::Delete,
 ) -> Result<(String, Arc<TableDescriptor>, String)> {
-    if delete.using.is_some() {
-        return Err(SqlError::NotSupported("DELETE … USING".into()));
-    }
+    let joined = delete
+        .using
+        .as_deref()
+        .map(joined_tables)
+        .unwrap_or_default();
     if delete.limit.is_some() || !delete.order_by.is_empty() {
         return Err(SqlError::NotSupported("DELETE … ORDER BY / LIMIT".into()));
     }
@@ -770,7 +819,7 @@ fn delete_query(
         all_columns(&desc, &alias)
     };
     let mut sql = format!(
-        "SELECT {} FROM {} AS {}",
+        "SELECT {} FROM {} AS {}{joined}",
         keys.join(", "),
         quote(&format!("{DML_PREFIX}{}", desc.name)),
         quote(&alias)
@@ -800,15 +849,23 @@ pub async fn delete(
     let mut returned = Vec::new();
     let mut writes = StatementWrites::for_session(session.context());
     let mut count = 0u64;
+    let mut once = OncePerRow::new(delete.using.is_some());
     for batch in &batches {
         let mut casted = HashMap::new();
         for r in 0..batch.num_rows() {
             if !whole_rows {
                 let key_values = batch_datums(batch, 0, &desc, &desc.primary_key, &mut casted, r)?;
-                writes.delete(crate::row::encode_key_values(&desc, &key_values)?);
+                let key = crate::row::encode_key_values(&desc, &key_values)?;
+                if !once.first_key(&key) {
+                    continue;
+                }
+                writes.delete(key);
             } else {
                 let all: Vec<usize> = (0..desc.columns.len()).collect();
                 let row = batch_datums(batch, 0, &desc, &all, &mut casted, r)?;
+                if !once.first(&desc, &row)? {
+                    continue;
+                }
                 writes.delete_row(&desc, &row)?;
                 if delete.returning.is_some() {
                     returned.push(row);
