@@ -60,7 +60,7 @@ pub(crate) fn add_unique(
         return Err(duplicate(desc, n));
     }
     let before = desc.indexes.len();
-    crate::ddl::add_unique_constraints(txn, desc, vec![(name, positions)])?;
+    crate::ddl::add_unique_constraints(txn, desc, vec![(name, positions)], false)?;
     for index in desc.indexes[before..].iter() {
         crate::index_ddl::build(txn, desc, index)?;
         catalog::put_index_name(txn, desc, &index.name)?;
@@ -312,7 +312,7 @@ pub(crate) fn drop_references_to_columns(
     )
 }
 
-fn drop_inbound(
+pub(crate) fn drop_inbound(
     txn: &Txn,
     desc: &mut TableDescriptor,
     hits: impl Fn(&ForeignKey) -> bool,

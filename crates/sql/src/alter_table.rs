@@ -19,9 +19,13 @@
 //!   keys that use the column go with it, as in PostgreSQL; foreign keys of
 //!   other tables and views need `CASCADE` (2BP01 without). Key columns
 //!   cannot be dropped (the key is the row's address).
-//! - **`RENAME COLUMN`**, **`RENAME TO`**: names only; a check's text
-//!   follows a renamed column. Views are stored as SQL text, so a table
-//!   or column a view reads cannot be renamed yet (0A000).
+//! - **`RENAME COLUMN`**, **`RENAME TO`** (each alone in its statement,
+//!   as PostgreSQL's grammar has it): names only; a check's text follows a
+//!   renamed column. The primary key's index is named after the table
+//!   (`<table>_pkey`), so it follows a renamed table, where PostgreSQL's
+//!   keeps its old name. Views are stored as SQL text and planned on each
+//!   read, so a table a view reads cannot be renamed, nor gain a column
+//!   (it would change `SELECT *` views), yet (0A000).
 //! - **`ALTER COLUMN SET/DROP DEFAULT`**, **`SET/DROP NOT NULL`** (`SET
 //!   NOT NULL` reads the table first: 23502 if a row holds NULL).
 //!
@@ -80,6 +84,17 @@ pub async fn alter_table(
         }
         return Err(SqlError::UndefinedTable(name));
     };
+    let renames = alter.operations.iter().any(|op| {
+        matches!(
+            op,
+            AlterTableOperation::RenameTable { .. } | AlterTableOperation::RenameColumn { .. }
+        )
+    });
+    if renames && alter.operations.len() > 1 {
+        return Err(SqlError::Syntax(
+            "RENAME cannot be combined with other ALTER TABLE actions".into(),
+        ));
+    }
     let mut desc = (*found).clone();
     let mut after = Vec::new();
     for op in &alter.operations {
@@ -223,6 +238,15 @@ async fn add_column(
             desc.name
         )));
     }
+    // A view re-plans its SQL text on every read: a new column would
+    // change what `SELECT *` views return, and could make their names
+    // ambiguous.
+    if let Some(view) = crate::views::dependent(txn, &desc.database, &desc.name)? {
+        return Err(SqlError::NotSupported(format!(
+            "adding a column to table \"{}\", which view \"{view}\" reads",
+            desc.name
+        )));
+    }
     if declared.primary {
         return Err(SqlError::NotSupported(
             "adding a primary key column (the key is each row's address)".into(),
@@ -325,6 +349,13 @@ fn drop_column(
     // What uses the column goes with it.
     for index in desc.indexes.clone() {
         if index.columns.iter().any(|c| c.column == pos) || index.include.contains(&pos) {
+            crate::alter_constraints::drop_inbound(
+                txn,
+                desc,
+                |fk| fk.parent_index == index.id,
+                cascade,
+                &dependent,
+            )?;
             crate::alter_constraints::remove_index(txn, desc, index.id, after)?;
         }
     }
@@ -434,6 +465,14 @@ fn rename_table(txn: &Txn, desc: &mut TableDescriptor, new: &ast::ObjectName) ->
     }
     if catalog::relation_exists(txn, &desc.database, &desc.schema, &to)? {
         return Err(SqlError::DuplicateTable(to));
+    }
+    // The primary key's index is named after the table: its new name must
+    // be free too.
+    let pkey = format!("{to}_pkey");
+    if !desc.has_hidden_rowid()
+        && catalog::relation_exists(txn, &desc.database, &desc.schema, &pkey)?
+    {
+        return Err(SqlError::DuplicateTable(pkey));
     }
     refuse_if_viewed(txn, desc, "itself")?;
     for mut seq in crate::sequences::list_sequences(txn, &desc.database)? {

@@ -32,6 +32,9 @@ pub struct ConstraintView {
     pub on_delete: &'static str,
     /// A check's expression (`conbin`, as `pg_get_expr` returns it).
     pub expression: Option<String>,
+    /// `condeferrable`, `condeferred`.
+    pub deferrable: bool,
+    pub deferred: bool,
     /// `pg_get_constraintdef`.
     pub definition: String,
 }
@@ -75,6 +78,12 @@ fn foreign_key_definition(
             def.push_str(&format!(" ON {word} {}", action.sql()));
         }
     }
+    if fk.deferrable {
+        def.push_str(" DEFERRABLE");
+    }
+    if fk.initially_deferred {
+        def.push_str(" INITIALLY DEFERRED");
+    }
     def
 }
 
@@ -103,6 +112,8 @@ pub fn constraints(desc: &TableDescriptor, tables: &[Arc<TableDescriptor>]) -> V
             on_update: " ",
             on_delete: " ",
             expression: None,
+            deferrable: false,
+            deferred: false,
         });
     }
     for check in &desc.checks {
@@ -118,6 +129,8 @@ pub fn constraints(desc: &TableDescriptor, tables: &[Arc<TableDescriptor>]) -> V
             on_delete: " ",
             expression: Some(crate::checks::parenthesized(&check.expr)),
             definition: crate::checks::definition(check),
+            deferrable: false,
+            deferred: false,
         });
     }
     for fk in &desc.foreign_keys {
@@ -136,6 +149,8 @@ pub fn constraints(desc: &TableDescriptor, tables: &[Arc<TableDescriptor>]) -> V
             on_delete: fk.on_delete.pg_code(),
             expression: None,
             definition: foreign_key_definition(desc, fk, parent),
+            deferrable: fk.deferrable,
+            deferred: fk.initially_deferred,
         });
     }
     out

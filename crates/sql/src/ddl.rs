@@ -196,7 +196,7 @@ pub fn create_table(
         foreign_keys: Vec::new(),
         referenced_by: Vec::new(),
     };
-    add_unique_constraints(txn, &mut desc, uniques)?;
+    add_unique_constraints(txn, &mut desc, uniques, true)?;
     for pos in sequenced {
         add_column_sequence(txn, &mut desc, pos)?;
     }
@@ -398,22 +398,26 @@ fn refuse_deferred(unique: &ast::UniqueConstraint) -> Result<()> {
     Ok(())
 }
 
-/// The indexes behind a new table's UNIQUE constraints, named as
-/// PostgreSQL names them (`<table>_<columns>_key`) unless named. A
-/// constraint on exactly the primary key adds nothing, as in PostgreSQL.
+/// The indexes behind UNIQUE constraints, named as PostgreSQL names them
+/// (`<table>_<columns>_key`) unless named. In a new table (`dedupe`), a
+/// constraint on exactly the primary key, or repeating another, adds
+/// nothing, as in PostgreSQL's `CREATE TABLE`; `ALTER TABLE` always adds
+/// one.
 pub(crate) fn add_unique_constraints(
     txn: &Txn,
     desc: &mut TableDescriptor,
     uniques: Vec<(Option<String>, Vec<usize>)>,
+    dedupe: bool,
 ) -> Result<()> {
     for (name, positions) in uniques {
-        if positions == desc.primary_key
-            || desc.indexes.iter().any(|i| {
-                i.columns
-                    .iter()
-                    .map(|c| c.column)
-                    .eq(positions.iter().copied())
-            })
+        if dedupe
+            && (positions == desc.primary_key
+                || desc.indexes.iter().any(|i| {
+                    i.columns
+                        .iter()
+                        .map(|c| c.column)
+                        .eq(positions.iter().copied())
+                }))
         {
             continue;
         }

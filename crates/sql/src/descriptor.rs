@@ -174,6 +174,14 @@ pub struct ForeignKey {
     pub parent_index: u8,
     pub on_delete: ReferentialAction,
     pub on_update: ReferentialAction,
+    /// `DEFERRABLE`: its checks may wait for `COMMIT`
+    /// (`statement_constraints.rs`).
+    #[serde(default)]
+    pub deferrable: bool,
+    /// `INITIALLY DEFERRED`: they do unless `SET CONSTRAINTS` says
+    /// otherwise.
+    #[serde(default)]
+    pub initially_deferred: bool,
 }
 
 /// What a change to a referenced row does to the rows referencing it.

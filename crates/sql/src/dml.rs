@@ -204,6 +204,19 @@ fn insert_source(
         let query = parse_query(&format!("VALUES ({})", row.join(", ")))?;
         return Ok((query, hints, visible));
     };
+    // Without a column list, a shorter `VALUES` row fills the first
+    // columns; the rest take their defaults, as in PostgreSQL.
+    let targets = match source.body.as_ref() {
+        ast::SetExpr::Values(values) if insert.columns.is_empty() => {
+            let width = values.rows.first().map_or(0, |r| r.content.len());
+            if width < targets.len() && values.rows.iter().all(|r| r.content.len() == width) {
+                &targets[..width]
+            } else {
+                targets
+            }
+        }
+        _ => targets,
+    };
     let defaulted: Vec<usize> = desc
         .visible_columns()
         .into_iter()
@@ -542,7 +555,7 @@ pub async fn insert(
         ));
     }
     let batches = session.collect(plan, params.clone()).await?;
-    let mut writes = StatementWrites::for_session(session.context());
+    let mut writes = StatementWrites::for_session(session);
     let mut count = 0u64;
     let mut returned = Vec::new();
     let mut upsert = crate::upsert::Upsert::new(&desc, insert.on.as_ref())?;
@@ -746,7 +759,7 @@ pub async fn update(
     // Old rows leave before new keys are checked (`StatementWrites`), so
     // key changes within one statement (`SET id = id + 1`) do not collide
     // with rows the same statement moves away.
-    let mut writes = StatementWrites::for_session(session.context());
+    let mut writes = StatementWrites::for_session(session);
     let mut count = 0u64;
     let mut once = OncePerRow::new(update.from.is_some());
     for batch in &batches {
@@ -847,7 +860,7 @@ pub async fn delete(
     let batches = session.collect(plan, params.clone()).await?;
     let whole_rows = whole_rows(&desc, delete);
     let mut returned = Vec::new();
-    let mut writes = StatementWrites::for_session(session.context());
+    let mut writes = StatementWrites::for_session(session);
     let mut count = 0u64;
     let mut once = OncePerRow::new(delete.using.is_some());
     for batch in &batches {

@@ -133,13 +133,15 @@ pub(crate) fn declare(
     fk: &ast::ForeignKeyConstraint,
     columns: &[ast::Ident],
 ) -> Result<ForeignKey> {
-    if fk
-        .characteristics
-        .as_ref()
-        .is_some_and(|c| c.deferrable == Some(true) || c.enforced == Some(false))
-    {
-        return Err(SqlError::NotSupported(
-            "DEFERRABLE or NOT ENFORCED foreign keys".into(),
+    let characteristics = fk.characteristics.unwrap_or_default();
+    if characteristics.enforced == Some(false) {
+        return Err(SqlError::NotSupported("NOT ENFORCED foreign keys".into()));
+    }
+    let deferrable = characteristics.deferrable == Some(true);
+    let initially_deferred = characteristics.initially == Some(ast::DeferrableInitial::Deferred);
+    if initially_deferred && !deferrable {
+        return Err(SqlError::Syntax(
+            "constraint declared INITIALLY DEFERRED must be DEFERRABLE".into(),
         ));
     }
     if matches!(
@@ -235,6 +237,8 @@ pub(crate) fn declare(
         parent_index,
         on_delete: action(fk.on_delete.as_ref())?,
         on_update: action(fk.on_update.as_ref())?,
+        deferrable,
+        initially_deferred,
     })
 }
 

@@ -68,6 +68,7 @@ pub mod sequence_functions;
 pub mod sequences;
 pub mod session;
 pub mod set_config;
+pub mod set_constraints;
 pub mod settings_undo;
 pub mod single;
 pub mod sleep;

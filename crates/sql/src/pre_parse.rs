@@ -1,7 +1,8 @@
 //! Statements the SQL parser does not know, rewritten before it sees them.
 //!
 //! `SET CLUSTER SETTING` (`cluster_settings.rs`), `ALTER TABLE … SPLIT
-//! AT` (`split.rs`) and `ALTER TABLE … CONFIGURE ZONE` (`zone.rs`) are
+//! AT` (`split.rs`), `ALTER TABLE … CONFIGURE ZONE` (`zone.rs`) and `SET
+//! CONSTRAINTS` (`set_constraints.rs`) are
 //! rewritten into statements the parser accepts, marked (a reserved,
 //! quoted name no user statement can mean) so that the session recognizes
 //! them. A query string may hold
@@ -21,7 +22,9 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
         if let Cow::Owned(s) = crate::cluster_settings::rewrite_sql(stmt) {
             return Some(s);
         }
-        crate::split::rewrite_sql(stmt).or_else(|| crate::zone::rewrite_sql(stmt))
+        crate::split::rewrite_sql(stmt)
+            .or_else(|| crate::zone::rewrite_sql(stmt))
+            .or_else(|| crate::set_constraints::rewrite_sql(stmt))
     };
     // The common case, one statement: no tokenizing.
     if !sql.contains(';') {

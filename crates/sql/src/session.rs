@@ -179,6 +179,7 @@ impl Database {
                 self.next_session
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ),
+            deferred: Arc::default(),
         })
     }
 }
@@ -295,6 +296,9 @@ pub struct Session {
     block_settings: crate::settings_undo::BlockSettings,
     /// The advisory locks this session holds.
     advisory: crate::advisory::SessionLocks,
+    /// The open transaction's deferred foreign key checks
+    /// (`statement_constraints.rs`).
+    deferred: Arc<parking_lot::Mutex<crate::statement_constraints::DeferredChecks>>,
 }
 
 impl Session {
@@ -308,6 +312,19 @@ impl Session {
 
     pub fn vars(&self) -> &Vars {
         &self.vars
+    }
+
+    /// The open transaction's deferred foreign key checks.
+    pub(crate) fn deferred_checks(
+        &self,
+    ) -> Arc<parking_lot::Mutex<crate::statement_constraints::DeferredChecks>> {
+        self.deferred.clone()
+    }
+
+    /// Commits `txn` once its deferred checks pass.
+    fn check_and_commit(&self, txn: &Txn) -> Result<shoal_kv::Timestamp> {
+        self.deferred.lock().check(txn)?;
+        self.commit_txn(txn)
     }
 
     pub fn txn_status(&self) -> TxnStatus {
@@ -635,7 +652,10 @@ impl Session {
             *self.slot.lock() = None;
             let result = match (result, implicit) {
                 (Ok(out), true) => {
-                    let committed = self.commit_txn(&txn);
+                    let committed = self.check_and_commit(&txn);
+                    if committed.is_err() {
+                        txn.rollback();
+                    }
                     self.after_end(committed.is_ok());
                     committed.map(|_| out)
                 }
@@ -1264,7 +1284,10 @@ impl Session {
         match std::mem::replace(&mut self.state, TxnState::Idle) {
             TxnState::Idle => Ok(Output::Commit),
             TxnState::InBlock(txn) => {
-                let committed = self.commit_txn(&txn);
+                let committed = self.check_and_commit(&txn);
+                if committed.is_err() {
+                    txn.rollback();
+                }
                 self.after_end(committed.is_ok());
                 committed?;
                 Ok(Output::Commit)
@@ -1291,6 +1314,7 @@ impl Session {
     /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
         self.savepoints.clear();
+        self.deferred.lock().clear();
         self.block_settings.end(committed, &mut self.vars);
         let level = self.default_isolation();
         if let Err(e) = self.vars.set("transaction_isolation", &level) {
@@ -1329,6 +1353,15 @@ impl Session {
 
     fn set(&mut self, set: &ast::Set) -> Result<Output> {
         match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } if let Some((names, deferred)) = crate::set_constraints::target(variable, values) => {
+                // Outside a block it has no effect, as in PostgreSQL.
+                if let TxnState::InBlock(txn) = &self.state {
+                    self.deferred.lock().set(txn, names, deferred)?;
+                }
+                return Ok(Output::command("SET CONSTRAINTS"));
+            }
             ast::Set::SingleAssignment {
                 variable, values, ..
             } if let Some(setting) = crate::cluster_settings::setting_name(variable) => {

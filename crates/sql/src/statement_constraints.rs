@@ -21,10 +21,20 @@
 //!
 //! A chain of cascades is bounded ([`MAX_LEVELS`]) so a pathological
 //! schema fails with 54000 instead of running without end.
+//!
+//! **Deferred checks.** The end-of-statement checks of a `DEFERRABLE`
+//! foreign key that is deferred (`INITIALLY DEFERRED`, or by `SET
+//! CONSTRAINTS`) wait in the session's [`DeferredChecks`] until `COMMIT`
+//! (or `SET CONSTRAINTS … IMMEDIATE`), then run over the transaction as it
+//! is: a reference whose row was since deleted, rolled back to a savepoint
+//! or changed is skipped (its new version queued its own check). The
+//! actions (`CASCADE`, `SET NULL`) are never deferred, as in PostgreSQL.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use datafusion::execution::context::SessionContext;
 use shoal_kv::{Isolation, Txn};
@@ -59,6 +69,7 @@ type GuardedKey = (
 pub(crate) fn enforce(
     txn: &Txn,
     context: Option<&SessionContext>,
+    deferred: Option<&Mutex<DeferredChecks>>,
     mut level: Vec<RowChange>,
 ) -> Result<()> {
     let mut compiled: HashMap<(u32, u32), CompiledChecks> = HashMap::new();
@@ -78,13 +89,35 @@ pub(crate) fn enforce(
             note_references(change, &mut references)?;
             act_on_children(txn, change, &mut actions, &mut guarded)?;
         }
-        let mut next = match context {
-            Some(c) => StatementWrites::for_session(c),
-            None => StatementWrites::new(),
-        };
+        let mut next = StatementWrites::new();
         actions.write_to(&mut next)?;
         level = next.write(txn)?;
     }
+    if let Some(deferred) = deferred {
+        let mut deferred = deferred.lock();
+        references.retain(|(child, n, row)| {
+            let later = deferred.defers(&child.foreign_keys[*n]);
+            if later {
+                deferred.references.push((child.clone(), *n, row.clone()));
+            }
+            !later
+        });
+        guarded.retain(|(parent, child, n, old)| {
+            let later = deferred.defers(&child.foreign_keys[*n]);
+            if later {
+                deferred
+                    .guarded
+                    .push((parent.clone(), child.clone(), *n, old.clone()));
+            }
+            !later
+        });
+    }
+    check_references(txn, references, guarded)
+}
+
+/// The end-of-statement checks: each reference finds its parent, each
+/// guarded parent key is still held or referenced by nothing.
+fn check_references(txn: &Txn, references: Vec<Reference>, guarded: Vec<GuardedKey>) -> Result<()> {
     for (child, n, row) in references {
         let fk = &child.foreign_keys[n];
         let parent = foreign_keys::table(txn, &child, fk.parent)?;
@@ -281,4 +314,98 @@ fn act_on_children(
         }
     }
     Ok(())
+}
+
+/// A session's deferred foreign key checks and its `SET CONSTRAINTS`
+/// choices, for the open transaction (module docs).
+#[derive(Default)]
+pub struct DeferredChecks {
+    references: Vec<Reference>,
+    guarded: Vec<GuardedKey>,
+    /// `SET CONSTRAINTS ALL …`: deferred (`true`) or immediate.
+    all: Option<bool>,
+    /// `SET CONSTRAINTS name, … …`, by constraint name.
+    named: HashMap<String, bool>,
+}
+
+impl DeferredChecks {
+    /// Whether the checks of `fk` wait for the end of the transaction.
+    fn defers(&self, fk: &crate::descriptor::ForeignKey) -> bool {
+        fk.deferrable
+            && self
+                .named
+                .get(&fk.name)
+                .copied()
+                .or(self.all)
+                .unwrap_or(fk.initially_deferred)
+    }
+
+    /// `SET CONSTRAINTS {ALL | names} {DEFERRED | IMMEDIATE}`; making
+    /// constraints immediate runs their waiting checks now.
+    pub fn set(&mut self, txn: &Txn, names: Option<Vec<String>>, deferred: bool) -> Result<()> {
+        match names {
+            None => {
+                self.all = Some(deferred);
+                self.named.clear();
+            }
+            Some(names) => {
+                for name in names {
+                    self.named.insert(name, deferred);
+                }
+            }
+        }
+        if deferred {
+            return Ok(());
+        }
+        self.run(txn, |fk, me| !me.defers(fk))
+    }
+
+    /// Runs every waiting check (at `COMMIT`).
+    pub fn check(&mut self, txn: &Txn) -> Result<()> {
+        self.run(txn, |_, _| true)
+    }
+
+    /// Runs the waiting checks of the foreign keys `now` picks.
+    fn run(
+        &mut self,
+        txn: &Txn,
+        now: impl Fn(&crate::descriptor::ForeignKey, &Self) -> bool,
+    ) -> Result<()> {
+        let (mut references, mut guarded) = (Vec::new(), Vec::new());
+        for r in std::mem::take(&mut self.references) {
+            if now(&r.0.foreign_keys[r.1], self) {
+                references.push(r);
+            } else {
+                self.references.push(r);
+            }
+        }
+        for g in std::mem::take(&mut self.guarded) {
+            if now(&g.1.foreign_keys[g.2], self) {
+                guarded.push(g);
+            } else {
+                self.guarded.push(g);
+            }
+        }
+        // A reference whose row is gone or changed since is not checked:
+        // its new version, if any, queued a check of its own.
+        let mut current = Vec::with_capacity(references.len());
+        for (child, n, row) in references {
+            let key = encode_key(&child, &row)?;
+            let Some(stored) = txn.get(&key)? else {
+                continue;
+            };
+            let now = crate::row::decode_row(&child, &key, &stored)?;
+            let fk = &child.foreign_keys[n];
+            if foreign_keys::changed(&child, &fk.columns, &row, &now)? {
+                continue;
+            }
+            current.push((child, n, now));
+        }
+        check_references(txn, current, guarded)
+    }
+
+    /// Forgets everything, at the end of a transaction.
+    pub fn clear(&mut self) {
+        *self = DeferredChecks::default();
+    }
 }

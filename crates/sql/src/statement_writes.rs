@@ -11,12 +11,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
+use parking_lot::Mutex;
 use shoal_kv::Txn;
 
 use crate::descriptor::{IndexDescriptor, TableDescriptor};
 use crate::dml::key_text;
 use crate::error::{Result, SqlError};
 use crate::row::{encode_key, encode_value};
+use crate::statement_constraints::DeferredChecks;
 use crate::types::Datum;
 
 fn unique_violation(desc: &TableDescriptor, row: &[Datum]) -> SqlError {
@@ -59,6 +61,8 @@ pub(crate) struct StatementWrites {
     changes: Vec<RowChange>,
     /// The session, to compile check constraints with.
     context: Option<SessionContext>,
+    /// The session's deferred foreign key checks.
+    deferred: Option<Arc<Mutex<DeferredChecks>>>,
 }
 
 /// One row a statement inserts (`old` is `None`), deletes (`new` is
@@ -82,13 +86,15 @@ impl StatementWrites {
             entries: Vec::new(),
             changes: Vec::new(),
             context: None,
+            deferred: None,
         }
     }
 
-    /// The writes of a statement of `context`'s session.
-    pub(crate) fn for_session(context: &SessionContext) -> Self {
+    /// The writes of a statement of `session`.
+    pub(crate) fn for_session(session: &crate::session::Session) -> Self {
         let mut writes = Self::new();
-        writes.context = Some(context.clone());
+        writes.context = Some(session.context().clone());
+        writes.deferred = Some(session.deferred_checks());
         writes
     }
 
@@ -216,11 +222,12 @@ impl StatementWrites {
     /// rows changed (`statement_constraints.rs`).
     pub(crate) fn apply(self, txn: &Txn) -> Result<()> {
         let context = self.context.clone();
+        let deferred = self.deferred.clone();
         let changes = self.write(txn)?;
         if changes.is_empty() {
             return Ok(());
         }
-        crate::statement_constraints::enforce(txn, context.as_ref(), changes)
+        crate::statement_constraints::enforce(txn, context.as_ref(), deferred.as_deref(), changes)
     }
 
     /// Checks and writes the rows and entries, returning the changes whose
