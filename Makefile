@@ -6,16 +6,19 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/shoal/target
 BIN := $(CARGO_TARGET_DIR)/debug
 CORPUS ?= ../shared/sqllogictest
+# The Python clients of the end-to-end tests (tests/clients/requirements.txt).
+VENV ?= $(HOME)/.cache/shoal/venv
 
 .PHONY: all deps build demo test test-unit test-slt slt-corpus lint fmt clean bench
 
 all: build
 
 # System packages a fresh Debian machine lacks: clang/libclang for RocksDB's
-# bindgen, a C++ toolchain, and psql for the end-to-end tests.
+# bindgen, a C++ toolchain, psql and Python's venv for the end-to-end tests;
+# then the Python clients those tests run, in a virtual environment.
 deps:
 	@missing=""; \
-	for p in clang libclang-dev g++ make postgresql-client; do \
+	for p in clang libclang-dev g++ make postgresql-client python3-venv; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -24,6 +27,11 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	@command -v cargo >/dev/null || { echo "cargo is required (see rust-toolchain.toml)"; exit 1; }
+	@if ! cmp -s tests/clients/requirements.txt $(VENV)/requirements.txt; then \
+	  echo "installing the Python clients into $(VENV)"; \
+	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -r tests/clients/requirements.txt && \
+	  cp tests/clients/requirements.txt $(VENV)/requirements.txt; \
+	fi
 
 build: deps
 	cargo build --workspace --all-targets

@@ -44,6 +44,8 @@ pub fn pg_type(field: &Field) -> Type {
             "oid" => return Type::OID,
             "char" => return Type::CHAR,
             "name" => return Type::NAME,
+            "int2vector" => return Type::INT2_VECTOR,
+            "oidvector" => return Type::OID_VECTOR,
             _ => {}
         }
     }
@@ -71,8 +73,74 @@ pub fn pg_type_of(dt: &DataType) -> Type {
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::Interval(_) => Type::INTERVAL,
+        DataType::List(element) | DataType::LargeList(element) => {
+            match pg_type_of(element.data_type()) {
+                Type::BOOL => Type::BOOL_ARRAY,
+                Type::INT2 => Type::INT2_ARRAY,
+                Type::INT4 => Type::INT4_ARRAY,
+                Type::INT8 => Type::INT8_ARRAY,
+                Type::FLOAT4 => Type::FLOAT4_ARRAY,
+                Type::FLOAT8 => Type::FLOAT8_ARRAY,
+                Type::NUMERIC => Type::NUMERIC_ARRAY,
+                Type::BYTEA => Type::BYTEA_ARRAY,
+                Type::DATE => Type::DATE_ARRAY,
+                Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+                Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+                _ => Type::TEXT_ARRAY,
+            }
+        }
         _ => Type::TEXT,
     }
+}
+
+/// An `int2vector` / `oidvector` (a list column) in PostgreSQL's text
+/// form: the numbers, space separated.
+fn vector_text(col: &ArrayRef, r: usize) -> String {
+    let values = match col.data_type() {
+        DataType::List(_) => col.as_list::<i32>().value(r),
+        DataType::LargeList(_) => col.as_list::<i64>().value(r),
+        _ => return String::new(),
+    };
+    let opts = FormatOptions::default();
+    let Ok(f) = ArrayFormatter::try_new(values.as_ref(), &opts) else {
+        return String::new();
+    };
+    (0..values.len())
+        .map(|i| f.value(i).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An array in PostgreSQL's text form: `{1,2}`, `{"a b",NULL}`.
+fn array_text(values: &ArrayRef) -> String {
+    let opts = FormatOptions::default();
+    let Ok(fallback) = ArrayFormatter::try_new(values.as_ref(), &opts) else {
+        return "{}".into();
+    };
+    let quoted = matches!(
+        values.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    let items: Vec<String> = (0..values.len())
+        .map(|i| {
+            if values.is_null(i) {
+                return "NULL".into();
+            }
+            let text = text_value(values, i, &fallback);
+            let needs_quotes = quoted
+                && (text.is_empty()
+                    || text.eq_ignore_ascii_case("null")
+                    || text
+                        .chars()
+                        .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace()));
+            if needs_quotes {
+                format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+            } else {
+                text
+            }
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
 }
 
 /// Row description for a result schema.
@@ -149,6 +217,8 @@ pub fn encode_batch(
                 None
             } else if field.format() == FieldFormat::Binary {
                 Some(binary_value(col, r, field.datatype())?)
+            } else if matches!(field.datatype(), &Type::INT2_VECTOR | &Type::OID_VECTOR) {
+                Some(vector_text(col, r).into_bytes())
             } else {
                 Some(text_value(col, r, &formatters[c]).into_bytes())
             };
@@ -283,6 +353,8 @@ fn text_value(col: &ArrayRef, r: usize, fallback: &ArrayFormatter) -> String {
             let raw = timestamp_raw(col, r);
             format_micros(to_micros(raw, unit), tz.is_some())
         }
+        DataType::List(_) => array_text(&col.as_list::<i32>().value(r)),
+        DataType::LargeList(_) => array_text(&col.as_list::<i64>().value(r)),
         DataType::Date32 => {
             let d = col.as_primitive::<Date32Type>().value(r);
             match NaiveDate::from_num_days_from_ce_opt(d + 719_163) {

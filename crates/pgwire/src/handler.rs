@@ -22,7 +22,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{self, Statement};
 use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
@@ -67,6 +67,7 @@ impl Connection {
                 parser: Arc::new(StatementParser {
                     session: session.clone(),
                 }),
+                prepared: Default::default(),
             }),
             startup: Arc::new(Startup {
                 db,
@@ -246,9 +247,41 @@ fn no_session() -> PgWireError {
 pub struct QueryHandler {
     session: SessionCell,
     parser: Arc<StatementParser>,
+    /// Names of the client's prepared statements, for `DEALLOCATE ALL`
+    /// (pgwire's store cannot list them).
+    prepared: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl QueryHandler {
+    /// The client's prepared statement names (poisoning cannot leave the
+    /// set half-changed: each change is one insert or remove).
+    fn prepared(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `DEALLOCATE [PREPARE] { name | ALL }`: forgets prepared statements
+    /// (drivers send it after DDL, or to recycle names).
+    fn deallocate<S: PortalStore>(&self, store: &S, name: &ast::Ident) -> Result<Output, SqlError> {
+        if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+            for stmt in self.prepared().drain() {
+                store.rm_statement(&stmt);
+            }
+            return Ok(Output::command("DEALLOCATE ALL"));
+        }
+        let name = if name.quote_style.is_none() {
+            name.value.to_lowercase()
+        } else {
+            name.value.clone()
+        };
+        if !self.prepared().remove(&name) {
+            return Err(SqlError::UndefinedPreparedStatement(name));
+        }
+        store.rm_statement(&name);
+        Ok(Output::command("DEALLOCATE"))
+    }
+
     /// Sets the status pgwire starts from for the next statement to the
     /// session's (module docs); `rolls_back_to_savepoint` tells whether
     /// that statement is `ROLLBACK TO SAVEPOINT`.
@@ -357,10 +390,11 @@ impl SimpleQueryHandler for QueryHandler {
             responses.push(Response::EmptyQuery);
         }
         for stmt in &stmts {
-            let response = respond(
-                session.execute(stmt, Vec::new()).await,
-                &Format::UnifiedText,
-            )?;
+            let output = match stmt {
+                Statement::Deallocate { name, .. } => self.deallocate(_client.portal_store(), name),
+                _ => session.execute(stmt, Vec::new()).await,
+            };
+            let response = respond(output, &Format::UnifiedText)?;
             let failed = matches!(response, Response::Error(_));
             responses.push(response);
             // PostgreSQL stops at the first failing statement of a query string.
@@ -411,6 +445,9 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(name) = message.name.as_ref().filter(|n| !n.is_empty()) {
+            self.prepared().insert(name.clone());
+        }
         PgwireDefaults(self)
             .on_parse(&mut Corked(client), message)
             .await
@@ -448,6 +485,11 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if message.target_type == b'S'
+            && let Some(name) = &message.name
+        {
+            self.prepared().remove(name);
+        }
         PgwireDefaults(self)
             .on_close(&mut Corked(client), message)
             .await

@@ -45,6 +45,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::ActiveTransaction(_) => "25001",
         SqlError::NoActiveTransaction(_) => "25P01",
         SqlError::UndefinedSavepoint(_) => "3B001",
+        SqlError::UndefinedPreparedStatement(_) => "26000",
         SqlError::Canceled | SqlError::StatementTimeout => "57014",
         SqlError::LockTimeout | SqlError::LockNotAvailable(_) => "55P03",
         SqlError::DeadlockDetected(_) => "40P01",

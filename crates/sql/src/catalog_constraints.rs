@@ -156,11 +156,7 @@ pub fn constraints(desc: &TableDescriptor, tables: &[Arc<TableDescriptor>]) -> V
     out
 }
 
-/// `pg_constraint.conkey` / `confkey`: attnums as an array literal.
-pub fn attnums(desc: &TableDescriptor, columns: &[usize]) -> String {
-    let nums: Vec<String> = columns
-        .iter()
-        .map(|p| attnum(desc, *p).to_string())
-        .collect();
-    format!("{{{}}}", nums.join(","))
+/// `pg_constraint.conkey` / `confkey`: attnums.
+pub fn attnums(desc: &TableDescriptor, columns: &[usize]) -> Vec<i64> {
+    columns.iter().map(|p| attnum(desc, *p)).collect()
 }

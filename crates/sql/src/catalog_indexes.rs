@@ -81,25 +81,23 @@ pub fn attnum(desc: &TableDescriptor, pos: usize) -> i64 {
     visible.iter().position(|v| *v == pos).unwrap_or(0) as i64 + 1
 }
 
-/// `pg_index.indkey`: the key and included columns' attnums, space separated.
-pub fn indkey(desc: &TableDescriptor, view: &IndexView) -> String {
+/// `pg_index.indkey`: the key and included columns' attnums.
+pub fn indkey(desc: &TableDescriptor, view: &IndexView) -> Vec<i64> {
     view.key
         .iter()
         .map(|(p, _)| *p)
         .chain(view.include.iter().copied())
-        .map(|p| attnum(desc, p).to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|p| attnum(desc, p))
+        .collect()
 }
 
-/// `pg_index.indoption`: 1 for each DESC key column (PostgreSQL's flag,
-/// with its NULLS FIRST bit 2 set alongside, as DESC implies), else 0.
-pub fn indoption(view: &IndexView) -> String {
+/// `pg_index.indoption`: 3 for each DESC key column (PostgreSQL's DESC
+/// flag, with its NULLS FIRST bit set alongside, as DESC implies), else 0.
+pub fn indoption(view: &IndexView) -> Vec<i64> {
     view.key
         .iter()
-        .map(|(_, d)| if *d { "3" } else { "0" })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|(_, d)| if *d { 3 } else { 0 })
+        .collect()
 }
 
 fn column_list(desc: &TableDescriptor, columns: impl Iterator<Item = (usize, bool)>) -> String {

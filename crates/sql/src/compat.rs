@@ -204,6 +204,156 @@ pub const AGGREGATES: &[&str] = &[
     "shoal_single",
 ];
 
+/// The names a query's `FROM` gives its relations (aliases, else the
+/// last part of the table name), lowercased.
+fn from_names(select: &ast::Select) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut add = |factor: &ast::TableFactor| {
+        if let ast::TableFactor::Table { name, alias, .. } = factor {
+            let n = match alias {
+                Some(a) => a.name.value.to_lowercase(),
+                None => name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.to_lowercase())
+                    .unwrap_or_default(),
+            };
+            names.push(n);
+        }
+    };
+    for t in &select.from {
+        add(&t.relation);
+        for j in &t.joins {
+            add(&j.relation);
+        }
+    }
+    names
+}
+
+/// Whether `expr` names a column of a relation outside `inner` (a
+/// qualified name whose qualifier the subquery's `FROM` does not have),
+/// and whether it names any column of `inner`'s (or an unqualified one).
+fn column_sides(expr: &Expr, inner: &[String]) -> (bool, bool) {
+    let (mut outer, mut local) = (false, false);
+    let _ = ast::visit_expressions(expr, |e| {
+        match e {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let qualifier = parts[parts.len() - 2].value.to_lowercase();
+                if inner.contains(&qualifier) {
+                    local = true;
+                } else {
+                    outer = true;
+                }
+            }
+            Expr::Identifier(_) => local = true,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => local = true,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    (outer, local)
+}
+
+/// DataFusion cannot decorrelate a scalar subquery whose select list reads
+/// the outer query. When that select list is one function call whose
+/// arguments each read only the outer query or only the subquery's own
+/// relations — `(SELECT f(o.a, t.b) FROM t WHERE w)`, as SQLAlchemy's
+/// column reflection writes — it is rewritten, with the same meaning, to
+/// `CASE WHEN (SELECT count(1) FROM t WHERE w) > 0 THEN f(o.a, (SELECT t.b
+/// FROM t WHERE w)) END`: each inner argument its own single-row subquery, and
+/// NULL when the subquery has no row.
+fn split_outer_arguments(q: &ast::Query) -> Option<Expr> {
+    if q.limit_clause.is_some() || q.fetch.is_some() || q.with.is_some() || q.order_by.is_some() {
+        return None;
+    }
+    let ast::SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    if select.projection.len() != 1 || select.having.is_some() || select.distinct.is_some() {
+        return None;
+    }
+    if !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty()) {
+        return None;
+    }
+    let item = match &select.projection[0] {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => e,
+        _ => return None,
+    };
+    let Expr::Function(f) = item else {
+        return None;
+    };
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if f.over.is_some() || f.filter.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    let name = f.name.0.last()?.as_ident()?.value.to_lowercase();
+    if AGGREGATES.contains(&name.as_str()) {
+        return None;
+    }
+    let inner = from_names(select);
+    let mut any_outer = false;
+    let mut args = Vec::with_capacity(list.args.len());
+    for arg in &list.args {
+        let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = arg else {
+            return None;
+        };
+        match column_sides(e, &inner) {
+            (true, true) => return None,
+            (true, false) => {
+                any_outer = true;
+                args.push(e.clone());
+            }
+            (false, true) => {
+                let mut sub = q.clone();
+                if let ast::SetExpr::Select(sel) = sub.body.as_mut() {
+                    sel.projection = vec![ast::SelectItem::UnnamedExpr(e.clone())];
+                }
+                single_row_subquery(&mut sub);
+                args.push(Expr::Subquery(Box::new(sub)));
+            }
+            (false, false) => args.push(e.clone()),
+        }
+    }
+    if !any_outer {
+        return None;
+    }
+    // Whether the subquery has a row, as a count: DataFusion decorrelates
+    // an aggregate subquery anywhere, `EXISTS` only in a filter.
+    let mut rows = q.clone();
+    if let ast::SetExpr::Select(sel) = rows.body.as_mut() {
+        sel.projection = vec![ast::SelectItem::UnnamedExpr(call(
+            "count",
+            vec![Expr::value(ast::Value::Number("1".into(), false))],
+        ))];
+    }
+    let mut function = f.clone();
+    function.args = ast::FunctionArguments::List(ast::FunctionArgumentList {
+        duplicate_treatment: list.duplicate_treatment,
+        args: args
+            .into_iter()
+            .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+            .collect(),
+        clauses: Vec::new(),
+    });
+    Some(Expr::Case {
+        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![ast::CaseWhen {
+            condition: Expr::BinaryOp {
+                left: Box::new(Expr::Subquery(Box::new(rows))),
+                op: BinaryOperator::Gt,
+                right: Box::new(Expr::value(ast::Value::Number("0".into(), false))),
+            },
+            result: Expr::Function(function),
+        }],
+        else_result: None,
+    })
+}
+
 /// `(SELECT x FROM …)` → `(SELECT shoal_single(x) FROM …)` for a scalar
 /// subquery whose single select item is not an aggregate (see `single.rs`).
 fn single_row_subquery(q: &mut ast::Query) {
@@ -257,8 +407,16 @@ fn single_row_subquery(q: &mut ast::Query) {
 
 fn rewrite_expr(expr: &mut Expr) {
     match expr {
-        Expr::Subquery(q) => single_row_subquery(q),
-        Expr::Function(f) => strip_pg_catalog(&mut f.name),
+        Expr::Subquery(q) => match split_outer_arguments(q) {
+            Some(split) => *expr = split,
+            None => single_row_subquery(q),
+        },
+        Expr::Function(f) => {
+            strip_pg_catalog(&mut f.name);
+            if let Some(subscripts) = generate_subscripts(f) {
+                *expr = subscripts;
+            }
+        }
         Expr::BinaryOp { op, .. } => {
             if let BinaryOperator::PGCustomBinaryOperator(parts) = op {
                 let symbol = parts.last().map(String::as_str).unwrap_or("");
@@ -309,6 +467,40 @@ fn rewrite_expr(expr: &mut Expr) {
         }
         _ => {}
     }
+}
+
+/// `generate_subscripts(a, 1)` → `unnest(range(1, cardinality(a) + 1))`:
+/// the subscripts of a one-dimensional array, as rows (beside an
+/// `unnest(a)` of the same array, row for row).
+fn generate_subscripts(f: &ast::Function) -> Option<Expr> {
+    let name = f.name.0.last()?.as_ident()?.value.to_lowercase();
+    if name != "generate_subscripts" {
+        return None;
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [
+        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array)),
+        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(_dimension)),
+    ] = list.args.as_slice()
+    else {
+        return None;
+    };
+    let one = || Expr::value(ast::Value::Number("1".into(), false));
+    let count = Expr::Cast {
+        kind: ast::CastKind::Cast,
+        expr: Box::new(call("cardinality", vec![array.clone()])),
+        data_type: DataType::BigInt(None),
+        array: false,
+        format: None,
+    };
+    let past = Expr::BinaryOp {
+        left: Box::new(count),
+        op: BinaryOperator::Plus,
+        right: Box::new(one()),
+    };
+    Some(call("unnest", vec![call("range", vec![one(), past])]))
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {

@@ -105,6 +105,8 @@ pub enum SqlError {
     ActiveTransaction(String),
     #[error("{0}")]
     NoActiveTransaction(String),
+    #[error("prepared statement \"{0}\" does not exist")]
+    UndefinedPreparedStatement(String),
     #[error("savepoint \"{0}\" does not exist")]
     UndefinedSavepoint(String),
     #[error("canceling statement due to user request")]

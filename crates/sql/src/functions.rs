@@ -156,6 +156,11 @@ impl datafusion::logical_expr::ScalarUDFImpl for RowFn {
                 .collect::<datafusion::error::Result<Vec<_>>>()?;
             out.push((self.f)(&values)?.cast_to(&self.returns)?);
         }
+        if out.is_empty() {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&self.returns),
+            ));
+        }
         Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
     }
 }
@@ -286,6 +291,20 @@ pub fn register_catalog_functions(
             as_i64(&a[0]).map(|oid| format_type(oid, as_i64(&a[1]).unwrap_or(-1))),
         ))
     });
+    // `json_build_object(k, v, …)` / `jsonb_build_object`: an object from
+    // alternating keys and values, as text in each type's output form.
+    for (name, colon) in [("json_build_object", " : "), ("jsonb_build_object", ": ")] {
+        row_fn(ctx, name, None, DataType::Utf8, move |a| {
+            json_object(a, colon).map(|o| ScalarValue::Utf8(Some(o)))
+        });
+    }
+    // `to_regtype(name)`: the type's OID, or NULL (drivers probe for
+    // extension types such as hstore this way).
+    row_fn(ctx, "to_regtype", Some(1), DataType::Int64, |a| {
+        Ok(ScalarValue::Int64(
+            as_string(&a[0]).and_then(|n| crate::pg_catalog::type_oid(&n)),
+        ))
+    });
     row_fn(ctx, "pg_backend_pid", Some(0), DataType::Int32, |_| {
         Ok(ScalarValue::Int32(Some(std::process::id() as i32)))
     });
@@ -414,6 +433,9 @@ pub fn register_catalog_functions(
             if let Ok(oid) = name.trim().parse::<u32>() {
                 return Ok(ScalarValue::Int64(Some(i64::from(oid))));
             }
+            if let Some(oid) = crate::pg_catalog::catalog_table_oid(&name) {
+                return Ok(ScalarValue::Int64(Some(oid)));
+            }
             match relation(&name) {
                 (_, Some(d)) => Ok(ScalarValue::Int64(Some(d.oid() as i64))),
                 (bare, None) => Err(datafusion::error::DataFusionError::External(Box::new(
@@ -506,4 +528,57 @@ fn relation_name(txn: &shoal_kv::Txn, database: &str, oid: i64) -> Option<String
         .into_iter()
         .find(|q| q.oid() as i64 == oid)
         .and_then(|q| quoted(&q.name))
+}
+
+/// A JSON object from alternating keys and values (`json_build_object`),
+/// `colon` between each key and its value.
+fn json_object(args: &[ScalarValue], colon: &str) -> datafusion::error::Result<String> {
+    if !args.len().is_multiple_of(2) {
+        return Err(datafusion::error::DataFusionError::External(Box::new(
+            crate::error::SqlError::InvalidParameter(
+                "argument list must have even number of elements".into(),
+            ),
+        )));
+    }
+    let mut out = String::from("{");
+    for (n, pair) in args.chunks(2).enumerate() {
+        let Some(key) = as_string(&pair[0]) else {
+            return Err(datafusion::error::DataFusionError::External(Box::new(
+                crate::error::SqlError::InvalidParameter(
+                    "null value not allowed for object key".into(),
+                ),
+            )));
+        };
+        if n > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&serde_json::Value::String(key).to_string());
+        out.push_str(colon);
+        out.push_str(&json_value(&pair[1]));
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// One SQL value as JSON: numbers and booleans as themselves, NULL as
+/// `null`, everything else as its text in a JSON string.
+fn json_value(v: &ScalarValue) -> String {
+    if v.is_null() {
+        return "null".into();
+    }
+    match v {
+        ScalarValue::Boolean(Some(b)) => b.to_string(),
+        ScalarValue::Int8(Some(_))
+        | ScalarValue::Int16(Some(_))
+        | ScalarValue::Int32(Some(_))
+        | ScalarValue::Int64(Some(_))
+        | ScalarValue::UInt8(Some(_))
+        | ScalarValue::UInt16(Some(_))
+        | ScalarValue::UInt32(Some(_))
+        | ScalarValue::UInt64(Some(_))
+        | ScalarValue::Decimal128(Some(_), _, _) => v.to_string(),
+        ScalarValue::Float32(Some(f)) if f.is_finite() => v.to_string(),
+        ScalarValue::Float64(Some(f)) if f.is_finite() => v.to_string(),
+        other => serde_json::Value::String(as_string(other).unwrap_or_default()).to_string(),
+    }
 }

@@ -65,6 +65,12 @@ enum Kind {
     Name,
     /// `text[]`, always NULL for now (ACLs, options).
     TextArray,
+    /// `int2[]`: column numbers (`conkey`).
+    I16Array,
+    /// `int2vector` (`indkey`, `indoption`): a list, shown space separated.
+    I16Vector,
+    /// `oidvector` (`indclass`).
+    OidVector,
 }
 
 /// One catalog value.
@@ -74,6 +80,8 @@ enum V {
     F(f32),
     B(bool),
     S(String),
+    /// An `int2[]` or `oid[]`.
+    A(Vec<i64>),
 }
 
 fn s(x: impl Into<String>) -> V {
@@ -111,6 +119,18 @@ impl CatalogTable {
                         Kind::TextArray => (
                             DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
                             None,
+                        ),
+                        Kind::I16Array => (
+                            DataType::List(Arc::new(Field::new_list_field(DataType::Int16, true))),
+                            None,
+                        ),
+                        Kind::I16Vector => (
+                            DataType::List(Arc::new(Field::new_list_field(DataType::Int16, true))),
+                            Some("int2vector"),
+                        ),
+                        Kind::OidVector => (
+                            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+                            Some("oidvector"),
                         ),
                     };
                     let f = Field::new(*name, dt, true);
@@ -165,6 +185,30 @@ impl CatalogTable {
                             V::B(v) => Some(*v),
                             _ => None,
                         })
+                    });
+                    Arc::new(b.finish())
+                }
+                Kind::I16Array | Kind::I16Vector => {
+                    let mut b = datafusion::arrow::array::ListBuilder::new(Int16Builder::new());
+                    (0..n).for_each(|r| match cell(r) {
+                        V::A(values) => {
+                            values
+                                .iter()
+                                .for_each(|v| b.values().append_value(*v as i16));
+                            b.append(true);
+                        }
+                        _ => b.append(false),
+                    });
+                    Arc::new(b.finish())
+                }
+                Kind::OidVector => {
+                    let mut b = datafusion::arrow::array::ListBuilder::new(Int64Builder::new());
+                    (0..n).for_each(|r| match cell(r) {
+                        V::A(values) => {
+                            b.values().append_slice(values);
+                            b.append(true);
+                        }
+                        _ => b.append(false),
                     });
                     Arc::new(b.finish())
                 }
@@ -321,6 +365,47 @@ const PG_AM: &[(&str, Kind)] = &[
     ("amhandler", Text),
     ("amtype", Char),
 ];
+const PG_OPCLASS: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("opcmethod", Oid),
+    ("opcname", Name),
+    ("opcnamespace", Oid),
+    ("opcowner", Oid),
+    ("opcintype", Oid),
+    ("opcdefault", Bool),
+    ("opckeytype", Oid),
+];
+
+/// The default btree operator classes of the types an index key may hold:
+/// (oid, name, input type oid), as in PostgreSQL.
+const OPCLASSES: &[(i64, &str, i64)] = &[
+    (424, "bool_ops", 16),
+    (428, "bytea_ops", 17),
+    (426, "bpchar_ops", 1042),
+    (1970, "float4_ops", 700),
+    (1971, "float8_ops", 701),
+    (1978, "int4_ops", 23),
+    (1979, "int2_ops", 21),
+    (3124, "int8_ops", 20),
+    (3122, "date_ops", 1082),
+    (3126, "text_ops", 25),
+    (3127, "timestamptz_ops", 1184),
+    (3128, "timestamp_ops", 1114),
+    (2968, "uuid_ops", 2950),
+];
+
+/// The default operator class of an indexed column's type.
+fn opclass_of(ty: &crate::types::SqlType) -> (i64, &'static str) {
+    let type_oid = match ty {
+        crate::types::SqlType::Varchar(_) => 25,
+        other => i64::from(other.pg_oid()),
+    };
+    OPCLASSES
+        .iter()
+        .find(|(_, _, t)| *t == type_oid)
+        .map_or((3126, "text_ops"), |(oid, name, _)| (*oid, *name))
+}
+
 const PG_INDEX: &[(&str, Kind)] = &[
     ("indexrelid", Oid),
     ("indrelid", Oid),
@@ -337,10 +422,10 @@ const PG_INDEX: &[(&str, Kind)] = &[
     ("indisready", Bool),
     ("indislive", Bool),
     ("indisreplident", Bool),
-    ("indkey", Text),
+    ("indkey", I16Vector),
     ("indcollation", Text),
-    ("indclass", Text),
-    ("indoption", Text),
+    ("indclass", OidVector),
+    ("indoption", I16Vector),
     ("indexprs", Text),
     ("indpred", Text),
 ];
@@ -363,8 +448,8 @@ const PG_CONSTRAINT: &[(&str, Kind)] = &[
     ("conislocal", Bool),
     ("coninhcount", I32),
     ("connoinherit", Bool),
-    ("conkey", Text),
-    ("confkey", Text),
+    ("conkey", I16Array),
+    ("confkey", I16Array),
     ("conbin", Text),
 ];
 const PG_ATTRDEF: &[(&str, Kind)] = &[
@@ -555,6 +640,7 @@ pub const TABLES: &[&str] = &[
     "pg_indexes",
     "pg_inherits",
     "pg_namespace",
+    "pg_opclass",
     "pg_policy",
     "pg_proc",
     "pg_publication",
@@ -572,6 +658,61 @@ pub const TABLES: &[&str] = &[
     "pg_type",
     "pg_user",
 ];
+
+/// The OID of the built-in type a name (its `pg_type` name, or SQL's
+/// spelling as `format_type` writes it) names: `to_regtype`.
+pub fn type_oid(name: &str) -> Option<i64> {
+    let name = name.trim().to_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let name = match name {
+        "int" => "integer",
+        "float" => "double precision",
+        "decimal" => "numeric",
+        "bool" => "boolean",
+        other => other,
+    };
+    TYPES
+        .iter()
+        .find(|(oid, typname, _, _)| {
+            *typname == name || crate::functions::format_type(*oid, -1) == name
+        })
+        .map(|(oid, _, _, _)| *oid)
+}
+
+/// The OIDs PostgreSQL gives its catalog tables, for `'pg_class'::regclass`
+/// and `classoid` columns.
+pub fn catalog_table_oid(name: &str) -> Option<i64> {
+    let name = name.trim().trim_matches('"').to_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    Some(match name {
+        "pg_type" => 1247,
+        "pg_attribute" => 1249,
+        "pg_proc" => 1255,
+        "pg_class" => 1259,
+        "pg_authid" | "pg_roles" | "pg_user" => 1260,
+        "pg_database" => 1262,
+        "pg_tablespace" => 1213,
+        "pg_sequence" => 2224,
+        "pg_am" => 2601,
+        "pg_attrdef" => 2604,
+        "pg_constraint" => 2606,
+        "pg_description" => 2609,
+        "pg_index" => 2610,
+        "pg_inherits" => 2611,
+        "pg_namespace" => 2615,
+        "pg_rewrite" => 2618,
+        "pg_trigger" => 2620,
+        "pg_policy" => 3256,
+        "pg_statistic_ext" => 3381,
+        "pg_collation" => 3456,
+        "pg_enum" => 3501,
+        "pg_range" => 3541,
+        "pg_publication" => 6104,
+        "pg_publication_rel" => 6106,
+        "pg_publication_namespace" => 6237,
+        _ => return None,
+    })
+}
 
 /// Built-in types: (oid, name, length, category).
 const TYPES: &[(i64, &str, i64, &str)] = &[
@@ -861,6 +1002,22 @@ impl PgCatalogSchema {
                     .push(vec![V::I(403), s("btree"), s("bthandler"), s("i")]);
                 t
             }
+            "pg_opclass" => {
+                let mut t = CatalogTable::new(PG_OPCLASS);
+                for (oid, name, type_oid) in OPCLASSES {
+                    t.rows.push(vec![
+                        V::I(*oid),
+                        V::I(403),
+                        s(*name),
+                        V::I(PG_CATALOG_OID),
+                        V::I(OWNER_OID),
+                        V::I(*type_oid),
+                        V::B(true),
+                        V::I(0),
+                    ]);
+                }
+                t
+            }
             "pg_index" => {
                 let mut t = CatalogTable::new(PG_INDEX);
                 for d in self.user_tables()? {
@@ -881,10 +1038,15 @@ impl PgCatalogSchema {
                             V::B(true),
                             V::B(true),
                             V::B(false),
-                            s(crate::catalog_indexes::indkey(&d, &i)),
+                            V::A(crate::catalog_indexes::indkey(&d, &i)),
                             s(""),
-                            s(""),
-                            s(crate::catalog_indexes::indoption(&i)),
+                            V::A(
+                                i.key
+                                    .iter()
+                                    .map(|(p, _)| opclass_of(&d.columns[*p].ty).0)
+                                    .collect(),
+                            ),
+                            V::A(crate::catalog_indexes::indoption(&i)),
                             V::N,
                             V::N,
                         ]);
@@ -915,7 +1077,7 @@ impl PgCatalogSchema {
                         let (confrelid, confkey) = match &c.parent {
                             Some((p, cols)) => (
                                 p.oid() as i64,
-                                s(crate::catalog_constraints::attnums(p, cols)),
+                                V::A(crate::catalog_constraints::attnums(p, cols)),
                             ),
                             None => (0, V::N),
                         };
@@ -938,7 +1100,7 @@ impl PgCatalogSchema {
                             V::B(true),
                             V::I(0),
                             V::B(c.kind != "c"),
-                            s(crate::catalog_constraints::attnums(d, &c.key)),
+                            V::A(crate::catalog_constraints::attnums(d, &c.key)),
                             confkey,
                             c.expression.clone().map_or(V::N, s),
                         ]);

@@ -1,0 +1,60 @@
+//! Real client stacks, unmodified, against a Shoal node: each runs a
+//! program of its own (`tests/clients/`) that exits non-zero on any failed
+//! check and names the client versions it ran on its last line.
+//!
+//! The Python clients live in the virtual environment `make deps` builds
+//! from `tests/clients/requirements.txt` (`SHOAL_PYTHON` names another
+//! interpreter).
+
+#![allow(clippy::expect_used)] // a missing client is a test failure, reported by the panic
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use shoal_tests::TestNode;
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    PathBuf::from(home).join(".cache/shoal/venv/bin/python")
+}
+
+fn client_program(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(name)
+}
+
+/// Runs a client program against `node`; its output when it fails.
+fn run_python(node: &TestNode, program: &str) -> String {
+    let out = Command::new(python())
+        .arg(client_program(program))
+        .arg(node.sql_addr.ip().to_string())
+        .arg(node.sql_addr.port().to_string())
+        .output()
+        .expect("the Python clients must be installed (make deps)");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{program} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+/// SQLAlchemy 2 ORM over psycopg 3: create_all with SERIAL keys, UNIQUE,
+/// foreign keys (ON DELETE CASCADE) and indexes; relationships and CRUD in
+/// ORM sessions; constraint violations as the driver's typed errors;
+/// reflection of columns, keys, foreign keys, unique constraints and
+/// indexes; drop_all.
+#[tokio::test]
+async fn sqlalchemy_orm_over_psycopg() {
+    let node = TestNode::start().await;
+    let out = run_python(&node, "sqlalchemy_orm.py");
+    assert!(
+        out.contains("SQLAlchemy 2.0.58 over psycopg 3.2.13: ok"),
+        "{out}"
+    );
+}
