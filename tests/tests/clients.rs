@@ -58,3 +58,18 @@ async fn sqlalchemy_orm_over_psycopg() {
         "{out}"
     );
 }
+
+/// Django: `migrate` for contenttypes, auth and a small shop app (identity
+/// keys, unique and indexed text with `varchar_pattern_ops`, foreign keys
+/// declared `DEFERRABLE INITIALLY DEFERRED`, column type changes), then
+/// ORM CRUD, joins, aggregates over `GROUP BY id`, atomic blocks, and the
+/// database's unique and (deferred) foreign key errors.
+#[tokio::test]
+async fn django_migrate_and_orm() {
+    let node = TestNode::start().await;
+    let out = run_python(&node, "django_shop/run.py");
+    assert!(
+        out.contains("Django 5.1.15 over psycopg 3.2.13: ok"),
+        "{out}"
+    );
+}

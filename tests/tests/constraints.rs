@@ -146,3 +146,42 @@ async fn racing_child_insert_and_parent_delete_leave_no_orphan() {
         }
     }
 }
+
+/// Catalog arrays reach a binary-format driver as arrays: `conkey`
+/// (`int2[]`), `indkey` (`int2vector`), and an `array_agg` of text.
+#[tokio::test]
+async fn catalog_arrays_in_binary_results() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute("CREATE TABLE pairs (a int, b text, c int, PRIMARY KEY (c, a))")
+        .await
+        .unwrap();
+    let row = c
+        .query_one(
+            "SELECT conkey FROM pg_constraint WHERE conrelid = 'pairs'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
+    let conkey: Vec<i16> = row.get(0);
+    assert_eq!(conkey, vec![3, 1]);
+    let row = c
+        .query_one(
+            "SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute
+              WHERE attrelid = 'pairs'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = row.get(0);
+    assert_eq!(names, vec!["a", "b", "c"]);
+    let messages = c
+        .simple_query("SELECT indkey FROM pg_index WHERE indrelid = 'pairs'::regclass")
+        .await
+        .unwrap();
+    let text = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(text.as_deref(), Some("3 1"));
+}

@@ -117,22 +117,19 @@ fn array_text(values: &ArrayRef) -> String {
     let Ok(fallback) = ArrayFormatter::try_new(values.as_ref(), &opts) else {
         return "{}".into();
     };
-    let quoted = matches!(
-        values.data_type(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    );
     let items: Vec<String> = (0..values.len())
         .map(|i| {
             if values.is_null(i) {
                 return "NULL".into();
             }
             let text = text_value(values, i, &fallback);
-            let needs_quotes = quoted
-                && (text.is_empty()
-                    || text.eq_ignore_ascii_case("null")
-                    || text
-                        .chars()
-                        .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace()));
+            // PostgreSQL's array_out quotes any element, whatever its
+            // type, that is empty, NULL-like, or holds a delimiter.
+            let needs_quotes = text.is_empty()
+                || text.eq_ignore_ascii_case("null")
+                || text
+                    .chars()
+                    .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
             if needs_quotes {
                 format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
             } else {
@@ -479,7 +476,51 @@ fn binary_value(col: &ArrayRef, r: usize, ty: &Type) -> PgWireResult<Vec<u8>> {
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
             out.put_slice(text_of(col, r)?.as_bytes())
         }
+        _ if matches!(col.data_type(), DataType::List(_) | DataType::LargeList(_)) => {
+            return binary_array(col, r, ty);
+        }
         _ => return Err(unsupported_binary(ty)),
+    }
+    Ok(out.to_vec())
+}
+
+/// A list value in PostgreSQL's binary array format: dimensions, a
+/// has-NULL flag, the element type, each dimension's length and lower
+/// bound (1, or 0 for `int2vector` / `oidvector`), then each element as a
+/// length and its binary form.
+fn binary_array(col: &ArrayRef, r: usize, ty: &Type) -> PgWireResult<Vec<u8>> {
+    let values = match col.data_type() {
+        DataType::List(_) => col.as_list::<i32>().value(r),
+        DataType::LargeList(_) => col.as_list::<i64>().value(r),
+        _ => return Err(unsupported_binary(ty)),
+    };
+    let element = match ty.kind() {
+        postgres_types::Kind::Array(element) => element.clone(),
+        _ if *ty == Type::INT2_VECTOR => Type::INT2,
+        _ if *ty == Type::OID_VECTOR => Type::OID,
+        _ => return Err(unsupported_binary(ty)),
+    };
+    let lower = if *ty == Type::INT2_VECTOR || *ty == Type::OID_VECTOR {
+        0
+    } else {
+        1
+    };
+    let mut out = BytesMut::new();
+    out.put_i32(if values.is_empty() { 0 } else { 1 });
+    out.put_i32(i32::from(values.null_count() > 0));
+    out.put_u32(element.oid());
+    if !values.is_empty() {
+        out.put_i32(values.len() as i32);
+        out.put_i32(lower);
+    }
+    for i in 0..values.len() {
+        if values.is_null(i) {
+            out.put_i32(-1);
+            continue;
+        }
+        let bytes = binary_value(&values, i, &element)?;
+        out.put_i32(bytes.len() as i32);
+        out.put_slice(&bytes);
     }
     Ok(out.to_vec())
 }

@@ -445,12 +445,14 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let Some(name) = message.name.as_ref().filter(|n| !n.is_empty()) {
-            self.prepared().insert(name.clone());
-        }
+        let name = message.name.clone().filter(|n| !n.is_empty());
         PgwireDefaults(self)
             .on_parse(&mut Corked(client), message)
-            .await
+            .await?;
+        if let Some(name) = name {
+            self.prepared().insert(name);
+        }
+        Ok(())
     }
 
     /// pgwire's Bind, with BindComplete left for Sync (`corked.rs`).

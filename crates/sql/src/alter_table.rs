@@ -28,6 +28,9 @@
 //!   (it would change `SELECT *` views), yet (0A000).
 //! - **`ALTER COLUMN SET/DROP DEFAULT`**, **`SET/DROP NOT NULL`** (`SET
 //!   NOT NULL` reads the table first: 23502 if a row holds NULL).
+//! - **`ALTER COLUMN TYPE`** among types stored alike (text and
+//!   `varchar(n)`; the integers), checking the rows fit when it narrows;
+//!   other changes would rewrite the table and are refused (0A000).
 //!
 //! Constraints (`ADD/DROP/RENAME CONSTRAINT`) are in
 //! `alter_constraints.rs`.
@@ -530,8 +533,14 @@ async fn alter_column(
             desc.columns[pos].default = Some(value.to_string());
         }
         AlterColumnOperation::DropDefault => desc.columns[pos].default = None,
-        AlterColumnOperation::SetDataType { .. } => {
-            return Err(SqlError::NotSupported("ALTER COLUMN … TYPE".into()));
+        AlterColumnOperation::SetDataType {
+            data_type, using, ..
+        } => {
+            if using.is_some() {
+                return Err(SqlError::NotSupported("ALTER COLUMN … TYPE … USING".into()));
+            }
+            let to = SqlType::from_ast(data_type)?;
+            retype(txn, desc, pos, to)?;
         }
         AlterColumnOperation::AddGenerated { .. } => {
             return Err(SqlError::NotSupported(
@@ -539,5 +548,55 @@ async fn alter_column(
             ));
         }
     }
+    Ok(())
+}
+
+/// `ALTER COLUMN … TYPE` between types whose values are stored alike —
+/// among `text` and `varchar(n)`, among the integers — so no row is
+/// rewritten: the rows are read once to check each value fits the new type
+/// (22001, 22003), as PostgreSQL's rewrite would. Anything else would
+/// rewrite the table: 0A000.
+fn retype(txn: &Txn, desc: &mut TableDescriptor, pos: usize, to: SqlType) -> Result<()> {
+    let from = desc.columns[pos].ty.clone();
+    if from == to {
+        return Ok(());
+    }
+    let text = |t: &SqlType| matches!(t, SqlType::Text | SqlType::Varchar(_));
+    let int = |t: &SqlType| matches!(t, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt);
+    let alike = (text(&from) && text(&to)) || (int(&from) && int(&to));
+    if !alike {
+        return Err(SqlError::NotSupported(format!(
+            "ALTER COLUMN … TYPE from {} to {} (it would rewrite the table)",
+            from.pg_name(),
+            to.pg_name()
+        )));
+    }
+    let fits = |d: &Datum| -> Result<()> {
+        match (d, &to) {
+            (Datum::Text(s), SqlType::Varchar(Some(n))) if s.chars().count() > *n as usize => Err(
+                SqlError::StringTooLong(format!("value too long for type character varying({n})")),
+            ),
+            (Datum::Int(v), SqlType::SmallInt) if i16::try_from(*v).is_err() => {
+                Err(SqlError::NumericOutOfRange("smallint out of range".into()))
+            }
+            (Datum::Int(v), SqlType::Integer) if i32::try_from(*v).is_err() => {
+                Err(SqlError::NumericOutOfRange("integer out of range".into()))
+            }
+            _ => Ok(()),
+        }
+    };
+    let narrower = matches!(
+        (&from, &to),
+        (_, SqlType::Varchar(Some(_)))
+            | (SqlType::BigInt, SqlType::Integer | SqlType::SmallInt)
+            | (SqlType::Integer, SqlType::SmallInt)
+    );
+    if narrower {
+        crate::row::scan_table(txn, desc, |_, row| {
+            fits(&row[pos])?;
+            Ok(true)
+        })?;
+    }
+    desc.columns[pos].ty = to;
     Ok(())
 }

@@ -206,29 +206,55 @@ pub const AGGREGATES: &[&str] = &[
 
 /// The names a query's `FROM` gives its relations (aliases, else the
 /// last part of the table name), lowercased.
-fn from_names(select: &ast::Select) -> Vec<String> {
+/// `None` if the `FROM` holds anything but plain tables (derived tables,
+/// functions, nested joins), whose names this does not follow.
+fn from_names(select: &ast::Select) -> Option<Vec<String>> {
     let mut names = Vec::new();
-    let mut add = |factor: &ast::TableFactor| {
-        if let ast::TableFactor::Table { name, alias, .. } = factor {
-            let n = match alias {
-                Some(a) => a.name.value.to_lowercase(),
-                None => name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .map(|i| i.value.to_lowercase())
-                    .unwrap_or_default(),
-            };
-            names.push(n);
-        }
+    let mut add = |factor: &ast::TableFactor| -> Option<()> {
+        let ast::TableFactor::Table { name, alias, .. } = factor else {
+            return None;
+        };
+        let n = match alias {
+            Some(a) => a.name.value.to_lowercase(),
+            None => name.0.last()?.as_ident()?.value.to_lowercase(),
+        };
+        names.push(n);
+        Some(())
     };
     for t in &select.from {
-        add(&t.relation);
+        add(&t.relation)?;
         for j in &t.joins {
-            add(&j.relation);
+            add(&j.relation)?;
         }
     }
-    names
+    Some(names)
+}
+
+/// Whether `expr` holds an aggregate or window function anywhere (it
+/// decides how many rows a subquery has, so it cannot move).
+fn has_aggregate(expr: &Expr) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions(expr, |e| {
+        if let Expr::Function(f) = e {
+            let name = f
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_lowercase())
+                .unwrap_or_default();
+            if AGGREGATES.contains(&name.as_str())
+                || f.over.is_some()
+                || f.filter.is_some()
+                || !f.within_group.is_empty()
+            {
+                found = true;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found
 }
 
 /// Whether `expr` names a column of a relation outside `inner` (a
@@ -286,15 +312,11 @@ fn split_outer_arguments(q: &ast::Query) -> Option<Expr> {
     let ast::FunctionArguments::List(list) = &f.args else {
         return None;
     };
-    if f.over.is_some() || f.filter.is_some() || !list.clauses.is_empty() {
+    if !list.clauses.is_empty() || has_aggregate(item) {
         return None;
     }
-    let name = f.name.0.last()?.as_ident()?.value.to_lowercase();
-    if AGGREGATES.contains(&name.as_str()) {
-        return None;
-    }
-    let inner = from_names(select);
-    let mut any_outer = false;
+    let inner = from_names(select)?;
+    let (mut any_outer, mut any_inner) = (false, false);
     let mut args = Vec::with_capacity(list.args.len());
     for arg in &list.args {
         let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = arg else {
@@ -307,6 +329,7 @@ fn split_outer_arguments(q: &ast::Query) -> Option<Expr> {
                 args.push(e.clone());
             }
             (false, true) => {
+                any_inner = true;
                 let mut sub = q.clone();
                 if let ast::SetExpr::Select(sel) = sub.body.as_mut() {
                     sel.projection = vec![ast::SelectItem::UnnamedExpr(e.clone())];
@@ -317,7 +340,9 @@ fn split_outer_arguments(q: &ast::Query) -> Option<Expr> {
             (false, false) => args.push(e.clone()),
         }
     }
-    if !any_outer {
+    // Without an inner argument the subquery's row count would no longer
+    // be checked (more than one row is an error).
+    if !any_outer || !any_inner {
         return None;
     }
     // Whether the subquery has a row, as a count: DataFusion decorrelates
@@ -469,9 +494,10 @@ fn rewrite_expr(expr: &mut Expr) {
     }
 }
 
-/// `generate_subscripts(a, 1)` → `unnest(range(1, cardinality(a) + 1))`:
-/// the subscripts of a one-dimensional array, as rows (beside an
-/// `unnest(a)` of the same array, row for row).
+/// `generate_subscripts(a, d)` → `unnest(CASE WHEN d = 1 THEN range(1,
+/// cardinality(a) + 1) ELSE range(1, 1) END)`: the subscripts of a
+/// one-dimensional array, as rows (beside an `unnest(a)` of the same
+/// array, row for row).
 fn generate_subscripts(f: &ast::Function) -> Option<Expr> {
     let name = f.name.0.last()?.as_ident()?.value.to_lowercase();
     if name != "generate_subscripts" {
@@ -482,11 +508,12 @@ fn generate_subscripts(f: &ast::Function) -> Option<Expr> {
     };
     let [
         ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array)),
-        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(_dimension)),
+        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(dimension)),
     ] = list.args.as_slice()
     else {
         return None;
     };
+
     let one = || Expr::value(ast::Value::Number("1".into(), false));
     let count = Expr::Cast {
         kind: ast::CastKind::Cast,
@@ -500,7 +527,22 @@ fn generate_subscripts(f: &ast::Function) -> Option<Expr> {
         op: BinaryOperator::Plus,
         right: Box::new(one()),
     };
-    Some(call("unnest", vec![call("range", vec![one(), past])]))
+    // Shoal's arrays have one dimension: any other has no subscripts.
+    let subscripts = Expr::Case {
+        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![ast::CaseWhen {
+            condition: Expr::BinaryOp {
+                left: Box::new(dimension.clone()),
+                op: BinaryOperator::Eq,
+                right: Box::new(one()),
+            },
+            result: call("range", vec![one(), past]),
+        }],
+        else_result: Some(Box::new(call("range", vec![one(), one()]))),
+    };
+    Some(call("unnest", vec![subscripts]))
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {

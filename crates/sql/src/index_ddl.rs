@@ -112,8 +112,24 @@ fn index_column(desc: &TableDescriptor, c: &ast::IndexColumn) -> Result<IndexCol
             )));
         }
     };
-    if c.operator_class.is_some() {
-        return Err(SqlError::NotSupported("index operator classes".into()));
+    // Index keys compare as bytes: the default btree classes and the
+    // `*_pattern_ops` classes (byte-wise, for `LIKE 'prefix%'`, which
+    // Django declares for indexed text) order entries the same way.
+    if let Some(class) = &c.operator_class {
+        let class = class.to_string().to_lowercase();
+        let class = class.strip_prefix("pg_catalog.").unwrap_or(&class);
+        let known = [
+            "text_pattern_ops",
+            "varchar_pattern_ops",
+            "bpchar_pattern_ops",
+        ]
+        .contains(&class)
+            || (class.ends_with("_ops") && crate::pg_catalog::is_default_opclass(class));
+        if !known {
+            return Err(SqlError::NotSupported(format!(
+                "index operator class {class}"
+            )));
+        }
     }
     if c.column.options.nulls_first.is_some() {
         return Err(SqlError::NotSupported(

@@ -394,6 +394,11 @@ const OPCLASSES: &[(i64, &str, i64)] = &[
     (2968, "uuid_ops", 2950),
 ];
 
+/// Whether `name` is one of the default btree operator classes.
+pub fn is_default_opclass(name: &str) -> bool {
+    OPCLASSES.iter().any(|(_, n, _)| *n == name)
+}
+
 /// The default operator class of an indexed column's type.
 fn opclass_of(ty: &crate::types::SqlType) -> (i64, &'static str) {
     let type_oid = match ty {

@@ -30,6 +30,7 @@ use datafusion::arrow::array::RecordBatchOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
+use datafusion::common::{Constraint, Constraints};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -54,6 +55,8 @@ pub struct TableScan {
     /// Positions in `desc.columns` of the columns this provider exposes.
     columns: Vec<usize>,
     schema: SchemaRef,
+    /// The primary key over `columns` (none for a hidden rowid).
+    constraints: Constraints,
 }
 
 impl fmt::Debug for TableScan {
@@ -72,11 +75,24 @@ impl TableScan {
             desc.visible_columns()
         };
         let schema = desc.arrow_schema(&columns);
+        // The primary key, as DataFusion's constraint: grouping by it lets
+        // a query select the table's other columns too (PostgreSQL's
+        // functional dependency, which ORMs' `GROUP BY id` relies on).
+        let key: Option<Vec<usize>> = desc
+            .primary_key
+            .iter()
+            .map(|p| columns.iter().position(|c| c == p))
+            .collect();
+        let constraints = Constraints::new_unverified(match key {
+            Some(key) if !desc.has_hidden_rowid() => vec![Constraint::PrimaryKey(key)],
+            _ => Vec::new(),
+        });
         TableScan {
             desc,
             txn,
             columns,
             schema,
+            constraints,
         }
     }
 }
@@ -89,6 +105,10 @@ impl TableProvider for TableScan {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
     }
 
     fn supports_filters_pushdown(
