@@ -8,6 +8,9 @@ BIN := $(CARGO_TARGET_DIR)/debug
 CORPUS ?= ../shared/sqllogictest
 # The Python clients of the end-to-end tests (tests/clients/requirements.txt).
 VENV ?= $(HOME)/.cache/shoal/venv
+# The Node.js clients of the end-to-end tests, pinned.
+NODE_DEPS ?= $(HOME)/.cache/shoal/node
+NODE_CLIENTS := pg@8.23.1
 
 .PHONY: all deps build demo test test-unit test-slt slt-corpus lint fmt clean bench
 
@@ -15,7 +18,8 @@ all: build
 
 # System packages a fresh Debian machine lacks: clang/libclang for RocksDB's
 # bindgen, a C++ toolchain, psql and Python's venv for the end-to-end tests;
-# then the Python clients those tests run, in a virtual environment.
+# then the Python and Node.js clients those tests run, beside the build
+# cache.
 deps:
 	@missing=""; \
 	for p in clang libclang-dev g++ make postgresql-client python3-venv; do \
@@ -27,10 +31,18 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	@command -v cargo >/dev/null || { echo "cargo is required (see rust-toolchain.toml)"; exit 1; }
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; }
 	@if ! cmp -s tests/clients/requirements.txt $(VENV)/requirements.txt; then \
 	  echo "installing the Python clients into $(VENV)"; \
 	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -r tests/clients/requirements.txt && \
 	  cp tests/clients/requirements.txt $(VENV)/requirements.txt; \
+	fi
+	@if [ "$$(cat $(NODE_DEPS)/clients 2>/dev/null)" != "$(NODE_CLIENTS)" ]; then \
+	  echo "installing the Node.js clients into $(NODE_DEPS)"; \
+	  mkdir -p $(NODE_DEPS) && npm install --silent --prefix $(NODE_DEPS) --no-save --no-package-lock $(NODE_CLIENTS) && \
+	  echo "$(NODE_CLIENTS)" > $(NODE_DEPS)/clients; \
 	fi
 
 build: deps

@@ -4,7 +4,8 @@
 //!
 //! The Python clients live in the virtual environment `make deps` builds
 //! from `tests/clients/requirements.txt` (`SHOAL_PYTHON` names another
-//! interpreter).
+//! interpreter), the Node.js ones in the modules directory it fills
+//! (`SHOAL_NODE_MODULES`).
 
 #![allow(clippy::expect_used)] // a missing client is a test failure, reported by the panic
 
@@ -27,14 +28,30 @@ fn client_program(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs a client program against `node`; its output when it fails.
+/// Where `make deps` installs the Node.js clients (`SHOAL_NODE_MODULES`
+/// names another place).
+fn node_modules() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_NODE_MODULES") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    PathBuf::from(home).join(".cache/shoal/node/node_modules")
+}
+
+/// Runs a Python client program against `node`; its output.
 fn run_python(node: &TestNode, program: &str) -> String {
-    let out = Command::new(python())
+    run(Command::new(python()), node, program)
+}
+
+/// Runs a client program with `command` against `node`; its output, or
+/// a panic with it when the program fails.
+fn run(mut command: Command, node: &TestNode, program: &str) -> String {
+    let out = command
         .arg(client_program(program))
         .arg(node.sql_addr.ip().to_string())
         .arg(node.sql_addr.port().to_string())
         .output()
-        .expect("the Python clients must be installed (make deps)");
+        .expect("the clients must be installed (make deps)");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -72,4 +89,15 @@ async fn django_migrate_and_orm() {
         out.contains("Django 5.1.15 over psycopg 3.2.13: ok"),
         "{out}"
     );
+}
+
+/// node-postgres: parameterized and named prepared statements (the
+/// extended protocol), typed results, transactions, SQLSTATEs, a pool.
+#[tokio::test]
+async fn node_postgres() {
+    let node = TestNode::start().await;
+    let mut command = Command::new("node");
+    command.env("NODE_PATH", node_modules());
+    let out = run(command, &node, "node_pg/run.js");
+    assert!(out.contains("node-postgres 8.23.1 on Node.js"), "{out}");
 }
