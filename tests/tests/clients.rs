@@ -101,3 +101,64 @@ async fn node_postgres() {
     let out = run(command, &node, "node_pg/run.js");
     assert!(out.contains("node-postgres 8.23.1 on Node.js"), "{out}");
 }
+
+/// pgbench (PostgreSQL's client, `make deps` installs it with psql):
+/// `pgbench -i` — tables, data by COPY FROM STDIN (FREEZE), VACUUM,
+/// primary keys added to the loaded tables — then a TPC-B-like run, its
+/// serialization failures retried as pgbench does (`--max-tries`).
+#[tokio::test]
+async fn pgbench_init_and_run() {
+    let node = TestNode::start().await;
+    let pgbench = |args: &[&str]| {
+        let out = Command::new("pgbench")
+            .args(["-h", &node.sql_addr.ip().to_string()])
+            .args(["-p", &node.sql_addr.port().to_string()])
+            .args(["-U", "shoal"])
+            .args(args)
+            .arg("shoal")
+            .output()
+            .expect("pgbench must be installed (make deps installs postgresql-client)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
+        text
+    };
+    let init = pgbench(&["-i", "-s", "1"]);
+    assert!(init.contains("creating primary keys..."), "{init}");
+    let c = node.connect().await;
+    for (table, rows) in [
+        ("pgbench_accounts", 100_000i64),
+        ("pgbench_branches", 1),
+        ("pgbench_tellers", 10),
+    ] {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, rows, "{table}");
+    }
+    let keys: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND conname LIKE 'pgbench_%'",
+            &[],
+        )
+        .await
+        .expect("keys")
+        .get(0);
+    assert_eq!(keys, 3);
+    let run = pgbench(&["-c", "2", "-t", "20", "--max-tries=100"]);
+    assert!(
+        run.contains("number of transactions actually processed: 40/40"),
+        "{run}"
+    );
+    assert!(run.contains("number of failed transactions: 0"), "{run}");
+    let version = Command::new("pgbench")
+        .arg("--version")
+        .output()
+        .expect("version");
+    println!("{}", String::from_utf8_lossy(&version.stdout).trim());
+}

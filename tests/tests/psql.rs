@@ -170,3 +170,75 @@ async fn psql_describe_shows_checks_and_foreign_keys() {
         "{out}"
     );
 }
+
+/// psql's `\copy` (COPY FROM STDIN / TO STDOUT) in text and CSV: rows in
+/// and out, NULLs and quoting, a bad row failing the whole COPY, and COPY
+/// inside a rolled-back block.
+#[tokio::test]
+async fn psql_copy_in_and_out() {
+    let node = TestNode::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = dir.path().join("rows.tsv");
+    let csv = dir.path().join("rows.csv");
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(
+        &text,
+        "1\tann\t2024-01-02\n2\tbob\t\\N\n3\ttab\\there\t2024-03-04\n",
+    )
+    .expect("write");
+    std::fs::write(&csv, "id,name,d\n4,\"dee, d\",2024-05-06\n5,,\n").expect("write");
+    std::fs::write(&bad, "6\tok\t2024-01-01\n7\tbad date\tnot-a-date\n").expect("write");
+    let (ok, out, err) = psql(
+        &node,
+        &[
+            "-c",
+            "CREATE TABLE people (id integer PRIMARY KEY, name text, d date)",
+            "-c",
+            &format!("\\copy people FROM '{}'", text.display()),
+            "-c",
+            &format!(
+                "\\copy people FROM '{}' WITH (FORMAT csv, HEADER true)",
+                csv.display()
+            ),
+            "-c",
+            "\\copy people TO STDOUT",
+            "-c",
+            "\\copy (SELECT id, name FROM people WHERE id >= 4 ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("COPY 3") && out.contains("COPY 2"), "{out}");
+    assert!(out.contains("2\tbob\t\\N\n"), "{out}");
+    assert!(out.contains("3\ttab\\there\t2024-03-04\n"), "{out}");
+    assert!(out.contains("5\t\\N\t\\N\n"), "{out}");
+    assert!(out.contains("id,name\n4,\"dee, d\"\n5,\n"), "{out}");
+
+    // A bad value fails the COPY (22P02), which leaves no row behind.
+    let (ok, _, err) = psql(
+        &node,
+        &["-c", &format!("\\copy people FROM '{}'", bad.display())],
+    );
+    assert!(!ok && err.contains("date"), "{err}");
+    let (_, out, _) = psql(&node, &["-A", "-t", "-c", "SELECT count(*) FROM people"]);
+    assert_eq!(out.trim(), "5");
+
+    // COPY inside a block goes with the block.
+    let (ok, out, err) = psql(
+        &node,
+        &[
+            "-c",
+            "BEGIN",
+            "-c",
+            &format!(
+                "\\copy people FROM '{}' WITH (FORMAT csv, HEADER)",
+                csv.display()
+            ),
+            "-c",
+            "ROLLBACK",
+        ],
+    );
+    assert!(!ok, "duplicate keys in the block must fail: {out}");
+    assert!(err.contains("duplicate key"), "{err}");
+    let (_, out, _) = psql(&node, &["-A", "-t", "-c", "SELECT count(*) FROM people"]);
+    assert_eq!(out.trim(), "5");
+}

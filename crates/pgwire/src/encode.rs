@@ -193,6 +193,28 @@ impl ToSqlText for Encoded {
     }
 }
 
+/// Every row of a batch as PostgreSQL's text of each value (`None`:
+/// NULL), for `COPY … TO STDOUT`.
+pub fn batch_texts(batch: &RecordBatch) -> PgWireResult<Vec<Vec<Option<String>>>> {
+    let opts = FormatOptions::default().with_null("");
+    let formatters: Vec<ArrayFormatter> = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .collect::<Result<_, _>>()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    Ok((0..batch.num_rows())
+        .map(|r| {
+            batch
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(c, col)| (!col.is_null(r)).then(|| text_value(col, r, &formatters[c])))
+                .collect()
+        })
+        .collect())
+}
+
 /// Encodes every row of a batch.
 pub fn encode_batch(
     batch: &RecordBatch,

@@ -27,9 +27,10 @@ use futures::{Sink, SinkExt, stream};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -37,10 +38,12 @@ use pgwire::api::{
     PgWireServerHandlers, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use shoal_sql::copy::CopyIn;
 use shoal_sql::{Database, Output, Prepared, Session, SqlError, TxnStatus};
 use tokio::sync::Mutex;
 
@@ -68,6 +71,7 @@ impl Connection {
                     session: session.clone(),
                 }),
                 prepared: Default::default(),
+                copy: Default::default(),
             }),
             startup: Arc::new(Startup {
                 db,
@@ -81,6 +85,10 @@ impl Connection {
 
 impl PgWireServerHandlers for Connection {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.queries.clone()
     }
 
@@ -250,9 +258,19 @@ pub struct QueryHandler {
     /// Names of the client's prepared statements, for `DEALLOCATE ALL`
     /// (pgwire's store cannot list them).
     prepared: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// A `COPY … FROM STDIN` under way, and the data received so far.
+    copy: std::sync::Mutex<Option<(CopyIn, Vec<u8>)>>,
 }
 
 impl QueryHandler {
+    /// The `COPY … FROM STDIN` under way (poisoning cannot leave it half
+    /// changed: each change is one assignment or append).
+    fn copy_in(&self) -> std::sync::MutexGuard<'_, Option<(CopyIn, Vec<u8>)>> {
+        self.copy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The client's prepared statement names (poisoning cannot leave the
     /// set half-changed: each change is one insert or remove).
     fn prepared(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -350,6 +368,35 @@ fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Re
         Output::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Output::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
         Output::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+        Output::CopyOut {
+            format,
+            schema,
+            batches,
+        } => {
+            let mut lines = Vec::new();
+            if format.header {
+                let names: Vec<Option<String>> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| Some(shoal_sql::compat::output_name(f.name()).to_string()))
+                    .collect();
+                lines.push(Ok(CopyData::new(format.line(&names).into_bytes().into())));
+            }
+            for b in &batches {
+                for row in encode::batch_texts(b)? {
+                    lines.push(Ok(CopyData::new(format.line(&row).into_bytes().into())));
+                }
+            }
+            Response::CopyOut(CopyResponse::new(
+                0,
+                schema.fields().len(),
+                stream::iter(lines),
+            ))
+        }
+        // Only a simple query starts COPY FROM STDIN (`do_query`).
+        Output::CopyIn(_) => Response::Error(Box::new(error_info(&SqlError::NotSupported(
+            "COPY FROM STDIN in the extended protocol".into(),
+        )))),
     })
 }
 
@@ -394,6 +441,17 @@ impl SimpleQueryHandler for QueryHandler {
                 Statement::Deallocate { name, .. } => self.deallocate(_client.portal_store(), name),
                 _ => session.execute(stmt, Vec::new()).await,
             };
+            if let Ok(Output::CopyIn(copy)) = output {
+                // The client's data follows (`CopyHandler` below).
+                let columns = copy.columns.len();
+                *self.copy_in() = Some((copy, Vec::new()));
+                responses.push(Response::CopyIn(CopyResponse::new(
+                    0,
+                    columns,
+                    stream::empty(),
+                )));
+                break;
+            }
             let response = respond(output, &Format::UnifiedText)?;
             let failed = matches!(response, Response::Error(_));
             responses.push(response);
@@ -573,5 +631,69 @@ impl ExtendedQueryHandler for PgwireDefaults<'_> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         ExtendedQueryHandler::do_query(self.0, client, portal, max_rows).await
+    }
+}
+
+/// The data of a `COPY … FROM STDIN` (`shoal_sql::copy`): gathered as it
+/// comes, inserted at `CopyDone`.
+#[async_trait]
+impl CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self.copy_in().as_mut() {
+            Some((_, data)) => {
+                data.extend_from_slice(&copy_data.data);
+                Ok(())
+            }
+            None => Err(to_pgwire(&SqlError::Syntax(
+                "COPY data received outside COPY FROM STDIN".into(),
+            ))),
+        }
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some((copy, data)) = self.copy_in().take() else {
+            return Err(to_pgwire(&SqlError::Syntax(
+                "COPY done outside COPY FROM STDIN".into(),
+            )));
+        };
+        let mut guard = self.session.lock().await;
+        let session = guard.as_mut().ok_or_else(no_session)?;
+        let result = session.copy_in(&copy, &data).await;
+        let status = match session.txn_status() {
+            TxnStatus::Idle => TransactionStatus::Idle,
+            TxnStatus::InBlock => TransactionStatus::Transaction,
+            TxnStatus::Failed => TransactionStatus::Error,
+        };
+        drop(guard);
+        client.set_transaction_status(status);
+        let rows = result.map_err(|e| to_pgwire(&e))?;
+        let tag = Tag::new("COPY").with_rows(rows as usize);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.copy_in().take();
+        to_pgwire(&SqlError::CopyFailed(format!(
+            "COPY from stdin failed: {}",
+            fail.message
+        )))
     }
 }

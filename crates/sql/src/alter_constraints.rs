@@ -6,8 +6,12 @@
 //! PostgreSQL does, without `NOT VALID`, which is refused): a `UNIQUE`
 //! builds its index (23505 on a duplicate), a `CHECK` evaluates over
 //! every row (23514), a foreign key looks up every row's parent (23503).
-//! A primary key cannot be added or dropped: it is each row's address, so
-//! changing it means rewriting the table.
+//! A primary key is each row's address: it cannot be dropped, and adding
+//! one to a table keyed by its hidden rowid (`pgbench -i` does, after
+//! loading) rewrites every row under its new key and rebuilds the
+//! indexes, in the statement's transaction, holding the rows in memory
+//! meanwhile (old and new keys share one key span, so every old key must
+//! go before any new one is written).
 //!
 //! Dropping a `UNIQUE` constraint, or a column, that other tables' foreign
 //! keys rely on needs `CASCADE`, which drops those foreign keys (2BP01
@@ -40,9 +44,7 @@ pub(crate) fn add(
         }
         TableConstraint::Check(check) => add_check(session, txn, desc, check.name.as_ref(), check),
         TableConstraint::ForeignKey(fk) => add_foreign_key(txn, desc, fk, &fk.columns),
-        TableConstraint::PrimaryKey(_) => Err(SqlError::NotSupported(
-            "adding a primary key to an existing table (the key is each row's address)".into(),
-        )),
+        TableConstraint::PrimaryKey(pk) => add_primary_key(txn, desc, pk),
         other => Err(SqlError::NotSupported(format!("constraint {other}"))),
     }
 }
@@ -367,4 +369,102 @@ fn depends(message: &str, fk: &str, child: &str) -> SqlError {
     SqlError::DependentObjects(format!(
         "{message}: constraint {fk} on table {child} depends on it"
     ))
+}
+
+/// `ADD PRIMARY KEY (cols)` on a table keyed by its hidden rowid: every
+/// row moves to its new key (module docs). NULLs are 23502, duplicates
+/// 23505, as PostgreSQL's index build reports them.
+fn add_primary_key(
+    txn: &Txn,
+    desc: &mut TableDescriptor,
+    pk: &ast::PrimaryKeyConstraint,
+) -> Result<()> {
+    if !desc.has_hidden_rowid() {
+        return Err(SqlError::InvalidTableDefinition(format!(
+            "multiple primary keys for table \"{}\" are not allowed",
+            desc.name
+        )));
+    }
+    if let Some(name) = &pk.name
+        && names::fold(name) != desc.pkey_name()
+    {
+        return Err(SqlError::NotSupported(format!(
+            "a primary key not named {} (it is named after its table)",
+            desc.pkey_name()
+        )));
+    }
+    let mut positions = Vec::with_capacity(pk.columns.len());
+    for ic in &pk.columns {
+        let ast::Expr::Identifier(ident) = &ic.column.expr else {
+            return Err(SqlError::NotSupported(format!(
+                "expression {} in a primary key",
+                ic.column.expr
+            )));
+        };
+        let pos = crate::alter_table::existing_column(desc, ident)?;
+        if !desc.columns[pos].ty.is_key_type() {
+            return Err(SqlError::NotSupported(format!(
+                "{} as a primary key column type",
+                desc.columns[pos].ty.pg_name()
+            )));
+        }
+        if positions.contains(&pos) {
+            return Err(SqlError::DuplicateColumn(format!(
+                "column \"{}\" appears twice in primary key constraint",
+                desc.columns[pos].name
+            )));
+        }
+        positions.push(pos);
+    }
+    let old = desc.clone();
+    let rowid = old.primary_key[0];
+    let mut new = old.clone();
+    new.primary_key = positions.clone();
+    for p in &positions {
+        new.columns[*p].nullable = false;
+    }
+    let c = &mut new.columns[rowid];
+    c.name = format!("________pg_dropped_{rowid}________");
+    c.dropped = true;
+    c.nullable = true;
+    // Read everything, then move: old and new keys share one span.
+    let mut rows: Vec<Vec<Datum>> = Vec::new();
+    crate::row::scan_table(txn, &old, |_, row| {
+        rows.push(row);
+        Ok(true)
+    })?;
+    for p in &positions {
+        if rows.iter().any(|r| r[*p].is_null()) {
+            return Err(crate::alter_table::contains_nulls(
+                desc,
+                &desc.columns[*p].name,
+            ));
+        }
+    }
+    let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(rows.len() * 2);
+    for row in &rows {
+        writes.push((crate::row::encode_key(&old, row)?, None));
+        for index in &old.indexes {
+            writes.push((crate::index_key::entry(&old, index, row)?.0, None));
+        }
+    }
+    txn.write_all(writes)?;
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let key = crate::row::encode_key(&new, row)?;
+        if !seen.insert(key.clone()) {
+            return Err(SqlError::UniqueIndexBuild {
+                index: new.pkey_name(),
+                detail: format!("Key {} is duplicated.", crate::dml::key_text(&new, row)),
+            });
+        }
+        writes.push((key, Some(crate::row::encode_value(&new, row))));
+    }
+    txn.write_all(writes)?;
+    for index in &new.indexes {
+        crate::index_ddl::build(txn, &new, index)?;
+    }
+    *desc = new;
+    Ok(())
 }

@@ -46,6 +46,15 @@ pub enum SqlError {
     /// shows the row).
     #[error("{message}")]
     CheckViolation { message: String, detail: String },
+    /// Bytes that are not valid in the database's encoding (UTF-8).
+    #[error("{0}")]
+    CharacterNotInRepertoire(String),
+    /// The client gave up a `COPY … FROM STDIN` (CopyFail).
+    #[error("{0}")]
+    CopyFailed(String),
+    /// COPY data that does not parse, or rows of the wrong width.
+    #[error("{0}")]
+    BadCopyFile(String),
     /// A column made NOT NULL over rows holding NULL.
     #[error("{0}")]
     ColumnContainsNulls(String),

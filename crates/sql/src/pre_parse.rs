@@ -1,8 +1,9 @@
 //! Statements the SQL parser does not know, rewritten before it sees them.
 //!
 //! `SET CLUSTER SETTING` (`cluster_settings.rs`), `ALTER TABLE … SPLIT
-//! AT` (`split.rs`), `ALTER TABLE … CONFIGURE ZONE` (`zone.rs`) and `SET
-//! CONSTRAINTS` (`set_constraints.rs`) are
+//! AT` (`split.rs`), `ALTER TABLE … CONFIGURE ZONE` (`zone.rs`), `SET
+//! CONSTRAINTS` (`set_constraints.rs`), `VACUUM` / `ANALYZE`
+//! (`maintenance.rs`) and COPY's `on`/`off` options (`copy.rs`) are
 //! rewritten into statements the parser accepts, marked (a reserved,
 //! quoted name no user statement can mean) so that the session recognizes
 //! them. A query string may hold
@@ -25,6 +26,8 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
         crate::split::rewrite_sql(stmt)
             .or_else(|| crate::zone::rewrite_sql(stmt))
             .or_else(|| crate::set_constraints::rewrite_sql(stmt))
+            .or_else(|| crate::maintenance::rewrite_sql(stmt))
+            .or_else(|| crate::copy::rewrite_sql(stmt))
     };
     // The common case, one statement: no tokenizing.
     if !sql.contains(';') {

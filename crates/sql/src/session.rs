@@ -235,6 +235,15 @@ pub enum Output {
     Begin,
     Commit,
     Rollback,
+    /// `COPY … TO STDOUT`: rows for the front end to write in `format`.
+    CopyOut {
+        format: crate::copy::CopyFormat,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// `COPY … FROM STDIN`: the front end gathers the data, then calls
+    /// [`Session::copy_in`].
+    CopyIn(crate::copy::CopyIn),
 }
 
 impl Output {
@@ -563,6 +572,61 @@ impl Session {
 
     /// Runs one statement with the given parameter values, within
     /// `statement_timeout` (57014) if it is set.
+    /// The data of a `COPY … FROM STDIN` (module `copy.rs`): parsed and
+    /// inserted in one transaction — the open block's, or one of its own.
+    /// Returns the number of rows.
+    pub async fn copy_in(&mut self, copy: &crate::copy::CopyIn, data: &[u8]) -> Result<u64> {
+        const CHUNK: usize = 1000;
+        let text = std::str::from_utf8(data).map_err(|_| {
+            SqlError::CharacterNotInRepertoire("invalid byte sequence for encoding \"UTF8\"".into())
+        })?;
+        let rows = copy.format.parse(text)?;
+        let own = matches!(self.state, TxnState::Idle);
+        if own {
+            self.execute(
+                &Statement::StartTransaction {
+                    modes: Vec::new(),
+                    begin: true,
+                    transaction: None,
+                    modifier: None,
+                    statements: Vec::new(),
+                    exception: None,
+                    has_end_keyword: false,
+                },
+                Vec::new(),
+            )
+            .await?;
+        }
+        let mut result = Ok(rows.len() as u64);
+        for (n, chunk) in rows.chunks(CHUNK).enumerate() {
+            let inserted = match crate::copy::insert_sql(copy, chunk, n * CHUNK)
+                .and_then(|sql| Session::parse(&sql))
+            {
+                Ok(stmts) => match stmts.first() {
+                    Some(stmt) => self.execute(stmt, Vec::new()).await.map(|_| ()),
+                    None => Ok(()),
+                },
+                Err(e) => Err(e),
+            };
+            // A failed INSERT has failed the block already.
+            if let Err(e) = inserted {
+                result = Err(e);
+                break;
+            }
+        }
+        if own {
+            match &result {
+                Ok(_) => {
+                    self.commit()?;
+                }
+                Err(_) => {
+                    self.rollback();
+                }
+            }
+        }
+        result
+    }
+
     pub async fn execute(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
         match self.statement_timeout() {
             None => self.execute_now(stmt, params).await,
@@ -978,6 +1042,67 @@ impl Session {
                 }
             }
             Statement::Truncate(truncate) => ddl::truncate(txn, &self.database, truncate),
+            Statement::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                values,
+            } => {
+                let format = crate::copy::CopyFormat::of(options, legacy_options)?;
+                if !values.is_empty() {
+                    return Err(SqlError::NotSupported("COPY data inline".into()));
+                }
+                match (to, target) {
+                    (true, ast::CopyTarget::Stdout) => {
+                        let plan = match source {
+                            ast::CopySource::Table {
+                                table_name,
+                                columns,
+                            } => {
+                                let desc = dml::lookup(self, txn, table_name)?;
+                                let (table, columns) = crate::copy::target(&desc, columns)?;
+                                self.plan_sql(&format!(
+                                    "SELECT {} FROM {table}",
+                                    columns.join(", ")
+                                ))
+                                .await?
+                            }
+                            ast::CopySource::Query(q) => {
+                                self.plan(&Statement::Query(q.clone())).await?
+                            }
+                        };
+                        let schema = plan.schema().inner().clone();
+                        let batches = self.collect(plan, params).await?;
+                        Ok(Output::CopyOut {
+                            format,
+                            schema,
+                            batches,
+                        })
+                    }
+                    (false, ast::CopyTarget::Stdin) => {
+                        let ast::CopySource::Table {
+                            table_name,
+                            columns,
+                        } = source
+                        else {
+                            return Err(SqlError::Syntax("COPY FROM needs a table".into()));
+                        };
+                        let desc = dml::lookup(self, txn, table_name)?;
+                        let (table, columns) = crate::copy::target(&desc, columns)?;
+                        Ok(Output::CopyIn(crate::copy::CopyIn {
+                            table,
+                            columns,
+                            format,
+                        }))
+                    }
+                    _ => Err(SqlError::NotSupported(
+                        "COPY to or from a file or program (use STDIN / STDOUT, or psql's \\copy)"
+                            .into(),
+                    )),
+                }
+            }
             other => Err(SqlError::NotSupported(format!(
                 "statement {}",
                 statement_keyword(other)
@@ -1353,6 +1478,28 @@ impl Session {
 
     fn set(&mut self, set: &ast::Set) -> Result<Output> {
         match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } if let Some((command, tables)) = crate::maintenance::target(variable, values) => {
+                let txn = self.db.kv.begin()?;
+                for table in tables {
+                    let name = crate::pre_parse::parse_table_name(&table)?;
+                    let name = crate::names::table_name(&name, &self.database)?;
+                    if crate::catalog::table_by_name(
+                        &txn,
+                        &self.database,
+                        crate::providers::PUBLIC_SCHEMA,
+                        &name,
+                    )?
+                    .is_none()
+                    {
+                        txn.rollback();
+                        return Err(SqlError::UndefinedTable(name));
+                    }
+                }
+                txn.rollback();
+                return Ok(Output::command(&command));
+            }
             ast::Set::SingleAssignment {
                 variable, values, ..
             } if let Some((names, deferred)) = crate::set_constraints::target(variable, values) => {
