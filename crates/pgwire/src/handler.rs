@@ -373,19 +373,26 @@ fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Re
             schema,
             batches,
         } => {
-            let mut lines = Vec::new();
+            // One message per row (pgwire counts them for the tag); the
+            // header rides with the first row.
+            let mut header = String::new();
             if format.header {
                 let names: Vec<Option<String>> = schema
                     .fields()
                     .iter()
                     .map(|f| Some(shoal_sql::compat::output_name(f.name()).to_string()))
                     .collect();
-                lines.push(Ok(CopyData::new(format.line(&names).into_bytes().into())));
+                header = format.line(&names);
             }
+            let mut lines = Vec::new();
             for b in &batches {
                 for row in encode::batch_texts(b)? {
-                    lines.push(Ok(CopyData::new(format.line(&row).into_bytes().into())));
+                    let line = std::mem::take(&mut header) + &format.line(&row);
+                    lines.push(Ok(CopyData::new(line.into_bytes().into())));
                 }
+            }
+            if !header.is_empty() {
+                lines.push(Ok(CopyData::new(header.into_bytes().into())));
             }
             Response::CopyOut(CopyResponse::new(
                 0,
@@ -432,6 +439,10 @@ impl SimpleQueryHandler for QueryHandler {
         };
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or_else(no_session)?;
+        // A query in the middle of a COPY ends it, failed.
+        if self.copy_in().take().is_some() {
+            session.abort_copy();
+        }
         let mut responses = Vec::with_capacity(stmts.len());
         if stmts.is_empty() {
             responses.push(Response::EmptyQuery);
@@ -442,6 +453,14 @@ impl SimpleQueryHandler for QueryHandler {
                 _ => session.execute(stmt, Vec::new()).await,
             };
             if let Ok(Output::CopyIn(copy)) = output {
+                if !std::ptr::eq(stmt, stmts.last().unwrap_or(stmt)) {
+                    responses.push(Response::Error(Box::new(error_info(
+                        &SqlError::NotSupported(
+                            "COPY FROM STDIN followed by more statements in one query".into(),
+                        ),
+                    ))));
+                    break;
+                }
                 // The client's data follows (`CopyHandler` below).
                 let columns = copy.columns.len();
                 *self.copy_in() = Some((copy, Vec::new()));
@@ -690,7 +709,11 @@ impl CopyHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.copy_in().take();
+        if self.copy_in().take().is_some()
+            && let Some(session) = self.session.lock().await.as_mut()
+        {
+            session.abort_copy();
+        }
         to_pgwire(&SqlError::CopyFailed(format!(
             "COPY from stdin failed: {}",
             fail.message

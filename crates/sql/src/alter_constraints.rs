@@ -11,7 +11,10 @@
 //! loading) rewrites every row under its new key and rebuilds the
 //! indexes, in the statement's transaction, holding the rows in memory
 //! meanwhile (old and new keys share one key span, so every old key must
-//! go before any new one is written).
+//! go before any new one is written). Until schema leases exist, a
+//! transaction still writing by the old descriptor when this commits
+//! would add a row under a rowid key the new layout cannot read: run it
+//! when the table's loader is done, as pgbench does.
 //!
 //! Dropping a `UNIQUE` constraint, or a column, that other tables' foreign
 //! keys rely on needs `CASCADE`, which drops those foreign keys (2BP01
@@ -392,6 +395,9 @@ fn add_primary_key(
             "a primary key not named {} (it is named after its table)",
             desc.pkey_name()
         )));
+    }
+    if catalog::relation_exists(txn, &desc.database, &desc.schema, &desc.pkey_name())? {
+        return Err(SqlError::DuplicateTable(desc.pkey_name()));
     }
     let mut positions = Vec::with_capacity(pk.columns.len());
     for ic in &pk.columns {

@@ -140,6 +140,7 @@ impl CopyFormat {
                 Some(v) if self.csv => {
                     let special = v.is_empty()
                         || *v == self.null
+                        || v == "\\."
                         || v.contains(|c| {
                             c == self.delimiter || c == self.quote || c == '\n' || c == '\r'
                         });
@@ -192,36 +193,57 @@ impl CopyFormat {
 
     fn parse_text(&self, data: &str) -> Result<Vec<Vec<Option<String>>>> {
         let mut rows = Vec::new();
-        for line in data.split('\n') {
+        // The piece after the last newline is no line.
+        let mut lines: Vec<&str> = data.split('\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        for line in lines {
             let line = line.strip_suffix('\r').unwrap_or(line);
             if line == "\\." {
                 break;
             }
-            if line.is_empty() {
-                continue;
-            }
             let mut fields = Vec::new();
-            let mut field = String::new();
+            // Escapes give bytes (`\303\251` is one character): the field
+            // is checked as UTF-8 when it ends.
+            let mut field: Vec<u8> = Vec::new();
             let mut raw = String::new();
             let mut chars = line.chars().peekable();
-            let finish =
-                |field: &mut String, raw: &mut String, fields: &mut Vec<Option<String>>| {
-                    if *raw == self.null {
-                        fields.push(None);
-                    } else {
-                        fields.push(Some(std::mem::take(field)));
+            let finish = |field: &mut Vec<u8>,
+                          raw: &mut String,
+                          fields: &mut Vec<Option<String>>|
+             -> Result<()> {
+                if *raw == self.null {
+                    fields.push(None);
+                } else {
+                    let text = String::from_utf8(std::mem::take(field)).map_err(|_| {
+                        SqlError::CharacterNotInRepertoire(
+                            "invalid byte sequence for encoding \"UTF8\"".into(),
+                        )
+                    })?;
+                    if text.contains('\0') {
+                        return Err(SqlError::CharacterNotInRepertoire(
+                            "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+                        ));
                     }
-                    field.clear();
-                    raw.clear();
-                };
+                    fields.push(Some(text));
+                }
+                field.clear();
+                raw.clear();
+                Ok(())
+            };
+            let push = |field: &mut Vec<u8>, c: char| {
+                let mut buf = [0u8; 4];
+                field.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            };
             while let Some(c) = chars.next() {
                 if c == self.delimiter {
-                    finish(&mut field, &mut raw, &mut fields);
+                    finish(&mut field, &mut raw, &mut fields)?;
                     continue;
                 }
                 raw.push(c);
                 if c != '\\' {
-                    field.push(c);
+                    push(&mut field, c);
                     continue;
                 }
                 let Some(next) = chars.next() else {
@@ -229,12 +251,12 @@ impl CopyFormat {
                 };
                 raw.push(next);
                 match next {
-                    'n' => field.push('\n'),
-                    'r' => field.push('\r'),
-                    't' => field.push('\t'),
-                    'b' => field.push('\u{8}'),
-                    'f' => field.push('\u{c}'),
-                    'v' => field.push('\u{b}'),
+                    'n' => field.push(b'\n'),
+                    'r' => field.push(b'\r'),
+                    't' => field.push(b'\t'),
+                    'b' => field.push(8),
+                    'f' => field.push(12),
+                    'v' => field.push(11),
                     '0'..='7' => {
                         let mut value = next.to_digit(8).unwrap_or(0);
                         for _ in 0..2 {
@@ -248,7 +270,7 @@ impl CopyFormat {
                                 None => break,
                             }
                         }
-                        field.push(char::from_u32(value).unwrap_or('\u{fffd}'));
+                        field.push((value & 0xFF) as u8);
                     }
                     'x' => {
                         let mut value = 0;
@@ -266,15 +288,15 @@ impl CopyFormat {
                             }
                         }
                         if digits == 0 {
-                            field.push('x');
+                            field.push(b'x');
                         } else {
-                            field.push(char::from_u32(value).unwrap_or('\u{fffd}'));
+                            field.push(value as u8);
                         }
                     }
-                    other => field.push(other),
+                    other => push(&mut field, other),
                 }
             }
-            finish(&mut field, &mut raw, &mut fields);
+            finish(&mut field, &mut raw, &mut fields)?;
             rows.push(fields);
         }
         Ok(rows)
@@ -300,9 +322,9 @@ impl CopyFormat {
             };
         while let Some(c) = chars.next() {
             if in_quotes {
-                if c == self.escape
-                    && chars.peek() == Some(&self.quote)
-                    && self.escape != self.quote
+                if self.escape != self.quote
+                    && c == self.escape
+                    && (chars.peek() == Some(&self.quote) || chars.peek() == Some(&self.escape))
                 {
                     if let Some(q) = chars.next() {
                         field.push(q);
@@ -354,45 +376,53 @@ impl CopyFormat {
 }
 
 /// PostgreSQL's COPY options take any boolean spelling (`FREEZE on`,
-/// `HEADER off`); the parser knows `true` and `false` only. A leading
-/// `COPY` statement's `on`/`off` after such an option is rewritten.
+/// `HEADER off`); the parser knows `true` and `false` only. In a leading
+/// `COPY` statement's final option list (`… WITH (…)`), an `on`/`off`
+/// right after `FREEZE` or `HEADER` is rewritten; nothing else changes.
 pub fn rewrite_sql(sql: &str) -> Option<String> {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let first = tokens.iter().find(|t| !matches!(t, Token::Whitespace(_)))?;
-    if !matches!(first, Token::Word(w) if w.value.eq_ignore_ascii_case("copy")) {
+    let first = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()?;
+    if !first.eq_ignore_ascii_case("copy") {
         return None;
     }
-    let mut changed = false;
-    let mut previous: Option<String> = None;
-    let mut out = String::new();
-    for token in &tokens {
-        match token {
-            Token::Whitespace(_) => {}
-            Token::Word(Word {
-                value,
-                quote_style: None,
-                ..
-            }) if previous
-                .as_deref()
-                .is_some_and(|p| ["freeze", "header"].contains(&p))
-                && (value.eq_ignore_ascii_case("on") || value.eq_ignore_ascii_case("off")) =>
-            {
-                out.push_str(if value.eq_ignore_ascii_case("on") {
-                    "true"
-                } else {
-                    "false"
-                });
-                changed = true;
-                previous = None;
-                continue;
-            }
-            Token::Word(w) => previous = Some(w.value.to_lowercase()),
-            _ => previous = None,
-        }
-        out.push_str(&token.to_string());
+    let lower = sql.to_ascii_lowercase();
+    let open = lower.rfind('(')?;
+    let before = lower[..open].trim_end();
+    if !(before.ends_with("with") || before.ends_with("stdin") || before.ends_with("stdout")) {
+        return None;
     }
+    let mut out = sql[..open].to_string();
+    let mut changed = false;
+    let mut previous = String::new();
+    let mut word = String::new();
+    let mut flush = |word: &mut String, out: &mut String, previous: &mut String| {
+        if word.is_empty() {
+            return;
+        }
+        let lw = word.to_ascii_lowercase();
+        if (lw == "on" || lw == "off") && (previous == "freeze" || previous == "header") {
+            out.push_str(if lw == "on" { "true" } else { "false" });
+            changed = true;
+        } else {
+            out.push_str(word);
+        }
+        *previous = lw;
+        word.clear();
+    };
+    for c in sql[open..].chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out, &mut previous);
+            if !c.is_whitespace() {
+                previous.clear();
+            }
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out, &mut previous);
     changed.then_some(out)
 }
 
@@ -408,6 +438,21 @@ pub struct CopyIn {
     /// The target columns, quoted for SQL.
     pub columns: Vec<String>,
     pub format: CopyFormat,
+}
+
+/// Refuses rows of the wrong width (22P04), before any is inserted.
+pub fn check_widths(copy: &CopyIn, rows: &[Vec<Option<String>>]) -> Result<()> {
+    for (n, row) in rows.iter().enumerate() {
+        if row.len() != copy.columns.len() {
+            let line = n + 1;
+            return Err(SqlError::BadCopyFile(if row.len() < copy.columns.len() {
+                format!("missing data for a column, line {line}")
+            } else {
+                format!("extra data after last expected column, line {line}")
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// The `INSERT` of one chunk of COPY rows (values as text literals,
@@ -504,7 +549,27 @@ mod tests {
             vec![some(&["1", "x"]), some(&["2", "y"])]
         );
         assert_eq!(f.parse("\\101\\x42")?, vec![some(&["AB"])]);
+        // Escaped bytes make UTF-8 characters; an empty line is an empty
+        // field.
+        assert_eq!(
+            f.parse("caf\\303\\251\n\n")?,
+            vec![some(&["café"]), some(&[""])]
+        );
+        assert!(f.parse("\\0").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn on_off_options_become_booleans() {
+        assert_eq!(
+            rewrite_sql("copy t from stdin with (freeze on, header off)").as_deref(),
+            Some("copy t from stdin with (freeze true, header false)")
+        );
+        assert_eq!(
+            rewrite_sql("COPY (SELECT 'it''s' FROM a JOIN b header ON x) TO STDOUT"),
+            None
+        );
+        assert_eq!(rewrite_sql("SELECT 1"), None);
     }
 
     #[test]
@@ -528,6 +593,13 @@ mod tests {
             vec![some(&["1", "x"])]
         );
         assert!(f.parse("\"open").is_err());
+        let escaped = CopyFormat {
+            escape: '\\',
+            ..CopyFormat::csv()
+        };
+        let row = vec![Some("a\\\"b".to_string())];
+        assert_eq!(escaped.parse(&escaped.line(&row))?, vec![row]);
+        assert_eq!(f.line(&[Some("\\.".into())]), "\"\\.\"\n");
         Ok(())
     }
 

@@ -21,6 +21,16 @@ const MARKER: &str = "shoal.maintenance";
 
 /// Rewrites a leading `VACUUM` or `ANALYZE` so that the parser accepts it.
 pub fn rewrite_sql(sql: &str) -> Option<String> {
+    let first = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()?;
+    if !["vacuum", "analyze", "analyse"]
+        .iter()
+        .any(|w| first.eq_ignore_ascii_case(w))
+    {
+        return None;
+    }
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
     let mut words = tokens
         .iter()

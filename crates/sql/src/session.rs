@@ -580,7 +580,17 @@ impl Session {
         let text = std::str::from_utf8(data).map_err(|_| {
             SqlError::CharacterNotInRepertoire("invalid byte sequence for encoding \"UTF8\"".into())
         })?;
-        let rows = copy.format.parse(text)?;
+        let parsed = copy
+            .format
+            .parse(text)
+            .and_then(|rows| crate::copy::check_widths(copy, &rows).map(|()| rows));
+        let rows = match parsed {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.abort_copy();
+                return Err(e);
+            }
+        };
         let own = matches!(self.state, TxnState::Idle);
         if own {
             self.execute(
@@ -608,8 +618,10 @@ impl Session {
                 },
                 Err(e) => Err(e),
             };
-            // A failed INSERT has failed the block already.
             if let Err(e) = inserted {
+                if !own {
+                    self.abort_copy();
+                }
                 result = Err(e);
                 break;
             }
@@ -625,6 +637,15 @@ impl Session {
             }
         }
         result
+    }
+
+    /// A `COPY … FROM STDIN` that failed or was given up fails the open
+    /// block, as in PostgreSQL (outside one there is nothing to undo).
+    pub fn abort_copy(&mut self) {
+        if let TxnState::InBlock(txn) = &self.state {
+            let txn = txn.clone();
+            self.fail_block(txn);
+        }
     }
 
     pub async fn execute(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
@@ -1481,7 +1502,12 @@ impl Session {
             ast::Set::SingleAssignment {
                 variable, values, ..
             } if let Some((command, tables)) = crate::maintenance::target(variable, values) => {
-                let txn = self.db.kv.begin()?;
+                // The block's transaction sees the tables it created.
+                let own = !matches!(self.state, TxnState::InBlock(_));
+                let txn = match &self.state {
+                    TxnState::InBlock(txn) => txn.clone(),
+                    _ => self.db.kv.begin()?,
+                };
                 for table in tables {
                     let name = crate::pre_parse::parse_table_name(&table)?;
                     let name = crate::names::table_name(&name, &self.database)?;
@@ -1493,11 +1519,15 @@ impl Session {
                     )?
                     .is_none()
                     {
-                        txn.rollback();
+                        if own {
+                            txn.rollback();
+                        }
                         return Err(SqlError::UndefinedTable(name));
                     }
                 }
-                txn.rollback();
+                if own {
+                    txn.rollback();
+                }
                 return Ok(Output::command(&command));
             }
             ast::Set::SingleAssignment {
