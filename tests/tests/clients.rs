@@ -102,7 +102,7 @@ async fn node_postgres() {
     assert!(out.contains("node-postgres 8.23.1 on Node.js"), "{out}");
 }
 
-/// pgbench (PostgreSQL's client, `make deps` installs it with psql):
+/// pgbench (`make deps` installs it with Debian's `postgresql` package):
 /// `pgbench -i` — tables, data by COPY FROM STDIN (FREEZE), VACUUM,
 /// primary keys added to the loaded tables — then a TPC-B-like run, its
 /// serialization failures retried as pgbench does (`--max-tries`).
@@ -117,7 +117,7 @@ async fn pgbench_init_and_run() {
             .args(args)
             .arg("shoal")
             .output()
-            .expect("pgbench must be installed (make deps installs postgresql-client)");
+            .expect("pgbench must be installed (make deps installs Debian's postgresql)");
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

@@ -585,9 +585,15 @@ mod tests {
             ),
             "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$' AND pg_table_is_visible(c.oid)"
         );
+        // A regclass the query returns shows the name; one compared stays
+        // an OID.
         assert_eq!(
             rw("SELECT x::pg_catalog.text AS x, 'a'::regclass AS r"),
-            "SELECT x::TEXT AS x, shoal_regclass('a') AS r"
+            "SELECT x::TEXT AS x, shoal_regclass_name('a') AS r"
+        );
+        assert_eq!(
+            rw("SELECT c.oid FROM pg_class c WHERE c.oid = 'a'::regclass"),
+            "SELECT c.oid FROM pg_class c WHERE c.oid = shoal_regclass('a')"
         );
     }
 
