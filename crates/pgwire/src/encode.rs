@@ -193,16 +193,24 @@ impl ToSqlText for Encoded {
     }
 }
 
+/// A text formatter per column of a batch (the fallback of [`text_value`]).
+fn formatters<'a>(
+    batch: &'a RecordBatch,
+    opts: &'a FormatOptions<'a>,
+) -> PgWireResult<Vec<ArrayFormatter<'a>>> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), opts))
+        .collect::<Result<_, _>>()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
 /// Every row of a batch as PostgreSQL's text of each value (`None`:
 /// NULL), for `COPY … TO STDOUT`.
 pub fn batch_texts(batch: &RecordBatch) -> PgWireResult<Vec<Vec<Option<String>>>> {
     let opts = FormatOptions::default().with_null("");
-    let formatters: Vec<ArrayFormatter> = batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-        .collect::<Result<_, _>>()
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let formatters = formatters(batch, &opts)?;
     Ok((0..batch.num_rows())
         .map(|r| {
             batch
@@ -223,12 +231,7 @@ pub fn encode_batch(
     let mut encoder = DataRowEncoder::new(fields.clone());
     let mut rows = Vec::with_capacity(batch.num_rows());
     let opts = FormatOptions::default().with_null("");
-    let formatters: Vec<ArrayFormatter> = batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-        .collect::<Result<_, _>>()
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let formatters = formatters(batch, &opts)?;
     for r in 0..batch.num_rows() {
         for (c, col) in batch.columns().iter().enumerate() {
             let field = &fields[c];

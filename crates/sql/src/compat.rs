@@ -399,24 +399,7 @@ fn single_row_subquery(q: &mut ast::Query) {
         ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
         _ => return,
     };
-    let mut has_aggregate = false;
-    let _ = ast::visit_expressions(expr, |e| {
-        if let Expr::Function(f) = e {
-            let name = f
-                .name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .map(|i| i.value.to_lowercase())
-                .unwrap_or_default();
-            if AGGREGATES.contains(&name.as_str()) || f.over.is_some() {
-                has_aggregate = true;
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    if has_aggregate {
+    if has_aggregate(expr) {
         return;
     }
     let inner = std::mem::replace(expr, Expr::value(ast::Value::Null));

@@ -12,7 +12,7 @@
 //! reserved variable whose values are the command and the tables:
 //! `SET "shoal.maintenance" = 'vacuum', 't1', 't2'`.
 
-use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Value};
+use datafusion::sql::sqlparser::ast::{Expr, ObjectName};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -89,23 +89,7 @@ pub fn rewrite_sql(sql: &str) -> Option<String> {
 /// The command (`VACUUM` or `ANALYZE`) and table names a rewritten `SET`
 /// carries, if it is one.
 pub fn target(variable: &ObjectName, values: &[Expr]) -> Option<(String, Vec<String>)> {
-    let [part] = variable.0.as_slice() else {
-        return None;
-    };
-    let ident = part.as_ident()?;
-    if ident.value != MARKER || ident.quote_style.is_none() {
-        return None;
-    }
-    let texts: Vec<String> = values
-        .iter()
-        .filter_map(|v| match v {
-            Expr::Value(v) => match &v.value {
-                Value::SingleQuotedString(s) => Some(s.clone()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
+    let texts = crate::pre_parse::marker_values(variable, values, MARKER)?;
     let (command, tables) = texts.split_first()?;
     Some((command.to_uppercase(), tables.to_vec()))
 }

@@ -98,6 +98,35 @@ fn take_name(text: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// The string values of a `SET "<marker>" = 'a', 'b', …` that a rewrite
+/// above produced, if `variable` is that reserved, quoted marker.
+pub(crate) fn marker_values(
+    variable: &datafusion::sql::sqlparser::ast::ObjectName,
+    values: &[datafusion::sql::sqlparser::ast::Expr],
+    marker: &str,
+) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::ast::{Expr, Value};
+    let [part] = variable.0.as_slice() else {
+        return None;
+    };
+    let ident = part.as_ident()?;
+    if ident.value != marker || ident.quote_style.is_none() {
+        return None;
+    }
+    Some(
+        values
+            .iter()
+            .filter_map(|v| match v {
+                Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) => Some(s.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
 /// `name` as an SQL string literal.
 pub(crate) fn quote_literal(name: &str) -> String {
     format!("'{}'", name.replace('\'', "''"))

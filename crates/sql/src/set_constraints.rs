@@ -8,7 +8,7 @@
 //! (`statement_constraints.rs`). Outside a transaction block it does
 //! nothing, as in PostgreSQL.
 
-use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Value};
+use datafusion::sql::sqlparser::ast::{Expr, ObjectName};
 
 /// The reserved variable the statement becomes.
 const MARKER: &str = "shoal.set_constraints";
@@ -51,23 +51,7 @@ pub fn rewrite_sql(sql: &str) -> Option<String> {
 /// The constraints (`None`: all) and mode (`true`: deferred) a rewritten
 /// `SET` names, if it is one.
 pub fn target(variable: &ObjectName, values: &[Expr]) -> Option<(Option<Vec<String>>, bool)> {
-    let [part] = variable.0.as_slice() else {
-        return None;
-    };
-    let ident = part.as_ident()?;
-    if ident.value != MARKER || ident.quote_style.is_none() {
-        return None;
-    }
-    let texts: Vec<String> = values
-        .iter()
-        .filter_map(|v| match v {
-            Expr::Value(v) => match &v.value {
-                Value::SingleQuotedString(s) => Some(s.clone()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
+    let texts = crate::pre_parse::marker_values(variable, values, MARKER)?;
     let (mode, names) = texts.split_first()?;
     let names = match names {
         [all] if all == "all" => None,
