@@ -22,8 +22,13 @@
 
 use datafusion::sql::sqlparser::ast::{self, CopyLegacyCsvOption, CopyLegacyOption, CopyOption};
 
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::Statement;
+use shoal_kv::Txn;
+
 use crate::error::{Result, SqlError};
 use crate::names::{self, quote};
+use crate::session::{Output, Session};
 
 /// How COPY data is laid out.
 #[derive(Debug, Clone, PartialEq)]
@@ -428,6 +433,75 @@ pub fn rewrite_sql(sql: &str) -> Option<String> {
 
 fn bad_copy(what: &str) -> SqlError {
     SqlError::BadCopyFile(what.into())
+}
+
+/// A `COPY` statement: `TO STDOUT` runs its query and returns the rows to
+/// write; `FROM STDIN` checks its table and columns and returns what the
+/// front end needs to gather the data (module docs).
+pub(crate) async fn statement(
+    session: &Session,
+    txn: &Txn,
+    stmt: &Statement,
+    params: Vec<ScalarValue>,
+) -> Result<Output> {
+    let Statement::Copy {
+        source,
+        to,
+        target: copy_target,
+        options,
+        legacy_options,
+        values,
+    } = stmt
+    else {
+        return Err(SqlError::Internal("not a COPY statement".into()));
+    };
+    let format = CopyFormat::of(options, legacy_options)?;
+    if !values.is_empty() {
+        return Err(SqlError::NotSupported("COPY data inline".into()));
+    }
+    match (to, copy_target) {
+        (true, ast::CopyTarget::Stdout) => {
+            let plan = match source {
+                ast::CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let desc = crate::dml::lookup(session, txn, table_name)?;
+                    let (table, columns) = target(&desc, columns)?;
+                    session
+                        .plan_sql(&format!("SELECT {} FROM {table}", columns.join(", ")))
+                        .await?
+                }
+                ast::CopySource::Query(q) => session.plan(&Statement::Query(q.clone())).await?,
+            };
+            let schema = plan.schema().inner().clone();
+            let batches = session.collect(plan, params).await?;
+            Ok(Output::CopyOut {
+                format,
+                schema,
+                batches,
+            })
+        }
+        (false, ast::CopyTarget::Stdin) => {
+            let ast::CopySource::Table {
+                table_name,
+                columns,
+            } = source
+            else {
+                return Err(SqlError::Syntax("COPY FROM needs a table".into()));
+            };
+            let desc = crate::dml::lookup(session, txn, table_name)?;
+            let (table, columns) = target(&desc, columns)?;
+            Ok(Output::CopyIn(CopyIn {
+                table,
+                columns,
+                format,
+            }))
+        }
+        _ => Err(SqlError::NotSupported(
+            "COPY to or from a file or program (use STDIN / STDOUT, or psql's \\copy)".into(),
+        )),
+    }
 }
 
 /// A `COPY … FROM STDIN` waiting for its data.

@@ -1063,67 +1063,7 @@ impl Session {
                 }
             }
             Statement::Truncate(truncate) => ddl::truncate(txn, &self.database, truncate),
-            Statement::Copy {
-                source,
-                to,
-                target,
-                options,
-                legacy_options,
-                values,
-            } => {
-                let format = crate::copy::CopyFormat::of(options, legacy_options)?;
-                if !values.is_empty() {
-                    return Err(SqlError::NotSupported("COPY data inline".into()));
-                }
-                match (to, target) {
-                    (true, ast::CopyTarget::Stdout) => {
-                        let plan = match source {
-                            ast::CopySource::Table {
-                                table_name,
-                                columns,
-                            } => {
-                                let desc = dml::lookup(self, txn, table_name)?;
-                                let (table, columns) = crate::copy::target(&desc, columns)?;
-                                self.plan_sql(&format!(
-                                    "SELECT {} FROM {table}",
-                                    columns.join(", ")
-                                ))
-                                .await?
-                            }
-                            ast::CopySource::Query(q) => {
-                                self.plan(&Statement::Query(q.clone())).await?
-                            }
-                        };
-                        let schema = plan.schema().inner().clone();
-                        let batches = self.collect(plan, params).await?;
-                        Ok(Output::CopyOut {
-                            format,
-                            schema,
-                            batches,
-                        })
-                    }
-                    (false, ast::CopyTarget::Stdin) => {
-                        let ast::CopySource::Table {
-                            table_name,
-                            columns,
-                        } = source
-                        else {
-                            return Err(SqlError::Syntax("COPY FROM needs a table".into()));
-                        };
-                        let desc = dml::lookup(self, txn, table_name)?;
-                        let (table, columns) = crate::copy::target(&desc, columns)?;
-                        Ok(Output::CopyIn(crate::copy::CopyIn {
-                            table,
-                            columns,
-                            format,
-                        }))
-                    }
-                    _ => Err(SqlError::NotSupported(
-                        "COPY to or from a file or program (use STDIN / STDOUT, or psql's \\copy)"
-                            .into(),
-                    )),
-                }
-            }
+            Statement::Copy { .. } => crate::copy::statement(self, txn, stmt, params).await,
             other => Err(SqlError::NotSupported(format!(
                 "statement {}",
                 statement_keyword(other)
