@@ -17,13 +17,15 @@ NODE_CLIENTS := pg@8.23.1
 all: build
 
 # System packages a fresh Debian machine lacks: clang/libclang for RocksDB's
-# bindgen, a C++ toolchain, psql, pgbench (Debian ships it with the server
-# package) and Python's venv for the end-to-end tests;
+# bindgen, a C++ toolchain, psql, and for the end-to-end tests pgbench
+# (Debian ships it with the server package), pgjdbc and a JDK to compile
+# against it, sysbench, and Python's venv;
 # then the Python and Node.js clients those tests run, beside the build
 # cache.
 deps:
 	@missing=""; \
-	for p in clang libclang-dev g++ make postgresql-client postgresql python3-venv; do \
+	for p in clang libclang-dev g++ make postgresql-client postgresql python3-venv \
+	    libpostgresql-jdbc-java default-jdk-headless sysbench; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

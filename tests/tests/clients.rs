@@ -5,7 +5,8 @@
 //! The Python clients live in the virtual environment `make deps` builds
 //! from `tests/clients/requirements.txt` (`SHOAL_PYTHON` names another
 //! interpreter), the Node.js ones in the modules directory it fills
-//! (`SHOAL_NODE_MODULES`).
+//! (`SHOAL_NODE_MODULES`); pgjdbc, a JDK, pgbench and sysbench are the
+//! Debian packages it installs (`SHOAL_JDBC_JAR` names another pgjdbc jar).
 
 #![allow(clippy::expect_used)] // a missing client is a test failure, reported by the panic
 
@@ -36,6 +37,15 @@ fn node_modules() -> PathBuf {
     }
     let home = std::env::var_os("HOME").expect("HOME is set");
     PathBuf::from(home).join(".cache/shoal/node/node_modules")
+}
+
+/// Where Debian's `libpostgresql-jdbc-java` puts pgjdbc (`SHOAL_JDBC_JAR`
+/// names another jar).
+fn jdbc_jar() -> PathBuf {
+    match std::env::var_os("SHOAL_JDBC_JAR") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from("/usr/share/java/postgresql.jar"),
+    }
 }
 
 /// Runs a Python client program against `node`; its output.
@@ -157,6 +167,154 @@ async fn pgbench_init_and_run() {
     );
     assert!(run.contains("number of failed transactions: 0"), "{run}");
     let version = Command::new("pgbench")
+        .arg("--version")
+        .output()
+        .expect("version");
+    println!("{}", String::from_utf8_lossy(&version.stdout).trim());
+}
+
+/// pgjdbc, as a Java service uses it (`make deps` installs Debian's
+/// `libpostgresql-jdbc-java` and `default-jdk-headless`): DatabaseMetaData
+/// (tables, columns, primary keys, indexes, foreign keys) and
+/// ResultSetMetaData; BIGSERIAL and SERIAL keys read back by RETURNING and
+/// getGeneratedKeys; batches (plain, with keys, rewritten into multi-row
+/// INSERTs; one implicit transaction up to Sync, skipped past an error);
+/// parameters of the common Java types; a statement reused past
+/// prepareThreshold (server-side named statements, binary results);
+/// commit, rollback, savepoints, isolation levels, read-only transactions;
+/// SQLSTATEs; update counts; cursors by fetch size.
+#[tokio::test]
+async fn jdbc() {
+    let node = TestNode::start().await;
+    let jar = jdbc_jar();
+    assert!(
+        jar.exists(),
+        "pgjdbc must be installed (make deps installs Debian's libpostgresql-jdbc-java): no {}",
+        jar.display()
+    );
+    let classes = tempfile::tempdir().expect("temp dir");
+    let javac = Command::new("javac")
+        .arg("-d")
+        .arg(classes.path())
+        .arg("-cp")
+        .arg(&jar)
+        .arg(client_program("jdbc/ShoalJdbc.java"))
+        .output()
+        .expect("javac must be installed (make deps installs Debian's default-jdk-headless)");
+    assert!(
+        javac.status.success(),
+        "javac failed:\n{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let classpath = std::env::join_paths([classes.path(), jar.as_path()]).expect("class path");
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(classpath)
+        .arg("ShoalJdbc")
+        .arg(node.sql_addr.ip().to_string())
+        .arg(node.sql_addr.port().to_string())
+        .output()
+        .expect("java must be installed (make deps installs Debian's default-jdk-headless)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ShoalJdbc failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("pgjdbc 42.5.5 on Java"), "{stdout}");
+}
+
+/// Rows, distinct ids, and the least and greatest id of a sysbench table.
+async fn sbtest_ids(c: &tokio_postgres::Client, table: &str) -> (i64, i64, i32, i32) {
+    let row = c
+        .query_one(
+            &format!("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM {table}"),
+            &[],
+        )
+        .await
+        .expect("count");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// sysbench 1.0 `oltp_read_write` over its pgsql driver (`make deps`
+/// installs Debian's `sysbench`): `prepare` (SERIAL keys, CHAR columns
+/// with defaults, multi-row INSERTs, a secondary index), a two-thread run
+/// of its prepared statements (point and range selects, SUM, ORDER BY,
+/// DISTINCT, index and non-index updates, a delete and re-insert of one
+/// row) in transactions, then `cleanup`. sysbench restarts a transaction
+/// that fails with 40001 and counts it as an ignored error.
+#[tokio::test]
+async fn sysbench_oltp_read_write() {
+    let node = TestNode::start().await;
+    let sysbench = |args: &[&str]| {
+        let out = Command::new("sysbench")
+            .arg("oltp_read_write")
+            .arg("--db-driver=pgsql")
+            .arg(format!("--pgsql-host={}", node.sql_addr.ip()))
+            .arg(format!("--pgsql-port={}", node.sql_addr.port()))
+            .args(["--pgsql-user=shoal", "--pgsql-db=shoal"])
+            .args(["--tables=2", "--table-size=1000"])
+            .args(args)
+            .output()
+            .expect("sysbench must be installed (make deps installs Debian's sysbench)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !text.contains("FATAL"),
+            "sysbench {args:?} failed:\n{text}"
+        );
+        text
+    };
+    let prepare = sysbench(&["prepare"]);
+    assert!(
+        prepare.contains("Creating a secondary index on 'sbtest2'..."),
+        "{prepare}"
+    );
+    let c = node.connect().await;
+    for table in ["sbtest1", "sbtest2"] {
+        assert_eq!(
+            sbtest_ids(&c, table).await,
+            (1000, 1000, 1, 1000),
+            "{table}"
+        );
+    }
+    let indexes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname IN ('k_1', 'k_2')",
+            &[],
+        )
+        .await
+        .expect("indexes")
+        .get(0);
+    assert_eq!(indexes, 2);
+    let run = sysbench(&["--threads=2", "--events=200", "--time=0", "run"]);
+    let events = run
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total number of events:"))
+        .map(str::trim);
+    assert_eq!(events, Some("200"), "{run}");
+    // Each transaction deletes a row and inserts it again under its id.
+    for table in ["sbtest1", "sbtest2"] {
+        assert_eq!(
+            sbtest_ids(&c, table).await,
+            (1000, 1000, 1, 1000),
+            "{table}"
+        );
+    }
+    sysbench(&["cleanup"]);
+    let left: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'sbtest%'",
+            &[],
+        )
+        .await
+        .expect("tables")
+        .get(0);
+    assert_eq!(left, 0);
+    let version = Command::new("sysbench")
         .arg("--version")
         .output()
         .expect("version");

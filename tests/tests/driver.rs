@@ -427,3 +427,63 @@ async fn returning_through_prepared_statements() {
     ids.sort();
     assert_eq!(ids, [7, 8]);
 }
+
+/// jsonb, arrays and timestamptz as tokio-postgres sends and reads them:
+/// typed binary parameters (jsonb's version byte, array headers) and binary
+/// results.
+#[tokio::test]
+async fn documents_arrays_and_zones_in_binary() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, tags text[], nums int[], at timestamptz)",
+    )
+    .await
+    .unwrap();
+    let body = serde_json::json!({"name": "ada", "langs": ["en", "fr"], "age": 36});
+    let tags = vec!["a".to_string(), "b c".to_string()];
+    let nums = vec![1i32, 2, 3];
+    let at = chrono::DateTime::parse_from_rfc3339("2024-07-15T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    c.execute(
+        "INSERT INTO docs VALUES ($1, $2, $3, $4, $5)",
+        &[&1i64, &body, &tags, &nums, &at],
+    )
+    .await
+    .unwrap();
+    let row = c
+        .query_one(
+            "SELECT body, tags, nums, at FROM docs WHERE id = $1",
+            &[&1i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, serde_json::Value>(0), body);
+    assert_eq!(row.get::<_, Vec<String>>(1), tags);
+    assert_eq!(row.get::<_, Vec<i32>>(2), nums);
+    assert_eq!(row.get::<_, chrono::DateTime<chrono::Utc>>(3), at);
+    // Operators over a typed parameter.
+    let row = c
+        .query_one(
+            "SELECT body->>'name', body @> $1 FROM docs WHERE id = 1",
+            &[&serde_json::json!({"langs": ["fr"]})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "ada");
+    assert!(row.get::<_, bool>(1));
+    // The session's zone shapes text output, not the instant.
+    c.batch_execute("SET TIME ZONE 'Asia/Tokyo'").await.unwrap();
+    let text = c
+        .simple_query("SELECT at FROM docs WHERE id = 1")
+        .await
+        .unwrap();
+    let shown = text.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(shown.as_deref(), Some("2024-07-15 21:00:00+09"));
+    let row = c.query_one("SELECT at FROM docs", &[]).await.unwrap();
+    assert_eq!(row.get::<_, chrono::DateTime<chrono::Utc>>(0), at);
+}

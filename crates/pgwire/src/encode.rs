@@ -17,7 +17,9 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float32Array, Float64Array, Int8Array,
     Int16Array, Int32Array, Int64Array, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
-use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Field, IntervalMonthDayNanoType, IntervalUnit, Schema, TimeUnit,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::api::Type;
@@ -28,6 +30,7 @@ use pgwire::messages::data::DataRow;
 use pgwire::types::ToSqlText;
 use postgres_types::{IsNull, ToSql};
 use shoal_sql::PG_TYPE_KEY;
+use shoal_sql::time_zone::TimeZone;
 
 /// Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's epoch.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -39,6 +42,8 @@ pub fn pg_type(field: &Field) -> Type {
     if let Some(t) = field.metadata().get(PG_TYPE_KEY) {
         match t.as_str() {
             "uuid" => return Type::UUID,
+            "json" => return Type::JSON,
+            "jsonb" => return Type::JSONB,
             "varchar" => return Type::VARCHAR,
             "bpchar" => return Type::BPCHAR,
             "oid" => return Type::OID,
@@ -112,7 +117,7 @@ fn vector_text(col: &ArrayRef, r: usize) -> String {
 }
 
 /// An array in PostgreSQL's text form: `{1,2}`, `{"a b",NULL}`.
-fn array_text(values: &ArrayRef) -> String {
+fn array_text(values: &ArrayRef, zone: &TimeZone) -> String {
     let opts = FormatOptions::default();
     let Ok(fallback) = ArrayFormatter::try_new(values.as_ref(), &opts) else {
         return "{}".into();
@@ -122,7 +127,7 @@ fn array_text(values: &ArrayRef) -> String {
             if values.is_null(i) {
                 return "NULL".into();
             }
-            let text = text_value(values, i, &fallback);
+            let text = text_value(values, i, &fallback, zone);
             // PostgreSQL's array_out quotes any element, whatever its
             // type, that is empty, NULL-like, or holds a delimiter.
             let needs_quotes = text.is_empty()
@@ -147,10 +152,11 @@ pub fn fields(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            let meta = |key: &str| f.metadata().get(key);
             FieldInfo::new(
                 f.name().clone(),
-                None,
-                None,
+                meta(shoal_sql::descriptor::TABLE_OID_KEY).and_then(|v| v.parse().ok()),
+                meta(shoal_sql::descriptor::ATTNUM_KEY).and_then(|v| v.parse().ok()),
                 pg_type(f),
                 format.format_for(i),
             )
@@ -208,7 +214,7 @@ fn formatters<'a>(
 
 /// Every row of a batch as PostgreSQL's text of each value (`None`:
 /// NULL), for `COPY … TO STDOUT`.
-pub fn batch_texts(batch: &RecordBatch) -> PgWireResult<Vec<Vec<Option<String>>>> {
+pub fn batch_texts(batch: &RecordBatch, zone: &TimeZone) -> PgWireResult<Vec<Vec<Option<String>>>> {
     let opts = FormatOptions::default().with_null("");
     let formatters = formatters(batch, &opts)?;
     Ok((0..batch.num_rows())
@@ -217,7 +223,7 @@ pub fn batch_texts(batch: &RecordBatch) -> PgWireResult<Vec<Vec<Option<String>>>
                 .columns()
                 .iter()
                 .enumerate()
-                .map(|(c, col)| (!col.is_null(r)).then(|| text_value(col, r, &formatters[c])))
+                .map(|(c, col)| (!col.is_null(r)).then(|| text_value(col, r, &formatters[c], zone)))
                 .collect()
         })
         .collect())
@@ -227,6 +233,7 @@ pub fn batch_texts(batch: &RecordBatch) -> PgWireResult<Vec<Vec<Option<String>>>
 pub fn encode_batch(
     batch: &RecordBatch,
     fields: &Arc<Vec<FieldInfo>>,
+    zone: &TimeZone,
 ) -> PgWireResult<Vec<DataRow>> {
     let mut encoder = DataRowEncoder::new(fields.clone());
     let mut rows = Vec::with_capacity(batch.num_rows());
@@ -242,7 +249,7 @@ pub fn encode_batch(
             } else if matches!(field.datatype(), &Type::INT2_VECTOR | &Type::OID_VECTOR) {
                 Some(vector_text(col, r).into_bytes())
             } else {
-                Some(text_value(col, r, &formatters[c]).into_bytes())
+                Some(text_value(col, r, &formatters[c], zone).into_bytes())
             };
             encoder.encode_field(&Encoded(value))?;
         }
@@ -298,30 +305,22 @@ pub fn format_float(v: f64, single: bool) -> String {
     }
 }
 
-fn format_decimal(v: i128, scale: i8) -> String {
-    if scale <= 0 {
-        return (v * 10i128.pow((-scale) as u32)).to_string();
-    }
-    let neg = v < 0;
-    let digits = v.unsigned_abs().to_string();
-    let scale = scale as usize;
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    format!("{}{int}.{frac}", if neg { "-" } else { "" })
-}
-
-fn format_micros(micros: i64, tz: bool) -> String {
-    match DateTime::from_timestamp_micros(micros) {
+/// A timestamp's text: wall-clock time, and for a `timestamptz` (`zone`
+/// given) the time in that zone followed by its offset then (`-05`).
+fn format_micros(micros: i64, zone: Option<&TimeZone>) -> String {
+    let offset = zone.map(|z| z.offset_at(micros));
+    let local = micros.saturating_add(offset.unwrap_or(0) as i64 * 1_000_000);
+    match DateTime::from_timestamp_micros(local) {
         Some(dt) => {
             let mut s = dt.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
-            let frac = micros.rem_euclid(1_000_000);
+            let frac = local.rem_euclid(1_000_000);
             if frac != 0 {
                 let f = format!("{frac:06}");
                 s.push('.');
                 s.push_str(f.trim_end_matches('0'));
             }
-            if tz {
-                s.push_str("+00");
+            if let Some(offset) = offset {
+                s.push_str(&shoal_sql::time_zone::format_offset(offset));
             }
             s
         }
@@ -338,7 +337,7 @@ fn to_micros(v: i64, unit: &TimeUnit) -> i64 {
     }
 }
 
-fn text_value(col: &ArrayRef, r: usize, fallback: &ArrayFormatter) -> String {
+fn text_value(col: &ArrayRef, r: usize, fallback: &ArrayFormatter, zone: &TimeZone) -> String {
     match col.data_type() {
         DataType::Boolean => {
             let v = col.as_boolean().value(r);
@@ -354,7 +353,7 @@ fn text_value(col: &ArrayRef, r: usize, fallback: &ArrayFormatter) -> String {
                 .value(r) as f64,
             true,
         ),
-        DataType::Decimal128(_, s) => format_decimal(
+        DataType::Decimal128(_, s) => shoal_sql::types::format_decimal(
             col.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
                 .value(r),
             *s,
@@ -373,10 +372,14 @@ fn text_value(col: &ArrayRef, r: usize, fallback: &ArrayFormatter) -> String {
         }
         DataType::Timestamp(unit, tz) => {
             let raw = timestamp_raw(col, r);
-            format_micros(to_micros(raw, unit), tz.is_some())
+            format_micros(to_micros(raw, unit), tz.as_ref().map(|_| zone))
         }
-        DataType::List(_) => array_text(&col.as_list::<i32>().value(r)),
-        DataType::LargeList(_) => array_text(&col.as_list::<i64>().value(r)),
+        DataType::List(_) => array_text(&col.as_list::<i32>().value(r), zone),
+        DataType::LargeList(_) => array_text(&col.as_list::<i64>().value(r), zone),
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            let v = col.as_primitive::<IntervalMonthDayNanoType>().value(r);
+            shoal_sql::interval::format(v.months, v.days, v.nanoseconds.div_euclid(1000))
+        }
         DataType::Date32 => {
             let d = col.as_primitive::<Date32Type>().value(r);
             match NaiveDate::from_num_days_from_ce_opt(d + 719_163) {
@@ -492,13 +495,30 @@ fn binary_value(col: &ArrayRef, r: usize, ty: &Type) -> PgWireResult<Vec<u8>> {
             };
             out.put_i32(d - PG_EPOCH_DAYS)
         }
+        // interval send: microseconds, days, months.
+        Type::INTERVAL => {
+            let v = match col.data_type() {
+                DataType::Interval(IntervalUnit::MonthDayNano) => {
+                    col.as_primitive::<IntervalMonthDayNanoType>().value(r)
+                }
+                _ => return Err(unsupported_binary(ty)),
+            };
+            out.put_i64(v.nanoseconds.div_euclid(1000));
+            out.put_i32(v.days);
+            out.put_i32(v.months);
+        }
         Type::TIMESTAMP | Type::TIMESTAMPTZ => {
             let DataType::Timestamp(unit, _) = col.data_type() else {
                 return Err(unsupported_binary(ty));
             };
             out.put_i64(to_micros(timestamp_raw(col, r), unit) - PG_EPOCH_MICROS)
         }
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON => {
+            out.put_slice(text_of(col, r)?.as_bytes())
+        }
+        // jsonb's binary form is a version byte, then the text.
+        Type::JSONB => {
+            out.put_u8(1);
             out.put_slice(text_of(col, r)?.as_bytes())
         }
         _ if matches!(col.data_type(), DataType::List(_) | DataType::LargeList(_)) => {
@@ -574,14 +594,22 @@ mod tests {
 
     #[test]
     fn decimals_keep_their_scale() {
-        assert_eq!(format_decimal(150, 2), "1.50");
-        assert_eq!(format_decimal(-5, 2), "-0.05");
-        assert_eq!(format_decimal(7, 0), "7");
+        assert_eq!(shoal_sql::types::format_decimal(150, 2), "1.50");
+        assert_eq!(shoal_sql::types::format_decimal(-5, 2), "-0.05");
+        assert_eq!(shoal_sql::types::format_decimal(7, 0), "7");
     }
 
     #[test]
     fn timestamps_print_iso() {
-        assert_eq!(format_micros(0, false), "1970-01-01 00:00:00");
-        assert_eq!(format_micros(1_500_000, true), "1970-01-01 00:00:01.5+00");
+        assert_eq!(format_micros(0, None), "1970-01-01 00:00:00");
+        assert_eq!(
+            format_micros(1_500_000, Some(&TimeZone::UTC)),
+            "1970-01-01 00:00:01.5+00"
+        );
+        let kolkata = TimeZone::parse("Asia/Kolkata").expect("zone");
+        assert_eq!(
+            format_micros(1_500_000, Some(&kolkata)),
+            "1970-01-01 05:30:01.5+05:30"
+        );
     }
 }

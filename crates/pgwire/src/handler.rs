@@ -6,9 +6,14 @@
 //! mutex because pgwire calls the handlers through shared references; only
 //! this connection ever takes the lock, so it is never contended.
 //!
-//! Errors of SQL statements are returned as `Response::Error`, not as `Err`,
-//! so pgwire sends an ErrorResponse, moves the transaction status to failed
-//! when inside a block, and (in the extended protocol) skips to Sync.
+//! Errors of SQL statements in the simple protocol are returned as
+//! `Response::Error`, so pgwire sends an ErrorResponse and goes on with the
+//! rest of the query string as PostgreSQL does (the session has already
+//! failed the block). In the extended protocol they are returned as `Err`:
+//! pgwire then sends the ErrorResponse and discards every message up to
+//! Sync, so a batch stops at its first failing statement. At Sync the
+//! status reported is the session's own, which a failed COMMIT has already
+//! taken back to idle.
 //!
 //! pgwire derives the status each ReadyForQuery reports from the status
 //! before the statement and the responses it produced. Nothing in that
@@ -44,6 +49,7 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use shoal_sql::copy::CopyIn;
+use shoal_sql::time_zone::TimeZone;
 use shoal_sql::{Database, Output, Prepared, Session, SqlError, TxnStatus};
 use tokio::sync::Mutex;
 
@@ -323,7 +329,11 @@ impl QueryHandler {
 }
 
 /// Turns a statement's outcome into a pgwire response.
-fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Response> {
+fn respond(
+    result: Result<Output, SqlError>,
+    format: &Format,
+    zone: &TimeZone,
+) -> PgWireResult<Response> {
     let output = match result {
         Ok(o) => o,
         Err(e) => {
@@ -336,7 +346,7 @@ fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Re
             let fields = Arc::new(encode::fields(&schema, format));
             let mut rows = Vec::new();
             for b in &batches {
-                rows.extend(encode::encode_batch(b, &fields)?.into_iter().map(Ok));
+                rows.extend(encode::encode_batch(b, &fields, zone)?.into_iter().map(Ok));
             }
             Response::Query(QueryResponse::new(fields, stream::iter(rows)))
         }
@@ -348,7 +358,7 @@ fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Re
             let fields = Arc::new(encode::fields(&schema, format));
             let mut rows = Vec::new();
             for b in &batches {
-                rows.extend(encode::encode_batch(b, &fields)?.into_iter().map(Ok));
+                rows.extend(encode::encode_batch(b, &fields, zone)?.into_iter().map(Ok));
             }
             let mut response = QueryResponse::new(fields, stream::iter(rows));
             // PostgreSQL's INSERT tag carries an OID (always 0) before the count.
@@ -386,7 +396,7 @@ fn respond(result: Result<Output, SqlError>, format: &Format) -> PgWireResult<Re
             }
             let mut lines = Vec::new();
             for b in &batches {
-                for row in encode::batch_texts(b)? {
+                for row in encode::batch_texts(b, zone)? {
                     let line = std::mem::take(&mut header) + &format.line(&row);
                     lines.push(Ok(CopyData::new(line.into_bytes().into())));
                 }
@@ -471,7 +481,7 @@ impl SimpleQueryHandler for QueryHandler {
                 )));
                 break;
             }
-            let response = respond(output, &Format::UnifiedText)?;
+            let response = respond(output, &Format::UnifiedText, &session.time_zone())?;
             let failed = matches!(response, Response::Error(_));
             responses.push(response);
             // PostgreSQL stops at the first failing statement of a query string.
@@ -545,7 +555,11 @@ impl ExtendedQueryHandler for QueryHandler {
             .await
     }
 
-    /// pgwire's Describe, its answer left for Sync (`corked.rs`).
+    /// pgwire's Describe, its answer left for Sync (`corked.rs`). A
+    /// statement that returns no rows is answered with its parameters and
+    /// NoData (pgwire would send an empty RowDescription when it has
+    /// parameters, which drivers read as a query and so lose its row
+    /// count).
     async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -553,7 +567,58 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if message.target_type == b'S' {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if let Some(pgwire::api::store::Entry::Value(stmt)) =
+                client.portal_store().get_statement(name)
+                && stmt.statement.prepared.schema.is_none()
+            {
+                let server = server_param_types(&stmt.statement.prepared);
+                let count = stmt.parameter_types.len().max(server.len());
+                let oids = (0..count)
+                    .map(|i| {
+                        stmt.parameter_types
+                            .get(i)
+                            .cloned()
+                            .flatten()
+                            .or_else(|| server.get(i).cloned())
+                            .unwrap_or(Type::UNKNOWN)
+                            .oid()
+                    })
+                    .collect();
+                let mut corked = Corked(client);
+                corked
+                    .feed(PgWireBackendMessage::ParameterDescription(
+                        pgwire::messages::data::ParameterDescription::new(oids),
+                    ))
+                    .await?;
+                corked
+                    .feed(PgWireBackendMessage::NoData(
+                        pgwire::messages::data::NoData::new(),
+                    ))
+                    .await?;
+                return Ok(());
+            }
+        }
         self._on_describe(&mut Corked(client), message).await
+    }
+
+    /// pgwire's Sync, reporting the session's transaction status (a
+    /// statement that failed outside a block, or a COMMIT that failed,
+    /// leaves no failed block behind).
+    async fn on_sync<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Sync,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.start_status(client, || false).await;
+        PgwireDefaults(self).on_sync(client, message).await
     }
 
     /// pgwire's Close, with CloseComplete left for Sync (`corked.rs`).
@@ -591,6 +656,9 @@ impl ExtendedQueryHandler for QueryHandler {
             return Ok(Response::EmptyQuery);
         };
         let server_types = server_param_types(&stored.prepared);
+        let mut guard = self.session.lock().await;
+        let session = guard.as_mut().ok_or_else(no_session)?;
+        let zone = session.time_zone();
         let mut values = Vec::with_capacity(portal.parameters.len());
         for (i, raw) in portal.parameters.iter().enumerate() {
             let expected = stored.prepared.param_types.get(i).cloned().flatten();
@@ -607,19 +675,20 @@ impl ExtendedQueryHandler for QueryHandler {
                 portal.parameter_format.format_for(i),
                 &declared,
                 expected.as_ref(),
+                &zone,
             ) {
                 Ok(v) => values.push(v),
-                Err(e) => return Ok(Response::Error(Box::new(error_info(&e)))),
+                Err(e) => return Err(to_pgwire(&e)),
             }
         }
-        let mut guard = self.session.lock().await;
-        let session = guard.as_mut().ok_or_else(no_session)?;
-        respond(
-            session
-                .execute_prepared(&stored.prepared, stmt, values)
-                .await,
-            &portal.result_column_format,
-        )
+        let output = session
+            .execute_prepared(&stored.prepared, stmt, values)
+            .await;
+        let response = respond(output, &portal.result_column_format, &zone)?;
+        match response {
+            Response::Error(info) => Err(PgWireError::UserError(info)),
+            other => Ok(other),
+        }
     }
 }
 

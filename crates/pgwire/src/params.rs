@@ -6,7 +6,7 @@
 //! converted to the type the plan expects.
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use pgwire::api::Type;
@@ -42,6 +42,7 @@ pub fn decode(
     format: FieldFormat,
     declared: &Type,
     expected: Option<&DataType>,
+    zone: &shoal_sql::time_zone::TimeZone,
 ) -> Result<ScalarValue, SqlError> {
     let value = match raw {
         None => ScalarValue::Null,
@@ -49,7 +50,7 @@ pub fn decode(
         Some(bytes) => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| SqlError::InvalidText("invalid UTF-8 in parameter".into()))?;
-            decode_text(text, declared)?
+            decode_text(text, declared, zone)?
         }
     };
     let target = match expected {
@@ -65,6 +66,9 @@ pub fn decode(
     if value.data_type() == target {
         return Ok(value);
     }
+    if let (DataType::List(element), ScalarValue::Utf8(Some(text))) = (&target, &value) {
+        return array_value(text, element);
+    }
     value.cast_to(&target).map_err(|_| {
         SqlError::DatatypeMismatch(format!(
             "parameter of type {} cannot be used as {target}",
@@ -73,7 +77,40 @@ pub fn decode(
     })
 }
 
-fn decode_text(text: &str, ty: &Type) -> Result<ScalarValue, SqlError> {
+/// Array text as a list of `element`'s type.
+fn array_value(
+    text: &str,
+    element: &datafusion::arrow::datatypes::FieldRef,
+) -> Result<ScalarValue, SqlError> {
+    use datafusion::arrow::array::{Array, StringArray};
+    let items = StringArray::from(shoal_sql::array_text::parse(text)?);
+    let options = datafusion::arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let values =
+        datafusion::arrow::compute::cast_with_options(&items, element.data_type(), &options)
+            .map_err(|_| {
+                SqlError::InvalidText(format!(
+                    "invalid input syntax for type {}[]: \"{text}\"",
+                    element.data_type()
+                ))
+            })?;
+    Ok(ScalarValue::List(std::sync::Arc::new(
+        datafusion::arrow::array::ListArray::new(
+            element.clone(),
+            datafusion::arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
+            values,
+            None,
+        ),
+    )))
+}
+
+fn decode_text(
+    text: &str,
+    ty: &Type,
+    zone: &shoal_sql::time_zone::TimeZone,
+) -> Result<ScalarValue, SqlError> {
     let t = text.trim();
     Ok(match *ty {
         Type::INT2 => ScalarValue::Int16(Some(t.parse().map_err(|_| invalid(ty, text))?)),
@@ -93,16 +130,12 @@ fn decode_text(text: &str, ty: &Type) -> Result<ScalarValue, SqlError> {
             ScalarValue::Decimal128(Some(d.mantissa()), 38, d.scale() as i8)
         }
         Type::BYTEA => ScalarValue::Binary(Some(shoal_sql::dml::parse_bytea(text)?)),
-        Type::DATE => {
-            let d = NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| invalid(ty, text))?;
-            ScalarValue::Date32(Some(days(d)))
+        Type::DATE => ScalarValue::Date32(Some(shoal_sql::datetime::date_days(t)?)),
+        Type::TIMESTAMP => {
+            ScalarValue::TimestampMicrosecond(Some(shoal_sql::datetime::timestamp_micros(t)?), None)
         }
-        Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
-            Some(parse_timestamp(t).ok_or_else(|| invalid(ty, text))?),
-            None,
-        ),
         Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
-            Some(parse_timestamptz(t).ok_or_else(|| invalid(ty, text))?),
+            Some(shoal_sql::datetime::timestamptz_micros_in(t, zone)?),
             Some("+00:00".into()),
         ),
         Type::UUID => {
@@ -134,37 +167,6 @@ fn parse_float(t: &str) -> Option<f64> {
     }
 }
 
-fn parse_timestamp(t: &str) -> Option<i64> {
-    for f in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%d",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
-            return Some(dt.and_utc().timestamp_micros());
-        }
-        if let Ok(d) = NaiveDate::parse_from_str(t, f) {
-            return Some(d.and_time(NaiveTime::MIN).and_utc().timestamp_micros());
-        }
-    }
-    None
-}
-
-fn parse_timestamptz(t: &str) -> Option<i64> {
-    for f in [
-        "%Y-%m-%d %H:%M:%S%.f%#z",
-        "%Y-%m-%dT%H:%M:%S%.f%#z",
-        "%Y-%m-%d %H:%M:%S%.f %#z",
-    ] {
-        if let Ok(dt) = DateTime::parse_from_str(t, f) {
-            return Some(dt.timestamp_micros());
-        }
-    }
-    // Without an offset the session time zone (UTC) applies.
-    parse_timestamp(t)
-}
-
 fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue, SqlError> {
     fn get<'a, T: FromSql<'a>>(ty: &Type, b: &'a [u8]) -> Result<T, SqlError> {
         T::from_sql(ty, b).map_err(|_| binary_err(ty))
@@ -177,9 +179,13 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue, SqlError> {
         Type::FLOAT4 => ScalarValue::Float32(Some(get(ty, bytes)?)),
         Type::FLOAT8 => ScalarValue::Float64(Some(get(ty, bytes)?)),
         Type::BOOL => ScalarValue::Boolean(Some(get(ty, bytes)?)),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            ScalarValue::Utf8(Some(get::<String>(ty, bytes)?))
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
+            ScalarValue::Utf8(Some(get::<String>(&Type::TEXT, bytes)?))
         }
+        Type::JSONB => match bytes.split_first() {
+            Some((1, text)) => ScalarValue::Utf8(Some(get::<String>(&Type::TEXT, text)?)),
+            _ => return Err(binary_err(ty)),
+        },
         Type::BYTEA => ScalarValue::Binary(Some(bytes.to_vec())),
         Type::NUMERIC => {
             let d: rust_decimal::Decimal = get(ty, bytes)?;
@@ -198,6 +204,35 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue, SqlError> {
             let u: uuid::Uuid = get(ty, bytes)?;
             ScalarValue::Utf8(Some(u.hyphenated().to_string()))
         }
+        // interval send: microseconds, days, months.
+        Type::INTERVAL => {
+            let (Some(micros), Some(days), Some(months)) = (
+                bytes
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i64::from_be_bytes),
+                bytes
+                    .get(8..12)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i32::from_be_bytes),
+                bytes
+                    .get(12..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i32::from_be_bytes),
+            ) else {
+                return Err(binary_err(ty));
+            };
+            ScalarValue::IntervalMonthDayNano(Some(
+                datafusion::arrow::datatypes::IntervalMonthDayNano::new(
+                    months,
+                    days,
+                    micros.saturating_mul(1000),
+                ),
+            ))
+        }
+        _ if matches!(ty.kind(), postgres_types::Kind::Array(_)) => {
+            ScalarValue::Utf8(Some(binary_array_text(bytes, ty)?))
+        }
         _ => {
             return Err(SqlError::NotSupported(format!(
                 "binary parameters of type {}",
@@ -207,9 +242,66 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue, SqlError> {
     })
 }
 
+/// A one-dimensional array in binary form, as array text (`{1,2,NULL}`),
+/// which array columns read (`dml.rs`): the header (dimensions, has-null
+/// flag, element type, length and lower bound), then each element as a
+/// length (-1 for NULL) and its binary form.
+fn binary_array_text(bytes: &[u8], ty: &Type) -> Result<String, SqlError> {
+    let postgres_types::Kind::Array(element) = ty.kind() else {
+        return Err(binary_err(ty));
+    };
+    let mut rest = bytes;
+    let int = |rest: &mut &[u8]| -> Result<i32, SqlError> {
+        let (head, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| binary_err(ty))?;
+        *rest = tail;
+        Ok(i32::from_be_bytes(*head))
+    };
+    let dims = int(&mut rest)?;
+    let _has_null = int(&mut rest)?;
+    let _element_oid = int(&mut rest)?;
+    let count = match dims {
+        0 => 0,
+        1 => {
+            let len = int(&mut rest)?;
+            let _lower = int(&mut rest)?;
+            usize::try_from(len).map_err(|_| binary_err(ty))?
+        }
+        _ => {
+            return Err(SqlError::NotSupported(
+                "multidimensional array parameters".into(),
+            ));
+        }
+    };
+    let mut items = Vec::with_capacity(count.min(rest.len()));
+    for _ in 0..count {
+        let len = int(&mut rest)?;
+        if len < 0 {
+            items.push("NULL".to_string());
+            continue;
+        }
+        let len = len as usize;
+        if rest.len() < len {
+            return Err(binary_err(ty));
+        }
+        let (item, tail) = rest.split_at(len);
+        rest = tail;
+        let value = decode_binary(item, element)?;
+        let text = match value.cast_to(&DataType::Utf8) {
+            Ok(ScalarValue::Utf8(Some(t))) => t,
+            _ => return Err(binary_err(ty)),
+        };
+        items.push(shoal_sql::array_text::quote_element(&text));
+    }
+    Ok(format!("{{{}}}", items.join(",")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const UTC: shoal_sql::time_zone::TimeZone = shoal_sql::time_zone::TimeZone::UTC;
 
     #[test]
     fn text_params_follow_the_declared_type() -> Result<(), SqlError> {
@@ -219,14 +311,21 @@ mod tests {
                 Some(&b),
                 FieldFormat::Text,
                 &Type::INT4,
-                Some(&DataType::Int64)
+                Some(&DataType::Int64),
+                &UTC
             )?,
             ScalarValue::Int64(Some(42))
         );
         let b = Bytes::from_static(b"x42");
-        assert!(decode(Some(&b), FieldFormat::Text, &Type::INT4, None).is_err());
+        assert!(decode(Some(&b), FieldFormat::Text, &Type::INT4, None, &UTC).is_err());
         assert_eq!(
-            decode(None, FieldFormat::Text, &Type::INT4, Some(&DataType::Int32))?,
+            decode(
+                None,
+                FieldFormat::Text,
+                &Type::INT4,
+                Some(&DataType::Int32),
+                &UTC
+            )?,
             ScalarValue::Int32(None)
         );
         Ok(())
@@ -240,12 +339,36 @@ mod tests {
                 Some(&b),
                 FieldFormat::Binary,
                 &Type::INT8,
-                Some(&DataType::Int64)
+                Some(&DataType::Int64),
+                &UTC
             )?,
             ScalarValue::Int64(Some(7))
         );
         let short = Bytes::from_static(b"\x01");
-        assert!(decode(Some(&short), FieldFormat::Binary, &Type::INT8, None).is_err());
+        assert!(decode(Some(&short), FieldFormat::Binary, &Type::INT8, None, &UTC).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn times_without_an_offset_are_in_the_session_zone() -> Result<(), SqlError> {
+        let tokyo = shoal_sql::time_zone::TimeZone::parse("Asia/Tokyo").expect("zone");
+        let b = Bytes::from_static(b"2024-01-01 09:00:00");
+        assert_eq!(
+            decode(
+                Some(&b),
+                FieldFormat::Text,
+                &Type::TIMESTAMPTZ,
+                None,
+                &tokyo
+            )?,
+            decode(
+                Some(&Bytes::from_static(b"2024-01-01 00:00:00+00")),
+                FieldFormat::Text,
+                &Type::TIMESTAMPTZ,
+                None,
+                &UTC
+            )?
+        );
         Ok(())
     }
 }

@@ -45,6 +45,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::NotSupported(_) => "0A000",
         SqlError::SerializationFailure(_) | SqlError::RowLocked(..) => "40001",
         SqlError::InFailedTransaction => "25P02",
+        SqlError::ReadOnlyTransaction(_) => "25006",
         SqlError::ActiveTransaction(_) => "25001",
         SqlError::NoActiveTransaction(_) => "25P01",
         SqlError::UndefinedSavepoint(_) => "3B001",

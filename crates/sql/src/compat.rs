@@ -19,6 +19,17 @@ pub fn rewrite(stmt: &mut Statement) {
     if let Statement::Query(q) = stmt {
         regclass_outputs(q);
     }
+    // Set-returning functions in FROM may be schema-qualified too.
+    let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(stmt, |name| {
+        let is_function = name.0.len() == 2
+            && name.0[1]
+                .as_ident()
+                .is_some_and(|i| TABLE_FUNCTIONS.contains(&i.value.to_lowercase().as_str()));
+        if is_function {
+            strip_pg_catalog(name);
+        }
+        ControlFlow::<()>::Continue(())
+    });
     let _ = visit_expressions_mut(stmt, |expr| {
         rewrite_expr(expr);
         ControlFlow::<()>::Continue(())
@@ -33,6 +44,34 @@ pub fn rewrite(stmt: &mut Statement) {
         _ => {}
     }
 }
+
+/// The name PostgreSQL gives an array cast (`'{1}'::int[]` is `int4`):
+/// its element type's name, from `shoal_array_in`'s second argument.
+fn array_cast_name(f: &ast::Function) -> Option<String> {
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(v)))) =
+        list.args.get(1)
+    else {
+        return None;
+    };
+    let ast::Value::SingleQuotedString(element) = &v.value else {
+        return None;
+    };
+    let element = datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(element)
+    .and_then(|mut p| p.parse_data_type())
+    .ok()?;
+    crate::types::SqlType::from_ast(&element)
+        .ok()
+        .map(|t| t.typname())
+}
+
+/// Set-returning functions of `pg_catalog` that may appear in FROM.
+const TABLE_FUNCTIONS: &[&str] = &["generate_series", "unnest", "range"];
 
 /// Marks the part of an output column name that only keeps it unique;
 /// [`output_name`] removes it before a client sees the name.
@@ -134,17 +173,33 @@ fn pg_output_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => crate::names::fold(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(crate::names::fold).unwrap_or_default(),
-        Expr::Function(f) => f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(crate::names::fold)
-            .unwrap_or_default(),
+        Expr::Function(f) => {
+            let name = f
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(crate::names::fold)
+                .unwrap_or_default();
+            // A cast rewritten into its input function keeps the cast's name.
+            match name.as_str() {
+                "shoal_jsonb_in" => "jsonb".into(),
+                "shoal_json_in" => "json".into(),
+                "shoal_uuid_in" => "uuid".into(),
+                crate::datetime_functions::NAME => "timestamptz".into(),
+                crate::datetime_functions::TIMESTAMP_NAME => "timestamp".into(),
+                // An array cast is named after its element type.
+                crate::array_functions::NAME => array_cast_name(f).unwrap_or_else(|| name.clone()),
+                _ => name,
+            }
+        }
+        Expr::TypedString(ts) => ts.data_type.to_string().to_lowercase(),
         Expr::Cast {
             expr, data_type, ..
         } => match pg_output_name(expr).as_str() {
-            "?column?" => data_type.to_string().to_lowercase(),
+            "?column?" => crate::types::SqlType::from_ast(data_type)
+                .map(|t| t.typname())
+                .unwrap_or_else(|_| data_type.to_string().to_lowercase()),
             other => other.to_string(),
         },
         Expr::Nested(inner) => pg_output_name(inner),
@@ -448,6 +503,12 @@ fn rewrite_expr(expr: &mut Expr) {
                 }
             }
         }
+        Expr::TypedString(ts) => {
+            if let Some(input) = input_function(&ts.data_type) {
+                let value = Expr::Value(ts.value.clone());
+                *expr = call(input, vec![value]);
+            }
+        }
         Expr::Collate { expr: inner, .. } => {
             let inner = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
             *expr = inner;
@@ -459,6 +520,21 @@ fn rewrite_expr(expr: &mut Expr) {
         } => {
             if let DataType::Custom(name, _) = data_type {
                 strip_pg_catalog(name);
+            }
+            if let Some(input) = input_function(data_type) {
+                let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                *expr = call(input, vec![arg]);
+                return;
+            }
+            // Text to an array type is read as array text; an ARRAY[…]
+            // is cast element by element by DataFusion.
+            if let DataType::Array(ast::ArrayElemTypeDef::SquareBracket(element, _)) = data_type
+                && !matches!(inner.as_ref(), Expr::Array(_))
+            {
+                let element = Expr::value(ast::Value::SingleQuotedString(element.to_string()));
+                let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                *expr = call(crate::array_functions::NAME, vec![arg, element]);
+                return;
             }
             match type_name(data_type).as_deref() {
                 Some("text") | Some("name") => *data_type = DataType::Text,
@@ -474,6 +550,27 @@ fn rewrite_expr(expr: &mut Expr) {
             }
         }
         _ => {}
+    }
+}
+
+/// The function that reads text as a value of a type DataFusion lacks,
+/// for casts (`x::jsonb`) and typed literals (`jsonb '{}'`).
+fn input_function(dt: &DataType) -> Option<&'static str> {
+    match dt {
+        DataType::JSONB => Some("shoal_jsonb_in"),
+        DataType::JSON => Some("shoal_json_in"),
+        DataType::Uuid => Some("shoal_uuid_in"),
+        DataType::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            Some(crate::datetime_functions::NAME)
+        }
+        DataType::Timestamp(_, _) => Some(crate::datetime_functions::TIMESTAMP_NAME),
+        _ => match type_name(dt).as_deref() {
+            Some("jsonb") => Some("shoal_jsonb_in"),
+            Some("json") => Some("shoal_json_in"),
+            Some("uuid") => Some("shoal_uuid_in"),
+            Some("timestamptz") => Some(crate::datetime_functions::NAME),
+            _ => None,
+        },
     }
 }
 
@@ -528,7 +625,8 @@ fn generate_subscripts(f: &ast::Function) -> Option<Expr> {
     Some(call("unnest", vec![subscripts]))
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// A call of function `name`.
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(ast::Function {
         name: ObjectName::from(vec![ast::Ident::new(name)]),
         uses_odbc_syntax: false,

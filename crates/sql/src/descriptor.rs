@@ -220,6 +220,11 @@ impl ReferentialAction {
     }
 }
 
+/// Field metadata key: the OID of the table a result column comes from.
+pub const TABLE_OID_KEY: &str = "pg_table_oid";
+/// Field metadata key: that column's number in its table (`attnum`).
+pub const ATTNUM_KEY: &str = "pg_attnum";
+
 impl TableDescriptor {
     /// The table's OID in `pg_class`: derived from its id, so it is the same
     /// on every node and after every restart.
@@ -276,14 +281,27 @@ impl TableDescriptor {
         self.primary_key.contains(&idx)
     }
 
-    /// The Arrow schema over the given column positions.
+    /// The Arrow schema over the given column positions. Each visible
+    /// column's field names the table's OID and the column's number, which
+    /// the front end reports in RowDescription (drivers show them as a
+    /// result column's table).
     pub fn arrow_schema(&self, columns: &[usize]) -> SchemaRef {
+        let visible = self.visible_columns();
         Arc::new(Schema::new(
             columns
                 .iter()
                 .map(|i| {
                     let c = &self.columns[*i];
-                    c.ty.arrow_field(&c.name, c.nullable)
+                    let field = c.ty.arrow_field(&c.name, c.nullable);
+                    match visible.iter().position(|p| p == i) {
+                        Some(n) => {
+                            let mut metadata = field.metadata().clone();
+                            metadata.insert(TABLE_OID_KEY.into(), self.oid().to_string());
+                            metadata.insert(ATTNUM_KEY.into(), (n + 1).to_string());
+                            field.with_metadata(metadata)
+                        }
+                        None => field,
+                    }
                 })
                 .collect::<Vec<_>>(),
         ))

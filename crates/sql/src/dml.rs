@@ -244,6 +244,7 @@ fn insert_source(
                     continue;
                 }
                 typed_placeholder(expr, &desc.columns[*pos].ty, &mut hints)?;
+                typed_literal(expr, &desc.columns[*pos].ty);
             }
             for pos in &defaulted {
                 row.content.push(parse_expr(default_of(*pos))?);
@@ -301,6 +302,39 @@ fn typed_placeholder(expr: &mut ast::Expr, ty: &SqlType, hints: &mut Hints) -> R
     Ok(())
 }
 
+/// A string literal for an array, interval or timestamptz column is read
+/// as that type here, so that a `VALUES` list mixing `'{1,2}'` and
+/// `ARRAY[3]` (or `'1 day'` and `interval '2 hours'`) has one type per
+/// column, as in PostgreSQL, and a time without an offset is read in the
+/// session's zone.
+fn typed_literal(expr: &mut ast::Expr, ty: &SqlType) {
+    let ast::Expr::Value(v) = expr else {
+        return;
+    };
+    if !matches!(v.value, ast::Value::SingleQuotedString(_)) {
+        return;
+    }
+    let text = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
+    *expr = match ty {
+        SqlType::Array(element) => {
+            let element = ast::Expr::value(ast::Value::SingleQuotedString(element.pg_name()));
+            crate::compat::call(crate::array_functions::NAME, vec![text, element])
+        }
+        SqlType::TimestampTz => crate::compat::call(crate::datetime_functions::NAME, vec![text]),
+        SqlType::Interval => ast::Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr: Box::new(text),
+            data_type: ast::DataType::Interval {
+                fields: None,
+                precision: None,
+            },
+            array: false,
+            format: None,
+        },
+        _ => text,
+    };
+}
+
 /// A type name DataFusion's SQL planner understands for a cast.
 pub(crate) fn cast_type_name(ty: &SqlType) -> String {
     match ty {
@@ -311,7 +345,16 @@ pub(crate) fn cast_type_name(ty: &SqlType) -> String {
         SqlType::Double => "double precision".into(),
         SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
         SqlType::Boolean => "boolean".into(),
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Uuid => "text".into(),
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::Char(_)
+        | SqlType::Uuid
+        | SqlType::Json
+        | SqlType::Jsonb => "text".into(),
+        SqlType::Interval => "interval".into(),
+        // Array parameters arrive as array text and are read by
+        // `cast_column`, which DataFusion's casts cannot do.
+        SqlType::Array(_) => "text".into(),
         SqlType::Bytea => "bytea".into(),
         SqlType::Date => "date".into(),
         SqlType::Timestamp | SqlType::TimestampTz => "timestamp".into(),
@@ -346,23 +389,22 @@ pub(crate) fn cast_column(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
     if array.data_type() == &target {
         return Ok(array.clone());
     }
-    if matches!(ty, SqlType::Bytea)
+    let is_text = matches!(
+        array.data_type(),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+    );
+    if is_text
         && matches!(
-            array.data_type(),
-            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ty,
+            SqlType::Bytea | SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz
         )
     {
-        let text = cast_with_options(array, &DataType::Utf8, &strict())
-            .map_err(|e| SqlError::Internal(e.to_string()))?;
-        let text = text
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| SqlError::Internal("utf8 cast".into()))?;
-        let decoded: Vec<Option<Vec<u8>>> = text
-            .iter()
-            .map(|v| v.map(parse_bytea).transpose())
-            .collect::<Result<_>>()?;
-        return Ok(Arc::new(BinaryArray::from_iter(decoded)));
+        return read_text(array, ty);
+    }
+    if let SqlType::Array(element) = ty
+        && is_text
+    {
+        return read_array_text(array, element);
     }
     if matches!(array.data_type(), DataType::Boolean)
         && !matches!(target, DataType::Boolean | DataType::Utf8)
@@ -400,6 +442,82 @@ pub(crate) fn cast_column(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
         }
         other => SqlError::from(datafusion::error::DataFusionError::from(other)),
     })
+}
+
+/// Text to a bytea, date or timestamp column, read as PostgreSQL reads it
+/// (`\x` hex or escapes for bytea; `datetime.rs` for times: optional
+/// seconds, a zone after the time), where Arrow's casts read less.
+fn read_text(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{Date32Array, TimestampMicrosecondArray};
+    let text = utf8(array)?;
+    Ok(match ty {
+        SqlType::Bytea => Arc::new(BinaryArray::from_iter(
+            text.iter()
+                .map(|v| v.map(parse_bytea).transpose())
+                .collect::<Result<Vec<_>>>()?,
+        )),
+        SqlType::Date => Arc::new(
+            text.iter()
+                .map(|v| v.map(crate::datetime::date_days).transpose())
+                .collect::<Result<Date32Array>>()?,
+        ),
+        SqlType::TimestampTz => Arc::new(
+            text.iter()
+                .map(|v| v.map(crate::datetime::timestamptz_micros).transpose())
+                .collect::<Result<TimestampMicrosecondArray>>()?
+                .with_timezone(crate::types::UTC),
+        ),
+        _ => Arc::new(
+            text.iter()
+                .map(|v| v.map(crate::datetime::timestamp_micros).transpose())
+                .collect::<Result<TimestampMicrosecondArray>>()?,
+        ),
+    })
+}
+
+/// Array text (`'{1,2,NULL}'`) to an array column: every row's elements
+/// gathered into one text column, cast to the element type as any value
+/// would be, then cut back into rows.
+fn read_array_text(array: &ArrayRef, element: &SqlType) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{ListArray, StringBuilder};
+    use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+    let text = utf8(array)?;
+    let mut items = StringBuilder::new();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(text.len());
+    for value in text.iter() {
+        let mut end = offsets.last().copied().unwrap_or(0);
+        if let Some(value) = value {
+            for item in crate::array_text::parse(value)? {
+                items.append_option(item);
+                end += 1;
+            }
+        }
+        valid.push(value.is_some());
+        offsets.push(end);
+    }
+    let items: ArrayRef = Arc::new(items.finish());
+    let values = cast_column(&items, element)?;
+    Ok(Arc::new(ListArray::new(
+        Arc::new(datafusion::arrow::datatypes::Field::new(
+            "item",
+            element.arrow_type(),
+            true,
+        )),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        values,
+        Some(NullBuffer::from(valid)),
+    )))
+}
+
+/// A text column as Arrow's plain `Utf8` array.
+fn utf8(array: &ArrayRef) -> Result<StringArray> {
+    let text = cast_with_options(array, &DataType::Utf8, &strict())
+        .map_err(|e| SqlError::Internal(e.to_string()))?;
+    text.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| SqlError::Internal("utf8 cast".into()))
 }
 
 fn strict() -> CastOptions<'static> {
@@ -507,6 +625,22 @@ pub(crate) fn display_datum(d: &Datum) -> String {
         Datum::Date(d) => d.to_string(),
         Datum::Timestamp(t) => t.to_string(),
         Datum::Uuid(u) => crate::types::format_uuid(u),
+        Datum::Interval {
+            months,
+            days,
+            micros,
+        } => crate::interval::format(*months, *days, *micros),
+        Datum::Array(items) => format!(
+            "{{{}}}",
+            items
+                .iter()
+                .map(|i| match i {
+                    Datum::Null => "NULL".to_string(),
+                    other => crate::array_text::quote_element(&display_datum(other)),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     }
 }
 
@@ -715,8 +849,13 @@ fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<Up
             value = parse_expr(desc.columns[pos].default.as_deref().unwrap_or("NULL"))?;
         }
         typed_placeholder(&mut value, &desc.columns[pos].ty, &mut hints)?;
+        // Named, so that equal expressions (`SET a = 0, b = 0`, `SET a =
+        // a`) stay distinct output columns; they are read by position.
+        exprs.push(format!(
+            "{value} AS {}",
+            quote(&format!("{DML_PREFIX}set_{}", assigned.len()))
+        ));
         assigned.push(pos);
-        exprs.push(value.to_string());
     }
     let mut projection = all_columns(&desc, &alias);
     projection.extend(exprs);

@@ -110,6 +110,9 @@ pub enum SqlError {
     SerializationFailure(String),
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     InFailedTransaction,
+    /// A write in a READ ONLY transaction.
+    #[error("cannot execute {0} in a read-only transaction")]
+    ReadOnlyTransaction(String),
     #[error("{0}")]
     ActiveTransaction(String),
     #[error("{0}")]

@@ -77,6 +77,10 @@ fn key_class(ty: &SqlType) -> &'static str {
         SqlType::Date => "date",
         SqlType::Timestamp | SqlType::TimestampTz => "timestamp",
         SqlType::Uuid => "uuid",
+        SqlType::Json => "json",
+        SqlType::Jsonb => "jsonb",
+        SqlType::Interval => "interval",
+        SqlType::Array(_) => "array",
     }
 }
 

@@ -79,111 +79,27 @@ pub fn register(ctx: &SessionContext, database: &str, user: &str, vars: crate::v
     });
 }
 
-/// A row-at-a-time function over scalar values, for the catalog functions
-/// tools call: they run over a handful of catalog rows, so clarity wins over
-/// vectorization.
-struct RowFn {
-    name: String,
-    signature: datafusion::logical_expr::Signature,
-    returns: DataType,
-    f: RowFnBody,
-}
-
-/// The body of a [`RowFn`]: arguments of one row to its result.
-type RowFnBody =
-    Arc<dyn Fn(&[ScalarValue]) -> datafusion::error::Result<ScalarValue> + Send + Sync>;
-
-impl std::fmt::Debug for RowFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RowFn({})", self.name)
-    }
-}
-
-impl PartialEq for RowFn {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for RowFn {}
-
-impl std::hash::Hash for RowFn {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state)
-    }
-}
-
-impl datafusion::logical_expr::ScalarUDFImpl for RowFn {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(self.returns.clone())
-    }
-
-    fn invoke_with_args(
-        &self,
-        args: datafusion::logical_expr::ScalarFunctionArgs,
-    ) -> datafusion::error::Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        if all_scalar {
-            let values: Vec<ScalarValue> = args
-                .args
-                .iter()
-                .map(|a| match a {
-                    ColumnarValue::Scalar(s) => s.clone(),
-                    ColumnarValue::Array(_) => ScalarValue::Null,
-                })
-                .collect();
-            return Ok(ColumnarValue::Scalar(
-                (self.f)(&values)?.cast_to(&self.returns)?,
-            ));
-        }
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let mut out = Vec::with_capacity(args.number_rows);
-        for row in 0..args.number_rows {
-            let values = arrays
-                .iter()
-                .map(|a| ScalarValue::try_from_array(a, row))
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            out.push((self.f)(&values)?.cast_to(&self.returns)?);
-        }
-        if out.is_empty() {
-            return Ok(ColumnarValue::Array(
-                datafusion::arrow::array::new_empty_array(&self.returns),
-            ));
-        }
-        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
-    }
-}
-
+/// Registers a row-at-a-time function over scalar values, for the catalog
+/// functions tools call: they run over a handful of catalog rows, so
+/// clarity wins over vectorization (`typed_udf.rs`).
 fn row_fn(
     ctx: &SessionContext,
-    name: &str,
+    name: &'static str,
     args: Option<usize>,
     returns: DataType,
     f: impl Fn(&[ScalarValue]) -> datafusion::error::Result<ScalarValue> + Send + Sync + 'static,
 ) {
-    use datafusion::logical_expr::{Signature, TypeSignature};
-    let signature = match args {
-        Some(0) => Signature::new(TypeSignature::Nullary, Volatility::Stable),
-        Some(n) => Signature::new(TypeSignature::Any(n), Volatility::Stable),
-        None => Signature::new(TypeSignature::VariadicAny, Volatility::Stable),
-    };
-    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(RowFn {
-        name: name.to_string(),
-        signature,
-        returns,
-        f: Arc::new(f),
-    }));
+    let udf = crate::typed_udf::udf_with(
+        name,
+        args,
+        crate::typed_udf::Returns::Other(returns),
+        Volatility::Stable,
+        move |a| {
+            let values: Vec<ScalarValue> = a.iter().map(|a| a.value.clone()).collect();
+            f(&values).map_err(crate::error::SqlError::from)
+        },
+    );
+    ctx.register_udf(udf.as_ref().clone());
 }
 
 fn as_i64(v: &ScalarValue) -> Option<i64> {
@@ -236,7 +152,14 @@ pub fn format_type(oid: i64, typmod: i64) -> String {
         2950 => "uuid".into(),
         114 => "json".into(),
         3802 => "jsonb".into(),
-        _ => "???".into(),
+        // An array type: its element's name, then `[]`.
+        _ => match u32::try_from(oid)
+            .ok()
+            .and_then(crate::types::array_element)
+        {
+            Some(element) => format!("{}[]", format_type(element as i64, typmod)),
+            None => "???".into(),
+        },
     }
 }
 
@@ -291,13 +214,6 @@ pub fn register_catalog_functions(
             as_i64(&a[0]).map(|oid| format_type(oid, as_i64(&a[1]).unwrap_or(-1))),
         ))
     });
-    // `json_build_object(k, v, …)` / `jsonb_build_object`: an object from
-    // alternating keys and values, as text in each type's output form.
-    for (name, colon) in [("json_build_object", " : "), ("jsonb_build_object", ": ")] {
-        row_fn(ctx, name, None, DataType::Utf8, move |a| {
-            json_object(a, colon).map(|o| ScalarValue::Utf8(Some(o)))
-        });
-    }
     // `to_regtype(name)`: the type's OID, or NULL (drivers probe for
     // extension types such as hstore this way).
     row_fn(ctx, "to_regtype", Some(1), DataType::Int64, |a| {
@@ -305,6 +221,41 @@ pub fn register_catalog_functions(
             as_string(&a[0]).and_then(|n| crate::pg_catalog::type_oid(&n)),
         ))
     });
+    // uuid: `gen_random_uuid()` (version 4) and the input function of
+    // `x::uuid` casts, which checks and normalizes the text.
+    ctx.register_udf(
+        crate::typed_udf::udf_with(
+            "gen_random_uuid",
+            Some(0),
+            crate::typed_udf::Returns::Uuid,
+            Volatility::Volatile,
+            |_| {
+                Ok(ScalarValue::Utf8(Some(
+                    uuid::Uuid::new_v4().hyphenated().to_string(),
+                )))
+            },
+        )
+        .as_ref()
+        .clone(),
+    );
+    ctx.register_udf(
+        crate::typed_udf::udf(
+            "shoal_uuid_in",
+            Some(1),
+            crate::typed_udf::Returns::Uuid,
+            |a| {
+                Ok(ScalarValue::Utf8(
+                    crate::typed_udf::text(&a[0].value)
+                        .map(|t| {
+                            crate::types::parse_uuid(&t).map(|u| crate::types::format_uuid(&u))
+                        })
+                        .transpose()?,
+                ))
+            },
+        )
+        .as_ref()
+        .clone(),
+    );
     row_fn(ctx, "pg_backend_pid", Some(0), DataType::Int32, |_| {
         Ok(ScalarValue::Int32(Some(std::process::id() as i32)))
     });
@@ -528,57 +479,4 @@ fn relation_name(txn: &shoal_kv::Txn, database: &str, oid: i64) -> Option<String
         .into_iter()
         .find(|q| q.oid() as i64 == oid)
         .and_then(|q| quoted(&q.name))
-}
-
-/// A JSON object from alternating keys and values (`json_build_object`),
-/// `colon` between each key and its value.
-fn json_object(args: &[ScalarValue], colon: &str) -> datafusion::error::Result<String> {
-    if !args.len().is_multiple_of(2) {
-        return Err(datafusion::error::DataFusionError::External(Box::new(
-            crate::error::SqlError::InvalidParameter(
-                "argument list must have even number of elements".into(),
-            ),
-        )));
-    }
-    let mut out = String::from("{");
-    for (n, pair) in args.chunks(2).enumerate() {
-        let Some(key) = as_string(&pair[0]) else {
-            return Err(datafusion::error::DataFusionError::External(Box::new(
-                crate::error::SqlError::InvalidParameter(
-                    "null value not allowed for object key".into(),
-                ),
-            )));
-        };
-        if n > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(&serde_json::Value::String(key).to_string());
-        out.push_str(colon);
-        out.push_str(&json_value(&pair[1]));
-    }
-    out.push('}');
-    Ok(out)
-}
-
-/// One SQL value as JSON: numbers and booleans as themselves, NULL as
-/// `null`, everything else as its text in a JSON string.
-fn json_value(v: &ScalarValue) -> String {
-    if v.is_null() {
-        return "null".into();
-    }
-    match v {
-        ScalarValue::Boolean(Some(b)) => b.to_string(),
-        ScalarValue::Int8(Some(_))
-        | ScalarValue::Int16(Some(_))
-        | ScalarValue::Int32(Some(_))
-        | ScalarValue::Int64(Some(_))
-        | ScalarValue::UInt8(Some(_))
-        | ScalarValue::UInt16(Some(_))
-        | ScalarValue::UInt32(Some(_))
-        | ScalarValue::UInt64(Some(_))
-        | ScalarValue::Decimal128(Some(_), _, _) => v.to_string(),
-        ScalarValue::Float32(Some(f)) if f.is_finite() => v.to_string(),
-        ScalarValue::Float64(Some(f)) if f.is_finite() => v.to_string(),
-        other => serde_json::Value::String(as_string(other).unwrap_or_default()).to_string(),
-    }
 }

@@ -942,36 +942,45 @@ impl PgCatalogSchema {
             }
             "pg_type" => {
                 let mut t = CatalogTable::new(PG_TYPE);
+                // Each base type, then its array type (`_int4`, element
+                // `int4`), as PostgreSQL lists them.
                 for (oid, name, len, cat) in TYPES {
-                    t.rows.push(vec![
-                        V::I(*oid),
-                        s(*name),
-                        V::I(PG_CATALOG_OID),
-                        V::I(OWNER_OID),
-                        V::I(*len),
-                        V::B(*len > 0 && *len <= 8),
-                        s("b"),
-                        s(*cat),
-                        V::B(false),
-                        V::B(true),
-                        s(","),
-                        V::I(0),
-                        V::I(0),
-                        V::I(0),
-                        V::I(0),
-                        s(format!("{name}in")),
-                        s(format!("{name}out")),
-                        s(format!("{name}recv")),
-                        s(format!("{name}send")),
-                        s("i"),
-                        s("p"),
-                        V::B(false),
-                        V::I(0),
-                        V::I(-1),
-                        V::I(0),
-                        V::I(0),
-                        V::N,
-                    ]);
+                    let array = crate::types::array_oid(*oid as u32) as i64;
+                    let mut entries = vec![(*oid, name.to_string(), *len, *cat, 0, array)];
+                    if array != 0 {
+                        entries.push((array, format!("_{name}"), -1, "A", *oid, 0));
+                    }
+                    for (oid, name, len, cat, elem, array) in entries {
+                        t.rows.push(vec![
+                            V::I(oid),
+                            s(name.clone()),
+                            V::I(PG_CATALOG_OID),
+                            V::I(OWNER_OID),
+                            V::I(len),
+                            V::B(len > 0 && len <= 8),
+                            s("b"),
+                            s(cat),
+                            V::B(false),
+                            V::B(true),
+                            s(","),
+                            V::I(0),
+                            V::I(0),
+                            V::I(elem),
+                            V::I(array),
+                            s(format!("{name}in")),
+                            s(format!("{name}out")),
+                            s(format!("{name}recv")),
+                            s(format!("{name}send")),
+                            s("i"),
+                            s("p"),
+                            V::B(false),
+                            V::I(0),
+                            V::I(-1),
+                            V::I(0),
+                            V::I(0),
+                            V::N,
+                        ]);
+                    }
                 }
                 t
             }
@@ -1193,7 +1202,28 @@ impl PgCatalogSchema {
             "pg_enum" => CatalogTable::new(PG_ENUM),
             "pg_sequence" => CatalogTable::new(PG_SEQUENCE),
             "pg_proc" => CatalogTable::new(PG_PROC),
-            "pg_settings" => CatalogTable::new(PG_SETTINGS),
+            // The server's settings at their defaults (a session's own
+            // values are read with SHOW or current_setting).
+            "pg_settings" => {
+                let mut t = CatalogTable::new(PG_SETTINGS);
+                for (name, value) in crate::vars::defaults() {
+                    let context = match crate::vars::is_read_only(name) {
+                        true => "internal",
+                        false => "user",
+                    };
+                    t.rows.push(vec![
+                        s(name.to_string()),
+                        s(value.to_string()),
+                        V::N,
+                        s("Shoal".to_string()),
+                        s(String::new()),
+                        s(context.to_string()),
+                        s("string".to_string()),
+                        s("default".to_string()),
+                    ]);
+                }
+                t
+            }
             _ => return Ok(None),
         };
         Ok(Some(t))

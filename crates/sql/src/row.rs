@@ -79,6 +79,12 @@ pub fn key_datum(d: &Datum, ty: &SqlType) -> Result<KeyDatum> {
         (Datum::Decimal(_), _) => {
             return Err(SqlError::NotSupported("numeric primary key columns".into()));
         }
+        (Datum::Interval { .. } | Datum::Array(_), _) => {
+            return Err(SqlError::NotSupported(format!(
+                "{} key or index columns",
+                ty.pg_name()
+            )));
+        }
     })
 }
 
@@ -169,6 +175,23 @@ fn encode_datum(d: &Datum, out: &mut Vec<u8>) {
             out.push(9);
             out.extend_from_slice(u);
         }
+        Datum::Interval {
+            months,
+            days,
+            micros,
+        } => {
+            out.push(10);
+            out.extend_from_slice(&months.to_le_bytes());
+            out.extend_from_slice(&days.to_le_bytes());
+            out.extend_from_slice(&micros.to_le_bytes());
+        }
+        Datum::Array(items) => {
+            out.push(11);
+            put_varint(out, items.len() as u64);
+            for item in items {
+                encode_datum(item, out);
+            }
+        }
     }
 }
 
@@ -235,6 +258,24 @@ impl<'a> Reader<'a> {
             7 => Datum::Date(i32::from_le_bytes(self.array()?)),
             8 => Datum::Timestamp(i64::from_le_bytes(self.array()?)),
             9 => Datum::Uuid(self.array()?),
+            10 => Datum::Interval {
+                months: i32::from_le_bytes(self.array()?),
+                days: i32::from_le_bytes(self.array()?),
+                micros: i64::from_le_bytes(self.array()?),
+            },
+            11 => {
+                let n = self.varint()? as usize;
+                // Each element takes at least a byte: a count beyond the
+                // bytes left is corrupt, not an allocation to make.
+                if n > self.buf.len() {
+                    return Err(Self::corrupt());
+                }
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.datum()?);
+                }
+                Datum::Array(items)
+            }
             _ => return Err(Self::corrupt()),
         })
     }
@@ -443,6 +484,44 @@ mod tests {
             foreign_keys: Vec::new(),
             referenced_by: Vec::new(),
         }
+    }
+
+    #[test]
+    fn intervals_and_arrays_round_trip() -> Result<()> {
+        let mut d = desc();
+        d.columns
+            .push(ColumnDescriptor::plain("f", SqlType::Interval));
+        d.columns.push(ColumnDescriptor::plain(
+            "g",
+            SqlType::Array(Box::new(SqlType::Text)),
+        ));
+        let row = vec![
+            Datum::Int(1),
+            Datum::Text("k".into()),
+            Datum::Null,
+            Datum::Null,
+            Datum::Null,
+            Datum::Interval {
+                months: -14,
+                days: 3,
+                micros: 7_200_000_001,
+            },
+            Datum::Array(vec![
+                Datum::Text("a".into()),
+                Datum::Null,
+                Datum::Text(String::new()),
+            ]),
+        ];
+        let key = encode_key(&d, &row)?;
+        let value = encode_value(&d, &row);
+        assert_eq!(decode_row(&d, &key, &value)?, row);
+        // A corrupt element count is an error, not a huge allocation.
+        let mut bad = value.clone();
+        let at = bad.len() - 6;
+        bad.truncate(at);
+        bad.extend_from_slice(&[11, 0xFF, 0xFF, 0xFF, 0x7F]);
+        assert!(decode_row(&d, &key, &bad).is_err());
+        Ok(())
     }
 
     #[test]

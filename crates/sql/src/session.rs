@@ -51,6 +51,7 @@ use shoal_kv::{Kv, Txn};
 use crate::error::{Result, SqlError};
 use crate::functions;
 use crate::providers::{ShoalCatalog, TxnSlot};
+use crate::types::PG_TYPE_KEY;
 use crate::vars::Vars;
 use crate::{ddl, dml};
 
@@ -126,11 +127,16 @@ impl Database {
                 crate::decorrelate::DecorrelateAggregateSubquery::default(),
             )];
         rules.extend(datafusion::optimizer::Optimizer::new().rules);
-        let state = datafusion::execution::SessionStateBuilder::new()
+        let mut builder = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_optimizer_rules(rules)
-            .build();
+            .with_optimizer_rules(rules);
+        // The JSON operators are planned before DataFusion's own, which
+        // would take `@>` and `||` for array operators.
+        if let Some(planners) = builder.expr_planners() {
+            planners.insert(0, Arc::new(crate::json_functions::JsonOperators::default()));
+        }
+        let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(ShoalCatalog::new(
             database.to_string(),
@@ -154,6 +160,15 @@ impl Database {
         functions::register(&ctx, database, user, vars.reader());
         ctx.register_udaf(crate::single::udaf());
         functions::register_catalog_functions(&ctx, database, slot.clone());
+        crate::json_functions::register(&ctx);
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::array_functions::ArrayIn::default(),
+        ));
+        for with_zone in [true, false] {
+            ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                crate::datetime_functions::TimestampIn::new(with_zone),
+            ));
+        }
         crate::sequence_functions::register(
             &ctx,
             crate::sequence_functions::SequenceAccess {
@@ -401,7 +416,11 @@ impl Session {
                 Prepared::new(Vec::new(), Some(crate::split::schema()))
             }
             Statement::Query(q) => match self.plan(stmt).await {
-                Ok(plan) => Prepared::new(param_types(&plan)?, Some(output_schema(&plan))),
+                Ok(plan) => {
+                    let mut p = Prepared::new(param_types(&plan)?, Some(output_schema(&plan)));
+                    p.param_oids = param_oids(&plan, p.param_types.len())?;
+                    p
+                }
                 Err(e) => match crate::pg_catalog::provably_empty(q) {
                     Some(names) => Prepared::new(Vec::new(), Some(text_schema(&names))),
                     None => return Err(e),
@@ -494,7 +513,7 @@ impl Session {
         stmt: &Statement,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
-        let Some(fast) = &prepared.fast else {
+        let Some(fast) = prepared.fast.as_ref().filter(|_| !self.read_only()) else {
             return self.execute_now(stmt, params).await;
         };
         if matches!(self.state, TxnState::Failed(_)) {
@@ -683,6 +702,14 @@ impl Session {
         if matches!(self.state, TxnState::Failed(_)) {
             return Err(SqlError::InFailedTransaction);
         }
+        if let Some(kind) = crate::read_only::write_kind(stmt)
+            && self.read_only()
+        {
+            if let TxnState::InBlock(txn) = &self.state {
+                self.fail_block(txn.clone());
+            }
+            return Err(SqlError::ReadOnlyTransaction(kind));
+        }
         if let Some(call) = crate::set_config::recognize(stmt) {
             let result = self.set_config(&call, params).await;
             if let (Err(_), TxnState::InBlock(txn)) = (&result, &self.state) {
@@ -842,6 +869,16 @@ impl Session {
     }
 
     /// Whether the session's transaction isolation is READ COMMITTED.
+    /// Whether writes are refused: in a READ ONLY block, or outside a
+    /// block when `default_transaction_read_only` is on.
+    fn read_only(&self) -> bool {
+        let name = match self.state {
+            TxnState::Idle => "default_transaction_read_only",
+            _ => "transaction_read_only",
+        };
+        self.vars.get(name).is_some_and(|v| v == "on")
+    }
+
     fn read_committed_block(&self) -> bool {
         self.vars
             .get("transaction_isolation")
@@ -1076,8 +1113,26 @@ impl Session {
         &self.ctx
     }
 
+    /// The session's time zone (`SET TIME ZONE`).
+    pub fn time_zone(&self) -> crate::time_zone::TimeZone {
+        crate::vars::time_zone(self.vars.get("TimeZone"))
+    }
+
+    /// Keeps DataFusion's time zone (that of `now()`, and of text cast to
+    /// `timestamptz`) the session's.
+    fn follow_time_zone(&self) {
+        let zone = Some(self.time_zone().arrow_name());
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        if options.execution.time_zone != zone {
+            options.execution.time_zone = zone;
+        }
+    }
+
     /// Plans a statement with DataFusion.
     pub(crate) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
+        self.follow_time_zone();
         let state = self.ctx.state();
         Ok(state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
@@ -1119,15 +1174,18 @@ impl Session {
 
     fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Output> {
         let mut level = None;
+        let mut read_only = None;
         for mode in modes {
             match mode {
                 ast::TransactionMode::IsolationLevel(l) => {
                     level = Some(self.vars.checked("transaction_isolation", &l.to_string())?);
                 }
                 ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadOnly) => {
-                    return Err(SqlError::NotSupported("READ ONLY transactions".into()));
+                    read_only = Some("on");
                 }
-                _ => {}
+                ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadWrite) => {
+                    read_only = Some("off");
+                }
             }
         }
         match self.state {
@@ -1139,6 +1197,9 @@ impl Session {
                 let txn = self.db.kv.begin()?;
                 txn.set_isolation(crate::vars::isolation(&level));
                 self.vars.set("transaction_isolation", &level)?;
+                if let Some(read_only) = read_only {
+                    self.vars.set("transaction_read_only", read_only)?;
+                }
                 self.state = TxnState::InBlock(txn);
                 Ok(Output::Begin)
             }
@@ -1405,6 +1466,14 @@ impl Session {
         let level = self.default_isolation();
         if let Err(e) = self.vars.set("transaction_isolation", &level) {
             tracing::error!(error = %e, "cannot reset transaction_isolation");
+        }
+        let read_only = self
+            .vars
+            .get("default_transaction_read_only")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "off".into());
+        if let Err(e) = self.vars.set("transaction_read_only", &read_only) {
+            tracing::error!(error = %e, "cannot reset transaction_read_only");
         }
         self.advisory.end_transaction();
         let actions = std::mem::take(&mut self.after_commit);
@@ -1700,6 +1769,30 @@ fn is_txn_end(stmt: &Statement) -> bool {
 }
 
 /// The parameter types of a plan, ordered `$1`, `$2`, ….
+/// The PostgreSQL types of parameters whose Arrow type does not tell it:
+/// a placeholder the planner typed with a `pg_type` field entry (a jsonb
+/// operand, `json_functions.rs`).
+fn param_oids(plan: &LogicalPlan, count: usize) -> Result<Vec<Option<u32>>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut oids = vec![None; count];
+    plan.apply(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Placeholder(p) = e
+                    && let Some(pg) = p.field.as_ref().and_then(|f| f.metadata().get(PG_TYPE_KEY))
+                    && let Ok(n) = p.id.trim_start_matches('$').parse::<usize>()
+                    && let Some(slot) = n.checked_sub(1).and_then(|i| oids.get_mut(i))
+                {
+                    *slot = crate::pg_catalog::type_oid(pg).map(|o| o as u32);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(oids)
+}
+
 pub(crate) fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut types = plan.get_parameter_types()?;

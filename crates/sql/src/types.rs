@@ -21,9 +21,11 @@ use datafusion::arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
     Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
     Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    IntervalMonthDayNanoArray, IntervalMonthDayNanoBuilder, ListArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::sql::sqlparser::ast;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +60,14 @@ pub enum SqlType {
     Timestamp,
     TimestampTz,
     Uuid,
+    /// A JSON document kept as written.
+    Json,
+    /// A JSON document kept in canonical form (`json.rs`).
+    Jsonb,
+    /// Months, days and microseconds, kept apart as PostgreSQL keeps them.
+    Interval,
+    /// A one-dimensional array of a scalar type.
+    Array(Box<SqlType>),
 }
 
 impl SqlType {
@@ -107,9 +117,27 @@ impl SqlType {
             }
             D::Timestamp(_, _) => SqlType::Timestamp,
             D::Uuid => SqlType::Uuid,
+            D::JSON => SqlType::Json,
+            D::Interval { .. } => SqlType::Interval,
+            D::Array(
+                ast::ArrayElemTypeDef::SquareBracket(inner, _)
+                | ast::ArrayElemTypeDef::AngleBracket(inner)
+                | ast::ArrayElemTypeDef::Parenthesis(inner),
+            ) => match SqlType::from_ast(inner)? {
+                SqlType::Array(_) => {
+                    return Err(SqlError::NotSupported(
+                        "multidimensional array types".into(),
+                    ));
+                }
+                element => SqlType::Array(Box::new(element)),
+            },
+            D::JSONB => SqlType::Jsonb,
             D::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
                 "timestamptz" => SqlType::TimestampTz,
                 "uuid" => SqlType::Uuid,
+                "json" => SqlType::Json,
+                "jsonb" => SqlType::Jsonb,
+                "interval" => SqlType::Interval,
                 "int2" => SqlType::SmallInt,
                 "int4" => SqlType::Integer,
                 "int8" => SqlType::BigInt,
@@ -136,13 +164,20 @@ impl SqlType {
             SqlType::Double => DataType::Float64,
             SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
             SqlType::Boolean => DataType::Boolean,
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Uuid => {
-                DataType::Utf8
-            }
+            SqlType::Text
+            | SqlType::Varchar(_)
+            | SqlType::Char(_)
+            | SqlType::Uuid
+            | SqlType::Json
+            | SqlType::Jsonb => DataType::Utf8,
             SqlType::Bytea => DataType::Binary,
             SqlType::Date => DataType::Date32,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+            SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            SqlType::Array(element) => {
+                DataType::List(Arc::new(Field::new("item", element.arrow_type(), true)))
+            }
         }
     }
 
@@ -154,6 +189,8 @@ impl SqlType {
             SqlType::Uuid => Some("uuid"),
             SqlType::Varchar(_) => Some("varchar"),
             SqlType::Char(_) => Some("bpchar"),
+            SqlType::Json => Some("json"),
+            SqlType::Jsonb => Some("jsonb"),
             _ => None,
         };
         match pg {
@@ -181,6 +218,36 @@ impl SqlType {
             SqlType::Timestamp => "timestamp without time zone".into(),
             SqlType::TimestampTz => "timestamp with time zone".into(),
             SqlType::Uuid => "uuid".into(),
+            SqlType::Json => "json".into(),
+            SqlType::Jsonb => "jsonb".into(),
+            SqlType::Interval => "interval".into(),
+            SqlType::Array(element) => format!("{}[]", element.pg_name()),
+        }
+    }
+
+    /// The type's name in `pg_type` (`int4`, `varchar`); an array is
+    /// named by its element, as PostgreSQL names array casts.
+    pub fn typname(&self) -> String {
+        match self {
+            SqlType::SmallInt => "int2".into(),
+            SqlType::Integer => "int4".into(),
+            SqlType::BigInt => "int8".into(),
+            SqlType::Real => "float4".into(),
+            SqlType::Double => "float8".into(),
+            SqlType::Numeric { .. } => "numeric".into(),
+            SqlType::Boolean => "bool".into(),
+            SqlType::Text => "text".into(),
+            SqlType::Varchar(_) => "varchar".into(),
+            SqlType::Char(_) => "bpchar".into(),
+            SqlType::Bytea => "bytea".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Timestamp => "timestamp".into(),
+            SqlType::TimestampTz => "timestamptz".into(),
+            SqlType::Uuid => "uuid".into(),
+            SqlType::Json => "json".into(),
+            SqlType::Jsonb => "jsonb".into(),
+            SqlType::Interval => "interval".into(),
+            SqlType::Array(element) => element.typname(),
         }
     }
 
@@ -202,13 +269,60 @@ impl SqlType {
             SqlType::Timestamp => 1114,
             SqlType::TimestampTz => 1184,
             SqlType::Uuid => 2950,
+            SqlType::Json => 114,
+            SqlType::Jsonb => 3802,
+            SqlType::Interval => 1186,
+            SqlType::Array(element) => array_oid(element.pg_oid()),
         }
     }
 
     /// Whether this type may be part of a primary key.
     pub fn is_key_type(&self) -> bool {
-        !matches!(self, SqlType::Numeric { .. })
+        !matches!(
+            self,
+            SqlType::Numeric { .. } | SqlType::Json | SqlType::Interval | SqlType::Array(_)
+        )
     }
+}
+
+/// Element type OIDs and the OIDs of their array types (pg_type's
+/// `typarray`).
+const ARRAY_TYPES: &[(u32, u32)] = &[
+    (16, 1000),
+    (17, 1001),
+    (20, 1016),
+    (21, 1005),
+    (23, 1007),
+    (25, 1009),
+    (114, 199),
+    (700, 1021),
+    (701, 1022),
+    (1042, 1014),
+    (1043, 1015),
+    (1082, 1182),
+    (1114, 1115),
+    (1184, 1185),
+    (1186, 1187),
+    (1700, 1231),
+    (2950, 2951),
+    (3802, 3807),
+];
+
+/// The OID of the array type over element type `element`; 0 if there is
+/// none.
+pub fn array_oid(element: u32) -> u32 {
+    ARRAY_TYPES
+        .iter()
+        .find(|(e, _)| *e == element)
+        .map_or(0, |(_, a)| *a)
+}
+
+/// The element type of array type `array`, if it is one.
+pub fn array_element(array: u32) -> Option<u32> {
+    ARRAY_TYPES
+        .iter()
+        .find(|(_, a)| *a == array)
+        .map(|(e, _)| *e)
 }
 
 fn numeric(p: u64, s: i64) -> Result<SqlType> {
@@ -244,6 +358,14 @@ pub enum Datum {
     /// Microseconds since 1970-01-01 00:00:00 (UTC for timestamptz).
     Timestamp(i64),
     Uuid([u8; 16]),
+    /// An interval: months, days and microseconds.
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
+    /// An array's elements.
+    Array(Vec<Datum>),
 }
 
 impl Datum {
@@ -312,10 +434,39 @@ pub fn datum_from_array(array: &ArrayRef, row: usize, ty: &SqlType) -> Result<Da
             let s = string_value(array, row).ok_or_else(bad)?;
             Datum::Uuid(parse_uuid(&s)?)
         }
+        SqlType::Json => {
+            let s = string_value(array, row).ok_or_else(bad)?;
+            crate::json::parse(&s)?;
+            Datum::Text(s)
+        }
+        SqlType::Jsonb => {
+            let s = string_value(array, row).ok_or_else(bad)?;
+            Datum::Text(crate::json::canonical(&s)?)
+        }
         SqlType::Bytea => Datum::Bytes(get!(BinaryArray).to_vec()),
         SqlType::Date => Datum::Date(get!(Date32Array)),
         SqlType::Timestamp | SqlType::TimestampTz => {
             Datum::Timestamp(get!(TimestampMicrosecondArray))
+        }
+        SqlType::Interval => {
+            let v = get!(IntervalMonthDayNanoArray);
+            Datum::Interval {
+                months: v.months,
+                days: v.days,
+                micros: v.nanoseconds.div_euclid(1000),
+            }
+        }
+        SqlType::Array(element) => {
+            let values = array
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .ok_or_else(bad)?
+                .value(row);
+            let mut items = Vec::with_capacity(values.len());
+            for i in 0..values.len() {
+                items.push(datum_from_array(&values, i, element)?);
+            }
+            Datum::Array(items)
         }
     })
 }
@@ -346,6 +497,20 @@ pub fn format_uuid(bytes: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*bytes).hyphenated().to_string()
 }
 
+/// A `numeric` as text: the unscaled value with the decimal point put
+/// back (`12345`, scale 2 → `123.45`).
+pub fn format_decimal(v: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (v * 10i128.pow((-scale) as u32)).to_string();
+    }
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+}
+
 /// Builds one Arrow array of `ty` from a column of datums.
 pub struct ColumnBuilder {
     ty: SqlType,
@@ -364,6 +529,15 @@ enum Builder {
     Bin(BinaryBuilder),
     Date(Date32Builder),
     Ts(TimestampMicrosecondBuilder),
+    Interval(IntervalMonthDayNanoBuilder),
+    /// Arrays: the elements of every row in one child column, and where
+    /// each row's elements end.
+    List {
+        element: SqlType,
+        child: Box<ColumnBuilder>,
+        offsets: Vec<i32>,
+        valid: Vec<bool>,
+    },
 }
 
 impl ColumnBuilder {
@@ -376,14 +550,26 @@ impl ColumnBuilder {
             SqlType::Double => Builder::F64(Float64Builder::with_capacity(capacity)),
             SqlType::Numeric { .. } => Builder::Dec(Decimal128Builder::with_capacity(capacity)),
             SqlType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
-            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Uuid => {
-                Builder::Str(StringBuilder::with_capacity(capacity, capacity * 8))
-            }
+            SqlType::Text
+            | SqlType::Varchar(_)
+            | SqlType::Char(_)
+            | SqlType::Uuid
+            | SqlType::Json
+            | SqlType::Jsonb => Builder::Str(StringBuilder::with_capacity(capacity, capacity * 8)),
             SqlType::Bytea => Builder::Bin(BinaryBuilder::with_capacity(capacity, capacity * 8)),
             SqlType::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
             SqlType::Timestamp | SqlType::TimestampTz => {
                 Builder::Ts(TimestampMicrosecondBuilder::with_capacity(capacity))
             }
+            SqlType::Interval => {
+                Builder::Interval(IntervalMonthDayNanoBuilder::with_capacity(capacity))
+            }
+            SqlType::Array(element) => Builder::List {
+                element: element.as_ref().clone(),
+                child: Box::new(ColumnBuilder::new(element, capacity)),
+                offsets: vec![0],
+                valid: Vec::with_capacity(capacity),
+            },
         };
         ColumnBuilder {
             ty: ty.clone(),
@@ -407,6 +593,38 @@ impl ColumnBuilder {
             (Builder::Bin(b), Datum::Null) => b.append_null(),
             (Builder::Date(b), Datum::Null) => b.append_null(),
             (Builder::Ts(b), Datum::Null) => b.append_null(),
+            (Builder::Interval(b), Datum::Null) => b.append_null(),
+            (
+                Builder::Interval(b),
+                Datum::Interval {
+                    months,
+                    days,
+                    micros,
+                },
+            ) => b.append_value(IntervalMonthDayNano::new(
+                *months,
+                *days,
+                micros.saturating_mul(1000),
+            )),
+            (
+                Builder::List {
+                    child,
+                    offsets,
+                    valid,
+                    ..
+                },
+                Datum::Null | Datum::Array(_),
+            ) => {
+                let mut end = offsets.last().copied().unwrap_or(0);
+                if let Datum::Array(elements) = d {
+                    for e in elements {
+                        child.append(e)?;
+                        end += 1;
+                    }
+                }
+                valid.push(!d.is_null());
+                offsets.push(end);
+            }
             (Builder::I16(b), Datum::Int(v)) => b.append_value(*v as i16),
             (Builder::I32(b), Datum::Int(v)) => b.append_value(*v as i32),
             (Builder::I64(b), Datum::Int(v)) => b.append_value(*v),
@@ -426,6 +644,21 @@ impl ColumnBuilder {
 
     pub fn finish(self) -> ArrayRef {
         match self.inner {
+            Builder::Interval(mut b) => Arc::new(b.finish()),
+            Builder::List {
+                element,
+                child,
+                offsets,
+                valid,
+            } => {
+                let field = Arc::new(Field::new("item", element.arrow_type(), true));
+                Arc::new(ListArray::new(
+                    field,
+                    OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                    child.finish(),
+                    Some(NullBuffer::from(valid)),
+                ))
+            }
             Builder::I16(mut b) => Arc::new(b.finish()),
             Builder::I32(mut b) => Arc::new(b.finish()),
             Builder::I64(mut b) => Arc::new(b.finish()),

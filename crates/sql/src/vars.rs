@@ -20,6 +20,7 @@ pub const SERVER_VERSION: &str = "15.0";
 /// Defaults, in PostgreSQL's spelling of names and values.
 const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),
+    ("block_size", "8192"),
     ("bytea_output", "hex"),
     ("client_encoding", "UTF8"),
     ("client_min_messages", "notice"),
@@ -33,6 +34,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("is_superuser", "on"),
     ("lock_timeout", "0"),
     ("max_identifier_length", "63"),
+    ("max_index_keys", "32"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", SERVER_VERSION),
@@ -47,13 +49,28 @@ const DEFAULTS: &[(&str, &str)] = &[
 
 /// Variables that can be read but not set.
 const READ_ONLY: &[&str] = &[
+    "block_size",
     "integer_datetimes",
     "is_superuser",
     "max_identifier_length",
+    "max_index_keys",
     "server_encoding",
     "server_version",
     "server_version_num",
 ];
+
+/// The zone a `TimeZone` value names (UTC if it names none, which
+/// [`Vars::set`] does not let happen).
+pub fn time_zone(value: Option<&str>) -> crate::time_zone::TimeZone {
+    value
+        .and_then(crate::time_zone::TimeZone::parse)
+        .unwrap_or_default()
+}
+
+/// Every variable and its default, for `pg_settings`.
+pub fn defaults() -> impl Iterator<Item = (&'static str, &'static str)> {
+    DEFAULTS.iter().copied()
+}
 
 /// Whether variable `name` (canonical spelling) can be read but not set.
 pub fn is_read_only(name: &str) -> bool {
@@ -222,17 +239,11 @@ impl Vars {
             }
             "TimeZone" => {
                 let v = value.trim();
-                if v.eq_ignore_ascii_case("utc")
-                    || v.eq_ignore_ascii_case("gmt")
-                    || v == "Etc/UTC"
-                    || v == "+00:00"
-                    || v == "0"
-                {
-                    Ok(v.to_string())
-                } else {
-                    Err(SqlError::NotSupported(format!(
-                        "time zone \"{v}\" (only UTC)"
-                    )))
+                match crate::time_zone::TimeZone::parse(v) {
+                    Some(_) => Ok(v.to_string()),
+                    None => Err(SqlError::InvalidParameter(format!(
+                        "invalid value for parameter \"TimeZone\": \"{v}\""
+                    ))),
                 }
             }
             "transaction_isolation" | "default_transaction_isolation" => {
