@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::ast::{
 
 /// Applies every rule to a statement.
 pub fn rewrite(stmt: &mut Statement) {
+    crate::information_schema::rewrite(stmt);
     if let Statement::Query(q) = stmt {
         regclass_outputs(q);
     }
@@ -43,6 +44,36 @@ pub fn rewrite(stmt: &mut Statement) {
         }
         _ => {}
     }
+}
+
+/// `information_schema._pg_expandarray(a)` (drivers' key metadata
+/// queries): one row per element, a composite of the element `x` and its
+/// position `n` → `unnest(shoal_expand_array(a))`, a list of such structs
+/// unnested.
+fn expand_array(f: &ast::Function) -> Option<Expr> {
+    let names: Vec<String> = f
+        .name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.to_lowercase()))
+        .collect();
+    if names != ["information_schema", "_pg_expandarray"] {
+        return None;
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array))] = list.args.as_slice()
+    else {
+        return None;
+    };
+    Some(call(
+        "unnest",
+        vec![call(
+            crate::array_functions::EXPAND_NAME,
+            vec![array.clone()],
+        )],
+    ))
 }
 
 /// The name PostgreSQL gives an array cast (`'{1}'::int[]` is `int4`):
@@ -478,6 +509,8 @@ fn rewrite_expr(expr: &mut Expr) {
             strip_pg_catalog(&mut f.name);
             if let Some(subscripts) = generate_subscripts(f) {
                 *expr = subscripts;
+            } else if let Some(rows) = expand_array(f) {
+                *expr = rows;
             }
         }
         Expr::BinaryOp { op, .. } => {
@@ -502,6 +535,22 @@ fn rewrite_expr(expr: &mut Expr) {
                     *op = p;
                 }
             }
+        }
+        // `(expr).field`: a field of a composite value.
+        Expr::CompoundFieldAccess { root, access_chain }
+            if access_chain
+                .iter()
+                .all(|a| matches!(a, ast::AccessExpr::Dot(Expr::Identifier(_)))) =>
+        {
+            let mut out = std::mem::replace(root.as_mut(), Expr::value(ast::Value::Null));
+            for access in access_chain.iter() {
+                if let ast::AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    let name =
+                        Expr::value(ast::Value::SingleQuotedString(crate::names::fold(field)));
+                    out = call("get_field", vec![out, name]);
+                }
+            }
+            *expr = out;
         }
         Expr::TypedString(ts) => {
             if let Some(input) = input_function(&ts.data_type) {

@@ -279,13 +279,30 @@ pub fn register_catalog_functions(
     };
     {
         let index_of = index_of.clone();
+        // `pg_get_indexdef(oid [, column, pretty])`: the whole definition,
+        // or with a column number above 0 that key column's name.
         row_fn(ctx, "pg_get_indexdef", None, t.clone(), move |a| {
+            let column = a.get(1).and_then(as_i64).unwrap_or(0);
             let def = a
                 .first()
                 .and_then(as_i64)
                 .and_then(crate::catalog_indexes::split_index_oid)
                 .and_then(|(table, id)| index_of(table, id))
-                .map(|(d, i)| crate::catalog_indexes::definition(&d, &i));
+                .and_then(|(d, i)| match column {
+                    0 => Some(crate::catalog_indexes::definition(&d, &i)),
+                    n => {
+                        let columns: Vec<usize> = i
+                            .key
+                            .iter()
+                            .map(|(p, _)| *p)
+                            .chain(i.include.iter().copied())
+                            .collect();
+                        usize::try_from(n - 1)
+                            .ok()
+                            .and_then(|k| columns.get(k))
+                            .map(|p| crate::names::quote_if_needed(&d.columns[*p].name))
+                    }
+                });
             Ok(ScalarValue::Utf8(def))
         });
     }

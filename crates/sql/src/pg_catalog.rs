@@ -13,18 +13,11 @@
 //! columns and no rows, so tools' queries against them plan and return
 //! nothing rather than fail.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
-    StringBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{MemTable, SchemaProvider};
+use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
 
@@ -33,7 +26,7 @@ use crate::descriptor::TableDescriptor;
 use crate::error::SqlError;
 use crate::providers::TxnSlot;
 use crate::session::DATABASES;
-use crate::types::{PG_TYPE_KEY, SqlType};
+use crate::types::SqlType;
 
 pub const PG_CATALOG: &str = "pg_catalog";
 pub const PG_CATALOG_OID: i64 = 11;
@@ -50,197 +43,7 @@ pub fn database_oid(name: &str) -> i64 {
     }
 }
 
-/// Column kinds of catalog tables.
-#[derive(Clone, Copy)]
-enum Kind {
-    Oid,
-    I16,
-    I32,
-    I64,
-    F32,
-    Bool,
-    Text,
-    /// PostgreSQL's one-byte `"char"`.
-    Char,
-    Name,
-    /// `text[]`, always NULL for now (ACLs, options).
-    TextArray,
-    /// `int2[]`: column numbers (`conkey`).
-    I16Array,
-    /// `int2vector` (`indkey`, `indoption`): a list, shown space separated.
-    I16Vector,
-    /// `oidvector` (`indclass`).
-    OidVector,
-}
-
-/// One catalog value.
-enum V {
-    N,
-    I(i64),
-    F(f32),
-    B(bool),
-    S(String),
-    /// An `int2[]` or `oid[]`.
-    A(Vec<i64>),
-}
-
-fn s(x: impl Into<String>) -> V {
-    V::S(x.into())
-}
-
-struct CatalogTable {
-    columns: &'static [(&'static str, Kind)],
-    rows: Vec<Vec<V>>,
-}
-
-impl CatalogTable {
-    fn new(columns: &'static [(&'static str, Kind)]) -> Self {
-        CatalogTable {
-            columns,
-            rows: Vec::new(),
-        }
-    }
-
-    fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|(name, kind)| {
-                    let (dt, pg) = match kind {
-                        Kind::Oid => (DataType::Int64, Some("oid")),
-                        Kind::I16 => (DataType::Int16, None),
-                        Kind::I32 => (DataType::Int32, None),
-                        Kind::I64 => (DataType::Int64, None),
-                        Kind::F32 => (DataType::Float32, None),
-                        Kind::Bool => (DataType::Boolean, None),
-                        Kind::Text => (DataType::Utf8, None),
-                        Kind::Char => (DataType::Utf8, Some("char")),
-                        Kind::Name => (DataType::Utf8, Some("name")),
-                        Kind::TextArray => (
-                            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
-                            None,
-                        ),
-                        Kind::I16Array => (
-                            DataType::List(Arc::new(Field::new_list_field(DataType::Int16, true))),
-                            None,
-                        ),
-                        Kind::I16Vector => (
-                            DataType::List(Arc::new(Field::new_list_field(DataType::Int16, true))),
-                            Some("int2vector"),
-                        ),
-                        Kind::OidVector => (
-                            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
-                            Some("oidvector"),
-                        ),
-                    };
-                    let f = Field::new(*name, dt, true);
-                    match pg {
-                        Some(p) => f.with_metadata(HashMap::from([(
-                            PG_TYPE_KEY.to_string(),
-                            p.to_string(),
-                        )])),
-                        None => f,
-                    }
-                })
-                .collect::<Vec<_>>(),
-        ))
-    }
-
-    fn into_provider(self) -> DfResult<Arc<dyn TableProvider>> {
-        let schema = self.schema();
-        let n = self.rows.len();
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
-        for (c, (_, kind)) in self.columns.iter().enumerate() {
-            let cell = |r: usize| &self.rows[r][c];
-            let array: ArrayRef = match kind {
-                Kind::Oid | Kind::I64 => {
-                    let mut b = Int64Builder::with_capacity(n);
-                    (0..n).for_each(|r| b.append_option(int(cell(r))));
-                    Arc::new(b.finish())
-                }
-                Kind::I32 => {
-                    let mut b = Int32Builder::with_capacity(n);
-                    (0..n).for_each(|r| b.append_option(int(cell(r)).map(|v| v as i32)));
-                    Arc::new(b.finish())
-                }
-                Kind::I16 => {
-                    let mut b = Int16Builder::with_capacity(n);
-                    (0..n).for_each(|r| b.append_option(int(cell(r)).map(|v| v as i16)));
-                    Arc::new(b.finish())
-                }
-                Kind::F32 => {
-                    let mut b = Float32Builder::with_capacity(n);
-                    (0..n).for_each(|r| {
-                        b.append_option(match cell(r) {
-                            V::F(f) => Some(*f),
-                            _ => None,
-                        })
-                    });
-                    Arc::new(b.finish())
-                }
-                Kind::Bool => {
-                    let mut b = BooleanBuilder::with_capacity(n);
-                    (0..n).for_each(|r| {
-                        b.append_option(match cell(r) {
-                            V::B(v) => Some(*v),
-                            _ => None,
-                        })
-                    });
-                    Arc::new(b.finish())
-                }
-                Kind::I16Array | Kind::I16Vector => {
-                    let mut b = datafusion::arrow::array::ListBuilder::new(Int16Builder::new());
-                    (0..n).for_each(|r| match cell(r) {
-                        V::A(values) => {
-                            values
-                                .iter()
-                                .for_each(|v| b.values().append_value(*v as i16));
-                            b.append(true);
-                        }
-                        _ => b.append(false),
-                    });
-                    Arc::new(b.finish())
-                }
-                Kind::OidVector => {
-                    let mut b = datafusion::arrow::array::ListBuilder::new(Int64Builder::new());
-                    (0..n).for_each(|r| match cell(r) {
-                        V::A(values) => {
-                            b.values().append_slice(values);
-                            b.append(true);
-                        }
-                        _ => b.append(false),
-                    });
-                    Arc::new(b.finish())
-                }
-                Kind::TextArray => datafusion::arrow::array::new_null_array(
-                    &DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
-                    n,
-                ),
-                Kind::Text | Kind::Char | Kind::Name => {
-                    let mut b = StringBuilder::with_capacity(n, n * 8);
-                    (0..n).for_each(|r| {
-                        b.append_option(match cell(r) {
-                            V::S(v) => Some(v.as_str()),
-                            _ => None,
-                        })
-                    });
-                    Arc::new(b.finish())
-                }
-            };
-            arrays.push(array);
-        }
-        let batch = RecordBatch::try_new(schema.clone(), arrays)?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
-    }
-}
-
-fn int(v: &V) -> Option<i64> {
-    match v {
-        V::I(i) => Some(*i),
-        _ => None,
-    }
-}
-
+use crate::catalog_table::{CatalogTable, Kind, V, s};
 use Kind::*;
 
 const PG_NAMESPACE: &[(&str, Kind)] = &[

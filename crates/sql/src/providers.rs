@@ -43,6 +43,8 @@ pub struct ShoalCatalog {
     public: Arc<ShoalSchema>,
     pg_catalog: Arc<PgCatalogSchema>,
     cluster: Arc<ClusterSchema>,
+    /// `information_schema` views DataFusion lacks (not listed).
+    information: Arc<crate::information_schema::InformationSchemaExtras>,
 }
 
 impl ShoalCatalog {
@@ -53,7 +55,12 @@ impl ShoalCatalog {
         metrics: Arc<crate::cluster_views::SqlMetrics>,
     ) -> ShoalCatalog {
         let pg_catalog = Arc::new(PgCatalogSchema::new(database.clone(), slot.clone()));
+        let information = Arc::new(crate::information_schema::InformationSchemaExtras::new(
+            database.clone(),
+            slot.clone(),
+        ));
         ShoalCatalog {
+            information,
             public: Arc::new(ShoalSchema {
                 database,
                 slot,
@@ -97,6 +104,9 @@ impl CatalogProvider for ShoalCatalog {
             PUBLIC_SCHEMA => Some(self.public.clone() as Arc<dyn SchemaProvider>),
             PG_CATALOG => Some(self.pg_catalog.clone() as Arc<dyn SchemaProvider>),
             SHOAL_INTERNAL => Some(self.cluster.clone() as Arc<dyn SchemaProvider>),
+            crate::information_schema::SCHEMA => {
+                Some(self.information.clone() as Arc<dyn SchemaProvider>)
+            }
             _ => None,
         }
     }

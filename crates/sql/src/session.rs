@@ -164,6 +164,9 @@ impl Database {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::array_functions::ArrayIn::default(),
         ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::array_functions::ExpandArray::default(),
+        ));
         for with_zone in [true, false] {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
                 crate::datetime_functions::TimestampIn::new(with_zone),

@@ -265,6 +265,42 @@ public class ShoalJdbc {
             eq(Types.VARCHAR, types.get("note"), "type of note");
         });
 
+        step("DatabaseMetaData.getPrimaryKeys", () -> {
+            try (ResultSet rs = conn.getMetaData().getPrimaryKeys(null, "public", "jdbc_items")) {
+                check(rs.next(), "a primary key column");
+                eq("id", rs.getString("COLUMN_NAME"), "key column");
+                eq("jdbc_items_pkey", rs.getString("PK_NAME"), "key name");
+                eq(1, rs.getInt("KEY_SEQ"), "key sequence");
+                check(!rs.next(), "one key column");
+            }
+        });
+
+        step("DatabaseMetaData.getIndexInfo", () -> {
+            Map<String, Boolean> nonUnique = new HashMap<>();
+            Map<String, String> columns = new HashMap<>();
+            try (ResultSet rs = conn.getMetaData().getIndexInfo(null, "public", "jdbc_items", false, false)) {
+                while (rs.next()) {
+                    nonUnique.put(rs.getString("INDEX_NAME"), rs.getBoolean("NON_UNIQUE"));
+                    columns.put(rs.getString("INDEX_NAME"), rs.getString("COLUMN_NAME"));
+                }
+            }
+            eq(false, nonUnique.get("jdbc_items_pkey"), "primary key index is unique " + nonUnique);
+            eq("id", columns.get("jdbc_items_pkey"), "primary key index column");
+            eq(false, nonUnique.get("jdbc_items_sku_key"), "sku index is unique " + nonUnique);
+            eq("sku", columns.get("jdbc_items_sku_key"), "sku index column");
+            boolean seen = false;
+            try (ResultSet rs = conn.getMetaData().getIndexInfo(null, "public", "jdbc_events", false, false)) {
+                while (rs.next()) {
+                    if ("jdbc_events_item".equals(rs.getString("INDEX_NAME"))) {
+                        seen = true;
+                        eq(true, rs.getBoolean("NON_UNIQUE"), "jdbc_events_item is not unique");
+                        eq("item_id", rs.getString("COLUMN_NAME"), "jdbc_events_item column");
+                    }
+                }
+            }
+            check(seen, "jdbc_events_item in getIndexInfo");
+        });
+
         step("DatabaseMetaData.getImportedKeys", () -> {
             try (ResultSet rs = conn.getMetaData().getImportedKeys(null, "public", "jdbc_events")) {
                 check(rs.next(), "a foreign key");
