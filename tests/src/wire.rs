@@ -90,6 +90,19 @@ impl Wire {
         self.send(b'E', &[0, 0, 0, 0, 0]).await;
     }
 
+    /// The tags of the messages that arrive, up to and including the first
+    /// with tag `last` (each within five seconds).
+    pub async fn tags_until(&mut self, last: u8) -> Vec<u8> {
+        let mut tags = Vec::new();
+        while let Some((tag, _)) = self.message_within(Duration::from_secs(5)).await {
+            tags.push(tag);
+            if tag == last {
+                break;
+            }
+        }
+        tags
+    }
+
     /// Runs `sql` through the extended protocol; returns the status after.
     pub async fn extended(&mut self, sql: &str) -> u8 {
         self.parse_bind_execute(sql).await;

@@ -30,13 +30,7 @@ async fn answers_wait_for_sync_or_flush() {
     );
     // Flush: everything so far, without ReadyForQuery.
     wire.send(b'H', &[]).await;
-    let mut tags = Vec::new();
-    while let Some((tag, _)) = wire.message_within(Duration::from_secs(5)).await {
-        tags.push(tag);
-        if tag == b'C' {
-            break;
-        }
-    }
+    let tags = wire.tags_until(b'C').await;
     assert_eq!(
         tags, b"12DC",
         "ParseComplete, BindComplete, a row, CommandComplete"
@@ -68,4 +62,42 @@ async fn answers_wait_for_sync_or_flush() {
     let (tag, _) = wire.message().await;
     assert_eq!(tag, b'E');
     assert_eq!(wire.ready().await, b'I');
+}
+
+/// After an error the server discards the messages up to Sync, as
+/// PostgreSQL does: a pipelined batch stops at its first failing statement.
+#[tokio::test]
+async fn an_error_skips_to_sync() {
+    let node = TestNode::start().await;
+    let mut wire = Wire::connect(node.sql_addr).await;
+    assert_eq!(
+        wire.simple("CREATE TABLE t (id integer PRIMARY KEY)").await,
+        b'I'
+    );
+    assert_eq!(wire.simple("INSERT INTO t VALUES (1)").await, b'I');
+    wire.parse_bind_execute("INSERT INTO t VALUES (1)").await;
+    wire.parse_bind_execute("INSERT INTO t VALUES (2)").await;
+    wire.send(b'S', &[]).await;
+    let tags = wire.tags_until(b'Z').await;
+    assert_eq!(tags, vec![b'1', b'2', b'E', b'Z'], "{tags:?}");
+    let client = node.connect().await;
+    let rows = client.query("SELECT id FROM t", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1, "the statement after the error did not run");
+}
+
+/// `DEALLOCATE` through the extended protocol forgets the statement.
+#[tokio::test]
+async fn deallocate_in_the_extended_protocol() {
+    let node = TestNode::start().await;
+    let mut wire = Wire::connect(node.sql_addr).await;
+    // Parse a statement named `s1`.
+    wire.send(b'P', b"s1\0SELECT 1\0\0\0").await;
+    wire.send(b'S', &[]).await;
+    assert_eq!(wire.ready().await, b'I');
+    assert_eq!(wire.extended("DEALLOCATE s1").await, b'I');
+    // Binding it now fails: it is gone.
+    wire.send(b'B', b"\0s1\0\0\0\0\0\0\0").await;
+    wire.send(b'S', &[]).await;
+    let tags = wire.tags_until(b'Z').await;
+    assert_eq!(tags, vec![b'E', b'Z'], "{tags:?}");
 }

@@ -108,6 +108,20 @@ async fn psql_describe_commands_read_the_catalog() {
         "{out}"
     );
 
+    // Indexes, schemas and roles.
+    let (ok, out, err) = psql(&node, &["-c", "\\di"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("accounts_pkey") && out.contains("index"),
+        "{out}"
+    );
+    let (ok, out, err) = psql(&node, &["-c", "\\dn"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("public"), "{out}");
+    let (ok, out, err) = psql(&node, &["-c", "\\du"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("shoal") && out.contains("Superuser"), "{out}");
+
     // OIDs come from table ids: the same after a restart.
     let (_, before, _) = psql(
         &node,

@@ -641,7 +641,7 @@ impl ExtendedQueryHandler for QueryHandler {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<StoredStatement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -655,6 +655,14 @@ impl ExtendedQueryHandler for QueryHandler {
         let Some(stmt) = &stored.stmt else {
             return Ok(Response::EmptyQuery);
         };
+        // DEALLOCATE forgets statements of this connection's store.
+        if let Statement::Deallocate { name, .. } = stmt {
+            let zone = TimeZone::default();
+            return match self.deallocate(client.portal_store(), name) {
+                Ok(output) => respond(Ok(output), &portal.result_column_format, &zone),
+                Err(e) => Err(to_pgwire(&e)),
+            };
+        }
         let server_types = server_param_types(&stored.prepared);
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or_else(no_session)?;

@@ -213,3 +213,73 @@ fn int(v: &V) -> Option<i64> {
         _ => None,
     }
 }
+
+/// Subscripts of `int2vector` and `oidvector` values count from 0, as in
+/// PostgreSQL (`i.indoption[k - 1]` in drivers' index queries), while
+/// DataFusion's lists count from 1: this expression planner, run before
+/// DataFusion's, moves the subscript of such a column by one.
+#[derive(Debug, Default)]
+pub struct VectorSubscripts;
+
+impl datafusion::logical_expr::planner::ExprPlanner for VectorSubscripts {
+    fn plan_field_access(
+        &self,
+        expr: datafusion::logical_expr::planner::RawFieldAccessExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> DfResult<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawFieldAccessExpr,
+        >,
+    > {
+        use datafusion::logical_expr::planner::{PlannerResult, RawFieldAccessExpr};
+        use datafusion::logical_expr::{ExprSchemable, GetFieldAccess, lit};
+        let is_vector = expr.expr.to_field(schema).is_ok_and(|(_, f)| {
+            matches!(
+                f.metadata().get(PG_TYPE_KEY).map(String::as_str),
+                Some("int2vector" | "oidvector")
+            )
+        });
+        let RawFieldAccessExpr { field_access, expr } = expr;
+        let field_access = match field_access {
+            GetFieldAccess::ListIndex { key } if is_vector => GetFieldAccess::ListIndex {
+                key: Box::new(*key + lit(1i64)),
+            },
+            other => other,
+        };
+        Ok(PlannerResult::Original(RawFieldAccessExpr {
+            field_access,
+            expr,
+        }))
+    }
+}
+
+/// The `SchemaProvider` of a schema of catalog tables: `$schema` has a
+/// `build(&self, name) -> DfResult<Option<CatalogTable>>` method, and
+/// `$tables` lists the table names it answers.
+macro_rules! catalog_schema_provider {
+    ($schema:ty, $tables:expr) => {
+        #[async_trait::async_trait]
+        impl datafusion::catalog::SchemaProvider for $schema {
+            fn table_names(&self) -> Vec<String> {
+                $tables.iter().map(|t| t.to_string()).collect()
+            }
+
+            async fn table(
+                &self,
+                name: &str,
+            ) -> datafusion::error::Result<
+                Option<std::sync::Arc<dyn datafusion::datasource::TableProvider>>,
+            > {
+                match self.build(name)? {
+                    Some(t) => Ok(Some(t.into_provider()?)),
+                    None => Ok(None),
+                }
+            }
+
+            fn table_exist(&self, name: &str) -> bool {
+                $tables.contains(&name)
+            }
+        }
+    };
+}
+pub(crate) use catalog_schema_provider;

@@ -19,6 +19,7 @@ pub fn rewrite(stmt: &mut Statement) {
     crate::information_schema::rewrite(stmt);
     if let Statement::Query(q) = stmt {
         regclass_outputs(q);
+        array_subquery_outputs(q);
     }
     // Set-returning functions in FROM may be schema-qualified too.
     let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(stmt, |name| {
@@ -165,6 +166,36 @@ fn name_outputs(q: &mut ast::Query) {
 /// named as PostgreSQL names the cast; every other `::regclass` is an OID
 /// (`rewrite_expr`).
 fn regclass_outputs(q: &mut ast::Query) {
+    rewrite_outputs(q, |expr, alias| {
+        let Expr::Cast { data_type, .. } = expr else {
+            return None;
+        };
+        if let DataType::Custom(name, _) = data_type {
+            strip_pg_catalog(name);
+        }
+        if type_name(data_type).as_deref() != Some("regclass") {
+            return None;
+        }
+        // Unnamed, it is named as PostgreSQL names the cast, marked so the
+        // name cannot clash with a column the rest of the query names.
+        let alias = alias.unwrap_or_else(|| {
+            ast::Ident::with_quote('"', format!("{}{UNIQUE_SUFFIX}r", pg_output_name(expr)))
+        });
+        let Expr::Cast { expr: inner, .. } = expr else {
+            return None;
+        };
+        let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+        Some((call("shoal_regclass_name", vec![arg]), alias))
+    });
+}
+
+/// Offers each select item of a query's top `SELECT` (its expression and
+/// alias) to `f`; an item `f` answers is replaced by the expression and
+/// alias it returns.
+fn rewrite_outputs(
+    q: &mut ast::Query,
+    mut f: impl FnMut(&mut Expr, Option<ast::Ident>) -> Option<(Expr, ast::Ident)>,
+) {
     let ast::SetExpr::Select(select) = q.body.as_mut() else {
         return;
     };
@@ -174,29 +205,60 @@ fn regclass_outputs(q: &mut ast::Query) {
             ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
             _ => continue,
         };
-        let Expr::Cast { data_type, .. } = expr else {
-            continue;
-        };
-        if let DataType::Custom(name, _) = data_type {
-            strip_pg_catalog(name);
+        if let Some((expr, alias)) = f(expr, alias) {
+            *item = ast::SelectItem::ExprWithAlias { expr, alias };
         }
-        if type_name(data_type).as_deref() != Some("regclass") {
-            continue;
-        }
-        // Unnamed, it is named as PostgreSQL names the cast, marked so the
-        // name cannot clash with a column the rest of the query names.
-        let alias = alias.unwrap_or_else(|| {
-            ast::Ident::with_quote('"', format!("{}{UNIQUE_SUFFIX}r", pg_output_name(expr)))
-        });
-        let Expr::Cast { expr: inner, .. } = expr else {
-            continue;
-        };
-        let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
-        *item = ast::SelectItem::ExprWithAlias {
-            expr: call("shoal_regclass_name", vec![arg]),
-            alias,
-        };
     }
+}
+
+/// `ARRAY(SELECT item FROM …)` as an output column (psql's `\du`) →
+/// `(SELECT array_agg(item) FROM …)`: the subquery's rows as one array,
+/// an aggregate subquery that decorrelation turns into a join. (No rows
+/// give NULL rather than PostgreSQL's `{}`.) Unaliased, the column is
+/// named `array`, as in PostgreSQL.
+fn array_subquery_outputs(q: &mut ast::Query) {
+    rewrite_outputs(q, |expr, alias| {
+        let Expr::Function(f) = expr else {
+            return None;
+        };
+        let is_array = f.name.0.len() == 1
+            && f.name.0[0]
+                .as_ident()
+                .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("array"));
+        let ast::FunctionArguments::Subquery(sub) = &f.args else {
+            return None;
+        };
+        if !is_array || sub.order_by.is_some() || sub.limit_clause.is_some() {
+            return None;
+        }
+        let mut sub = sub.as_ref().clone();
+        let ast::SetExpr::Select(inner) = sub.body.as_mut() else {
+            return None;
+        };
+        let grouped =
+            !matches!(&inner.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+        if inner.projection.len() != 1
+            || grouped
+            || inner.having.is_some()
+            || inner.distinct.is_some()
+        {
+            return None;
+        }
+        let element = match &inner.projection[0] {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                e.clone()
+            }
+            _ => return None,
+        };
+        inner.projection = vec![ast::SelectItem::UnnamedExpr(call(
+            "array_agg",
+            vec![element],
+        ))];
+        Some((
+            Expr::Subquery(Box::new(sub)),
+            alias.unwrap_or_else(|| ast::Ident::with_quote('"', "array")),
+        ))
+    });
 }
 
 /// The output column name PostgreSQL gives an unnamed select item.

@@ -36,8 +36,9 @@ use crate::catalog;
 use crate::descriptor::TableDescriptor;
 use crate::error::{Result, SqlError};
 use crate::names::{self, quote};
+use crate::prepared::param_types as plan_param_types;
 use crate::providers::{DML_PREFIX, PUBLIC_SCHEMA};
-use crate::session::{Output, Session, param_types as plan_param_types};
+use crate::session::{Output, Session};
 pub(crate) use crate::statement_writes::StatementWrites;
 use crate::types::{Datum, SqlType, datum_from_array};
 

@@ -116,6 +116,38 @@ fn as_string(v: &ScalarValue) -> Option<String> {
     }
 }
 
+/// The PostgreSQL type OID of values of an Arrow field: its `pg_type`
+/// entry if it has one, else by its Arrow type.
+pub fn field_type_oid(field: &datafusion::arrow::datatypes::Field) -> i64 {
+    use datafusion::arrow::datatypes::DataType as D;
+    if let Some(oid) = field
+        .metadata()
+        .get(crate::types::PG_TYPE_KEY)
+        .and_then(|name| crate::pg_catalog::type_oid(name))
+    {
+        return oid;
+    }
+    match field.data_type() {
+        D::Boolean => 16,
+        D::Int8 | D::Int16 => 21,
+        D::Int32 => 23,
+        D::Int64 => 20,
+        D::Float32 => 700,
+        D::Float64 => 701,
+        D::Decimal128(..) | D::Decimal256(..) => 1700,
+        D::Binary | D::LargeBinary | D::BinaryView => 17,
+        D::Date32 | D::Date64 => 1082,
+        D::Timestamp(_, None) => 1114,
+        D::Timestamp(_, Some(_)) => 1184,
+        D::Interval(_) => 1186,
+        D::List(element) | D::LargeList(element) => {
+            crate::types::array_oid(field_type_oid(element) as u32) as i64
+        }
+        D::Null => 705,
+        _ => 25,
+    }
+}
+
 /// `format_type(type_oid, typmod)`.
 pub fn format_type(oid: i64, typmod: i64) -> String {
     let with_len = |base: &str| {
@@ -152,6 +184,7 @@ pub fn format_type(oid: i64, typmod: i64) -> String {
         2950 => "uuid".into(),
         114 => "json".into(),
         3802 => "jsonb".into(),
+        705 => "unknown".into(),
         // An array type: its element's name, then `[]`.
         _ => match u32::try_from(oid)
             .ok()
@@ -221,6 +254,18 @@ pub fn register_catalog_functions(
             as_string(&a[0]).and_then(|n| crate::pg_catalog::type_oid(&n)),
         ))
     });
+    // `pg_typeof(x)`: the name of the argument's type.
+    ctx.register_udf(
+        crate::typed_udf::udf("pg_typeof", Some(1), crate::typed_udf::Returns::Text, |a| {
+            let name = a[0]
+                .field
+                .as_deref()
+                .map(|f| format_type(field_type_oid(f), -1));
+            Ok(ScalarValue::Utf8(name))
+        })
+        .as_ref()
+        .clone(),
+    );
     // uuid: `gen_random_uuid()` (version 4) and the input function of
     // `x::uuid` casts, which checks and normalizes the text.
     ctx.register_udf(

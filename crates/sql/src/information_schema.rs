@@ -15,9 +15,6 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::catalog::SchemaProvider;
-use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::sql::sqlparser::ast::{self, Statement, TableFactor, VisitMut, VisitorMut};
 
@@ -337,20 +334,4 @@ impl InformationSchemaExtras {
     }
 }
 
-#[async_trait]
-impl SchemaProvider for InformationSchemaExtras {
-    fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|t| t.to_string()).collect()
-    }
-
-    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        match self.build(name)? {
-            Some(t) => Ok(Some(t.into_provider()?)),
-            None => Ok(None),
-        }
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        TABLES.contains(&name)
-    }
-}
+crate::catalog_table::catalog_schema_provider!(InformationSchemaExtras, TABLES);

@@ -69,6 +69,7 @@ pub mod maintenance;
 pub mod names;
 pub mod pg_catalog;
 pub mod pre_parse;
+pub mod prepared;
 pub mod providers;
 pub mod read_only;
 pub mod returning;

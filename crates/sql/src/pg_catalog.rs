@@ -16,9 +16,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::catalog::SchemaProvider;
-use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
 
 use crate::catalog;
@@ -278,6 +275,14 @@ const PG_INHERITS: &[(&str, Kind)] = &[
     ("inhseqno", I32),
     ("inhdetachpending", Bool),
 ];
+/// Role memberships: Shoal has one role, a member of nothing.
+const PG_AUTH_MEMBERS: &[(&str, Kind)] = &[
+    ("oid", Oid),
+    ("roleid", Oid),
+    ("member", Oid),
+    ("grantor", Oid),
+    ("admin_option", Bool),
+];
 const PG_ROLES: &[(&str, Kind)] = &[
     ("oid", Oid),
     ("rolname", Name),
@@ -438,6 +443,7 @@ pub const TABLES: &[&str] = &[
     "pg_am",
     "pg_attrdef",
     "pg_attribute",
+    "pg_auth_members",
     "pg_class",
     "pg_collation",
     "pg_constraint",
@@ -498,6 +504,7 @@ pub fn catalog_table_oid(name: &str) -> Option<i64> {
         "pg_proc" => 1255,
         "pg_class" => 1259,
         "pg_authid" | "pg_roles" | "pg_user" => 1260,
+        "pg_auth_members" => 1261,
         "pg_database" => 1262,
         "pg_tablespace" => 1213,
         "pg_sequence" => 2224,
@@ -992,6 +999,7 @@ impl PgCatalogSchema {
                 t
             }
             "pg_description" => CatalogTable::new(PG_DESCRIPTION),
+            "pg_auth_members" => CatalogTable::new(PG_AUTH_MEMBERS),
             "pg_inherits" => CatalogTable::new(PG_INHERITS),
             "pg_collation" => CatalogTable::new(PG_COLLATION),
             "pg_policy" => CatalogTable::new(PG_POLICY),
@@ -1039,26 +1047,11 @@ impl fmt::Debug for PgCatalogSchema {
     }
 }
 
-#[async_trait]
-impl SchemaProvider for PgCatalogSchema {
-    fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|t| t.to_string()).collect()
-    }
-
-    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        match self.build(name)? {
-            Some(t) => Ok(Some(t.into_provider()?)),
-            None => Ok(None),
-        }
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        TABLES.contains(&name)
-    }
-}
+crate::catalog_table::catalog_schema_provider!(PgCatalogSchema, TABLES);
 
 /// Catalog tables that never have rows in Shoal.
 const ALWAYS_EMPTY: &[&str] = &[
+    "pg_auth_members",
     "pg_collation",
     "pg_description",
     "pg_enum",

@@ -140,5 +140,5 @@ pub async fn schema(
     items: &[ast::SelectItem],
 ) -> Result<SchemaRef> {
     let plan = plan(session, desc, alias, &[], items).await?;
-    Ok(crate::session::output_schema(&plan))
+    Ok(crate::prepared::output_schema(&plan))
 }

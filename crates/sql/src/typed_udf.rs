@@ -67,10 +67,13 @@ pub fn is_json_field(field: &Field) -> bool {
     )
 }
 
-/// One argument of a row: its value, and whether it is a document.
+/// One argument of a row: its value, whether it is a document, and the
+/// field it comes from (its type, and the PostgreSQL type if Arrow's does
+/// not tell it).
 pub(crate) struct Arg {
     pub value: ScalarValue,
     pub json: bool,
+    pub field: Option<FieldRef>,
 }
 
 type Body = Arc<dyn Fn(&[Arg]) -> crate::error::Result<ScalarValue> + Send + Sync>;
@@ -125,6 +128,7 @@ impl ScalarUDFImpl for TypedFn {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let json: Vec<bool> = args.arg_fields.iter().map(|f| is_json_field(f)).collect();
+        let fields = &args.arg_fields;
         let row = |values: Vec<ScalarValue>| -> DfResult<ScalarValue> {
             let args: Vec<Arg> = values
                 .into_iter()
@@ -132,6 +136,7 @@ impl ScalarUDFImpl for TypedFn {
                 .map(|(i, value)| Arg {
                     value,
                     json: json.get(i).copied().unwrap_or(false),
+                    field: fields.get(i).cloned(),
                 })
                 .collect();
             let value = (self.f)(&args).map_err(external)?;
