@@ -39,13 +39,22 @@ fn node_modules() -> PathBuf {
     PathBuf::from(home).join(".cache/shoal/node/node_modules")
 }
 
-/// Where Debian's `libpostgresql-jdbc-java` puts pgjdbc (`SHOAL_JDBC_JAR`
-/// names another jar).
+/// Where Debian's `libpostgresql-jdbc-java` put pgjdbc, as its package
+/// lists it (`SHOAL_JDBC_JAR` names another jar).
 fn jdbc_jar() -> PathBuf {
-    match std::env::var_os("SHOAL_JDBC_JAR") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from("/usr/share/java/postgresql.jar"),
+    if let Some(p) = std::env::var_os("SHOAL_JDBC_JAR") {
+        return PathBuf::from(p);
     }
+    let listed = Command::new("dpkg")
+        .args(["-L", "libpostgresql-jdbc-java"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    listed
+        .lines()
+        .find(|l| l.ends_with("/postgresql.jar"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("postgresql.jar (not installed)"))
 }
 
 /// Runs a Python client program against `node`; its output.
