@@ -279,6 +279,7 @@ fn pg_output_name(e: &Expr) -> String {
                 "shoal_jsonb_in" => "jsonb".into(),
                 "shoal_json_in" => "json".into(),
                 "shoal_uuid_in" => "uuid".into(),
+                crate::bytea_functions::INPUT => "bytea".into(),
                 crate::datetime_functions::NAME => "timestamptz".into(),
                 crate::datetime_functions::TIMESTAMP_NAME => "timestamp".into(),
                 // An array cast is named after its element type.
@@ -671,6 +672,7 @@ fn input_function(dt: &DataType) -> Option<&'static str> {
         DataType::JSONB => Some("shoal_jsonb_in"),
         DataType::JSON => Some("shoal_json_in"),
         DataType::Uuid => Some("shoal_uuid_in"),
+        DataType::Bytea => Some(crate::bytea_functions::INPUT),
         DataType::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
             Some(crate::datetime_functions::NAME)
         }
@@ -679,6 +681,7 @@ fn input_function(dt: &DataType) -> Option<&'static str> {
             Some("jsonb") => Some("shoal_jsonb_in"),
             Some("json") => Some("shoal_json_in"),
             Some("uuid") => Some("shoal_uuid_in"),
+            Some("bytea") => Some(crate::bytea_functions::INPUT),
             Some("timestamptz") => Some(crate::datetime_functions::NAME),
             _ => None,
         },

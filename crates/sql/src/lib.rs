@@ -37,6 +37,7 @@ pub mod alter_constraints;
 pub mod alter_table;
 pub mod array_functions;
 pub mod array_text;
+pub mod bytea_functions;
 pub mod catalog;
 pub mod catalog_constraints;
 pub mod catalog_indexes;

@@ -164,6 +164,7 @@ impl Database {
         ctx.register_udaf(crate::single::udaf());
         functions::register_catalog_functions(&ctx, database, slot.clone());
         crate::json_functions::register(&ctx);
+        crate::bytea_functions::register(&ctx);
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::array_functions::ArrayIn::default(),
         ));

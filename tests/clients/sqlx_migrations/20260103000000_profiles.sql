@@ -1,0 +1,3 @@
+ALTER TABLE accounts ADD COLUMN profile JSONB;
+INSERT INTO accounts (email, balance, profile)
+VALUES ('treasury@example.com', 1000, '{"role": "treasury"}');
