@@ -185,6 +185,45 @@ async fn psql_describe_shows_checks_and_foreign_keys() {
     );
 }
 
+/// `\d+` adds storage, compression, statistics target and description
+/// columns, and the table's options (an `ARRAY(SELECT … FROM
+/// unnest(…))` over the joined TOAST table) and access method.
+#[tokio::test]
+async fn psql_describe_plus() {
+    let node = TestNode::start().await;
+    let (ok, _, err) = psql(
+        &node,
+        &[
+            "-c",
+            "CREATE TABLE owners (id integer PRIMARY KEY)",
+            "-c",
+            "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL DEFAULT 'x', price numeric(10,2) CHECK (price >= 0), owner integer REFERENCES owners (id), tags text[])",
+            "-c",
+            "CREATE INDEX items_name ON items (name)",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&node, &["-c", "\\d+ items"]);
+    assert!(ok, "{err}");
+    for line in [
+        "Table \"public.items\"",
+        "| Storage  | Compression | Stats target | Description",
+        " id     | integer       |           | not null | nextval('items_id_seq') | plain    |",
+        " name   | text          |           | not null | 'x'                     | extended |",
+        " price  | numeric(10,2) |           |          |                         | main     |",
+        " tags   | text[]        |           |          |                         | extended |",
+        "\"items_name\" btree (name)",
+        "\"items_price_check\" CHECK ((price >= 0))",
+        "\"items_owner_fkey\" FOREIGN KEY (owner) REFERENCES owners(id)",
+        "Access method: heap",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    let (ok, out, err) = psql(&node, &["-c", "\\d+ owners"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Referenced by:"), "{out}");
+}
+
 /// psql's `\copy` (COPY FROM STDIN / TO STDOUT) in text and CSV: rows in
 /// and out, NULLs and quoting, a bad row failing the whole COPY, and COPY
 /// inside a rolled-back block.

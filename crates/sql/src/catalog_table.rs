@@ -44,6 +44,8 @@ pub(crate) enum Kind {
     I16Vector,
     /// `oidvector` (`indclass`).
     OidVector,
+    /// `oid[]` (`polroles`).
+    OidArray,
 }
 
 /// One catalog value.
@@ -104,6 +106,10 @@ impl CatalogTable {
                         Kind::OidVector => (
                             DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
                             Some("oidvector"),
+                        ),
+                        Kind::OidArray => (
+                            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+                            None,
                         ),
                     };
                     let f = Field::new(*name, dt, true);
@@ -174,7 +180,7 @@ impl CatalogTable {
                     });
                     Arc::new(b.finish())
                 }
-                Kind::OidVector => {
+                Kind::OidVector | Kind::OidArray => {
                     let mut b = datafusion::arrow::array::ListBuilder::new(Int64Builder::new());
                     (0..n).for_each(|r| match cell(r) {
                         V::A(values) => {

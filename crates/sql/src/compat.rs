@@ -19,8 +19,8 @@ pub fn rewrite(stmt: &mut Statement) {
     crate::information_schema::rewrite(stmt);
     if let Statement::Query(q) = stmt {
         regclass_outputs(q);
-        array_subquery_outputs(q);
     }
+    crate::array_subquery::rewrite(stmt);
     // Set-returning functions in FROM may be schema-qualified too.
     let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(stmt, |name| {
         let is_function = name.0.len() == 2
@@ -209,56 +209,6 @@ fn rewrite_outputs(
             *item = ast::SelectItem::ExprWithAlias { expr, alias };
         }
     }
-}
-
-/// `ARRAY(SELECT item FROM …)` as an output column (psql's `\du`) →
-/// `(SELECT array_agg(item) FROM …)`: the subquery's rows as one array,
-/// an aggregate subquery that decorrelation turns into a join. (No rows
-/// give NULL rather than PostgreSQL's `{}`.) Unaliased, the column is
-/// named `array`, as in PostgreSQL.
-fn array_subquery_outputs(q: &mut ast::Query) {
-    rewrite_outputs(q, |expr, alias| {
-        let Expr::Function(f) = expr else {
-            return None;
-        };
-        let is_array = f.name.0.len() == 1
-            && f.name.0[0]
-                .as_ident()
-                .is_some_and(|i| i.quote_style.is_none() && i.value.eq_ignore_ascii_case("array"));
-        let ast::FunctionArguments::Subquery(sub) = &f.args else {
-            return None;
-        };
-        if !is_array || sub.order_by.is_some() || sub.limit_clause.is_some() {
-            return None;
-        }
-        let mut sub = sub.as_ref().clone();
-        let ast::SetExpr::Select(inner) = sub.body.as_mut() else {
-            return None;
-        };
-        let grouped =
-            !matches!(&inner.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
-        if inner.projection.len() != 1
-            || grouped
-            || inner.having.is_some()
-            || inner.distinct.is_some()
-        {
-            return None;
-        }
-        let element = match &inner.projection[0] {
-            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                e.clone()
-            }
-            _ => return None,
-        };
-        inner.projection = vec![ast::SelectItem::UnnamedExpr(call(
-            "array_agg",
-            vec![element],
-        ))];
-        Some((
-            Expr::Subquery(Box::new(sub)),
-            alias.unwrap_or_else(|| ast::Ident::with_quote('"', "array")),
-        ))
-    });
 }
 
 /// The output column name PostgreSQL gives an unnamed select item.

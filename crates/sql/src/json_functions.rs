@@ -438,6 +438,9 @@ impl Default for JsonOperators {
         JsonOperators {
             functions: scalar_functions()
                 .into_iter()
+                .chain([Arc::new(ScalarUDF::new_from_impl(
+                    crate::array_functions::ArrayIn::default(),
+                ))])
                 .map(|f| (f.name().to_string(), f))
                 .collect(),
         }
@@ -468,6 +471,20 @@ fn is_list(e: &Expr, schema: &DFSchema) -> bool {
         e.get_type(schema),
         Ok(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
     )
+}
+
+/// The SQL name of an array element type, for `shoal_array_in`.
+fn element_sql(t: &DataType) -> Option<&'static str> {
+    Some(match t {
+        DataType::Int16 => "smallint",
+        DataType::Int32 => "integer",
+        DataType::Int64 => "bigint",
+        DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Boolean => "boolean",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        _ => return None,
+    })
 }
 
 fn is_json(e: &Expr, schema: &DFSchema) -> bool {
@@ -525,6 +542,46 @@ impl ExprPlanner for JsonOperators {
                 Some(e) => Ok(PlannerResult::Planned(e)),
                 None => Err(DataFusionError::Internal(format!("{name} not registered"))),
             };
+        }
+        // An array compared with a text literal (`polroles = '{0}'`)
+        // reads the literal as an array of its type, as PostgreSQL types
+        // an unknown literal by the other side.
+        if matches!(
+            op,
+            BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+        ) {
+            let as_array = |list: &Expr, text: Expr| -> Expr {
+                let element = match list.get_type(schema) {
+                    Ok(DataType::List(f) | DataType::LargeList(f)) => element_sql(f.data_type()),
+                    _ => None,
+                };
+                match (&text, element) {
+                    (Expr::Literal(ScalarValue::Utf8(_), _), Some(element)) => self
+                        .call(
+                            crate::array_functions::NAME,
+                            vec![
+                                text.clone(),
+                                Expr::Literal(ScalarValue::from(element), None),
+                            ],
+                        )
+                        .unwrap_or(text),
+                    _ => text,
+                }
+            };
+            let (l, r) = (is_list(&left, schema), is_list(&right, schema));
+            if l && !r {
+                let right = as_array(&left, right);
+                return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
+            }
+            if r && !l {
+                let left = as_array(&right, left);
+                return Ok(PlannerResult::Original(RawBinaryExpr { op, left, right }));
+            }
         }
         // A document compared with text compares documents.
         if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {

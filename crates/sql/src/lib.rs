@@ -36,6 +36,7 @@ pub mod advisory;
 pub mod alter_constraints;
 pub mod alter_table;
 pub mod array_functions;
+pub mod array_subquery;
 pub mod array_text;
 pub mod bytea_functions;
 pub mod catalog;

@@ -81,7 +81,7 @@ const PG_CLASS: &[(&str, Kind)] = &[
     ("relfrozenxid", I64),
     ("relminmxid", I64),
     ("relacl", TextArray),
-    ("reloptions", Text),
+    ("reloptions", TextArray),
     ("relpartbound", Text),
 ];
 const PG_ATTRIBUTE: &[(&str, Kind)] = &[
@@ -108,8 +108,8 @@ const PG_ATTRIBUTE: &[(&str, Kind)] = &[
     ("attinhcount", I32),
     ("attcollation", Oid),
     ("attacl", TextArray),
-    ("attoptions", Text),
-    ("attfdwoptions", Text),
+    ("attoptions", TextArray),
+    ("attfdwoptions", TextArray),
     ("attmissingval", Text),
 ];
 const PG_TYPE: &[(&str, Kind)] = &[
@@ -322,7 +322,7 @@ const PG_POLICY: &[(&str, Kind)] = &[
     ("polrelid", Oid),
     ("polcmd", Char),
     ("polpermissive", Bool),
-    ("polroles", Text),
+    ("polroles", OidArray),
     ("polqual", Text),
     ("polwithcheck", Text),
 ];
@@ -557,6 +557,16 @@ const TYPES: &[(i64, &str, i64, &str)] = &[
     (3802, "jsonb", -1, "U"),
 ];
 
+/// How PostgreSQL stores values of a type (`typstorage`, `attstorage`):
+/// fixed-length types plain, `numeric` main, other varlena extended.
+fn storage(type_oid: i64, len: i64) -> &'static str {
+    match (type_oid, len) {
+        (_, 1..) => "p",
+        (1700, _) => "m",
+        _ => "x",
+    }
+}
+
 /// `pg_attribute.atttypmod` of a column type.
 pub fn typmod(ty: &SqlType) -> i64 {
     match ty {
@@ -730,7 +740,7 @@ impl PgCatalogSchema {
                             V::I(typmod(&c.ty)),
                             V::B(type_len(ty) > 0 && type_len(ty) <= 8),
                             s("i"),
-                            s("p"),
+                            s(storage(ty, type_len(ty))),
                             s(""),
                             V::B(!c.nullable),
                             V::B(c.default.is_some()),
@@ -782,7 +792,7 @@ impl PgCatalogSchema {
                             s(format!("{name}recv")),
                             s(format!("{name}send")),
                             s("i"),
-                            s("p"),
+                            s(storage(oid, len)),
                             V::B(false),
                             V::I(0),
                             V::I(-1),

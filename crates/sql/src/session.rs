@@ -171,6 +171,9 @@ impl Database {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::array_functions::ExpandArray::default(),
         ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::array_subquery::ArrayMap::default(),
+        ));
         for with_zone in [true, false] {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
                 crate::datetime_functions::TimestampIn::new(with_zone),
@@ -991,24 +994,23 @@ impl Session {
                 let in_block = matches!(self.state, TxnState::InBlock(_));
                 crate::locking::select(self, txn, q, params, in_block).await
             }
-            Statement::Query(q) => match self.plan(stmt).await {
-                Ok(plan) => self.run_query(plan, params).await,
+            Statement::Query(q) => match self.plan_and_run(stmt, params).await {
                 // A query that reads an always-empty system catalog through
                 // inner joins only returns no rows, whatever the expressions
-                // DataFusion cannot plan (psql's `\d` asks for policies and
-                // publications this way).
-                Err(e) => match crate::pg_catalog::provably_empty(q) {
-                    Some(names) => Ok(Output::Rows {
-                        schema: text_schema(&names),
-                        batches: Vec::new(),
-                    }),
-                    None => Err(e),
-                },
+                // DataFusion cannot plan or run (psql's `\d` asks for
+                // policies and publications this way).
+                Err(e) if !matches!(e, SqlError::Canceled) => {
+                    match crate::pg_catalog::provably_empty(q) {
+                        Some(names) => Ok(Output::Rows {
+                            schema: text_schema(&names),
+                            batches: Vec::new(),
+                        }),
+                        None => Err(e),
+                    }
+                }
+                result => result,
             },
-            Statement::Explain { .. } => {
-                let plan = self.plan(stmt).await?;
-                self.run_query(plan, params).await
-            }
+            Statement::Explain { .. } => self.plan_and_run(stmt, params).await,
             Statement::Insert(insert) => dml::insert(self, txn, insert, params).await,
             Statement::Update(update)
                 if let Some((table, settings)) = crate::zone::target(update) =>
@@ -1129,6 +1131,11 @@ impl Session {
     }
 
     /// Binds parameters and runs a query plan to completion.
+    async fn plan_and_run(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        let plan = self.plan(stmt).await?;
+        self.run_query(plan, params).await
+    }
+
     pub(crate) async fn run_query(
         &self,
         plan: LogicalPlan,
