@@ -51,7 +51,6 @@ use crate::ddl::{AfterCommit, declare_column};
 use crate::descriptor::TableDescriptor;
 use crate::error::{Result, SqlError};
 use crate::names;
-use crate::providers::PUBLIC_SCHEMA;
 use crate::row::{encode_stored_datum, index_prefix, prefix_end};
 use crate::session::{Output, Session};
 use crate::types::{Datum, SqlType};
@@ -74,10 +73,11 @@ pub async fn alter_table(
     txn: &Arc<Txn>,
     alter: &ast::AlterTable,
 ) -> Result<(Output, Vec<AfterCommit>)> {
-    let database = session.database();
-    let name = names::table_name(&alter.name, database)?;
-    let Some(found) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &name)? else {
-        if crate::views::view_exists(txn, database, PUBLIC_SCHEMA, &name)? {
+    let scope = session.scope();
+    let database = scope.database.as_str();
+    let (schema, name) = scope.resolve(txn, &alter.name)?;
+    let Some(found) = catalog::table_by_name(txn, database, &schema, &name)? else {
+        if crate::views::view_exists(txn, database, &schema, &name)? {
             return Err(SqlError::WrongObjectType(format!(
                 "\"{name}\" is not a table"
             )));
@@ -244,7 +244,7 @@ async fn add_column(
     // A view re-plans its SQL text on every read: a new column would
     // change what `SELECT *` views return, and could make their names
     // ambiguous.
-    if let Some(view) = crate::views::dependent(txn, &desc.database, &desc.name)? {
+    if let Some(view) = crate::views::dependent(txn, &desc.database, &desc.schema, &desc.name)? {
         return Err(SqlError::NotSupported(format!(
             "adding a column to table \"{}\", which view \"{view}\" reads",
             desc.name
@@ -338,14 +338,16 @@ fn drop_column(
         "cannot drop column {column} of table {} because other objects depend on it",
         desc.name
     );
-    match crate::views::dependent(txn, &desc.database, &desc.name)? {
+    match crate::views::dependent(txn, &desc.database, &desc.schema, &desc.name)? {
         Some(view) if !cascade => {
             return Err(SqlError::DependentObjects(format!(
                 "{dependent}: view {view} depends on table {}",
                 desc.name
             )));
         }
-        Some(_) => crate::views::drop_dependents(txn, &desc.database, &desc.name, true)?,
+        Some(_) => {
+            crate::views::drop_dependents(txn, &desc.database, &desc.schema, &desc.name, true)?
+        }
         None => {}
     }
     crate::alter_constraints::drop_references_to_columns(txn, desc, &[pos], cascade, &dependent)?;
@@ -378,7 +380,7 @@ fn drop_column(
     for id in own {
         crate::alter_constraints::remove_foreign_key(txn, desc, id)?;
     }
-    for seq in crate::sequences::list_sequences(txn, &desc.database)? {
+    for seq in crate::sequences::list_sequences(txn, &desc.database, &desc.schema)? {
         if seq.owned_by.as_ref() == Some(&(desc.name.clone(), column.clone())) {
             crate::sequences::delete(txn, &seq)?;
         }
@@ -396,7 +398,7 @@ fn drop_column(
 /// Views read tables by name, as SQL text: renaming what one reads
 /// would break it.
 fn refuse_if_viewed(txn: &Txn, desc: &TableDescriptor, what: &str) -> Result<()> {
-    if let Some(view) = crate::views::dependent(txn, &desc.database, &desc.name)? {
+    if let Some(view) = crate::views::dependent(txn, &desc.database, &desc.schema, &desc.name)? {
         return Err(SqlError::NotSupported(format!(
             "renaming {what} of table \"{}\", which view \"{view}\" reads",
             desc.name
@@ -451,7 +453,7 @@ fn rename_column(
         });
         check.expr = expr.to_string();
     }
-    for mut seq in crate::sequences::list_sequences(txn, &desc.database)? {
+    for mut seq in crate::sequences::list_sequences(txn, &desc.database, &desc.schema)? {
         if seq.owned_by.as_ref() == Some(&(desc.name.clone(), from.clone())) {
             seq.owned_by = Some((desc.name.clone(), to.clone()));
             crate::sequences::update(txn, &seq)?;
@@ -462,7 +464,8 @@ fn rename_column(
 }
 
 fn rename_table(txn: &Txn, desc: &mut TableDescriptor, new: &ast::ObjectName) -> Result<()> {
-    let to = names::table_name(new, &desc.database)?;
+    // A table is renamed within its schema.
+    let (_, to) = names::split(new, &desc.database)?;
     if to == desc.name {
         return Ok(());
     }
@@ -478,7 +481,7 @@ fn rename_table(txn: &Txn, desc: &mut TableDescriptor, new: &ast::ObjectName) ->
         return Err(SqlError::DuplicateTable(pkey));
     }
     refuse_if_viewed(txn, desc, "itself")?;
-    for mut seq in crate::sequences::list_sequences(txn, &desc.database)? {
+    for mut seq in crate::sequences::list_sequences(txn, &desc.database, &desc.schema)? {
         if let Some((table, column)) = &seq.owned_by
             && *table == desc.name
         {

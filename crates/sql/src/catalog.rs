@@ -84,7 +84,21 @@ pub fn list_named<T: serde::de::DeserializeOwned>(
     database: &str,
     schema: &str,
 ) -> Result<Vec<T>> {
-    let prefix = named_prefix(kind, database, schema);
+    list_prefix(txn, named_prefix(kind, database, schema))
+}
+
+/// The stored objects of one kind in every schema of a database.
+pub fn list_named_in_database<T: serde::de::DeserializeOwned>(
+    txn: &Txn,
+    kind: u8,
+    database: &str,
+) -> Result<Vec<T>> {
+    let mut prefix = vec![CATALOG_PREFIX, kind];
+    keycode::encode_bytes_escaped(database.as_bytes(), &mut prefix);
+    list_prefix(txn, prefix)
+}
+
+fn list_prefix<T: serde::de::DeserializeOwned>(txn: &Txn, prefix: Vec<u8>) -> Result<Vec<T>> {
     let end = prefix_end(&prefix);
     let mut out = Vec::new();
     let mut start = prefix;

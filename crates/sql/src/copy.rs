@@ -600,7 +600,10 @@ pub fn target(
         }
         out
     };
-    Ok((quote(&desc.name), names.iter().map(|n| quote(n)).collect()))
+    Ok((
+        format!("{}.{}", quote(&desc.schema), quote(&desc.name)),
+        names.iter().map(|n| quote(n)).collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -34,7 +34,6 @@ use crate::catalog;
 use crate::descriptor::{ColumnDescriptor, IndexColumn, ROWID_COLUMN, TableDescriptor};
 use crate::error::{Result, SqlError};
 use crate::names;
-use crate::providers::PUBLIC_SCHEMA;
 use crate::row::{prefix_end, table_prefix};
 use crate::session::Output;
 use crate::types::SqlType;
@@ -42,7 +41,7 @@ use crate::types::SqlType;
 pub fn create_table(
     context: &SessionContext,
     txn: &Txn,
-    database: &str,
+    scope: &names::Scope,
     create: &ast::CreateTable,
     after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Output> {
@@ -57,13 +56,15 @@ pub fn create_table(
             "CREATE TABLE … LIKE / PARTITION OF".into(),
         ));
     }
-    let name = names::table_name(&create.name, database)?;
-    if catalog::relation_exists(txn, database, PUBLIC_SCHEMA, &name)? {
+    let database = scope.database.as_str();
+    let (schema, name) = scope.target(txn, &create.name)?;
+    if catalog::relation_exists(txn, database, &schema, &name)? {
         if create.if_not_exists {
             return Ok(Output::command("CREATE TABLE"));
         }
         return Err(SqlError::DuplicateTable(name));
     }
+    crate::schemas::touch(txn, database, &schema)?;
     if create.columns.is_empty() {
         return Err(SqlError::NotSupported("tables without columns".into()));
     }
@@ -185,7 +186,7 @@ pub fn create_table(
     let mut desc = TableDescriptor {
         id: catalog::allocate_table_id(txn)?,
         database: database.to_string(),
-        schema: PUBLIC_SCHEMA.to_string(),
+        schema,
         name,
         columns,
         primary_key,
@@ -346,9 +347,15 @@ pub(crate) fn add_column_sequence(txn: &Txn, desc: &mut TableDescriptor, pos: us
         SqlType::Integer => i64::from(i32::MAX),
         _ => i64::MAX,
     };
-    let seq = crate::sequences::for_column(&desc.database, name, max, (desc.name.clone(), column));
+    let seq = crate::sequences::for_column(
+        &desc.database,
+        &desc.schema,
+        name,
+        max,
+        (desc.name.clone(), column),
+    );
     let seq = crate::sequences::create(txn, seq)?;
-    let literal = names::quote_if_needed(&seq.name).replace('\'', "''");
+    let literal = names::display(&seq.schema, &seq.name).replace('\'', "''");
     desc.columns[pos].default = Some(format!("nextval('{literal}')"));
     Ok(())
 }
@@ -463,7 +470,7 @@ fn multiple_pk(table: &str) -> SqlError {
 
 pub fn drop(
     txn: &Txn,
-    database: &str,
+    scope: &names::Scope,
     object_type: ObjectType,
     if_exists: bool,
     names_list: &[ObjectName],
@@ -471,23 +478,27 @@ pub fn drop(
     after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Output> {
     if object_type == ObjectType::Sequence {
-        return crate::sequences::drop_statement(txn, database, if_exists, names_list);
+        return crate::sequences::drop_statement(txn, scope, if_exists, names_list);
     }
     if object_type == ObjectType::View {
-        return crate::views::drop_views(txn, database, if_exists, names_list, cascade);
+        return crate::views::drop_views(txn, scope, if_exists, names_list, cascade);
     }
     if object_type == ObjectType::Index {
-        return crate::index_ddl::drop_indexes(txn, database, if_exists, names_list, after_commit);
+        return crate::index_ddl::drop_indexes(txn, scope, if_exists, names_list, after_commit);
+    }
+    if object_type == ObjectType::Schema {
+        return crate::schemas::drop(txn, scope, if_exists, names_list, cascade, after_commit);
     }
     if object_type != ObjectType::Table {
         return Err(SqlError::NotSupported(format!("DROP {object_type}")));
     }
+    let database = scope.database.as_str();
     let mut found = Vec::new();
     for name in names_list {
-        let table = names::table_name(name, database)?;
-        match catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? {
+        let (schema, table) = scope.resolve(txn, name)?;
+        match catalog::table_by_name(txn, database, &schema, &table)? {
             Some(desc) => found.push(desc),
-            None if crate::views::view_exists(txn, database, PUBLIC_SCHEMA, &table)? => {
+            None if crate::views::view_exists(txn, database, &schema, &table)? => {
                 return Err(SqlError::WrongObjectType(format!(
                     "\"{table}\" is not a table"
                 )));
@@ -496,14 +507,27 @@ pub fn drop(
             None => return Err(SqlError::UndefinedTable(table)),
         }
     }
+    drop_tables(txn, found, cascade, after_commit)?;
+    Ok(Output::command("DROP TABLE"))
+}
+
+/// Drops tables: the foreign keys and views depending on them (or 2BP01
+/// without `cascade`), the sequences they own, their descriptors; their
+/// rows are purged after commit.
+pub(crate) fn drop_tables(
+    txn: &Txn,
+    found: Vec<Arc<TableDescriptor>>,
+    cascade: bool,
+    after_commit: &mut Vec<AfterCommit>,
+) -> Result<()> {
     crate::foreign_keys::detach_for_drop(txn, &found, cascade)?;
     for desc in found {
-        crate::views::drop_dependents(txn, database, &desc.name, cascade)?;
-        crate::sequences::drop_owned_by(txn, database, &desc.name)?;
+        crate::views::drop_dependents(txn, &desc.database, &desc.schema, &desc.name, cascade)?;
+        crate::sequences::drop_owned_by(txn, &desc.database, &desc.schema, &desc.name)?;
         catalog::delete_table(txn, &desc)?;
         after_commit.push(AfterCommit::Purge(desc.id));
     }
-    Ok(Output::command("DROP TABLE"))
+    Ok(())
 }
 
 /// `TRUNCATE [TABLE] t [, …]`: every row and index entry of each table
@@ -514,7 +538,8 @@ pub fn drop(
 /// with the tables referencing it (named too, or added by `CASCADE`).
 /// `RESTART IDENTITY` of a table owning sequences is not supported yet
 /// (0A000).
-pub fn truncate(txn: &Txn, database: &str, truncate: &ast::Truncate) -> Result<Output> {
+pub fn truncate(txn: &Txn, scope: &names::Scope, truncate: &ast::Truncate) -> Result<Output> {
+    let database = scope.database.as_str();
     if truncate.partitions.is_some() || truncate.on_cluster.is_some() {
         return Err(SqlError::NotSupported(
             "TRUNCATE … PARTITION / ON CLUSTER".into(),
@@ -522,10 +547,10 @@ pub fn truncate(txn: &Txn, database: &str, truncate: &ast::Truncate) -> Result<O
     }
     let mut tables = Vec::with_capacity(truncate.table_names.len());
     for target in &truncate.table_names {
-        let name = names::table_name(&target.name, database)?;
-        match catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &name)? {
+        let (schema, name) = scope.resolve(txn, &target.name)?;
+        match catalog::table_by_name(txn, database, &schema, &name)? {
             Some(desc) => tables.push(desc),
-            None if crate::views::view_exists(txn, database, PUBLIC_SCHEMA, &name)? => {
+            None if crate::views::view_exists(txn, database, &schema, &name)? => {
                 return Err(SqlError::WrongObjectType(format!(
                     "\"{name}\" is not a table"
                 )));
@@ -540,11 +565,11 @@ pub fn truncate(txn: &Txn, database: &str, truncate: &ast::Truncate) -> Result<O
         // Other nodes keep handing out their cached blocks of a sequence
         // (`sequences.rs`); restarting one everywhere, transactionally, is
         // not built yet. A table owning none has nothing to restart.
-        let owned = crate::sequences::list_sequences(txn, database)?;
+        let owned = crate::sequences::all_sequences(txn, database)?;
         if owned.iter().any(|q| {
             q.owned_by
                 .as_ref()
-                .is_some_and(|(t, _)| tables.iter().any(|d| d.name == *t))
+                .is_some_and(|(t, _)| tables.iter().any(|d| d.name == *t && d.schema == q.schema))
         }) {
             return Err(SqlError::NotSupported(
                 "TRUNCATE … RESTART IDENTITY of a table with sequences".into(),

@@ -37,7 +37,7 @@ use crate::descriptor::TableDescriptor;
 use crate::error::{Result, SqlError};
 use crate::names::{self, quote};
 use crate::prepared::param_types as plan_param_types;
-use crate::providers::{DML_PREFIX, PUBLIC_SCHEMA};
+use crate::providers::DML_PREFIX;
 use crate::session::{Output, Session};
 pub(crate) use crate::statement_writes::StatementWrites;
 use crate::types::{Datum, SqlType, datum_from_array};
@@ -128,9 +128,19 @@ pub(crate) fn lookup(
     txn: &Txn,
     name: &ast::ObjectName,
 ) -> Result<Arc<TableDescriptor>> {
-    let table = names::table_name(name, session.database())?;
-    catalog::table_by_name(txn, session.database(), PUBLIC_SCHEMA, &table)?
+    let (schema, table) = session.scope().resolve(txn, name)?;
+    catalog::table_by_name(txn, session.database(), &schema, &table)?
         .ok_or(SqlError::UndefinedTable(table))
+}
+
+/// The DML view of a table (`providers.rs`), as SQL text naming its
+/// schema.
+fn dml_relation(desc: &TableDescriptor) -> String {
+    format!(
+        "{}.{}",
+        quote(&desc.schema),
+        quote(&format!("{DML_PREFIX}{}", desc.name))
+    )
 }
 
 fn insert_target(
@@ -863,7 +873,7 @@ fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<Up
     let mut sql = format!(
         "SELECT {} FROM {} AS {}{joined}",
         projection.join(", "),
-        quote(&format!("{DML_PREFIX}{}", desc.name)),
+        dml_relation(&desc),
         quote(&alias)
     );
     if let Some(selection) = &update.selection {
@@ -974,7 +984,7 @@ fn delete_query(
     let mut sql = format!(
         "SELECT {} FROM {} AS {}{joined}",
         keys.join(", "),
-        quote(&format!("{DML_PREFIX}{}", desc.name)),
+        dml_relation(&desc),
         quote(&alias)
     );
     if let Some(selection) = &delete.selection {

@@ -104,6 +104,19 @@ pub enum SqlError {
     CantChangeRuntimeParam(String),
     #[error("database \"{0}\" does not exist")]
     UndefinedDatabase(String),
+    #[error("database \"{0}\" already exists")]
+    DuplicateDatabase(String),
+    /// A schema that does not exist, or none to create in.
+    #[error("{0}")]
+    InvalidSchemaName(String),
+    #[error("schema \"{0}\" already exists")]
+    DuplicateSchema(String),
+    /// A reserved name (`pg_…` schemas).
+    #[error("{0}")]
+    ReservedName(String),
+    /// The object is in use (the session's own database).
+    #[error("{0}")]
+    ObjectInUse(String),
     #[error("{0} is not supported")]
     NotSupported(String),
     #[error("{0}")]

@@ -31,7 +31,7 @@ use crate::descriptor::TableDescriptor;
 use crate::dml::{StatementWrites, check_row, next_rowid};
 use crate::error::{Result, SqlError};
 use crate::names;
-use crate::providers::PUBLIC_SCHEMA;
+use crate::names::Scope;
 use crate::row::{decode_row, encode_key_values, encode_value};
 use crate::session::Output;
 use crate::types::{ColumnBuilder, Datum, datum_from_array};
@@ -131,11 +131,11 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 }
 
 /// Recognizes a fast-path statement. `None` means "use the general path".
-pub fn analyze(txn: &Txn, database: &str, stmt: &Statement) -> Result<Option<FastPlan>> {
+pub fn analyze(txn: &Txn, scope: &Scope, stmt: &Statement) -> Result<Option<FastPlan>> {
     match stmt {
-        Statement::Query(q) => point_select(txn, database, q),
-        Statement::Insert(ins) => point_insert(txn, database, ins),
-        Statement::Update(update) => point_update(txn, database, update),
+        Statement::Query(q) => point_select(txn, scope, q),
+        Statement::Insert(ins) => point_insert(txn, scope, ins),
+        Statement::Update(update) => point_update(txn, scope, update),
         _ => Ok(None),
     }
 }
@@ -145,7 +145,7 @@ pub fn analyze(txn: &Txn, database: &str, stmt: &Statement) -> Result<Option<Fas
 /// that does not exist (the general path reports it).
 fn plain_table(
     txn: &Txn,
-    database: &str,
+    scope: &Scope,
     relation: &ast::TableFactor,
 ) -> Result<Option<(Arc<TableDescriptor>, String)>> {
     let ast::TableFactor::Table {
@@ -157,10 +157,7 @@ fn plain_table(
     else {
         return Ok(None);
     };
-    let Ok(table) = names::table_name(name, database) else {
-        return Ok(None);
-    };
-    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? else {
+    let Some(desc) = named_table(txn, scope, name)? else {
         return Ok(None);
     };
     let alias = alias
@@ -170,13 +167,35 @@ fn plain_table(
     Ok(Some((desc, alias)))
 }
 
+/// The table a name certainly denotes: a qualified name's, or an
+/// unqualified one's when the search path has a single schema that
+/// exists (with more, which one holds the name can change after the plan
+/// is made, so the general path resolves it each time).
+fn named_table(
+    txn: &Txn,
+    scope: &Scope,
+    name: &ast::ObjectName,
+) -> Result<Option<Arc<TableDescriptor>>> {
+    let Ok((schema, table)) = names::split(name, &scope.database) else {
+        return Ok(None);
+    };
+    let schema = match schema {
+        Some(schema) => schema,
+        None => match scope.existing(txn)?.as_slice() {
+            [only] => only.clone(),
+            _ => return Ok(None),
+        },
+    };
+    catalog::table_by_name(txn, &scope.database, &schema, &table)
+}
+
 /// Whether a column of type `ty` holds an integer fast updates can add to.
 fn is_integer(ty: &crate::types::SqlType) -> bool {
     use crate::types::SqlType;
     matches!(ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt)
 }
 
-fn point_update(txn: &Txn, database: &str, update: &ast::Update) -> Result<Option<FastPlan>> {
+fn point_update(txn: &Txn, scope: &Scope, update: &ast::Update) -> Result<Option<FastPlan>> {
     if update.from.is_some() || update.returning.is_some() || update.or.is_some() {
         return Ok(None);
     }
@@ -184,7 +203,7 @@ fn point_update(txn: &Txn, database: &str, update: &ast::Update) -> Result<Optio
     if !table.joins.is_empty() {
         return Ok(None);
     }
-    let Some((desc, alias)) = plain_table(txn, database, &table.relation)? else {
+    let Some((desc, alias)) = plain_table(txn, scope, &table.relation)? else {
         return Ok(None);
     };
     let Some(selection) = &update.selection else {
@@ -301,7 +320,7 @@ fn key_equalities(desc: &TableDescriptor, alias: &str, selection: &Expr) -> Opti
     key_params.into_iter().collect()
 }
 
-fn point_select(txn: &Txn, database: &str, q: &ast::Query) -> Result<Option<FastPlan>> {
+fn point_select(txn: &Txn, scope: &Scope, q: &ast::Query) -> Result<Option<FastPlan>> {
     if q.with.is_some()
         || q.order_by.is_some()
         || q.limit_clause.is_some()
@@ -324,7 +343,7 @@ fn point_select(txn: &Txn, database: &str, q: &ast::Query) -> Result<Option<Fast
     {
         return Ok(None);
     }
-    let Some((desc, alias)) = plain_table(txn, database, &sel.from[0].relation)? else {
+    let Some((desc, alias)) = plain_table(txn, scope, &sel.from[0].relation)? else {
         return Ok(None);
     };
     // Projection: plain visible columns or `*`.
@@ -370,7 +389,7 @@ fn point_select(txn: &Txn, database: &str, q: &ast::Query) -> Result<Option<Fast
     }))
 }
 
-fn point_insert(txn: &Txn, database: &str, ins: &ast::Insert) -> Result<Option<FastPlan>> {
+fn point_insert(txn: &Txn, scope: &Scope, ins: &ast::Insert) -> Result<Option<FastPlan>> {
     if ins.on.is_some() || ins.returning.is_some() || ins.or.is_some() {
         return Ok(None);
     }
@@ -386,10 +405,7 @@ fn point_insert(txn: &Txn, database: &str, ins: &ast::Insert) -> Result<Option<F
     if values.rows.len() != 1 || source.order_by.is_some() || source.limit_clause.is_some() {
         return Ok(None);
     }
-    let Ok(table) = names::table_name(name, database) else {
-        return Ok(None);
-    };
-    let Some(desc) = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)? else {
+    let Some(desc) = named_table(txn, scope, name)? else {
         return Ok(None);
     };
     let columns: Vec<usize> = if ins.columns.is_empty() {

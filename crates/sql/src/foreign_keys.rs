@@ -529,8 +529,20 @@ pub(crate) fn add(
     fk: &ast::ForeignKeyConstraint,
     columns: &[ast::Ident],
 ) -> Result<()> {
-    let parent_name = names::table_name(&fk.foreign_table, &child.database)?;
-    if parent_name == child.name {
+    // An unqualified parent is looked for in the child's schema, then in
+    // `public`.
+    let (parent_schema, parent_name) = names::split(&fk.foreign_table, &child.database)?;
+    let parent_schema = match parent_schema {
+        Some(s) => s,
+        None if child.schema != crate::providers::PUBLIC_SCHEMA
+            && !catalog::relation_exists(txn, &child.database, &child.schema, &parent_name)?
+            && parent_name != child.name =>
+        {
+            crate::providers::PUBLIC_SCHEMA.to_string()
+        }
+        None => child.schema.clone(),
+    };
+    if parent_name == child.name && parent_schema == child.schema {
         let mut declared = declare(child, None, fk, columns)?;
         declared.id = child.allocate_object_id()?;
         child.foreign_keys.push(declared);
@@ -539,9 +551,9 @@ pub(crate) fn add(
         }
         return Ok(());
     }
-    let Some(parent) = catalog::table_by_name(txn, &child.database, &child.schema, &parent_name)?
+    let Some(parent) = catalog::table_by_name(txn, &child.database, &parent_schema, &parent_name)?
     else {
-        if crate::views::view_exists(txn, &child.database, &child.schema, &parent_name)? {
+        if crate::views::view_exists(txn, &child.database, &parent_schema, &parent_name)? {
             return Err(SqlError::WrongObjectType(format!(
                 "referenced relation \"{parent_name}\" is not a table"
             )));

@@ -46,11 +46,6 @@ pub fn register(ctx: &SessionContext, database: &str, user: &str, vars: crate::v
     constant(ctx, "version", version_string());
     constant(ctx, "current_database", database.to_string());
     constant(ctx, "current_catalog", database.to_string());
-    constant(
-        ctx,
-        "current_schema",
-        crate::providers::PUBLIC_SCHEMA.to_string(),
-    );
     for name in ["current_user", "session_user", "user", "current_role"] {
         constant(ctx, name, user.to_string());
     }
@@ -202,7 +197,34 @@ pub fn register_catalog_functions(
     ctx: &SessionContext,
     database: &str,
     slot: crate::providers::TxnSlot,
+    vars: crate::providers::SessionVars,
 ) {
+    // The schemas an unqualified name is looked for in.
+    let path = {
+        let vars = vars.clone();
+        move || {
+            crate::names::parse_search_path(&vars.0.get("search_path").unwrap_or_default(), &vars.1)
+        }
+    };
+    // `current_schema()`: the first schema of the search path that exists.
+    {
+        let slot = slot.clone();
+        let database = database.to_string();
+        let path = path.clone();
+        row_fn(ctx, "current_schema", Some(0), DataType::Utf8, move |_| {
+            let Some(txn) = slot.lock().clone() else {
+                return Ok(ScalarValue::Utf8(None));
+            };
+            let scope = crate::names::Scope {
+                database: database.clone(),
+                path: path(),
+            };
+            let existing = scope
+                .existing(&txn)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            Ok(ScalarValue::Utf8(existing.into_iter().next()))
+        });
+    }
     let b = DataType::Boolean;
     let t = DataType::Utf8;
     for name in [
@@ -382,27 +404,27 @@ pub fn register_catalog_functions(
             Some(2),
             t.clone(),
             move |a| {
-                let bare = |v: &ScalarValue| {
-                    as_string(v).map(|n| {
-                        let last = n.rsplit('.').next().unwrap_or(&n).to_string();
-                        match last.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-                            Some(q) => q.to_string(),
-                            None => last.to_lowercase(),
-                        }
-                    })
-                };
-                let (Some(table), Some(column)) = (bare(&a[0]), bare(&a[1])) else {
+                let (Some((schema, table)), Some((_, column))) = (
+                    as_string(&a[0]).map(|n| crate::names::parse_text_name(&n)),
+                    as_string(&a[1]).map(|n| crate::names::parse_text_name(&n)),
+                ) else {
                     return Ok(ScalarValue::Utf8(None));
                 };
                 let Some(txn) = slot.lock().clone() else {
                     return Ok(ScalarValue::Utf8(None));
                 };
                 let owner = Some((table, column));
-                let found = crate::sequences::list_sequences(&txn, &database)
+                let found = crate::sequences::all_sequences(&txn, &database)
                     .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
                     .into_iter()
-                    .find(|s| s.owned_by == owner)
-                    .map(|s| format!("public.{}", crate::names::quote_if_needed(&s.name)));
+                    .find(|s| s.owned_by == owner && schema.as_ref().is_none_or(|q| *q == s.schema))
+                    .map(|s| {
+                        format!(
+                            "{}.{}",
+                            crate::names::quote_if_needed(&s.schema),
+                            crate::names::quote_if_needed(&s.name)
+                        )
+                    });
                 Ok(ScalarValue::Utf8(found))
             },
         );
@@ -412,24 +434,19 @@ pub fn register_catalog_functions(
     let relation = {
         let slot = slot.clone();
         let database = database.to_string();
-        move |name: &str| {
-            let bare = name
-                .trim_matches('"')
-                .rsplit('.')
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let txn = slot.lock().clone();
-            let found = txn.and_then(|txn| {
-                crate::catalog::table_by_name(
-                    &txn,
-                    &database,
-                    crate::providers::PUBLIC_SCHEMA,
-                    &bare,
-                )
-                .ok()
-                .flatten()
-            });
+        let path = path.clone();
+        move |name: &str| -> (String, Option<i64>) {
+            let (schema, bare) = crate::names::parse_text_name(name);
+            let Some(txn) = slot.lock().clone() else {
+                return (bare, None);
+            };
+            let schemas = match schema {
+                Some(s) => vec![s],
+                None => path(),
+            };
+            let found = schemas
+                .iter()
+                .find_map(|s| relation_oid(&txn, &database, s, &bare).ok().flatten());
             (bare, found)
         }
     };
@@ -450,7 +467,7 @@ pub fn register_catalog_functions(
                 return Ok(ScalarValue::Int64(Some(oid)));
             }
             match relation(&name) {
-                (_, Some(d)) => Ok(ScalarValue::Int64(Some(d.oid() as i64))),
+                (_, Some(oid)) => Ok(ScalarValue::Int64(Some(oid))),
                 (bare, None) => Err(datafusion::error::DataFusionError::External(Box::new(
                     crate::error::SqlError::UndefinedTable(bare),
                 ))),
@@ -475,7 +492,7 @@ pub fn register_catalog_functions(
                     (None, Some(text)) => match text.trim().parse::<u32>() {
                         Ok(n) => i64::from(n),
                         Err(_) => match relation(&text) {
-                            (_, Some(d)) => d.oid() as i64,
+                            (_, Some(oid)) => oid,
                             (bare, None) => {
                                 return Err(datafusion::error::DataFusionError::External(
                                     Box::new(crate::error::SqlError::UndefinedTable(bare)),
@@ -507,38 +524,63 @@ pub fn register_catalog_functions(
     // `to_regclass(name)`: the relation's OID, or NULL where `::regclass`
     // would fail.
     row_fn(ctx, "to_regclass", Some(1), DataType::Int64, move |a| {
-        let oid = as_string(&a[0])
-            .and_then(|name| relation(&name).1)
-            .map(|d| d.oid() as i64);
+        let oid = as_string(&a[0]).and_then(|name| relation(&name).1);
         Ok(ScalarValue::Int64(oid))
     });
 }
 
+/// The OID of the relation (table, index, view or sequence) `name` in
+/// `schema`.
+fn relation_oid(
+    txn: &shoal_kv::Txn,
+    database: &str,
+    schema: &str,
+    name: &str,
+) -> crate::error::Result<Option<i64>> {
+    if let Some(d) = crate::catalog::table_by_name(txn, database, schema, name)? {
+        return Ok(Some(d.oid() as i64));
+    }
+    let owner = match crate::catalog::index_owner(txn, database, schema, name)? {
+        Some(d) => Some(d),
+        None => crate::catalog::pkey_owner(txn, database, schema, name)?,
+    };
+    if let Some(d) = owner {
+        return Ok(crate::catalog_indexes::indexes(&d)
+            .into_iter()
+            .find(|i| i.name == name)
+            .map(|i| i.oid));
+    }
+    if let Some(v) = crate::views::view_by_name(txn, database, schema, name)? {
+        return Ok(Some(v.oid() as i64));
+    }
+    Ok(crate::sequences::sequence_by_name(txn, database, schema, name)?.map(|q| q.oid() as i64))
+}
+
 /// The name of the relation (table, index, view or sequence) with `oid`,
-/// quoted where SQL needs it.
+/// quoted where SQL needs it, and qualified outside `public`.
 fn relation_name(txn: &shoal_kv::Txn, database: &str, oid: i64) -> Option<String> {
-    let quoted = |n: &str| Some(crate::names::quote_if_needed(n));
+    let named = |schema: &str, n: &str| Some(crate::names::display(schema, n));
     for d in crate::catalog::list_tables(txn, database).ok()? {
         if d.oid() as i64 == oid {
-            return quoted(&d.name);
+            return named(&d.schema, &d.name);
         }
         if let Some(i) = crate::catalog_indexes::indexes(&d)
             .into_iter()
             .find(|i| i.oid == oid)
         {
-            return quoted(&i.name);
+            return named(&d.schema, &i.name);
         }
     }
-    if let Some(v) = crate::views::list_views(txn, database)
+    if let Some(v) = crate::views::all_views(txn, database)
         .ok()?
         .into_iter()
         .find(|v| v.oid() as i64 == oid)
     {
-        return quoted(&v.name);
+        return named(&v.schema, &v.name);
     }
-    crate::sequences::list_sequences(txn, database)
+    crate::sequences::all_sequences(txn, database)
         .ok()?
         .into_iter()
         .find(|q| q.oid() as i64 == oid)
-        .and_then(|q| quoted(&q.name))
+        .and_then(|q| named(&q.schema, &q.name))
 }

@@ -45,10 +45,9 @@ use crate::descriptor::{IndexColumn, IndexDescriptor, TableDescriptor};
 use crate::error::{Result, SqlError};
 use crate::index_key;
 use crate::names;
-use crate::providers::PUBLIC_SCHEMA;
 use crate::session::Output;
 
-pub fn create_index(txn: &Txn, database: &str, create: &ast::CreateIndex) -> Result<Output> {
+pub fn create_index(txn: &Txn, scope: &names::Scope, create: &ast::CreateIndex) -> Result<Output> {
     if create.predicate.is_some() {
         return Err(SqlError::NotSupported(
             "partial indexes (CREATE INDEX … WHERE)".into(),
@@ -67,8 +66,9 @@ pub fn create_index(txn: &Txn, database: &str, create: &ast::CreateIndex) -> Res
             "index access method {using}"
         )));
     }
-    let table = names::table_name(&create.table_name, database)?;
-    let desc = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)?
+    let database = scope.database.as_str();
+    let (schema, table) = scope.resolve(txn, &create.table_name)?;
+    let desc = catalog::table_by_name(txn, database, &schema, &table)?
         .ok_or(SqlError::UndefinedTable(table))?;
     let columns = create
         .columns
@@ -82,8 +82,9 @@ pub fn create_index(txn: &Txn, database: &str, create: &ast::CreateIndex) -> Res
         .collect::<Result<Vec<_>>>()?;
     let name = match &create.name {
         Some(name) => {
-            let name = names::table_name(name, database)?;
-            if catalog::relation_exists(txn, database, PUBLIC_SCHEMA, &name)? {
+            // An index lives in its table's schema.
+            let (_, name) = names::split(name, database)?;
+            if catalog::relation_exists(txn, database, &desc.schema, &name)? {
                 if create.if_not_exists {
                     return Ok(Output::command("CREATE INDEX"));
                 }
@@ -241,20 +242,21 @@ pub(crate) fn build(txn: &Txn, desc: &TableDescriptor, index: &IndexDescriptor) 
 /// `DROP INDEX [IF EXISTS] name [, …]`.
 pub fn drop_indexes(
     txn: &Txn,
-    database: &str,
+    scope: &names::Scope,
     if_exists: bool,
     names_list: &[ObjectName],
     after_commit: &mut Vec<AfterCommit>,
 ) -> Result<Output> {
     for name in names_list {
-        let name = names::table_name(name, database)?;
-        let Some(table) = catalog::index_owner(txn, database, PUBLIC_SCHEMA, &name)? else {
-            if catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &name)?.is_some() {
+        let database = scope.database.as_str();
+        let (schema, name) = scope.resolve(txn, name)?;
+        let Some(table) = catalog::index_owner(txn, database, &schema, &name)? else {
+            if catalog::table_by_name(txn, database, &schema, &name)?.is_some() {
                 return Err(SqlError::WrongObjectType(format!(
                     "\"{name}\" is not an index"
                 )));
             }
-            if let Some(owner) = catalog::pkey_owner(txn, database, PUBLIC_SCHEMA, &name)? {
+            if let Some(owner) = catalog::pkey_owner(txn, database, &schema, &name)? {
                 return Err(constraint_needs(&name, &owner.name));
             }
             if if_exists {

@@ -233,7 +233,7 @@ impl InformationSchemaExtras {
             let Some(txn) = txn else {
                 return Ok(Some(t));
             };
-            for q in crate::sequences::list_sequences(&txn, &self.database)? {
+            for q in crate::sequences::all_sequences(&txn, &self.database)? {
                 let mut row: Vec<V> = self.names(&q.schema, &q.name).into();
                 row.extend([
                     s("bigint"),

@@ -288,7 +288,7 @@ fn target(session: &Session, txn: &Txn, query: &ast::Query) -> Result<Target> {
     }
     for lock in &query.locks {
         if let Some(of) = &lock.of {
-            let named = names::table_name(of, session.database())?;
+            let (_, named) = names::split(of, session.database())?;
             if named != alias_name && named != desc.name {
                 return Err(SqlError::UndefinedTable(format!(
                     "relation \"{named}\" in FOR UPDATE/FOR SHARE clause not found in FROM clause"
@@ -296,10 +296,10 @@ fn target(session: &Session, txn: &Txn, query: &ast::Query) -> Result<Target> {
             }
         }
     }
-    *name = ObjectName::from(vec![Ident::with_quote(
-        '"',
-        format!("{DML_PREFIX}{}", desc.name),
-    )]);
+    *name = ObjectName::from(vec![
+        Ident::with_quote('"', desc.schema.clone()),
+        Ident::with_quote('"', format!("{DML_PREFIX}{}", desc.name)),
+    ]);
     if alias.is_none() {
         *alias = Some(TableAlias {
             explicit: true,

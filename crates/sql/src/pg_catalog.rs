@@ -22,7 +22,6 @@ use crate::catalog;
 use crate::descriptor::TableDescriptor;
 use crate::error::SqlError;
 use crate::providers::TxnSlot;
-use crate::session::DATABASES;
 use crate::types::SqlType;
 
 pub const PG_CATALOG: &str = "pg_catalog";
@@ -31,14 +30,6 @@ pub const PUBLIC_OID: i64 = 2200;
 pub const INFORMATION_SCHEMA_OID: i64 = 13_000;
 /// OID of the bootstrap superuser, which owns everything.
 pub const OWNER_OID: i64 = 10;
-
-/// The OID of a database by name.
-pub fn database_oid(name: &str) -> i64 {
-    match name {
-        "postgres" => 5,
-        _ => 16_000 + DATABASES.iter().position(|d| *d == name).unwrap_or(0) as i64,
-    }
-}
 
 use crate::catalog_table::{CatalogTable, Kind, V, s};
 use Kind::*;
@@ -605,15 +596,26 @@ impl PgCatalogSchema {
         Ok(catalog::list_tables(&*self.catalog_txn()?, &self.database)?)
     }
 
+    /// The OID of each schema by name (an unknown name gets `public`'s).
+    fn namespaces(&self) -> DfResult<impl Fn(&str) -> i64 + use<>> {
+        let mut oids: std::collections::HashMap<String, i64> =
+            crate::schemas::list_schemas(&*self.catalog_txn()?, &self.database)?
+                .into_iter()
+                .map(|s| (s.name.clone(), s.oid() as i64))
+                .collect();
+        oids.insert(PG_CATALOG.to_string(), PG_CATALOG_OID);
+        Ok(move |schema: &str| oids.get(schema).copied().unwrap_or(PUBLIC_OID))
+    }
+
     fn user_views(&self) -> DfResult<Vec<crate::views::ViewDescriptor>> {
-        Ok(crate::views::list_views(
+        Ok(crate::views::all_views(
             &*self.catalog_txn()?,
             &self.database,
         )?)
     }
 
     fn user_sequences(&self) -> DfResult<Vec<crate::sequences::SequenceDescriptor>> {
-        Ok(crate::sequences::list_sequences(
+        Ok(crate::sequences::all_sequences(
             &*self.catalog_txn()?,
             &self.database,
         )?)
@@ -637,13 +639,24 @@ impl PgCatalogSchema {
                     V::I(OWNER_OID),
                     V::N,
                 ]);
+                let txn = self.catalog_txn()?;
+                for schema in crate::schemas::list_schemas(&txn, &self.database)? {
+                    t.rows.push(vec![
+                        V::I(schema.oid() as i64),
+                        s(schema.name),
+                        V::I(OWNER_OID),
+                        V::N,
+                    ]);
+                }
                 t
             }
             "pg_class" => {
                 let mut t = CatalogTable::new(PG_CLASS);
+                let ns = self.namespaces()?;
                 // `relchecks` and `relhastriggers` (PostgreSQL keeps foreign
                 // keys with triggers; psql asks for them only if it is set).
                 let mut row = |oid: i64,
+                               namespace: i64,
                                name: String,
                                am: i64,
                                kind: &str,
@@ -653,7 +666,7 @@ impl PgCatalogSchema {
                     t.rows.push(vec![
                         V::I(oid),
                         s(name),
-                        V::I(PUBLIC_OID),
+                        V::I(namespace),
                         V::I(0),
                         V::I(0),
                         V::I(OWNER_OID),
@@ -689,8 +702,10 @@ impl PgCatalogSchema {
                 for d in self.user_tables()? {
                     let natts = d.visible_columns().len() as i64;
                     let indexes = crate::catalog_indexes::indexes(&d);
+                    let namespace = ns(&d.schema);
                     row(
                         d.oid() as i64,
+                        namespace,
                         d.name.clone(),
                         2,
                         "r",
@@ -703,12 +718,13 @@ impl PgCatalogSchema {
                     );
                     for i in indexes {
                         let natts = (i.key.len() + i.include.len()) as i64;
-                        row(i.oid, i.name, 403, "i", natts, false, (0, false));
+                        row(i.oid, namespace, i.name, 403, "i", natts, false, (0, false));
                     }
                 }
                 for v in self.user_views()? {
                     row(
                         v.oid() as i64,
+                        ns(&v.schema),
                         v.name,
                         0,
                         "v",
@@ -718,7 +734,16 @@ impl PgCatalogSchema {
                     );
                 }
                 for q in self.user_sequences()? {
-                    row(q.oid() as i64, q.name, 0, "S", 3, false, (0, false));
+                    row(
+                        q.oid() as i64,
+                        ns(&q.schema),
+                        q.name,
+                        0,
+                        "S",
+                        3,
+                        false,
+                        (0, false),
+                    );
                 }
                 t
             }
@@ -806,10 +831,10 @@ impl PgCatalogSchema {
             }
             "pg_database" => {
                 let mut t = CatalogTable::new(PG_DATABASE);
-                for db in DATABASES {
+                for (db, oid) in crate::databases::list(&*self.catalog_txn()?)? {
                     t.rows.push(vec![
-                        V::I(database_oid(db)),
-                        s(*db),
+                        V::I(oid),
+                        s(db),
                         V::I(OWNER_OID),
                         V::I(6),
                         s("c"),
@@ -893,7 +918,7 @@ impl PgCatalogSchema {
                 for d in self.user_tables()? {
                     for i in crate::catalog_indexes::indexes(&d) {
                         t.rows.push(vec![
-                            s("public"),
+                            s(d.schema.clone()),
                             s(d.name.clone()),
                             s(i.name.clone()),
                             V::N,
@@ -906,6 +931,7 @@ impl PgCatalogSchema {
             "pg_constraint" => {
                 let mut t = CatalogTable::new(PG_CONSTRAINT);
                 let tables = self.user_tables()?;
+                let ns = self.namespaces()?;
                 for d in &tables {
                     for c in crate::catalog_constraints::constraints(d, &tables) {
                         let (confrelid, confkey) = match &c.parent {
@@ -918,7 +944,7 @@ impl PgCatalogSchema {
                         t.rows.push(vec![
                             V::I(c.oid),
                             s(c.name.clone()),
-                            V::I(PUBLIC_OID),
+                            V::I(ns(&d.schema)),
                             s(c.kind),
                             V::B(c.deferrable),
                             V::B(c.deferred),
@@ -976,7 +1002,7 @@ impl PgCatalogSchema {
                 let mut t = CatalogTable::new(PG_TABLES);
                 for d in self.user_tables()? {
                     t.rows.push(vec![
-                        s("public"),
+                        s(d.schema.clone()),
                         s(d.name.clone()),
                         s("shoal"),
                         V::N,

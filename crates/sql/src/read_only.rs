@@ -14,6 +14,12 @@ pub fn write_kind(stmt: &Statement) -> Option<String> {
         Statement::Query(q) => {
             return (!q.locks.is_empty()).then(|| "SELECT FOR UPDATE".into());
         }
+        // EXPLAIN ANALYZE runs its statement.
+        Statement::Explain {
+            analyze: true,
+            statement,
+            ..
+        } => return write_kind(statement),
         Statement::Explain { .. }
         | Statement::ExplainTable { .. }
         | Statement::Set(_)
@@ -43,6 +49,8 @@ pub fn write_kind(stmt: &Statement) -> Option<String> {
         Statement::CreateSequence { .. } => "CREATE SEQUENCE",
         Statement::Drop { .. } => "DROP",
         Statement::AlterTable { .. } => "ALTER TABLE",
+        Statement::CreateSchema { .. } => "CREATE SCHEMA",
+        Statement::CreateDatabase { .. } => "CREATE DATABASE",
         _ => "this statement",
     };
     Some(kind.to_string())
@@ -68,6 +76,9 @@ mod tests {
         assert_eq!(kind("INSERT INTO t VALUES (1)"), Some("INSERT".into()));
         assert_eq!(kind("UPDATE t SET a = 1"), Some("UPDATE".into()));
         assert_eq!(kind("DROP TABLE t"), Some("DROP".into()));
+        assert_eq!(kind("EXPLAIN SELECT 1"), None);
+        assert_eq!(kind("EXPLAIN ANALYZE DELETE FROM t"), Some("DELETE".into()));
+        assert_eq!(kind("CREATE SCHEMA s"), Some("CREATE SCHEMA".into()));
         assert_eq!(
             kind("SELECT * FROM t FOR UPDATE"),
             Some("SELECT FOR UPDATE".into())

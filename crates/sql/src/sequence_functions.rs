@@ -31,6 +31,9 @@ pub struct SequenceAccess {
     pub kv: Arc<Kv>,
     pub cache: Arc<SequenceCache>,
     pub database: String,
+    /// The session's variables (`search_path`) and user (`$user`).
+    pub vars: crate::vars::VarsReader,
+    pub user: String,
     /// The session's last value of each sequence (`currval`).
     pub last: Arc<Mutex<HashMap<String, i64>>>,
 }
@@ -80,12 +83,15 @@ pub fn register(ctx: &SessionContext, access: SequenceAccess) {
     }
 }
 
-/// The bare sequence name in a `regclass`-style text argument.
-fn sequence_name(text: &str) -> String {
-    let last = text.rsplit('.').next().unwrap_or(text);
-    match last.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-        Some(quoted) => quoted.to_string(),
-        None => last.to_lowercase(),
+/// The schemas to look a sequence named by `text` up in, and its name:
+/// its own schema, or the session's search path.
+fn sequence_name(a: &SequenceAccess, text: &str) -> (Vec<String>, String) {
+    match crate::names::parse_text_name(text) {
+        (Some(schema), name) => (vec![schema], name),
+        (None, name) => {
+            let path = a.vars.get("search_path").unwrap_or_default();
+            (crate::names::parse_search_path(&path, &a.user), name)
+        }
     }
 }
 
@@ -96,10 +102,10 @@ fn external(e: SqlError) -> DataFusionError {
 impl SequenceFn {
     fn call(&self, name: &str, value: Option<i64>) -> Result<i64, SqlError> {
         let a = &self.access;
-        let name = sequence_name(name);
+        let (schemas, name) = sequence_name(a, name);
         match self.kind {
             Kind::Next => {
-                let v = a.cache.next(&a.kv, &a.database, &name)?;
+                let v = a.cache.next(&a.kv, &a.database, &schemas, &name)?;
                 a.last.lock().insert(name, v);
                 Ok(v)
             }
@@ -111,7 +117,7 @@ impl SequenceFn {
             Kind::Set => {
                 let v = value
                     .ok_or_else(|| SqlError::InvalidParameter("setval needs a value".into()))?;
-                a.cache.set(&a.kv, &a.database, &name, v)?;
+                a.cache.set(&a.kv, &a.database, &schemas, &name, v)?;
                 a.last.lock().insert(name, v);
                 Ok(v)
             }
@@ -172,17 +178,5 @@ impl ScalarUDFImpl for SequenceFn {
             out.append_value(self.call(&name, value).map_err(external)?);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_as_regclass_text() {
-        assert_eq!(sequence_name("t_id_seq"), "t_id_seq");
-        assert_eq!(sequence_name("public.T_ID_SEQ"), "t_id_seq");
-        assert_eq!(sequence_name("public.\"Mixed\""), "Mixed");
     }
 }

@@ -33,7 +33,6 @@ use shoal_kv::{Kv, KvError, Txn};
 use crate::catalog;
 use crate::error::{Result, SqlError};
 use crate::names;
-use crate::providers::PUBLIC_SCHEMA;
 use crate::session::Output;
 
 /// Values a node takes at a time unless the sequence says otherwise.
@@ -85,9 +84,10 @@ fn decode(bytes: &[u8]) -> Result<SequenceDescriptor> {
 pub fn sequence_by_name(
     txn: &Txn,
     database: &str,
+    schema: &str,
     name: &str,
 ) -> Result<Option<SequenceDescriptor>> {
-    txn.get_untracked(&sequence_key(database, PUBLIC_SCHEMA, name))?
+    txn.get_untracked(&sequence_key(database, schema, name))?
         .map(|b| decode(&b))
         .transpose()
 }
@@ -99,9 +99,14 @@ pub fn sequence_exists(txn: &Txn, database: &str, schema: &str, name: &str) -> R
         .is_some())
 }
 
-/// Every sequence of a database, in name order.
-pub fn list_sequences(txn: &Txn, database: &str) -> Result<Vec<SequenceDescriptor>> {
-    catalog::list_named(txn, KIND, database, PUBLIC_SCHEMA)
+/// The sequences of one schema, in name order.
+pub fn list_sequences(txn: &Txn, database: &str, schema: &str) -> Result<Vec<SequenceDescriptor>> {
+    catalog::list_named(txn, KIND, database, schema)
+}
+
+/// The sequences of every schema of a database.
+pub fn all_sequences(txn: &Txn, database: &str) -> Result<Vec<SequenceDescriptor>> {
+    catalog::list_named_in_database(txn, KIND, database)
 }
 
 /// Creates a sequence (the caller checked the name is free).
@@ -144,6 +149,7 @@ pub fn delete(txn: &Txn, seq: &SequenceDescriptor) -> Result<()> {
 /// A sequence with PostgreSQL's defaults for a column of `max` range.
 pub fn for_column(
     database: &str,
+    schema: &str,
     name: String,
     max: i64,
     owner: (String, String),
@@ -151,7 +157,7 @@ pub fn for_column(
     SequenceDescriptor {
         id: 0,
         database: database.to_string(),
-        schema: PUBLIC_SCHEMA.to_string(),
+        schema: schema.to_string(),
         name,
         start: 1,
         increment: 1,
@@ -166,19 +172,27 @@ pub fn for_column(
 /// [MAXVALUE n] [START n] [CACHE n]`.
 pub fn create_statement(
     txn: &Txn,
-    database: &str,
+    scope: &names::Scope,
     name: &ast::ObjectName,
     if_not_exists: bool,
     options: &[ast::SequenceOptions],
 ) -> Result<Output> {
-    let name = names::table_name(name, database)?;
-    if catalog::relation_exists(txn, database, PUBLIC_SCHEMA, &name)? {
+    let database = scope.database.as_str();
+    let (schema, name) = scope.target(txn, name)?;
+    if catalog::relation_exists(txn, database, &schema, &name)? {
         if if_not_exists {
             return Ok(Output::command("CREATE SEQUENCE"));
         }
         return Err(SqlError::DuplicateTable(name));
     }
-    let mut seq = for_column(database, name, i64::MAX, (String::new(), String::new()));
+    crate::schemas::touch(txn, database, &schema)?;
+    let mut seq = for_column(
+        database,
+        &schema,
+        name,
+        i64::MAX,
+        (String::new(), String::new()),
+    );
     seq.owned_by = None;
     let mut start = None;
     let number = |e: &ast::Expr| -> Result<i64> {
@@ -223,13 +237,13 @@ pub fn create_statement(
 /// `DROP SEQUENCE [IF EXISTS] name [, …]`.
 pub fn drop_statement(
     txn: &Txn,
-    database: &str,
+    scope: &names::Scope,
     if_exists: bool,
     names_list: &[ast::ObjectName],
 ) -> Result<Output> {
     for name in names_list {
-        let name = names::table_name(name, database)?;
-        match sequence_by_name(txn, database, &name)? {
+        let (schema, name) = scope.resolve(txn, name)?;
+        match sequence_by_name(txn, &scope.database, &schema, &name)? {
             Some(seq) => {
                 if let Some((table, column)) = &seq.owned_by {
                     return Err(SqlError::DependentObjects(format!(
@@ -245,14 +259,25 @@ pub fn drop_statement(
     Ok(Output::command("DROP SEQUENCE"))
 }
 
-/// Drops the sequences a table's columns own (with the table).
-pub fn drop_owned_by(txn: &Txn, database: &str, table: &str) -> Result<()> {
-    for seq in list_sequences(txn, database)? {
+/// Drops the sequences a table's columns own (with the table; they live
+/// in its schema).
+pub fn drop_owned_by(txn: &Txn, database: &str, schema: &str, table: &str) -> Result<()> {
+    for seq in list_sequences(txn, database, schema)? {
         if seq.owned_by.as_ref().is_some_and(|(t, _)| t == table) {
             delete(txn, &seq)?;
         }
     }
     Ok(())
+}
+
+/// The sequence named `name` in the first of `schemas` holding one.
+fn find(txn: &Txn, database: &str, schemas: &[String], name: &str) -> Result<SequenceDescriptor> {
+    for schema in schemas {
+        if let Some(seq) = sequence_by_name(txn, database, schema, name)? {
+            return Ok(seq);
+        }
+    }
+    Err(SqlError::UndefinedTable(name.to_string()))
 }
 
 /// This node's blocks of sequence values (module docs).
@@ -267,13 +292,20 @@ pub struct SequenceCache {
 const ALLOCATION_RETRIES: usize = 32;
 
 impl SequenceCache {
-    /// The next value of the sequence named `name`.
-    pub fn next(&self, kv: &Arc<Kv>, database: &str, name: &str) -> Result<i64> {
+    /// The next value of the sequence named `name` in the first of
+    /// `schemas` that has one.
+    pub fn next(
+        &self,
+        kv: &Arc<Kv>,
+        database: &str,
+        schemas: &[String],
+        name: &str,
+    ) -> Result<i64> {
         let seq = {
             let txn = kv.begin()?;
-            let seq = sequence_by_name(&txn, database, name)?;
+            let seq = find(&txn, database, schemas, name);
             txn.rollback();
-            seq.ok_or_else(|| SqlError::UndefinedTable(name.to_string()))?
+            seq?
         };
         let mut blocks = self.blocks.lock();
         if let Some((next, left)) = blocks.get_mut(&seq.id)
@@ -345,11 +377,21 @@ impl SequenceCache {
 
     /// `setval(name, value)`: the next `nextval` anywhere returns the value
     /// after `value` (this node's block is dropped; others finish theirs).
-    pub fn set(&self, kv: &Arc<Kv>, database: &str, name: &str, value: i64) -> Result<i64> {
+    pub fn set(
+        &self,
+        kv: &Arc<Kv>,
+        database: &str,
+        schemas: &[String],
+        name: &str,
+        value: i64,
+    ) -> Result<i64> {
         let txn = kv.begin()?;
-        let Some(seq) = sequence_by_name(&txn, database, name)? else {
-            txn.rollback();
-            return Err(SqlError::UndefinedTable(name.to_string()));
+        let seq = match find(&txn, database, schemas, name) {
+            Ok(seq) => seq,
+            Err(e) => {
+                txn.rollback();
+                return Err(e);
+            }
         };
         if value < seq.min || value > seq.max {
             txn.rollback();

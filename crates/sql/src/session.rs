@@ -56,9 +56,6 @@ use crate::providers::{ShoalCatalog, TxnSlot};
 use crate::vars::Vars;
 use crate::{ddl, dml};
 
-/// Databases every cluster has; more come with `CREATE DATABASE` later.
-pub const DATABASES: &[&str] = &["shoal", "postgres"];
-
 /// The shared state of a node's SQL layer; sessions are opened from it.
 /// How many times a statement in a transaction of its own is run again
 /// after a serialization failure before the failure is reported.
@@ -112,12 +109,17 @@ impl Database {
 
     /// Opens a session on `database` for `user`.
     pub fn open_session(self: &Arc<Self>, database: &str, user: &str) -> Result<Session> {
-        if !DATABASES.contains(&database) {
-            return Err(SqlError::UndefinedDatabase(database.to_string()));
+        if !crate::databases::BUILTIN.contains(&database) {
+            let txn = self.kv.begin()?;
+            let exists = crate::databases::exists(&txn, database);
+            txn.rollback();
+            if !exists? {
+                return Err(SqlError::UndefinedDatabase(database.to_string()));
+            }
         }
         let slot: TxnSlot = Arc::default();
         let config = SessionConfig::new()
-            .with_default_catalog_and_schema(database, crate::providers::PUBLIC_SCHEMA)
+            .with_default_catalog_and_schema(database, crate::providers::SEARCH_PATH_SCHEMA)
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_target_partitions(2);
@@ -141,11 +143,13 @@ impl Database {
         }
         let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
+        let vars = Vars::default();
         let catalog = Arc::new(ShoalCatalog::new(
             database.to_string(),
             slot.clone(),
             self.kv.clone(),
             self.metrics.clone(),
+            (vars.reader(), user.to_string()),
         ));
         // The rows a statement returns are read from a catalog of its own
         // (`returning.rs`).
@@ -159,10 +163,14 @@ impl Database {
         // Views are planned in the session that reads them.
         catalog.set_session(ctx.state_weak_ref());
         ctx.register_catalog(database, catalog);
-        let vars = Vars::default();
         functions::register(&ctx, database, user, vars.reader());
         ctx.register_udaf(crate::single::udaf());
-        functions::register_catalog_functions(&ctx, database, slot.clone());
+        functions::register_catalog_functions(
+            &ctx,
+            database,
+            slot.clone(),
+            (vars.reader(), user.to_string()),
+        );
         crate::json_functions::register(&ctx);
         crate::bytea_functions::register(&ctx);
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
@@ -185,6 +193,8 @@ impl Database {
                 kv: self.kv.clone(),
                 cache: self.sequences.clone(),
                 database: database.to_string(),
+                vars: vars.reader(),
+                user: user.to_string(),
                 last: Arc::default(),
             },
         );
@@ -314,6 +324,28 @@ impl Session {
         &self.database
     }
 
+    /// Refuses a statement that PostgreSQL runs only outside transaction
+    /// blocks (25001).
+    fn outside_block(&self, what: &str) -> Result<()> {
+        match self.state {
+            TxnState::InBlock(_) | TxnState::Failed(_) => Err(SqlError::ActiveTransaction(
+                format!("{what} cannot run inside a transaction block"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where names are looked up: the database and `search_path`.
+    pub fn scope(&self) -> crate::names::Scope {
+        crate::names::Scope {
+            database: self.database.clone(),
+            path: crate::names::parse_search_path(
+                self.vars.get("search_path").unwrap_or_default(),
+                &self.user,
+            ),
+        }
+    }
+
     pub fn user(&self) -> &str {
         &self.user
     }
@@ -437,7 +469,11 @@ impl Session {
             }
             _ => Prepared::new(Vec::new(), None),
         };
-        prepared.fast = crate::fastpath::analyze(txn, &self.database, stmt)?;
+        let scope = self.scope();
+        prepared.fast = crate::fastpath::analyze(txn, &scope, stmt)?;
+        if prepared.fast.is_some() {
+            prepared.scope = Some(scope);
+        }
         Ok(prepared)
     }
 
@@ -497,7 +533,13 @@ impl Session {
         stmt: &Statement,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
-        let Some(fast) = prepared.fast.as_ref().filter(|_| !self.read_only()) else {
+        // A fast plan resolved its table's name in the search path it was
+        // made under.
+        let Some(fast) = prepared
+            .fast
+            .as_ref()
+            .filter(|_| !self.read_only() && prepared.scope.as_ref() == Some(&self.scope()))
+        else {
             return self.execute_now(stmt, params).await;
         };
         if matches!(self.state, TxnState::Failed(_)) {
@@ -1015,14 +1057,14 @@ impl Session {
             Statement::Update(update)
                 if let Some((table, settings)) = crate::zone::target(update) =>
             {
-                crate::zone::configure(txn, &self.database, &table, settings)
+                crate::zone::configure(txn, &self.scope(), &table, settings)
             }
             Statement::Update(update) => dml::update(self, txn, update, params).await,
             Statement::Delete(delete) => dml::delete(self, txn, delete, params).await,
             Statement::CreateTable(create) => ddl::create_table(
                 &self.ctx,
                 txn,
-                &self.database,
+                &self.scope(),
                 create,
                 &mut self.after_commit,
             ),
@@ -1046,7 +1088,7 @@ impl Session {
                 }
                 crate::sequences::create_statement(
                     txn,
-                    &self.database,
+                    &self.scope(),
                     name,
                     *if_not_exists,
                     sequence_options,
@@ -1054,7 +1096,23 @@ impl Session {
             }
             Statement::CreateView(create) => crate::views::create_view(self, txn, create).await,
             Statement::CreateIndex(create) => {
-                crate::index_ddl::create_index(txn, &self.database, create)
+                crate::index_ddl::create_index(txn, &self.scope(), create)
+            }
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } if *object_type == ast::ObjectType::Database => {
+                self.outside_block("DROP DATABASE")?;
+                crate::databases::drop(
+                    txn,
+                    &self.database,
+                    *if_exists,
+                    names,
+                    &mut self.after_commit,
+                )
             }
             Statement::Drop {
                 object_type,
@@ -1064,7 +1122,7 @@ impl Session {
                 ..
             } => ddl::drop(
                 txn,
-                &self.database,
+                &self.scope(),
                 *object_type,
                 *if_exists,
                 names,
@@ -1082,7 +1140,29 @@ impl Session {
                     self.show(variable)
                 }
             }
-            Statement::Truncate(truncate) => ddl::truncate(txn, &self.database, truncate),
+            Statement::Truncate(truncate) => ddl::truncate(txn, &self.scope(), truncate),
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                with: None,
+                options: None,
+                default_collate_spec: None,
+                clone: None,
+            } => {
+                crate::schemas::create(txn, &self.database, &self.user, schema_name, *if_not_exists)
+            }
+            Statement::CreateDatabase {
+                db_name,
+                if_not_exists,
+                location: None,
+                managed_location: None,
+                or_replace: false,
+                clone: None,
+                ..
+            } => {
+                self.outside_block("CREATE DATABASE")?;
+                crate::databases::create(txn, db_name, *if_not_exists)
+            }
             Statement::Copy { .. } => crate::copy::statement(self, txn, stmt, params).await,
             other => Err(SqlError::NotSupported(format!(
                 "statement {}",
@@ -1507,14 +1587,9 @@ impl Session {
                 };
                 for table in tables {
                     let name = crate::pre_parse::parse_table_name(&table)?;
-                    let name = crate::names::table_name(&name, &self.database)?;
-                    if crate::catalog::table_by_name(
-                        &txn,
-                        &self.database,
-                        crate::providers::PUBLIC_SCHEMA,
-                        &name,
-                    )?
-                    .is_none()
+                    let (schema, name) = self.scope().resolve(&txn, &name)?;
+                    if crate::catalog::table_by_name(&txn, &self.database, &schema, &name)?
+                        .is_none()
                     {
                         if own {
                             txn.rollback();
@@ -1600,14 +1675,9 @@ impl Session {
             None => None,
             Some(name) => {
                 let name = ast::ObjectName::from(name.to_vec());
-                let table = crate::names::table_name(&name, &self.database)?;
-                let desc = crate::catalog::table_by_name(
-                    txn,
-                    &self.database,
-                    crate::providers::PUBLIC_SCHEMA,
-                    &table,
-                )?
-                .ok_or(SqlError::UndefinedTable(table))?;
+                let (schema, table) = self.scope().resolve(txn, &name)?;
+                let desc = crate::catalog::table_by_name(txn, &self.database, &schema, &table)?
+                    .ok_or(SqlError::UndefinedTable(table))?;
                 let start = crate::row::table_prefix(desc.id);
                 let end = crate::row::prefix_end(&start);
                 Some((start, end))

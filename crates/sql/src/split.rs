@@ -32,8 +32,6 @@ use shoal_kv::Txn;
 use crate::catalog;
 use crate::dml::cast_column;
 use crate::error::{Result, SqlError};
-use crate::names;
-use crate::providers::PUBLIC_SCHEMA;
 use crate::row;
 use crate::session::{Output, Session};
 use crate::types::datum_from_array;
@@ -94,8 +92,8 @@ pub async fn split_at(
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
     let name = crate::pre_parse::parse_table_name(table)?;
-    let table = names::table_name(&name, session.database())?;
-    let desc = catalog::table_by_name(txn, session.database(), PUBLIC_SCHEMA, &table)?
+    let (in_schema, table) = session.scope().resolve(txn, &name)?;
+    let desc = catalog::table_by_name(txn, session.database(), &in_schema, &table)?
         .ok_or(SqlError::UndefinedTable(table.clone()))?;
     let plan = session.plan(&Statement::Query(Box::new(points))).await?;
     let width = plan.schema().fields().len();

@@ -121,7 +121,7 @@ impl<'a> Upsert<'a> {
                 found
             }
             Some(ast::ConflictTarget::OnConstraint(name)) => {
-                let name = names::table_name(name, &desc.database)?;
+                let (_, name) = names::split(name, &desc.database)?;
                 if name == desc.pkey_name() && !desc.has_hidden_rowid() {
                     vec![Arbiter::Primary]
                 } else {

@@ -14,6 +14,10 @@
 //! indexes. A view holds no data and reads at the statement's snapshot like
 //! any table.
 //!
+//! **Names.** A view's relations are bound when it is created, as in
+//! PostgreSQL: the stored query names each with its schema, so readers
+//! with another `search_path` read the same tables.
+//!
 //! **Dependencies.** A view records the relations its query reads.
 //! Dropping a relation a view reads fails with 2BP01, unless `CASCADE`,
 //! which drops those views too. Since a view can only name relations that
@@ -67,15 +71,25 @@ fn decode(bytes: &[u8]) -> Result<ViewDescriptor> {
 }
 
 /// A view by name.
-pub fn view_by_name(txn: &Txn, database: &str, name: &str) -> Result<Option<ViewDescriptor>> {
-    txn.get_untracked(&view_key(database, PUBLIC_SCHEMA, name))?
+pub fn view_by_name(
+    txn: &Txn,
+    database: &str,
+    schema: &str,
+    name: &str,
+) -> Result<Option<ViewDescriptor>> {
+    txn.get_untracked(&view_key(database, schema, name))?
         .map(|b| decode(&b))
         .transpose()
 }
 
-/// Every view of a database, in name order.
-pub fn list_views(txn: &Txn, database: &str) -> Result<Vec<ViewDescriptor>> {
-    catalog::list_named(txn, KIND, database, PUBLIC_SCHEMA)
+/// The views of one schema, in name order.
+pub fn list_views(txn: &Txn, database: &str, schema: &str) -> Result<Vec<ViewDescriptor>> {
+    catalog::list_named(txn, KIND, database, schema)
+}
+
+/// The views of every schema of a database.
+pub fn all_views(txn: &Txn, database: &str) -> Result<Vec<ViewDescriptor>> {
+    catalog::list_named_in_database(txn, KIND, database)
 }
 
 /// Whether a view has this name (for the shared relation namespace).
@@ -83,6 +97,15 @@ pub fn view_exists(txn: &Txn, database: &str, schema: &str, name: &str) -> Resul
     Ok(txn
         .get_untracked(&view_key(database, schema, name))?
         .is_some())
+}
+
+/// How a view records a relation it reads: the bare name in `public`
+/// (as views stored before schemas did), schema and name elsewhere.
+fn dependency(schema: &str, name: &str) -> String {
+    match schema {
+        PUBLIC_SCHEMA => name.to_string(),
+        _ => format!("{schema}\u{1f}{name}"),
+    }
 }
 
 /// `CREATE VIEW`.
@@ -96,18 +119,23 @@ pub async fn create_view(session: &Session, txn: &Txn, create: &ast::CreateView)
     if create.temporary {
         return Err(SqlError::NotSupported("temporary views".into()));
     }
-    let database = session.database();
-    let name = names::table_name(&create.name, database)?;
-    if catalog::relation_exists(txn, database, PUBLIC_SCHEMA, &name)? {
+    let scope = session.scope();
+    let database = scope.database.as_str();
+    let (schema, name) = scope.target(txn, &create.name)?;
+    if catalog::relation_exists(txn, database, &schema, &name)? {
         if create.if_not_exists {
             return Ok(Output::command("CREATE VIEW"));
         }
         return Err(SqlError::DuplicateTable(name));
     }
-    let query = create.query.to_string();
+    crate::schemas::touch(txn, database, &schema)?;
+    // Names are bound now, as in PostgreSQL: the stored query names each
+    // relation with its schema, whatever the reader's search path.
+    let (query, depends_on) = bind_relations(txn, &scope, &create.query)?;
     let plan = session
-        .plan(&ast::Statement::Query(create.query.clone()))
+        .plan(&ast::Statement::Query(Box::new(query.clone())))
         .await?;
+    let query = query.to_string();
     let mut columns: Vec<String> = plan
         .schema()
         .fields()
@@ -141,11 +169,11 @@ pub async fn create_view(session: &Session, txn: &Txn, create: &ast::CreateView)
     let view = ViewDescriptor {
         id: catalog::allocate_table_id(txn)?,
         database: database.to_string(),
-        schema: PUBLIC_SCHEMA.to_string(),
+        schema,
         name,
         sql,
         columns,
-        depends_on: relations_named(txn, database, &create.query)?,
+        depends_on,
     };
     put_view(txn, &view)?;
     Ok(Output::command("CREATE VIEW"))
@@ -158,41 +186,76 @@ fn put_view(txn: &Txn, view: &ViewDescriptor) -> Result<()> {
     Ok(())
 }
 
-/// The user relations (tables, views) a query names, subqueries included.
-/// Taken from the text, not the plan: planning inlines views, and a view
-/// must depend on the views it names, not only on their tables. A name
-/// that is no relation (a CTE's) is left out.
-fn relations_named(txn: &Txn, database: &str, query: &ast::Query) -> Result<Vec<String>> {
-    let mut named = Vec::new();
-    let _ = ast::visit_relations(query, |name: &ast::ObjectName| {
-        if let Ok(n) = names::table_name(name, database)
-            && !named.contains(&n)
+/// The query with every user relation it names (subqueries included)
+/// qualified by its schema, and those relations as dependencies. Taken
+/// from the text, not the plan: planning inlines views, and a view must
+/// depend on the views it names, not only on their tables. A name that is
+/// no relation (a CTE's) is left as written.
+fn bind_relations(
+    txn: &Txn,
+    scope: &names::Scope,
+    query: &ast::Query,
+) -> Result<(ast::Query, Vec<String>)> {
+    let mut query = query.clone();
+    let mut ctes = std::collections::HashSet::new();
+    let _ = ast::visit_statements(&ast::Statement::Query(Box::new(query.clone())), |s| {
+        if let ast::Statement::Query(q) = s
+            && let Some(with) = &q.with
         {
-            named.push(n);
+            for cte in &with.cte_tables {
+                ctes.insert(names::fold(&cte.alias.name));
+            }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    let mut out = Vec::with_capacity(named.len());
-    for n in named {
-        if catalog::relation_exists(txn, database, PUBLIC_SCHEMA, &n)? {
-            out.push(n);
+    let mut depends_on = Vec::new();
+    let mut failure = None;
+    let _ = ast::visit_relations_mut(&mut query, |name: &mut ast::ObjectName| {
+        if name.0.len() == 1
+            && name.0[0]
+                .as_ident()
+                .is_some_and(|i| ctes.contains(&names::fold(i)))
+        {
+            return std::ops::ControlFlow::<()>::Continue(());
         }
+        // A name that does not resolve (a catalog table's) is left as written.
+        if let Ok((schema, n)) = scope.resolve(txn, name) {
+            match catalog::relation_exists(txn, &scope.database, &schema, &n) {
+                Ok(true) => {
+                    let d = dependency(&schema, &n);
+                    if !depends_on.contains(&d) {
+                        depends_on.push(d);
+                    }
+                    *name = ast::ObjectName::from(vec![
+                        ast::Ident::with_quote('"', schema),
+                        ast::Ident::with_quote('"', n),
+                    ]);
+                }
+                Ok(false) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((query, depends_on)),
     }
-    Ok(out)
 }
 
 /// `DROP VIEW [IF EXISTS] name [, …] [CASCADE]`.
 pub fn drop_views(
     txn: &Txn,
-    database: &str,
+    scope: &names::Scope,
     if_exists: bool,
     names_list: &[ast::ObjectName],
     cascade: bool,
 ) -> Result<Output> {
+    let database = scope.database.as_str();
     for name in names_list {
-        let name = names::table_name(name, database)?;
-        if view_by_name(txn, database, &name)?.is_none() {
-            if catalog::relation_exists(txn, database, PUBLIC_SCHEMA, &name)? {
+        let (schema, name) = scope.resolve(txn, name)?;
+        let Some(view) = view_by_name(txn, database, &schema, &name)? else {
+            if catalog::relation_exists(txn, database, &schema, &name)? {
                 return Err(SqlError::WrongObjectType(format!(
                     "\"{name}\" is not a view"
                 )));
@@ -201,43 +264,63 @@ pub fn drop_views(
                 continue;
             }
             return Err(SqlError::UndefinedTable(name));
-        }
-        drop_dependents(txn, database, &name, cascade)?;
-        txn.delete(view_key(database, PUBLIC_SCHEMA, &name))?;
+        };
+        drop_view(txn, &view, cascade)?;
     }
     Ok(Output::command("DROP VIEW"))
 }
 
-/// Before `relation` is dropped: the views reading it are dropped too
-/// (`CASCADE`, recursively), or the drop fails with 2BP01.
+/// Drops one view, and with `cascade` the views reading it.
+pub fn drop_view(txn: &Txn, view: &ViewDescriptor, cascade: bool) -> Result<()> {
+    drop_dependents(txn, &view.database, &view.schema, &view.name, cascade)?;
+    txn.delete(view_key(&view.database, &view.schema, &view.name))?;
+    Ok(())
+}
+
 /// A view that depends on `relation`, if any.
-pub fn dependent(txn: &Txn, database: &str, relation: &str) -> Result<Option<String>> {
-    Ok(list_views(txn, database)?
+pub fn dependent(
+    txn: &Txn,
+    database: &str,
+    schema: &str,
+    relation: &str,
+) -> Result<Option<String>> {
+    let d = dependency(schema, relation);
+    Ok(all_views(txn, database)?
         .into_iter()
-        .find(|v| v.depends_on.iter().any(|d| d == relation))
+        .find(|v| v.depends_on.contains(&d))
         .map(|v| v.name))
 }
 
-pub fn drop_dependents(txn: &Txn, database: &str, relation: &str, cascade: bool) -> Result<()> {
-    let mut doomed = vec![relation.to_string()];
+/// Before `relation` is dropped: the views reading it are dropped too
+/// (`CASCADE`, recursively), or the drop fails with 2BP01.
+pub fn drop_dependents(
+    txn: &Txn,
+    database: &str,
+    schema: &str,
+    relation: &str,
+    cascade: bool,
+) -> Result<()> {
+    let views = all_views(txn, database)?;
+    let mut doomed: Vec<(String, String)> = vec![(schema.to_string(), relation.to_string())];
     let mut i = 0;
-    let views = list_views(txn, database)?;
     while i < doomed.len() {
+        let d = dependency(&doomed[i].0, &doomed[i].1);
         for v in &views {
-            if v.depends_on.contains(&doomed[i]) && !doomed.contains(&v.name) {
+            let key = (v.schema.clone(), v.name.clone());
+            if v.depends_on.contains(&d) && !doomed.contains(&key) {
                 if !cascade {
                     return Err(SqlError::DependentObjects(format!(
                         "cannot drop {} because other objects depend on it: view {} depends on {}",
-                        relation, v.name, doomed[i]
+                        relation, v.name, doomed[i].1
                     )));
                 }
-                doomed.push(v.name.clone());
+                doomed.push(key);
             }
         }
         i += 1;
     }
-    for name in &doomed[1..] {
-        txn.delete(view_key(database, PUBLIC_SCHEMA, name))?;
+    for (schema, name) in &doomed[1..] {
+        txn.delete(view_key(database, schema, name))?;
     }
     Ok(())
 }

@@ -24,7 +24,6 @@ use shoal_kv::Txn;
 use crate::catalog;
 use crate::error::{Result, SqlError};
 use crate::names;
-use crate::providers::PUBLIC_SCHEMA;
 use crate::row;
 use crate::session::Output;
 
@@ -67,13 +66,13 @@ pub fn target(update: &ast::Update) -> Option<(String, &[ast::Assignment])> {
 /// Applies the settings to `table`'s key span.
 pub fn configure(
     txn: &Txn,
-    database: &str,
+    scope: &names::Scope,
     table: &str,
     settings: &[ast::Assignment],
 ) -> Result<Output> {
     let name = crate::pre_parse::parse_table_name(table)?;
-    let table = names::table_name(&name, database)?;
-    let desc = catalog::table_by_name(txn, database, PUBLIC_SCHEMA, &table)?
+    let (schema, table) = scope.resolve(txn, &name)?;
+    let desc = catalog::table_by_name(txn, &scope.database, &schema, &table)?
         .ok_or(SqlError::UndefinedTable(table.clone()))?;
     let (mut max_bytes, mut min_bytes) = (None, None);
     for assignment in settings {
