@@ -134,3 +134,59 @@ async fn prepared_statements_follow_the_search_path() {
         .get(0);
     assert_eq!(v, "a");
 }
+
+/// Settings in the startup packet (`options`, as libpq's `PGOPTIONS` and
+/// drivers' `options=` send them) apply to the session; a bad one refuses
+/// the connection.
+#[tokio::test]
+async fn startup_options_apply() {
+    let node = TestNode::start().await;
+    node.connect()
+        .await
+        .batch_execute("CREATE SCHEMA app; CREATE TABLE app.t (k int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let conn_str = |options: &str| {
+        format!(
+            "host={} port={} user=shoal dbname=shoal options='{options}'",
+            node.sql_addr.ip(),
+            node.sql_addr.port()
+        )
+    };
+    let (c, conn) = tokio_postgres::connect(
+        &conn_str(
+            "-c search_path=app -c default_transaction_isolation=read\\\\ committed --TimeZone=Asia/Tokyo",
+        ),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let show = |name: &'static str| {
+        let c = &c;
+        async move {
+            c.query_one(&format!("SHOW {name}"), &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(show("search_path").await, "app");
+    assert_eq!(show("transaction_isolation").await, "read committed");
+    assert_eq!(show("TimeZone").await, "Asia/Tokyo");
+    // Unqualified names follow the path.
+    c.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+
+    for bad in ["-c no_such_setting=1", "-c TimeZone=Mars/Base"] {
+        let err = tokio_postgres::connect(&conn_str(bad), NoTls)
+            .await
+            .err()
+            .and_then(|e| e.as_db_error().map(|d| d.code().code().to_string()));
+        assert!(
+            matches!(err.as_deref(), Some("42704") | Some("22023")),
+            "{bad}: {err:?}"
+        );
+    }
+}

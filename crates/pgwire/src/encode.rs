@@ -229,6 +229,43 @@ pub fn batch_texts(batch: &RecordBatch, zone: &TimeZone) -> PgWireResult<Vec<Vec
         .collect())
 }
 
+/// Every row of a batch as each value's binary form (`None`: NULL), for
+/// binary `COPY … TO STDOUT`.
+pub fn batch_binary(batch: &RecordBatch) -> PgWireResult<Vec<Vec<Option<Vec<u8>>>>> {
+    let types: Vec<Type> = batch.schema().fields().iter().map(|f| pg_type(f)).collect();
+    (0..batch.num_rows())
+        .map(|r| {
+            batch
+                .columns()
+                .iter()
+                .zip(&types)
+                .map(|(col, ty)| {
+                    (!col.is_null(r))
+                        .then(|| binary_value(col, r, ty))
+                        .transpose()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The text PostgreSQL prints for a single value.
+pub fn scalar_text(
+    value: &datafusion::common::ScalarValue,
+    zone: &TimeZone,
+) -> PgWireResult<Option<String>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let col = value
+        .to_array()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let opts = FormatOptions::default().with_null("");
+    let formatter = ArrayFormatter::try_new(col.as_ref(), &opts)
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    Ok(Some(text_value(&col, 0, &formatter, zone)))
+}
+
 /// Encodes every row of a batch.
 pub fn encode_batch(
     batch: &RecordBatch,

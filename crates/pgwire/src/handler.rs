@@ -145,26 +145,38 @@ impl NoopStartupHandler for Startup {
             .get(METADATA_DATABASE)
             .cloned()
             .unwrap_or_else(|| user.clone());
-        let session = self
+        let mut session = self
             .db
             .open_session(&database, &user)
             .map_err(|e| to_pgwire(&e))?;
-        *self.session.lock().await = Some(session);
+        // The packet's settings (`options`, `TimeZone`, …): `startup.rs`.
+        session
+            .apply_startup(
+                client
+                    .metadata()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .map_err(|e| to_pgwire(&e))?;
         // pgwire's default startup already reported its own parameter values;
         // a later ParameterStatus overrides them, so clients see the same
         // values as `SHOW` (psql picks its describe queries by server_version).
-        for (name, value) in [
-            ("server_version", shoal_sql::vars::SERVER_VERSION),
-            ("DateStyle", "ISO, MDY"),
-            ("TimeZone", "UTC"),
-            ("search_path", "\"$user\", public"),
-        ] {
+        let reported: Vec<(&str, String)> = [
+            "server_version",
+            "DateStyle",
+            "TimeZone",
+            "search_path",
+            "application_name",
+            "client_encoding",
+        ]
+        .into_iter()
+        .filter_map(|name| session.variable(name).map(|v| (name, v)))
+        .collect();
+        *self.session.lock().await = Some(session);
+        for (name, value) in reported {
             client
                 .feed(PgWireBackendMessage::ParameterStatus(
-                    pgwire::messages::startup::ParameterStatus::new(
-                        name.to_string(),
-                        value.to_string(),
-                    ),
+                    pgwire::messages::startup::ParameterStatus::new(name.to_string(), value),
                 ))
                 .await?;
         }
@@ -383,6 +395,28 @@ fn respond(
             schema,
             batches,
         } => {
+            if format.binary {
+                // As PostgreSQL frames it (and drivers expect): the header
+                // rides with the first row, the trailer in a message of its
+                // own, or with the header when there are no rows.
+                let mut header = crate::copy_binary::header();
+                let mut messages = Vec::new();
+                for b in &batches {
+                    for row in encode::batch_binary(b)? {
+                        let mut bytes = std::mem::take(&mut header);
+                        bytes.extend(crate::copy_binary::row(&row));
+                        messages.push(Ok(CopyData::new(bytes.into())));
+                    }
+                }
+                header.extend(crate::copy_binary::trailer());
+                messages.push(Ok(CopyData::new(header.into())));
+                // Made as a text response, which appends no trailer of
+                // its own, then marked binary.
+                let mut response =
+                    CopyResponse::new(0, schema.fields().len(), stream::iter(messages));
+                response.format = 1;
+                return Ok(Response::CopyOut(response));
+            }
             // One message per row (pgwire counts them for the tag); the
             // header rides with the first row.
             let mut header = String::new();
@@ -410,9 +444,9 @@ fn respond(
                 stream::iter(lines),
             ))
         }
-        // Only a simple query starts COPY FROM STDIN (`do_query`).
-        Output::CopyIn(_) => Response::Error(Box::new(error_info(&SqlError::NotSupported(
-            "COPY FROM STDIN in the extended protocol".into(),
+        // The query handlers start COPY FROM STDIN themselves.
+        Output::CopyIn(_) => Response::Error(Box::new(error_info(&SqlError::Internal(
+            "COPY FROM STDIN answered as a result".into(),
         )))),
     })
 }
@@ -473,9 +507,10 @@ impl SimpleQueryHandler for QueryHandler {
                 }
                 // The client's data follows (`CopyHandler` below).
                 let columns = copy.columns.len();
+                let format = i8::from(copy.format.binary);
                 *self.copy_in() = Some((copy, Vec::new()));
                 responses.push(Response::CopyIn(CopyResponse::new(
-                    0,
+                    format,
                     columns,
                     stream::empty(),
                 )));
@@ -521,7 +556,16 @@ impl ExtendedQueryHandler for QueryHandler {
             _ => false,
         })
         .await;
-        self._on_execute(&mut Corked(client), message).await
+        self._on_execute(&mut Corked(client), message).await?;
+        // A COPY FROM STDIN waits for the client's data, which the client
+        // sends only once it has the CopyInResponse: flushed now.
+        if matches!(
+            client.state(),
+            pgwire::api::PgWireConnectionState::CopyInProgress(_)
+        ) {
+            client.flush().await?;
+        }
+        Ok(())
     }
 
     /// pgwire's Parse, with ParseComplete left for Sync (`corked.rs`).
@@ -692,6 +736,18 @@ impl ExtendedQueryHandler for QueryHandler {
         let output = session
             .execute_prepared(&stored.prepared, stmt, values)
             .await;
+        drop(guard);
+        // COPY FROM STDIN: the client's data follows (`CopyHandler`).
+        if let Ok(Output::CopyIn(copy)) = output {
+            let columns = copy.columns.len();
+            let format = i8::from(copy.format.binary);
+            *self.copy_in() = Some((copy, Vec::new()));
+            return Ok(Response::CopyIn(CopyResponse::new(
+                format,
+                columns,
+                stream::empty(),
+            )));
+        }
         let response = respond(output, &portal.result_column_format, &zone)?;
         match response {
             Response::Error(info) => Err(PgWireError::UserError(info)),
@@ -764,7 +820,13 @@ impl CopyHandler for QueryHandler {
         };
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or_else(no_session)?;
-        let result = session.copy_in(&copy, &data).await;
+        let result = match copy.format.binary {
+            true => {
+                let rows = crate::copy_binary::parse(&data, &copy.types, &session.time_zone());
+                session.copy_in_rows(&copy, rows).await
+            }
+            false => session.copy_in(&copy, &data).await,
+        };
         let status = match session.txn_status() {
             TxnStatus::Idle => TransactionStatus::Idle,
             TxnStatus::InBlock => TransactionStatus::Transaction,

@@ -17,6 +17,7 @@
 //! Arrow values become PostgreSQL's text and binary representations
 //! ([`encode`]); nothing below it knows about the wire.
 
+pub mod copy_binary;
 mod corked;
 pub mod encode;
 pub mod handler;

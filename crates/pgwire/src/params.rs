@@ -93,7 +93,7 @@ fn array_value(
             .map_err(|_| {
                 SqlError::InvalidText(format!(
                     "invalid input syntax for type {}[]: \"{text}\"",
-                    element.data_type()
+                    crate::encode::pg_type_of(element.data_type()).name()
                 ))
             })?;
     Ok(ScalarValue::List(std::sync::Arc::new(

@@ -11,10 +11,10 @@
 //!   subquery this would be correlated through `unnest`, which DataFusion
 //!   cannot decorrelate; as a function it is a plain expression. No
 //!   elements give `{}`, as in PostgreSQL.
-//! - **Any other single-column subquery** becomes `(SELECT array_agg(e
-//!   [ORDER BY …]) FROM …)`, an aggregate subquery that decorrelation
-//!   turns into a join. No rows give NULL here, where PostgreSQL gives
-//!   `{}`.
+//! - **Any other single-column subquery** becomes `coalesce((SELECT
+//!   array_agg(e [ORDER BY …]) FROM …), make_array())`, an aggregate
+//!   subquery that decorrelation turns into a join; no rows give `{}`, as
+//!   in PostgreSQL.
 //!
 //! An unnamed output column `ARRAY(…)` is named `array`, as in PostgreSQL.
 //!
@@ -203,8 +203,8 @@ fn map_over_unnest(q: &ast::Query) -> Option<Expr> {
     ))
 }
 
-/// `ARRAY(SELECT e FROM … [ORDER BY …])` → `(SELECT array_agg(e [ORDER
-/// BY …]) FROM …)`.
+/// `ARRAY(SELECT e FROM … [ORDER BY …])` → `coalesce((SELECT array_agg(e
+/// [ORDER BY …]) FROM …), make_array())`.
 fn aggregate(q: &ast::Query) -> Option<Expr> {
     let (_, element) = single_column(q)?;
     let element = element.clone();
@@ -240,7 +240,14 @@ fn aggregate(q: &ast::Query) -> Option<Expr> {
             .push(ast::FunctionArgumentClause::OrderBy(order));
     }
     inner.projection = vec![ast::SelectItem::UnnamedExpr(agg)];
-    Some(Expr::Subquery(Box::new(sub)))
+    // No rows aggregate to NULL; PostgreSQL's ARRAY() of no rows is `{}`.
+    Some(call(
+        "coalesce",
+        vec![
+            Expr::Subquery(Box::new(sub)),
+            call("make_array", Vec::new()),
+        ],
+    ))
 }
 
 type Compiled = (

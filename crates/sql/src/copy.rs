@@ -1,5 +1,5 @@
-//! `COPY … FROM STDIN` and `COPY … TO STDOUT`, in PostgreSQL's text and
-//! CSV formats.
+//! `COPY … FROM STDIN` and `COPY … TO STDOUT`, in PostgreSQL's text, CSV
+//! and binary formats.
 //!
 //! **Out.** `COPY t [(cols)] TO STDOUT` and `COPY (query) TO STDOUT` run
 //! the query and hand its batches to the front end
@@ -17,8 +17,15 @@
 //! The data is held whole while it is parsed: memory grows with the size
 //! of one COPY.
 //!
-//! Not yet: the binary format, `COPY … TO/FROM 'file'` and `PROGRAM`
-//! (0A000), `FORCE_QUOTE` and friends.
+//! **Binary.** The binary format's framing (signature, per-row field
+//! counts, length-prefixed values) and each value's binary form are the
+//! wire protocol's, so the front end reads and writes it: data in is
+//! decoded by each target column's type ([`CopyIn::types`]) to the same
+//! text values the other formats give, and inserted the same way
+//! ([`Session::copy_in_rows`](crate::Session::copy_in_rows)).
+//!
+//! Not yet: `COPY … TO/FROM 'file'` and `PROGRAM` (0A000), `FORCE_QUOTE`
+//! and friends.
 
 use datafusion::sql::sqlparser::ast::{self, CopyLegacyCsvOption, CopyLegacyOption, CopyOption};
 
@@ -34,6 +41,8 @@ use crate::session::{Output, Session};
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyFormat {
     pub csv: bool,
+    /// PostgreSQL's binary COPY format (the front end frames it).
+    pub binary: bool,
     pub delimiter: char,
     /// The text that stands for NULL (`\N` in text, empty in CSV).
     pub null: String,
@@ -46,6 +55,7 @@ impl CopyFormat {
     fn text() -> Self {
         CopyFormat {
             csv: false,
+            binary: false,
             delimiter: '\t',
             null: "\\N".into(),
             header: false,
@@ -66,14 +76,13 @@ impl CopyFormat {
     /// The format a statement's options ask for.
     pub fn of(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {
         let mut csv = false;
+        let mut binary = false;
         for o in options {
             if let CopyOption::Format(f) = o {
                 match f.value.to_lowercase().as_str() {
-                    "csv" => csv = true,
-                    "text" => csv = false,
-                    "binary" => {
-                        return Err(SqlError::NotSupported("COPY … (FORMAT binary)".into()));
-                    }
+                    "csv" => (csv, binary) = (true, false),
+                    "text" => (csv, binary) = (false, false),
+                    "binary" => (csv, binary) = (false, true),
                     other => {
                         return Err(SqlError::InvalidParameter(format!(
                             "COPY format \"{other}\" not recognized"
@@ -85,13 +94,15 @@ impl CopyFormat {
         for o in legacy {
             match o {
                 CopyLegacyOption::Csv(_) => csv = true,
-                CopyLegacyOption::Binary => {
-                    return Err(SqlError::NotSupported("COPY … BINARY".into()));
-                }
+                CopyLegacyOption::Binary => binary = true,
                 _ => {}
             }
         }
+        if csv && binary {
+            return Err(SqlError::Syntax("cannot specify CSV in BINARY mode".into()));
+        }
         let mut format = if csv { Self::csv() } else { Self::text() };
+        format.binary = binary;
         for o in options {
             match o {
                 // FREEZE is a hint for PostgreSQL's heap; nothing to do.
@@ -126,6 +137,17 @@ impl CopyFormat {
                 }
                 other => return Err(SqlError::NotSupported(format!("COPY option {other}"))),
             }
+        }
+        if binary
+            && format
+                != (CopyFormat {
+                    binary,
+                    ..Self::text()
+                })
+        {
+            return Err(SqlError::Syntax(
+                "COPY in BINARY mode takes no delimiter, NULL, header, quote or escape".into(),
+            ));
         }
         if format.header && !format.csv {
             return Err(SqlError::NotSupported("COPY HEADER in text format".into()));
@@ -185,6 +207,11 @@ impl CopyFormat {
 
     /// The rows of COPY input data, each field's text or `None` for NULL.
     pub fn parse(&self, data: &str) -> Result<Vec<Vec<Option<String>>>> {
+        if self.binary {
+            return Err(SqlError::Internal(
+                "binary COPY data is read by the front end".into(),
+            ));
+        }
         let mut rows = if self.csv {
             self.parse_csv(data)?
         } else {
@@ -492,9 +519,14 @@ pub(crate) async fn statement(
             };
             let desc = crate::dml::lookup(session, txn, table_name)?;
             let (table, columns) = target(&desc, columns)?;
+            let types = columns_of(&desc, &columns)
+                .into_iter()
+                .map(|ty| ty.pg_oid())
+                .collect();
             Ok(Output::CopyIn(CopyIn {
                 table,
                 columns,
+                types,
                 format,
             }))
         }
@@ -511,7 +543,30 @@ pub struct CopyIn {
     pub table: String,
     /// The target columns, quoted for SQL.
     pub columns: Vec<String>,
+    /// The `pg_type` OID of each target column (binary data is decoded by
+    /// it).
+    pub types: Vec<u32>,
     pub format: CopyFormat,
+}
+
+/// The types of the target columns (quoted names, as [`target`] gives).
+fn columns_of(
+    desc: &crate::descriptor::TableDescriptor,
+    quoted: &[String],
+) -> Vec<crate::types::SqlType> {
+    quoted
+        .iter()
+        .map(|q| {
+            let name = q
+                .strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .unwrap_or(q)
+                .replace("\"\"", "\"");
+            desc.column_index(&name)
+                .map(|p| desc.columns[p].ty.clone())
+                .unwrap_or(crate::types::SqlType::Text)
+        })
+        .collect()
 }
 
 /// Refuses rows of the wrong width (22P04), before any is inserted.
@@ -681,10 +736,29 @@ mod tests {
     }
 
     #[test]
+    fn binary_format_options() -> Result<()> {
+        let binary = CopyFormat::of(&[CopyOption::Format(ast::Ident::new("binary"))], &[])?;
+        assert!(binary.binary && !binary.csv);
+        assert!(CopyFormat::of(&[], &[CopyLegacyOption::Binary])?.binary);
+        assert!(
+            CopyFormat::of(
+                &[
+                    CopyOption::Format(ast::Ident::new("binary")),
+                    CopyOption::Delimiter(',')
+                ],
+                &[]
+            )
+            .is_err()
+        );
+        Ok(())
+    }
+
+    #[test]
     fn insert_checks_row_width() {
         let copy = CopyIn {
             table: "t".into(),
             columns: vec!["a".into(), "b".into()],
+            types: vec![23, 25],
             format: CopyFormat::text(),
         };
         assert_eq!(

@@ -196,11 +196,56 @@ impl SqlError {
                 _ => None,
             }
         }
+        /// The meaning of a client's mistake at the bottom of `e` (a
+        /// relation a `regclass` cast names that does not exist, text that
+        /// does not parse), rebuilt since the shared error cannot be
+        /// taken apart.
+        fn mistake(e: &DataFusionError) -> Option<SqlError> {
+            use datafusion::arrow::error::ArrowError;
+            match e {
+                DataFusionError::External(e) => match e.downcast_ref::<SqlError>() {
+                    Some(sql) => rebuild(sql),
+                    None => e.downcast_ref::<DataFusionError>().and_then(mistake),
+                },
+                DataFusionError::Context(_, e) | DataFusionError::Diagnostic(_, e) => mistake(e),
+                DataFusionError::Shared(e) => mistake(e),
+                DataFusionError::ArrowError(e, _) => match e.as_ref() {
+                    ArrowError::DivideByZero => Some(SqlError::DivisionByZero),
+                    ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+                        Some(SqlError::InvalidText(m.clone()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        fn rebuild(e: &SqlError) -> Option<SqlError> {
+            use SqlError as E;
+            Some(match e {
+                E::UndefinedTable(m) => E::UndefinedTable(m.clone()),
+                E::UndefinedColumn(m) => E::UndefinedColumn(m.clone()),
+                E::UndefinedFunction(m) => E::UndefinedFunction(m.clone()),
+                E::UndefinedObject(m) => E::UndefinedObject(m.clone()),
+                E::InvalidText(m) => E::InvalidText(m.clone()),
+                E::NumericOutOfRange(m) => E::NumericOutOfRange(m.clone()),
+                E::StringTooLong(m) => E::StringTooLong(m.clone()),
+                E::DatatypeMismatch(m) => E::DatatypeMismatch(m.clone()),
+                E::InvalidParameter(m) => E::InvalidParameter(m.clone()),
+                E::CardinalityViolation(m) => E::CardinalityViolation(m.clone()),
+                E::NotSupported(m) => E::NotSupported(m.clone()),
+                E::DivisionByZero => E::DivisionByZero,
+                E::Canceled => E::Canceled,
+                E::StatementTimeout => E::StatementTimeout,
+                _ => return None,
+            })
+        }
         match serialization_failure(inner) {
             Some(message) => SqlError::SerializationFailure(message),
-            None => SqlError::from_datafusion(DataFusionError::External(Box::new(
-                std::io::Error::other(inner.to_string()),
-            ))),
+            None => mistake(inner).unwrap_or_else(|| {
+                SqlError::from_datafusion(DataFusionError::External(Box::new(
+                    std::io::Error::other(inner.to_string()),
+                )))
+            }),
         }
     }
 
@@ -265,8 +310,17 @@ impl SqlError {
 fn classify_plan_message(m: String) -> SqlError {
     let lower = m.to_ascii_lowercase();
     if lower.contains("table '") && lower.contains("not found") {
-        let name = m.split('\'').nth(1).unwrap_or("").to_string();
-        let name = name.rsplit('.').next().unwrap_or("").to_string();
+        // `catalog.schema.table`: named as written, unqualified when the
+        // search path was asked.
+        let full = m.split('\'').nth(1).unwrap_or("");
+        let parts: Vec<&str> = full.split('.').collect();
+        let name = match parts.as_slice() {
+            [.., schema, table] if *schema != crate::providers::SEARCH_PATH_SCHEMA => {
+                format!("{schema}.{table}")
+            }
+            [.., table] => table.to_string(),
+            [] => String::new(),
+        };
         return SqlError::UndefinedTable(name);
     }
     if lower.contains("invalid function") || lower.contains("no function matches") {

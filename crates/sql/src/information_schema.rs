@@ -143,6 +143,19 @@ pub fn rewrite(stmt: &mut Statement) {
         }
     }
     let _ = stmt.visit(&mut Relations);
+    // A column named with the view's full name (`information_schema.
+    // table_constraints.constraint_name`) names it by the alias above.
+    let _ = ast::visit_expressions_mut(stmt, |expr| {
+        if let ast::Expr::CompoundIdentifier(parts) = expr
+            && parts.len() == 3
+            && parts[0].value.eq_ignore_ascii_case("information_schema")
+            && TABLES.contains(&parts[1].value.to_lowercase().as_str())
+        {
+            parts.remove(0);
+            parts[0] = ast::Ident::new(parts[0].value.to_lowercase());
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// The views, built per statement from its transaction's catalog.

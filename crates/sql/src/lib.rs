@@ -90,6 +90,7 @@ pub mod settings_undo;
 pub mod single;
 pub mod sleep;
 pub mod split;
+pub mod startup;
 pub mod statement_constraints;
 pub mod statement_writes;
 pub mod time_zone;

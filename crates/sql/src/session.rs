@@ -621,14 +621,26 @@ impl Session {
     /// inserted in one transaction — the open block's, or one of its own.
     /// Returns the number of rows.
     pub async fn copy_in(&mut self, copy: &crate::copy::CopyIn, data: &[u8]) -> Result<u64> {
+        let parsed = std::str::from_utf8(data)
+            .map_err(|_| {
+                SqlError::CharacterNotInRepertoire(
+                    "invalid byte sequence for encoding \"UTF8\"".into(),
+                )
+            })
+            .and_then(|text| copy.format.parse(text));
+        self.copy_in_rows(copy, parsed).await
+    }
+
+    /// The rows of a `COPY … FROM STDIN`, each field's text (`None`:
+    /// NULL), or the error reading them: inserted in one transaction as
+    /// [`Session::copy_in`] does. Returns the number of rows.
+    pub async fn copy_in_rows(
+        &mut self,
+        copy: &crate::copy::CopyIn,
+        parsed: Result<Vec<Vec<Option<String>>>>,
+    ) -> Result<u64> {
         const CHUNK: usize = 1000;
-        let text = std::str::from_utf8(data).map_err(|_| {
-            SqlError::CharacterNotInRepertoire("invalid byte sequence for encoding \"UTF8\"".into())
-        })?;
-        let parsed = copy
-            .format
-            .parse(text)
-            .and_then(|rows| crate::copy::check_widths(copy, &rows).map(|()| rows));
+        let parsed = parsed.and_then(|rows| crate::copy::check_widths(copy, &rows).map(|()| rows));
         let rows = match parsed {
             Ok(rows) => rows,
             Err(e) => {
@@ -1186,11 +1198,12 @@ impl Session {
     fn follow_time_zone(&self) {
         let zone = Some(self.time_zone().arrow_name());
         let state = self.ctx.state_ref();
-        let mut state = state.write();
-        let options = state.config_mut().options_mut();
-        if options.execution.time_zone != zone {
-            options.execution.time_zone = zone;
+        // Read first: the write lock is taken only when the zone changed.
+        if state.read().config().options().execution.time_zone == zone {
+            return;
         }
+        let mut state = state.write();
+        state.config_mut().options_mut().execution.time_zone = zone;
     }
 
     /// Plans a statement with DataFusion.
@@ -1381,6 +1394,21 @@ impl Session {
     /// `SET [LOCAL] name = value`, with PostgreSQL's rules for blocks
     /// (`settings_undo.rs`): outside a block `SET` lasts and `SET LOCAL`
     /// changes nothing.
+    /// Whether `name` is a session variable.
+    pub(crate) fn knows_variable(&self, name: &str) -> bool {
+        self.vars.canonical_name(name).is_some()
+    }
+
+    /// Sets a session variable as `SET name = value` would.
+    pub(crate) fn configure(&mut self, name: &str, value: &str) -> Result<()> {
+        self.assign(name, value, false)
+    }
+
+    /// The value of a session variable, as `SHOW` gives it.
+    pub fn variable(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(str::to_string)
+    }
+
     fn assign(&mut self, name: &str, value: &str, local: bool) -> Result<()> {
         let canonical = self.vars.canonical_name(name).map(str::to_string);
         if canonical.as_deref() == Some("transaction_isolation") {
