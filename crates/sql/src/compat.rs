@@ -230,6 +230,7 @@ fn pg_output_name(e: &Expr) -> String {
                 "shoal_json_in" => "json".into(),
                 "shoal_uuid_in" => "uuid".into(),
                 crate::bytea_functions::INPUT => "bytea".into(),
+                crate::at_time_zone::NAME => "timezone".into(),
                 crate::datetime_functions::NAME => "timestamptz".into(),
                 crate::datetime_functions::TIMESTAMP_NAME => "timestamp".into(),
                 // An array cast is named after its element type.
@@ -570,6 +571,15 @@ fn rewrite_expr(expr: &mut Expr) {
                 let value = Expr::Value(ts.value.clone());
                 *expr = call(input, vec![value]);
             }
+        }
+        // PostgreSQL's meaning, not DataFusion's (`at_time_zone.rs`).
+        Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } => {
+            let t = std::mem::replace(timestamp.as_mut(), Expr::value(ast::Value::Null));
+            let z = std::mem::replace(time_zone.as_mut(), Expr::value(ast::Value::Null));
+            *expr = call(crate::at_time_zone::NAME, vec![t, z]);
         }
         Expr::Collate { expr: inner, .. } => {
             let inner = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));

@@ -38,6 +38,7 @@ pub mod alter_table;
 pub mod array_functions;
 pub mod array_subquery;
 pub mod array_text;
+pub mod at_time_zone;
 pub mod bytea_functions;
 pub mod catalog;
 pub mod catalog_constraints;

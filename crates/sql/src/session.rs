@@ -182,6 +182,9 @@ impl Database {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::array_subquery::ArrayMap::default(),
         ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::at_time_zone::AtTimeZone::default(),
+        ));
         for with_zone in [true, false] {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
                 crate::datetime_functions::TimestampIn::new(with_zone),
