@@ -145,10 +145,13 @@ impl NoopStartupHandler for Startup {
             .get(METADATA_DATABASE)
             .cloned()
             .unwrap_or_else(|| user.clone());
-        let mut session = self
-            .db
-            .open_session(&database, &user)
-            .map_err(|e| to_pgwire(&e))?;
+        // A connection that cannot start is refused (FATAL closes it).
+        let fatal = |e: SqlError| {
+            let mut info = error_info(&e);
+            info.severity = "FATAL".into();
+            PgWireError::UserError(Box::new(info))
+        };
+        let mut session = self.db.open_session(&database, &user).map_err(fatal)?;
         // The packet's settings (`options`, `TimeZone`, …): `startup.rs`.
         session
             .apply_startup(
@@ -157,7 +160,7 @@ impl NoopStartupHandler for Startup {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )
-            .map_err(|e| to_pgwire(&e))?;
+            .map_err(fatal)?;
         // pgwire's default startup already reported its own parameter values;
         // a later ParameterStatus overrides them, so clients see the same
         // values as `SHOW` (psql picks its describe queries by server_version).

@@ -385,8 +385,7 @@ impl ScalarUDFImpl for ArrayMap {
             element.clone(),
             true,
         )]));
-        let batch = RecordBatch::try_new(schema, vec![values.clone()])?;
-        let out_values = mapped.evaluate(&batch)?.into_array(values.len())?;
+        let batch = RecordBatch::try_new(schema.clone(), vec![values.clone()])?;
         let kept = match &filter {
             Some(f) => {
                 let v = f.evaluate(&batch)?.into_array(values.len())?;
@@ -394,7 +393,9 @@ impl ScalarUDFImpl for ArrayMap {
             }
             None => None,
         };
-        // Keep each element of a non-NULL array that the filter passes.
+        // Keep each element of a non-NULL array that the filter passes;
+        // the expression is evaluated on those only (as PostgreSQL
+        // evaluates the select list of rows WHERE kept).
         let offsets = list.value_offsets();
         let mut keep = vec![false; values.len()];
         let mut lengths = Vec::with_capacity(list.len());
@@ -416,8 +417,9 @@ impl ScalarUDFImpl for ArrayMap {
             }
             lengths.push(n);
         }
-        let out_values =
-            datafusion::arrow::compute::filter(&out_values, &BooleanArray::from(keep))?;
+        let selected = datafusion::arrow::compute::filter(&values, &BooleanArray::from(keep))?;
+        let batch = RecordBatch::try_new(schema, vec![selected.clone()])?;
+        let out_values = mapped.evaluate(&batch)?.into_array(selected.len())?;
         let out = ListArray::try_new(
             Arc::new(Field::new_list_field(ty, true)),
             OffsetBuffer::from_lengths(lengths),

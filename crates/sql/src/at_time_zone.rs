@@ -101,7 +101,10 @@ impl ScalarUDFImpl for AtTimeZone {
             let t = times.value(r);
             out.push(Some(if from_zone {
                 // The instant's wall-clock time in the zone.
-                t + i64::from(zone.offset_at(t)) * 1_000_000
+                t.checked_add(i64::from(zone.offset_at(t)) * 1_000_000)
+                    .ok_or_else(|| {
+                        external(SqlError::NumericOutOfRange("timestamp out of range".into()))
+                    })?
             } else {
                 let local = chrono::DateTime::from_timestamp_micros(t)
                     .ok_or_else(|| {

@@ -202,16 +202,51 @@ pub(crate) fn target_column(
 /// the column's default (NULL without one), and `DEFAULT VALUES` is every
 /// column's. Bare `$n` in a `VALUES` list are given the type of their
 /// target column.
+/// A column's default as SQL (NULL without one). A sequence it names
+/// without a schema (`nextval('t_id_seq')`, as SERIAL writes it) is the
+/// one in the table's schema, whatever the session's search path, as
+/// PostgreSQL binds it when the default is created.
+pub(crate) fn default_sql(desc: &TableDescriptor, pos: usize) -> Result<String> {
+    let Some(text) = desc.columns[pos].default.as_deref() else {
+        return Ok("NULL".into());
+    };
+    if !text.contains("nextval") {
+        return Ok(text.to_string());
+    }
+    let mut expr = parse_expr(text)?;
+    let _ = ast::visit_expressions_mut(&mut expr, |e| {
+        if let ast::Expr::Function(f) = e
+            && f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("nextval"))
+            && let ast::FunctionArguments::List(list) = &mut f.args
+            && let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v)))] =
+                list.args.as_mut_slice()
+            && let ast::Value::SingleQuotedString(name) = &mut v.value
+            && let (None, bare) = names::parse_text_name(name)
+        {
+            *name = format!("{}.{}", quote(&desc.schema), quote(&bare));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    Ok(expr.to_string())
+}
+
 fn insert_source(
     insert: &ast::Insert,
     desc: &TableDescriptor,
     targets: &[usize],
 ) -> Result<(ast::Query, Hints, Vec<usize>)> {
     let mut hints = Hints::new();
-    let default_of = |pos: usize| desc.columns[pos].default.as_deref().unwrap_or("NULL");
+    let default_of = |pos: usize| default_sql(desc, pos);
     let Some(source) = &insert.source else {
         let visible = desc.visible_columns();
-        let row: Vec<&str> = visible.iter().map(|p| default_of(*p)).collect();
+        let row: Vec<String> = visible
+            .iter()
+            .map(|p| default_of(*p))
+            .collect::<Result<_>>()?;
         let query = parse_query(&format!("VALUES ({})", row.join(", ")))?;
         return Ok((query, hints, visible));
     };
@@ -233,6 +268,11 @@ fn insert_source(
         .into_iter()
         .filter(|p| !targets.contains(p) && desc.columns[*p].default.is_some())
         .collect();
+    // Parsed once, copied into each row.
+    let defaults: Vec<ast::Expr> = defaulted
+        .iter()
+        .map(|p| parse_expr(&default_of(*p)?))
+        .collect::<Result<_>>()?;
     let mut query = (**source).clone();
     if let ast::SetExpr::Values(values) = query.body.as_mut() {
         for row in values.rows.iter_mut() {
@@ -251,18 +291,16 @@ fn insert_source(
                     && ident.quote_style.is_none()
                     && ident.value.eq_ignore_ascii_case("default")
                 {
-                    *expr = parse_expr(default_of(*pos))?;
+                    *expr = parse_expr(&default_of(*pos)?)?;
                     continue;
                 }
                 typed_placeholder(expr, &desc.columns[*pos].ty, &mut hints)?;
                 typed_literal(expr, &desc.columns[*pos].ty);
             }
-            for pos in &defaulted {
-                row.content.push(parse_expr(default_of(*pos))?);
-            }
+            row.content.extend(defaults.iter().cloned());
         }
     } else if !defaulted.is_empty() {
-        let list: Vec<&str> = defaulted.iter().map(|p| default_of(*p)).collect();
+        let list: Vec<String> = defaults.iter().map(ToString::to_string).collect();
         query = parse_query(&format!(
             "SELECT shoal_insert_source.*, {} FROM ({query}) AS shoal_insert_source",
             list.join(", ")
@@ -857,7 +895,7 @@ fn update_query(session: &Session, txn: &Txn, update: &ast::Update) -> Result<Up
             && i.quote_style.is_none()
             && i.value.eq_ignore_ascii_case("default")
         {
-            value = parse_expr(desc.columns[pos].default.as_deref().unwrap_or("NULL"))?;
+            value = parse_expr(&default_sql(&desc, pos)?)?;
         }
         typed_placeholder(&mut value, &desc.columns[pos].ty, &mut hints)?;
         // Named, so that equal expressions (`SET a = 0, b = 0`, `SET a =

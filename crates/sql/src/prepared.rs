@@ -30,9 +30,9 @@ pub struct Prepared {
     /// A shortcut that skips planning at execution, when the statement has
     /// a shape [`crate::fastpath`] knows.
     pub fast: Option<crate::fastpath::FastPlan>,
-    /// The scope (search path) the fast plan resolved names in; it applies
+    /// The `search_path` the fast plan resolved names under; it applies
     /// only while the session's is the same.
-    pub scope: Option<crate::names::Scope>,
+    pub search_path: Option<String>,
 }
 
 impl Prepared {
@@ -42,7 +42,7 @@ impl Prepared {
             param_oids: Vec::new(),
             schema,
             fast: None,
-            scope: None,
+            search_path: None,
         }
     }
 }

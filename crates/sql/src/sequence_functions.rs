@@ -34,7 +34,8 @@ pub struct SequenceAccess {
     /// The session's variables (`search_path`) and user (`$user`).
     pub vars: crate::vars::VarsReader,
     pub user: String,
-    /// The session's last value of each sequence (`currval`).
+    /// The session's last value of each sequence (`currval`), by
+    /// `schema.name`.
     pub last: Arc<Mutex<HashMap<String, i64>>>,
 }
 
@@ -103,22 +104,30 @@ impl SequenceFn {
     fn call(&self, name: &str, value: Option<i64>) -> Result<i64, SqlError> {
         let a = &self.access;
         let (schemas, name) = sequence_name(a, name);
+        // The session's last values are kept by schema and name.
+        let key = |schema: &str| format!("{schema}.{name}");
         match self.kind {
             Kind::Next => {
-                let v = a.cache.next(&a.kv, &a.database, &schemas, &name)?;
-                a.last.lock().insert(name, v);
+                let (v, schema) = a.cache.next(&a.kv, &a.database, &schemas, &name)?;
+                a.last.lock().insert(key(&schema), v);
                 Ok(v)
             }
-            Kind::Current => a.last.lock().get(&name).copied().ok_or_else(|| {
-                SqlError::NotInPrerequisiteState(format!(
-                    "currval of sequence \"{name}\" is not yet defined in this session"
-                ))
-            }),
+            Kind::Current => {
+                let last = a.last.lock();
+                schemas
+                    .iter()
+                    .find_map(|s| last.get(&key(s)).copied())
+                    .ok_or_else(|| {
+                        SqlError::NotInPrerequisiteState(format!(
+                            "currval of sequence \"{name}\" is not yet defined in this session"
+                        ))
+                    })
+            }
             Kind::Set => {
                 let v = value
                     .ok_or_else(|| SqlError::InvalidParameter("setval needs a value".into()))?;
-                a.cache.set(&a.kv, &a.database, &schemas, &name, v)?;
-                a.last.lock().insert(name, v);
+                let (v, schema) = a.cache.set(&a.kv, &a.database, &schemas, &name, v)?;
+                a.last.lock().insert(key(&schema), v);
                 Ok(v)
             }
         }

@@ -293,14 +293,14 @@ const ALLOCATION_RETRIES: usize = 32;
 
 impl SequenceCache {
     /// The next value of the sequence named `name` in the first of
-    /// `schemas` that has one.
+    /// `schemas` that has one, and that schema.
     pub fn next(
         &self,
         kv: &Arc<Kv>,
         database: &str,
         schemas: &[String],
         name: &str,
-    ) -> Result<i64> {
+    ) -> Result<(i64, String)> {
         let seq = {
             let txn = kv.begin()?;
             let seq = find(&txn, database, schemas, name);
@@ -314,11 +314,11 @@ impl SequenceCache {
             let value = *next;
             *next = next.saturating_add(seq.increment);
             *left -= 1;
-            return Ok(value);
+            return Ok((value, seq.schema));
         }
         let (first, count) = Self::take_block(kv, &seq)?;
         blocks.insert(seq.id, (first.saturating_add(seq.increment), count - 1));
-        Ok(first)
+        Ok((first, seq.schema))
     }
 
     /// Moves the counter forward by a block, in a transaction of its own:
@@ -384,7 +384,7 @@ impl SequenceCache {
         schemas: &[String],
         name: &str,
         value: i64,
-    ) -> Result<i64> {
+    ) -> Result<(i64, String)> {
         let txn = kv.begin()?;
         let seq = match find(&txn, database, schemas, name) {
             Ok(seq) => seq,
@@ -406,6 +406,6 @@ impl SequenceCache {
         )?;
         txn.commit()?;
         self.blocks.lock().remove(&seq.id);
-        Ok(value)
+        Ok((value, seq.schema))
     }
 }

@@ -472,10 +472,9 @@ impl Session {
             }
             _ => Prepared::new(Vec::new(), None),
         };
-        let scope = self.scope();
-        prepared.fast = crate::fastpath::analyze(txn, &scope, stmt)?;
+        prepared.fast = crate::fastpath::analyze(txn, &self.scope(), stmt)?;
         if prepared.fast.is_some() {
-            prepared.scope = Some(scope);
+            prepared.search_path = self.vars.get("search_path").map(str::to_string);
         }
         Ok(prepared)
     }
@@ -538,11 +537,9 @@ impl Session {
     ) -> Result<Output> {
         // A fast plan resolved its table's name in the search path it was
         // made under.
-        let Some(fast) = prepared
-            .fast
-            .as_ref()
-            .filter(|_| !self.read_only() && prepared.scope.as_ref() == Some(&self.scope()))
-        else {
+        let Some(fast) = prepared.fast.as_ref().filter(|_| {
+            !self.read_only() && prepared.search_path.as_deref() == self.vars.get("search_path")
+        }) else {
             return self.execute_now(stmt, params).await;
         };
         if matches!(self.state, TxnState::Failed(_)) {
@@ -1656,7 +1653,17 @@ impl Session {
                 ..
             } => {
                 let name = variable.to_string();
-                let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
+                // A quoted schema keeps its quotes in `search_path` (and
+                // so its case), as PostgreSQL shows it.
+                let item = |v: &ast::Expr| match v {
+                    ast::Expr::Identifier(i)
+                        if i.quote_style.is_some() && name.eq_ignore_ascii_case("search_path") =>
+                    {
+                        crate::names::quote(&i.value)
+                    }
+                    other => set_value(other),
+                };
+                let value = values.iter().map(item).collect::<Vec<_>>().join(", ");
                 let local = matches!(scope, Some(ast::ContextModifier::Local));
                 self.assign(&name, &value, local)?;
             }

@@ -7,12 +7,13 @@
 //! character, a space included). libpq's `PGOPTIONS` and drivers'
 //! `options=` connection settings arrive this way — sysbench's
 //! `-c default_transaction_isolation=…`, JDBC's `options=-c
-//! search_path=app`. Each is applied as `SET` would apply it; a value
-//! `SET` would refuse, or an unknown name in `options`, refuses the
-//! connection, as in PostgreSQL. Parameters of the packet that name no
-//! variable Shoal has are ignored (drivers send some only newer servers
-//! know), and so are values PostgreSQL takes but Shoal does not support
-//! (a client encoding other than UTF-8): the variable keeps its default.
+//! search_path=app`. Each is applied as `SET` would apply it; in
+//! `options`, a value `SET` would refuse or an unknown name refuses the
+//! connection (FATAL), as in PostgreSQL. Parameters of the packet that
+//! name no variable Shoal has are ignored (drivers send some only newer
+//! servers know), and so are values Shoal does not take there (a client
+//! encoding other than UTF-8, a POSIX-style zone): the variable keeps its
+//! default, since the driver sent it on its own.
 
 use crate::error::{Result, SqlError};
 use crate::session::Session;
@@ -81,15 +82,12 @@ impl Session {
             if !self.knows_variable(&name) {
                 continue;
             }
-            match self.configure(&name, &value) {
-                // A value PostgreSQL takes but Shoal does not (libpq in a
-                // C locale asks for client encoding SQL_ASCII): the
-                // session keeps its default rather than refusing the
-                // client.
-                Err(SqlError::NotSupported(what)) => {
-                    tracing::debug!(%name, %value, "startup parameter not applied: {what}");
-                }
-                other => other?,
+            // A value Shoal does not take (libpq in a C locale asks for
+            // client encoding SQL_ASCII; a POSIX-style zone such as
+            // EST5EDT): the session keeps its default rather than refusing
+            // a client that did not ask for the setting by `options`.
+            if let Err(e) = self.configure(&name, &value) {
+                tracing::debug!(%name, %value, "startup parameter not applied: {e}");
             }
         }
         // `options` come last: they win over the packet's own parameters.
