@@ -33,7 +33,10 @@ async fn databases_are_separate_namespaces() {
         connect_to(&node, "inventory").await.err().as_deref(),
         Some("3D000")
     );
-    main.batch_execute("CREATE DATABASE inventory; CREATE TABLE items (id int PRIMARY KEY)")
+    main.batch_execute("CREATE DATABASE inventory")
+        .await
+        .unwrap();
+    main.batch_execute("CREATE TABLE items (id int PRIMARY KEY)")
         .await
         .unwrap();
     let err = main

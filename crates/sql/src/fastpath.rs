@@ -15,7 +15,11 @@
 //!
 //! A fast plan is only a shortcut: it must give exactly what the general
 //! path gives. If the table's descriptor changed since preparation (DDL),
-//! the plan is not used and the statement runs the general way.
+//! the plan is not used and the statement runs the general way; nor is it
+//! when the session's `search_path` differs from the one the plan resolved
+//! its table under. An unqualified name gets a fast plan only while the
+//! path has one existing schema, so which table it names cannot depend on
+//! the order of the path.
 
 use std::sync::Arc;
 

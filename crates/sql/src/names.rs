@@ -1,6 +1,15 @@
 //! Identifiers as PostgreSQL treats them: unquoted names fold to lower case,
 //! quoted names keep their spelling; and the reverse, quoting a name so it
 //! can be put back into SQL text that DataFusion parses.
+//!
+//! Names of relations resolve through a [`Scope`]: the session's database
+//! and the schemas of its `search_path`. A qualified name (`s.t`) is in its
+//! own schema; an unqualified one is in the first existing path schema that
+//! holds a relation of that name, and a new relation goes into the first
+//! existing path schema. Every statement Shoal plans itself (DDL, DML
+//! targets, COPY, sequences, `regclass`) resolves names here; DataFusion's
+//! planning does the same through the search-path schema provider
+//! (`providers.rs`).
 
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
 
