@@ -109,4 +109,27 @@ impl Wire {
         self.send(b'S', &[]).await;
         self.ready().await
     }
+
+    /// Reads messages up to ReadyForQuery; returns the SQLSTATE of each
+    /// ErrorResponse on the way, and the status.
+    pub async fn errors_until_ready(&mut self) -> (Vec<String>, u8) {
+        let mut codes = Vec::new();
+        loop {
+            let (tag, body) = self.message().await;
+            match tag {
+                b'Z' => return (codes, body[0]),
+                b'E' => codes.push(error_code(&body)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The SQLSTATE field of an ErrorResponse's body.
+fn error_code(body: &[u8]) -> String {
+    let mut fields = body.split(|b| *b == 0);
+    fields
+        .find_map(|field| field.strip_prefix(b"C"))
+        .map(|code| String::from_utf8_lossy(code).into_owned())
+        .unwrap_or_default()
 }

@@ -95,6 +95,16 @@ async fn sqlalchemy_orm_over_psycopg() {
     );
 }
 
+/// psycopg 3's `executemany` and `pipeline()` blocks: the statements sent
+/// before one Sync are one transaction, as in PostgreSQL, and results
+/// asked for with Flush arrive before it; `timedelta` parameters.
+#[tokio::test]
+async fn psycopg_batches_and_pipelines() {
+    let node = TestNode::start().await;
+    let out = run_python(&node, "psycopg_pipeline.py");
+    assert!(out.contains("psycopg 3.2.13 pipelines: ok"), "{out}");
+}
+
 /// Django: `migrate` for contenttypes, auth and a small shop app (identity
 /// keys, unique and indexed text with `varchar_pattern_ops`, foreign keys
 /// declared `DEFERRABLE INITIALLY DEFERRED`, column type changes), then

@@ -15,6 +15,11 @@
 //! status reported is the session's own, which a failed COMMIT has already
 //! taken back to idle.
 //!
+//! Statements sent together run in one transaction: a simple Query's
+//! statements (`run_query_string` below), and the extended protocol's up to
+//! Sync (`pipeline.rs`, which decides when an Execute runs; `execute.rs`
+//! runs it).
+//!
 //! pgwire derives the status each ReadyForQuery reports from the status
 //! before the statement and the responses it produced. Nothing in that
 //! scheme takes a failed block back to a usable one, as a successful
@@ -44,7 +49,7 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
+use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Flush, Parse};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -78,6 +83,7 @@ impl Connection {
                 }),
                 prepared: Default::default(),
                 copy: Default::default(),
+                pipeline: Default::default(),
             }),
             startup: Arc::new(Startup {
                 db,
@@ -194,6 +200,13 @@ pub struct StoredStatement {
     prepared: Prepared,
 }
 
+impl StoredStatement {
+    /// The statement (`None` for an empty query string).
+    pub(crate) fn statement(&self) -> Option<&Statement> {
+        self.stmt.as_ref()
+    }
+}
+
 pub struct StatementParser {
     session: SessionCell,
 }
@@ -274,13 +287,16 @@ fn no_session() -> PgWireError {
 }
 
 pub struct QueryHandler {
-    session: SessionCell,
+    pub(crate) session: SessionCell,
     parser: Arc<StatementParser>,
     /// Names of the client's prepared statements, for `DEALLOCATE ALL`
     /// (pgwire's store cannot list them).
     prepared: std::sync::Mutex<std::collections::HashSet<String>>,
     /// A `COPY … FROM STDIN` under way, and the data received so far.
     copy: std::sync::Mutex<Option<(CopyIn, Vec<u8>)>>,
+    /// The extended protocol's messages up to the next Sync
+    /// (`pipeline.rs`).
+    pub(crate) pipeline: std::sync::Mutex<crate::pipeline::Pipeline>,
 }
 
 impl QueryHandler {
@@ -302,7 +318,11 @@ impl QueryHandler {
 
     /// `DEALLOCATE [PREPARE] { name | ALL }`: forgets prepared statements
     /// (drivers send it after DDL, or to recycle names).
-    fn deallocate<S: PortalStore>(&self, store: &S, name: &ast::Ident) -> Result<Output, SqlError> {
+    pub(crate) fn deallocate<S: PortalStore>(
+        &self,
+        store: &S,
+        name: &ast::Ident,
+    ) -> Result<Output, SqlError> {
         if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
             for stmt in self.prepared().drain() {
                 store.rm_statement(&stmt);
@@ -324,7 +344,7 @@ impl QueryHandler {
     /// Sets the status pgwire starts from for the next statement to the
     /// session's (module docs); `rolls_back_to_savepoint` tells whether
     /// that statement is `ROLLBACK TO SAVEPOINT`.
-    async fn start_status<C: ClientInfo>(
+    pub(crate) async fn start_status<C: ClientInfo>(
         &self,
         client: &mut C,
         rolls_back_to_savepoint: impl FnOnce() -> bool,
@@ -344,7 +364,7 @@ impl QueryHandler {
 }
 
 /// Turns a statement's outcome into a pgwire response.
-fn respond(
+pub(crate) fn respond(
     result: Result<Output, SqlError>,
     format: &Format,
     zone: &TimeZone,
@@ -463,6 +483,7 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.end_group_for_query(client).await?;
         self.start_status(client, || {
             Session::parse(&query.query)
                 .ok()
@@ -470,7 +491,16 @@ impl SimpleQueryHandler for QueryHandler {
                 .unwrap_or(false)
         })
         .await;
-        self._on_query(client, query).await
+        let result = self._on_query(client, query).await;
+        // A query string cancelled while it ran (pgwire drops it at the
+        // cancel) leaves its implicit block open: nothing of it stays.
+        if self.copy_in().is_none()
+            && let Some(session) = self.session.lock().await.as_mut()
+            && session.in_implicit_block()
+        {
+            let _ = session.end_implicit_block(false);
+        }
+        result
     }
 
     async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -486,29 +516,102 @@ impl SimpleQueryHandler for QueryHandler {
         };
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or_else(no_session)?;
-        // A query in the middle of a COPY ends it, failed.
+        // A query in the middle of a COPY ends it, failed, with the
+        // implicit block of the query string it ended.
         if self.copy_in().take().is_some() {
             session.abort_copy();
+            let _ = session.end_implicit_block(false);
         }
-        let mut responses = Vec::with_capacity(stmts.len());
         if stmts.is_empty() {
-            responses.push(Response::EmptyQuery);
+            return Ok(vec![Response::EmptyQuery]);
         }
-        for stmt in &stmts {
-            let output = match stmt {
-                Statement::Deallocate { name, .. } => self.deallocate(_client.portal_store(), name),
-                _ => session.execute(stmt, Vec::new()).await,
+        // Several statements run in one implicit block
+        // (`shoal_sql::session::implicit_block`); one made only of queries
+        // and data changes runs again whole after a serialization failure,
+        // since the client has seen nothing of it yet.
+        // Only a block of the query string's own may run again: one the
+        // client opened has shown it what it did.
+        let group = stmts.len() > 1;
+        let reruns = group
+            && session.txn_status() == TxnStatus::Idle
+            && stmts.iter().all(Session::reruns_in_group);
+        let mut attempt = 0;
+        loop {
+            let run = self.run_query_string(_client, session, &stmts, group).await;
+            match run {
+                Ok(Run::Conflict(_)) if reruns && attempt < GROUP_RERUNS => {
+                    attempt += 1;
+                    session.count_group_retry();
+                    tokio::time::sleep(std::time::Duration::from_millis(1 << attempt.min(6))).await;
+                }
+                Ok(Run::Done(responses) | Run::Conflict(responses)) => return Ok(responses),
+                Err(e) => {
+                    // Nothing of the group reaches the client: it must not
+                    // stay open either.
+                    let _ = session.end_implicit_block(false);
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// How many times a query string of several statements runs again whole
+/// after a serialization failure before the failure is reported.
+const GROUP_RERUNS: u32 = 8;
+
+/// The outcome of running a query string's statements once.
+enum Run {
+    /// Its responses.
+    Done(Vec<Response>),
+    /// Its responses, ending with a serialization failure that running it
+    /// again may avoid.
+    Conflict(Vec<Response>),
+}
+
+impl QueryHandler {
+    /// Runs the statements of one simple Query message, in one implicit
+    /// block when `group` (several statements), stopping at the first
+    /// that fails, as PostgreSQL does.
+    async fn run_query_string<C>(
+        &self,
+        client: &mut C,
+        session: &mut Session,
+        stmts: &[Statement],
+        group: bool,
+    ) -> PgWireResult<Run>
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let mut responses = Vec::with_capacity(stmts.len());
+        let mut conflict = false;
+        for (i, stmt) in stmts.iter().enumerate() {
+            let opened = match group {
+                true => session.begin_implicit_block(),
+                false => Ok(()),
+            };
+            let output = match opened {
+                Ok(()) => match stmt {
+                    Statement::Deallocate { name, .. } => {
+                        self.deallocate(client.portal_store(), name)
+                    }
+                    _ => session.execute(stmt, Vec::new()).await,
+                },
+                Err(e) => Err(e),
             };
             if let Ok(Output::CopyIn(copy)) = output {
-                if !std::ptr::eq(stmt, stmts.last().unwrap_or(stmt)) {
+                if i + 1 < stmts.len() {
+                    let _ = session.end_implicit_block(false);
                     responses.push(Response::Error(Box::new(error_info(
                         &SqlError::NotSupported(
                             "COPY FROM STDIN followed by more statements in one query".into(),
                         ),
                     ))));
-                    break;
+                    return Ok(Run::Done(responses));
                 }
-                // The client's data follows (`CopyHandler` below).
+                // The client's data follows (`CopyHandler` below), which
+                // ends the implicit block.
                 let columns = copy.columns.len();
                 let format = i8::from(copy.format.binary);
                 *self.copy_in() = Some((copy, Vec::new()));
@@ -517,8 +620,9 @@ impl SimpleQueryHandler for QueryHandler {
                     columns,
                     stream::empty(),
                 )));
-                break;
+                return Ok(Run::Done(responses));
             }
+            conflict = matches!(output, Err(SqlError::SerializationFailure(_)));
             let response = respond(output, &Format::UnifiedText, &session.time_zone())?;
             let failed = matches!(response, Response::Error(_));
             responses.push(response);
@@ -527,7 +631,15 @@ impl SimpleQueryHandler for QueryHandler {
                 break;
             }
         }
-        Ok(responses)
+        let failed = matches!(responses.last(), Some(Response::Error(_)));
+        if let Err(e) = session.end_implicit_block(!failed) {
+            conflict = matches!(e, SqlError::SerializationFailure(_));
+            responses.push(Response::Error(Box::new(error_info(&e))));
+        }
+        Ok(match conflict {
+            true => Run::Conflict(responses),
+            false => Run::Done(responses),
+        })
     }
 }
 
@@ -540,6 +652,7 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
+    /// Held, or run (`pipeline.rs`).
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -547,28 +660,23 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
-        let portal = client.portal_store().get_portal(name);
-        self.start_status(client, || match portal {
-            Some(pgwire::api::store::Entry::Value(portal)) => portal
-                .statement
-                .statement
-                .stmt
-                .as_ref()
-                .is_some_and(Session::is_rollback_to_savepoint),
-            _ => false,
-        })
-        .await;
-        self._on_execute(&mut Corked(client), message).await?;
-        // A COPY FROM STDIN waits for the client's data, which the client
-        // sends only once it has the CopyInResponse: flushed now.
-        if matches!(
-            client.state(),
-            pgwire::api::PgWireConnectionState::CopyInProgress(_)
-        ) {
-            client.flush().await?;
+        let result = self.pipeline_execute(client, message).await;
+        if result.is_err() {
+            self.group_failed();
         }
-        Ok(())
+        result
+    }
+
+    /// Runs what the group held first (`pipeline.rs`), then flushes.
+    async fn on_flush<C>(&self, client: &mut C, _message: Flush) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let released = self.release_held(client).await;
+        client.flush().await?;
+        released
     }
 
     /// pgwire's Parse, with ParseComplete left for Sync (`corked.rs`).
@@ -579,10 +687,12 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.release_held(client).await?;
         let name = message.name.clone().filter(|n| !n.is_empty());
         PgwireDefaults(self)
             .on_parse(&mut Corked(client), message)
-            .await?;
+            .await
+            .inspect_err(|_| self.group_failed())?;
         if let Some(name) = name {
             self.prepared().insert(name);
         }
@@ -597,9 +707,11 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.release_held(client).await?;
         PgwireDefaults(self)
             .on_bind(&mut Corked(client), message)
             .await
+            .inspect_err(|_| self.group_failed())
     }
 
     /// pgwire's Describe, its answer left for Sync (`corked.rs`). A
@@ -614,6 +726,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.release_held(client).await?;
         if message.target_type == b'S' {
             let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
             if let Some(pgwire::api::store::Entry::Value(stmt)) =
@@ -647,7 +760,9 @@ impl ExtendedQueryHandler for QueryHandler {
                 return Ok(());
             }
         }
-        self._on_describe(&mut Corked(client), message).await
+        self._on_describe(&mut Corked(client), message)
+            .await
+            .inspect_err(|_| self.group_failed())
     }
 
     /// pgwire's Sync, reporting the session's transaction status (a
@@ -664,6 +779,9 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if !self.pipeline_sync(client).await? {
+            return Ok(());
+        }
         self.start_status(client, || false).await;
         PgwireDefaults(self).on_sync(client, message).await
     }
@@ -676,6 +794,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.release_held(client).await?;
         if message.target_type == b'S'
             && let Some(name) = &message.name
         {
@@ -684,6 +803,7 @@ impl ExtendedQueryHandler for QueryHandler {
         PgwireDefaults(self)
             .on_close(&mut Corked(client), message)
             .await
+            .inspect_err(|_| self.group_failed())
     }
 
     async fn do_query<C>(
@@ -698,18 +818,33 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // DEALLOCATE forgets statements of this connection's store.
+        if let Some(Statement::Deallocate { name, .. }) = &portal.statement.statement.stmt {
+            return match self.deallocate(client.portal_store(), name) {
+                Ok(output) => respond(
+                    Ok(output),
+                    &portal.result_column_format,
+                    &TimeZone::default(),
+                ),
+                Err(e) => Err(to_pgwire(&e)),
+            };
+        }
+        self.portal_response(portal).await
+    }
+}
+
+impl QueryHandler {
+    /// Runs a bound portal's statement (not `DEALLOCATE`, which needs the
+    /// connection's statements: `do_query`) and makes its response; a
+    /// failure is `Err`, so pgwire discards the rest of the group.
+    pub(crate) async fn portal_response(
+        &self,
+        portal: &Portal<StoredStatement>,
+    ) -> PgWireResult<Response> {
         let stored = &portal.statement.statement;
         let Some(stmt) = &stored.stmt else {
             return Ok(Response::EmptyQuery);
         };
-        // DEALLOCATE forgets statements of this connection's store.
-        if let Statement::Deallocate { name, .. } = stmt {
-            let zone = TimeZone::default();
-            return match self.deallocate(client.portal_store(), name) {
-                Ok(output) => respond(Ok(output), &portal.result_column_format, &zone),
-                Err(e) => Err(to_pgwire(&e)),
-            };
-        }
         let server_types = server_param_types(&stored.prepared);
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or_else(no_session)?;
@@ -830,6 +965,15 @@ impl CopyHandler for QueryHandler {
             }
             false => session.copy_in(&copy, &data).await,
         };
+        // A COPY ending a simple query of several statements ends its
+        // implicit block; in the extended protocol, Sync does.
+        let result = match simple_copy(client) {
+            true => match session.end_implicit_block(result.is_ok()) {
+                Ok(()) => result,
+                Err(e) => Err(e),
+            },
+            false => result,
+        };
         let status = match session.txn_status() {
             TxnStatus::Idle => TransactionStatus::Idle,
             TxnStatus::InBlock => TransactionStatus::Transaction,
@@ -837,6 +981,9 @@ impl CopyHandler for QueryHandler {
         };
         drop(guard);
         client.set_transaction_status(status);
+        if !simple_copy(client) {
+            self.group_copied(result.is_ok());
+        }
         let rows = result.map_err(|e| to_pgwire(&e))?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
         client
@@ -845,7 +992,7 @@ impl CopyHandler for QueryHandler {
         Ok(())
     }
 
-    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -855,10 +1002,23 @@ impl CopyHandler for QueryHandler {
             && let Some(session) = self.session.lock().await.as_mut()
         {
             session.abort_copy();
+            if simple_copy(client) {
+                let _ = session.end_implicit_block(false);
+            } else {
+                self.group_copied(false);
+            }
         }
         to_pgwire(&SqlError::CopyFailed(format!(
             "COPY from stdin failed: {}",
             fail.message
         )))
     }
+}
+
+/// Whether the COPY under way was started by a simple Query message.
+fn simple_copy<C: ClientInfo>(client: &C) -> bool {
+    matches!(
+        client.state(),
+        pgwire::api::PgWireConnectionState::CopyInProgress(false)
+    )
 }

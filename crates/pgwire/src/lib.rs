@@ -20,8 +20,10 @@
 pub mod copy_binary;
 mod corked;
 pub mod encode;
+mod execute;
 pub mod handler;
 pub mod params;
+mod pipeline;
 pub mod sqlstate;
 
 use std::sync::Arc;

@@ -233,6 +233,7 @@ fn pg_output_name(e: &Expr) -> String {
                 crate::at_time_zone::NAME => "timezone".into(),
                 crate::datetime_functions::NAME => "timestamptz".into(),
                 crate::datetime_functions::TIMESTAMP_NAME => "timestamp".into(),
+                crate::interval_input::NAME => "interval".into(),
                 // An array cast is named after its element type.
                 crate::array_functions::NAME => array_cast_name(f).unwrap_or_else(|| name.clone()),
                 _ => name,
@@ -521,6 +522,7 @@ fn rewrite_expr(expr: &mut Expr) {
         },
         Expr::Function(f) => {
             strip_pg_catalog(&mut f.name);
+            restore_frame_intervals(f);
             if let Some(subscripts) = generate_subscripts(f) {
                 *expr = subscripts;
             } else if let Some(rows) = expand_array(f) {
@@ -581,6 +583,19 @@ fn rewrite_expr(expr: &mut Expr) {
             let z = std::mem::replace(time_zone.as_mut(), Expr::value(ast::Value::Null));
             *expr = call(crate::at_time_zone::NAME, vec![t, z]);
         }
+        // `interval '1 day 02:00:00'`: PostgreSQL's input syntax
+        // (`interval_input.rs`); with fields (`interval '1' day`),
+        // DataFusion's.
+        Expr::Interval(ast::Interval {
+            value,
+            leading_field: None,
+            leading_precision: None,
+            last_field: None,
+            fractional_seconds_precision: None,
+        }) => {
+            let value = std::mem::replace(value.as_mut(), Expr::value(ast::Value::Null));
+            *expr = call(crate::interval_input::NAME, vec![value]);
+        }
         Expr::Collate { expr: inner, .. } => {
             let inner = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
             *expr = inner;
@@ -625,6 +640,60 @@ fn rewrite_expr(expr: &mut Expr) {
     }
 }
 
+/// Whether `name` is one of the functions casts to Shoal's own types
+/// become (`input_function`, `shoal_array_in`): its first argument is the
+/// text being read.
+pub fn is_input_function(name: &str) -> bool {
+    matches!(
+        name,
+        "shoal_jsonb_in"
+            | "shoal_json_in"
+            | "shoal_uuid_in"
+            | crate::bytea_functions::INPUT
+            | crate::datetime_functions::NAME
+            | crate::datetime_functions::TIMESTAMP_NAME
+            | crate::interval_input::NAME
+            | crate::array_functions::NAME
+    )
+}
+
+/// A window frame's bounds take an interval literal as DataFusion reads
+/// it, not a call: the rewrite of `interval '…'` (made before the function
+/// is visited) is undone there.
+fn restore_frame_intervals(f: &mut ast::Function) {
+    let Some(ast::WindowType::WindowSpec(spec)) = &mut f.over else {
+        return;
+    };
+    let Some(frame) = &mut spec.window_frame else {
+        return;
+    };
+    for bound in std::iter::once(&mut frame.start_bound).chain(frame.end_bound.as_mut()) {
+        let (ast::WindowFrameBound::Preceding(Some(e)) | ast::WindowFrameBound::Following(Some(e))) =
+            bound
+        else {
+            continue;
+        };
+        let Expr::Function(call) = e.as_mut() else {
+            continue;
+        };
+        let ast::FunctionArguments::List(list) = &call.args else {
+            continue;
+        };
+        let is_input = call.name.to_string() == crate::interval_input::NAME;
+        if let ([ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(value))], true) =
+            (list.args.as_slice(), is_input)
+        {
+            **e = Expr::Interval(ast::Interval {
+                value: Box::new(value.clone()),
+                leading_field: None,
+                leading_precision: None,
+                last_field: None,
+                fractional_seconds_precision: None,
+            });
+        }
+    }
+}
+
 /// The function that reads text as a value of a type DataFusion lacks,
 /// for casts (`x::jsonb`) and typed literals (`jsonb '{}'`).
 fn input_function(dt: &DataType) -> Option<&'static str> {
@@ -637,6 +706,10 @@ fn input_function(dt: &DataType) -> Option<&'static str> {
             Some(crate::datetime_functions::NAME)
         }
         DataType::Timestamp(_, _) => Some(crate::datetime_functions::TIMESTAMP_NAME),
+        DataType::Interval {
+            fields: None,
+            precision: None,
+        } => Some(crate::interval_input::NAME),
         _ => match type_name(dt).as_deref() {
             Some("jsonb") => Some("shoal_jsonb_in"),
             Some("json") => Some("shoal_json_in"),

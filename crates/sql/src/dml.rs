@@ -370,16 +370,7 @@ fn typed_literal(expr: &mut ast::Expr, ty: &SqlType) {
             crate::compat::call(crate::array_functions::NAME, vec![text, element])
         }
         SqlType::TimestampTz => crate::compat::call(crate::datetime_functions::NAME, vec![text]),
-        SqlType::Interval => ast::Expr::Cast {
-            kind: ast::CastKind::Cast,
-            expr: Box::new(text),
-            data_type: ast::DataType::Interval {
-                fields: None,
-                precision: None,
-            },
-            array: false,
-            format: None,
-        },
+        SqlType::Interval => crate::compat::call(crate::interval_input::NAME, vec![text]),
         _ => text,
     };
 }

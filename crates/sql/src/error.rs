@@ -94,6 +94,15 @@ pub enum SqlError {
     StringTooLong(String),
     #[error("division by zero")]
     DivisionByZero,
+    /// A date, time or interval out of its type's range (22008).
+    #[error("{0}")]
+    DatetimeOverflow(String),
+    /// An interval's field out of range (22015).
+    #[error("{0}")]
+    IntervalFieldOverflow(String),
+    /// Text that does not read as a date, time or interval (22007).
+    #[error("{0}")]
+    InvalidDatetimeFormat(String),
     #[error("{0}")]
     DatatypeMismatch(String),
     #[error("{0}")]
@@ -234,6 +243,9 @@ impl SqlError {
                 E::CardinalityViolation(m) => E::CardinalityViolation(m.clone()),
                 E::NotSupported(m) => E::NotSupported(m.clone()),
                 E::DivisionByZero => E::DivisionByZero,
+                E::DatetimeOverflow(m) => E::DatetimeOverflow(m.clone()),
+                E::InvalidDatetimeFormat(m) => E::InvalidDatetimeFormat(m.clone()),
+                E::IntervalFieldOverflow(m) => E::IntervalFieldOverflow(m.clone()),
                 E::Canceled => E::Canceled,
                 E::StatementTimeout => E::StatementTimeout,
                 _ => return None,

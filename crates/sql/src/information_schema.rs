@@ -1,10 +1,13 @@
 //! The `information_schema` views DataFusion does not provide:
 //! `table_constraints`, `key_column_usage`, `referential_constraints`,
-//! `constraint_column_usage`, `check_constraints` and `sequences`.
+//! `constraint_column_usage`, `check_constraints` and `sequences`; and
+//! `columns`, `tables` and `views` in place of DataFusion's, which lack
+//! PostgreSQL's columns (`information_schema_columns.rs`,
+//! `information_schema_relations.rs`).
 //!
-//! DataFusion answers `information_schema.tables`, `columns`, `views` and
-//! `schemata` itself, from the catalog it plans against, and owns the
-//! `information_schema` name. So these views live in a schema of their own,
+//! DataFusion answers `information_schema.schemata` itself, from the
+//! catalog it plans against, and owns the `information_schema` name. So
+//! these views live in a schema of their own,
 //! [`SCHEMA`], that is not listed anywhere, and [`rewrite`] points a
 //! query's `information_schema.table_constraints` (and the others) there,
 //! keeping the name it was referred by as its alias. Rows are built from
@@ -35,6 +38,9 @@ pub const TABLES: &[&str] = &[
     "constraint_column_usage",
     "check_constraints",
     "sequences",
+    "columns",
+    "tables",
+    "views",
 ];
 
 use Kind::{I32, Text};
@@ -199,13 +205,17 @@ impl InformationSchemaExtras {
         InformationSchemaExtras { database, slot }
     }
 
-    fn tables(&self) -> DfResult<Vec<Arc<TableDescriptor>>> {
-        let txn = self.slot.lock().clone().ok_or_else(|| {
+    /// The statement's transaction, which catalog reads go through.
+    fn txn(&self) -> DfResult<Arc<shoal_kv::Txn>> {
+        self.slot.lock().clone().ok_or_else(|| {
             DataFusionError::External(Box::new(SqlError::Internal(
                 "no transaction for catalog read".into(),
             )))
-        })?;
-        Ok(crate::catalog::list_tables(&txn, &self.database)?)
+        })
+    }
+
+    fn tables(&self) -> DfResult<Vec<Arc<TableDescriptor>>> {
+        Ok(crate::catalog::list_tables(&*self.txn()?, &self.database)?)
     }
 
     /// Every table with its constraints.
@@ -239,8 +249,30 @@ impl InformationSchemaExtras {
             "constraint_column_usage" => CatalogTable::new(CONSTRAINT_COLUMN_USAGE),
             "check_constraints" => CatalogTable::new(CHECK_CONSTRAINTS),
             "sequences" => CatalogTable::new(SEQUENCES),
+            "columns" => CatalogTable::new(crate::information_schema_columns::COLUMNS),
+            "tables" => CatalogTable::new(crate::information_schema_relations::TABLES),
+            "views" => CatalogTable::new(crate::information_schema_relations::VIEWS),
             _ => return Ok(None),
         };
+        if view == "tables" || view == "views" {
+            let views = crate::views::all_views(&*self.txn()?, &self.database)?;
+            t.rows = match view {
+                "tables" => crate::information_schema_relations::tables(
+                    &self.database,
+                    &self.tables()?,
+                    &views,
+                ),
+                _ => crate::information_schema_relations::views(&self.database, &views),
+            };
+            return Ok(Some(t));
+        }
+        if view == "columns" {
+            let txn = self.txn()?;
+            let views = crate::views::all_views(&txn, &self.database)?;
+            t.rows =
+                crate::information_schema_columns::rows(&self.database, &self.tables()?, &views);
+            return Ok(Some(t));
+        }
         if view == "sequences" {
             let txn = self.slot.lock().clone();
             let Some(txn) = txn else {
@@ -343,7 +375,47 @@ impl InformationSchemaExtras {
                 }
             }
         }
+        if matches!(view, "table_constraints" | "check_constraints") {
+            self.not_null_constraints(view, &all, &mut t)?;
+        }
         Ok(Some(t))
+    }
+
+    /// PostgreSQL lists each NOT NULL column as a CHECK constraint named
+    /// `<schema oid>_<table oid>_<attnum>_not_null`, with the clause
+    /// `<column> IS NOT NULL`.
+    fn not_null_constraints(
+        &self,
+        view: &str,
+        all: &[(Arc<TableDescriptor>, Vec<ConstraintView>)],
+        t: &mut CatalogTable,
+    ) -> DfResult<()> {
+        let namespace = crate::schemas::namespace_oids(&*self.txn()?, &self.database)?;
+        for (table, _) in all {
+            for p in table.visible_columns() {
+                let column = &table.columns[p];
+                if column.nullable {
+                    continue;
+                }
+                let attnum = crate::catalog_constraints::attnums(table, &[p]);
+                let name = format!(
+                    "{}_{}_{}_not_null",
+                    namespace(&table.schema),
+                    table.oid(),
+                    attnum.first().copied().unwrap_or_default()
+                );
+                let mut row: Vec<V> = self.names(&table.schema, &name).into();
+                match view {
+                    "table_constraints" => {
+                        row.extend(self.names(&table.schema, &table.name));
+                        row.extend([s("CHECK"), s("NO"), s("NO"), s("YES"), V::N]);
+                    }
+                    _ => row.push(s(format!("{} IS NOT NULL", column.name))),
+                }
+                t.rows.push(row);
+            }
+        }
+        Ok(())
     }
 }
 

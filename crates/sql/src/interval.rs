@@ -9,6 +9,26 @@
 //! time following a negative part gets an explicit `+`, so `-1 days
 //! +02:00:00` reads back as written.
 
+/// The Arrow type intervals are computed in.
+pub const ARROW_TYPE: datafusion::arrow::datatypes::DataType =
+    datafusion::arrow::datatypes::DataType::Interval(
+        datafusion::arrow::datatypes::IntervalUnit::MonthDayNano,
+    );
+
+/// A function's interval results: one value when its arguments were all
+/// single values (`scalar`), else a column.
+pub fn column(
+    values: Vec<Option<datafusion::arrow::datatypes::IntervalMonthDayNano>>,
+    scalar: bool,
+) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::logical_expr::ColumnarValue;
+    let array = datafusion::arrow::array::IntervalMonthDayNanoArray::from(values);
+    Ok(match scalar {
+        true => ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&array, 0)?),
+        false => ColumnarValue::Array(std::sync::Arc::new(array)),
+    })
+}
+
 /// The text of an interval of `months`, `days` and `micros`.
 pub fn format(months: i32, days: i32, micros: i64) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -520,6 +520,11 @@ pub fn catalog_table_oid(name: &str) -> Option<i64> {
     })
 }
 
+/// A built-in type's `pg_type` name (`int4`) by OID.
+pub fn type_name(oid: i64) -> Option<&'static str> {
+    TYPES.iter().find(|t| t.0 == oid).map(|t| t.1)
+}
+
 /// Built-in types: (oid, name, length, category).
 const TYPES: &[(i64, &str, i64, &str)] = &[
     (16, "bool", 1, "B"),
@@ -598,13 +603,10 @@ impl PgCatalogSchema {
 
     /// The OID of each schema by name (an unknown name gets `public`'s).
     fn namespaces(&self) -> DfResult<impl Fn(&str) -> i64 + use<>> {
-        let mut oids: std::collections::HashMap<String, i64> =
-            crate::schemas::list_schemas(&*self.catalog_txn()?, &self.database)?
-                .into_iter()
-                .map(|s| (s.name.clone(), s.oid() as i64))
-                .collect();
-        oids.insert(PG_CATALOG.to_string(), PG_CATALOG_OID);
-        Ok(move |schema: &str| oids.get(schema).copied().unwrap_or(PUBLIC_OID))
+        Ok(crate::schemas::namespace_oids(
+            &*self.catalog_txn()?,
+            &self.database,
+        )?)
     }
 
     fn user_views(&self) -> DfResult<Vec<crate::views::ViewDescriptor>> {
@@ -768,7 +770,12 @@ impl PgCatalogSchema {
                             s(storage(ty, type_len(ty))),
                             s(""),
                             V::B(!c.nullable),
-                            V::B(c.default.is_some()),
+                            V::B(
+                                c.default
+                                    .as_deref()
+                                    .and_then(|d| crate::catalog_defaults::display(d, &c.ty))
+                                    .is_some(),
+                            ),
                             V::B(false),
                             s(""),
                             s(""),
@@ -1018,7 +1025,12 @@ impl PgCatalogSchema {
                 let mut t = CatalogTable::new(PG_ATTRDEF);
                 for d in self.user_tables()? {
                     for (num, pos) in d.visible_columns().iter().enumerate() {
-                        let Some(default) = &d.columns[*pos].default else {
+                        let column = &d.columns[*pos];
+                        let Some(default) = column
+                            .default
+                            .as_deref()
+                            .and_then(|t| crate::catalog_defaults::display(t, &column.ty))
+                        else {
                             continue;
                         };
                         let attnum = num as i64 + 1;
@@ -1028,7 +1040,7 @@ impl PgCatalogSchema {
                             V::I(oid),
                             V::I(d.oid() as i64),
                             V::I(attnum),
-                            s(default.clone()),
+                            s(default),
                         ]);
                     }
                 }

@@ -88,6 +88,18 @@ pub fn list_schemas(txn: &Txn, database: &str) -> Result<Vec<SchemaDescriptor>> 
     catalog::list_named(txn, KIND, database, "")
 }
 
+/// The OID of each schema of `database` by name, for catalog rows: user
+/// schemas, `pg_catalog`, and `public`'s for any other name.
+pub fn namespace_oids(txn: &Txn, database: &str) -> Result<impl Fn(&str) -> i64 + use<>> {
+    use crate::pg_catalog::{PG_CATALOG, PG_CATALOG_OID, PUBLIC_OID};
+    let mut oids: std::collections::HashMap<String, i64> = list_schemas(txn, database)?
+        .into_iter()
+        .map(|s| (s.name.clone(), s.oid() as i64))
+        .collect();
+    oids.insert(PG_CATALOG.to_string(), PG_CATALOG_OID);
+    Ok(move |schema: &str| oids.get(schema).copied().unwrap_or(PUBLIC_OID))
+}
+
 fn put(txn: &Txn, schema: &SchemaDescriptor) -> Result<()> {
     let json = serde_json::to_vec(schema)
         .map_err(|e| SqlError::Internal(format!("cannot encode schema: {e}")))?;

@@ -56,6 +56,8 @@ use crate::providers::{ShoalCatalog, TxnSlot};
 use crate::vars::Vars;
 use crate::{ddl, dml};
 
+mod implicit_block;
+
 /// The shared state of a node's SQL layer; sessions are opened from it.
 /// How many times a statement in a transaction of its own is run again
 /// after a serialization failure before the failure is reported.
@@ -125,10 +127,12 @@ impl Database {
             .with_target_partitions(2);
         // Shoal's decorrelation runs before DataFusion's rules, while the
         // subquery still has the shape it was planned with.
-        let mut rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> =
-            vec![Arc::new(
-                crate::decorrelate::DecorrelateAggregateSubquery::default(),
-            )];
+        // So does printing intervals as PostgreSQL does, before constant
+        // folding casts them with Arrow.
+        let mut rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> = vec![
+            Arc::new(crate::decorrelate::DecorrelateAggregateSubquery::default()),
+            Arc::new(crate::interval_text::IntervalText::default()),
+        ];
         rules.extend(datafusion::optimizer::Optimizer::new().rules);
         let mut builder = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
@@ -138,6 +142,11 @@ impl Database {
         // would take `@>` and `||` for array operators.
         if let Some(planners) = builder.expr_planners() {
             planners.insert(0, Arc::new(crate::json_functions::JsonOperators::default()));
+            // DataFusion has no `interval * number`.
+            planners.insert(
+                0,
+                Arc::new(crate::interval_arithmetic::IntervalArithmetic::default()),
+            );
             // And so are subscripts of catalog vectors (`catalog_table.rs`).
             planners.insert(0, Arc::new(crate::catalog_table::VectorSubscripts));
         }
@@ -185,6 +194,9 @@ impl Database {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
             crate::at_time_zone::AtTimeZone::default(),
         ));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            crate::interval_input::IntervalIn::default(),
+        ));
         for with_zone in [true, false] {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
                 crate::datetime_functions::TimestampIn::new(with_zone),
@@ -218,6 +230,7 @@ impl Database {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ),
             deferred: Arc::default(),
+            implicit_block: false,
         })
     }
 }
@@ -320,6 +333,9 @@ pub struct Session {
     /// The open transaction's deferred foreign key checks
     /// (`statement_constraints.rs`).
     deferred: Arc<parking_lot::Mutex<crate::statement_constraints::DeferredChecks>>,
+    /// The open block is the implicit one of a group of statements
+    /// (`session/implicit_block.rs`), not one a `BEGIN` opened.
+    implicit_block: bool,
 }
 
 impl Session {
@@ -1284,6 +1300,10 @@ impl Session {
                 self.state = TxnState::InBlock(txn);
                 Ok(Output::Begin)
             }
+            // A group's implicit block becomes a block of the client's.
+            TxnState::InBlock(_) if self.implicit_block => {
+                self.adopt_implicit_block(level, read_only)
+            }
             // PostgreSQL warns and stays in the block.
             TxnState::InBlock(_) => Ok(Output::Begin),
             TxnState::Failed(_) => Err(SqlError::InFailedTransaction),
@@ -1461,6 +1481,7 @@ impl Session {
 
     /// `SAVEPOINT name` (module docs).
     fn savepoint(&mut self, name: &str) -> Result<Output> {
+        self.refuse_in_implicit_block("SAVEPOINT")?;
         let txn = match &self.state {
             TxnState::InBlock(txn) => txn,
             TxnState::Failed(_) => return Err(SqlError::InFailedTransaction),
@@ -1478,6 +1499,7 @@ impl Session {
 
     /// `RELEASE [SAVEPOINT] name`: drops it and every later savepoint.
     fn release_savepoint(&mut self, name: &str) -> Result<Output> {
+        self.refuse_in_implicit_block("RELEASE SAVEPOINT")?;
         let txn = match &self.state {
             TxnState::InBlock(txn) => txn.clone(),
             TxnState::Failed(_) => return Err(SqlError::InFailedTransaction),
@@ -1497,6 +1519,7 @@ impl Session {
     /// `ROLLBACK TO [SAVEPOINT] name`: undoes what the block did since, and
     /// leaves a failed block usable.
     fn rollback_to_savepoint(&mut self, name: &str) -> Result<Output> {
+        self.refuse_in_implicit_block("ROLLBACK TO SAVEPOINT")?;
         let txn = match &self.state {
             TxnState::InBlock(txn) | TxnState::Failed(txn) => txn.clone(),
             TxnState::Idle => return Err(outside_block("ROLLBACK TO SAVEPOINT")),
@@ -1556,6 +1579,7 @@ impl Session {
     /// What follows the end of a transaction: if it committed, what its
     /// DDL left to do (`ddl::after_commit`).
     fn after_end(&mut self, committed: bool) {
+        self.implicit_block = false;
         self.savepoints.clear();
         self.deferred.lock().clear();
         self.block_settings.end(committed, &mut self.vars);

@@ -49,6 +49,10 @@ pub struct ViewDescriptor {
     pub sql: String,
     /// Output column names.
     pub columns: Vec<String>,
+    /// The PostgreSQL type OID of each output column, as planned when the
+    /// view was created (`information_schema.columns`).
+    #[serde(default)]
+    pub column_types: Vec<i64>,
     /// Names of the relations (tables, views) the query reads.
     pub depends_on: Vec<String>,
 }
@@ -136,6 +140,12 @@ pub async fn create_view(session: &Session, txn: &Txn, create: &ast::CreateView)
         .plan(&ast::Statement::Query(Box::new(query.clone())))
         .await?;
     let query = query.to_string();
+    let column_types = plan
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| crate::functions::field_type_oid(f))
+        .collect();
     let mut columns: Vec<String> = plan
         .schema()
         .fields()
@@ -173,6 +183,7 @@ pub async fn create_view(session: &Session, txn: &Txn, create: &ast::CreateView)
         name,
         sql,
         columns,
+        column_types,
         depends_on,
     };
     put_view(txn, &view)?;

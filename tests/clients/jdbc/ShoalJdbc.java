@@ -613,6 +613,10 @@ public class ShoalJdbc {
                     eq("23505", cause.getSQLState(), "SQLSTATE in the batch: " + describe(e));
                 }
             }
+            // The batch was one transaction, as in PostgreSQL: the row
+            // before the duplicate went with it.
+            eq(0L, queryLong("SELECT count(*) FROM jdbc_items WHERE sku = 'fresh'"),
+                    "rows of a batch that failed");
             // After an error the server skips the batch's later statements
             // up to Sync.
             try (PreparedStatement ps = conn.prepareStatement("INSERT INTO jdbc_items (sku) VALUES (?)")) {

@@ -1,0 +1,153 @@
+//! `interval` to text as PostgreSQL prints it.
+//!
+//! Arrow's cast prints `1 days 2 hours 3 mins`; PostgreSQL prints
+//! `1 day 02:03:00` (`interval.rs`), and a client that casts an interval
+//! to text (`every::text`, `'every ' || every`) expects that. A cast
+//! only shows its input's type once the plan is typed, so an optimizer
+//! rule ([`IntervalText`], run before DataFusion's own, which would fold
+//! a constant cast first) replaces each cast of an interval to a string
+//! type with `shoal_interval_text(x)`, keeping the expression's name.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, IntervalMonthDayNanoArray, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+const INTERVAL: DataType = crate::interval::ARROW_TYPE;
+
+/// Replaces casts of intervals to text (module docs).
+#[derive(Debug)]
+pub struct IntervalText {
+    text: Arc<ScalarUDF>,
+}
+
+impl Default for IntervalText {
+    fn default() -> Self {
+        IntervalText {
+            text: Arc::new(ScalarUDF::new_from_impl(IntervalToText::default())),
+        }
+    }
+}
+
+impl OptimizerRule for IntervalText {
+    fn name(&self) -> &str {
+        "shoal_interval_text"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_up(|node| {
+            let inputs = node.inputs();
+            if inputs.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            let mut schema = DFSchema::empty();
+            for input in inputs {
+                schema.merge(input.schema());
+            }
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| self.rewrite_cast(e, &schema))?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
+            })
+        })
+    }
+}
+
+impl IntervalText {
+    fn rewrite_cast(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        let Expr::Cast(Cast { expr: inner, field }) = &expr else {
+            return Ok(Transformed::no(expr));
+        };
+        let data_type = field.data_type();
+        let to_text = matches!(
+            data_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        );
+        if !to_text || !matches!(inner.get_type(schema), Ok(DataType::Interval(_))) {
+            return Ok(Transformed::no(expr));
+        }
+        let call = Expr::ScalarFunction(ScalarFunction::new_udf(
+            self.text.clone(),
+            vec![Expr::Cast(Cast::new(inner.clone(), INTERVAL))],
+        ));
+        Ok(Transformed::yes(Expr::Cast(Cast::new(
+            Box::new(call),
+            data_type.clone(),
+        ))))
+    }
+}
+
+/// `shoal_interval_text(interval)`: PostgreSQL's text of an interval.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntervalToText {
+    signature: Signature,
+}
+
+impl Default for IntervalToText {
+    fn default() -> Self {
+        IntervalToText {
+            signature: Signature::exact(vec![INTERVAL], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for IntervalToText {
+    fn name(&self) -> &str {
+        "shoal_interval_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "shoal_interval_text takes one argument".into(),
+            ));
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let array = arg.to_array(1)?;
+        let intervals = array
+            .as_any()
+            .downcast_ref::<IntervalMonthDayNanoArray>()
+            .ok_or_else(|| {
+                DataFusionError::Internal("shoal_interval_text: not an interval".into())
+            })?;
+        let texts: StringArray = (0..intervals.len())
+            .map(|r| {
+                (!intervals.is_null(r)).then(|| {
+                    let v = intervals.value(r);
+                    crate::interval::format(v.months, v.days, v.nanoseconds / 1000)
+                })
+            })
+            .collect();
+        Ok(match scalar {
+            true => ColumnarValue::Scalar(ScalarValue::try_from_array(&texts, 0)?),
+            false => ColumnarValue::Array(Arc::new(texts)),
+        })
+    }
+}
