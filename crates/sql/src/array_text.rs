@@ -53,8 +53,12 @@ pub fn parse(text: &str) -> Result<Vec<Option<String>>> {
             while let Some(&c) = chars.peek() {
                 match c {
                     ',' => break,
+                    // An element that is itself an array.
+                    '{' if item.is_empty() => {
+                        return Err(SqlError::NotSupported("multidimensional arrays".into()));
+                    }
                     '{' | '}' | '"' => {
-                        return Err(malformed(text, "multidimensional arrays are not supported"));
+                        return Err(malformed(text, "unexpected character"));
                     }
                     '\\' => {
                         chars.next();
