@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, IntervalMonthDayNanoArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -55,7 +55,9 @@ impl OptimizerRule for IntervalText {
     ) -> Result<Transformed<LogicalPlan>> {
         plan.transform_up(|node| {
             let inputs = node.inputs();
-            if inputs.is_empty() {
+            // Most plans cast nothing to text: they cost one look at each
+            // expression, no schema built.
+            if inputs.is_empty() || !casts_to_text(&node)? {
                 return Ok(Transformed::no(node));
             }
             let mut schema = DFSchema::empty();
@@ -72,17 +74,33 @@ impl OptimizerRule for IntervalText {
     }
 }
 
+/// Whether any expression of `node` casts to a string type.
+fn casts_to_text(node: &LogicalPlan) -> Result<bool> {
+    let mut found = false;
+    node.apply_expressions(|expr| {
+        found |= expr.exists(|e| {
+            Ok(matches!(e, Expr::Cast(Cast { field, .. }) if is_text(field.data_type())))
+        })?;
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(found)
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
 impl IntervalText {
     fn rewrite_cast(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         let Expr::Cast(Cast { expr: inner, field }) = &expr else {
             return Ok(Transformed::no(expr));
         };
         let data_type = field.data_type();
-        let to_text = matches!(
-            data_type,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        );
-        if !to_text || !matches!(inner.get_type(schema), Ok(DataType::Interval(_))) {
+        if !is_text(data_type) || !matches!(inner.get_type(schema), Ok(DataType::Interval(_))) {
             return Ok(Transformed::no(expr));
         }
         let call = Expr::ScalarFunction(ScalarFunction::new_udf(
