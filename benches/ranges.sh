@@ -32,8 +32,10 @@ if (( SMOKE )); then
 else
   SIZES=${RANGES_SIZES:-"100000 1000000"}
   export BENCH_RANGE_MAX_BYTES=${BENCH_RANGE_MAX_BYTES:-4194304}
+  export BENCH_THREADS=${BENCH_THREADS:-"1 8"}
 fi
-export BENCH_WORKLOADS=oltp_point_select
+# One table that grows, read by point selects.
+export BENCH_WORKLOADS=oltp_point_select BENCH_TABLES=${BENCH_TABLES:-1}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 SUMMARY=$REPO_ROOT/benches/results/ranges-$STAMP.md
 mkdir -p "$REPO_ROOT/benches/results"

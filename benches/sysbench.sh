@@ -1,48 +1,61 @@
 #!/usr/bin/env bash
-# benches/sysbench.sh — Shoal against PostgreSQL, same machine, same run.
+# benches/sysbench.sh — sysbench OLTP: Shoal against PostgreSQL, same
+# machine, same run.
 #
 # What it measures
-#   Two sysbench OLTP workloads, each against a throwaway PostgreSQL cluster
-#   and a throwaway single Shoal node, one after the other, at each thread
-#   count:
-#     oltp_point_select  SELECT c FROM sbtestN WHERE id = $1   (prepared, one
-#                        query per transaction, autocommit): the read path.
-#     oltp_insert        INSERT INTO sbtestN (id, k, c, pad) VALUES (...)
-#                        (client-generated ids, --auto_inc=off; one row per
-#                        autocommit transaction): the durable-commit path.
-#   For every run it records throughput (transactions/s; with one statement
-#   per transaction this is also queries/s), average and 95th-percentile
-#   latency, and errors sysbench ignored (unique violations, 40001).
-#   Both servers commit durably: PostgreSQL runs with fsync=on and
-#   synchronous_commit=on, Shoal fsyncs its WAL on every commit. As the
-#   physical floor of a durable commit, the script also times 4 KiB O_DSYNC
-#   writes on the file system that holds both stores.
+#   Five stock sysbench 1.0.20 workloads (--db-driver=pgsql, server-side
+#   prepared statements), each against a throwaway PostgreSQL 15 cluster and
+#   a throwaway single Shoal node, one after the other, at each thread count:
+#     oltp_point_select  SELECT c FROM sbtestN WHERE id = $1, one per
+#                        autocommit transaction: the read path.
+#     oltp_read_only     BEGIN; 10 point selects; 4 range selects on id
+#                        (plain, SUM, ORDER BY, DISTINCT; 100 rows each); COMMIT.
+#     oltp_read_write    oltp_read_only plus UPDATE of k (indexed), UPDATE of
+#                        c, DELETE and INSERT of one row, in one transaction.
+#     oltp_update_index  UPDATE sbtestN SET k = k + 1 WHERE id = $1,
+#                        autocommit: a durable write that moves a secondary
+#                        index entry.
+#     oltp_insert        INSERT INTO sbtestN (k, c, pad) VALUES (…), id from
+#                        the SERIAL sequence, autocommit: the durable-commit
+#                        path.
+#   For every run: transactions/s, latency (avg, p50, p95, p99 — p50/p95
+#   from sysbench's latency histogram, p99 its own --percentile=99), errors
+#   sysbench retried past (40001, 40P01, 23505), the server's CPU time per
+#   transaction (/proc) and fsync + fdatasync calls per transaction
+#   (perf, machine-wide). Both servers commit durably (PostgreSQL:
+#   fsync=on, synchronous_commit=on); the script also times 4 KiB O_DSYNC
+#   writes on the file system holding both stores, the floor of a durable
+#   commit.
 #
 # How
-#   1. Installs the Debian packages sysbench and postgresql if missing.
+#   1. Installs the Debian packages sysbench, postgresql, gnuplot-nox and
+#      linux-perf if missing.
 #   2. initdb's a PostgreSQL cluster into a temporary directory (as the
 #      `postgres` OS user when run as root), trust auth, 127.0.0.1 only, on a
 #      free port; starts `shoal start` on two more free loopback ports.
-#   3. Creates the sysbench tables itself, with the same schema on both
-#      (Shoal has no SERIAL, DEFAULT or CREATE INDEX yet, so `sysbench
-#      prepare` cannot be used), and loads identical rows (fixed seed) with
-#      1000-row INSERT statements through psql.
+#   3. `sysbench oltp_common prepare` on both: sysbench's own schema (id
+#      SERIAL PRIMARY KEY, k, c, pad, CREATE INDEX k_N ON sbtestN(k)) and
+#      rows; then VACUUM ANALYZE + CHECKPOINT on PostgreSQL, and on Shoal a
+#      wait for its background work to end.
 #   4. Runs each workload × thread count against PostgreSQL, then Shoal,
 #      and afterwards checks that every acknowledged insert is there.
-#   5. Writes benches/results/sysbench-<date>.md (plus the raw outputs in
-#      benches/results/sysbench-<date>/) and prints the report.
+#   5. Writes benches/results/sysbench-<date>.md (raw outputs, server logs
+#      and the PNG charts in benches/results/sysbench-<date>/) and prints it.
 #   Both servers are stopped (pg_ctl stop; Shoal by its pid) and the
 #   temporary directory removed on exit, also on failure or Ctrl-C.
+#   Exits non-zero if a run failed on PostgreSQL (the harness is broken),
+#   a database lost acknowledged inserts, or the charts were not drawn; a
+#   run failing on Shoal only is reported, with its error, not fatal.
 #
 # Usage
 #   benches/sysbench.sh [--smoke] [--postgres-only]
-#     --smoke          1 table × 1000 rows, 1 thread, 3 s per run
+#     --smoke          4 tables × 1000 rows, 1 thread, 3 s per run
 #     --postgres-only  skip Shoal (e.g. to check the harness without a build)
-#   Defaults: 1 table × 100000 rows, 1 and 8 threads, 20 s per run.
+#   Defaults: 4 tables × 100000 rows, 1, 8 and 32 threads, 20 s per run.
 #   Environment overrides: SHOAL_BIN, BENCH_TABLES, BENCH_TABLE_SIZE,
 #   BENCH_THREADS (e.g. "1 8 32"), BENCH_TIME (seconds), BENCH_TMPDIR (where
 #   the stores live; default: mktemp's default), PG_BINDIR,
-#   BENCH_WORKLOADS (default "oltp_point_select oltp_insert"),
+#   BENCH_WORKLOADS (default: the five above),
 #   BENCH_RANGE_MAX_BYTES (Shoal: give each table this range_max_bytes and
 #   wait until its ranges have split before measuring), BENCH_REPORT_NAME
 #   (the report's name prefix, default "sysbench").
@@ -53,128 +66,86 @@
 #   Only loopback addresses are used; every step has a time bound.
 set -euo pipefail
 
-SMOKE=0
-POSTGRES_ONLY=0
-for arg in "$@"; do
-  case $arg in
-    --smoke) SMOKE=1 ;;
-    --postgres-only) POSTGRES_ONLY=1 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
-
-if (( SMOKE )); then
-  TABLES=${BENCH_TABLES:-1} TABLE_SIZE=${BENCH_TABLE_SIZE:-1000}
-  THREADS=${BENCH_THREADS:-1} RUN_TIME=${BENCH_TIME:-3}
-else
-  TABLES=${BENCH_TABLES:-1} TABLE_SIZE=${BENCH_TABLE_SIZE:-100000}
-  THREADS=${BENCH_THREADS:-"1 8"} RUN_TIME=${BENCH_TIME:-20}
-fi
-WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_insert"}
-RANGE_MAX_BYTES=${BENCH_RANGE_MAX_BYTES:-}
-SPLIT_TIMEOUT=600   # seconds allowed for Shoal's ranges to reach their size
-SETTLE_TIMEOUT=180  # seconds allowed for Shoal's background work after loading
-BATCH=1000          # rows per INSERT statement while loading
-LOAD_TIMEOUT=900    # seconds allowed for loading one database
-READY_TIMEOUT=60    # seconds allowed for a server to accept connections
-
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RESULTS_DIR=$REPO_ROOT/benches/results
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-(( SMOKE )) && STAMP=$STAMP-smoke
-REPORT_NAME=${BENCH_REPORT_NAME:-sysbench}
-REPORT=$RESULTS_DIR/$REPORT_NAME-$STAMP.md
-LOG_DIR=$RESULTS_DIR/$REPORT_NAME-$STAMP
-
 # shellcheck source=benches/lib.sh
 source "$REPO_ROOT/benches/lib.sh"
 # shellcheck source=benches/servers.sh
 source "$REPO_ROOT/benches/servers.sh"
+# shellcheck source=benches/report.sh
+source "$REPO_ROOT/benches/report.sh"
+POSTGRES_ONLY=0
+smoke_flag "$0" "$@"
 
-# ---------------------------------------------------------------------------
-# Packages
-# ---------------------------------------------------------------------------
+if (( SMOKE )); then
+  TABLES=${BENCH_TABLES:-4} TABLE_SIZE=${BENCH_TABLE_SIZE:-1000}
+  THREADS=${BENCH_THREADS:-1} RUN_TIME=${BENCH_TIME:-3}
+  SETTLE_TIMEOUT=20
+else
+  TABLES=${BENCH_TABLES:-4} TABLE_SIZE=${BENCH_TABLE_SIZE:-100000}
+  THREADS=${BENCH_THREADS:-"1 8 32"} RUN_TIME=${BENCH_TIME:-20}
+  SETTLE_TIMEOUT=180  # seconds allowed for Shoal's background work after loading
+fi
+WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_read_only oltp_read_write oltp_update_index oltp_insert"}
+CLIENTS=$THREADS
+RANGE_MAX_BYTES=${BENCH_RANGE_MAX_BYTES:-}
+SPLIT_TIMEOUT=600   # seconds allowed for Shoal's ranges to reach their size
+LOAD_TIMEOUT=1800   # seconds allowed for sysbench prepare on one database
+READY_TIMEOUT=60    # seconds allowed for a server to accept connections
+PREPARE_THREADS=$(( TABLES < $(nproc) ? TABLES : $(nproc) ))
 
-ensure_packages() {
-  local missing=() p
-  # A package counts as present only if dpkg knows it and its command runs.
-  { dpkg -s sysbench && command -v sysbench; } >/dev/null 2>&1 || missing+=(sysbench)
-  dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
-  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
-  install_debs "${missing[@]}"
-}
+need_debs sysbench:sysbench postgresql postgresql-client:psql gnuplot-nox:gnuplot linux-perf:perf
+# (Captured first: `grep -q` closing the pipe early would fail under pipefail.)
+SYSBENCH_HELP=$(sysbench --help 2>&1 || true)
+grep -q '^ *pgsql - ' <<<"$SYSBENCH_HELP" ||
+  die "this sysbench has no pgsql driver (see benches/README.md for the pgbench fallback)"
+PG_BIN=$(find_pg_bindir)
+SHOAL_BIN_ABS=""
+(( POSTGRES_ONLY )) || SHOAL_BIN_ABS=$(find_shoal_bin)
 
-# ---------------------------------------------------------------------------
-# Ports, processes, cleanup
-# ---------------------------------------------------------------------------
-
-WORK=""
-
-cleanup() {
-  local rc=$?
-  set +e
-  stop_shoal
-  stop_pg
-  if [[ -n $WORK && -d $WORK ]]; then
-    # Keep the server logs next to the raw sysbench outputs, with the
-    # temporary directory's name replaced: nothing outside the repository is
-    # named in the results.
-    if [[ -d $LOG_DIR ]]; then
-      scrub "$WORK/pg/server.log" "$LOG_DIR/postgresql.log"
-      scrub "$WORK/shoal/shoal.log" "$LOG_DIR/shoal.log"
-    fi
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------------------
-# Servers
-# ---------------------------------------------------------------------------
+bench_init "${BENCH_REPORT_NAME:-sysbench}"
 
 # ---------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------
 
-# The sysbench schema without SERIAL and the secondary index on k, and rows
-# shaped like sysbench's: k uniform in [1, table size], c ten and pad five
-# dash-separated groups of 11 random digits. A fixed seed gives both
-# databases the same rows.
-generate_sql() {
-  awk -v tables="$TABLES" -v size="$TABLE_SIZE" -v batch="$BATCH" -v q="'" '
-    function group() { return sprintf("%05d%06d", int(rand() * 100000), int(rand() * 1000000)) }
-    function digits(n,   s, i) { s = group(); for (i = 2; i <= n; i++) s = s "-" group(); return s }
-    BEGIN {
-      srand(20240601)
-      for (t = 1; t <= tables; t++) {
-        printf "CREATE TABLE sbtest%d (id integer PRIMARY KEY, k integer NOT NULL, c char(120) NOT NULL, pad char(60) NOT NULL);\n", t
-        for (id = 1; id <= size; id++) {
-          if ((id - 1) % batch == 0) printf "INSERT INTO sbtest%d (id, k, c, pad) VALUES\n", t
-          sep = (id % batch == 0 || id == size) ? ";\n" : ",\n"
-          printf "(%d, %d, %s%s%s, %s%s%s)%s", id, int(rand() * size) + 1, q, digits(10), q, q, digits(5), q, sep
-        }
-      }
-    }'
+declare -A ROWS_AFTER=() ERRS=() LOAD_SECS=() SCAN_MS=()
+SHOAL_RANGES=""
+
+# sb_conn NAME: sysbench's connection options for server NAME, in SB_CONN.
+sb_conn() {
+  SB_CONN=(--db-driver=pgsql --pgsql-host=127.0.0.1)
+  if [[ $1 == PostgreSQL ]]; then
+    SB_CONN+=(--pgsql-port="$PG_PORT" --pgsql-user=postgres --pgsql-db=postgres)
+  else
+    SB_CONN+=(--pgsql-port="$SHOAL_PORT" --pgsql-user=shoal --pgsql-db=shoal)
+  fi
+  SB_CONN+=(--tables="$TABLES" --table-size="$TABLE_SIZE")
 }
 
-# load NAME CONNINFO: create and fill the tables, check the row counts.
-# Sets LOAD_SECS[NAME]; returns non-zero (with the error in FAIL[...]) if the
-# database rejects a statement.
+# sysbench's error lines (the server's message and the failing query),
+# shortened: a failing bulk INSERT is thousands of characters long.
+sb_errors() {
+  local e
+  e=$(awk '/FATAL|ALERT|[Ee]rror/ { p = 1 } p' "$1" | cut -c1-300 | head -n 6 | tr '\n' ' ' || true)
+  echo "${e:-sysbench exited with an error or timed out (see $(basename "$1"))}"
+}
+
+# load NAME: sysbench prepare, then check the row counts. Sets
+# LOAD_SECS[NAME]; returns non-zero (with the error in FAIL[load-NAME]) if
+# the database rejects a statement.
 load() {
-  local name=$1 conn=$2 t0 t1 t n
-  log "loading $name: $TABLES table(s) × $TABLE_SIZE rows"
+  local name=$1 conn out="$LOG_DIR/prepare-$1.txt" t0 t1 t n
+  conn=$(conn_of "$name")
+  log "preparing $name: $TABLES table(s) × $TABLE_SIZE rows (sysbench oltp_common prepare)"
+  sb_conn "$name"
   t0=$(date +%s.%N)
-  # From inside WORK, so that psql's messages name the file relatively.
-  if ! (cd "$WORK" && psql_run "$conn" "$LOAD_TIMEOUT" -f load.sql) >"$LOG_DIR/load-$name.log" 2>&1; then
-    FAIL[load-$name]="loading failed: $(failed_statement "$LOG_DIR/load-$name.log")"
+  # With --threads > 1, sysbench prepare can exit 0 after a thread's FATAL.
+  if ! timeout --kill-after=10 "$LOAD_TIMEOUT" sysbench oltp_common "${SB_CONN[@]}" \
+      --threads="$PREPARE_THREADS" prepare >"$out" 2>&1 || grep -q FATAL "$out"; then
+    FAIL[load-$name]="sysbench prepare failed: $(sb_errors "$out")"
     return 1
   fi
   t1=$(date +%s.%N)
-  LOAD_SECS[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   for (( t = 1; t <= TABLES; t++ )); do
     if ! n=$(psql_run "$conn" 60 -c "SELECT count(*) FROM sbtest$t" 2>&1); then
       FAIL[load-$name]="SELECT count(*) FROM sbtest$t failed: $n"
@@ -185,26 +156,8 @@ load() {
       return 1
     fi
   done
+  LOAD_SECS[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 }
-
-# The psql error of a failed -f run, with the start of the statement it
-# points at (the load statements are long).
-failed_statement() {
-  local logf=$1 line
-  line=$(grep -o '^psql:[^:]*:[0-9]*' "$logf" | head -n1 | awk -F: '{ print $3 }' || true)
-  printf '%s' "$(grep -v '^$' "$logf" | head -n 3 | tr '\n' ' ' || true)"
-  if [[ -n $line ]]; then
-    # psql reports the statement's last line; walk back to where it starts.
-    printf ' — statement: %s' "$(awk -v l="$line" 'NR <= l { if ($0 ~ /^(CREATE|INSERT)/) s = $0 } NR == l { print s; exit }' "$WORK/load.sql" | cut -c1-160)"
-  fi
-}
-
-# ---------------------------------------------------------------------------
-# Benchmark runs
-# ---------------------------------------------------------------------------
-
-declare -A TPS=() TXNS=() ROWS_AFTER=() AVG=() P95=() ERRS=() FAIL=() LOAD_SECS=() SCAN_MS=()
-SHOAL_RANGES=""
 
 # split_ranges: give Shoal's tables RANGE_MAX_BYTES and wait until no range
 # of theirs is bigger and the count has stopped changing. Sets SHOAL_RANGES.
@@ -230,22 +183,6 @@ split_ranges() {
   return 1
 }
 
-# settle_shoal: waits (at most SETTLE_TIMEOUT s) until the Shoal process
-# has used under 5% of a core for two seconds running — its background
-# work (compactions after the load, splits) is done.
-settle_shoal() {
-  local deadline=$(( SECONDS + SETTLE_TIMEOUT )) before after hz
-  hz=$(getconf CLK_TCK)
-  log "waiting for Shoal's background work to finish"
-  while (( SECONDS < deadline )); do
-    before=$(awk '{ print $14 + $15 }' "/proc/$SHOAL_PID/stat" 2>/dev/null) || return 0
-    sleep 2
-    after=$(awk '{ print $14 + $15 }' "/proc/$SHOAL_PID/stat" 2>/dev/null) || return 0
-    (( (after - before) * 100 < 2 * hz * 5 )) && return 0
-  done
-  log "Shoal was still busy after ${SETTLE_TIMEOUT}s; measuring anyway"
-}
-
 # scan NAME CONNINFO: the best of three full scans (count and sum of every
 # table), in ms. Sets SCAN_MS[NAME].
 scan() {
@@ -254,7 +191,7 @@ scan() {
     t0=$(date +%s%N)
     for (( t = 1; t <= TABLES; t++ )); do
       psql_run "$conn" 600 -c "SELECT count(*), sum(k) FROM sbtest$t" >/dev/null ||
-        { FAIL[scan-$name]="SELECT count(*), sum(k) failed"; return 0; }
+        { FAIL[scan-$name]="SELECT count(*), sum(k) FROM sbtest$t failed"; return 0; }
     done
     t1=$(date +%s%N)
     ms=$(( (t1 - t0) / 1000000 ))
@@ -263,59 +200,48 @@ scan() {
   SCAN_MS[$name]=$best
 }
 
-# bench NAME PORT USER DB WORKLOAD THREADS
+# ---------------------------------------------------------------------------
+# Benchmark runs
+# ---------------------------------------------------------------------------
+
+# bench NAME WORKLOAD THREADS: one sysbench run.
 bench() {
-  local name=$1 port=$2 user=$3 db=$4 workload=$5 threads=$6
-  local key="$workload|$threads|$name" out="$LOG_DIR/$workload-t$threads-$name.txt"
-  local extra=()
-  [[ $workload == oltp_insert ]] && extra+=(--auto_inc=off)
+  local name=$1 workload=$2 threads=$3 key="$2|$3|$1" out="$LOG_DIR/$2-t$3-$1.txt" rc=0
   log "$workload, $threads thread(s), ${RUN_TIME}s: $name"
-  if ! timeout --kill-after=10 $(( RUN_TIME + 60 )) sysbench "$workload" \
-      --db-driver=pgsql --pgsql-host=127.0.0.1 --pgsql-port="$port" \
-      --pgsql-user="$user" --pgsql-db="$db" \
-      --tables="$TABLES" --table-size="$TABLE_SIZE" \
-      --threads="$threads" --time="$RUN_TIME" --events=0 --percentile=95 \
-      "${extra[@]}" run >"$out" 2>&1; then
-    FAIL[$key]="$(grep -E 'FATAL|ALERT|error' "$out" | head -n 4 | tr '\n' ' ' || true)"
-    [[ -n ${FAIL[$key]} ]] || FAIL[$key]="sysbench exited with an error or timed out (see $(basename "$out"))"
+  sb_conn "$name"
+  measure "$name" "$key" timeout --kill-after=10 $(( RUN_TIME + 60 )) sysbench "$workload" \
+    "${SB_CONN[@]}" --threads="$threads" --time="$RUN_TIME" --events=0 \
+    --percentile=99 --histogram=on run >"$out" 2>&1 || rc=$?
+  if (( rc )); then
+    FAIL[$key]=$(sb_errors "$out")
     return 0
   fi
-  # sysbench 1.0 prints e.g. (queries/s equals transactions/s here: one
-  # statement per transaction)
+  # sysbench 1.0 prints, after the latency histogram:
   #   transactions:   12345  (617.20 per sec.)
   #   ignored errors: 0      (0.00 per sec.)
   #   avg:            1.62
-  #   95th percentile: 2.00
+  #   99th percentile: 2.00
   TXNS[$key]=$(awk '/^ *transactions:/ { print $2 }' "$out")
   TPS[$key]=$(awk '/^ *transactions:/ { gsub(/\(/, "", $3); print $3 }' "$out")
   ERRS[$key]=$(awk '/^ *ignored errors:/ { print $3 }' "$out")
   AVG[$key]=$(awk '/^ *avg:/ { print $2 }' "$out")
-  P95[$key]=$(awk '/^ *95th percentile:/ { print $3 }' "$out")
+  P99[$key]=$(awk '/^ *99th percentile:/ { print $3 }' "$out")
+  read -r "P50[$key]" "P95[$key]" < <(awk '
+      /^Latency histogram/ { h = 1; next }
+      h && /^ *[0-9.]+ \|/ { print $1, $NF }
+      h && /^ *$/ { exit }' "$out" | pcts "50 95") || true
   [[ -n ${TPS[$key]} ]] || FAIL[$key]="no throughput in sysbench output (see $(basename "$out"))"
 }
-
-# ---------------------------------------------------------------------------
-# The physical floor: 4 KiB O_DSYNC writes (each one a write + fdatasync).
-# Appending to a new file also syncs the file's growing size, like an
-# appended WAL (RocksDB); overwriting does not, like PostgreSQL's
-# preallocated WAL segments.
-# ---------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
 
-per_sec() { awk -v ms="$1" 'BEGIN { if (ms + 0 == 0) print "—"; else printf "%.0f", 1000 / ms }'; }
-ratio() { awk -v s="$1" -v p="$2" 'BEGIN { if (s == "" || p == "" || p + 0 == 0) print "—"; else printf "%.2f", s / p }'; }
-cell() { # cell KEY: "tps" or "failed"
-  if [[ -n ${FAIL[$1]:-} ]]; then echo "failed"; elif [[ -n ${TPS[$1]:-} ]]; then echo "${TPS[$1]}"; else echo "—"; fi
-}
-lat() { [[ -n ${TPS[$1]:-} && -z ${FAIL[$1]:-} ]] && echo "${AVG[$1]} / ${P95[$1]}" || echo "—"; }
-
 # count_rows NAME CONNINFO: after the runs, every acknowledged insert must be
 # there — the loaded rows plus one per oltp_insert transaction sysbench
-# counted. A database that acknowledged writes it lost would otherwise just
-# look fast.
+# counted (oltp_read_write deletes and re-inserts a row per transaction:
+# no change). A database that acknowledged writes it lost would otherwise
+# just look fast.
 count_rows() {
   local name=$1 conn=$2 t n total=0
   for (( t = 1; t <= TABLES; t++ )); do
@@ -325,48 +251,62 @@ count_rows() {
   ROWS_AFTER[$name]=$total
 }
 
-expected_rows() { # expected_rows NAME
-  local th n=$(( TABLES * TABLE_SIZE ))
-  for th in $THREADS; do n=$(( n + ${TXNS[oltp_insert|$th|$1]:-0} )); done
-  echo "$n"
+INVARIANT_BROKEN=0
+rows_md() { # rows_md NAME: the acknowledged-inserts line for one database
+  local name=$1 th n=$(( TABLES * TABLE_SIZE ))
+  [[ -n ${ROWS_AFTER[$name]:-} ]] || return 0
+  for th in $THREADS; do
+    [[ " $WORKLOADS " == *" oltp_insert "* ]] || break
+    if ! ok_run "oltp_insert|$th|$name"; then
+      echo "- $name: not checked (an oltp_insert run failed); found ${ROWS_AFTER[$name]}"
+      return 0
+    fi
+    n=$(( n + ${TXNS[oltp_insert|$th|$name]} ))
+  done
+  if [[ ${ROWS_AFTER[$name]} == "$n" ]]; then
+    echo "- $name: expected $n, found $n — ok"
+  else
+    echo "- $name: expected $n, found ${ROWS_AFTER[$name]} — MISMATCH"
+    INVARIANT_BROKEN=1
+  fi
+}
+
+errs_cell() { # ignored errors, and their share of all attempts
+  ok_run "$1" || { echo "—"; return; }
+  awk -v e="${ERRS[$1]:-0}" -v t="${TXNS[$1]:-0}" 'BEGIN { printf "%d (%.1f%%)", e, (e + t > 0 ? 100 * e / (e + t) : 0) }'
+}
+errs_cells() { echo "$(errs_cell "$1") | $(errs_cell "$2") |"; }
+
+headline_md() {
+  local pk="oltp_point_select|8|PostgreSQL" sk="oltp_point_select|8|Shoal"
+  if [[ " $THREADS " != *" 8 "* || " $WORKLOADS " != *" oltp_point_select "* ]]; then
+    echo "**oltp_point_select p99 at 8 threads:** not measured in this run (threads: $THREADS)."
+  else
+    echo "**oltp_point_select p99 at 8 threads:** PostgreSQL $(val P99 "$pk") ms, Shoal $(val P99 "$sk") ms (Shoal/PostgreSQL $(ratio "$(num "$(val P99 "$sk")")" "$(num "$(val P99 "$pk")")"))."
+  fi
 }
 
 write_report() {
-  local w th pk sk fstype profile
-  fstype=$(df --output=fstype "$WORK" 2>/dev/null | tail -n1 || echo "?")
-  profile=$(basename "$(dirname "$SHOAL_BIN_ABS")")
-  [[ $profile == release || $profile == debug ]] || profile="unknown-profile"
+  local pk rows=$(( TABLES * TABLE_SIZE ))
   {
-    echo "# sysbench: Shoal vs PostgreSQL — $STAMP"
-    echo
+    report_header "sysbench: Shoal vs PostgreSQL"
     echo "- mode: $( (( SMOKE )) && echo "smoke" || echo "full"); $TABLES table(s) × $TABLE_SIZE rows; threads: $THREADS; ${RUN_TIME}s per run; workloads: $WORKLOADS"
-    echo "- machine: $(nproc) cores, Linux $(uname -r), stores on $fstype; load average before the runs: $LOADAVG"
-    echo "- PostgreSQL: $("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //') (fsync=on, synchronous_commit=on, otherwise defaults)"
-    if (( POSTGRES_ONLY )); then
-      echo "- Shoal: skipped (--postgres-only)"
-    else
-      echo "- Shoal: $("$SHOAL_BIN_ABS" --version 2>/dev/null || echo shoal) ($profile build$([[ $profile == debug ]] && echo ' — NOT meaningful for speed goals; use a release build'))"
-    fi
-    echo "- sysbench: $(sysbench --version | awk '{ print $2 }'), pgsql driver, prepared statements (--db-ps-mode=auto)"
-    echo "- commit: $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$( [[ -n $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null | head -n1) ]] && echo ' (with uncommitted changes)')"
+    echo "- sysbench: $(sysbench --version | awk '{ print $2 }'), pgsql driver, prepared statements (--db-ps-mode=auto), tables from \`sysbench oltp_common prepare\`"
     echo
-    echo "## Durable-commit floor"
+    headline_md
     echo
-    echo "| 4 KiB write + fdatasync (O_DSYNC, $FSYNC_COUNT writes) | ms per write | max commits/s, one committer, no group commit |"
-    echo "|---|---:|---:|"
-    echo "| appending to a new file | $FSYNC_APPEND_MS | $(per_sec "$FSYNC_APPEND_MS") |"
-    echo "| overwriting in place | $FSYNC_OVERWRITE_MS | $(per_sec "$FSYNC_OVERWRITE_MS") |"
+    fsync_floor_md
     echo
-    echo "## Load ($BATCH-row INSERT statements through psql)"
+    echo "## Load (sysbench oltp_common prepare, $PREPARE_THREADS thread(s))"
     echo
     echo "| database | rows | seconds | rows/s |"
     echo "|---|---:|---:|---:|"
-    for pk in PostgreSQL Shoal; do
+    for pk in $SERVERS; do
       (( POSTGRES_ONLY )) && [[ $pk == Shoal ]] && continue
       if [[ -n ${LOAD_SECS[$pk]:-} ]]; then
-        echo "| $pk | $(( TABLES * TABLE_SIZE )) | ${LOAD_SECS[$pk]} | $(awk -v n=$(( TABLES * TABLE_SIZE )) -v s="${LOAD_SECS[$pk]}" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }') |"
+        echo "| $pk | $rows | ${LOAD_SECS[$pk]} | $(awk -v n=$rows -v s="${LOAD_SECS[$pk]}" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }') |"
       else
-        echo "| $pk | $(( TABLES * TABLE_SIZE )) | failed | — |"
+        echo "| $pk | $rows | failed | — |"
       fi
     done
     echo
@@ -374,9 +314,9 @@ write_report() {
     echo
     echo "| database | rows | ms | rows/s |"
     echo "|---|---:|---:|---:|"
-    for pk in PostgreSQL Shoal; do
+    for pk in $SERVERS; do
       [[ -n ${SCAN_MS[$pk]:-} ]] || continue
-      echo "| $pk | $(( TABLES * TABLE_SIZE )) | ${SCAN_MS[$pk]} | $(awk -v n=$(( TABLES * TABLE_SIZE )) -v ms="${SCAN_MS[$pk]}" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }') |"
+      echo "| $pk | $rows | ${SCAN_MS[$pk]} | $(awk -v n=$rows -v ms="${SCAN_MS[$pk]}" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }') |"
     done
     if [[ -n $SHOAL_RANGES ]]; then
       echo
@@ -387,33 +327,14 @@ write_report() {
     echo
     echo "Rows after the runs = loaded rows + oltp_insert transactions sysbench counted."
     echo
-    for pk in PostgreSQL Shoal; do
-      [[ -n ${ROWS_AFTER[$pk]:-} ]] || continue
-      echo "- $pk: expected $(expected_rows "$pk"), found ${ROWS_AFTER[$pk]}$([[ ${ROWS_AFTER[$pk]} == "$(expected_rows "$pk")" ]] && echo " — ok" || echo " — MISMATCH")"
-    done
+    for pk in $SERVERS; do rows_md "$pk"; done
     echo
-    echo "## Results"
+    results_md threads "| retried errors PG | retried errors Shoal |" errs_cells
     echo
-    echo "tps = transactions/s = queries/s (one statement per transaction). Latencies in ms."
+    charts_md sysbench threads
+    failures_md
     echo
-    echo "| workload | threads | PostgreSQL tps | Shoal tps | Shoal/PostgreSQL | PostgreSQL avg / p95 | Shoal avg / p95 | ignored errors PG / Shoal |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    for w in $WORKLOADS; do
-      for th in $THREADS; do
-        pk="$w|$th|PostgreSQL" sk="$w|$th|Shoal"
-        echo "| $w | $th | $(cell "$pk") | $(cell "$sk") | $(ratio "${TPS[$sk]:-}" "${TPS[$pk]:-}") | $(lat "$pk") | $(lat "$sk") | ${ERRS[$pk]:-—} / ${ERRS[$sk]:-—} |"
-      done
-    done
-    if (( ${#FAIL[@]} )); then
-      echo
-      echo "## Failures"
-      echo
-      for pk in $(printf '%s\n' "${!FAIL[@]}" | sort); do
-        echo "- \`$pk\`: $(tr '|' '/' <<<"${FAIL[$pk]}")"
-      done
-    fi
-    echo
-    echo "Raw sysbench outputs and server logs: \`benches/results/$REPORT_NAME-$STAMP/\`."
+    echo "Raw sysbench outputs, server logs and charts: \`benches/results/$REPORT_NAME-$STAMP/\`."
   } >"$REPORT"
 }
 
@@ -421,54 +342,11 @@ write_report() {
 # Main
 # ---------------------------------------------------------------------------
 
-ensure_packages
-# (Captured first: `grep -q` closing the pipe early would fail under pipefail.)
-SYSBENCH_HELP=$(sysbench --help 2>&1 || true)
-grep -q '^ *pgsql - ' <<<"$SYSBENCH_HELP" ||
-  die "this sysbench has no pgsql driver (see benches/README.md for the pgbench fallback)"
-PG_BIN=$(find_pg_bindir)
-SHOAL_BIN_ABS=""
-(( POSTGRES_ONLY )) || SHOAL_BIN_ABS=$(find_shoal_bin)
-
-mkdir -p "$RESULTS_DIR" "$LOG_DIR"
-if [[ -n ${BENCH_TMPDIR:-} ]]; then
-  WORK=$(mktemp -d "$BENCH_TMPDIR/shoal-bench.XXXXXX")
-else
-  WORK=$(mktemp -d -t shoal-bench.XXXXXX)
-fi
-chmod 711 "$WORK"   # the postgres user must reach its data directory
-
-# Other work on the machine skews everything; the report records how busy it was.
-LOADAVG=$(uptime | sed 's/.*load average: //')
-
-log "measuring fdatasync latency"
-FSYNC_APPEND_MS=$(dsync_ms "$WORK/fsync-probe")
-FSYNC_OVERWRITE_MS=$(dsync_ms "$WORK/fsync-probe" notrunc)
-rm -f "$WORK/fsync-probe"
-
-pick_port PG_PORT
-pick_port SHOAL_PORT
-pick_port SHOAL_LISTEN_PORT
-PG_CONN="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
-SHOAL_CONN="host=127.0.0.1 port=$SHOAL_PORT user=shoal dbname=shoal"
-
-log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-start_pg
-SHOAL_OK=0
-if (( ! POSTGRES_ONLY )); then
-  log "starting Shoal ($SHOAL_BIN_ABS) on 127.0.0.1:$SHOAL_PORT"
-  start_shoal
-  SHOAL_OK=1
-fi
-
-generate_sql >"$WORK/load.sql"
-load PostgreSQL "$PG_CONN" || die "${FAIL[load-PostgreSQL]}"
+start_servers
+load_both load
 # A freshly loaded PostgreSQL table gets statistics and a checkpoint before
 # being measured, as any operator would do after a bulk load.
 psql_run "$PG_CONN" 600 -c 'VACUUM ANALYZE' -c 'CHECKPOINT' >/dev/null
-if (( SHOAL_OK )); then
-  load Shoal "$SHOAL_CONN" || { SHOAL_OK=0; log "Shoal: ${FAIL[load-Shoal]}"; }
-fi
 if (( SHOAL_OK )) && [[ -n $RANGE_MAX_BYTES ]]; then
   split_ranges || log "Shoal: ${FAIL[split]}"
 fi
@@ -478,25 +356,10 @@ fi
 scan PostgreSQL "$PG_CONN"
 (( SHOAL_OK )) && scan Shoal "$SHOAL_CONN"
 
-for w in $WORKLOADS; do
-  for th in $THREADS; do
-    bench PostgreSQL "$PG_PORT" postgres postgres "$w" "$th"
-    if (( SHOAL_OK )); then
-      if ! kill -0 "$SHOAL_PID" 2>/dev/null; then
-        FAIL[shoal-process]="the Shoal node exited during the run (see shoal.log)"
-        SHOAL_OK=0
-      else
-        bench Shoal "$SHOAL_PORT" shoal shoal "$w" "$th"
-      fi
-    fi
-  done
-done
+each_run bench
 
 count_rows PostgreSQL "$PG_CONN"
-(( SHOAL_OK )) && kill -0 "$SHOAL_PID" 2>/dev/null && count_rows Shoal "$SHOAL_CONN"
+shoal_alive && count_rows Shoal "$SHOAL_CONN"
 
 write_report
-echo
-cat "$REPORT"
-echo
-log "report: ${REPORT#"$REPO_ROOT"/}"
+finish_report "a database lost acknowledged inserts (see the report)"

@@ -25,9 +25,10 @@
 #   benches/txn.sh --smoke    1000 accounts, 1 and 8 clients, 3 s per run
 #   Environment: SHOAL_BIN, PG_BINDIR, BENCH_CLIENTS, BENCH_TIME,
 #   BENCH_ACCOUNTS, BENCH_TMPDIR.
-#   Writes benches/results/txn-<date>.md and prints it. Both servers are
-#   stopped (pg_ctl; Shoal by its pid) and the temporary directory removed
-#   on exit. Only loopback addresses are used; every step has a time bound.
+#   Writes benches/results/txn-<date>.md (the server logs in
+#   benches/results/txn-<date>/) and prints it. Both servers are stopped
+#   (pg_ctl; Shoal by its pid) and the temporary directory removed on exit.
+#   Only loopback addresses are used; every step has a time bound.
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,32 +53,7 @@ PG_BIN=$(find_pg_bindir)
 PATH=$PATH:$PG_BIN
 SHOAL_BIN_ABS=$(find_shoal_bin)
 
-RESULTS_DIR=$REPO_ROOT/benches/results
-STAMP=$(date -u +%Y%m%d-%H%M%S)
-(( SMOKE )) && STAMP=$STAMP-smoke
-REPORT=$RESULTS_DIR/txn-$STAMP.md
-mkdir -p "$RESULTS_DIR"
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/shoal-txn.XXXXXX")
-chmod 711 "$WORK"
-
-cleanup() {
-  local rc=$?
-  set +e
-  stop_shoal
-  stop_pg
-  [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-pick_port PG_PORT
-pick_port SHOAL_PORT
-pick_port SHOAL_LISTEN_PORT
-PG_CONN="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
-SHOAL_CONN="host=127.0.0.1 port=$SHOAL_PORT user=shoal dbname=shoal"
-LOADAVG=$(uptime | sed 's/.*load average: //')
+bench_init txn
 
 log "starting PostgreSQL and Shoal"
 start_pg
@@ -120,9 +96,9 @@ run() {
   log "$name: $workload, $clients client(s), ${RUN_TIME}s"
   timeout $(( RUN_TIME + 120 )) pgbench "$conn" -n -M prepared -f "$WORK/$workload.sql" \
     -c "$clients" -j "$(( clients < 2 ? clients : 2 ))" -T "$RUN_TIME" >"$out" 2>&1 || true
-  TPS[$key]=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
-  LAT[$key]=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
-  FAILED[$key]=$(sed -n 's/^number of failed transactions: [0-9]* (\([0-9.]*\)%).*/\1/p' "$out" | head -n1)
+  TPS[$key]=$(out_field 'tps = \([0-9.]*\) .*' "$out")
+  LAT[$key]=$(out_field 'latency average = \([0-9.]*\) ms.*' "$out")
+  FAILED[$key]=$(out_field 'number of failed transactions: [0-9]* (\([0-9.]*\)%).*' "$out")
   [[ -n ${TPS[$key]} ]] || { log "$name $workload $clients: no result"; tail -n 5 "$out" >&2; }
 }
 
@@ -153,9 +129,9 @@ EXPECTED=$(( ACCOUNTS * 1000 ))
   for w in $WORKLOADS; do
     for c in $CLIENTS; do
       p=PostgreSQL/$w/$c s=Shoal/$w/$c
-      ratio=$(awk -v s="${TPS[$s]:-}" -v p="${TPS[$p]:-}" 'BEGIN { if (s == "" || p == "" || p + 0 == 0) print "—"; else printf "%.2f", s / p }')
+      r=$(ratio "${TPS[$s]:-}" "${TPS[$p]:-}")
       printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s |\n' "$w" "$c" \
-        "${TPS[$p]:-0}" "${TPS[$s]:-0}" "$ratio" "${LAT[$p]:-—}" "${LAT[$s]:-—}" \
+        "${TPS[$p]:-0}" "${TPS[$s]:-0}" "$r" "${LAT[$p]:-—}" "${LAT[$s]:-—}" \
         "${FAILED[$p]:-0}" "${FAILED[$s]:-0}"
     done
   done

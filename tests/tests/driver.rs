@@ -198,6 +198,150 @@ async fn prepared_updates_by_key() {
     assert_eq!(row(2).await, (2147483600, Some(32767), Some("b".into())));
 }
 
+/// Prepared one-row upserts — the key-value put, `INSERT … ON CONFLICT
+/// (pk) DO UPDATE SET v = excluded.v` or `DO NOTHING` (run without
+/// planning, `fast_upsert.rs`) — give what the general path gives: the
+/// counts, the values, index entries kept, 23502 and 23505 where due.
+#[tokio::test]
+async fn prepared_upserts_by_key() {
+    let node = TestNode::start().await;
+    let c = node.connect().await;
+    c.batch_execute(
+        "CREATE TABLE kv (k bytea PRIMARY KEY, v bytea, n integer NOT NULL);
+         CREATE TABLE tagged (id integer PRIMARY KEY, tag text, code text);
+         CREATE INDEX tagged_tag ON tagged (tag);
+         CREATE UNIQUE INDEX tagged_code ON tagged (code)",
+    )
+    .await
+    .unwrap();
+    let put = c
+        .prepare(
+            "INSERT INTO kv (k, v, n) VALUES ($1, $2, $3) \
+             ON CONFLICT (k) DO UPDATE SET v = excluded.v, n = excluded.n",
+        )
+        .await
+        .unwrap();
+    let get = |k: &'static [u8]| {
+        let c = &c;
+        async move {
+            c.query_opt("SELECT v, n FROM kv WHERE k = $1", &[&k])
+                .await
+                .unwrap()
+                .map(|r| (r.get::<_, Option<Vec<u8>>>(0), r.get::<_, i32>(1)))
+        }
+    };
+    let k1: &[u8] = b"k1";
+    assert_eq!(
+        c.execute(&put, &[&k1, &&b"a"[..], &1_i32]).await.unwrap(),
+        1
+    );
+    assert_eq!(get(b"k1").await, Some((Some(b"a".to_vec()), 1)));
+    assert_eq!(
+        c.execute(&put, &[&k1, &&b"b"[..], &2_i32]).await.unwrap(),
+        1
+    );
+    assert_eq!(get(b"k1").await, Some((Some(b"b".to_vec()), 2)));
+    assert_eq!(
+        c.execute(&put, &[&k1, &None::<&[u8]>, &3_i32])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(get(b"k1").await, Some((None, 3)));
+    // The proposed row is checked before the conflict is looked at.
+    for key in [k1, b"k2"] {
+        let err = c
+            .execute(&put, &[&key, &&b"c"[..], &None::<i32>])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::NOT_NULL_VIOLATION));
+    }
+    assert_eq!(get(b"k2").await, None);
+    // DO NOTHING counts 0 on a conflict and keeps the row.
+    let add = c
+        .prepare("INSERT INTO kv (k, v, n) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.execute(&add, &[&k1, &&b"z"[..], &9_i32]).await.unwrap(),
+        0
+    );
+    assert_eq!(get(b"k1").await, Some((None, 3)));
+    assert_eq!(
+        c.execute(&add, &[&&b"k2"[..], &&b"z"[..], &9_i32])
+            .await
+            .unwrap(),
+        1
+    );
+    // An assignment from a parameter; a key column left as it is.
+    let set_n = c
+        .prepare("INSERT INTO kv (k, n) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET n = $3")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.execute(&set_n, &[&&b"k2"[..], &0_i32, &7_i32])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(get(b"k2").await, Some((Some(b"z".to_vec()), 7)));
+    // A transaction sees its own upserts; a rollback undoes them.
+    c.batch_execute("BEGIN").await.unwrap();
+    c.execute(&put, &[&&b"k3"[..], &&b"t"[..], &1_i32])
+        .await
+        .unwrap();
+    c.execute(&put, &[&&b"k3"[..], &&b"u"[..], &2_i32])
+        .await
+        .unwrap();
+    assert_eq!(get(b"k3").await, Some((Some(b"u".to_vec()), 2)));
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(get(b"k3").await, None);
+    // Index entries follow the row; a unique index that is not the
+    // arbiter still refuses a duplicate.
+    let tag = c
+        .prepare(
+            "INSERT INTO tagged VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET tag = excluded.tag, code = excluded.code",
+        )
+        .await
+        .unwrap();
+    c.execute(&tag, &[&1_i32, &"red", &"c1"]).await.unwrap();
+    c.execute(&tag, &[&2_i32, &"red", &"c2"]).await.unwrap();
+    c.execute(&tag, &[&1_i32, &"blue", &"c3"]).await.unwrap();
+    let ids = |t: &'static str| {
+        let c = &c;
+        async move {
+            c.query("SELECT id FROM tagged WHERE tag = $1 ORDER BY id", &[&t])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids("red").await, [2]);
+    assert_eq!(ids("blue").await, [1]);
+    let err = c.execute(&tag, &[&3_i32, &"x", &"c2"]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let err = c.execute(&tag, &[&1_i32, &"x", &"c2"]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    // Shapes the fast path leaves to the general one still work.
+    let guarded = c
+        .prepare(
+            "INSERT INTO kv AS t (k, v, n) VALUES ($1, $2, $3) \
+             ON CONFLICT (k) DO UPDATE SET n = t.n + excluded.n WHERE t.n > 0",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.execute(&guarded, &[&k1, &&b"q"[..], &10_i32])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(get(b"k1").await, Some((None, 13)));
+}
+
 #[tokio::test]
 async fn errors_carry_sqlstate() {
     let node = TestNode::start().await;

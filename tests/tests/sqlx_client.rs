@@ -21,7 +21,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 fn migrations_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/sqlx_migrations")
+    shoal_datadriven::package_dir(env!("CARGO_MANIFEST_DIR")).join("clients/sqlx_migrations")
 }
 
 fn url(node: &TestNode) -> String {

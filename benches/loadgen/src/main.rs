@@ -1,24 +1,32 @@
-//! `shoal-loadgen`: closed-loop write load, for comparing replicated writes
-//! of different systems in one benchmark run.
+//! `shoal-loadgen`: closed-loop load, for comparing the write and read
+//! paths of different systems in one benchmark run.
 //!
-//! Each of `--clients` clients has its own connection and sends one write,
-//! waits for its acknowledgement, and sends the next, for `--seconds`.
+//! Each of `--clients` clients has its own connection and sends one
+//! request, waits for its answer, and sends the next, for `--seconds`.
 //! Clients are spread round-robin over the given endpoints. Every
-//! acknowledged write's latency is recorded; the result is one JSON line:
-//! clients, acknowledged writes, errors, writes per second, p50 and p99
+//! successful request's latency is recorded; the result is one JSON line:
+//! clients, acknowledged requests, errors, requests per second, p50 and p99
 //! latency in milliseconds.
 //!
-//! * `pg`: `INSERT INTO bench (id, v) VALUES ($1, $2)` as a prepared
-//!   statement in autocommit, ids unique per client and run, `v` 100 bytes —
-//!   against Shoal or PostgreSQL.
-//! * `etcd`: `PUT` of a 16-byte key and a 100-byte value through etcd v3's
-//!   JSON gateway (`POST /v3/kv/put`) over keep-alive HTTP/1.1 — the same
-//!   logical write, durable on a quorum when acknowledged.
+//! What a request is (`--op`), against Shoal or PostgreSQL (`pg`) and etcd
+//! (`etcd`, through its v3 JSON gateway over keep-alive HTTP/1.1):
+//!
+//! | op | `pg` | `etcd` |
+//! |---|---|---|
+//! | `insert` | `INSERT INTO bench (id, v) VALUES ($1, $2)`, ids unique per client and run, `v` 100 bytes | `PUT` of a new 16-byte key, 100-byte value |
+//! | `put` | `INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, a random key of `--keys`, `v` 256 bytes | `PUT` of the same key and value |
+//! | `get` | `SELECT v FROM kv WHERE k = $1`, a random key of `--keys` | a linearizable `range` of that key |
+//! | `load` | the `put` statement for every key of `--keys` once, the keys shared out among the clients; ends when all are written | the same `PUT`s |
+//!
+//! Keys are 16 bytes (`k` and 15 digits). A `get` that finds no value is
+//! an error (load first), so a fast answer that is wrong never counts.
+//! Writes in autocommit: acknowledged means durable on a quorum for a
+//! replicated system.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -30,12 +38,19 @@ struct Cli {
     /// Concurrent clients.
     #[arg(long, global = true, default_value_t = 1)]
     clients: usize,
-    /// Seconds to run.
+    /// Seconds to run (`load` ends when every key is written).
     #[arg(long, global = true, default_value_t = 10)]
     seconds: u64,
-    /// Added to every id/key, so runs against one table never collide.
+    /// Added to every id/key of `insert`, so runs against one table never
+    /// collide.
     #[arg(long, global = true, default_value_t = 0)]
     offset: i64,
+    /// What each request is (see the module documentation).
+    #[arg(long, global = true, value_enum, default_value_t = Op::Insert)]
+    op: Op,
+    /// The key space of `put`, `get` and `load`.
+    #[arg(long, global = true, default_value_t = 100_000)]
+    keys: u64,
 }
 
 #[derive(Subcommand)]
@@ -52,6 +67,14 @@ enum Target {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Op {
+    Insert,
+    Put,
+    Get,
+    Load,
+}
+
 /// What one client saw.
 #[derive(Default)]
 struct Tally {
@@ -60,43 +83,121 @@ struct Tally {
     first_error: Option<String>,
 }
 
-const VALUE: [u8; 100] = [b'x'; 100];
+impl Tally {
+    fn error(&mut self, e: impl FnOnce() -> String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e());
+        }
+    }
+}
 
-async fn pg_client(conn: String, client: i64, offset: i64, until: Instant) -> Tally {
+/// The value `insert` writes.
+const INSERT_VALUE: [u8; 100] = [b'x'; 100];
+/// The value `put` and `load` write.
+const KV_VALUE: [u8; 256] = [b'v'; 256];
+
+/// Which key a client's `n`-th request is about.
+struct Keys {
+    op: Op,
+    client: u64,
+    clients: u64,
+    offset: i64,
+    space: u64,
+    /// xorshift state: a fixed seed per client, so runs repeat.
+    random: u64,
+}
+
+impl Keys {
+    fn new(cli: &Cli, client: usize) -> Keys {
+        Keys {
+            op: cli.op,
+            client: client as u64,
+            clients: cli.clients.max(1) as u64,
+            offset: cli.offset,
+            space: cli.keys.max(1),
+            random: 0x9e37_79b9_7f4a_7c15 ^ (client as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+        }
+    }
+
+    /// The number of the `seq`-th (from 1) request's key, or None when a
+    /// `load` client has written its share.
+    fn next(&mut self, seq: u64) -> Option<u64> {
+        match self.op {
+            Op::Insert => {
+                let id = self.offset + self.client as i64 * 1_000_000_000 + seq as i64;
+                Some(id as u64)
+            }
+            Op::Load => {
+                let n = self.client + (seq - 1) * self.clients;
+                (n < self.space).then_some(n)
+            }
+            Op::Put | Op::Get => {
+                self.random ^= self.random << 13;
+                self.random ^= self.random >> 7;
+                self.random ^= self.random << 17;
+                Some(self.random % self.space)
+            }
+        }
+    }
+}
+
+/// The 16-byte key numbered `n`.
+fn key_bytes(n: u64) -> Vec<u8> {
+    format!("k{n:015}").into_bytes()
+}
+
+async fn pg_client(conn: String, mut keys: Keys, until: Instant) -> Tally {
     let mut tally = Tally::default();
     let (db, connection) = match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
         Ok(pair) => pair,
         Err(e) => {
-            tally.errors += 1;
-            tally.first_error = Some(pg_error(&e));
+            tally.error(|| pg_error(&e));
             return tally;
         }
     };
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let statement = match db
-        .prepare("INSERT INTO bench (id, v) VALUES ($1, $2)")
-        .await
-    {
+    let sql = match keys.op {
+        Op::Insert => "INSERT INTO bench (id, v) VALUES ($1, $2)",
+        Op::Put | Op::Load => {
+            "INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+        }
+        Op::Get => "SELECT v FROM kv WHERE k = $1",
+    };
+    let statement = match db.prepare(sql).await {
         Ok(s) => s,
         Err(e) => {
-            tally.errors += 1;
-            tally.first_error = Some(pg_error(&e));
+            tally.error(|| pg_error(&e));
             return tally;
         }
     };
-    let value = String::from_utf8_lossy(&VALUE).into_owned();
-    let mut seq = 0i64;
-    while Instant::now() < until {
+    let text_value = String::from_utf8_lossy(&INSERT_VALUE).into_owned();
+    let mut seq = 0;
+    while keys.op == Op::Load || Instant::now() < until {
         seq += 1;
-        let id = offset + client * 1_000_000_000 + seq;
+        let Some(n) = keys.next(seq) else { break };
         let started = Instant::now();
-        match db.execute(&statement, &[&id, &value]).await {
-            Ok(_) => tally.latencies_us.push(micros(started)),
+        let outcome = match keys.op {
+            Op::Insert => db
+                .execute(&statement, &[&(n as i64), &text_value])
+                .await
+                .map(|_| true),
+            Op::Put | Op::Load => db
+                .execute(&statement, &[&key_bytes(n), &KV_VALUE.as_slice()])
+                .await
+                .map(|_| true),
+            Op::Get => db
+                .query_opt(&statement, &[&key_bytes(n)])
+                .await
+                .map(|row| row.is_some()),
+        };
+        match outcome {
+            Ok(true) => tally.latencies_us.push(micros(started)),
+            Ok(false) => tally.error(|| format!("key {n} not found")),
             Err(e) => {
-                tally.errors += 1;
-                tally.first_error.get_or_insert_with(|| pg_error(&e));
+                tally.error(|| pg_error(&e));
                 if db.is_closed() {
                     break;
                 }
@@ -105,7 +206,6 @@ async fn pg_client(conn: String, client: i64, offset: i64, until: Instant) -> Ta
     }
     tally
 }
-
 /// A PostgreSQL error with its SQLSTATE and server message (the driver's
 /// own text is only "db error").
 fn pg_error(e: &tokio_postgres::Error) -> String {
@@ -140,13 +240,13 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// One keep-alive HTTP/1.1 POST; true on a 200 answer.
+/// One keep-alive HTTP/1.1 POST: whether the answer was 200, and its body.
 async fn http_post(
     stream: &mut BufReader<TcpStream>,
     host: &SocketAddr,
     path: &str,
     body: &str,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<(bool, Vec<u8>)> {
     let request = format!(
         "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -173,6 +273,7 @@ async fn http_post(
             chunked = true;
         }
     }
+    let mut answer = Vec::new();
     if chunked {
         loop {
             let mut size = String::new();
@@ -183,15 +284,16 @@ async fn http_post(
             if size == 0 {
                 break;
             }
+            answer.extend_from_slice(&chunk[..size]);
         }
     } else {
-        let mut body = vec![0u8; length.unwrap_or(0)];
-        stream.read_exact(&mut body).await?;
+        answer = vec![0u8; length.unwrap_or(0)];
+        stream.read_exact(&mut answer).await?;
     }
-    Ok(status.split_whitespace().nth(1) == Some("200"))
+    Ok((status.split_whitespace().nth(1) == Some("200"), answer))
 }
 
-async fn etcd_client(endpoint: SocketAddr, client: i64, offset: i64, until: Instant) -> Tally {
+async fn etcd_client(endpoint: SocketAddr, mut keys: Keys, until: Instant) -> Tally {
     let mut tally = Tally::default();
     let mut stream = match TcpStream::connect(endpoint).await {
         Ok(s) => {
@@ -199,37 +301,50 @@ async fn etcd_client(endpoint: SocketAddr, client: i64, offset: i64, until: Inst
             BufReader::new(s)
         }
         Err(e) => {
-            tally.errors += 1;
-            tally.first_error = Some(e.to_string());
+            tally.error(|| e.to_string());
             return tally;
         }
     };
-    let value = base64(&VALUE);
-    let mut seq = 0i64;
-    while Instant::now() < until {
+    let insert_value = base64(&INSERT_VALUE);
+    let kv_value = base64(&KV_VALUE);
+    let mut seq = 0;
+    while keys.op == Op::Load || Instant::now() < until {
         seq += 1;
-        let key = format!("k{:015}", offset + client * 1_000_000_000 + seq);
-        let body = format!(
-            r#"{{"key":"{}","value":"{value}"}}"#,
-            base64(key.as_bytes())
-        );
+        let Some(n) = keys.next(seq) else { break };
+        let key = base64(&key_bytes(n));
+        let (path, body) = match keys.op {
+            Op::Insert => (
+                "/v3/kv/put",
+                format!(r#"{{"key":"{key}","value":"{insert_value}"}}"#),
+            ),
+            Op::Put | Op::Load => (
+                "/v3/kv/put",
+                format!(r#"{{"key":"{key}","value":"{kv_value}"}}"#),
+            ),
+            Op::Get => ("/v3/kv/range", format!(r#"{{"key":"{key}"}}"#)),
+        };
         let started = Instant::now();
-        match http_post(&mut stream, &endpoint, "/v3/kv/put", &body).await {
-            Ok(true) => tally.latencies_us.push(micros(started)),
-            Ok(false) => {
-                tally.errors += 1;
-                tally
-                    .first_error
-                    .get_or_insert_with(|| "non-200 answer".to_string());
+        match http_post(&mut stream, &endpoint, path, &body).await {
+            // A range answer lists the key's value under `kvs`; without it
+            // the key was not found.
+            Ok((true, answer)) if keys.op != Op::Get || contains(&answer, b"\"kvs\"") => {
+                tally.latencies_us.push(micros(started))
+            }
+            Ok((true, _)) => tally.error(|| format!("key {n} not found")),
+            Ok((false, answer)) => {
+                tally.error(|| format!("non-200 answer: {}", String::from_utf8_lossy(&answer)))
             }
             Err(e) => {
-                tally.errors += 1;
-                tally.first_error.get_or_insert_with(|| e.to_string());
+                tally.error(|| e.to_string());
                 break;
             }
         }
     }
     tally
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -247,15 +362,15 @@ async fn main() -> anyhow::Result<()> {
     let until = started + Duration::from_secs(cli.seconds);
     let mut tasks = Vec::new();
     for client in 0..cli.clients {
-        let id = client as i64;
+        let keys = Keys::new(&cli, client);
         tasks.push(match &cli.target {
             Target::Pg { conn } => {
                 let conn = conn[client % conn.len()].clone();
-                tokio::spawn(pg_client(conn, id, cli.offset, until))
+                tokio::spawn(pg_client(conn, keys, until))
             }
             Target::Etcd { endpoint } => {
                 let endpoint = endpoint[client % endpoint.len()];
-                tokio::spawn(etcd_client(endpoint, id, cli.offset, until))
+                tokio::spawn(etcd_client(endpoint, keys, until))
             }
         });
     }
@@ -276,7 +391,7 @@ async fn main() -> anyhow::Result<()> {
         "errors": errors,
         "first_error": first_error,
         "seconds": elapsed,
-        "writes_per_sec": all.len() as f64 / elapsed,
+        "ops_per_sec": all.len() as f64 / elapsed,
         "p50_ms": percentile(&all, 50.0),
         "p99_ms": percentile(&all, 99.0),
     });
@@ -295,6 +410,31 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn load_shares_every_key_once() {
+        let cli = Cli::parse_from([
+            "shoal-loadgen",
+            "--op",
+            "load",
+            "--keys",
+            "10",
+            "--clients",
+            "3",
+            "pg",
+            "--conn",
+            "x",
+        ]);
+        let mut seen: Vec<u64> = (0..3)
+            .flat_map(|c| {
+                let mut keys = Keys::new(&cli, c);
+                (1..).map_while(move |seq| keys.next(seq))
+            })
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(key_bytes(7), b"k000000000000007");
     }
 
     #[test]

@@ -29,8 +29,8 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::ToSqlText;
 use postgres_types::{IsNull, ToSql};
-use shoal_sql::PG_TYPE_KEY;
 use shoal_sql::time_zone::TimeZone;
+use shoal_sql::{PG_CHAR_LENGTH_KEY, PG_TYPE_KEY};
 
 /// Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's epoch.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -217,13 +217,20 @@ fn formatters<'a>(
 pub fn batch_texts(batch: &RecordBatch, zone: &TimeZone) -> PgWireResult<Vec<Vec<Option<String>>>> {
     let opts = FormatOptions::default().with_null("");
     let formatters = formatters(batch, &opts)?;
+    let widths = char_widths(batch);
     Ok((0..batch.num_rows())
         .map(|r| {
             batch
                 .columns()
                 .iter()
                 .enumerate()
-                .map(|(c, col)| (!col.is_null(r)).then(|| text_value(col, r, &formatters[c], zone)))
+                .map(|(c, col)| {
+                    (!col.is_null(r)).then(|| {
+                        let mut text = text_value(col, r, &formatters[c], zone).into_bytes();
+                        pad_char(&mut text, widths[c]);
+                        String::from_utf8(text).unwrap_or_default()
+                    })
+                })
                 .collect()
         })
         .collect())
@@ -233,15 +240,21 @@ pub fn batch_texts(batch: &RecordBatch, zone: &TimeZone) -> PgWireResult<Vec<Vec
 /// binary `COPY … TO STDOUT`.
 pub fn batch_binary(batch: &RecordBatch) -> PgWireResult<Vec<Vec<Option<Vec<u8>>>>> {
     let types: Vec<Type> = batch.schema().fields().iter().map(|f| pg_type(f)).collect();
+    let widths = char_widths(batch);
     (0..batch.num_rows())
         .map(|r| {
             batch
                 .columns()
                 .iter()
                 .zip(&types)
-                .map(|(col, ty)| {
+                .zip(&widths)
+                .map(|((col, ty), width)| {
                     (!col.is_null(r))
-                        .then(|| binary_value(col, r, ty))
+                        .then(|| {
+                            let mut value = binary_value(col, r, ty)?;
+                            pad_char(&mut value, *width);
+                            Ok(value)
+                        })
                         .transpose()
                 })
                 .collect()
@@ -276,10 +289,11 @@ pub fn encode_batch(
     let mut rows = Vec::with_capacity(batch.num_rows());
     let opts = FormatOptions::default().with_null("");
     let formatters = formatters(batch, &opts)?;
+    let widths = char_widths(batch);
     for r in 0..batch.num_rows() {
         for (c, col) in batch.columns().iter().enumerate() {
             let field = &fields[c];
-            let value = if col.is_null(r) {
+            let mut value = if col.is_null(r) {
                 None
             } else if field.format() == FieldFormat::Binary {
                 Some(binary_value(col, r, field.datatype())?)
@@ -288,11 +302,32 @@ pub fn encode_batch(
             } else {
                 Some(text_value(col, r, &formatters[c], zone).into_bytes())
             };
+            if let Some(value) = &mut value {
+                pad_char(value, widths[c]);
+            }
             encoder.encode_field(&Encoded(value))?;
         }
         rows.push(encoder.take_row());
     }
     Ok(rows)
+}
+
+/// The length of each `char(n)` column of a batch (`PG_CHAR_LENGTH_KEY`).
+fn char_widths(batch: &RecordBatch) -> Vec<Option<usize>> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.metadata().get(PG_CHAR_LENGTH_KEY)?.parse().ok())
+        .collect()
+}
+
+/// Pads a `char(n)` value (UTF-8 text, in either format) with spaces to
+/// `n` characters, as PostgreSQL prints it.
+fn pad_char(value: &mut Vec<u8>, width: Option<usize>) {
+    let Some(width) = width else { return };
+    let chars = String::from_utf8_lossy(value).chars().count();
+    value.resize(value.len() + width.saturating_sub(chars), b' ');
 }
 
 /// PostgreSQL's text output of float8/float4 (extra_float_digits ≥ 1):

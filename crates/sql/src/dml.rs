@@ -52,11 +52,14 @@ pub async fn param_types(
     let (plan, hints) = match stmt {
         Statement::Insert(insert) => {
             let (desc, targets) = insert_target(session, txn, insert)?;
-            let (query, hints, _) = insert_source(insert, &desc, &targets)?;
-            (
-                session.plan(&Statement::Query(Box::new(query))).await?,
-                hints,
-            )
+            let (query, mut hints, _) = insert_source(insert, &desc, &targets)?;
+            let plan = session.plan(&Statement::Query(Box::new(query))).await?;
+            let counted = conflict_update_params(insert, &desc, &mut hints);
+            let mut types = plan_param_types(&plan)?;
+            if types.len() < counted {
+                types.resize(counted, None);
+            }
+            return Ok(hinted(types, hints));
         }
         Statement::Update(update) => {
             let q = update_query(session, txn, update)?;
@@ -68,7 +71,15 @@ pub async fn param_types(
         }
         _ => return Ok((Vec::new(), Vec::new())),
     };
-    let mut types = plan_param_types(&plan)?;
+    Ok(hinted(plan_param_types(&plan)?, hints))
+}
+
+/// Parameter types from a plan, completed by the column types of bare
+/// `$n` assigned to columns; and the PostgreSQL OIDs of the latter.
+fn hinted(
+    mut types: Vec<Option<DataType>>,
+    hints: Hints,
+) -> (Vec<Option<DataType>>, Vec<Option<u32>>) {
     let mut oids = vec![None; types.len()];
     for (n, ty) in hints {
         if types.len() < n {
@@ -80,7 +91,48 @@ pub async fn param_types(
         }
         oids[n - 1] = Some(ty.pg_oid());
     }
-    Ok((types, oids))
+    (types, oids)
+}
+
+/// The parameters of an insert's `ON CONFLICT … DO UPDATE` (its `SET` and
+/// `WHERE`), which the planned source query does not see: a bare `$n`
+/// assigned to a column gets the column's type in `hints`; the result is
+/// the highest parameter number used there (0 without any).
+fn conflict_update_params(
+    insert: &ast::Insert,
+    desc: &TableDescriptor,
+    hints: &mut Hints,
+) -> usize {
+    let Some(ast::OnInsert::OnConflict(clause)) = &insert.on else {
+        return 0;
+    };
+    let ast::OnConflictAction::DoUpdate(update) = &clause.action else {
+        return 0;
+    };
+    let mut highest = 0;
+    let mut count = |e: &ast::Expr| {
+        let _ = ast::visit_expressions(e, |e| {
+            if let Some(p) = crate::fastpath::param_index(e) {
+                highest = highest.max(p + 1);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    };
+    for a in &update.assignments {
+        count(&a.value);
+        if let (ast::AssignmentTarget::ColumnName(col), Some(p)) =
+            (&a.target, crate::fastpath::param_index(&a.value))
+            && let Ok((pos, _)) = target_column(desc, col)
+        {
+            hints
+                .entry(p + 1)
+                .or_insert_with(|| desc.columns[pos].ty.clone());
+        }
+    }
+    if let Some(selection) = &update.selection {
+        count(selection);
+    }
+    highest
 }
 
 /// The columns a DML statement's `RETURNING` list produces, if it has one

@@ -1,8 +1,9 @@
-//! Fast paths for prepared point reads, inserts and updates.
+//! Fast paths for prepared point reads, inserts, upserts and updates.
 //!
 //! Key-value traffic — `SELECT … FROM t WHERE pk = $1`,
-//! `INSERT INTO t VALUES ($1, $2, …)` and `UPDATE t SET c = $1, n = n + $2
-//! WHERE pk = $3`, prepared once and executed many times — must not pay for
+//! `INSERT INTO t VALUES ($1, $2, …)` (also with `ON CONFLICT (pk) DO
+//! UPDATE SET v = excluded.v`, the put: `fast_upsert.rs`) and `UPDATE t SET
+//! c = $1, n = n + $2 WHERE pk = $3`, prepared once and executed many times — must not pay for
 //! SQL planning on every execution. When a statement is prepared,
 //! [`analyze`] recognizes these shapes and records a [`FastPlan`]: which
 //! table (by id and descriptor version), which parameter feeds which key or
@@ -59,6 +60,15 @@ pub enum FastPlan {
         /// (column position, parameter index) for each target column.
         targets: Vec<(usize, usize)>,
     },
+    /// `INSERT INTO t [(cols)] VALUES ($1, …) ON CONFLICT (pk) DO NOTHING |
+    /// DO UPDATE SET c = excluded.c | $n, …` (`fast_upsert.rs`).
+    PointUpsert {
+        table_id: u32,
+        version: u32,
+        /// (column position, parameter index) for each target column.
+        targets: Vec<(usize, usize)>,
+        on_conflict: crate::fast_upsert::OnConflict,
+    },
     /// `UPDATE t SET c = … [, …] WHERE pk1 = $a AND …` — one row by key.
     PointUpdate {
         table_id: u32,
@@ -91,7 +101,7 @@ pub enum Operand {
 }
 
 /// Parameter index of `$n` (0-based).
-fn param_index(e: &Expr) -> Option<usize> {
+pub(crate) fn param_index(e: &Expr) -> Option<usize> {
     match e {
         Expr::Value(v) => match &v.value {
             ast::Value::Placeholder(p) => p
@@ -394,7 +404,7 @@ fn point_select(txn: &Txn, scope: &Scope, q: &ast::Query) -> Result<Option<FastP
 }
 
 fn point_insert(txn: &Txn, scope: &Scope, ins: &ast::Insert) -> Result<Option<FastPlan>> {
-    if ins.on.is_some() || ins.returning.is_some() || ins.or.is_some() {
+    if ins.returning.is_some() || ins.or.is_some() {
         return Ok(None);
     }
     let ast::TableObject::TableName(name) = &ins.table else {
@@ -446,10 +456,24 @@ fn point_insert(txn: &Txn, scope: &Scope, ins: &ast::Insert) -> Result<Option<Fa
         };
         targets.push((*pos, p));
     }
-    Ok(Some(FastPlan::PointInsert {
-        table_id: desc.id,
-        version: desc.version,
-        targets,
+    Ok(Some(match &ins.on {
+        None => FastPlan::PointInsert {
+            table_id: desc.id,
+            version: desc.version,
+            targets,
+        },
+        // An alias names the existing row in `DO UPDATE`; the general path
+        // resolves it.
+        Some(_) if ins.table_alias.is_some() => return Ok(None),
+        Some(on) => match crate::fast_upsert::analyze(&desc, on) {
+            Some(on_conflict) => FastPlan::PointUpsert {
+                table_id: desc.id,
+                version: desc.version,
+                targets,
+                on_conflict,
+            },
+            None => return Ok(None),
+        },
     }))
 }
 
@@ -535,7 +559,7 @@ fn current_for_write(
 }
 
 /// A parameter value as a datum of the column's type (with the column's checks).
-fn param_datum(
+pub(crate) fn param_datum(
     params: &[ScalarValue],
     idx: usize,
     desc: &TableDescriptor,
@@ -558,6 +582,20 @@ fn param_datum(
     };
     let array = value.to_array()?;
     datum_from_array(&array, 0, ty)
+}
+
+/// The row an insert proposes: each target column from its parameter,
+/// NULL elsewhere.
+fn proposed_row(
+    desc: &TableDescriptor,
+    targets: &[(usize, usize)],
+    params: &[ScalarValue],
+) -> Result<Vec<Datum>> {
+    let mut row = vec![Datum::Null; desc.columns.len()];
+    for (pos, p) in targets {
+        row[*pos] = param_datum(params, *p, desc, *pos)?;
+    }
+    Ok(row)
 }
 
 /// Runs a fast plan. `Ok(None)`: the plan no longer applies.
@@ -607,10 +645,7 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
             let Some(desc) = current_for_write(txn, *table_id, *version)? else {
                 return Ok(None);
             };
-            let mut row = vec![Datum::Null; desc.columns.len()];
-            for (pos, p) in targets {
-                row[*pos] = param_datum(params, *p, &desc, *pos)?;
-            }
+            let mut row = proposed_row(&desc, targets, params)?;
             if desc.has_hidden_rowid() {
                 row[desc.primary_key[0]] = Datum::Int(next_rowid());
             }
@@ -619,6 +654,18 @@ pub fn execute(plan: &FastPlan, txn: &Txn, params: &[ScalarValue]) -> Result<Opt
             writes.insert_new(txn, &desc, &row)?;
             writes.apply(txn)?;
             Ok(Some(Output::count("INSERT", 1)))
+        }
+        FastPlan::PointUpsert {
+            table_id,
+            version,
+            targets,
+            on_conflict,
+        } => {
+            let Some(desc) = current_for_write(txn, *table_id, *version)? else {
+                return Ok(None);
+            };
+            let row = proposed_row(&desc, targets, params)?;
+            crate::fast_upsert::execute(txn, &desc, row, on_conflict, params).map(Some)
         }
         FastPlan::PointUpdate {
             table_id,

@@ -59,6 +59,7 @@ pub mod decorrelate;
 pub mod descriptor;
 pub mod dml;
 pub mod error;
+pub mod fast_upsert;
 pub mod fastpath;
 pub mod foreign_keys;
 pub mod functions;
@@ -110,4 +111,4 @@ pub mod zone;
 
 pub use error::{Result, SqlError};
 pub use session::{Database, Output, Prepared, Session, TxnStatus};
-pub use types::{PG_TYPE_KEY, SqlType};
+pub use types::{PG_CHAR_LENGTH_KEY, PG_TYPE_KEY, SqlType};

@@ -341,22 +341,33 @@ impl SpanReader {
     }
 
     fn build(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<RecordBatch> {
-        let mut builders: Vec<ColumnBuilder> = self
-            .output
-            .iter()
-            .map(|i| ColumnBuilder::new(&self.desc.columns[*i].ty, pairs.len()))
-            .collect();
-        for (k, v) in &pairs {
-            let row = decode_row(&self.desc, k, v)?;
-            for (b, i) in builders.iter_mut().zip(&self.output) {
-                b.append(&row[*i])?;
-            }
-        }
-        let arrays = builders.into_iter().map(ColumnBuilder::finish).collect();
-        let options = RecordBatchOptions::new().with_row_count(Some(pairs.len()));
-        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
-            .map_err(|e| SqlError::Internal(e.to_string()))
+        batch_from_pairs(&self.desc, &self.output, &self.schema, &pairs)
     }
+}
+
+/// The Arrow batch of the columns `output` (positions in `desc.columns`,
+/// in `schema`'s order) of the rows stored as `pairs` (primary key, value),
+/// built column by column straight from the decoded rows.
+pub fn batch_from_pairs(
+    desc: &TableDescriptor,
+    output: &[usize],
+    schema: &SchemaRef,
+    pairs: &[(Vec<u8>, Vec<u8>)],
+) -> Result<RecordBatch> {
+    let mut builders: Vec<ColumnBuilder> = output
+        .iter()
+        .map(|i| ColumnBuilder::new(&desc.columns[*i].ty, pairs.len()))
+        .collect();
+    for (k, v) in pairs {
+        let row = decode_row(desc, k, v)?;
+        for (b, i) in builders.iter_mut().zip(output) {
+            b.append(&row[*i])?;
+        }
+    }
+    let arrays = builders.into_iter().map(ColumnBuilder::finish).collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(pairs.len()));
+    RecordBatch::try_new_with_options(schema.clone(), arrays, &options)
+        .map_err(|e| SqlError::Internal(e.to_string()))
 }
 
 fn to_df(e: shoal_kv::KvError) -> DataFusionError {

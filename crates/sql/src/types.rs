@@ -35,6 +35,17 @@ use crate::error::{Result, SqlError};
 /// Arrow type alone is ambiguous (uuid, varchar, char are all `Utf8`).
 pub const PG_TYPE_KEY: &str = "pg_type";
 
+/// Field metadata key: the length `n` of a `char(n)` column's field.
+///
+/// `char(n)` is stored padded with spaces to `n`, as PostgreSQL stores it,
+/// but trailing spaces mean nothing to it: `'ab'::char(5) = 'ab'`,
+/// `length('ab'::char(5)) = 2`, a cast to text drops them. Arrow has no
+/// such type, so values enter query execution without their padding
+/// ([`ColumnBuilder`]) — comparisons, functions and casts then behave as
+/// PostgreSQL's — and the front end pads a field carrying this key back to
+/// `n` on output, as PostgreSQL prints a `char(n)` column.
+pub const PG_CHAR_LENGTH_KEY: &str = "pg_char_length";
+
 /// The time zone of `timestamptz` values in Arrow: instants are kept in UTC.
 pub const UTC: &str = "+00:00";
 
@@ -193,9 +204,17 @@ impl SqlType {
             SqlType::Jsonb => Some("jsonb"),
             _ => None,
         };
-        match pg {
-            Some(pg) => field.with_metadata(HashMap::from([(PG_TYPE_KEY.into(), pg.into())])),
-            None => field,
+        let mut metadata = HashMap::new();
+        if let Some(pg) = pg {
+            metadata.insert(PG_TYPE_KEY.into(), pg.into());
+        }
+        if let SqlType::Char(n) = self {
+            metadata.insert(PG_CHAR_LENGTH_KEY.into(), n.to_string());
+        }
+        if metadata.is_empty() {
+            field
+        } else {
+            field.with_metadata(metadata)
         }
     }
 
@@ -632,6 +651,10 @@ impl ColumnBuilder {
             (Builder::F64(b), Datum::Float(v)) => b.append_value(*v),
             (Builder::Dec(b), Datum::Decimal(v)) => b.append_value(*v),
             (Builder::Bool(b), Datum::Bool(v)) => b.append_value(*v),
+            // Padding is not part of a char(n) value (PG_CHAR_LENGTH_KEY).
+            (Builder::Str(b), Datum::Text(v)) if matches!(self.ty, SqlType::Char(_)) => {
+                b.append_value(v.trim_end_matches(' '))
+            }
             (Builder::Str(b), Datum::Text(v)) => b.append_value(v),
             (Builder::Str(b), Datum::Uuid(v)) => b.append_value(format_uuid(v)),
             (Builder::Bin(b), Datum::Bytes(v)) => b.append_value(v),
