@@ -325,6 +325,15 @@ async fn prepared_upserts_by_key() {
     assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
     let err = c.execute(&tag, &[&1_i32, &"x", &"c2"]).await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    // DO UPDATE needs a conflict target, prepared or not.
+    let err = c
+        .execute(
+            "INSERT INTO kv (k, v, n) VALUES ($1, $2, $3) ON CONFLICT DO UPDATE SET n = 0",
+            &[&k1, &&b"w"[..], &1_i32],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::SYNTAX_ERROR));
     // Shapes the fast path leaves to the general one still work.
     let guarded = c
         .prepare(

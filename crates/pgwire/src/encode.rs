@@ -226,9 +226,12 @@ pub fn batch_texts(batch: &RecordBatch, zone: &TimeZone) -> PgWireResult<Vec<Vec
                 .enumerate()
                 .map(|(c, col)| {
                     (!col.is_null(r)).then(|| {
-                        let mut text = text_value(col, r, &formatters[c], zone).into_bytes();
-                        pad_char(&mut text, widths[c]);
-                        String::from_utf8(text).unwrap_or_default()
+                        let mut text = text_value(col, r, &formatters[c], zone);
+                        if let Some(width) = widths[c] {
+                            let chars = text.chars().count();
+                            text.extend(std::iter::repeat_n(' ', width.saturating_sub(chars)));
+                        }
+                        text
                     })
                 })
                 .collect()

@@ -80,7 +80,12 @@ pub fn analyze(desc: &TableDescriptor, on: &ast::OnInsert) -> Option<OnConflict>
                     i.unique && cols == key
                 })
         }
-        None => !desc.indexes.iter().any(|i| i.unique),
+        // Without a target only DO NOTHING is valid (the general path
+        // reports DO UPDATE's 42601), and every unique index is an arbiter.
+        None => {
+            matches!(clause.action, ast::OnConflictAction::DoNothing)
+                && !desc.indexes.iter().any(|i| i.unique)
+        }
         Some(ast::ConflictTarget::OnConstraint(_)) => false,
     };
     if !pk_is_the_only_arbiter {

@@ -3,7 +3,8 @@
 //! Key-value traffic — `SELECT … FROM t WHERE pk = $1`,
 //! `INSERT INTO t VALUES ($1, $2, …)` (also with `ON CONFLICT (pk) DO
 //! UPDATE SET v = excluded.v`, the put: `fast_upsert.rs`) and `UPDATE t SET
-//! c = $1, n = n + $2 WHERE pk = $3`, prepared once and executed many times — must not pay for
+//! c = $1, n = n + $2 WHERE pk = $3`, prepared once and executed many
+//! times — must not pay for
 //! SQL planning on every execution. When a statement is prepared,
 //! [`analyze`] recognizes these shapes and records a [`FastPlan`]: which
 //! table (by id and descriptor version), which parameter feeds which key or
