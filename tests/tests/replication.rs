@@ -73,10 +73,18 @@ async fn rolling_kill_and_restart_catches_up_by_log_and_snapshot() {
             workload.add_writer(cluster.nodes[i].conn_str());
         }
         cluster.nodes[victim].kill9();
-        // Round 0 is short (log catch-up); later rounds are long enough to
-        // outrun the compacted log.
-        let down_for = if round == 0 { 300 } else { 4000 };
-        tokio::time::sleep(Duration::from_millis(down_for)).await;
+        // Round 0 is short (log catch-up); later rounds last until the
+        // others wrote enough to outrun the compacted log (a leader
+        // compacts past a follower more than 4 × 64 entries behind).
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        } else {
+            let before = workload.acked().await;
+            let limit = std::time::Instant::now() + Duration::from_secs(30);
+            while workload.acked().await < before + 600 && std::time::Instant::now() < limit {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         cluster.nodes[victim].spawn_process();
         cluster.nodes[victim].wait_sql().await;
     }

@@ -12,8 +12,10 @@
 //!   timestamp (`max(hint, floor, last + 1)`, which becomes the range's
 //!   last). Every later commit or read registration in this range is
 //!   therefore ordered after it, and the transaction will commit at or
-//!   above it. In the primary range it also writes the record, pending. A
-//!   marker makes a retried prepare answer the same timestamp.
+//!   above it. In the primary range it also writes the record, pending
+//!   until the part's expiry (a later part of the same transaction pushes
+//!   the expiry forward; `prepare.rs`). A marker per part makes a retried
+//!   prepare answer the same timestamp.
 //! * **EndTxn** decides the record once: commit (only a pending record —
 //!   one a pusher aborted stays aborted) or abort.
 //! * **FinishTxns** marks committed records finished once their
@@ -30,7 +32,7 @@
 //!   left alone, so resolving twice changes nothing.
 
 use shoal_replication::EntryContext;
-use shoal_storage::{Engine, StorageError, WriteBatch};
+use shoal_storage::{ColumnFamily, Engine, StorageError, WriteBatch};
 
 use crate::apply::{KvStateMachine, check_writes, version_bytes};
 use crate::clock::Timestamp;
@@ -57,7 +59,7 @@ impl KvStateMachine {
     ) -> Result<Reply> {
         let writes = p.writes;
         let range = ctx.range;
-        let marker = prepared_key(range, p.txn_id);
+        let marker = prepared_key(range, p.txn_id, p.part);
         if let Some(raw) = engine.get(&marker)? {
             return Ok(Reply::Prepared(stored_ts(&raw)?));
         }
@@ -66,8 +68,12 @@ impl KvStateMachine {
         }
         let primary_here = ctx.bounds.contains(&p.primary_key);
         let record = record_key(range, p.txn_id);
-        if primary_here && let Some(raw) = engine.get(&record)? {
-            // Decided before it prepared here: aborted by a pusher.
+        if primary_here
+            && let Some(raw) = engine.get(&record)?
+            // Pending: another part of this transaction prepared here (its
+            // expiry is pushed below). Decided: aborted by a pusher.
+            && TxnStatus::decode(&raw)?.is_final()
+        {
             return Ok(Reply::TxnEnded(raw));
         }
         let mut state = self.range(range, engine)?;
@@ -224,6 +230,7 @@ impl KvStateMachine {
             return Ok(Reply::WrongRange);
         }
         let (mut resolved, mut added) = (0, 0);
+        let mut doomed = Vec::new();
         for user_key in user_keys {
             let key = intent_key(&user_key);
             let Some(raw) = engine.get(&key)? else {
@@ -237,9 +244,10 @@ impl KvStateMachine {
                 added += version_bytes(&user_key, value);
                 batch.put(mvcc::version_key(&user_key, ts), mvcc::encode_value(value));
             }
-            batch.delete(key);
+            doomed.push(key);
             resolved += 1;
         }
+        delete_intents(doomed, engine, batch)?;
         if let Some(ts) = commit_ts {
             let mut state = self.range(ctx.range, engine)?;
             if ts > state.last_commit {
@@ -252,5 +260,100 @@ impl KvStateMachine {
             self.ranges.insert(ctx.range, state);
         }
         Ok(Reply::Resolved(resolved))
+    }
+}
+
+/// Intents resolved together at least this many, with no other intent
+/// among them, go with one range deletion instead of one tombstone each.
+const RANGE_DELETE_MIN: usize = 64;
+
+/// Deletes the intent keys `doomed`. Many of them, forming a run with no
+/// other intent in it — a big transaction's part, whose keys are adjacent
+/// — are removed with one range tombstone: point tombstones by the
+/// million (a `COPY`'s intents) would lie in the intent span until
+/// compaction, and every scan that looks for intents there (`txn.rs`,
+/// `settle_intents`) would step over each of them; a reader's seek jumps
+/// over a range tombstone at once. The run is checked against the
+/// replica's data, which every replica holds alike: they all decide the
+/// same.
+fn delete_intents(
+    mut doomed: Vec<Vec<u8>>,
+    engine: &dyn Engine,
+    batch: &mut WriteBatch,
+) -> Result<()> {
+    if doomed.len() >= RANGE_DELETE_MIN {
+        doomed.sort();
+        if let (Some(first), Some(last)) = (doomed.first(), doomed.last()) {
+            let mut end = last.clone();
+            end.push(0);
+            let mut live = 0;
+            for pair in engine.scan(first, Some(&end)) {
+                pair?;
+                live += 1;
+                if live > doomed.len() {
+                    break;
+                }
+            }
+            if live == doomed.len() {
+                batch.delete_range_cf(ColumnFamily::Data, first.clone(), end);
+                return Ok(());
+            }
+        }
+    }
+    for key in doomed {
+        batch.delete(key);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use shoal_storage::MemoryEngine;
+
+    use super::*;
+
+    fn intents(engine: &MemoryEngine) -> Vec<Vec<u8>> {
+        engine
+            .scan(
+                &[crate::intents::INTENT_PREFIX],
+                Some(&[crate::intents::INTENT_PREFIX + 1]),
+            )
+            .map(|pair| pair.unwrap().0)
+            .collect()
+    }
+
+    #[test]
+    fn a_run_of_intents_goes_in_one_range_deletion_unless_another_lies_among_them() {
+        let engine = MemoryEngine::new();
+        let own: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| intent_key(format!("k{i:03}").as_bytes()))
+            .collect();
+        let other = intent_key(b"k050x");
+        let mut batch = WriteBatch::new();
+        for key in own.iter().chain([&other]) {
+            batch.put(key.clone(), b"intent".to_vec());
+        }
+        engine.write(batch, false).unwrap();
+        // Another transaction's intent among them: one tombstone each.
+        let mut batch = WriteBatch::new();
+        delete_intents(own[..100].to_vec(), &engine, &mut batch).unwrap();
+        assert_eq!(batch.len(), 100);
+        engine.write(batch, false).unwrap();
+        assert_eq!(
+            intents(&engine),
+            [std::slice::from_ref(&other), &own[100..]].concat()
+        );
+        // A clean run: one range deletion.
+        let mut batch = WriteBatch::new();
+        delete_intents(own[100..].to_vec(), &engine, &mut batch).unwrap();
+        assert_eq!(batch.len(), 1);
+        engine.write(batch, false).unwrap();
+        assert_eq!(intents(&engine), [other]);
+        // Too few to bother: tombstones.
+        let mut batch = WriteBatch::new();
+        delete_intents(own[..3].to_vec(), &engine, &mut batch).unwrap();
+        assert_eq!(batch.len(), 3);
     }
 }

@@ -22,7 +22,7 @@
 //! Split:        7 | at field | new_range u64 | left_bytes u64
 //! AllocateRangeId: 8
 //! Prepare:      9 | id u128 | primary field | read_ts | ts_hint | expiry | n u32 | n × (key, value?)
-//!                 | lock_id u128
+//!                 | lock_id u128 | part u32
 //! EndTxn:      10 | id u128 | primary field | 0 (abort, at u64) or 1 (commit, commit_ts u64)
 //! Resolve:     11 | id u128 | 0 (abort) or 1 commit_ts | n u32 | n × key
 //! SetSpanConfig: 12 | start field | 0 or 1 end field | max_bytes u64
@@ -239,6 +239,9 @@ pub struct Prepare {
     /// The transaction's row locks (0: none), whose lock intents the
     /// prepare replaces with its own.
     pub lock_id: u128,
+    /// Which part of the transaction's writes this is (`prepare.rs`): each
+    /// part leaves its own marker.
+    pub part: u32,
 }
 
 /// A [`Command::Lock`]: put a lock intent of transaction `txn_id` on each of
@@ -469,6 +472,7 @@ impl Command {
                 expiry,
                 writes,
                 lock_id,
+                part,
             }) => {
                 out.push(PREPARE);
                 out.extend_from_slice(&txn_id.to_be_bytes());
@@ -478,6 +482,7 @@ impl Command {
                 out.extend_from_slice(&expiry.to_be_bytes());
                 put_writes(&mut out, writes);
                 out.extend_from_slice(&lock_id.to_be_bytes());
+                out.extend_from_slice(&part.to_be_bytes());
             }
             Command::Lock(LockRequest {
                 txn_id,
@@ -577,6 +582,7 @@ impl Command {
                 expiry: r.u64()?,
                 writes: r.writes()?,
                 lock_id: r.u128()?,
+                part: r.u32()?,
             }),
             LOCK => Command::Lock(LockRequest {
                 txn_id: r.u128()?,
@@ -893,6 +899,7 @@ mod tests {
                 expiry: 6,
                 writes: vec![(b"a".to_vec(), None), (b"b".to_vec(), Some(Vec::new()))],
                 lock_id: 7,
+                part: 9,
             }),
             Command::Lock(LockRequest {
                 txn_id: 9,

@@ -23,7 +23,9 @@
 //!   a version at that timestamp, atomically with the range's new
 //!   `last_commit`.
 //!
-//! Writes to **several ranges** commit in two phases (`distributed.rs`).
+//! Writes to **several ranges** commit in two phases (`distributed.rs`),
+//! and so do writes too many for one command (`parts.rs`): a commit is
+//! one command only while it is small.
 //!
 //! The call returns once a quorum has the entry in its log (synced) and
 //! the proposing node has applied it — this node, or, for a range it holds
@@ -78,11 +80,14 @@ impl Kv {
         }
         let id = rand::random();
         let writes: Writes = writes.into_iter().collect();
+        // More than one command may carry (`parts.rs`): two phases, in
+        // parts, even in one range.
+        let in_parts = crate::parts::exceed_one_part(&writes);
         let deadline = Instant::now() + self.timeout;
         let lock = lock_wait.map(|wait| Instant::now() + wait);
         let reply = loop {
             let mut groups = self.group_by_range(writes.clone())?;
-            if groups.len() > 1 {
+            if groups.len() > 1 || in_parts {
                 match self.commit_across((read_ts, lock_id), &writes, groups, reads, deadline, lock)
                 {
                     // Aborted cleanly because a range changed: group again.

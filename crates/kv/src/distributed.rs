@@ -1,11 +1,13 @@
 //! Commits that span ranges: two phases, a transaction record, intents.
 //!
-//! A transaction whose writes fall in more than one range commits like
-//! this (the coordinator is the node running it):
+//! A transaction whose writes fall in more than one range, or are more
+//! than one command may carry (`parts.rs`), commits like this (the
+//! coordinator is the node running it):
 //!
-//! 1. **Prepare** every range's writes, in parallel: each range checks them
-//!    as a one-range commit would and holds them as *intents* at a
-//!    *prepare timestamp* it picks like a commit timestamp. The range of
+//! 1. **Prepare** every range's writes, in parallel and in parts
+//!    (`prepare.rs`): each range checks them as a one-range commit would
+//!    and holds them as *intents* at a *prepare timestamp* it picks like
+//!    a commit timestamp. The range of
 //!    the first written key — the *primary* — also writes the transaction
 //!    record, `pending` until an expiry.
 //! 2. **Decide**: the commit timestamp is the largest prepare timestamp;
@@ -15,7 +17,7 @@
 //!    `committed` at it. This one log entry is the commit point: before it
 //!    nothing is visible, after it everything is.
 //! 3. **Resolve** every range's intents into versions at the commit
-//!    timestamp, and answer the client.
+//!    timestamp (in parts too), and answer the client.
 //!
 //! If any prepare is refused (a newer version: 40001; a snapshot too old)
 //! the coordinator aborts the record and removes the intents it placed.
@@ -57,10 +59,11 @@ use std::time::{Duration, Instant};
 use shoal_replication::RangeId;
 
 use crate::clock::Timestamp;
-use crate::command::{Command, Prepare, Reply};
+use crate::command::{Command, Reply};
 use crate::commit::Groups;
 use crate::error::{KvError, Result, printable_key};
 use crate::intents::{Intent, TxnStatus, record_key};
+use crate::parts;
 use crate::reads::Span;
 use crate::store::Kv;
 
@@ -103,77 +106,16 @@ impl Kv {
         };
         let txn_id: u128 = rand::random();
         let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
-        let expiry = self.clock.wall_now().saturating_add(ttl);
-        let outcomes: Vec<(RangeId, Vec<Vec<u8>>, Result<Reply>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = groups
-                .into_iter()
-                .map(|(range, writes)| {
-                    let primary_key = primary_key.clone();
-                    scope.spawn(move || {
-                        let keys = writes.iter().map(|(k, _)| k.clone()).collect();
-                        let command = Command::Prepare(Prepare {
-                            txn_id,
-                            primary_key,
-                            read_ts,
-                            ts_hint: self.clock.next(),
-                            expiry,
-                            writes,
-                            lock_id,
-                        });
-                        (
-                            range,
-                            keys,
-                            self.prepare_waiting(range, &command, deadline, lock),
-                        )
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        (
-                            0,
-                            Vec::new(),
-                            Err(KvError::Unavailable("prepare thread panicked".into())),
-                        )
-                    })
-                })
-                .collect()
-        });
-        let mut prepared_keys = Vec::new();
-        let mut commit_ts = read_ts;
-        let mut failure = None;
-        for (_, keys, outcome) in outcomes {
-            match outcome {
-                // A range changed (split, frozen or merged) since the
-                // writes were grouped: nothing was written there; the
-                // caller aborts the rest and starts over.
-                Ok(Reply::WrongRange) => {
-                    prepared_keys.extend(keys);
-                    failure.get_or_insert(KvError::Misrouted(
-                        "a range changed while the transaction committed".to_string(),
-                    ));
-                }
-                Ok(Reply::Prepared(ts)) => {
-                    commit_ts = commit_ts.max(ts);
-                    prepared_keys.extend(keys);
-                }
-                // A prepare whose outcome is unknown may have placed
-                // intents: abort covers them too.
-                Ok(other) => {
-                    prepared_keys.extend(keys);
-                    failure.get_or_insert(match other {
-                        Reply::TxnEnded(_) => aborted_by_other(primary_key),
-                        other => self.refusal(read_ts, other, "a prepare"),
-                    });
-                }
-                Err(e) => {
-                    prepared_keys.extend(keys);
-                    failure.get_or_insert(e);
-                }
-            }
-        }
+        let prepared =
+            self.prepare_parts((txn_id, primary_key, ttl), (read_ts, lock_id), groups, lock);
+        let prepared_keys = prepared.keys;
+        let (commit_ts, mut failure) = match prepared.outcome {
+            Ok(ts) => (ts, None),
+            Err(e) => (read_ts, Some(e)),
+        };
+        // Each step below gets the request timeout afresh: preparing a big
+        // write set may have taken longer than that.
+        let deadline = deadline.max(Instant::now() + self.timeout);
         // A serializable transaction proves its reads at the commit
         // timestamp before deciding (`reads.rs`).
         if failure.is_none()
@@ -200,7 +142,7 @@ impl Kv {
         match decided.committed_at() {
             Some(ts) => {
                 self.clock.observe(ts);
-                match self.resolve_keys(txn_id, Some(ts), prepared_keys, deadline) {
+                match self.resolve_keys(txn_id, Some(ts), prepared_keys) {
                     // Nothing points at the record any more: it may go.
                     Ok(()) => self.queue_finished(primary_key, txn_id),
                     // Committed all the same: readers resolve what is left
@@ -219,7 +161,7 @@ impl Kv {
 
     /// Proposes a prepare, waiting out other transactions' intents (until
     /// `lock`, if given).
-    fn prepare_waiting(
+    pub(crate) fn prepare_waiting(
         &self,
         range: RangeId,
         command: &Command,
@@ -243,7 +185,7 @@ impl Kv {
         let deadline = Instant::now() + self.timeout;
         match self.end_txn(primary_key, txn_id, None, deadline) {
             Ok(TxnStatus::Aborted(_)) => {
-                if let Err(e) = self.resolve_keys(txn_id, None, keys, deadline) {
+                if let Err(e) = self.resolve_keys(txn_id, None, keys) {
                     tracing::debug!(error = %e, "aborted intents left to waiters");
                 }
             }
@@ -317,39 +259,61 @@ impl Kv {
         }
     }
 
-    /// Resolves the intents of `txn_id` on `keys`, range by range.
+    /// Resolves the intents of `txn_id` on `keys`: grouped by range, in
+    /// parts (`parts.rs`), each part within the request timeout.
     pub(crate) fn resolve_keys(
         &self,
         txn_id: u128,
         commit_ts: Option<Timestamp>,
         keys: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let mut todo = Vec::new();
+        let groups = self.group_by_range(keys.into_iter().map(|k| (k, None)).collect())?;
+        for (range, keys) in groups {
+            let keys = keys.into_iter().map(|(k, _)| k).collect();
+            todo.extend(parts::split_keys(keys).into_iter().map(|p| (range, p)));
+        }
+        parts::run(todo, |(range, keys)| {
+            let deadline = Instant::now() + self.timeout;
+            self.resolve_part(txn_id, commit_ts, (range, keys), deadline)
+        })
+        .into_iter()
+        .collect()
+    }
+
+    /// Resolves one part of [`Kv::resolve_keys`], grouping it again while
+    /// ranges change under it (until `deadline`).
+    fn resolve_part(
+        &self,
+        txn_id: u128,
+        commit_ts: Option<Timestamp>,
+        (range, keys): (RangeId, Vec<Vec<u8>>),
         deadline: Instant,
     ) -> Result<()> {
-        let mut pending = keys;
-        while !pending.is_empty() {
-            let groups = self.group_by_range(pending.into_iter().map(|k| (k, None)).collect())?;
-            pending = Vec::new();
-            for (range, keys) in groups {
-                let keys: Vec<Vec<u8>> = keys.into_iter().map(|(k, _)| k).collect();
-                let command = Command::Resolve {
-                    txn_id,
-                    commit_ts,
-                    keys: keys.clone(),
+        let command = Command::Resolve {
+            txn_id,
+            commit_ts,
+            keys,
+        };
+        match self.propose_until(range, &command, deadline)? {
+            Reply::Resolved(_) => Ok(()),
+            // Split or merged since grouped, or frozen for a merge: group
+            // again once it settles.
+            Reply::WrongRange if Instant::now() < deadline => {
+                let Command::Resolve { keys, .. } = command else {
+                    return Err(KvError::Unavailable("a resolution lost its keys".into()));
                 };
-                match self.propose_until(range, &command, deadline)? {
-                    Reply::Resolved(_) => {}
-                    // Split or merged since grouped, or frozen for a merge:
-                    // group again once it settles.
-                    Reply::WrongRange if Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                        self.reload_directory();
-                        pending.extend(keys);
-                    }
-                    other => return Err(other.unexpected("a resolution")),
+                std::thread::sleep(Duration::from_millis(5));
+                self.reload_directory();
+                let groups = self.group_by_range(keys.into_iter().map(|k| (k, None)).collect())?;
+                for (range, keys) in groups {
+                    let keys = keys.into_iter().map(|(k, _)| k).collect();
+                    self.resolve_part(txn_id, commit_ts, (range, keys), deadline)?;
                 }
+                Ok(())
             }
+            other => Err(other.unexpected("a resolution")),
         }
-        Ok(())
     }
 
     /// The record of `intent`'s transaction, read linearizably from its
@@ -454,11 +418,11 @@ impl Kv {
             pause = (pause * 2).min(Duration::from_millis(50));
         };
         let commit_ts = status.committed_at();
-        self.resolve_keys(intent.txn_id, commit_ts, vec![key.to_vec()], deadline)
+        self.resolve_keys(intent.txn_id, commit_ts, vec![key.to_vec()])
     }
 }
 
-fn aborted_by_other(primary_key: &[u8]) -> KvError {
+pub(crate) fn aborted_by_other(primary_key: &[u8]) -> KvError {
     KvError::WriteConflict {
         key: primary_key.to_vec(),
         note: ", the transaction was aborted by a concurrent one".into(),
@@ -474,6 +438,7 @@ mod tests {
     use shoal_storage::MemoryEngine;
 
     use super::*;
+    use crate::command::Prepare;
 
     /// A store split at "m", with `b` and `x` written.
     fn two_ranges() -> Arc<Kv> {
@@ -501,6 +466,7 @@ mod tests {
                 expiry: kv.clock.wall_now() + ttl.as_micros() as u64,
                 writes: vec![(key.to_vec(), Some(b"new".to_vec()))],
                 lock_id: 0,
+                part: 0,
             });
             let reply = kv.propose_until(range, &command, deadline).unwrap();
             assert!(matches!(reply, Reply::Prepared(_)), "{reply:?}");
@@ -517,6 +483,46 @@ mod tests {
             .scan(&prefix, Some(&end))
             .map(|pair| TxnStatus::decode(&pair.unwrap().1).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn each_part_leaves_its_own_marker_and_pushes_the_record_expiry() {
+        let kv = two_ranges();
+        let read_ts = kv.begin().unwrap().read_ts();
+        let txn_id: u128 = rand::random();
+        let (range, _) = kv.route(b"b").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let prepare = |part: u32, key: &[u8], expiry: u64| {
+            let command = Command::Prepare(Prepare {
+                txn_id,
+                primary_key: b"b".to_vec(),
+                read_ts,
+                ts_hint: kv.clock.next(),
+                expiry,
+                writes: vec![(key.to_vec(), Some(b"new".to_vec()))],
+                lock_id: 0,
+                part,
+            });
+            match kv.propose_until(range, &command, deadline).unwrap() {
+                Reply::Prepared(ts) => Ok(ts),
+                other => Err(other),
+            }
+        };
+        let first = prepare(0, b"b", 100).unwrap();
+        assert_eq!(records(&kv, b"b"), [TxnStatus::Pending { expiry: 100 }]);
+        // A second part in the primary range prepares too (it is not
+        // taken for the first one proposed again) and renews the record.
+        let second = prepare(1, b"c", 200).unwrap();
+        assert!(second > first);
+        assert_eq!(records(&kv, b"b"), [TxnStatus::Pending { expiry: 200 }]);
+        // The first part proposed again answers as it did.
+        assert_eq!(prepare(0, b"b", 300), Ok(first));
+        assert_eq!(records(&kv, b"b"), [TxnStatus::Pending { expiry: 200 }]);
+        // Aborted by a pusher: the next part learns it, writing nothing.
+        kv.end_txn(b"b", txn_id, None, deadline).unwrap();
+        assert!(matches!(prepare(2, b"d", 400), Err(Reply::TxnEnded(_))));
+        let reader = kv.begin().unwrap();
+        assert_eq!(reader.get(b"d").unwrap(), None);
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //! * **Ranges** (`keys`, `store`, `split`): every key is routed to the
 //!   local replica whose bounds hold it; a split is a command in the
 //!   range's log; a commit writing to one range is one command, one
-//!   writing to several commits in two phases (`distributed`).
+//!   writing to several — or more than one command may carry (`parts`) —
+//!   commits in two phases (`distributed`, `prepare`).
 //! * **Row locks** (`write_locks`): a READ COMMITTED transaction locks the
 //!   keys it wrote with lock intents, so other writers wait for it instead
 //!   of making it fail at commit.
@@ -46,7 +47,7 @@
 //!
 //! Module reading order: `clock`, `keys`, `mvcc`, `command`, `apply`,
 //! `store`, `txn`, `commit`, `intents`, `apply_txn`, `distributed`,
-//! `write_locks`, `split`, `span_config`, `gc`.
+//! `parts`, `prepare`, `write_locks`, `split`, `span_config`, `gc`.
 
 mod apply;
 mod apply_merge;
@@ -67,6 +68,8 @@ mod load;
 pub mod merge;
 mod meta;
 pub mod mvcc;
+mod parts;
+mod prepare;
 pub mod reads;
 mod rebalance;
 pub mod registry;

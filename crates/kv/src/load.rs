@@ -6,20 +6,28 @@
 //!
 //! Every request a node serves from a local replica — a point read, each
 //! key a commit writes, the first key of each range a scan reads — counts
-//! towards that range, and its key enters a small **reservoir sample** of
-//! the keys requested (every key has the same chance to be in it, however
-//! many came). Counting is per node: a node splits a range when the load
-//! *it* serves exceeds the threshold, whether it leads the range or not
-//! (any node can ask for a split; one already made is a no-op).
+//! towards that range, and its key may enter a small **reservoir sample**
+//! of the keys requested (every key has the same chance to be in it,
+//! however many came). Each sampled key then counts the requests that come
+//! *after* it on each side: how the load would divide if the range were
+//! split there from now on. Counting is per node: a node splits a range
+//! when the load *it* serves exceeds the threshold, whether it leads the
+//! range or not (any node can ask for a split; one already made is a
+//! no-op).
 //!
 //! # Deciding
 //!
 //! The maintenance loop calls [`Kv::split_by_load`] every half second. A
 //! range whose window (at least a second old) saw more than the threshold
-//! is split at the sampled key closest to halving the sampled requests,
-//! among keys strictly inside the range that leave at least a quarter on
-//! each side — so a range hot on one key is not split by load (it would
-//! not divide anything). Every window then starts over.
+//! is split at the sampled key whose later requests divide most evenly,
+//! among keys strictly inside the range with at least a quarter of them
+//! on each side. Every window then starts over. Counting what came after
+//! a key, not what was sampled around it, is what keeps two loads from
+//! being split for nothing (CockroachDB's load splitter decides the same
+//! way): a range hot on one key — nothing divides it — and a range
+//! written at ever larger keys (a sequence, a timestamp, a hidden rowid),
+//! where every request lands beyond every key sampled before it, so the
+//! right-hand side of any split would take all the load again.
 //! Sampled keys are whole row keys (reads and writes of rows), so a split
 //! never cuts a row.
 
@@ -35,18 +43,29 @@ use crate::settings;
 use crate::store::Kv;
 
 /// Keys kept per range.
-const SAMPLES: usize = 64;
-/// Samples needed before a split point is trusted.
-const MIN_SAMPLES: usize = 16;
+const SAMPLES: usize = 32;
+/// Requests a sampled key must have counted, on both sides together,
+/// before its division is trusted.
+const MIN_COUNTED: u64 = 32;
 /// The shortest window a rate is measured over.
 const MIN_WINDOW: Duration = Duration::from_secs(1);
+
+/// A sampled key and the requests that came after it, by side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sample {
+    key: Vec<u8>,
+    /// Later requests for smaller keys.
+    left: u64,
+    /// Later requests for larger keys.
+    right: u64,
+}
 
 /// One range's requests in the current window.
 #[derive(Debug)]
 struct RangeLoad {
     since: Instant,
     requests: u64,
-    samples: Vec<Vec<u8>>,
+    samples: Vec<Sample>,
 }
 
 impl RangeLoad {
@@ -71,8 +90,20 @@ impl LoadTracker {
         let mut ranges = self.ranges.lock();
         let load = ranges.entry(range).or_insert_with(RangeLoad::new);
         load.requests += 1;
+        for sample in &mut load.samples {
+            match key.cmp(&sample.key) {
+                std::cmp::Ordering::Less => sample.left += 1,
+                std::cmp::Ordering::Greater => sample.right += 1,
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+        let fresh = || Sample {
+            key: key.to_vec(),
+            left: 0,
+            right: 0,
+        };
         if load.samples.len() < SAMPLES {
-            load.samples.push(key.to_vec());
+            load.samples.push(fresh());
         } else {
             // Reservoir sampling: the n-th key replaces a sample with
             // probability SAMPLES / n.
@@ -81,16 +112,15 @@ impl LoadTracker {
                 .ok()
                 .and_then(|slot| load.samples.get_mut(slot))
             {
-                sample.clear();
-                sample.extend_from_slice(key);
+                *sample = fresh();
             }
         }
     }
 
     /// The ranges whose window is over with more than `threshold` requests
-    /// per second, each with its sampled keys sorted; starts every finished
-    /// window over.
-    fn hot(&self, threshold: u64) -> Vec<(RangeId, f64, Vec<Vec<u8>>)> {
+    /// per second, each with its samples; starts every finished window
+    /// over.
+    fn hot(&self, threshold: u64) -> Vec<(RangeId, f64, Vec<Sample>)> {
         let mut ranges = self.ranges.lock();
         let mut hot = Vec::new();
         ranges.retain(|&range, load| {
@@ -99,10 +129,8 @@ impl LoadTracker {
                 return true;
             }
             let qps = load.requests as f64 / elapsed.as_secs_f64();
-            if qps > threshold as f64 && load.samples.len() >= MIN_SAMPLES {
-                let mut samples = std::mem::take(&mut load.samples);
-                samples.sort();
-                hot.push((range, qps, samples));
+            if qps > threshold as f64 {
+                hot.push((range, qps, std::mem::take(&mut load.samples)));
             }
             // A quiet range is forgotten; a busy one starts a new window
             // at its next request.
@@ -112,26 +140,21 @@ impl LoadTracker {
     }
 }
 
-/// The sampled key (`samples` sorted) that best halves the samples — the
-/// one with the share of samples below it closest to half — among those
-/// leaving at least a quarter on each side and accepted by `inside`.
-fn split_point(samples: &[Vec<u8>], inside: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
-    let n = samples.len();
-    let mut best: Option<(usize, &Vec<u8>)> = None;
-    for (i, key) in samples.iter().enumerate() {
-        // `i` samples lie below the first occurrence of `key`.
-        if i > 0 && samples[i - 1] == *key {
-            continue;
-        }
-        if 4 * i < n || 4 * (n - i) < n || !inside(key) {
-            continue;
-        }
-        let distance = i.abs_diff(n / 2);
-        if best.is_none_or(|(d, _)| distance < d) {
-            best = Some((distance, key));
-        }
-    }
-    best.map(|(_, key)| key.clone())
+/// The sampled key whose later requests divide most evenly, among those
+/// that counted at least [`MIN_COUNTED`] with at least a quarter on each
+/// side, accepted by `inside`.
+fn split_point(samples: &[Sample], inside: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    samples
+        .iter()
+        .filter(|s| {
+            let counted = s.left + s.right;
+            counted >= MIN_COUNTED
+                && 4 * s.left >= counted
+                && 4 * s.right >= counted
+                && inside(&s.key)
+        })
+        .min_by_key(|s| s.left.abs_diff(s.right) * 1_000 / (s.left + s.right))
+        .map(|s| s.key.clone())
 }
 
 impl Kv {
@@ -168,31 +191,46 @@ impl Kv {
 mod tests {
     use super::*;
 
-    fn keys(text: &str) -> Vec<Vec<u8>> {
-        let mut keys: Vec<Vec<u8>> = text.split(' ').map(|k| k.as_bytes().to_vec()).collect();
-        keys.sort();
-        keys
+    /// The split point after `keys` were requested, in order, of a range
+    /// holding everything but `outside`.
+    fn split_after(keys: impl IntoIterator<Item = Vec<u8>>, outside: &[u8]) -> Option<Vec<u8>> {
+        let tracker = LoadTracker::default();
+        for key in keys {
+            tracker.record(1, &key);
+        }
+        let samples = tracker
+            .ranges
+            .lock()
+            .remove(&1)
+            .unwrap_or_else(RangeLoad::new)
+            .samples;
+        split_point(&samples, |k| k != outside)
+    }
+
+    fn key(n: u32) -> Vec<u8> {
+        n.to_be_bytes().to_vec()
     }
 
     #[test]
-    fn the_split_point_halves_the_samples() {
-        let anywhere = |_: &[u8]| true;
-        assert_eq!(
-            split_point(&keys("a b c d e f g h"), anywhere),
-            Some(b"e".to_vec())
-        );
+    fn the_split_point_divides_the_requests_that_came_after_it() {
+        // Keys spread evenly, over and over: split near the middle.
+        let spread = (0..20_000).map(|i| key((i * 7_919) % 1_000));
+        let point = split_after(spread, b"").unwrap();
+        assert!(point > key(250) && point < key(750), "{point:?}");
         // One hot key: nothing divides it.
-        assert_eq!(split_point(&keys("c c c c c c c c"), anywhere), None);
-        // Mostly one key, some on either side: at it, or just after it.
-        let point = split_point(&keys("a b c c c c d e"), anywhere);
-        assert!(
-            matches!(point.as_deref(), Some(b"c") | Some(b"d")),
-            "{point:?}"
-        );
+        assert_eq!(split_after((0..20_000).map(|_| key(5)), b""), None);
+        // Ever larger keys: every split would leave all the load on its
+        // right.
+        assert_eq!(split_after((0..20_000).map(key), b""), None);
+        // Mostly one key, some on either side: nothing divides it well
+        // enough, or close to it.
+        let lumpy = (0..20_000).map(|i| key(if i % 8 == 0 { i % 1_000 } else { 500 }));
+        if let Some(point) = split_after(lumpy, b"") {
+            assert!(point > key(250) && point < key(750), "{point:?}");
+        }
         // Only keys inside the range qualify.
-        assert_eq!(
-            split_point(&keys("a b c d e f g h"), |k: &[u8]| k != b"e"),
-            Some(b"d".to_vec())
-        );
+        let few = (0..20_000).map(|i| key(i % 3));
+        assert_eq!(split_after(few.clone(), b""), Some(key(1)));
+        assert_eq!(split_after(few, &key(1)), None);
     }
 }

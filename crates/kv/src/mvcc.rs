@@ -82,6 +82,21 @@ pub fn decode_version_key(key: &[u8]) -> Result<(Vec<u8>, Timestamp)> {
     Ok((user_key, u64::MAX - u64::from_be_bytes(inverted)))
 }
 
+/// The timestamp of a version key, without decoding its user key: for
+/// scans that look at many versions' timestamps and few keys.
+pub fn version_ts(key: &[u8]) -> Result<Timestamp> {
+    let suffix = key
+        .len()
+        .checked_sub(8)
+        .filter(|_| key.first() == Some(&VERSION_PREFIX))
+        .and_then(|at| key.get(at..))
+        .and_then(|suffix| <[u8; 8]>::try_from(suffix).ok());
+    match suffix {
+        Some(inverted) => Ok(u64::MAX - u64::from_be_bytes(inverted)),
+        None => Err(StorageError::Corrupt(format!("version key {key:x?}")).into()),
+    }
+}
+
 /// The stored form of a version's value (`None` = tombstone).
 pub fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
     match value {
@@ -260,6 +275,15 @@ mod tests {
 
     use super::*;
     use shoal_storage::{MemoryEngine, WriteBatch};
+
+    #[test]
+    fn a_version_keys_timestamp_reads_without_its_user_key() {
+        for (key, ts) in [(&b""[..], 1), (b"a\x00b", 77), (b"\xff\xff", u64::MAX - 1)] {
+            assert_eq!(version_ts(&version_key(key, ts)).unwrap(), ts);
+        }
+        assert!(version_ts(b"v123").is_err());
+        assert!(version_ts(&[b'x'; 20]).is_err());
+    }
 
     /// (user key, commit timestamp, value or tombstone).
     type Version<'a> = (&'a [u8], Timestamp, Option<&'a [u8]>);

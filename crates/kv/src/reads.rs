@@ -187,18 +187,20 @@ pub(crate) fn check_reads(
     for span in spans {
         // A plain scan: the span covers many keys' versions.
         let (from, to) = mvcc::version_span(&span.start, span.end());
+        // Only a conflict's key is decoded: a span may hold millions.
         for item in engine.scan(&from, Some(&to)) {
             let (key, _) = item?;
-            let (user_key, ts) = mvcc::decode_version_key(&key)?;
+            let ts = mvcc::version_ts(&key)?;
             if ts > read_ts && ts <= limit {
+                let (user_key, _) = mvcc::decode_version_key(&key)?;
                 return Ok(Some(Reply::ReadConflict(user_key)));
             }
         }
         let (from, to) = crate::intents::intent_span(&span.start, span.end());
         for item in engine.scan(&from, Some(&to)) {
             let (key, raw) = item?;
-            let intent = Intent::decode(&raw)?;
-            if Some(intent.txn_id) != own && intent.prepare_ts <= limit {
+            let (txn_id, prepare_ts) = Intent::peek(&raw)?;
+            if Some(txn_id) != own && prepare_ts <= limit {
                 return Ok(Some(Reply::IntentConflict {
                     key: crate::intents::intent_user_key(&key)?,
                     intent: raw,

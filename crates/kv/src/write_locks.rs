@@ -47,6 +47,7 @@ use crate::clock::Timestamp;
 use crate::command::{Command, LockRequest, Reply};
 use crate::error::{KvError, Result};
 use crate::intents::{Intent, Payload, TxnStatus};
+use crate::parts;
 use crate::store::Kv;
 
 /// A lock another transaction holds, met by a writer.
@@ -112,8 +113,7 @@ impl Kv {
             .filter(|key| !locks.locked.contains(key))
             .collect();
         if !todo.is_empty() {
-            let deadline = Instant::now() + self.timeout;
-            self.lock_in_ranges(locks, todo, since, deadline)?;
+            self.lock_in_ranges(locks, todo, since, None)?;
         }
         Ok(std::mem::take(&mut locks.changed))
     }
@@ -126,18 +126,22 @@ impl Kv {
         if locks.primary.is_none() {
             return Ok(());
         }
-        self.lock_in_ranges(locks, BTreeSet::new(), 0, Instant::now() + patience)
+        self.lock_in_ranges(locks, BTreeSet::new(), 0, Some(Instant::now() + patience))
     }
 
     /// [`Kv::lock_keys`] for keys not locked yet: the primary's range first
-    /// (creating or renewing the record), then the others, range by range.
-    /// Changed keys collect in `locks.changed`.
+    /// (creating or renewing the record), then the others, range by range,
+    /// a part (`parts.rs`) per command. Changed keys collect in
+    /// `locks.changed`. Each command has the request timeout, or all of
+    /// them `until`. While the keys of a big statement are being locked,
+    /// the record is renewed every third of its lifetime (the node's
+    /// keeper, which otherwise renews it, waits for this call).
     fn lock_in_ranges(
         &self,
         locks: &mut Locks,
         mut todo: BTreeSet<Vec<u8>>,
         since: Timestamp,
-        deadline: Instant,
+        until: Option<Instant>,
     ) -> Result<()> {
         let primary = match (&locks.primary, todo.first()) {
             (Some(primary), _) => primary.clone(),
@@ -146,20 +150,29 @@ impl Kv {
         };
         locks.primary = Some(primary.clone());
         let ttl = self.txn_ttl_micros.load(Ordering::Relaxed);
-        let expiry = self.clock.wall_now().saturating_add(ttl);
+        let mut expiry = self.clock.wall_now().saturating_add(ttl);
+        let mut renewed = Instant::now();
         let mut record_done = false;
+        let mut moving_since: Option<Instant> = None;
         loop {
+            if record_done && renewed.elapsed() > Duration::from_micros(ttl / 3) {
+                record_done = false;
+                expiry = self.clock.wall_now().saturating_add(ttl);
+                renewed = Instant::now();
+            }
+            let deadline = until.unwrap_or_else(|| Instant::now() + self.timeout);
             let target = match (record_done, todo.first()) {
                 (false, _) => &primary,
                 (true, Some(key)) => key,
                 (true, None) => return Ok(()),
             };
             let (range, bounds) = self.route(target)?;
-            let here: Vec<Vec<u8>> = todo
-                .iter()
-                .filter(|key| bounds.contains(key))
-                .cloned()
-                .collect();
+            // At most one part per command (`parts.rs`); the range's keys
+            // are the ones from its start on, up to its end.
+            let here = parts::first_part(
+                todo.range(bounds.start.clone()..)
+                    .take_while(|key| bounds.contains(key)),
+            );
             let command = Command::Lock(LockRequest {
                 txn_id: locks.id,
                 primary_key: primary.clone(),
@@ -171,6 +184,7 @@ impl Kv {
             });
             match self.propose_until(range, &command, deadline)? {
                 Reply::Locked(keys) => {
+                    moving_since = None;
                     locks.changed.extend(keys);
                     for key in here {
                         todo.remove(&key);
@@ -198,7 +212,13 @@ impl Kv {
                         note: ", the transaction's row locks expired while it was idle".into(),
                     });
                 }
-                Reply::WrongRange if Instant::now() < deadline => {
+                // The range changed since it was routed: route again, for
+                // as long as one command may take.
+                Reply::WrongRange
+                    if Instant::now() < deadline
+                        && moving_since.get_or_insert_with(Instant::now).elapsed()
+                            < self.timeout =>
+                {
                     std::thread::sleep(Duration::from_millis(5));
                     self.reload_directory();
                 }
@@ -224,7 +244,7 @@ impl Kv {
             // Decided, or (no record) released: only the intent is left.
             _ => {}
         }
-        self.resolve_keys(intent.txn_id, None, vec![blocked.key.clone()], deadline)?;
+        self.resolve_keys(intent.txn_id, None, vec![blocked.key.clone()])?;
         Ok(true)
     }
 
@@ -256,7 +276,7 @@ impl Kv {
             return;
         }
         let keys = locks.locked.into_iter().collect();
-        if let Err(e) = self.resolve_keys(locks.id, None, keys, deadline) {
+        if let Err(e) = self.resolve_keys(locks.id, None, keys) {
             tracing::debug!(error = %e, "released row locks left to waiters");
         }
     }
