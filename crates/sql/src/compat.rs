@@ -21,6 +21,7 @@ pub fn rewrite(stmt: &mut Statement) {
         regclass_outputs(q);
     }
     crate::array_subquery::rewrite(stmt);
+    let _ = ast::VisitMut::visit(stmt, &mut FunctionColumnNamer);
     // Set-returning functions in FROM may be schema-qualified too.
     let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(stmt, |name| {
         let is_function = name.0.len() == 2
@@ -104,6 +105,42 @@ fn array_cast_name(f: &ast::Function) -> Option<String> {
 
 /// Set-returning functions of `pg_catalog` that may appear in FROM.
 const TABLE_FUNCTIONS: &[&str] = &["generate_series", "unnest", "range"];
+
+/// Those of [`TABLE_FUNCTIONS`] that always return one column.
+const ONE_COLUMN_FUNCTIONS: &[&str] = &["generate_series", "range"];
+
+/// PostgreSQL names the one column of a set-returning function in FROM
+/// after the function's alias when the alias lists no columns (`FROM
+/// generate_series(1, 3) AS n` has a column `n`); DataFusion keeps the
+/// function's own column name (`value`). So such an alias gets itself as
+/// its column list.
+struct FunctionColumnNamer;
+
+impl ast::VisitorMut for FunctionColumnNamer {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        if let ast::TableFactor::Table {
+            name,
+            args: Some(_),
+            alias: Some(alias),
+            ..
+        } = factor
+            && alias.columns.is_empty()
+            && name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .is_some_and(|f| ONE_COLUMN_FUNCTIONS.contains(&f.value.to_lowercase().as_str()))
+        {
+            alias.columns.push(ast::TableAliasColumnDef {
+                name: alias.name.clone(),
+                data_type: None,
+            });
+        }
+        ControlFlow::Continue(())
+    }
+}
 
 /// Marks the part of an output column name that only keeps it unique;
 /// [`output_name`] removes it before a client sees the name.
