@@ -79,6 +79,7 @@ pub mod locks;
 pub mod maintenance;
 pub mod names;
 pub mod pg_catalog;
+pub mod plan_cache;
 pub mod pre_parse;
 pub mod prepared;
 pub mod providers;

@@ -33,6 +33,8 @@ pub struct Prepared {
     /// The `search_path` the fast plan resolved names under; it applies
     /// only while the session's is the same.
     pub search_path: Option<String>,
+    /// The query's optimized plan, kept across executions (`plan_cache.rs`).
+    pub plans: Arc<crate::plan_cache::PlanCache>,
 }
 
 impl Prepared {
@@ -43,6 +45,7 @@ impl Prepared {
             schema,
             fast: None,
             search_path: None,
+            plans: Arc::default(),
         }
     }
 }

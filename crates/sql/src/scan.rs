@@ -57,6 +57,8 @@ pub struct TableScan {
     schema: SchemaRef,
     /// The primary key over `columns` (none for a hidden rowid).
     constraints: Constraints,
+    /// Hidden columns are exposed (the DML view).
+    with_hidden: bool,
 }
 
 impl fmt::Debug for TableScan {
@@ -93,7 +95,14 @@ impl TableScan {
             columns,
             schema,
             constraints,
+            with_hidden,
         }
+    }
+
+    /// Which table, at which descriptor version, in which view: a plan
+    /// made over this provider holds over another of the same identity.
+    pub fn identity(&self) -> (u32, u32, bool) {
+        (self.desc.id, self.desc.version, self.with_hidden)
     }
 }
 

@@ -231,6 +231,7 @@ impl Database {
             ),
             deferred: Arc::default(),
             implicit_block: false,
+            plans: None,
         })
     }
 }
@@ -336,6 +337,9 @@ pub struct Session {
     /// The open block is the implicit one of a group of statements
     /// (`session/implicit_block.rs`), not one a `BEGIN` opened.
     implicit_block: bool,
+    /// The plan cache of the prepared statement being executed, if the
+    /// statement running is one (`plan_cache.rs`).
+    plans: Option<Arc<crate::plan_cache::PlanCache>>,
 }
 
 impl Session {
@@ -503,6 +507,7 @@ impl Session {
         stmt: &Statement,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
+        self.plans = Some(prepared.plans.clone());
         match self.statement_timeout() {
             None => self.execute_prepared_now(prepared, stmt, params).await,
             Some(limit) => {
@@ -722,6 +727,7 @@ impl Session {
     }
 
     pub async fn execute(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        self.plans = None;
         match self.statement_timeout() {
             None => self.execute_now(stmt, params).await,
             Some(limit) => {
@@ -1064,7 +1070,7 @@ impl Session {
                 let in_block = matches!(self.state, TxnState::InBlock(_));
                 crate::locking::select(self, txn, q, params, in_block).await
             }
-            Statement::Query(q) => match self.plan_and_run(stmt, params).await {
+            Statement::Query(q) => match self.plan_and_run_query(stmt, params).await {
                 // A query that reads an always-empty system catalog through
                 // inner joins only returns no rows, whatever the expressions
                 // DataFusion cannot plan or run (psql's `\d` asks for
@@ -1243,6 +1249,41 @@ impl Session {
     async fn plan_and_run(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
         let plan = self.plan(stmt).await?;
         self.run_query(plan, params).await
+    }
+
+    /// [`Session::plan_and_run`] for a query, through the prepared
+    /// statement's kept plan when there is one (`plan_cache.rs`).
+    async fn plan_and_run_query(
+        &mut self,
+        stmt: &Statement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let Some(plans) = self.plans.clone() else {
+            return self.plan_and_run(stmt, params).await;
+        };
+        self.follow_time_zone();
+        let state = self.ctx.state();
+        let search_path = self.vars.get("search_path");
+        let plan = match plans.lookup(&state, stmt, search_path, &params).await? {
+            crate::plan_cache::Lookup::Ready(plan) => plan,
+            crate::plan_cache::Lookup::Uncacheable => {
+                return self.plan_and_run(stmt, params).await;
+            }
+            // This execution takes the general path; the next ones the
+            // kept plan, if it could be kept.
+            crate::plan_cache::Lookup::Plan => {
+                let plan = self.plan(stmt).await?;
+                plans.keep(&state, stmt, search_path, &plan);
+                return self.run_query(plan, params).await;
+            }
+        };
+        let schema = output_schema(&plan);
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await?;
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        Ok(Output::Rows { schema, batches })
     }
 
     pub(crate) async fn run_query(
