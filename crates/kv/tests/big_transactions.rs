@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,18 +44,7 @@ fn write_all(kv: &Arc<Kv>, round: u8) -> shoal_kv::Result<u64> {
 
 /// Every visible row, read at one fresh snapshot.
 fn rows(kv: &Arc<Kv>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let txn = kv.begin().unwrap();
-    let mut out = Vec::new();
-    let mut from = b"row".to_vec();
-    loop {
-        let chunk = txn.scan(&from, b"rox", 5_000).unwrap();
-        let Some((last, _)) = chunk.last() else { break };
-        from = last.clone();
-        from.push(0);
-        out.extend(chunk);
-    }
-    txn.commit().unwrap();
-    out
+    common::scan_span(kv, b"row", b"rox", 5_000)
 }
 
 fn intents_left(engine: &MemoryEngine) -> usize {

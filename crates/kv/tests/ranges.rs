@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,19 +17,8 @@ fn letters() -> Vec<Vec<u8>> {
 }
 
 fn scan_all(kv: &Arc<Kv>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let txn = kv.begin().unwrap();
-    let mut out = Vec::new();
-    let mut from = Vec::new();
-    loop {
-        // A small limit, so scans resume inside and across ranges.
-        let chunk = txn.scan(&from, b"", 5).unwrap();
-        let Some((last, _)) = chunk.last() else { break };
-        from = last.clone();
-        from.push(0);
-        out.extend(chunk);
-    }
-    txn.commit().unwrap();
-    out
+    // A small chunk, so scans resume inside and across ranges.
+    common::scan_span(kv, b"", b"", 5)
 }
 
 #[test]

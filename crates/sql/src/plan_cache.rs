@@ -126,6 +126,10 @@ impl PlanCache {
         // table at the same version, bound to this execution's transaction.
         let mut fresh: HashMap<TableReference, Arc<dyn TableProvider>> = HashMap::new();
         for (name, id, version, hidden) in &kept.tables {
+            // A table read twice (a self-join) is looked up once.
+            if fresh.contains_key(name) {
+                continue;
+            }
             let provider = match state.schema_for_ref(name.clone()) {
                 Ok(schema) => schema.table(name.table()).await?,
                 Err(_) => None,
