@@ -75,11 +75,16 @@ find_shoal_bin() {
   die "no shoal binary; build one (cargo build --release --workspace), or set SHOAL_BIN"
 }
 
+# Ports come from below the kernel's ephemeral range: every outbound
+# connection (a client, psql, a peer) takes its local port from that range,
+# so a port picked there can be taken before the server binds it.
 TAKEN_PORTS=" "
 pick_port() {
-  local p _
+  local p _ low=32768 first=20000
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+  (( low - first >= 1000 )) || first=$(( low > 2024 ? low - 1000 : 1024 ))
   for _ in $(seq 200); do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( first + RANDOM % (low - first) ))
     [[ $TAKEN_PORTS == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       TAKEN_PORTS+="$p "

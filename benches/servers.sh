@@ -104,7 +104,9 @@ start_shoal() {
     >"$WORK/shoal/shoal.log" 2>&1 &
   SHOAL_PID=$!
   if ! wait_ready "$SHOAL_CONN" "$SHOAL_PID"; then
-    tail -n 30 "$WORK/shoal/shoal.log" >&2
+    # The log's last lines without the frames of a backtrace, so that the
+    # error itself shows.
+    grep -Ev '^ +([0-9]+: |at )' "$WORK/shoal/shoal.log" | tail -n 30 >&2
     die "Shoal did not accept connections on 127.0.0.1:$SHOAL_PORT within ${READY_TIMEOUT}s"
   fi
 }
