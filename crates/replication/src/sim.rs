@@ -1,7 +1,7 @@
 //! A whole Raft cluster in one process, over a simulated network that drops,
 //! delays, reorders and partitions messages — reproducibly, from a seed.
 //!
-//! Each simulated node is a [`MultiRaft`] over its own [`MemoryEngine`].
+//! Each simulated node is a [`MultiRaft`] over its own [`CrashDisk`].
 //! Time advances in *rounds*: every round delivers the messages due, runs
 //! one `handle_ready` per live node and queues what they sent, each message
 //! with a random delay (or dropped, or cut by a partition). Every
@@ -13,16 +13,18 @@
 //! distinct from the other nodes' (no endless split votes): which node
 //! wins an election is then a function of the seed and the faults.
 //!
-//! Crashing a node drops its driver and keeps its engine; restarting opens a
-//! new driver over the same engine — what a process restart does, minus the
-//! loss of unsynced writes (the multi-process tests cover that).
+//! Crashing a node drops its driver and crashes its disk: of the writes
+//! since the node's last synced write, a prefix survives — its length drawn
+//! from the seed, anywhere from none to all — and the rest are lost, as on
+//! a machine that loses power (`shoal_storage::crash_disk`). Restarting
+//! opens a new driver over what survived.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use shoal_storage::{ColumnFamily, Engine, KvPair, MemoryEngine};
+use shoal_storage::{ColumnFamily, CrashDisk, Engine, KvPair};
 
 use crate::clock::{SystemClock, WallClock};
 use crate::error::{ReplicationError, Result};
@@ -171,7 +173,7 @@ impl NetConfig {
 }
 
 struct SimNode<S: StateMachine> {
-    engine: Arc<MemoryEngine>,
+    engine: Arc<CrashDisk>,
     driver: Option<MultiRaft<S>>,
     /// The node's configuration, with its fixed election timeout.
     config: RaftConfig,
@@ -218,6 +220,8 @@ pub struct SimCluster<S: StateMachine> {
     pub delivered: u64,
     /// Messages lost to drops and partitions.
     pub dropped: u64,
+    /// Unsynced writes lost to crashes.
+    pub lost_writes: u64,
     /// The wall clock every node reads (timestamp floors only).
     clock: Arc<dyn WallClock>,
 }
@@ -238,7 +242,7 @@ impl<S: StateMachine> SimCluster<S> {
         let configs = with_fixed_timeouts(&raft_config, ids.len(), &mut rng);
         let mut nodes = BTreeMap::new();
         for (&id, config) in ids.iter().zip(configs) {
-            let engine = Arc::new(MemoryEngine::new());
+            let engine = Arc::new(CrashDisk::new());
             if voters.contains(&id) {
                 MultiRaft::<S>::bootstrap_range(engine.as_ref(), 1, voters)?;
             }
@@ -265,6 +269,7 @@ impl<S: StateMachine> SimCluster<S> {
             outcomes: BTreeMap::new(),
             delivered: 0,
             dropped: 0,
+            lost_writes: 0,
             clock: Arc::new(SystemClock),
         })
     }
@@ -325,11 +330,18 @@ impl<S: StateMachine> SimCluster<S> {
         self.cut.clear();
     }
 
-    /// Stops a node: its driver and in-memory state are gone, its engine
-    /// stays.
+    /// Stops a node: its driver and in-memory state are gone, and its disk
+    /// keeps a prefix (drawn from the seed) of the writes since its last
+    /// synced one (module docs).
     pub fn crash(&mut self, node: NodeId) {
-        if let Some(n) = self.nodes.get_mut(&node) {
-            n.driver = None;
+        if let Some(n) = self.nodes.get_mut(&node)
+            && n.driver.take().is_some()
+        {
+            let unsynced = n.engine.unsynced();
+            let keep = self.rng.gen_range(0..=unsynced);
+            self.lost_writes += (unsynced - keep) as u64;
+            // A memory disk cannot fail to crash.
+            let _ = n.engine.crash(keep);
         }
     }
 

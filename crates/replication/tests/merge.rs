@@ -219,7 +219,7 @@ fn collect_stale_replicas(c: &mut SimCluster<Registers>, merges: &[Merge]) {
 #[test]
 fn merges_under_faults_keep_every_register_in_exactly_one_range() {
     let mut refusals = 0;
-    for seed in 0..16u64 {
+    for seed in support::seeds(0..16) {
         let mut c = three_ranges(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         // Range 3 moves away from node 1, so merging it needs colocation.
@@ -417,7 +417,7 @@ fn apply(c: &mut SimCluster<Registers>, range: RangeId, command: &str) -> String
 
 #[test]
 fn a_replica_that_missed_a_merge_starts_again_from_a_snapshot() {
-    for seed in 0..4u64 {
+    for seed in support::seeds(0..4) {
         // A short log: the merged range's log is compacted past the merge
         // while one replica is cut off.
         let config = RaftConfig {

@@ -69,7 +69,7 @@ fn collect_stale_replicas(c: &mut SimCluster<Registers>) -> usize {
 #[test]
 fn replicas_and_leaderships_move_under_faults_without_losing_a_register() {
     let mut transfers_total = 0;
-    for seed in 0..16u64 {
+    for seed in support::seeds(0..16) {
         let mut c = three_ranges(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut stage = [0usize; 3];

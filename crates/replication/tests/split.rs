@@ -58,7 +58,7 @@ fn propose(c: &mut SimCluster<Registers>, range: RangeId, command: String) -> Op
 #[test]
 fn splits_under_faults_keep_every_register_in_exactly_one_range() {
     let mut rerouted_total = 0;
-    for seed in 0..4u64 {
+    for seed in support::seeds(0..4) {
         let mut c = SimCluster::new(&[1, 2, 3], &[], RaftConfig::default(), lossy(seed), |_| {
             Registers
         })

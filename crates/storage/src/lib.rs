@@ -20,12 +20,14 @@
 //!
 //! Errors are [`StorageError`]: I/O, corruption, or an undecodable key.
 
+pub mod crash_disk;
 pub mod engine;
 pub mod error;
 pub mod keycode;
 pub mod memory;
 pub mod rocks;
 
+pub use crash_disk::CrashDisk;
 pub use engine::{
     ColumnFamily, Engine, KvPair, ScanIter, VERSION_SUFFIX_LEN, VERSIONED_KEY_TAG, WriteBatch,
     WriteOp, versioned_prefix,

@@ -44,6 +44,12 @@ impl MemoryEngine {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Makes this engine hold exactly what `other` holds.
+    pub fn copy_from(&self, other: &MemoryEngine) {
+        let copy = other.data.read().clone();
+        *self.data.write() = copy;
+    }
 }
 
 impl Engine for MemoryEngine {

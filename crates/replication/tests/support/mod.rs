@@ -8,6 +8,20 @@ use shoal_replication::replicate_queue::single;
 use shoal_replication::sim::{Registers, SimCluster};
 use shoal_replication::{ConfChangeType, NodeId, RangeId};
 
+/// The seeds a randomized test runs: `default`, or `SHOAL_SIM_SEEDS`
+/// seeds from its start (`make chaos` runs many), or the one seed
+/// `SHOAL_SIM_SEED` (to replay a failure, which names its seed).
+pub fn seeds(default: std::ops::Range<u64>) -> std::ops::Range<u64> {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(seed) = env("SHOAL_SIM_SEED") {
+        return seed..seed + 1;
+    }
+    match env("SHOAL_SIM_SEEDS") {
+        Some(count) => default.start..default.start + count,
+        None => default,
+    }
+}
+
 /// Takes the next step of moving `range` to the voters `target`, decided
 /// from its leader's view; `true` once the range has exactly them.
 pub fn step_towards(
