@@ -12,7 +12,7 @@ VENV ?= $(HOME)/.cache/shoal/venv
 NODE_DEPS ?= $(HOME)/.cache/shoal/node
 NODE_CLIENTS := pg@8.23.1
 
-.PHONY: all deps build demo test test-unit test-slt slt-corpus lint fmt clean bench bench-smoke
+.PHONY: all deps build demo test test-unit test-slt slt-corpus lint fmt clean bench bench-smoke chaos
 
 all: build
 
@@ -101,6 +101,24 @@ bench-smoke: build
 	SHOAL_BIN=$(BIN)/shoal benches/pgbench.sh --smoke
 	SHOAL_BIN=$(BIN)/shoal benches/replication.sh --smoke
 	SHOAL_BIN=$(BIN)/shoal benches/tpch.sh --smoke
+
+# Long chaos runs (tests/tests/chaos.rs, tests/src/chaos/): every workload
+# under its nemeses for CHAOS_SECONDS each, CHAOS_ROUNDS times with fresh
+# seeds; each run prints its seed, faults, operations and anomalies, and
+# writes its history as elle-cli JSON. SHOAL_CHAOS_SEED=N replays a run's
+# schedule. (`make test` runs the same for 20 seconds each.)
+# Then the deterministic simulations of the replication layer with
+# SIM_SEEDS seeds each (`make test` runs a handful; SHOAL_SIM_SEED=N
+# replays the seed a failure names).
+CHAOS_SECONDS ?= 300
+CHAOS_ROUNDS ?= 3
+SIM_SEEDS ?= 200
+chaos: build
+	for round in $$(seq $(CHAOS_ROUNDS)); do \
+	  echo "chaos round $$round of $(CHAOS_ROUNDS)"; \
+	  SHOAL_CHAOS_SECONDS=$(CHAOS_SECONDS) cargo test -p shoal-tests --test chaos -- --nocapture --test-threads=1 || exit 1; \
+	done
+	SHOAL_SIM_SEEDS=$(SIM_SEEDS) cargo test -p shoal-replication --tests
 
 clean:
 	cargo clean

@@ -175,6 +175,19 @@ impl TestCluster {
         }
     }
 
+    /// The index of a node that says it leads the first range now, if one
+    /// answers that it does.
+    pub async fn leader_now(&self) -> Option<usize> {
+        for i in 0..self.nodes.len() {
+            if let Some(status) = self.status(i).await
+                && status.leader == Some(status.node_id)
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
     /// The index (in `nodes`) of the node the live nodes agree leads the
     /// first range, waiting up to 30 s.
     pub async fn leader(&self) -> usize {
@@ -220,11 +233,16 @@ pub async fn range_replicas(
 
 /// A tiny HTTP/1.1 GET; the body, if the server answered 200.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    http_request(addr, "GET", path).await
+}
+
+/// The body of a 200 answer to `method path` at `addr` (5 s at most).
+pub async fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nhost: shoal\r\n\r\n").as_bytes())
+            .write_all(format!("{method} {path} HTTP/1.1\r\nhost: shoal\r\n\r\n").as_bytes())
             .await
             .ok()?;
         let mut response = String::new();

@@ -69,7 +69,9 @@ pub fn free_addr() -> SocketAddr {
     );
 }
 
+pub mod chaos;
 pub mod cluster;
+pub mod linearizable;
 pub mod list_append;
 pub mod wire;
 pub mod workload;

@@ -12,50 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
+use shoal_tests::chaos::workloads::move_money;
 use shoal_tests::cluster::{TestCluster, try_connect};
 use shoal_tests::eventually;
 use tokio::sync::Mutex;
-use tokio_postgres::Client;
 
 const ACCOUNTS: i32 = 20;
 const INITIAL: i64 = 100;
 const TOTAL: i64 = ACCOUNTS as i64 * INITIAL;
-
-/// One transfer of `amount` from `from` to `to`, in an explicit
-/// transaction that reads both balances first.
-async fn transfer(
-    client: &Client,
-    from: i32,
-    to: i32,
-    amount: i64,
-) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute("BEGIN").await?;
-    let result = async {
-        let row = client
-            .query_one("SELECT balance FROM accounts WHERE id = $1", &[&from])
-            .await?;
-        let balance: i64 = row.get(0);
-        let amount = amount.min(balance);
-        client
-            .execute(
-                "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
-                &[&amount, &from],
-            )
-            .await?;
-        client
-            .execute(
-                "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
-                &[&amount, &to],
-            )
-            .await?;
-        client.batch_execute("COMMIT").await
-    }
-    .await;
-    if result.is_err() {
-        let _ = client.batch_execute("ROLLBACK").await;
-    }
-    result
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_total_never_changes_while_nodes_die() {
@@ -88,7 +52,7 @@ async fn the_total_never_changes_while_nodes_die() {
                 while !stop.load(Ordering::SeqCst) && !client.is_closed() {
                     let from = rng.gen_range(1..=ACCOUNTS);
                     let to = (from + rng.gen_range(1..ACCOUNTS) - 1) % ACCOUNTS + 1;
-                    if transfer(&client, from, to, rng.gen_range(1..=20))
+                    if move_money(&client, from, to, rng.gen_range(1..=20))
                         .await
                         .is_ok()
                     {

@@ -5,7 +5,7 @@
 //! timestamps up to "now plus the maximum clock offset" (see `peer.rs`,
 //! *Timestamp floors*). The KV layer's hybrid clock reads the same source.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of physical time.
@@ -56,5 +56,39 @@ impl ManualClock {
 impl WallClock for ManualClock {
     fn now_micros(&self) -> u64 {
         self.micros.load(Ordering::SeqCst)
+    }
+}
+
+/// The operating system's clock moved by an adjustable offset: how a
+/// fault-injection run (`faults.rs`) gives one node a clock that is ahead,
+/// behind, or jumps. Without an offset set it reads as [`SystemClock`].
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_micros: AtomicI64,
+}
+
+impl OffsetClock {
+    /// The system clock, not moved.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From now on, reads are `micros` ahead of the system clock (behind
+    /// when negative).
+    pub fn set_offset(&self, micros: i64) {
+        self.offset_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// The offset set last.
+    pub fn offset(&self) -> i64 {
+        self.offset_micros.load(Ordering::Relaxed)
+    }
+}
+
+impl WallClock for OffsetClock {
+    fn now_micros(&self) -> u64 {
+        SystemClock
+            .now_micros()
+            .saturating_add_signed(self.offset_micros.load(Ordering::Relaxed))
     }
 }

@@ -50,6 +50,7 @@ pub mod apply;
 pub mod apply_state;
 pub mod clock;
 pub mod error;
+pub mod faults;
 pub mod keys;
 pub mod lease;
 mod logging;

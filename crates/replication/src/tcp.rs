@@ -51,6 +51,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::error::{ReplicationError, Result};
+use crate::faults::NetFaults;
 use crate::{NodeId, RaftEnvelope, Transport};
 
 /// The protocol version this build speaks.
@@ -113,6 +114,7 @@ pub struct TcpTransport {
     addresses: AddressBook,
     queues: Mutex<HashMap<NodeId, mpsc::Sender<Vec<RaftEnvelope>>>>,
     runtime: tokio::runtime::Handle,
+    faults: Arc<NetFaults>,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -132,13 +134,21 @@ impl TcpTransport {
             addresses,
             queues: Mutex::new(HashMap::new()),
             runtime,
+            faults: Arc::default(),
         }
+    }
+
+    /// The same transport, dropping what it would send to a peer `faults`
+    /// has cut (`faults.rs`).
+    pub fn with_faults(mut self, faults: Arc<NetFaults>) -> Self {
+        self.faults = faults;
+        self
     }
 }
 
 impl Transport for TcpTransport {
     fn send(&self, to: NodeId, envelopes: Vec<RaftEnvelope>) {
-        if envelopes.is_empty() {
+        if envelopes.is_empty() || self.faults.is_cut(to) {
             return;
         }
         let mut queues = self.queues.lock();

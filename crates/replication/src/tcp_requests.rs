@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{ReplicationError, Result};
+use crate::faults::NetFaults;
 use crate::tcp::{AddressBook, CONN_REQUESTS, MAGIC, NodeService, PROTOCOL_VERSION, io_error};
 use crate::{NodeId, NodeRequests};
 
@@ -38,6 +39,7 @@ pub struct TcpRequests {
     cluster_id: u128,
     addresses: AddressBook,
     idle: Mutex<HashMap<NodeId, Vec<TcpStream>>>,
+    faults: Arc<NetFaults>,
 }
 
 impl std::fmt::Debug for TcpRequests {
@@ -54,7 +56,15 @@ impl TcpRequests {
             cluster_id,
             addresses,
             idle: Mutex::new(HashMap::new()),
+            faults: Arc::default(),
         }
+    }
+
+    /// The same requests, to a peer `faults` has cut waiting out their
+    /// timeout and failing as unreachable (`faults.rs`).
+    pub fn with_faults(mut self, faults: Arc<NetFaults>) -> Self {
+        self.faults = faults;
+        self
     }
 
     fn connect(&self, to: NodeId, timeout: Duration) -> std::io::Result<TcpStream> {
@@ -113,6 +123,12 @@ fn exchange(stream: &mut TcpStream, payload: &[u8], deadline: Instant) -> std::i
 
 impl NodeRequests for TcpRequests {
     fn request(&self, to: NodeId, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        if self.faults.is_cut(to) {
+            std::thread::sleep(timeout);
+            return Err(ReplicationError::Unreachable(format!(
+                "cannot reach node {to}: the link is cut by fault injection"
+            )));
+        }
         let deadline = Instant::now() + timeout;
         let failed = |e: std::io::Error| io_error(format!("request to node {to} failed: {e}"));
         let unreachable = |e: std::io::Error| {

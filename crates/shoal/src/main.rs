@@ -23,6 +23,7 @@
 mod cache_size;
 mod cluster;
 mod demo;
+mod fault_injection;
 mod node;
 
 use std::net::SocketAddr;

@@ -35,6 +35,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use shoal_kv::{DEFAULT_TICK, Kv, KvStateMachine, SystemClock};
+use shoal_replication::clock::WallClock;
 use shoal_replication::tcp::{Introduction, TcpTransport};
 use shoal_replication::tcp_requests::TcpRequests;
 use shoal_replication::{MultiRaft, RaftConfig, RaftRunner, replicate_queue};
@@ -45,6 +46,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::cluster::{FIRST_RANGE, NodeControl};
+use crate::fault_injection::Faults;
 use crate::{DEFAULT_LISTEN_ADDR, DEFAULT_SQL_ADDR};
 
 /// Replicas per range.
@@ -97,6 +99,10 @@ pub struct StartArgs {
     /// (`512MiB`, `2GiB`).
     #[arg(long, default_value = crate::cache_size::DEFAULT_CACHE)]
     cache: String,
+    /// Let the HTTP endpoint cut links and move the clock (tests only:
+    /// `fault_injection.rs`).
+    #[arg(long, hide = true)]
+    fault_injection: bool,
 }
 
 /// What a node needs to start.
@@ -110,6 +116,8 @@ pub struct NodeSpec {
     pub raft: RaftConfig,
     /// The bytes the store's block cache may hold.
     pub cache_bytes: usize,
+    /// Whether the HTTP endpoint may inject faults (`fault_injection.rs`).
+    pub fault_injection: bool,
 }
 
 /// A started node.
@@ -117,6 +125,8 @@ pub struct Node {
     pub db: Arc<Database>,
     pub sql: TcpListener,
     pub http: Option<TcpListener>,
+    /// The fault knobs, when started with fault injection.
+    pub faults: Option<Arc<Faults>>,
 }
 
 /// Opens the store, becomes (or finds out) who this node is, starts Raft
@@ -162,29 +172,31 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("cannot open KV layer: {e}"))?;
     let mut driver = MultiRaft::open(identity.node_id, engine.clone(), spec.raft.clone(), machine)
         .map_err(|e| anyhow::anyhow!("cannot open replicas: {e}"))?;
-    driver.set_clock(Arc::new(SystemClock));
-    let transport = Arc::new(TcpTransport::new(
-        Introduction {
-            cluster_id: identity.cluster_id,
-            node: identity.node_id,
-            addr: spec.listen_addr,
-        },
-        control.addresses.clone(),
-        net.clone(),
-    ));
+    let faults = spec.fault_injection.then(|| Arc::new(Faults::default()));
+    let wall: Arc<dyn WallClock> = match &faults {
+        Some(faults) => faults.clock.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let net_faults = faults.as_ref().map(|f| f.net.clone()).unwrap_or_default();
+    driver.set_clock(wall.clone());
+    let transport = Arc::new(
+        TcpTransport::new(
+            Introduction {
+                cluster_id: identity.cluster_id,
+                node: identity.node_id,
+                addr: spec.listen_addr,
+            },
+            control.addresses.clone(),
+            net.clone(),
+        )
+        .with_faults(net_faults.clone()),
+    );
     let raft = RaftRunner::spawn(driver, transport, DEFAULT_TICK)
         .map_err(|e| anyhow::anyhow!("cannot start replication: {e}"))?;
-    let requests = Arc::new(TcpRequests::new(
-        identity.cluster_id,
-        control.addresses.clone(),
-    ));
-    let kv = Kv::new(
-        engine,
-        raft.clone(),
-        published,
-        Arc::new(SystemClock),
-        requests,
+    let requests = Arc::new(
+        TcpRequests::new(identity.cluster_id, control.addresses.clone()).with_faults(net_faults),
     );
+    let kv = Kv::new(engine, raft.clone(), published, wall, requests);
     control.set_running(raft, kv.clone());
     if let Ok(nodes) = kv.nodes() {
         control.learn_registry(&nodes);
@@ -208,7 +220,12 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
         ),
         None => None,
     };
-    Ok(Node { db, sql, http })
+    Ok(Node {
+        db,
+        sql,
+        http,
+        faults,
+    })
 }
 
 /// The maintenance loop: address book, self-registration, liveness
@@ -408,7 +425,11 @@ pub async fn shutdown_signal() {
 /// Background work every node does while serving: health endpoint, GC.
 fn spawn_background(node: &mut Node, gc_ttl: Duration) {
     if let Some(http) = node.http.take() {
-        tokio::spawn(serve_health(http, node.db.kv().clone()));
+        tokio::spawn(serve_health(
+            http,
+            node.db.kv().clone(),
+            node.faults.clone(),
+        ));
     }
     let kv = node.db.kv().clone();
     tokio::spawn(async move {
@@ -445,9 +466,10 @@ async fn run(mut node: Node, gc_ttl: Duration) -> anyhow::Result<()> {
 /// stopped (a storage failure). `GET /status`: the node's view of the first
 /// range as JSON (node id, leader, voters, learners, applied index,
 /// snapshots installed) — for operators and tests.
-async fn serve_health(listener: TcpListener, kv: Arc<Kv>) {
+async fn serve_health(listener: TcpListener, kv: Arc<Kv>, faults: Option<Arc<Faults>>) {
     while let Ok((mut socket, _)) = listener.accept().await {
         let kv = kv.clone();
+        let faults = faults.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
@@ -456,7 +478,14 @@ async fn serve_health(listener: TcpListener, kv: Arc<Kv>) {
                 .and_then(Result::ok)
                 .unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if request.starts_with("GET /status") {
+            let first_line = request.lines().next().unwrap_or_default();
+            let fault_answer = match &faults {
+                Some(faults) => faults.answer(first_line),
+                None => crate::fault_injection::disabled(first_line),
+            };
+            let (status, body) = if let Some(answer) = fault_answer {
+                answer
+            } else if request.starts_with("GET /status") {
                 ("200 OK", status_json(kv).await)
             } else if kv.raft().is_stopped() {
                 (
@@ -517,6 +546,7 @@ pub async fn start(args: StartArgs, net: tokio::runtime::Handle) -> anyhow::Resu
             ..RaftConfig::default()
         },
         cache_bytes: crate::cache_size::parse(&args.cache, crate::cache_size::physical_memory())?,
+        fault_injection: args.fault_injection,
     };
     let node = launch(&spec, &net).await?;
     run(node, Duration::from_secs(args.gc_ttl_secs)).await

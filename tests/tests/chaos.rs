@@ -1,0 +1,95 @@
+//! Chaos runs (`shoal_tests::chaos`): each workload against a cluster of
+//! real `shoal` processes while nemeses kill, pause, partition and skew
+//! them. Every run prints its report — seed, faults, operations,
+//! anomalies — and must find no anomaly and make progress.
+//!
+//! In `make test` each run lasts 20 seconds (about four minutes in all,
+//! the runs one after another). `make chaos` runs them for longer
+//! (`SHOAL_CHAOS_SECONDS`), again and again with fresh seeds;
+//! `SHOAL_CHAOS_SEED` replays a run's schedule.
+
+use shoal_tests::chaos::nemesis::Nemesis;
+use shoal_tests::chaos::workloads::Workload;
+use shoal_tests::chaos::{Config, run};
+
+/// One run at a time: clusters side by side would starve each other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The operations a run must complete, however hard it was hit.
+const MIN_OK: usize = 10;
+
+async fn chaos(config: Config) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let report = run(config).await;
+    eprintln!("{report}");
+    assert!(
+        report.anomalies.is_empty(),
+        "anomalies found (seed {}): {:#?}",
+        report.config.seed,
+        report.anomalies
+    );
+    assert!(
+        report.ok >= MIN_OK,
+        "only {} operations succeeded (seed {})",
+        report.ok,
+        report.config.seed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_under_kills_pauses_and_partitions() {
+    use Nemesis::*;
+    chaos(Config::new(
+        Workload::Bank,
+        &[Kill, Pause, PartitionHalves, Splits],
+        3,
+        20,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn set_under_isolated_leaders_and_one_way_cuts() {
+    use Nemesis::*;
+    chaos(Config::new(
+        Workload::Set,
+        &[PartitionLeader, PartitionOneWay, Kill],
+        3,
+        20,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registers_on_five_nodes_under_a_majority_ring_and_clocks() {
+    use Nemesis::*;
+    let mut config = Config::new(Workload::Register, &[PartitionRing, Clock, Pause], 5, 20);
+    config.clients_per_node = 1;
+    config.overlap = true;
+    chaos(config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sequences_under_kills_and_clocks() {
+    use Nemesis::*;
+    chaos(Config::new(
+        Workload::Sequence,
+        &[Kill, Clock, PartitionHalves],
+        3,
+        20,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn list_append_under_splits_kills_and_partitions_at_once() {
+    use Nemesis::*;
+    let mut config = Config::new(
+        Workload::ListAppend,
+        &[Splits, Kill, PartitionLeader, Pause],
+        3,
+        20,
+    );
+    config.overlap = true;
+    chaos(config).await;
+}
