@@ -8,6 +8,8 @@
 //! (`SHOAL_CHAOS_SECONDS`), again and again with fresh seeds;
 //! `SHOAL_CHAOS_SEED` replays a run's schedule.
 
+use std::io::Write;
+
 use shoal_tests::chaos::nemesis::Nemesis;
 use shoal_tests::chaos::workloads::Workload;
 use shoal_tests::chaos::{Config, run};
@@ -21,7 +23,9 @@ const MIN_OK: usize = 10;
 async fn chaos(config: Config) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let report = run(config).await;
-    eprintln!("{report}");
+    // Straight to stderr, past the test harness's capture: every run's
+    // report shows, passed or not.
+    let _ = writeln!(std::io::stderr(), "{report}");
     assert!(
         report.anomalies.is_empty(),
         "anomalies found (seed {}): {:#?}",

@@ -38,6 +38,7 @@ pub mod nemesis;
 pub mod workloads;
 
 use std::fmt;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,10 @@ impl fmt::Display for Report {
 /// Runs one chaos run (module docs).
 pub async fn run(config: Config) -> Report {
     let nemeses: Vec<&str> = config.nemeses.iter().map(|n| n.name()).collect();
-    eprintln!(
+    // Past the test harness's capture, so that a run that hangs still
+    // shows its seed.
+    let _ = writeln!(
+        std::io::stderr(),
         "chaos: {} seed={} nodes={} nemeses={}",
         config.workload.name(),
         config.seed,
