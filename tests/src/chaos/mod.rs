@@ -93,8 +93,11 @@ impl Config {
 #[derive(Debug)]
 pub struct Report {
     pub config: Config,
-    /// Every fault injected, with its time (seconds into the run).
-    pub faults: Vec<String>,
+    /// How many faults were injected (clock jumps included).
+    pub injected: usize,
+    /// Every fault injected and every heal, with its time (seconds into
+    /// the run).
+    pub timeline: Vec<String>,
     pub ok: usize,
     pub failed: usize,
     pub unknown: usize,
@@ -120,8 +123,8 @@ impl fmt::Display for Report {
             if c.overlap { " (two at once)" } else { "" },
             c.duration.as_secs()
         )?;
-        writeln!(f, "  faults injected: {}", self.faults.len())?;
-        for fault in &self.faults {
+        writeln!(f, "  faults injected: {}", self.injected)?;
+        for fault in &self.timeline {
             writeln!(f, "    {fault}")?;
         }
         writeln!(
@@ -183,7 +186,8 @@ pub async fn run(config: Config) -> Report {
     }
 
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let faults = nemesis_loop(&config, &mut cluster, &injector, &mut rng, start, deadline).await;
+    let (timeline, injected) =
+        nemesis_loop(&config, &mut cluster, &injector, &mut rng, start, deadline).await;
 
     let mut ops: Vec<Op> = Vec::new();
     for task in tasks {
@@ -206,7 +210,8 @@ pub async fn run(config: Config) -> Report {
         eprintln!("chaos: cannot write {}: {e}", history_file.display());
     }
     Report {
-        faults,
+        injected,
+        timeline,
         ok: history.count(Kind::Ok),
         failed: history.count(Kind::Fail),
         unknown: history.count(Kind::Info),
@@ -237,7 +242,8 @@ async fn setup(cluster: &TestCluster, workload: Workload) {
     }
 }
 
-/// Injects and heals faults until `deadline`; returns what it did.
+/// Injects and heals faults until `deadline`; returns what it did, in
+/// order, and how many faults it injected.
 async fn nemesis_loop(
     config: &Config,
     cluster: &mut TestCluster,
@@ -245,8 +251,9 @@ async fn nemesis_loop(
     rng: &mut StdRng,
     start: Instant,
     deadline: Instant,
-) -> Vec<String> {
+) -> (Vec<String>, usize) {
     let mut log = Vec::new();
+    let mut injected = 0;
     let at = |start: Instant| format!("{:6.1}s", start.elapsed().as_secs_f64());
     while !config.nemeses.is_empty() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1000..2000))).await;
@@ -272,12 +279,14 @@ async fn nemesis_loop(
                 .inject(cluster, rng, nemesis, &busy, config.workload.splits())
                 .await;
             log.push(format!("{} {text}", at(start)));
+            injected += 1;
             held.push(fault);
         }
         tokio::time::sleep(hold / 2).await;
         for fault in &held {
             if let Some(text) = injector.jump(cluster, rng, fault).await {
                 log.push(format!("{} {text}", at(start)));
+                injected += 1;
             }
         }
         tokio::time::sleep(hold / 2).await;
@@ -289,7 +298,7 @@ async fn nemesis_loop(
         }
         log.push(format!("{} healed", at(start)));
     }
-    log
+    (log, injected)
 }
 
 /// The node a fault holds, if it holds one.

@@ -567,12 +567,12 @@ fn check_registers(ops: &[Op], anomalies: &mut Vec<String>, notes: &mut Vec<Stri
                 Some(value) => RegOp::Write { value },
                 None => continue,
             },
-            _ => match op
-                .invoke
-                .get(1)
-                .and_then(Value::as_array)
-                .map(|p| (p[0].as_i64(), p[1].as_i64()))
-            {
+            _ => match op.invoke.get(1).and_then(Value::as_array).map(|p| {
+                (
+                    p.first().and_then(Value::as_i64),
+                    p.get(1).and_then(Value::as_i64),
+                )
+            }) {
                 Some((Some(from), Some(to))) => RegOp::Cas { from, to },
                 _ => continue,
             },
