@@ -5,7 +5,11 @@
 //! * **It applies its own removal.** After applying entries or a
 //!   snapshot, the Raft thread looks at the replica's configuration: if
 //!   this node is in none of its voter or learner sets (incoming or
-//!   outgoing), the replica is removed at once.
+//!   outgoing), the replica is removed — unless its log, past the applied
+//!   index, holds a membership change: that may add the node back, and
+//!   the replica may have acknowledged it already (a leader counting on
+//!   entries the node then deleted would never send them again). It waits
+//!   for those entries to apply.
 //! * **It missed its removal** (the node was down, or cut off, when the
 //!   range dropped it). Nothing in Raft tells it: the range's other
 //!   members no longer talk to it. The KV layer compares each replica with
@@ -84,6 +88,8 @@ pub(crate) fn load_tombstones(engine: &dyn Engine) -> Result<HashMap<RangeId, u6
 ///   tombstone (which gets rejected, so a snapshot follows), a heartbeat
 ///   acknowledging nothing yet, or a snapshot past the tombstone.
 ///   Heartbeats and votes of the old membership create nothing.
+/// * A replica created again after its removal takes no snapshot at or
+///   below the tombstone either (module docs).
 /// * A heartbeat may not carry a commit index beyond the replica's log: a
 ///   leader only sends what the replica acknowledged, so such a heartbeat
 ///   was meant for the removed replica (whose log is gone) — and raft-rs
@@ -94,9 +100,16 @@ pub(crate) fn stale_message(
     last_index: Option<u64>,
 ) -> bool {
     match (last_index, tombstone) {
-        (Some(last), _) => {
-            message.get_msg_type() == MessageType::MsgHeartbeat && message.commit > last
-        }
+        (Some(last), removed_at) => match message.get_msg_type() {
+            MessageType::MsgHeartbeat => message.commit > last,
+            // A replica created again after its removal starts from a
+            // snapshot newer than the tombstone; an older one (delayed, or
+            // resent) carries the membership it was removed from.
+            MessageType::MsgSnapshot => {
+                removed_at.is_some_and(|at| message.get_snapshot().get_metadata().index <= at)
+            }
+            _ => false,
+        },
         (None, Some(removed_at)) => match message.get_msg_type() {
             MessageType::MsgSnapshot => message.get_snapshot().get_metadata().index <= removed_at,
             MessageType::MsgAppend => message.index <= removed_at,
@@ -119,6 +132,31 @@ impl<S: StateMachine> MultiRaft<S> {
         };
         let store = peer.raw.store();
         if !store.is_initialized() || is_member(&store.apply_state().conf_state, self.node) {
+            return Ok(());
+        }
+        // The log past the applied index may add this node back — and the
+        // replica may already have acknowledged those entries to a leader
+        // counting it as a member again. Deleting it then would lose
+        // entries a quorum was counted on, and leave the leader believing
+        // the node holds them (it never backs up below what a follower
+        // acknowledged). The replica waits until they are applied; if
+        // they never are (a deposed leader's tail), the KV layer's
+        // directory check removes it.
+        let applied = store.apply_state().applied_index;
+        let pending = peer.raw.raft.raft_log.entries(
+            applied + 1,
+            None,
+            raft::GetEntriesContext::empty(false),
+        );
+        let may_readd = match pending {
+            Ok(entries) => entries
+                .iter()
+                .any(|e| e.get_entry_type() != raft::prelude::EntryType::EntryNormal),
+            // Compacted past or unavailable: nothing is known about the
+            // tail, so the replica stays.
+            Err(_) => peer.raw.raft.raft_log.last_index() > applied,
+        };
+        if may_readd {
             return Ok(());
         }
         tracing::info!(node = self.node, range, "removed from the range");
@@ -227,5 +265,17 @@ mod tests {
         assert!(stale_message(&message(MsgHeartbeat, 0, 18), None, Some(5)));
         assert!(!stale_message(&message(MsgHeartbeat, 0, 5), None, Some(5)));
         assert!(!stale_message(&message(MsgAppend, 9, 18), None, Some(5)));
+        // Created again (empty) by the new membership's leader: a delayed
+        // snapshot of the old membership is still dropped, a new one kept.
+        assert!(stale_message(
+            &message(MsgSnapshot, 7, 0),
+            removed_at,
+            Some(0)
+        ));
+        assert!(!stale_message(
+            &message(MsgSnapshot, 31, 0),
+            removed_at,
+            Some(0)
+        ));
     }
 }

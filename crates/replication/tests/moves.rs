@@ -69,7 +69,10 @@ fn collect_stale_replicas(c: &mut SimCluster<Registers>) -> usize {
 #[test]
 fn replicas_and_leaderships_move_under_faults_without_losing_a_register() {
     let mut transfers_total = 0;
-    for seed in support::seeds(0..16) {
+    // Seed 147: a replica applied its removal while its log already held
+    // (and it had acknowledged) the entry adding it back; deleting it left
+    // the leader sure the node held entries it no longer had.
+    for seed in support::seeds_and(0..16, &[147]) {
         let mut c = three_ranges(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut stage = [0usize; 3];

@@ -22,6 +22,21 @@ pub fn seeds(default: std::ops::Range<u64>) -> std::ops::Range<u64> {
     }
 }
 
+/// [`seeds`], then `regressions` — seeds that once found a bug, kept so
+/// every run replays them — unless one seed was asked for.
+pub fn seeds_and(default: std::ops::Range<u64>, regressions: &[u64]) -> Vec<u64> {
+    let mut all: Vec<u64> = seeds(default).collect();
+    if std::env::var("SHOAL_SIM_SEED").is_err() {
+        all.extend(
+            regressions
+                .iter()
+                .filter(|s| !all.contains(s))
+                .collect::<Vec<_>>(),
+        );
+    }
+    all
+}
+
 /// Takes the next step of moving `range` to the voters `target`, decided
 /// from its leader's view; `true` once the range has exactly them.
 pub fn step_towards(
