@@ -1,6 +1,6 @@
 //! Chaos runs (`shoal_tests::chaos`): each workload against a cluster of
-//! real `shoal` processes while nemeses kill, pause, partition and skew
-//! them. Every run prints its report — seed, faults, operations,
+//! real `shoal` processes while nemeses kill, pause, partition, skew
+//! clocks and break disks. Every run prints its report — seed, faults, operations,
 //! anomalies — and must find no anomaly and make progress.
 //!
 //! In `make test` each run lasts 20 seconds (about four minutes in all,
@@ -53,11 +53,11 @@ async fn bank_under_kills_pauses_and_partitions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn set_under_isolated_leaders_and_one_way_cuts() {
+async fn set_under_isolated_leaders_one_way_cuts_and_dead_disks() {
     use Nemesis::*;
     chaos(Config::new(
         Workload::Set,
-        &[PartitionLeader, PartitionOneWay, Kill],
+        &[PartitionLeader, PartitionOneWay, Kill, DiskFailure],
         3,
         20,
     ))
@@ -74,11 +74,11 @@ async fn registers_on_five_nodes_under_a_majority_ring_and_clocks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sequences_under_kills_and_clocks() {
+async fn sequences_under_kills_clocks_and_slow_disks() {
     use Nemesis::*;
     chaos(Config::new(
         Workload::Sequence,
-        &[Kill, Clock, PartitionHalves],
+        &[Kill, Clock, PartitionHalves, SlowDisk],
         3,
         20,
     ))

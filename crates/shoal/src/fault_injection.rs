@@ -11,28 +11,37 @@
 //! * `POST /faults/clock?offset_ms=-250` — this node's wall clock (the one
 //!   its hybrid clock and its Raft timestamp floors read) runs 250 ms
 //!   behind the system's; `0` puts it back. A jump is a change of offset.
+//! * `POST /faults/disk?delay_ms=200` — every write to this node's store
+//!   waits 200 ms first (a slow disk; `0` heals);
+//!   `POST /faults/disk?fail=true` — every write fails from now on (a dead
+//!   disk: the node stops replicating until restarted;
+//!   `shoal_storage::disk_faults`).
 //! * `GET /faults` — the faults in force, as JSON.
 //!
 //! Without the flag, `/faults` requests are answered 404 and the node's
-//! links and clock are the plain ones: a production node cannot be
+//! links, clock and disk are the plain ones: a production node cannot be
 //! partitioned through its health port.
 
 use std::sync::Arc;
 
 use shoal_replication::clock::OffsetClock;
 use shoal_replication::faults::NetFaults;
+use shoal_storage::DiskFaults;
 
 /// The knobs of a node started with `--fault-injection` (module docs).
 #[derive(Debug, Default)]
 pub struct Faults {
     pub net: Arc<NetFaults>,
     pub clock: Arc<OffsetClock>,
+    pub disk: Arc<DiskFaults>,
 }
 
-/// Offsets past this are refused: a clock further off than the cluster's
-/// maximum offset (500 ms) breaks the assumption serializability rests on,
-/// which is a misconfigured cluster rather than a fault to survive. The
-/// bound leaves a chaos run room to test offsets near the maximum.
+/// The largest clock offset the endpoint injects, either way: a typing
+/// slip's guard, not a safety limit. Offsets beyond the cluster's maximum
+/// clock offset (500 ms) are accepted on purpose — a chaos run may test
+/// what a clock that far off does — but past that maximum serializability
+/// is no longer promised (a misconfigured cluster, not a fault to
+/// survive); the chaos suite keeps its skews within ±400 ms.
 const MAX_OFFSET_MS: i64 = 60_000;
 
 impl Faults {
@@ -68,6 +77,24 @@ impl Faults {
                         })
                 })
                 .map(|ms| self.clock.set_offset(ms * 1000)),
+            ("POST", "/faults/disk") => match (param("delay_ms"), param("fail")) {
+                (Some(ms), None) => ms
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&ms| ms <= shoal_storage::disk_faults::MAX_DELAY_MS)
+                    .map(|ms| self.disk.set_delay_ms(ms))
+                    .ok_or_else(|| {
+                        format!(
+                            "delay_ms must be an integer from 0 to {}",
+                            shoal_storage::disk_faults::MAX_DELAY_MS
+                        )
+                    }),
+                (None, Some("true")) => {
+                    self.disk.fail_writes();
+                    Ok(())
+                }
+                _ => Err("expected delay_ms=N or fail=true".to_string()),
+            },
             _ => return Some(("404 Not Found", "no such fault request\n".to_string())),
         };
         Some(match outcome {
@@ -80,6 +107,8 @@ impl Faults {
         serde_json::json!({
             "cut": self.net.cut(),
             "clock_offset_ms": self.clock.offset() / 1000,
+            "disk_delay_ms": self.disk.delay_ms(),
+            "disk_failing": self.disk.failing(),
         })
         .to_string()
     }
@@ -117,15 +146,33 @@ mod tests {
             .answer("POST /faults/cut?peers=2,3 HTTP/1.1")
             .unwrap();
         assert_eq!(status, "200 OK");
-        assert_eq!(body, r#"{"clock_offset_ms":0,"cut":[2,3]}"#);
+        assert_eq!(
+            body,
+            r#"{"clock_offset_ms":0,"cut":[2,3],"disk_delay_ms":0,"disk_failing":false}"#
+        );
         assert!(faults.net.is_cut(3));
         let (_, body) = faults
             .answer("POST /faults/clock?offset_ms=-250 HTTP/1.1")
             .unwrap();
-        assert_eq!(body, r#"{"clock_offset_ms":-250,"cut":[2,3]}"#);
+        assert_eq!(
+            body,
+            r#"{"clock_offset_ms":-250,"cut":[2,3],"disk_delay_ms":0,"disk_failing":false}"#
+        );
         assert_eq!(faults.clock.offset(), -250_000);
         let (_, body) = faults.answer("POST /faults/cut?peers= HTTP/1.1").unwrap();
-        assert_eq!(body, r#"{"clock_offset_ms":-250,"cut":[]}"#);
+        assert_eq!(
+            body,
+            r#"{"clock_offset_ms":-250,"cut":[],"disk_delay_ms":0,"disk_failing":false}"#
+        );
+        let (_, body) = faults
+            .answer("POST /faults/disk?delay_ms=150 HTTP/1.1")
+            .unwrap();
+        assert!(body.contains(r#""disk_delay_ms":150,"disk_failing":false"#));
+        let (_, body) = faults
+            .answer("POST /faults/disk?fail=true HTTP/1.1")
+            .unwrap();
+        assert!(body.contains(r#""disk_failing":true"#));
+        assert!(faults.disk.failing());
         assert_eq!(faults.answer("GET /faults HTTP/1.1").unwrap().0, "200 OK");
     }
 
@@ -142,6 +189,15 @@ mod tests {
             status("POST /faults/clock?offset_ms=999999999 HTTP/1.1"),
             Some("400 Bad Request")
         );
+        for line in [
+            "POST /faults/disk HTTP/1.1",
+            "POST /faults/disk?delay_ms=-1 HTTP/1.1",
+            "POST /faults/disk?delay_ms=10001 HTTP/1.1",
+            "POST /faults/disk?fail=false HTTP/1.1",
+        ] {
+            assert_eq!(status(line), Some("400 Bad Request"), "{line}");
+        }
+        assert!(!faults.disk.failing());
         assert_eq!(status("DELETE /faults HTTP/1.1"), Some("404 Not Found"));
         assert_eq!(status("GET /status HTTP/1.1"), None);
         assert!(faults.net.cut().is_empty());

@@ -134,10 +134,13 @@ pub struct Node {
 pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Result<Node> {
     std::fs::create_dir_all(&spec.store)
         .with_context(|| format!("cannot create store directory {}", spec.store.display()))?;
-    let engine: Arc<dyn Engine> = Arc::new(
-        RocksEngine::open_with_cache(&spec.store, spec.cache_bytes)
-            .map_err(|e| anyhow::anyhow!("cannot open store {}: {e}", spec.store.display()))?,
-    );
+    let faults = spec.fault_injection.then(|| Arc::new(Faults::default()));
+    let mut rocks = RocksEngine::open_with_cache(&spec.store, spec.cache_bytes)
+        .map_err(|e| anyhow::anyhow!("cannot open store {}: {e}", spec.store.display()))?;
+    if let Some(faults) = &faults {
+        rocks = rocks.with_disk_faults(faults.disk.clone());
+    }
+    let engine: Arc<dyn Engine> = Arc::new(rocks);
     let identity = crate::cluster::load_identity(engine.as_ref())?;
     let control = NodeControl::new(engine.clone(), spec.listen_addr, identity);
 
@@ -172,7 +175,6 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("cannot open KV layer: {e}"))?;
     let mut driver = MultiRaft::open(identity.node_id, engine.clone(), spec.raft.clone(), machine)
         .map_err(|e| anyhow::anyhow!("cannot open replicas: {e}"))?;
-    let faults = spec.fault_injection.then(|| Arc::new(Faults::default()));
     let wall: Arc<dyn WallClock> = match &faults {
         Some(faults) => faults.clock.clone(),
         None => Arc::new(SystemClock),

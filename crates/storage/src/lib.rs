@@ -21,6 +21,7 @@
 //! Errors are [`StorageError`]: I/O, corruption, or an undecodable key.
 
 pub mod crash_disk;
+pub mod disk_faults;
 pub mod engine;
 pub mod error;
 pub mod keycode;
@@ -28,6 +29,7 @@ pub mod memory;
 pub mod rocks;
 
 pub use crash_disk::CrashDisk;
+pub use disk_faults::DiskFaults;
 pub use engine::{
     ColumnFamily, Engine, KvPair, ScanIter, VERSION_SUFFIX_LEN, VERSIONED_KEY_TAG, WriteBatch,
     WriteOp, versioned_prefix,

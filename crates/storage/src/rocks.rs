@@ -20,20 +20,28 @@
 //! Durability: `sync = true` means the write-ahead log is fsynced (through
 //! `SyncWAL`, see [`Engine::write`](crate::Engine::write) below) before the
 //! write returns.
+//!
+//! A node under test may hand the engine [`DiskFaults`] (slow or failing
+//! writes, `disk_faults.rs`); every write batch meets them first.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{
     ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
     WriteOptions,
 };
 
+use crate::disk_faults::DiskFaults;
 use crate::engine::{ColumnFamily, Engine, ScanIter, WriteBatch, WriteOp, versioned_prefix};
 use crate::error::{Result, StorageError};
 
 /// An engine stored in a RocksDB database directory.
 pub struct RocksEngine {
     db: rocksdb::DB,
+    /// Injected disk faults (`disk_faults.rs`); `None` on a node without
+    /// fault injection.
+    faults: Option<Arc<DiskFaults>>,
 }
 
 impl std::fmt::Debug for RocksEngine {
@@ -105,7 +113,7 @@ impl RocksEngine {
         });
         let db = rocksdb::DB::open_cf_descriptors(&opts, path, families).map_err(io_err)?;
         tracing::debug!(path = %path.display(), "opened rocksdb engine");
-        Ok(RocksEngine { db })
+        Ok(RocksEngine { db, faults: None })
     }
 }
 
@@ -120,6 +128,12 @@ fn is_versioned(key: &[u8]) -> bool {
 }
 
 impl RocksEngine {
+    /// Every write meets `faults` first (`disk_faults.rs`).
+    pub fn with_disk_faults(mut self, faults: Arc<DiskFaults>) -> RocksEngine {
+        self.faults = Some(faults);
+        self
+    }
+
     /// Writes every column family's memtable out to SST files (and waits),
     /// so later reads go through files and the block cache, as they do on
     /// a store that has been running a while (benchmarks use it).
@@ -192,6 +206,9 @@ impl Engine for RocksEngine {
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.before_write()?;
+        }
         let mut rb = rocksdb::WriteBatch::default();
         for op in batch.ops {
             match op {

@@ -290,9 +290,14 @@ async fn nemesis_loop(
             }
         }
         tokio::time::sleep(hold / 2).await;
-        // Paused and killed nodes first, so that every node answers when
-        // its links and clock are put back.
-        held.sort_by_key(|f| !matches!(f, Fault::Killed(_) | Fault::Paused(_)));
+        // Paused, killed and failed-disk nodes first, so that every node
+        // answers when its links, clock and disk are put back.
+        held.sort_by_key(|f| {
+            !matches!(
+                f,
+                Fault::Killed(_) | Fault::Paused(_) | Fault::DiskFailed(_)
+            )
+        });
         for fault in held {
             injector.heal(cluster, fault).await;
         }
@@ -304,7 +309,11 @@ async fn nemesis_loop(
 /// The node a fault holds, if it holds one.
 fn fault_node(fault: &Fault) -> Option<usize> {
     match *fault {
-        Fault::Killed(i) | Fault::Paused(i) | Fault::Clock(i) => Some(i),
+        Fault::Killed(i)
+        | Fault::Paused(i)
+        | Fault::Clock(i)
+        | Fault::SlowDisk(i)
+        | Fault::DiskFailed(i) => Some(i),
         Fault::Cut(_) | Fault::Done => None,
     }
 }

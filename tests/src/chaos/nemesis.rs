@@ -11,8 +11,10 @@
 //! | `partition-one-way` | one node's messages to another lost, the other way open | links healed |
 //! | `clock` | one node's clock set up to 400 ms ahead or behind (within the cluster's 500 ms maximum offset), sometimes jumping again while held | offset 0 |
 //! | `splits` | a storm of manual range splits in the workload's table | (none needed) |
+//! | `slow-disk` | every write to one node's store waits 20–300 ms (its Raft log appends and applies stall) | delay 0 |
+//! | `disk-failure` | every write to one node's store fails from then on: its Raft thread stops, it acknowledges nothing more | `kill -9` and start it again on the same store |
 //!
-//! Partitions and clocks go through each node's fault-injection endpoint
+//! Partitions, clocks and disks go through each node's fault-injection endpoint
 //! (`shoal start --fault-injection`; `crates/shoal/src/fault_injection.rs`):
 //! a cut drops Raft messages and fails requests to the cut peers, so a
 //! symmetric partition is every node on one side cutting every node on the
@@ -39,11 +41,13 @@ pub enum Nemesis {
     PartitionOneWay,
     Clock,
     Splits,
+    SlowDisk,
+    DiskFailure,
 }
 
 impl Nemesis {
     /// Every nemesis.
-    pub const ALL: [Nemesis; 8] = [
+    pub const ALL: [Nemesis; 10] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::PartitionHalves,
@@ -52,6 +56,8 @@ impl Nemesis {
         Nemesis::PartitionOneWay,
         Nemesis::Clock,
         Nemesis::Splits,
+        Nemesis::SlowDisk,
+        Nemesis::DiskFailure,
     ];
 
     /// Its name in reports and in `SHOAL_CHAOS_NEMESES`.
@@ -65,6 +71,8 @@ impl Nemesis {
             Nemesis::PartitionOneWay => "partition-one-way",
             Nemesis::Clock => "clock",
             Nemesis::Splits => "splits",
+            Nemesis::SlowDisk => "slow-disk",
+            Nemesis::DiskFailure => "disk-failure",
         }
     }
 
@@ -82,6 +90,9 @@ pub enum Fault {
     /// Node index → the node indexes it cannot reach.
     Cut(BTreeMap<usize, Vec<usize>>),
     Clock(usize),
+    SlowDisk(usize),
+    /// Its writes fail; healed by a restart.
+    DiskFailed(usize),
     /// Nothing to heal.
     Done,
 }
@@ -181,6 +192,21 @@ impl Injector {
                     format!("clock of n{} {offset:+} ms", self.ids[victim]),
                 )
             }
+            Nemesis::SlowDisk => {
+                let delay: u64 = rng.gen_range(20..=300);
+                fault_request(cluster, victim, &format!("/faults/disk?delay_ms={delay}")).await;
+                (
+                    Fault::SlowDisk(victim),
+                    format!("disk of n{} slow: {delay} ms per write", self.ids[victim]),
+                )
+            }
+            Nemesis::DiskFailure => {
+                fault_request(cluster, victim, "/faults/disk?fail=true").await;
+                (
+                    Fault::DiskFailed(victim),
+                    format!("disk of n{} fails every write", self.ids[victim]),
+                )
+            }
             Nemesis::Splits => {
                 let Some((prefix, keys)) = splits else {
                     return (
@@ -218,6 +244,11 @@ impl Injector {
                 }
             }
             Fault::Clock(i) => set_clock(cluster, i, 0).await,
+            Fault::SlowDisk(i) => fault_request(cluster, i, "/faults/disk?delay_ms=0").await,
+            Fault::DiskFailed(i) => {
+                cluster.nodes[i].kill9();
+                cluster.nodes[i].spawn_process();
+            }
             Fault::Done => {}
         }
     }
