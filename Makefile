@@ -12,7 +12,7 @@ VENV ?= $(HOME)/.cache/shoal/venv
 NODE_DEPS ?= $(HOME)/.cache/shoal/node
 NODE_CLIENTS := pg@8.23.1
 
-.PHONY: all deps build demo test test-unit test-slt slt-corpus lint fmt clean bench bench-smoke chaos
+.PHONY: all deps build demo test test-unit test-slt slt-corpus lint fmt clean bench bench-smoke chaos fuzz fuzz-smoke
 
 all: build
 
@@ -35,6 +35,8 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	@command -v cargo >/dev/null || { echo "cargo is required (see rust-toolchain.toml)"; exit 1; }
+	@cargo fuzz --version >/dev/null 2>&1 || { \
+	  echo "installing cargo-fuzz"; cargo install --locked cargo-fuzz; }
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; }
@@ -79,7 +81,7 @@ test-slt: build
 slt-corpus:
 	$(BIN)/shoal-slt --allow-failures --shoal-bin $(BIN)/shoal $(CORPUS)/index $(CORPUS)/random
 
-test: lint test-unit test-slt bench-smoke
+test: lint test-unit test-slt fuzz-smoke bench-smoke
 
 # sysbench OLTP and pgbench workloads against PostgreSQL 15, and replicated
 # inserts (Shoal 3 nodes, Shoal 1 node, etcd 3.4 cluster), on this machine,
@@ -119,6 +121,22 @@ chaos: build
 	  SHOAL_CHAOS_SECONDS=$(CHAOS_SECONDS) cargo test -p shoal-tests --test chaos -- --nocapture --test-threads=1 || exit 1; \
 	done
 	SHOAL_SIM_SEEDS=$(SIM_SEEDS) cargo test -p shoal-replication --tests
+
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer; tests/fuzz): the
+# startup packet, the messages of a started connection, and the key
+# decoder, FUZZ_SECONDS each. Corpora grow in tests/fuzz/corpus; a crash
+# leaves its input in tests/fuzz/artifacts and fails the run (replay it:
+# cargo fuzz run --fuzz-dir tests/fuzz -s none TARGET FILE). `make test`
+# runs each for a few seconds so the targets never rot.
+FUZZ_TARGETS := startup_packet frontend_messages key_decoder
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	for t in $(FUZZ_TARGETS); do \
+	  cargo fuzz run --fuzz-dir tests/fuzz -s none $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 clean:
 	cargo clean

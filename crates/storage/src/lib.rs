@@ -26,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod keycode;
 pub mod memory;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 
 pub use crash_disk::CrashDisk;
@@ -40,4 +41,5 @@ pub use keycode::{
     encode_key,
 };
 pub use memory::MemoryEngine;
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksEngine;
