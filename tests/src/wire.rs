@@ -39,6 +39,11 @@ impl Wire {
         self.socket.write_all(&message).await.expect("send");
     }
 
+    /// Sends `bytes` as they are, framing and all (for malformed frames).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.socket.write_all(bytes).await.expect("send");
+    }
+
     /// The next message from the server: its tag and body.
     pub async fn message(&mut self) -> (u8, Vec<u8>) {
         let tag = self.socket.read_u8().await.expect("read a tag");
