@@ -45,6 +45,7 @@ pub mod catalog_constraints;
 pub mod catalog_defaults;
 pub mod catalog_indexes;
 pub mod catalog_table;
+pub mod checked_arithmetic;
 pub mod checks;
 pub mod cluster_settings;
 pub mod cluster_views;

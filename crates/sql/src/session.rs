@@ -137,7 +137,9 @@ impl Database {
         let mut builder = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_optimizer_rules(rules);
+            .with_optimizer_rules(rules)
+            // Last of the physical rules: `+ - *` raise 22003 on overflow.
+            .with_physical_optimizer_rule(Arc::new(crate::checked_arithmetic::CheckedArithmetic));
         // The JSON operators are planned before DataFusion's own, which
         // would take `@>` and `||` for array operators.
         if let Some(planners) = builder.expr_planners() {
