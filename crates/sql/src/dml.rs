@@ -360,7 +360,46 @@ fn insert_source(
     }
     let mut all = targets.to_vec();
     all.extend(defaulted);
-    Ok((query, hints, all))
+    Ok((values_with_subqueries_as_selects(query)?, hints, all))
+}
+
+/// `VALUES` rows holding a subquery, as `SELECT … UNION ALL SELECT …`.
+/// DataFusion evaluates a `VALUES` list's expressions on their own, with
+/// no plan to run a subquery in (`INSERT … VALUES ((SELECT max(id) + 1
+/// FROM t), …)` failed with an internal error); a projection plans its
+/// scalar subqueries (EXISTS and IN there are refused as not supported,
+/// 0A000, rather than failing inside). Rows without subqueries stay a
+/// `VALUES` list.
+fn values_with_subqueries_as_selects(query: ast::Query) -> Result<ast::Query> {
+    let ast::SetExpr::Values(values) = query.body.as_ref() else {
+        return Ok(query);
+    };
+    let has_subquery = ast::visit_expressions(values, |e| match e {
+        ast::Expr::Subquery(_) | ast::Expr::Exists { .. } | ast::Expr::InSubquery { .. } => {
+            std::ops::ControlFlow::Break(())
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break();
+    if !has_subquery || query.order_by.is_some() || query.limit_clause.is_some() {
+        return Ok(query);
+    }
+    let selects: Vec<String> = values
+        .rows
+        .iter()
+        .map(|row| {
+            // Named as a VALUES list names its columns (a projection's
+            // names must differ).
+            let exprs: Vec<String> = row
+                .content
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("{e} AS column{}", i + 1))
+                .collect();
+            format!("SELECT {}", exprs.join(", "))
+        })
+        .collect();
+    parse_query(&selects.join(" UNION ALL "))
 }
 
 pub(crate) fn parse_expr(sql: &str) -> Result<ast::Expr> {
