@@ -14,6 +14,27 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut,
 };
 
+/// Refuses what DataFusion would parse and then silently ignore:
+/// `TABLESAMPLE` (every row would come back) is not supported (0A000).
+pub fn refuse_ignored(stmt: &Statement) -> crate::error::Result<()> {
+    struct Sampled;
+    impl ast::Visitor for Sampled {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &ast::TableFactor) -> ControlFlow<()> {
+            match factor {
+                ast::TableFactor::Table {
+                    sample: Some(_), ..
+                } => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    if ast::Visit::visit(stmt, &mut Sampled).is_break() {
+        return Err(crate::error::SqlError::NotSupported("TABLESAMPLE".into()));
+    }
+    Ok(())
+}
+
 /// Applies every rule to a statement.
 pub fn rewrite(stmt: &mut Statement) {
     crate::information_schema::rewrite(stmt);

@@ -420,6 +420,7 @@ impl Session {
 
     /// Describes a statement for the extended protocol without running it.
     pub async fn prepare(&mut self, stmt: &Statement) -> Result<Prepared> {
+        crate::compat::refuse_ignored(stmt)?;
         let mut stmt = stmt.clone();
         crate::compat::rewrite(&mut stmt);
         let stmt = &stmt;
@@ -741,6 +742,7 @@ impl Session {
     }
 
     async fn execute_now(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        crate::compat::refuse_ignored(stmt)?;
         let mut stmt = stmt.clone();
         crate::compat::rewrite(&mut stmt);
         let stmt = &stmt;
