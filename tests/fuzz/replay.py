@@ -46,35 +46,27 @@ import time
 
 _lib_name = ctypes.util.find_library("pq") or "libpq.so.5"
 pq = ctypes.CDLL(_lib_name)
-pq.PQconnectdb.restype = ctypes.c_void_p
-pq.PQconnectdb.argtypes = [ctypes.c_char_p]
-pq.PQstatus.restype = ctypes.c_int
-pq.PQstatus.argtypes = [ctypes.c_void_p]
-pq.PQerrorMessage.restype = ctypes.c_char_p
-pq.PQerrorMessage.argtypes = [ctypes.c_void_p]
-pq.PQfinish.restype = None
-pq.PQfinish.argtypes = [ctypes.c_void_p]
-pq.PQexec.restype = ctypes.c_void_p
-pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-pq.PQresultStatus.restype = ctypes.c_int
-pq.PQresultStatus.argtypes = [ctypes.c_void_p]
-pq.PQresultErrorField.restype = ctypes.c_char_p
-pq.PQresultErrorField.argtypes = [ctypes.c_void_p, ctypes.c_int]
-pq.PQresultErrorMessage.restype = ctypes.c_char_p
-pq.PQresultErrorMessage.argtypes = [ctypes.c_void_p]
-pq.PQntuples.restype = ctypes.c_int
-pq.PQntuples.argtypes = [ctypes.c_void_p]
-pq.PQclear.restype = None
-pq.PQclear.argtypes = [ctypes.c_void_p]
-pq.PQgetCancel.restype = ctypes.c_void_p
-pq.PQgetCancel.argtypes = [ctypes.c_void_p]
-pq.PQfreeCancel.restype = None
-pq.PQfreeCancel.argtypes = [ctypes.c_void_p]
-pq.PQcancel.restype = ctypes.c_int
-pq.PQcancel.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
 NOTICE_PROCESSOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
-pq.PQsetNoticeProcessor.restype = ctypes.c_void_p
-pq.PQsetNoticeProcessor.argtypes = [ctypes.c_void_p, NOTICE_PROCESSOR, ctypes.c_void_p]
+_PTR, _STR, _INT = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+# The libpq calls used here: name, return type, argument types.
+for _name, _ret, _args in [
+    ("PQconnectdb", _PTR, [_STR]),
+    ("PQstatus", _INT, [_PTR]),
+    ("PQerrorMessage", _STR, [_PTR]),
+    ("PQfinish", None, [_PTR]),
+    ("PQexec", _PTR, [_PTR, _STR]),
+    ("PQresultStatus", _INT, [_PTR]),
+    ("PQresultErrorField", _STR, [_PTR, _INT]),
+    ("PQresultErrorMessage", _STR, [_PTR]),
+    ("PQntuples", _INT, [_PTR]),
+    ("PQclear", None, [_PTR]),
+    ("PQgetCancel", _PTR, [_PTR]),
+    ("PQfreeCancel", None, [_PTR]),
+    ("PQcancel", _INT, [_PTR, _STR, _INT]),
+    ("PQsetNoticeProcessor", _PTR, [_PTR, NOTICE_PROCESSOR, _PTR]),
+]:
+    _fn = getattr(pq, _name)
+    _fn.restype, _fn.argtypes = _ret, _args
 
 CONNECTION_OK = 0
 PGRES_EMPTY_QUERY, PGRES_COMMAND_OK, PGRES_TUPLES_OK = 0, 1, 2
