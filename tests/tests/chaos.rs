@@ -1,6 +1,7 @@
 //! Chaos runs (`shoal_tests::chaos`): each workload against a cluster of
 //! real `shoal` processes while nemeses kill, pause, partition, skew
-//! clocks and break disks. Every run prints its report — seed, faults, operations,
+//! clocks, break disks, and split, merge and move ranges and their
+//! leaderships. Every run prints its report — seed, faults, operations,
 //! anomalies — and must find no anomaly and make progress.
 //!
 //! In `make test` each run lasts 20 seconds (about four minutes in all,
@@ -67,8 +68,26 @@ async fn set_under_isolated_leaders_one_way_cuts_and_dead_disks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registers_on_five_nodes_under_a_majority_ring_and_clocks() {
     use Nemesis::*;
-    let mut config = Config::new(Workload::Register, &[PartitionRing, Clock, Pause], 5, 20);
+    let mut config = Config::new(
+        Workload::Register,
+        &[PartitionRing, Clock, Pause, LeaderTransfers],
+        5,
+        20,
+    );
     config.clients_per_node = 1;
+    config.overlap = true;
+    chaos(config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bank_on_four_nodes_under_split_merge_move_and_leader_storms() {
+    use Nemesis::*;
+    let mut config = Config::new(
+        Workload::Bank,
+        &[Splits, Merges, ReplicaMoves, LeaderTransfers, Kill],
+        4,
+        20,
+    );
     config.overlap = true;
     chaos(config).await;
 }

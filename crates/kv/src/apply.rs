@@ -565,6 +565,14 @@ impl StateMachine for KvStateMachine {
             Command::DropDescriptor { range, generation } => {
                 self.drop_descriptor(ctx, (range, generation), engine, batch)
             }
+            Command::Unstick { at } if at != ctx.bounds.start => Ok(Reply::WrongRange),
+            Command::Unstick { .. } => {
+                // A frozen range's boundary is on its way out already.
+                if !ctx.frozen {
+                    batch.delete(keys::sticky(range));
+                }
+                Ok(Reply::Unstuck)
+            }
             // Splits go to `apply_split` and merge steps to
             // `apply_merge_step`; one arriving here was not recognized,
             // which cannot happen.

@@ -152,6 +152,13 @@ pub enum Command {
         /// the new boundary is kept from being merged away (`merge.rs`).
         sticky_until: Timestamp,
     },
+    /// Let the merge driver remove the boundary at `at`, the range's first
+    /// key (`ALTER TABLE … UNSPLIT AT`; `merge.rs`): its stickiness is
+    /// dropped. A range not starting at `at` answers [`Reply::WrongRange`].
+    Unstick {
+        /// The range's first key, as the proposer saw it.
+        at: Vec<u8>,
+    },
     /// Freeze the range for a merge into its left-hand neighbour
     /// (`shoal-replication`'s `apply/merge.rs`).
     Freeze,
@@ -328,6 +335,8 @@ pub enum Reply {
     Refreshed,
     /// The keys are locked; these changed since the lock's snapshot.
     Locked(Vec<Vec<u8>>),
+    /// The range's first key is no longer sticky.
+    Unstuck,
 }
 
 const COMMIT: u8 = 1;
@@ -349,6 +358,7 @@ const DROP_DESCRIPTOR: u8 = 16;
 const FINISH_TXNS: u8 = 17;
 const REFRESH: u8 = 18;
 const LOCK: u8 = 19;
+const UNSTICK: u8 = 20;
 
 const COMMITTED: u8 = 1;
 const CONFLICT: u8 = 2;
@@ -373,6 +383,7 @@ const READ_CONFLICT: u8 = 20;
 const TOO_LATE: u8 = 21;
 const REFRESHED: u8 = 22;
 const LOCKED: u8 = 23;
+const UNSTUCK: u8 = 24;
 
 impl Command {
     /// The command's wire form.
@@ -447,6 +458,10 @@ impl Command {
                 out.extend_from_slice(&new_range.to_be_bytes());
                 out.extend_from_slice(&left_bytes.to_be_bytes());
                 out.extend_from_slice(&sticky_until.to_be_bytes());
+            }
+            Command::Unstick { at } => {
+                out.push(UNSTICK);
+                put_field(&mut out, at);
             }
             Command::Freeze => out.push(FREEZE),
             Command::Merge(m) => {
@@ -654,6 +669,7 @@ impl Command {
                 left_bytes: r.u64()?,
                 sticky_until: r.u64()?,
             },
+            UNSTICK => Command::Unstick { at: r.field()? },
             FREEZE => Command::Freeze,
             MERGE => {
                 let (right, freeze_index, left_generation) = (r.u64()?, r.u64()?, r.u64()?);
@@ -761,6 +777,7 @@ impl Reply {
                 out.push(LOCKED);
                 put_keys(&mut out, changed);
             }
+            Reply::Unstuck => out.push(UNSTUCK),
         }
         out
     }
@@ -808,6 +825,7 @@ impl Reply {
             TOO_LATE => Reply::TooLate(r.u64()?),
             REFRESHED => Reply::Refreshed,
             LOCKED => Reply::Locked(r.keys()?),
+            UNSTUCK => Reply::Unstuck,
             _ => return Err(corrupt("unknown reply")),
         };
         r.finish()?;
@@ -878,6 +896,7 @@ mod tests {
                 sticky_until: u64::MAX,
             },
             Command::Freeze,
+            Command::Unstick { at: b"m".to_vec() },
             Command::Merge(MergeRequest {
                 right: 4,
                 right_start: b"m".to_vec(),
@@ -972,6 +991,7 @@ mod tests {
             Reply::Split,
             Reply::SplitRefused("no".to_string()),
             Reply::Frozen(12),
+            Reply::Unstuck,
             Reply::Merged,
             Reply::MergeRefused("changed".to_string()),
             Reply::Prepared(5),

@@ -114,6 +114,13 @@ pub enum KvError {
         /// Its error.
         message: String,
     },
+    /// A range an administrative request names that does not exist.
+    #[error("range {0} does not exist")]
+    UnknownRange(u64),
+    /// An administrative request on a range (unsplit, relocate) that
+    /// cannot be carried out as asked; why.
+    #[error("{0}")]
+    InvalidRangeRequest(String),
     /// A split key that cannot split a range.
     #[error("cannot split at key {key}: {reason}")]
     InvalidSplit {

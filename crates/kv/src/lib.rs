@@ -34,6 +34,10 @@
 //! * **Row locks** (`write_locks`): a READ COMMITTED transaction locks the
 //!   keys it wrote with lock intents, so other writers wait for it instead
 //!   of making it fail at commit.
+//! * **Placement by hand** (`relocate`): `ALTER RANGE … RELOCATE` moves a
+//!   range's leadership or a replica through the rebalancer's own steps
+//!   (`rebalance`); `UNSPLIT AT` lets the merge driver (`merge`) remove a
+//!   boundary (`split`).
 //! * **Garbage collection** (`gc`): removes versions older than a retention
 //!   window, through the log, so every replica removes the same ones.
 //!
@@ -47,7 +51,8 @@
 //!
 //! Module reading order: `clock`, `keys`, `mvcc`, `command`, `apply`,
 //! `store`, `txn`, `commit`, `intents`, `apply_txn`, `distributed`,
-//! `parts`, `prepare`, `write_locks`, `split`, `span_config`, `gc`.
+//! `parts`, `prepare`, `write_locks`, `split`, `span_config`, `merge`,
+//! `rebalance`, `relocate`, `gc`.
 
 mod apply;
 mod apply_merge;
@@ -73,6 +78,7 @@ mod prepare;
 pub mod reads;
 mod rebalance;
 pub mod registry;
+mod relocate;
 mod remote;
 pub mod settings;
 pub mod span_config;

@@ -482,7 +482,7 @@ impl Kv {
 
     /// [`MergeInfo`] of `range` from its leader if this node knows it (the
     /// newest view), else from any replica.
-    fn merge_info_from_leader(&self, range: RangeId) -> Result<MergeInfo> {
+    pub(crate) fn merge_info_from_leader(&self, range: RangeId) -> Result<MergeInfo> {
         if self.raft.leader(range) == Some(self.raft.node_id()) {
             return self.merge_info_here(range);
         }

@@ -19,6 +19,12 @@
 //! merge driver never removes them (`merge.rs`); those made by load stay
 //! for a while; those made by size may go whenever the ranges shrink.
 //!
+//! **Unsplitting.** [`Kv::unsplit_at`] (`ALTER TABLE … UNSPLIT AT`) drops
+//! the stickiness of a boundary — a command to the range starting there,
+//! [`Command::Unstick`] — so the merge driver may merge the range into its
+//! left-hand neighbour once both are small enough. The boundary itself
+//! stays until then, as in CockroachDB.
+//!
 //! **By size.** Every range keeps the bytes of its versions (`apply.rs`).
 //! [`Kv::split_oversized`], run by each node's maintenance loop, splits
 //! every range the node leads that holds more than its span's
@@ -66,6 +72,50 @@ impl Kv {
         }
         let left_bytes = self.span_bytes(&bounds.start, key)?;
         self.split_with(key, left_bytes, sticky_until)
+    }
+
+    /// Lets the boundary at `key` be merged away (module docs); returns the
+    /// range that starts there. `key` must be the first key of a range.
+    pub fn unsplit_at(&self, key: &[u8]) -> Result<RangeId> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (range, bounds) = self.route(key)?;
+            if bounds.start != key {
+                return Err(KvError::InvalidRangeRequest(format!(
+                    "cannot unsplit at key {}: it is not the first key of a range",
+                    printable_key(key)
+                )));
+            }
+            let command = Command::Unstick { at: key.to_vec() };
+            match self.propose_until(range, &command, deadline)? {
+                Reply::Unstuck => return Ok(range),
+                // Split or merged since this node routed: route again.
+                Reply::WrongRange if Instant::now() < deadline => {}
+                other => return Err(other.unexpected("an unsplit")),
+            }
+        }
+    }
+
+    /// Unsplits every boundary strictly inside `[start, end)`
+    /// (`ALTER TABLE … UNSPLIT ALL`); returns each range and first key.
+    pub fn unsplit_span(&self, start: &[u8], end: &[u8]) -> Result<Vec<(RangeId, Vec<u8>)>> {
+        let mut done = Vec::new();
+        let mut key = start.to_vec();
+        // Walked range by range, as routed: a local replica's bounds are
+        // the truth, fresher than the directory.
+        loop {
+            let (_, bounds) = self.route(&key)?;
+            let Some(next) = bounds.end.filter(|next| next.as_slice() < end) else {
+                return Ok(done);
+            };
+            match self.unsplit_at(&next) {
+                Ok(range) => done.push((range, next.clone())),
+                // Merged away meanwhile: nothing to do.
+                Err(KvError::InvalidRangeRequest(_)) => {}
+                Err(e) => return Err(e),
+            }
+            key = next;
+        }
     }
 
     /// Splits every range this node leads that holds more bytes than its

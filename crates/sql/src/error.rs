@@ -403,7 +403,10 @@ impl From<KvError> for SqlError {
                 let message = KvError::Locked(blocked.clone()).to_string();
                 SqlError::RowLocked(blocked, message)
             }
-            KvError::InvalidSplit { .. } => SqlError::InvalidParameter(e.to_string()),
+            KvError::InvalidSplit { .. } | KvError::InvalidRangeRequest(_) => {
+                SqlError::InvalidParameter(e.to_string())
+            }
+            KvError::UnknownRange(_) => SqlError::UndefinedObject(e.to_string()),
             KvError::Ambiguous(_) => SqlError::CompletionUnknown(format!(
                 "{e}; the transaction may or may not have committed"
             )),

@@ -85,6 +85,7 @@ pub mod pre_parse;
 pub mod prepared;
 pub mod providers;
 pub mod read_only;
+pub mod relocate;
 pub mod returning;
 pub mod row;
 pub mod row_waits;

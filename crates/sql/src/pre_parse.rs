@@ -1,7 +1,8 @@
 //! Statements the SQL parser does not know, rewritten before it sees them.
 //!
 //! `SET CLUSTER SETTING` (`cluster_settings.rs`), `ALTER TABLE … SPLIT
-//! AT` (`split.rs`), `ALTER TABLE … CONFIGURE ZONE` (`zone.rs`), `SET
+//! AT` / `UNSPLIT` (`split.rs`), `ALTER RANGE … RELOCATE` (`relocate.rs`),
+//! `ALTER TABLE … CONFIGURE ZONE` (`zone.rs`), `SET
 //! CONSTRAINTS` (`set_constraints.rs`), `VACUUM` / `ANALYZE`
 //! (`maintenance.rs`) and COPY's `on`/`off` options (`copy.rs`) are
 //! rewritten into statements the parser accepts, marked (a reserved,
@@ -24,6 +25,7 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
             return Some(s);
         }
         crate::split::rewrite_sql(stmt)
+            .or_else(|| crate::relocate::rewrite_sql(stmt))
             .or_else(|| crate::zone::rewrite_sql(stmt))
             .or_else(|| crate::set_constraints::rewrite_sql(stmt))
             .or_else(|| crate::maintenance::rewrite_sql(stmt))
@@ -96,6 +98,36 @@ fn take_name(text: &str) -> Option<(&str, &str)> {
         }
     }
     None
+}
+
+/// For a query `WITH "<marker>" AS (SELECT '<text>' AS t) <body>` that a
+/// rewrite above produced: the marker, the text and the body.
+pub(crate) fn marked_query(
+    query: &datafusion::sql::sqlparser::ast::Query,
+) -> Option<(&str, String, datafusion::sql::sqlparser::ast::Query)> {
+    use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr, Value};
+    let with = query.with.as_ref()?;
+    let [cte] = with.cte_tables.as_slice() else {
+        return None;
+    };
+    if cte.alias.name.quote_style != Some('"') || !cte.alias.name.value.starts_with("shoal.") {
+        return None;
+    }
+    let SetExpr::Select(select) = cte.query.body.as_ref() else {
+        return None;
+    };
+    let [SelectItem::ExprWithAlias { expr, .. }] = select.projection.as_slice() else {
+        return None;
+    };
+    let Expr::Value(value) = expr else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &value.value else {
+        return None;
+    };
+    let mut body = query.clone();
+    body.with = None;
+    Some((cte.alias.name.value.as_str(), text.clone(), body))
 }
 
 /// The string values of a `SET "<marker>" = 'a', 'b', …` that a rewrite

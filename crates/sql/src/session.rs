@@ -457,6 +457,9 @@ impl Session {
             Statement::Query(q) if crate::split::target(q).is_some() => {
                 Prepared::new(Vec::new(), Some(crate::split::schema()))
             }
+            Statement::Query(q) if crate::relocate::target(q).is_some() => {
+                Prepared::new(Vec::new(), Some(crate::relocate::schema()))
+            }
             Statement::Query(q) => match self.plan(stmt).await {
                 Ok(plan) => {
                     let mut p = Prepared::new(param_types(&plan)?, Some(output_schema(&plan)));
@@ -1067,8 +1070,11 @@ impl Session {
         txn: &Arc<Txn>,
     ) -> Result<Output> {
         match stmt {
-            Statement::Query(q) if let Some((table, points)) = crate::split::target(q) => {
-                crate::split::split_at(self, txn, &table, points, params).await
+            Statement::Query(q) if let Some(target) = crate::split::target(q) => {
+                crate::split::run(self, txn, target, params).await
+            }
+            Statement::Query(q) if let Some(relocation) = crate::relocate::target(q) => {
+                crate::relocate::run(txn.kv().clone(), relocation).await
             }
             Statement::Query(q) if !q.locks.is_empty() => {
                 let in_block = matches!(self.state, TxnState::InBlock(_));

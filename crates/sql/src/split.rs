@@ -1,23 +1,35 @@
-//! `ALTER TABLE t SPLIT AT <query>`: split a table's key space by hand.
+//! `ALTER TABLE t SPLIT AT <query>`, `ALTER TABLE t UNSPLIT AT <query>`
+//! and `ALTER TABLE t UNSPLIT ALL`: a table's range boundaries by hand.
 //!
-//! The SQL parser has no such statement, so [`rewrite_sql`] turns a leading
-//! `ALTER TABLE name SPLIT AT rest` into the query
+//! The SQL parser has no such statements, so [`rewrite_sql`] turns a
+//! leading `ALTER TABLE name SPLIT AT rest` into the query
 //!
 //! ```sql
 //! WITH "shoal.split_at" AS (SELECT 'name' AS t) rest
 //! ```
 //!
 //! which parses (`rest` is a `VALUES` list or a `SELECT`), and [`target`]
-//! recognizes by its marker. Each row of `rest` is a primary-key prefix of
-//! the table — one value per leading key column, cast to the column's type
-//! as `INSERT` would — and becomes a split point: the row's key is made the
-//! first key of a range ([`Kv::split_at`](shoal_kv::Kv::split_at)). The
-//! answer has a row per split point: the range that now starts there and
-//! its start key. Splitting where a range already starts succeeds and
-//! changes nothing.
+//! recognizes by its marker (`"shoal.unsplit_at"` for `UNSPLIT AT`;
+//! `"shoal.unsplit_all"`, with a body that is never run, for `UNSPLIT
+//! ALL`). Each row of `rest` is a primary-key prefix of the table — one
+//! value per leading key column, cast to the column's type as `INSERT`
+//! would — whose key is the point:
 //!
-//! A split is not transactional (as in CockroachDB): it takes effect at
-//! once, whether or not the surrounding transaction commits.
+//! * `SPLIT AT` makes it the first key of a range
+//!   ([`Kv::split_at`](shoal_kv::Kv::split_at)), a boundary that stays
+//!   (it is *sticky*: the merge driver leaves it alone). Splitting where a
+//!   range already starts succeeds and changes nothing.
+//! * `UNSPLIT AT` takes the stickiness away from a boundary
+//!   ([`Kv::unsplit_at`](shoal_kv::Kv::unsplit_at)): the ranges on either
+//!   side merge once both are small (`range_min_bytes`). A point that is
+//!   not a range's first key is an error (22023).
+//! * `UNSPLIT ALL` does that to every boundary inside the table (not the
+//!   ones that give the table its own ranges).
+//!
+//! The answer has a row per point: the range that starts there and its
+//! start key. None of these is transactional (as in CockroachDB): each
+//! takes effect at once, whether or not the surrounding transaction
+//! commits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,49 +42,70 @@ use datafusion::sql::sqlparser::ast::{self, Statement};
 use shoal_kv::Txn;
 
 use crate::catalog;
+use crate::descriptor::TableDescriptor;
 use crate::dml::cast_column;
 use crate::error::{Result, SqlError};
 use crate::row;
 use crate::session::{Output, Session};
 use crate::types::datum_from_array;
 
-/// The name of the common table expression marking a rewritten split.
-const MARKER: &str = "shoal.split_at";
-
-/// Rewrites a leading `ALTER TABLE name SPLIT AT` so that the parser
-/// accepts it (module docs); `None` for any other text.
-pub fn rewrite_sql(sql: &str) -> Option<String> {
-    let (name, points) = crate::pre_parse::alter_table(sql, &["split", "at"])?;
-    Some(format!(
-        "WITH \"{MARKER}\" AS (SELECT {} AS t) {points}",
-        crate::pre_parse::quote_literal(name)
-    ))
+/// What a rewritten statement asks for (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundaries {
+    Split,
+    Unsplit,
+    UnsplitAll,
 }
 
-/// The table name and split-point query of a rewritten split.
-pub fn target(query: &ast::Query) -> Option<(String, ast::Query)> {
-    let with = query.with.as_ref()?;
-    let [cte] = with.cte_tables.as_slice() else {
-        return None;
+/// The name of the common table expression marking each statement.
+const MARKERS: [(Boundaries, &str); 3] = [
+    (Boundaries::Split, "shoal.split_at"),
+    (Boundaries::Unsplit, "shoal.unsplit_at"),
+    (Boundaries::UnsplitAll, "shoal.unsplit_all"),
+];
+
+/// A recognized statement: what it asks, the table as written, and the
+/// query of its points.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub asks: Boundaries,
+    pub table: String,
+    pub points: ast::Query,
+}
+
+/// Rewrites a leading `ALTER TABLE name SPLIT AT`, `UNSPLIT AT` or
+/// `UNSPLIT ALL` so that the parser accepts it (module docs); `None` for
+/// any other text.
+pub fn rewrite_sql(sql: &str) -> Option<String> {
+    let marked = |asks: Boundaries, name: &str, body: &str| {
+        let (_, marker) = MARKERS.iter().find(|(a, _)| *a == asks)?;
+        Some(format!(
+            "WITH \"{marker}\" AS (SELECT {} AS t) {body}",
+            crate::pre_parse::quote_literal(name)
+        ))
     };
-    if cte.alias.name.value != MARKER || cte.alias.name.quote_style != Some('"') {
-        return None;
+    if let Some((name, points)) = crate::pre_parse::alter_table(sql, &["split", "at"]) {
+        return marked(Boundaries::Split, name, points);
     }
-    let ast::SetExpr::Select(select) = cte.query.body.as_ref() else {
-        return None;
-    };
-    let [ast::SelectItem::ExprWithAlias { expr, .. }] = select.projection.as_slice() else {
-        return None;
-    };
-    let ast::Expr::Value(value) = expr else {
-        return None;
-    };
-    let ast::Value::SingleQuotedString(name) = &value.value else {
-        return None;
-    };
-    let mut body = query.clone();
-    body.with = None;
-    Some((name.clone(), body))
+    if let Some((name, points)) = crate::pre_parse::alter_table(sql, &["unsplit", "at"]) {
+        return marked(Boundaries::Unsplit, name, points);
+    }
+    let (name, rest) = crate::pre_parse::alter_table(sql, &["unsplit"])?;
+    rest.trim_end()
+        .eq_ignore_ascii_case("all")
+        .then(|| marked(Boundaries::UnsplitAll, name, "SELECT 1"))
+        .flatten()
+}
+
+/// The statement a rewritten query stands for.
+pub fn target(query: &ast::Query) -> Option<Target> {
+    let (marker, table, points) = crate::pre_parse::marked_query(query)?;
+    let &(asks, _) = MARKERS.iter().find(|(_, m)| *m == marker)?;
+    Some(Target {
+        asks,
+        table,
+        points,
+    })
 }
 
 /// The columns of a split's answer.
@@ -83,29 +116,71 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// Splits `table` at each row of `points`.
-pub async fn split_at(
+/// Carries out `target` (module docs).
+pub async fn run(
     session: &Session,
     txn: &Arc<Txn>,
-    table: &str,
-    points: ast::Query,
+    target: Target,
     params: Vec<ScalarValue>,
 ) -> Result<Output> {
-    let name = crate::pre_parse::parse_table_name(table)?;
+    let name = crate::pre_parse::parse_table_name(&target.table)?;
     let (in_schema, table) = session.scope().resolve(txn, &name)?;
     let desc = catalog::table_by_name(txn, session.database(), &in_schema, &table)?
         .ok_or(SqlError::UndefinedTable(table.clone()))?;
+    let kv = txn.kv();
+    let done: Vec<(u64, Vec<u8>)> = match target.asks {
+        Boundaries::UnsplitAll => {
+            let start = row::table_prefix(desc.id);
+            kv.unsplit_span(&start, &row::prefix_end(&start))?
+        }
+        asks => {
+            let keys = point_keys(session, &desc, target.points, params).await?;
+            let mut done = Vec::with_capacity(keys.len());
+            for key in keys {
+                let range = match asks {
+                    Boundaries::Split => kv.split_at(&key)?,
+                    _ => kv.unsplit_at(&key)?,
+                };
+                done.push((range, key));
+            }
+            done
+        }
+    };
+    let ranges: Vec<i64> = done
+        .iter()
+        .map(|(range, _)| i64::try_from(*range).unwrap_or(i64::MAX))
+        .collect();
+    let keys: Vec<String> = done.iter().map(|(_, key)| row::pretty_key(key)).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ranges)),
+        Arc::new(StringArray::from(keys)),
+    ];
+    let batch =
+        RecordBatch::try_new(schema(), columns).map_err(|e| SqlError::Internal(e.to_string()))?;
+    Ok(Output::Rows {
+        schema: batch.schema(),
+        batches: vec![batch],
+    })
+}
+
+/// The key of each row of `points`, a primary-key prefix of `desc`.
+async fn point_keys(
+    session: &Session,
+    desc: &TableDescriptor,
+    points: ast::Query,
+    params: Vec<ScalarValue>,
+) -> Result<Vec<Vec<u8>>> {
     let plan = session.plan(&Statement::Query(Box::new(points))).await?;
     let width = plan.schema().fields().len();
     if width > desc.primary_key.len() {
         return Err(SqlError::Syntax(format!(
-            "too many columns in SPLIT AT data: {width} given, the primary key of \"{table}\" has {}",
+            "too many columns in SPLIT AT data: {width} given, the primary key of \"{}\" has {}",
+            desc.name,
             desc.primary_key.len()
         )));
     }
     let batches = session.collect(plan, params).await?;
-    let kv = txn.kv();
-    let (mut ranges, mut keys) = (Vec::new(), Vec::new());
+    let mut keys = Vec::new();
     for batch in &batches {
         let mut casted: HashMap<usize, ArrayRef> = HashMap::new();
         for r in 0..batch.num_rows() {
@@ -120,22 +195,10 @@ pub async fn split_at(
                 };
                 values.push(datum_from_array(array, r, ty)?);
             }
-            let key = row::encode_key_values(&desc, &values)?;
-            let range = kv.split_at(&key)?;
-            ranges.push(i64::try_from(range).unwrap_or(i64::MAX));
-            keys.push(row::pretty_key(&key));
+            keys.push(row::encode_key_values(desc, &values)?);
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(ranges)),
-        Arc::new(StringArray::from(keys)),
-    ];
-    let batch =
-        RecordBatch::try_new(schema(), columns).map_err(|e| SqlError::Internal(e.to_string()))?;
-    Ok(Output::Rows {
-        schema: batch.schema(),
-        batches: vec![batch],
-    })
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -159,20 +222,34 @@ mod tests {
     #[test]
     fn alter_table_split_at_becomes_a_marked_query() {
         let sql = rewrite_sql("  alter TABLE \"My T\"  SPLIT at VALUES (10), (20)").unwrap();
-        let (table, body) = target(&parse(&sql)).unwrap();
-        assert_eq!(table, "\"My T\"");
-        assert_eq!(body.to_string(), "VALUES (10), (20)");
+        let t = target(&parse(&sql)).unwrap();
+        assert_eq!(t.asks, Boundaries::Split);
+        assert_eq!(t.table, "\"My T\"");
+        assert_eq!(t.points.to_string(), "VALUES (10), (20)");
         let sql = rewrite_sql("ALTER TABLE public.kv SPLIT AT SELECT 'o''k'").unwrap();
-        let (table, body) = target(&parse(&sql)).unwrap();
-        assert_eq!(table, "public.kv");
-        assert_eq!(body.to_string(), "SELECT 'o''k'");
+        let t = target(&parse(&sql)).unwrap();
+        assert_eq!(t.table, "public.kv");
+        assert_eq!(t.points.to_string(), "SELECT 'o''k'");
         for other in [
             "ALTER TABLE t ADD COLUMN c int",
             "SELECT 'ALTER TABLE t SPLIT AT VALUES (1)'",
             "ALTER TABLE",
+            "ALTER TABLE t UNSPLIT",
+            "ALTER TABLE t UNSPLIT ALL ROWS",
         ] {
-            assert_eq!(rewrite_sql(other), None);
+            assert_eq!(rewrite_sql(other), None, "{other}");
         }
         assert!(target(&parse("WITH x AS (SELECT 't' AS t) VALUES (1)")).is_none());
+    }
+
+    #[test]
+    fn unsplit_at_and_unsplit_all_are_marked_apart() {
+        let sql = rewrite_sql("ALTER TABLE t UNSPLIT AT VALUES (3)").unwrap();
+        let t = target(&parse(&sql)).unwrap();
+        assert_eq!((t.asks, t.table.as_str()), (Boundaries::Unsplit, "t"));
+        assert_eq!(t.points.to_string(), "VALUES (3)");
+        let sql = rewrite_sql("alter table s.t unsplit ALL  ").unwrap();
+        let t = target(&parse(&sql)).unwrap();
+        assert_eq!((t.asks, t.table.as_str()), (Boundaries::UnsplitAll, "s.t"));
     }
 }

@@ -11,6 +11,9 @@
 //! | `partition-one-way` | one node's messages to another lost, the other way open | links healed |
 //! | `clock` | one node's clock set up to 400 ms ahead or behind (within the cluster's 500 ms maximum offset), sometimes jumping again while held | offset 0 |
 //! | `splits` | a storm of manual range splits in the workload's table | (none needed) |
+//! | `merges` | `UNSPLIT ALL` on the workload's table: the merge driver merges its small ranges back (moving replicas together first where they differ) | (none needed) |
+//! | `leader-transfers` | the leadership of up to four ranges (system ranges too) moved to another voter at once, `ALTER RANGE … RELOCATE LEASE` | (none needed) |
+//! | `replica-moves` | a replica of up to two ranges moved to a node that held none, at once, `ALTER RANGE … RELOCATE FROM … TO` (four nodes or more; leader transfers otherwise) | (none needed) |
 //! | `slow-disk` | every write to one node's store waits 20–300 ms (its Raft log appends and applies stall) | delay 0 |
 //! | `disk-failure` | every write to one node's store fails from then on: its Raft thread stops, it acknowledges nothing more | `kill -9` and start it again on the same store |
 //!
@@ -43,11 +46,14 @@ pub enum Nemesis {
     Splits,
     SlowDisk,
     DiskFailure,
+    Merges,
+    LeaderTransfers,
+    ReplicaMoves,
 }
 
 impl Nemesis {
     /// Every nemesis.
-    pub const ALL: [Nemesis; 10] = [
+    pub const ALL: [Nemesis; 13] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::PartitionHalves,
@@ -58,6 +64,9 @@ impl Nemesis {
         Nemesis::Splits,
         Nemesis::SlowDisk,
         Nemesis::DiskFailure,
+        Nemesis::Merges,
+        Nemesis::LeaderTransfers,
+        Nemesis::ReplicaMoves,
     ];
 
     /// Its name in reports and in `SHOAL_CHAOS_NEMESES`.
@@ -73,6 +82,9 @@ impl Nemesis {
             Nemesis::Splits => "splits",
             Nemesis::SlowDisk => "slow-disk",
             Nemesis::DiskFailure => "disk-failure",
+            Nemesis::Merges => "merges",
+            Nemesis::LeaderTransfers => "leader-transfers",
+            Nemesis::ReplicaMoves => "replica-moves",
         }
     }
 
@@ -218,17 +230,78 @@ impl Injector {
                     .map(|_| format!("({})", rng.gen_range(0..keys.max(1))))
                     .collect();
                 let sql = format!("{prefix} SPLIT AT VALUES {}", points.join(", "));
-                let done = match try_connect(&cluster.nodes[victim].conn_str()).await {
-                    Some(client) => match client.batch_execute(&sql).await {
-                        Ok(()) => "done".to_string(),
-                        Err(e) => format!("failed: {e}"),
-                    },
-                    None => "no connection".to_string(),
-                };
+                let done = statements(cluster, victim, vec![sql]).await.join("");
                 (
                     Fault::Done,
                     format!("split storm {} ({done})", points.join(" ")),
                 )
+            }
+            Nemesis::Merges => {
+                let Some((prefix, _)) = splits else {
+                    return (
+                        Fault::Done,
+                        "merges: the workload has no table to merge".into(),
+                    );
+                };
+                let done = statements(cluster, victim, vec![format!("{prefix} UNSPLIT ALL")]).await;
+                (
+                    Fault::Done,
+                    format!("merge storm: unsplit all ({})", done.join(", ")),
+                )
+            }
+            Nemesis::LeaderTransfers => {
+                let mut moves = Vec::new();
+                for range in sample(ranges(cluster, victim).await, rng, 4) {
+                    let others: Vec<u64> = range
+                        .voters
+                        .iter()
+                        .copied()
+                        .filter(|&v| Some(v) != range.leader)
+                        .collect();
+                    if let Some(&to) = others.choose(rng) {
+                        moves.push((range.id, to));
+                    }
+                }
+                let sql = moves
+                    .iter()
+                    .map(|(r, to)| format!("ALTER RANGE {r} RELOCATE LEASE TO {to}"))
+                    .collect();
+                let done = statements(cluster, victim, sql).await;
+                let text: Vec<String> = moves
+                    .iter()
+                    .zip(done)
+                    .map(|((r, to), done)| format!("r{r}->n{to} ({done})"))
+                    .collect();
+                (Fault::Done, storm_text("leader transfers", &text))
+            }
+            Nemesis::ReplicaMoves if n > 3 => {
+                let mut moves = Vec::new();
+                for range in sample(ranges(cluster, victim).await, rng, 2) {
+                    let spare: Vec<u64> = self
+                        .ids
+                        .iter()
+                        .copied()
+                        .filter(|id| !range.voters.contains(id))
+                        .collect();
+                    if let (Some(&from), Some(&to)) = (range.voters.choose(rng), spare.choose(rng))
+                    {
+                        moves.push((range.id, from, to));
+                    }
+                }
+                let sql = moves
+                    .iter()
+                    .map(|(r, from, to)| format!("ALTER RANGE {r} RELOCATE FROM {from} TO {to}"))
+                    .collect();
+                let done = statements(cluster, victim, sql).await;
+                let text: Vec<String> = moves
+                    .iter()
+                    .zip(done)
+                    .map(|((r, from, to), done)| format!("r{r} n{from}->n{to} ({done})"))
+                    .collect();
+                (Fault::Done, storm_text("replica moves", &text))
+            }
+            Nemesis::ReplicaMoves => {
+                Box::pin(self.inject(cluster, rng, Nemesis::LeaderTransfers, busy, splits)).await
             }
         }
     }
@@ -278,6 +351,89 @@ impl Injector {
         let names: Vec<String> = nodes.iter().map(|&i| format!("n{}", self.ids[i])).collect();
         names.join(",")
     }
+}
+
+/// How long a storm waits for its statements (a replica move may wait
+/// for a snapshot; one that takes longer goes on without the nemesis).
+const STORM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `sql`, each statement on its own connection to node `i`, all at
+/// once; returns each one's outcome in words.
+async fn statements(cluster: &TestCluster, i: usize, sql: Vec<String>) -> Vec<String> {
+    let conn_str = cluster.nodes[i].conn_str();
+    let runs: Vec<_> = sql
+        .into_iter()
+        .map(|sql| {
+            let conn_str = conn_str.clone();
+            tokio::spawn(async move {
+                let Some(client) = try_connect(&conn_str).await else {
+                    return "no connection".to_string();
+                };
+                match tokio::time::timeout(STORM_WAIT, client.batch_execute(&sql)).await {
+                    Ok(Ok(())) => "done".to_string(),
+                    Ok(Err(e)) => match e.as_db_error() {
+                        Some(db) => format!("failed: {}", db.message()),
+                        None => format!("failed: {e}"),
+                    },
+                    Err(_) => "still running".to_string(),
+                }
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(runs.len());
+    for run in runs {
+        outcomes.push(run.await.unwrap_or_else(|e| format!("failed: {e}")));
+    }
+    outcomes
+}
+
+/// "`what` a (done) b (failed: …)", or why there was nothing to do.
+fn storm_text(what: &str, moves: &[String]) -> String {
+    if moves.is_empty() {
+        return format!("{what}: no range to move (none listed, or each mid-move)");
+    }
+    format!("{what} {}", moves.join(" "))
+}
+
+/// A range as a storm sees it.
+struct RangeView {
+    id: i64,
+    voters: Vec<u64>,
+    leader: Option<u64>,
+}
+
+/// Every range, as node `i` sees them (none if it does not answer).
+async fn ranges(cluster: &TestCluster, i: usize) -> Vec<RangeView> {
+    let Some(client) = try_connect(&cluster.nodes[i].conn_str()).await else {
+        return Vec::new();
+    };
+    let sql = "SELECT range_id, replicas, lease_holder FROM shoal_internal.ranges";
+    let Ok(Ok(rows)) = tokio::time::timeout(STORM_WAIT, client.query(sql, &[])).await else {
+        return Vec::new();
+    };
+    rows.iter()
+        .map(|row| {
+            let replicas: String = row.get(1);
+            RangeView {
+                id: row.get(0),
+                voters: replicas
+                    .trim_matches(|c| c == '{' || c == '}')
+                    .split(',')
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+                leader: row
+                    .get::<_, Option<i64>>(2)
+                    .and_then(|l| u64::try_from(l).ok()),
+            }
+        })
+        .collect()
+}
+
+/// Up to `k` of `items`, chosen at random.
+fn sample<T>(mut items: Vec<T>, rng: &mut StdRng, k: usize) -> Vec<T> {
+    items.shuffle(rng);
+    items.truncate(k);
+    items
 }
 
 /// Every node of `a` cut from every node of `b`, and the other way.
