@@ -2,7 +2,8 @@
 //! answers differently: `version()`, `current_database()`,
 //! `current_schema()`, `current_user` and friends, and
 //! `current_setting(name [, missing_ok])`, which reads the session's
-//! variables as they are when it runs.
+//! variables as they are when it runs; and `round` in DataFusion's place
+//! (`float_round.rs`: floats round halfway cases to even).
 //!
 //! They are registered per session because their answers depend on the
 //! session (database and user).
@@ -44,6 +45,7 @@ fn constant(ctx: &SessionContext, name: &str, value: String) {
 /// Registers the session's functions.
 pub fn register(ctx: &SessionContext, database: &str, user: &str, vars: crate::vars::VarsReader) {
     constant(ctx, "version", version_string());
+    ctx.register_udf(crate::float_round::udf());
     constant(ctx, "current_database", database.to_string());
     constant(ctx, "current_catalog", database.to_string());
     for name in ["current_user", "session_user", "user", "current_role"] {

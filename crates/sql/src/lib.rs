@@ -62,6 +62,7 @@ pub mod dml;
 pub mod error;
 pub mod fast_upsert;
 pub mod fastpath;
+pub mod float_round;
 pub mod foreign_keys;
 pub mod functions;
 pub mod index_ddl;
