@@ -79,6 +79,7 @@ pub mod json_functions;
 pub mod locking;
 pub mod locks;
 pub mod maintenance;
+pub mod multiset_ops;
 pub mod names;
 pub mod pg_catalog;
 pub mod plan_cache;

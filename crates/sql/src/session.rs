@@ -1241,9 +1241,13 @@ impl Session {
     /// Plans a statement with DataFusion.
     pub(crate) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
         self.follow_time_zone();
+        let mut stmt = stmt.clone();
+        if crate::multiset_ops::present(&stmt) {
+            crate::multiset_ops::rewrite(self, &mut stmt).await?;
+        }
         let state = self.ctx.state();
         Ok(state
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
             .await?)
     }
 
