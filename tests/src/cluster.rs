@@ -221,13 +221,17 @@ pub async fn range_replicas(
     rows.iter()
         .map(|row| {
             let replicas: String = row.get(0);
-            let ids = replicas
-                .trim_matches(|c| c == '{' || c == '}')
-                .split(',')
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            (ids, row.get(1))
+            (node_ids(&replicas).into_iter().collect(), row.get(1))
         })
+        .collect()
+}
+
+/// The node ids of a `replicas` column (`{1,2,3}`).
+pub fn node_ids<T: std::str::FromStr>(replicas: &str) -> Vec<T> {
+    replicas
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .filter_map(|s| s.parse().ok())
         .collect()
 }
 

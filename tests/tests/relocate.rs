@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shoal_tests::cluster::TestCluster;
+use shoal_tests::cluster::{TestCluster, node_ids};
 use shoal_tests::eventually;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -33,11 +33,7 @@ async fn ranges(client: &Client) -> Vec<Range> {
             Range {
                 id: row.get(0),
                 start: row.get(1),
-                replicas: replicas
-                    .trim_matches(|c| c == '{' || c == '}')
-                    .split(',')
-                    .filter_map(|s| s.parse().ok())
-                    .collect(),
+                replicas: node_ids(&replicas).into_iter().collect(),
                 leader: row.get::<_, Option<i64>>(4).map(|l| l as u64),
             }
         })

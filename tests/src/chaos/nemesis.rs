@@ -416,11 +416,7 @@ async fn ranges(cluster: &TestCluster, i: usize) -> Vec<RangeView> {
             let replicas: String = row.get(1);
             RangeView {
                 id: row.get(0),
-                voters: replicas
-                    .trim_matches(|c| c == '{' || c == '}')
-                    .split(',')
-                    .filter_map(|s| s.parse().ok())
-                    .collect(),
+                voters: crate::cluster::node_ids(&replicas),
                 leader: row
                     .get::<_, Option<i64>>(2)
                     .and_then(|l| u64::try_from(l).ok()),
