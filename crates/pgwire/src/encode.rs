@@ -333,53 +333,6 @@ fn pad_char(value: &mut Vec<u8>, width: Option<usize>) {
     value.resize(value.len() + width.saturating_sub(chars), b' ');
 }
 
-/// PostgreSQL's text output of float8/float4 (extra_float_digits ≥ 1):
-/// shortest exact digits, exponent form outside 1e-4 ≤ |x| < 1e15.
-pub fn format_float(v: f64, single: bool) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    let digits_limit = if single { 1e6 } else { 1e15 };
-    let abs = v.abs();
-    if (1e-4..digits_limit).contains(&abs) {
-        if single {
-            format!("{}", v as f32)
-        } else {
-            format!("{v}")
-        }
-    } else {
-        let s = if single {
-            format!("{:e}", v as f32)
-        } else {
-            format!("{v:e}")
-        };
-        match s.split_once('e') {
-            Some((mantissa, exp)) => {
-                let (sign, digits) = match exp.strip_prefix('-') {
-                    Some(d) => ('-', d),
-                    None => ('+', exp),
-                };
-                format!("{mantissa}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
-    }
-}
-
 /// A timestamp's text: wall-clock time, and for a `timestamptz` (`zone`
 /// given) the time in that zone followed by its offset then (`-05`).
 fn format_micros(micros: i64, zone: Option<&TimeZone>) -> String {
@@ -418,12 +371,12 @@ fn text_value(col: &ArrayRef, r: usize, fallback: &ArrayFormatter, zone: &TimeZo
             let v = col.as_boolean().value(r);
             if v { "t".into() } else { "f".into() }
         }
-        DataType::Float64 => format_float(
+        DataType::Float64 => shoal_sql::float_text::format_float(
             col.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
                 .value(r),
             false,
         ),
-        DataType::Float32 => format_float(
+        DataType::Float32 => shoal_sql::float_text::format_float(
             col.as_primitive::<datafusion::arrow::datatypes::Float32Type>()
                 .value(r) as f64,
             true,
@@ -655,17 +608,6 @@ fn text_of(col: &ArrayRef, r: usize) -> PgWireResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn floats_print_as_postgres_does() {
-        assert_eq!(format_float(1.5, false), "1.5");
-        assert_eq!(format_float(0.1, false), "0.1");
-        assert_eq!(format_float(1e20, false), "1e+20");
-        assert_eq!(format_float(1.5e-5, false), "1.5e-05");
-        assert_eq!(format_float(f64::NAN, false), "NaN");
-        assert_eq!(format_float(-f64::INFINITY, false), "-Infinity");
-        assert_eq!(format_float(100.0, false), "100");
-    }
 
     #[test]
     fn decimals_keep_their_scale() {

@@ -545,6 +545,8 @@ pub(crate) fn cast_column(array: &ArrayRef, ty: &SqlType) -> Result<ArrayRef> {
             ty.pg_name()
         )));
     }
+    let rounded = crate::rounding_casts::round_for_integer(array, &target)?;
+    let array = rounded.as_ref().unwrap_or(array);
     cast_with_options(array, &target, &strict()).map_err(|e| match e {
         datafusion::arrow::error::ArrowError::CastError(m)
             if m.contains("overflow") || m.contains("Overflow") || m.contains("too large") =>

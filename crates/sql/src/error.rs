@@ -221,7 +221,7 @@ impl SqlError {
                 DataFusionError::ArrowError(e, _) => match e.as_ref() {
                     ArrowError::DivideByZero => Some(SqlError::DivisionByZero),
                     ArrowError::CastError(m) | ArrowError::ParseError(m) => {
-                        Some(SqlError::InvalidText(m.clone()))
+                        Some(cast_error(m.clone()))
                     }
                     _ => None,
                 },
@@ -294,7 +294,7 @@ impl SqlError {
             },
             DataFusionError::ArrowError(e, _) => match *e {
                 ArrowError::DivideByZero => SqlError::DivisionByZero,
-                ArrowError::CastError(m) | ArrowError::ParseError(m) => SqlError::InvalidText(m),
+                ArrowError::CastError(m) | ArrowError::ParseError(m) => cast_error(m),
                 ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
                     SqlError::NumericOutOfRange(m)
                 }
@@ -381,6 +381,18 @@ fn strip(m: &str) -> String {
         }
     }
     s.to_string()
+}
+
+/// The error of a cast Arrow refused: a number out of the target type's
+/// range (22003) — Arrow's "Can't cast value …" between numeric types, or
+/// an overflowing decimal — else text that does not read as the type
+/// (22P02).
+fn cast_error(message: String) -> SqlError {
+    if message.starts_with("Can't cast value") || message.to_lowercase().contains("overflow") {
+        SqlError::NumericOutOfRange(message)
+    } else {
+        SqlError::InvalidText(message)
+    }
 }
 
 impl From<KvError> for SqlError {

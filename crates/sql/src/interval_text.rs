@@ -2,21 +2,20 @@
 //!
 //! Arrow's cast prints `1 days 2 hours 3 mins`; PostgreSQL prints
 //! `1 day 02:03:00` (`interval.rs`), and a client that casts an interval
-//! to text (`every::text`, `'every ' || every`) expects that. A cast
-//! only shows its input's type once the plan is typed, so an optimizer
-//! rule ([`IntervalText`], run before DataFusion's own, which would fold
-//! a constant cast first) replaces each cast of an interval to a string
-//! type with `shoal_interval_text(x)`, keeping the expression's name.
+//! to text (`every::text`, `'every ' || every`) expects that. An
+//! optimizer rule ([`IntervalText`], run before DataFusion's own, which
+//! would fold a constant cast first; `cast_rewrite.rs`) replaces each cast
+//! of an interval to a string type with `shoal_interval_text(x)`, keeping
+//! the expression's name.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, IntervalMonthDayNanoArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
@@ -53,41 +52,8 @@ impl OptimizerRule for IntervalText {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        plan.transform_up(|node| {
-            let inputs = node.inputs();
-            // Most plans cast nothing to text: they cost one look at each
-            // expression, no schema built.
-            if inputs.is_empty() || !casts_to_text(&node)? {
-                return Ok(Transformed::no(node));
-            }
-            let mut schema = DFSchema::empty();
-            for input in inputs {
-                schema.merge(input.schema());
-            }
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(|e| self.rewrite_cast(e, &schema))?;
-                Ok(rewritten.update_data(|e| saved.restore(e)))
-            })
-        })
+        crate::cast_rewrite::rewrite_casts(plan, is_text, |e, schema| self.rewrite_cast(e, schema))
     }
-}
-
-/// Whether any expression of `node` casts to a string type.
-fn casts_to_text(node: &LogicalPlan) -> Result<bool> {
-    let mut found = false;
-    node.apply_expressions(|expr| {
-        found |= expr.exists(|e| {
-            Ok(matches!(e, Expr::Cast(Cast { field, .. }) if is_text(field.data_type())))
-        })?;
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    })?;
-    Ok(found)
 }
 
 fn is_text(t: &DataType) -> bool {

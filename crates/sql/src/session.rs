@@ -127,11 +127,14 @@ impl Database {
             .with_target_partitions(2);
         // Shoal's decorrelation runs before DataFusion's rules, while the
         // subquery still has the shape it was planned with.
-        // So does printing intervals as PostgreSQL does, before constant
-        // folding casts them with Arrow.
+        // So do PostgreSQL's casts of intervals and floats to text, and of
+        // floats and numerics to integers, before constant folding casts
+        // them with Arrow.
         let mut rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> = vec![
             Arc::new(crate::decorrelate::DecorrelateAggregateSubquery::default()),
             Arc::new(crate::interval_text::IntervalText::default()),
+            Arc::new(crate::float_text::FloatText::default()),
+            Arc::new(crate::rounding_casts::RoundingCasts::default()),
         ];
         rules.extend(datafusion::optimizer::Optimizer::new().rules);
         let mut builder = datafusion::execution::SessionStateBuilder::new()
