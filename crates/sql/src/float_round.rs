@@ -4,7 +4,15 @@
 //! case away from zero. Every other form — `round(numeric)`, whose
 //! halfway cases PostgreSQL does send away from zero, integers, and the
 //! two-argument form — is DataFusion's own, to which this function
-//! delegates its signature, types and ordering.
+//! delegates its types, work and ordering.
+//!
+//! One thing is done differently on the way: an integer number of decimal
+//! places is taken as it is, not cast to `int4` first. DataFusion's own
+//! signature casts it, and the result type of `round(numeric, 3)` depends
+//! on whether the places are a literal, which `CAST(3 AS int4)` is not
+//! until constant folding: the comparison in `n <> round(n, 3)` was typed
+//! for one result type and ran with another (an internal error). The
+//! places are cast when the function runs instead.
 //!
 //! It is registered under DataFusion's name, in its place, in every
 //! session (`functions.rs`).
@@ -13,22 +21,25 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 /// `round`, ties to even for floating-point arguments (module docs).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FloatRound {
     inner: Arc<ScalarUDF>,
+    signature: Signature,
 }
 
 impl Default for FloatRound {
     fn default() -> Self {
         FloatRound {
             inner: datafusion::functions::math::round(),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }
@@ -39,7 +50,36 @@ impl ScalarUDFImpl for FloatRound {
     }
 
     fn signature(&self) -> &Signature {
-        self.inner.signature()
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        let value = match arg_types.first() {
+            Some(DataType::Null) => DataType::Float64,
+            Some(t) if t.is_numeric() => t.clone(),
+            Some(t) => {
+                return Err(DataFusionError::Plan(format!(
+                    "function round({t}) does not exist"
+                )));
+            }
+            None => {
+                return Err(DataFusionError::Plan(
+                    "function round() takes one or two arguments".into(),
+                ));
+            }
+        };
+        match &arg_types[1..] {
+            [] => Ok(vec![value]),
+            [DataType::Null] => Ok(vec![value, DataType::Int32]),
+            [places] if places.is_integer() => Ok(vec![value, places.clone()]),
+            [places] => Err(DataFusionError::Plan(format!(
+                "function round({}, {places}) does not exist",
+                arg_types[0]
+            ))),
+            _ => Err(DataFusionError::Plan(
+                "function round() takes one or two arguments".into(),
+            )),
+        }
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
@@ -50,7 +90,14 @@ impl ScalarUDFImpl for FloatRound {
         self.inner.return_field_from_args(args)
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        // The places as DataFusion's round takes them (module docs).
+        if let (Some(places), Some(field)) = (args.args.get_mut(1), args.arg_fields.get_mut(1))
+            && field.data_type() != &DataType::Int32
+        {
+            *places = places.cast_to(&DataType::Int32, None)?;
+            *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Int32));
+        }
         let float = match args.arg_fields.as_slice() {
             [field] => matches!(field.data_type(), DataType::Float64 | DataType::Float32),
             _ => false,
