@@ -344,6 +344,13 @@ fn classify_plan_message(m: String) -> SqlError {
     if lower.contains("cannot cast") || lower.contains("cannot coerce") {
         return SqlError::DatatypeMismatch(strip(&m));
     }
+    if lower.contains("null_aware anti join only supports single column") {
+        // DataFusion plans `NOT IN (subquery)` whose NULLs matter only over
+        // one column: a correlated one compares more.
+        return SqlError::NotSupported(
+            "NOT IN (subquery) with a correlated subquery, or over more than one column".into(),
+        );
+    }
     SqlError::DatatypeMismatch(strip(&m))
 }
 
