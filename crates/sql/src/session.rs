@@ -33,7 +33,10 @@
 //! DataFusion query and write through the transaction (see `dml.rs`);
 //! `CREATE TABLE` and `DROP TABLE` change the catalog (see `ddl.rs`).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -423,6 +426,13 @@ impl Session {
 
     /// Describes a statement for the extended protocol without running it.
     pub async fn prepare(&mut self, stmt: &Statement) -> Result<Prepared> {
+        let outcome = AssertUnwindSafe(self.prepare_contained(stmt))
+            .catch_unwind()
+            .await;
+        self.contain_panic(outcome)
+    }
+
+    async fn prepare_contained(&mut self, stmt: &Statement) -> Result<Prepared> {
         crate::compat::refuse_ignored(stmt)?;
         let mut stmt = stmt.clone();
         crate::compat::rewrite(&mut stmt);
@@ -517,14 +527,19 @@ impl Session {
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
         self.plans = Some(prepared.plans.clone());
-        match self.statement_timeout() {
-            None => self.execute_prepared_now(prepared, stmt, params).await,
-            Some(limit) => {
-                let run = self.execute_prepared_now(prepared, stmt, params);
-                let outcome = tokio::time::timeout(limit, run).await;
-                self.finish_timed(outcome)
+        let outcome = AssertUnwindSafe(async {
+            match self.statement_timeout() {
+                None => self.execute_prepared_now(prepared, stmt, params).await,
+                Some(limit) => {
+                    let run = self.execute_prepared_now(prepared, stmt, params);
+                    let outcome = tokio::time::timeout(limit, run).await;
+                    self.finish_timed(outcome)
+                }
             }
-        }
+        })
+        .catch_unwind()
+        .await;
+        self.contain_panic(outcome)
     }
 
     /// `statement_timeout`, if set.
@@ -737,14 +752,42 @@ impl Session {
 
     pub async fn execute(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {
         self.plans = None;
-        match self.statement_timeout() {
-            None => self.execute_now(stmt, params).await,
-            Some(limit) => {
-                let run = self.execute_now(stmt, params);
-                let outcome = tokio::time::timeout(limit, run).await;
-                self.finish_timed(outcome)
+        let outcome = AssertUnwindSafe(async {
+            match self.statement_timeout() {
+                None => self.execute_now(stmt, params).await,
+                Some(limit) => {
+                    let run = self.execute_now(stmt, params);
+                    let outcome = tokio::time::timeout(limit, run).await;
+                    self.finish_timed(outcome)
+                }
             }
+        })
+        .catch_unwind()
+        .await;
+        self.contain_panic(outcome)
+    }
+
+    /// The outcome of a statement that may have panicked: a panic — a bug
+    /// in the SQL layer or in DataFusion (whose debug builds assert
+    /// invariants some queries break) — fails the statement with XX000
+    /// and its transaction block, instead of ending the connection.
+    fn contain_panic<T>(&mut self, outcome: std::thread::Result<Result<T>>) -> Result<T> {
+        let panic = match outcome {
+            Ok(result) => return result,
+            Err(panic) => panic,
+        };
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%message, "a statement panicked");
+        if let TxnState::InBlock(txn) = &self.state {
+            self.fail_block(txn.clone());
         }
+        Err(SqlError::Internal(format!(
+            "the statement failed unexpectedly: {message}"
+        )))
     }
 
     async fn execute_now(&mut self, stmt: &Statement, params: Vec<ScalarValue>) -> Result<Output> {

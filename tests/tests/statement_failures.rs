@@ -1,0 +1,65 @@
+//! A statement that breaks inside the engine ends only itself. The query
+//! here trips an invariant DataFusion asserts in debug builds — the builds
+//! the tests run — while planning a filter's statistics (a date plus an
+//! aggregate, compared with a date); a release build plans it. Either
+//! way the client gets an answer or an error (XX000), its connection and
+//! transaction block behave as after any failed statement (25P02 until
+//! ROLLBACK, the block's writes undone), and the node serves on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use shoal_tests::TestNode;
+use tokio_postgres::error::SqlState;
+
+const TRIPPING: &str = "SELECT 1 FROM t HAVING (DATE '2024-01-01' + max(t.k)) <= DATE '2000-02-29'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_panics_fails_alone() {
+    let node = TestNode::start().await;
+    let client = node.connect().await;
+    client
+        .batch_execute("CREATE TABLE t (k int); INSERT INTO t VALUES (1), (2);")
+        .await
+        .unwrap();
+
+    // Outside a block: an error or an answer, and the connection goes on.
+    let failed = match client.query(TRIPPING, &[]).await {
+        Ok(rows) => {
+            assert!(rows.is_empty());
+            false
+        }
+        Err(e) => {
+            assert_eq!(e.code(), Some(&SqlState::INTERNAL_ERROR), "{e:?}");
+            true
+        }
+    };
+    let row = client.query_one("SELECT 42", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+
+    // Inside one, through the extended protocol: a failure aborts the
+    // block like any other error.
+    client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (3);")
+        .await
+        .unwrap();
+    let outcome = client.query(TRIPPING, &[]).await;
+    assert_eq!(outcome.is_err(), failed, "{outcome:?}");
+    if failed {
+        let e = client.query("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    }
+    client.batch_execute("ROLLBACK").await.unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+
+    // Other sessions never noticed.
+    let other = node.connect().await;
+    let row = other
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+}
