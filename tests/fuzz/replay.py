@@ -8,7 +8,11 @@ Speaks libpq through ctypes, so it needs nothing beyond python3 and libpq.
     replay.py --conn CONNINFO --queries FILE --out DIR
               [--node-log FILE] [--node-pid PID]
               [--statement-timeout SECS] [--hang-secs SECS]
-              [--max-seconds SECS]
+              [--max-seconds SECS] [--strip-tablesample]
+
+With --strip-tablesample, TABLESAMPLE clauses (which sqlsmith writes
+often and Shoal refuses with 0A000) are dropped first, so the rest of
+each such statement is exercised; the summary counts them.
 
 For every statement it notes the outcome (ok / error with SQLSTATE /
 connection lost), how long it took, and whether the node's log gained a
@@ -167,6 +171,48 @@ def split_statements(text):
     return out
 
 
+_TABLESAMPLE = re.compile(r"\s+tablesample\s+\w+\s*\(", re.IGNORECASE)
+_REPEATABLE = re.compile(r"\s*repeatable\s*\(", re.IGNORECASE)
+
+
+def _balanced_end(text, i):
+    """The index just past the parenthesis that closes the one open before
+    text[i] (quotes respected); len(text) if none does."""
+    depth, quote = 1, None
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == quote:
+                quote = None
+        elif c in ("'", '"'):
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(text)
+
+
+def without_tablesample(stmt):
+    """stmt without its `TABLESAMPLE method (args) [REPEATABLE (seed)]`
+    clauses. A match inside a string literal is left alone only by luck:
+    sqlsmith's literals do not spell the clause."""
+    out, i = [], 0
+    while True:
+        m = _TABLESAMPLE.search(stmt, i)
+        if not m:
+            out.append(stmt[i:])
+            return "".join(out)
+        out.append(stmt[i:m.start()])
+        i = _balanced_end(stmt, m.end())
+        r = _REPEATABLE.match(stmt, i)
+        if r:
+            i = _balanced_end(stmt, r.end())
+
+
 _class_res = [
     (re.compile(r"'(?:[^']|'')*'"), "'?'"),
     (re.compile(r'"(?:[^"]|"")*"'), '"?"'),
@@ -290,10 +336,18 @@ def main():
                     help="stop after this long (0: run every statement)")
     ap.add_argument("--first", type=int, default=1,
                     help="start at this statement (1-based)")
+    ap.add_argument("--strip-tablesample", action="store_true",
+                    help="drop TABLESAMPLE clauses (Shoal refuses them) so "
+                         "that the rest of each statement still runs")
     args = ap.parse_args()
 
     with open(args.queries, encoding="utf-8", errors="replace") as f:
         stmts = split_statements(f.read())
+    stripped = 0
+    if args.strip_tablesample:
+        for i, stmt in enumerate(stmts):
+            stmts[i] = without_tablesample(stmt)
+            stripped += stmts[i] != stmt
     os.makedirs(os.path.join(args.out, "findings"), exist_ok=True)
     results = open(os.path.join(args.out, "results.tsv"), "w")
     results.write("index\toutcome\tsqlstate\tms\tclass\n")
@@ -350,6 +404,7 @@ def main():
         with open(os.path.join(args.out, "summary.txt"), "w") as f:
             f.write(f"statements_in_file: {len(stmts)}\n")
             f.write(f"statements_run: {counts['run']}\n")
+            f.write(f"tablesample_stripped: {stripped}\n")
             f.write(f"ok: {counts['ok']}\n")
             f.write(f"errors: {counts['error']}\n")
             f.write(f"connection_lost: {counts['lost']}\n")
