@@ -18,7 +18,7 @@
 //!   is out of its joint configuration.
 //!
 //! The request is checked against the range's membership as its leader
-//! sees it: the range must exist (42704 above), `to` must already vote
+//! sees it: the range must exist (42704 at the SQL layer), `to` must already vote
 //! (lease) or be a live node not voting yet (replica), `from` must vote.
 //! The placement loop goes on meanwhile; if it changes the range so the
 //! move can no longer finish as asked (it removed `from` itself, or made

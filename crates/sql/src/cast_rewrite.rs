@@ -1,24 +1,93 @@
-//! Rewriting casts by the type of what they cast: the walk the optimizer
-//! rules of `interval_text.rs` and `rounding_casts.rs` share.
+//! Rewriting casts by the type of what they cast: [`CastThrough`], the one
+//! optimizer rule that `interval_text.rs`, `float_text.rs` and
+//! `rounding_casts.rs` each configure.
 //!
 //! A cast shows its input's type only once the plan is typed, and
 //! DataFusion's own rules fold a constant cast with Arrow's kernels
 //! first; so these rules run before DataFusion's, and each rewrites the
 //! casts to the types it cares about, by the type of their operand,
-//! keeping every expression's name. Plans with no such cast cost one look
-//! at each expression; only the others get their inputs' schema built.
-//! Subqueries are walked too.
+//! keeping every expression's name: `CAST(x AS target)` becomes
+//! `CAST(f(x) AS target)`. Plans with no such cast cost one look at each
+//! expression; only the others get their inputs' schema built. Subqueries
+//! are walked too.
+
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Cast, Expr, LogicalPlan};
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+/// Replaces `CAST(x AS target)`, for the targets and operand types it is
+/// for, with `CAST(f(x) AS target)` (module docs).
+#[derive(Debug)]
+pub struct CastThrough {
+    /// The rule's name in plans and EXPLAIN.
+    pub name: &'static str,
+    /// The cast targets it rewrites.
+    pub target: fn(&DataType) -> bool,
+    /// The operand types it rewrites.
+    pub operand: fn(&DataType) -> bool,
+    /// `f`.
+    pub function: Arc<ScalarUDF>,
+    /// The type the operand is cast to before `f`, if any.
+    pub operand_as: Option<DataType>,
+}
+
+impl OptimizerRule for CastThrough {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        rewrite_casts(plan, self.target, |e, schema| self.rewrite_cast(e, schema))
+    }
+}
+
+impl CastThrough {
+    fn rewrite_cast(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        let Expr::Cast(Cast { expr: inner, field }) = &expr else {
+            return Ok(Transformed::no(expr));
+        };
+        let target = field.data_type();
+        if !(self.target)(target) || !inner.get_type(schema).is_ok_and(|t| (self.operand)(&t)) {
+            return Ok(Transformed::no(expr));
+        }
+        let operand = match &self.operand_as {
+            Some(t) => Expr::Cast(Cast::new(inner.clone(), t.clone())),
+            None => inner.as_ref().clone(),
+        };
+        let call = Expr::ScalarFunction(ScalarFunction::new_udf(
+            self.function.clone(),
+            vec![operand],
+        ));
+        Ok(Transformed::yes(Expr::Cast(Cast::new(
+            Box::new(call),
+            target.clone(),
+        ))))
+    }
+}
+
+/// Whether `t` is a string type.
+pub(crate) fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
 
 /// `plan` with `rewrite` applied to every expression (bottom up) of each
 /// node that casts to a type `wanted` accepts; `rewrite` gets the node's
 /// input schema, to type the cast's operand.
-pub(crate) fn rewrite_casts(
+fn rewrite_casts(
     plan: LogicalPlan,
     wanted: impl Fn(&DataType) -> bool,
     rewrite: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,

@@ -6,7 +6,7 @@
 //! `Infinity`, `-Infinity`; Arrow's cast to text prints `100.0` and
 //! `1e16`. [`format_float`] is PostgreSQL's form (with the default
 //! `extra_float_digits` of 1 or more): the wire encoder sends floats in
-//! it, and [`FloatText`], an optimizer rule run before DataFusion's own
+//! it, and [`rule`], an optimizer rule run before DataFusion's own
 //! (`cast_rewrite.rs`), makes every cast of a float to text (`x::text`,
 //! `'v' || x`) call `shoal_float_text(x)`, which prints it the same way.
 
@@ -14,15 +14,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 /// PostgreSQL's text of a float8 (`single`: of a float4) (module docs).
 pub fn format_float(v: f64, single: bool) -> String {
@@ -70,62 +66,14 @@ pub fn format_float(v: f64, single: bool) -> String {
     }
 }
 
-/// Replaces casts of floats to text (module docs).
-#[derive(Debug)]
-pub struct FloatText {
-    text: Arc<ScalarUDF>,
-}
-
-impl Default for FloatText {
-    fn default() -> Self {
-        FloatText {
-            text: Arc::new(ScalarUDF::new_from_impl(FloatToText::default())),
-        }
-    }
-}
-
-fn is_text(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
-impl OptimizerRule for FloatText {
-    fn name(&self) -> &str {
-        "shoal_float_text"
-    }
-
-    fn supports_rewrite(&self) -> bool {
-        true
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        crate::cast_rewrite::rewrite_casts(plan, is_text, |e, schema| self.rewrite_cast(e, schema))
-    }
-}
-
-impl FloatText {
-    fn rewrite_cast(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-        let Expr::Cast(Cast { expr: inner, field }) = &expr else {
-            return Ok(Transformed::no(expr));
-        };
-        let float = matches!(
-            inner.get_type(schema),
-            Ok(DataType::Float32 | DataType::Float64)
-        );
-        if !is_text(field.data_type()) || !float {
-            return Ok(Transformed::no(expr));
-        }
-        let call = Expr::ScalarFunction(ScalarFunction::new_udf(
-            self.text.clone(),
-            vec![inner.as_ref().clone()],
-        ));
-        Ok(Transformed::yes(Expr::Cast(Cast::new(
-            Box::new(call),
-            field.data_type().clone(),
-        ))))
+/// The rule replacing casts of floats to text (module docs).
+pub fn rule() -> crate::cast_rewrite::CastThrough {
+    crate::cast_rewrite::CastThrough {
+        name: "shoal_float_text",
+        target: crate::cast_rewrite::is_text,
+        operand: |t| matches!(t, DataType::Float32 | DataType::Float64),
+        function: Arc::new(ScalarUDF::new_from_impl(FloatToText::default())),
+        operand_as: None,
     }
 }
 

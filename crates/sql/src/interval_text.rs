@@ -3,7 +3,7 @@
 //! Arrow's cast prints `1 days 2 hours 3 mins`; PostgreSQL prints
 //! `1 day 02:03:00` (`interval.rs`), and a client that casts an interval
 //! to text (`every::text`, `'every ' || every`) expects that. An
-//! optimizer rule ([`IntervalText`], run before DataFusion's own, which
+//! optimizer rule ([`rule`], run before DataFusion's own, which
 //! would fold a constant cast first; `cast_rewrite.rs`) replaces each cast
 //! of an interval to a string type with `shoal_interval_text(x)`, keeping
 //! the expression's name.
@@ -12,71 +12,22 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, IntervalMonthDayNanoArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 const INTERVAL: DataType = crate::interval::ARROW_TYPE;
 
-/// Replaces casts of intervals to text (module docs).
-#[derive(Debug)]
-pub struct IntervalText {
-    text: Arc<ScalarUDF>,
-}
-
-impl Default for IntervalText {
-    fn default() -> Self {
-        IntervalText {
-            text: Arc::new(ScalarUDF::new_from_impl(IntervalToText::default())),
-        }
-    }
-}
-
-impl OptimizerRule for IntervalText {
-    fn name(&self) -> &str {
-        "shoal_interval_text"
-    }
-
-    fn supports_rewrite(&self) -> bool {
-        true
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        crate::cast_rewrite::rewrite_casts(plan, is_text, |e, schema| self.rewrite_cast(e, schema))
-    }
-}
-
-fn is_text(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
-impl IntervalText {
-    fn rewrite_cast(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-        let Expr::Cast(Cast { expr: inner, field }) = &expr else {
-            return Ok(Transformed::no(expr));
-        };
-        let data_type = field.data_type();
-        if !is_text(data_type) || !matches!(inner.get_type(schema), Ok(DataType::Interval(_))) {
-            return Ok(Transformed::no(expr));
-        }
-        let call = Expr::ScalarFunction(ScalarFunction::new_udf(
-            self.text.clone(),
-            vec![Expr::Cast(Cast::new(inner.clone(), INTERVAL))],
-        ));
-        Ok(Transformed::yes(Expr::Cast(Cast::new(
-            Box::new(call),
-            data_type.clone(),
-        ))))
+/// The rule replacing casts of intervals to text (module docs).
+pub fn rule() -> crate::cast_rewrite::CastThrough {
+    crate::cast_rewrite::CastThrough {
+        name: "shoal_interval_text",
+        target: crate::cast_rewrite::is_text,
+        operand: |t| matches!(t, DataType::Interval(_)),
+        function: Arc::new(ScalarUDF::new_from_impl(IntervalToText::default())),
+        operand_as: Some(INTERVAL),
     }
 }
 

@@ -4,7 +4,7 @@
 //! is -2. PostgreSQL rounds — a float to the nearest integer, halfway
 //! cases to the even one (`rint`), a numeric halfway cases away from zero
 //! — which is what `round` does to each (`float_round.rs`). So
-//! [`RoundingCasts`], an optimizer rule run before DataFusion's own (which
+//! [`rule`], an optimizer rule run before DataFusion's own (which
 //! would fold a constant cast first; `cast_rewrite.rs`), rounds the operand
 //! of every cast of a float or a numeric to an integer type: `CAST(x AS
 //! int)` becomes `CAST(round(x) AS int)`. A value out of the integer's
@@ -15,70 +15,25 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type};
-use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result};
-use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
-use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::common::Result;
 
-/// Rounds what casts of floats and numerics to integers cast (module
-/// docs).
-#[derive(Debug)]
-pub struct RoundingCasts {
-    round: Arc<ScalarUDF>,
-}
-
-impl Default for RoundingCasts {
-    fn default() -> Self {
-        RoundingCasts {
-            round: Arc::new(crate::float_round::udf()),
-        }
-    }
-}
-
-impl OptimizerRule for RoundingCasts {
-    fn name(&self) -> &str {
-        "shoal_rounding_casts"
-    }
-
-    fn supports_rewrite(&self) -> bool {
-        true
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        crate::cast_rewrite::rewrite_casts(plan, DataType::is_integer, |e, schema| {
-            self.rewrite_cast(e, schema)
-        })
-    }
-}
-
-impl RoundingCasts {
-    fn rewrite_cast(&self, expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-        let Expr::Cast(Cast { expr: inner, field }) = &expr else {
-            return Ok(Transformed::no(expr));
-        };
-        let fractional = matches!(
-            inner.get_type(schema),
-            Ok(DataType::Float16
-                | DataType::Float32
-                | DataType::Float64
-                | DataType::Decimal128(..))
-        );
-        if !field.data_type().is_integer() || !fractional {
-            return Ok(Transformed::no(expr));
-        }
-        let rounded = Expr::ScalarFunction(ScalarFunction::new_udf(
-            self.round.clone(),
-            vec![inner.as_ref().clone()],
-        ));
-        Ok(Transformed::yes(Expr::Cast(Cast::new(
-            Box::new(rounded),
-            field.data_type().clone(),
-        ))))
+/// The rule rounding what casts of floats and numerics to integers cast
+/// (module docs).
+pub fn rule() -> crate::cast_rewrite::CastThrough {
+    crate::cast_rewrite::CastThrough {
+        name: "shoal_rounding_casts",
+        target: DataType::is_integer,
+        operand: |t| {
+            matches!(
+                t,
+                DataType::Float16
+                    | DataType::Float32
+                    | DataType::Float64
+                    | DataType::Decimal128(..)
+            )
+        },
+        function: Arc::new(crate::float_round::udf()),
+        operand_as: None,
     }
 }
 

@@ -135,9 +135,9 @@ impl Database {
         // them with Arrow.
         let mut rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> = vec![
             Arc::new(crate::decorrelate::DecorrelateAggregateSubquery::default()),
-            Arc::new(crate::interval_text::IntervalText::default()),
-            Arc::new(crate::float_text::FloatText::default()),
-            Arc::new(crate::rounding_casts::RoundingCasts::default()),
+            Arc::new(crate::interval_text::rule()),
+            Arc::new(crate::float_text::rule()),
+            Arc::new(crate::rounding_casts::rule()),
         ];
         rules.extend(datafusion::optimizer::Optimizer::new().rules);
         let mut builder = datafusion::execution::SessionStateBuilder::new()
