@@ -14,9 +14,11 @@
 //! Paths are ranked by how many leading columns are fixed by equality,
 //! then by whether a comparison bounds them; on a tie the primary index
 //! wins, since reading through a secondary index costs one more get per
-//! row. Filters stay `Inexact` for DataFusion, which checks every row it
-//! is given: spans only ever need to be a superset of the answer (NULLs
-//! inside a bounded span, for instance, are filtered out there).
+//! row. Spans only ever need to be a superset of the answer: DataFusion
+//! checks every row it is given against the filters (NULLs inside a
+//! bounded span, for instance, are filtered out there), except the bounds
+//! on an integer primary key that the scan applies exactly itself
+//! (`exact_filters.rs`).
 
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};

@@ -61,6 +61,7 @@ pub mod decorrelate;
 pub mod descriptor;
 pub mod dml;
 pub mod error;
+pub mod exact_filters;
 pub mod fast_upsert;
 pub mod fastpath;
 pub mod float_round;

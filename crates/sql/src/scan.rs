@@ -7,9 +7,11 @@
 //! Filters are turned into key spans of the primary index or of a secondary
 //! index before anything is read (`access_path.rs`). Through a secondary
 //! index, the scan reads entries and gets each row by the primary key the
-//! entry holds. Filters are reported to DataFusion as `Inexact`, so
+//! entry holds. Most filters are reported to DataFusion as `Inexact`, so
 //! DataFusion still evaluates them on what is returned: the spans only ever
-//! need to be a superset of the answer. A `LIMIT` that DataFusion hands
+//! need to be a superset of the answer. Bounds on an integer primary key
+//! are the exception: the scan applies them exactly and reports them
+//! `Exact` (`exact_filters.rs`). A `LIMIT` that DataFusion hands
 //! down stops the scan early. `EXPLAIN` shows the path chosen
 //! (`ShoalScanExec`: the table, the index, the number of spans).
 //!
@@ -42,6 +44,7 @@ use shoal_kv::Txn;
 
 use crate::descriptor::TableDescriptor;
 use crate::error::{Result, SqlError};
+use crate::exact_filters::KeyBounds;
 use crate::row::{PRIMARY_INDEX, decode_row};
 use crate::types::ColumnBuilder;
 
@@ -124,9 +127,19 @@ impl TableProvider for TableScan {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Every filter is re-checked by DataFusion; we only use them to narrow
-        // the key spans read.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Bounds on an integer primary key are applied exactly
+        // (`exact_filters.rs`); DataFusion re-checks every other filter,
+        // which only narrows the key spans read.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if crate::exact_filters::claim(&self.desc, &self.columns, f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -143,7 +156,14 @@ impl TableProvider for TableScan {
         let schema = self.desc.arrow_schema(&output);
         let access = crate::access_path::choose(&self.desc, &self.columns, filters)?;
         let label = path_label(&self.desc, &access);
-        let spans = access.spans;
+        let key_bounds = crate::exact_filters::bounds(&self.desc, &self.columns, filters)?;
+        let via_index = access.index_id != PRIMARY_INDEX;
+        let spans = if via_index {
+            access.spans
+        } else {
+            key_bounds.restrict(access.spans)
+        };
+        let key_bounds = Arc::new(key_bounds);
         let groups = match limit {
             Some(_) => vec![spans],
             None => by_range(spans, &self.txn.kv().ranges()),
@@ -155,7 +175,8 @@ impl TableProvider for TableScan {
                     desc: self.desc.clone(),
                     txn: self.txn.clone(),
                     spans,
-                    via_index: access.index_id != PRIMARY_INDEX,
+                    via_index,
+                    key_bounds: key_bounds.clone(),
                     output: output.clone(),
                     schema: schema.clone(),
                     limit,
@@ -239,6 +260,10 @@ struct KeyScan {
     /// The spans are of a secondary index: rows are fetched by the primary
     /// keys its entries hold.
     via_index: bool,
+    /// The primary keys the exactly applied filters allow
+    /// (`exact_filters.rs`): enforced by the spans of the primary index,
+    /// row by row through a secondary one.
+    key_bounds: Arc<KeyBounds>,
     output: Vec<usize>,
     schema: SchemaRef,
     limit: Option<usize>,
@@ -256,11 +281,19 @@ impl PartitionStream for KeyScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        if let KeyBounds::Unbound(why) = self.key_bounds.as_ref() {
+            let error = DataFusionError::Execution(why.clone());
+            return Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::iter([Err(error)]),
+            ));
+        }
         let mut reader = SpanReader {
             desc: self.desc.clone(),
             txn: self.txn.clone(),
             spans: self.spans.clone().into_iter().collect(),
             via_index: self.via_index,
+            key_bounds: self.key_bounds.clone(),
             output: self.output.clone(),
             schema: self.schema.clone(),
             remaining: self.limit.unwrap_or(usize::MAX),
@@ -279,6 +312,7 @@ struct SpanReader {
     txn: Arc<Txn>,
     spans: std::collections::VecDeque<Span>,
     via_index: bool,
+    key_bounds: Arc<KeyBounds>,
     output: Vec<usize>,
     schema: SchemaRef,
     remaining: usize,
@@ -336,6 +370,9 @@ impl SpanReader {
         let mut rows = Vec::with_capacity(entries.len());
         for (entry, primary) in entries {
             let key = crate::index_key::row_key(&self.desc, &primary);
+            if !self.key_bounds.allows(&key) {
+                continue;
+            }
             match self.txn.get(&key)? {
                 Some(value) => rows.push((key, value)),
                 None => {

@@ -60,6 +60,7 @@ use crate::vars::Vars;
 use crate::{ddl, dml};
 
 mod implicit_block;
+mod planning_state;
 
 /// The shared state of a node's SQL layer; sessions are opened from it.
 /// How many times a statement in a transaction of its own is run again
@@ -240,6 +241,7 @@ impl Database {
             deferred: Arc::default(),
             implicit_block: false,
             plans: None,
+            planning: Default::default(),
         })
     }
 }
@@ -348,6 +350,9 @@ pub struct Session {
     /// The plan cache of the prepared statement being executed, if the
     /// statement running is one (`plan_cache.rs`).
     plans: Option<Arc<crate::plan_cache::PlanCache>>,
+    /// The DataFusion state statements plan with, copied once
+    /// (`session/planning_state.rs`).
+    planning: planning_state::PlanningState,
 }
 
 impl Session {
@@ -1282,6 +1287,7 @@ impl Session {
         }
         let mut state = state.write();
         state.config_mut().options_mut().execution.time_zone = zone;
+        self.planning.forget();
     }
 
     /// Plans a statement with DataFusion.
@@ -1291,7 +1297,7 @@ impl Session {
         if crate::multiset_ops::present(&stmt) {
             crate::multiset_ops::rewrite(self, &mut stmt).await?;
         }
-        let state = self.ctx.state();
+        let (state, _) = self.planning.get(&self.ctx);
         Ok(state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
             .await?)
@@ -1322,11 +1328,13 @@ impl Session {
             return self.plan_and_run(stmt, params).await;
         };
         self.follow_time_zone();
-        let state = self.ctx.state();
+        let (state, task) = self.planning.get(&self.ctx);
         let search_path = self.vars.get("search_path");
         let plan = match plans.lookup(&state, stmt, search_path, &params).await? {
             crate::plan_cache::Lookup::Ready(plan) => plan,
             crate::plan_cache::Lookup::Uncacheable => {
+                // Let go of the kept state first, so planning reuses it.
+                drop((state, task));
                 return self.plan_and_run(stmt, params).await;
             }
             // This execution takes the general path; the next ones the
@@ -1340,9 +1348,10 @@ impl Session {
         let schema = output_schema(&plan);
         let physical = state
             .query_planner()
-            .create_physical_plan(&plan, &state)
+            .create_physical_plan(&plan, state.as_ref())
             .await?;
-        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        drop(state);
+        let batches = datafusion::physical_plan::collect(physical, task).await?;
         Ok(Output::Rows { schema, batches })
     }
 
@@ -1366,8 +1375,17 @@ impl Session {
         } else {
             plan.replace_params_with_values(&ParamValues::from(params))?
         };
-        let df = self.ctx.execute_logical_plan(plan).await?;
-        Ok(df.collect().await?)
+        // DDL and session statements DataFusion carries out itself go
+        // through its context; queries and DML are planned here, with the
+        // kept state.
+        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            return Ok(df.collect().await?);
+        }
+        let (state, task) = self.planning.get(&self.ctx);
+        let physical = state.create_physical_plan(&plan).await?;
+        drop(state);
+        Ok(datafusion::physical_plan::collect(physical, task).await?)
     }
 
     fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Output> {
