@@ -86,6 +86,7 @@ mod split;
 mod status;
 mod store;
 mod txn;
+mod untracked_memo;
 pub mod write_locks;
 
 pub use apply::{KvStateMachine, Published};

@@ -165,6 +165,9 @@ pub struct Txn {
     locks: Mutex<Option<Locks>>,
     /// Reading for another node: local replicas only (`remote.rs`).
     serving: bool,
+    /// Untracked reads kept for the rest of the snapshot
+    /// (`untracked_memo.rs`).
+    memo: crate::untracked_memo::UntrackedMemo,
 }
 
 /// Where a key is read (`Txn::locate`).
@@ -222,6 +225,7 @@ impl Txn {
             synced: Mutex::new(first.map(|r| (r, read_ts)).into_iter().collect()),
             locks: Mutex::new(None),
             serving: false,
+            memo: Default::default(),
         }
     }
 
@@ -410,20 +414,38 @@ impl Txn {
     /// The value of `key`: the transaction's own buffered write if any, else
     /// the snapshot's.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let value = self.get_untracked(key)?;
+        let value = match self.own_write(key)? {
+            Some(own) => own,
+            None => self.read_snapshot(key)?,
+        };
         self.track(|| Span::point(key));
         Ok(value)
     }
 
     /// [`Txn::get`], left out of a serializable transaction's proof at
-    /// commit (module docs).
+    /// commit (module docs). What it reads is kept for the rest of the
+    /// snapshot (`untracked_memo.rs`).
     pub fn get_untracked(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        {
-            let state = self.live()?;
-            if let Some(own) = state.writes.get(key) {
-                return Ok(own.clone());
-            }
+        if let Some(own) = self.own_write(key)? {
+            return Ok(own);
         }
+        if let Some(kept) = self.memo.get(key) {
+            return Ok(kept);
+        }
+        let value = self.read_snapshot(key)?;
+        self.memo.remember(key, &value);
+        Ok(value)
+    }
+
+    /// The transaction's own buffered write of `key`, if it has one
+    /// (`Some(None)`: it deleted the key).
+    fn own_write(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
+        Ok(self.live()?.writes.get(key).cloned())
+    }
+
+    /// The value of `key` in the snapshot, without the transaction's own
+    /// writes.
+    fn read_snapshot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.observe_uncertainty(self.routed(|| match self.locate(key)? {
             Located::Local { range, limit, .. } => {
                 self.kv.load.record(range, key);
