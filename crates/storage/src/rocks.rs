@@ -103,6 +103,15 @@ impl RocksEngine {
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             cf_opts.set_block_based_table_factory(&table);
             if *cf == ColumnFamily::Data {
+                // A bloom filter over the memtable too: the intent lookup
+                // of every MVCC read, usually of an absent key, skips the
+                // memtable's skip list (a whole-key filter), and so does a
+                // version seek whose key has no version in the memtable (a
+                // prefix filter; the seek keeps to one prefix). Without
+                // it, every read searched the memtable, a tenth of a point
+                // select's CPU. 5% of the memtable's size.
+                cf_opts.set_memtable_prefix_bloom_ratio(0.05);
+                cf_opts.set_memtable_whole_key_filtering(true);
                 cf_opts.set_prefix_extractor(rocksdb::SliceTransform::create(
                     "shoal.versioned_prefix",
                     version_prefix_or_key,
