@@ -5,6 +5,9 @@
 //! way the client gets an answer or an error (XX000), its connection and
 //! transaction block behave as after any failed statement (25P02 until
 //! ROLLBACK, the block's writes undone), and the node serves on.
+//!
+//! So does a query that needs more memory than the node's queries may hold
+//! (`--query-memory`): it fails with 53200, the others go on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -62,4 +65,31 @@ async fn a_statement_that_panics_fails_alone() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_the_memory_bound_fails_alone() {
+    let mut node = TestNode::new();
+    node.extra_args = vec!["--query-memory".into(), "32MiB".into()];
+    node.spawn_process();
+    node.wait_sql().await;
+    let client = node.connect().await;
+    // 100 MB of text in one aggregate's state.
+    let err = client
+        .query_one(
+            "SELECT length(string_agg(repeat('x', 1000), '')) FROM generate_series(1, 100000)",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::OUT_OF_MEMORY), "{err:?}");
+    // The memory is given back: the same connection runs what fits.
+    let row = client
+        .query_one(
+            "SELECT length(string_agg(repeat('x', 1000), ''))::int4 FROM generate_series(1, 10000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i32>>(0), Some(10_000_000));
 }

@@ -29,6 +29,7 @@ pub fn sqlstate(e: &SqlError) -> &'static str {
         SqlError::NotInPrerequisiteState(_) => "55000",
         SqlError::WrongObjectType(_) => "42809",
         SqlError::ProgramLimitExceeded(_) => "54000",
+        SqlError::OutOfMemory(_) => "53200",
         SqlError::NotNullViolation { .. } | SqlError::ColumnContainsNulls(_) => "23502",
         SqlError::InvalidText(_) => "22P02",
         SqlError::BadCopyFile(_) => "22P04",

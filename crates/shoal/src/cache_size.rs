@@ -1,4 +1,6 @@
-//! `--cache`: how much memory the store's block cache may hold.
+//! `--cache` and `--query-memory`: how much memory the store's block
+//! cache, and the node's queries together (`shoal_sql::query_memory`),
+//! may hold.
 //!
 //! A size is a percentage of the machine's physical memory (`25%`, the
 //! default, as CockroachDB recommends for its `--cache`) or a number of
@@ -15,19 +17,23 @@ pub const DEFAULT_CACHE: &str = "25%";
 /// Physical memory assumed where it cannot be read.
 const FALLBACK_MEMORY: u64 = 4 << 30;
 
-/// The smallest cache accepted.
+/// The smallest cache or query memory accepted.
 const MIN_CACHE: u64 = 16 << 20;
 
-/// The bytes `text` asks for, with `memory` bytes of physical memory.
-pub fn parse(text: &str, memory: u64) -> anyhow::Result<usize> {
+/// The default `--query-memory`.
+pub const DEFAULT_QUERY_MEMORY: &str = "25%";
+
+/// The bytes `text`, given to `flag`, asks for, with `memory` bytes of
+/// physical memory.
+pub fn parse(flag: &str, text: &str, memory: u64) -> anyhow::Result<usize> {
     let text = text.trim();
     let bytes = if let Some(percent) = text.strip_suffix('%') {
         let percent: f64 = percent
             .trim()
             .parse()
-            .with_context(|| format!("--cache {text}: not a percentage"))?;
+            .with_context(|| format!("{flag} {text}: not a percentage"))?;
         if !(0.0..=90.0).contains(&percent) {
-            bail!("--cache {text}: a percentage of memory must be between 0% and 90%");
+            bail!("{flag} {text}: a percentage of memory must be between 0% and 90%");
         }
         (memory as f64 * percent / 100.0) as u64
     } else {
@@ -37,21 +43,21 @@ pub fn parse(text: &str, memory: u64) -> anyhow::Result<usize> {
         let (digits, unit) = text.split_at(split);
         let n: u64 = digits
             .parse()
-            .with_context(|| format!("--cache {text}: not a size"))?;
+            .with_context(|| format!("{flag} {text}: not a size"))?;
         let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kib" | "k" => 1 << 10,
             "mib" | "m" => 1 << 20,
             "gib" | "g" => 1 << 30,
-            other => bail!("--cache {text}: unknown unit {other:?} (KiB, MiB or GiB)"),
+            other => bail!("{flag} {text}: unknown unit {other:?} (KiB, MiB or GiB)"),
         };
         n.checked_mul(scale)
-            .with_context(|| format!("--cache {text}: too large"))?
+            .with_context(|| format!("{flag} {text}: too large"))?
     };
     if bytes < MIN_CACHE {
-        bail!("--cache {text}: at least {} MiB", MIN_CACHE >> 20);
+        bail!("{flag} {text}: at least {} MiB", MIN_CACHE >> 20);
     }
-    usize::try_from(bytes).with_context(|| format!("--cache {text}: too large"))
+    usize::try_from(bytes).with_context(|| format!("{flag} {text}: too large"))
 }
 
 /// This machine's physical memory (from `/proc/meminfo`), or a modest
@@ -77,14 +83,14 @@ mod tests {
     #[test]
     fn sizes_are_percentages_or_bytes() {
         let memory = 8u64 << 30;
-        assert_eq!(parse("25%", memory).unwrap(), 2 << 30);
-        assert_eq!(parse("512MiB", memory).unwrap(), 512 << 20);
-        assert_eq!(parse("2GiB", memory).unwrap(), 2 << 30);
-        assert_eq!(parse("33554432", memory).unwrap(), 32 << 20);
-        assert!(parse("95%", memory).is_err());
-        assert!(parse("1MiB", memory).is_err());
-        assert!(parse("lots", memory).is_err());
-        assert!(parse("3TB", memory).is_err());
+        assert_eq!(parse("--cache", "25%", memory).unwrap(), 2 << 30);
+        assert_eq!(parse("--cache", "512MiB", memory).unwrap(), 512 << 20);
+        assert_eq!(parse("--cache", "2GiB", memory).unwrap(), 2 << 30);
+        assert_eq!(parse("--cache", "33554432", memory).unwrap(), 32 << 20);
+        assert!(parse("--cache", "95%", memory).is_err());
+        assert!(parse("--cache", "1MiB", memory).is_err());
+        assert!(parse("--cache", "lots", memory).is_err());
+        assert!(parse("--cache", "3TB", memory).is_err());
         assert!(physical_memory() >= MIN_CACHE);
     }
 }

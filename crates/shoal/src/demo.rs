@@ -94,6 +94,7 @@ pub async fn demo(
             },
             raft: shoal_replication::RaftConfig::default(),
             cache_bytes: shoal_storage::rocks::DEFAULT_BLOCK_CACHE_BYTES,
+            query_memory: shoal_sql::query_memory::DEMO_BYTES,
             fault_injection: false,
         };
         nodes.push(launch(&spec, &net).await?);

@@ -99,6 +99,11 @@ pub struct StartArgs {
     /// (`512MiB`, `2GiB`).
     #[arg(long, default_value = crate::cache_size::DEFAULT_CACHE)]
     cache: String,
+    /// The memory the node's queries may hold together: a percentage of
+    /// physical memory or a size. A query that needs more fails with
+    /// SQLSTATE 53200.
+    #[arg(long, default_value = crate::cache_size::DEFAULT_QUERY_MEMORY)]
+    query_memory: String,
     /// Let the HTTP endpoint cut links and move the clock (tests only:
     /// `fault_injection.rs`).
     #[arg(long, hide = true)]
@@ -116,6 +121,8 @@ pub struct NodeSpec {
     pub raft: RaftConfig,
     /// The bytes the store's block cache may hold.
     pub cache_bytes: usize,
+    /// The bytes the node's queries may hold together.
+    pub query_memory: usize,
     /// Whether the HTTP endpoint may inject faults (`fault_injection.rs`).
     pub fault_injection: bool,
 }
@@ -210,7 +217,7 @@ pub async fn launch(spec: &NodeSpec, net: &tokio::runtime::Handle) -> anyhow::Re
         "node is part of the cluster"
     );
 
-    let db = Database::new(kv);
+    let db = Database::new(kv, spec.query_memory);
     let sql = TcpListener::bind(spec.sql_addr)
         .await
         .with_context(|| format!("cannot listen for SQL on {}", spec.sql_addr))?;
@@ -547,7 +554,16 @@ pub async fn start(args: StartArgs, net: tokio::runtime::Handle) -> anyhow::Resu
             log_compact_threshold: args.raft_log_keep.max(1),
             ..RaftConfig::default()
         },
-        cache_bytes: crate::cache_size::parse(&args.cache, crate::cache_size::physical_memory())?,
+        cache_bytes: crate::cache_size::parse(
+            "--cache",
+            &args.cache,
+            crate::cache_size::physical_memory(),
+        )?,
+        query_memory: crate::cache_size::parse(
+            "--query-memory",
+            &args.query_memory,
+            crate::cache_size::physical_memory(),
+        )?,
         fault_injection: args.fault_injection,
     };
     let node = launch(&spec, &net).await?;

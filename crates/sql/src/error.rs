@@ -82,6 +82,10 @@ pub enum SqlError {
     /// A limit of the system was reached (`too many indexes`).
     #[error("{0}")]
     ProgramLimitExceeded(String),
+    /// A query asked for more memory than the node's queries may hold
+    /// (`query_memory.rs`).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     #[error(
         "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
     )]
@@ -218,6 +222,7 @@ impl SqlError {
                 },
                 DataFusionError::Context(_, e) | DataFusionError::Diagnostic(_, e) => mistake(e),
                 DataFusionError::Shared(e) => mistake(e),
+                DataFusionError::ResourcesExhausted(m) => Some(SqlError::OutOfMemory(m.clone())),
                 DataFusionError::ArrowError(e, _) => match e.as_ref() {
                     ArrowError::DivideByZero => Some(SqlError::DivisionByZero),
                     ArrowError::CastError(m) | ArrowError::ParseError(m) => {
@@ -248,6 +253,7 @@ impl SqlError {
                 E::IntervalFieldOverflow(m) => E::IntervalFieldOverflow(m.clone()),
                 E::Canceled => E::Canceled,
                 E::StatementTimeout => E::StatementTimeout,
+                E::OutOfMemory(m) => E::OutOfMemory(m.clone()),
                 _ => return None,
             })
         }
@@ -281,6 +287,7 @@ impl SqlError {
                     },
                 },
             },
+            DataFusionError::ResourcesExhausted(m) => SqlError::OutOfMemory(m),
             DataFusionError::SQL(e, _) => SqlError::Syntax(strip(&e.to_string())),
             DataFusionError::SchemaError(e, _) => match *e {
                 SchemaError::FieldNotFound { .. } => {

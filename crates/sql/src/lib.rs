@@ -89,6 +89,7 @@ pub mod plan_cache;
 pub mod pre_parse;
 pub mod prepared;
 pub mod providers;
+pub mod query_memory;
 pub mod read_only;
 pub mod relocate;
 pub mod returning;

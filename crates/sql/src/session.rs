@@ -78,10 +78,21 @@ pub struct Database {
     next_session: std::sync::atomic::AtomicU64,
     /// This node's blocks of sequence values (`sequences.rs`).
     sequences: Arc<crate::sequences::SequenceCache>,
+    /// The runtime every session plans with: one bounded memory pool for
+    /// the node's queries (`query_memory.rs`).
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 impl Database {
-    pub fn new(kv: Arc<Kv>) -> Arc<Database> {
+    /// The SQL layer of a node whose queries may hold `query_memory`
+    /// bytes together (`query_memory.rs`).
+    pub fn new(kv: Arc<Kv>, query_memory: usize) -> Arc<Database> {
+        let runtime = crate::query_memory::runtime(query_memory).unwrap_or_else(|e| {
+            // Building a runtime without a disk manager does no I/O; should
+            // it fail all the same, queries run unbounded, said loudly.
+            tracing::error!("queries' memory is not bounded: {e}");
+            Arc::new(Default::default())
+        });
         let first_session = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64)
@@ -92,6 +103,7 @@ impl Database {
             metrics: Arc::default(),
             next_session: std::sync::atomic::AtomicU64::new(first_session),
             sequences: Arc::default(),
+            runtime,
         })
     }
 
@@ -143,6 +155,7 @@ impl Database {
         rules.extend(datafusion::optimizer::Optimizer::new().rules);
         let mut builder = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .with_optimizer_rules(rules)
             // Last of the physical rules: `+ - *` raise 22003 on overflow.
