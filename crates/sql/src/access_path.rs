@@ -244,7 +244,8 @@ pub(crate) fn narrow(
     Ok(Some(((k, bounded), spans)))
 }
 
-fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+/// The conjuncts of `e` (`a AND b AND c` → a, b, c), appended to `out`.
+pub(crate) fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
         Expr::BinaryExpr(BinaryExpr {
             left,

@@ -82,34 +82,36 @@ pub fn bounds(desc: &TableDescriptor, visible: &[usize], filters: &[Expr]) -> Re
     // Inclusive, in i128 so that `id > i64::MAX` has somewhere to go.
     let (mut low, mut high) = (i128::MIN, i128::MAX);
     let mut any = false;
+    let mut conjuncts = Vec::new();
     for filter in filters {
-        for conjunct in conjuncts(filter) {
-            let Some(found) = comparisons(name, conjunct) else {
-                continue;
-            };
-            any = true;
-            for (op, value) in found {
-                let v = match value {
-                    Expr::Placeholder(p) => {
-                        return Ok(KeyBounds::Unbound(format!(
-                            "there is no value for parameter {}",
-                            p.id
-                        )));
-                    }
-                    Expr::Literal(v, _) => match integer(v)? {
-                        Some(v) => v,
-                        None => return Ok(KeyBounds::Nothing),
-                    },
-                    _ => continue,
-                };
-                match op {
-                    Operator::Eq => (low, high) = (low.max(v), high.min(v)),
-                    Operator::Gt => low = low.max(v + 1),
-                    Operator::GtEq => low = low.max(v),
-                    Operator::Lt => high = high.min(v - 1),
-                    Operator::LtEq => high = high.min(v),
-                    _ => {}
+        crate::access_path::split_and(filter, &mut conjuncts);
+    }
+    for conjunct in conjuncts {
+        let Some(found) = comparisons(name, conjunct) else {
+            continue;
+        };
+        any = true;
+        for (op, value) in found {
+            let v = match value {
+                Expr::Placeholder(p) => {
+                    return Ok(KeyBounds::Unbound(format!(
+                        "there is no value for parameter {}",
+                        p.id
+                    )));
                 }
+                Expr::Literal(v, _) => match integer(v)? {
+                    Some(v) => v,
+                    None => return Ok(KeyBounds::Nothing),
+                },
+                _ => continue,
+            };
+            match op {
+                Operator::Eq => (low, high) = (low.max(v), high.min(v)),
+                Operator::Gt => low = low.max(v + 1),
+                Operator::GtEq => low = low.max(v),
+                Operator::Lt => high = high.min(v - 1),
+                Operator::LtEq => high = high.min(v),
+                _ => {}
             }
         }
     }
@@ -182,21 +184,6 @@ fn key_column<'a>(desc: &'a TableDescriptor, visible: &[usize]) -> Option<(&'a s
         SqlType::SmallInt | SqlType::Integer | SqlType::BigInt
     )
     .then_some((column.name.as_str(), &column.ty))
-}
-
-fn conjuncts(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let mut out = conjuncts(left);
-            out.extend(conjuncts(right));
-            out
-        }
-        other => vec![other],
-    }
 }
 
 /// `filter` as comparisons of the column `name` with values (literals or
