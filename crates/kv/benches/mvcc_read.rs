@@ -2,11 +2,14 @@
 //! and of every scan.
 //!
 //! 10,000 user keys, each with three committed versions (ten timestamps
-//! apart), 120-byte values, in the in-memory engine and in RocksDB (a
+//! apart), and 200 more with a long history (1,000 versions each, like
+//! hot rows updated for a while), 120-byte values, in the in-memory engine and in RocksDB (a
 //! temporary directory, flushed so reads go through SST files and the
 //! block cache as on a node that has been running a while). A point read
 //! at the newest timestamp is one seek, at an older timestamp it skips
-//! the newer versions; a scan reads 100 consecutive keys. Run with
+//! the newer versions; a scan reads 100 consecutive keys, of the first
+//! kind or of the long histories (where it must seek past versions rather
+//! than step over them). Run with
 //! `cargo bench -p shoal-kv --bench mvcc_read`; `cargo test --benches`
 //! runs each case once.
 
@@ -19,6 +22,11 @@ use shoal_storage::{Engine, MemoryEngine, RocksEngine, WriteBatch};
 
 const KEYS: u64 = 10_000;
 const VERSIONS: u64 = 3;
+/// Keys with a long history (numbered from `HOT_FIRST`, past the keys
+/// `point_absent` looks for), and their versions.
+const HOT_FIRST: u64 = 3 * KEYS;
+const HOT_KEYS: u64 = 200;
+const HOT_VERSIONS: u64 = 1_000;
 
 fn user_key(i: u64) -> Vec<u8> {
     // Shaped like a table row key: table tag, table id, index id, the key.
@@ -38,6 +46,16 @@ fn load(engine: &dyn Engine) -> shoal_storage::Result<()> {
                     encode_value(Some(&value)),
                 );
             }
+        }
+        engine.write(batch, false)?;
+    }
+    for i in HOT_FIRST..HOT_FIRST + HOT_KEYS {
+        let mut batch = WriteBatch::new();
+        for v in 1..=HOT_VERSIONS {
+            batch.put(
+                version_key(&user_key(i), v * 10),
+                encode_value(Some(&value)),
+            );
         }
         engine.write(batch, false)?;
     }
@@ -95,6 +113,18 @@ fn reads(c: &mut Criterion) {
                     &user_key(i),
                     Some(&user_key(i + 100)),
                     1_000,
+                )
+                .count()
+            })
+        });
+        c.bench_function(&format!("mvcc/{name}/scan_100_long_history"), |b| {
+            b.iter(|| {
+                i = (i + 7919) % (HOT_KEYS - 100);
+                VisibleScan::new(
+                    engine.as_ref(),
+                    &user_key(HOT_FIRST + i),
+                    Some(&user_key(HOT_FIRST + i + 100)),
+                    HOT_VERSIONS * 10 + 1,
                 )
                 .count()
             })

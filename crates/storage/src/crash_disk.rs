@@ -77,6 +77,15 @@ impl Engine for CrashDisk {
         self.live.scan_cf(cf, start, end)
     }
 
+    fn cursor_cf<'a>(
+        &'a self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn crate::cursor::Cursor + 'a> {
+        Box::new(crate::cursor::ScanCursor::new(self, cf, start, end))
+    }
+
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut disk = self.disk.lock();
         self.live.write(batch.clone(), false)?;

@@ -22,6 +22,7 @@
 //!
 //! Engines are `Send + Sync + 'static` and are shared as `Arc<dyn Engine>`.
 
+use crate::cursor::Cursor;
 use crate::error::Result;
 
 /// An independent key space of an engine. One [`WriteBatch`] may touch
@@ -168,6 +169,16 @@ pub trait Engine: Send + Sync + 'static {
     fn scan_versions<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'a> {
         self.scan(start, end)
     }
+
+    /// A [`Cursor`] over `[start, end)` of `cf`, standing on its first
+    /// key. An engine without a cursor of its own makes one of its scans
+    /// ([`crate::cursor::ScanCursor`]).
+    fn cursor_cf<'a>(
+        &'a self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn Cursor + 'a>;
 }
 
 /// The first byte of *versioned* keys: data keys that end in an 8-byte

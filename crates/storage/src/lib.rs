@@ -21,6 +21,7 @@
 //! Errors are [`StorageError`]: I/O, corruption, or an undecodable key.
 
 pub mod crash_disk;
+pub mod cursor;
 pub mod disk_faults;
 pub mod engine;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod memory;
 pub mod rocks;
 
 pub use crash_disk::CrashDisk;
+pub use cursor::{Cursor, ScanCursor};
 pub use disk_faults::DiskFaults;
 pub use engine::{
     ColumnFamily, Engine, KvPair, ScanIter, VERSION_SUFFIX_LEN, VERSIONED_KEY_TAG, WriteBatch,

@@ -68,6 +68,15 @@ impl Engine for MemoryEngine {
         })
     }
 
+    fn cursor_cf<'a>(
+        &'a self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn crate::cursor::Cursor + 'a> {
+        Box::new(crate::cursor::ScanCursor::new(self, cf, start, end))
+    }
+
     fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
         let mut data = self.data.write();
         for op in batch.ops {

@@ -32,6 +32,7 @@ use rocksdb::{
     WriteOptions,
 };
 
+use crate::cursor::Cursor;
 use crate::disk_faults::DiskFaults;
 use crate::engine::{ColumnFamily, Engine, ScanIter, WriteBatch, WriteOp, versioned_prefix};
 use crate::error::{Result, StorageError};
@@ -199,6 +200,47 @@ impl RocksEngine {
     }
 }
 
+/// A [`Cursor`] on RocksDB's own iterator: it lends the pair it stands
+/// on, and a seek is one iterator seek.
+struct RocksCursor<'a> {
+    iter: rocksdb::DBRawIteratorWithThreadMode<'a, rocksdb::DB>,
+}
+
+impl Cursor for RocksCursor<'_> {
+    fn seek(&mut self, key: &[u8]) {
+        self.iter.seek(key);
+    }
+
+    fn next(&mut self) {
+        self.iter.next();
+    }
+
+    fn entry(&self) -> Option<(&[u8], &[u8])> {
+        self.iter.item()
+    }
+
+    fn status(&self) -> Result<()> {
+        self.iter.status().map_err(io_err)
+    }
+}
+
+/// The cursor of a read that could not start: no entries, its error.
+struct FailedCursor(StorageError);
+
+impl Cursor for FailedCursor {
+    fn seek(&mut self, _key: &[u8]) {}
+
+    fn next(&mut self) {}
+
+    fn entry(&self) -> Option<(&[u8], &[u8])> {
+        None
+    }
+
+    fn status(&self) -> Result<()> {
+        Err(self.0.clone())
+    }
+}
+
 impl Engine for RocksEngine {
     fn get_cf(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get_cf(self.handle(cf)?, key).map_err(io_err)
@@ -212,6 +254,29 @@ impl Engine for RocksEngine {
         // Only a versioned key names a prefix the filters know.
         let one_prefix = versioned_prefix(start).is_some();
         self.iterate(ColumnFamily::Data, start, end, one_prefix)
+    }
+
+    fn cursor_cf<'a>(
+        &'a self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Box<dyn Cursor + 'a> {
+        let handle = match self.handle(cf) {
+            Ok(handle) => handle,
+            Err(e) => return Box::new(FailedCursor(e)),
+        };
+        let mut read_opts = ReadOptions::default();
+        // Both bounds go to RocksDB, so a seek never lands before `start`
+        // and the iterator stops at `end` without a comparison here.
+        read_opts.set_iterate_lower_bound(start.to_vec());
+        if let Some(end) = end {
+            read_opts.set_iterate_upper_bound(end.to_vec());
+        }
+        read_opts.set_total_order_seek(true);
+        let mut iter = self.db.raw_iterator_cf_opt(handle, read_opts);
+        iter.seek(start);
+        Box::new(RocksCursor { iter })
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {

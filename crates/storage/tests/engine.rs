@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use shoal_storage::{ColumnFamily, Engine, KvPair, MemoryEngine, RocksEngine, WriteBatch};
+use shoal_storage::{ColumnFamily, Cursor, Engine, KvPair, MemoryEngine, RocksEngine, WriteBatch};
 
 fn scan_all(engine: &dyn Engine, start: &[u8], end: Option<&[u8]>) -> Vec<KvPair> {
     engine.scan(start, end).collect::<Result<_, _>>().unwrap()
@@ -67,6 +67,60 @@ fn conformance(engine: &dyn Engine) {
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 
     column_families(engine);
+    cursors(engine);
+}
+
+/// The key a cursor stands on, as text.
+fn cursor_key(cursor: &dyn Cursor) -> Option<String> {
+    cursor
+        .entry()
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+}
+
+/// Cursors step and seek within their bounds, in either family, and lend
+/// the value they stand on.
+fn cursors(engine: &dyn Engine) {
+    let mut cursor = engine.cursor_cf(ColumnFamily::Data, b"k00010", Some(b"k00013"));
+    assert_eq!(cursor_key(cursor.as_ref()).as_deref(), Some("k00010"));
+    assert_eq!(cursor.entry().unwrap().1, 10u32.to_be_bytes());
+    cursor.next();
+    assert_eq!(cursor_key(cursor.as_ref()).as_deref(), Some("k00011"));
+    // A seek before the start lands on the start; between keys, on the
+    // next one; past the end, nowhere, and it stays there.
+    cursor.seek(b"a");
+    assert_eq!(cursor_key(cursor.as_ref()).as_deref(), Some("k00010"));
+    cursor.seek(b"k00011\x00");
+    assert_eq!(cursor_key(cursor.as_ref()).as_deref(), Some("k00012"));
+    cursor.next();
+    assert_eq!(cursor_key(cursor.as_ref()), None);
+    cursor.next();
+    assert_eq!(cursor_key(cursor.as_ref()), None);
+    cursor.seek(b"k00011");
+    assert_eq!(cursor_key(cursor.as_ref()).as_deref(), Some("k00011"));
+    cursor.seek(b"z");
+    assert_eq!(cursor_key(cursor.as_ref()), None);
+    cursor.status().unwrap();
+
+    // Unbounded above, in the Raft family.
+    let mut cursor = engine.cursor_cf(ColumnFamily::Raft, &[b'l', 6], None);
+    let mut seen = Vec::new();
+    while let Some((k, _)) = cursor.entry() {
+        seen.push(k.to_vec());
+        cursor.next();
+    }
+    assert_eq!(
+        seen,
+        [
+            vec![b'l', 6],
+            vec![b'l', 7],
+            vec![b'l', 8],
+            vec![b'l', 9],
+            b"shared".to_vec()
+        ]
+    );
+    // An empty span has nothing.
+    let cursor = engine.cursor_cf(ColumnFamily::Data, b"c", Some(b"c"));
+    assert_eq!(cursor_key(cursor.as_ref()), None);
 }
 
 /// Column families are separate key spaces, written atomically together;
