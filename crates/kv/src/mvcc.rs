@@ -223,50 +223,55 @@ pub fn newest_version_ts(engine: &dyn Engine, user_key: &[u8]) -> Result<Option<
 /// key with thousands of versions costs one seek.
 const STEPS_BEFORE_SEEK: usize = 4;
 
-/// Streams the (user key, value) pairs visible at a read timestamp, in key
-/// order, skipping invisible versions and deleted keys.
-pub struct VisibleScan<'a> {
+/// A walk over the versions of `[start, end)` that can skip the rest of a
+/// key's history (module docs, *Scans over long histories*).
+struct VersionWalk<'a> {
     cursor: Box<dyn Cursor + 'a>,
-    read_ts: Timestamp,
-    /// Versions in `(read_ts, uncertainty_limit]` are errors (module docs).
-    uncertainty_limit: Timestamp,
-    /// The version prefix of the key being stepped over, and a seek
+    /// The version prefix of the key the cursor stands on, and a seek
     /// target built beside it (kept to spare an allocation per key).
     prefix: Vec<u8>,
     target: Vec<u8>,
-    /// An error was returned: the scan is over.
-    failed: bool,
 }
 
-impl<'a> VisibleScan<'a> {
-    /// Scans user keys in `[start, end)` (`end = None`: unbounded).
-    pub fn new(
-        engine: &'a dyn Engine,
-        start: &[u8],
-        end: Option<&[u8]>,
-        read_ts: Timestamp,
-    ) -> Self {
+impl<'a> VersionWalk<'a> {
+    fn new(engine: &'a dyn Engine, start: &[u8], end: Option<&[u8]>) -> Self {
         let (lower, upper) = version_span(start, end);
         Self {
             cursor: engine.cursor_cf(ColumnFamily::Data, &lower, Some(&upper)),
-            read_ts,
-            uncertainty_limit: read_ts,
             prefix: Vec::new(),
             target: Vec::new(),
-            failed: false,
         }
     }
 
-    /// Makes versions in `(read_ts, limit]` errors.
-    pub fn with_uncertainty(mut self, limit: Timestamp) -> Self {
-        self.uncertainty_limit = limit;
-        self
+    /// The timestamp of the version the cursor stands on, noting its key's
+    /// prefix; `None` past the end.
+    fn enter(&mut self) -> Result<Option<Timestamp>> {
+        let Some((key, _)) = self.cursor.entry() else {
+            self.cursor.status()?;
+            return Ok(None);
+        };
+        let Some((prefix, ts)) = versioned_prefix(key).zip(version_ts(key).ok()) else {
+            return Err(StorageError::Corrupt(format!("version key {key:x?}")).into());
+        };
+        self.prefix.clear();
+        self.prefix.extend_from_slice(prefix);
+        Ok(Some(ts))
     }
 
-    /// Ends the scan with `error`.
-    fn fail(&mut self, error: KvError) -> Result<KvPair> {
-        self.failed = true;
-        Err(error)
+    /// The user key of the version the cursor stands on.
+    fn user_key(&self) -> Result<Vec<u8>> {
+        match self.cursor.entry() {
+            Some((key, _)) => Ok(decode_version_key(key)?.0),
+            None => Err(StorageError::Corrupt("a version walk ran past its end".into()).into()),
+        }
+    }
+
+    /// The user key and value of the version the cursor stands on.
+    fn pair(&self) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+        match self.cursor.entry() {
+            Some((key, stored)) => Ok((decode_version_key(key)?.0, decode_value(stored)?)),
+            None => Err(StorageError::Corrupt("a version walk ran past its end".into()).into()),
+        }
     }
 
     /// Whether the cursor stands on a version of `self.prefix`.
@@ -276,7 +281,7 @@ impl<'a> VisibleScan<'a> {
             .is_some_and(|(key, _)| versioned_prefix(key) == Some(self.prefix.as_slice()))
     }
 
-    /// Moves past the versions of `self.prefix` from the cursor on,
+    /// Moves past the versions of the entered key from the cursor on,
     /// stopping at the first one at or below `ts` (`None`: past them all).
     /// A few steps first; if the key's history goes on, one seek.
     fn skip_versions(&mut self, ts: Option<Timestamp>) {
@@ -306,6 +311,70 @@ impl<'a> VisibleScan<'a> {
     }
 }
 
+/// The first user key in `[start, end)` (`end = None`: unbounded) with a
+/// version committed in `(after, upto]`, if any: what a serializable
+/// commit's read check looks for (`reads.rs`). Keys whose newest version
+/// is at or below `after` cost one step; longer histories one seek more.
+pub fn first_changed(
+    engine: &dyn Engine,
+    start: &[u8],
+    end: Option<&[u8]>,
+    after: Timestamp,
+    upto: Timestamp,
+) -> Result<Option<Vec<u8>>> {
+    let mut walk = VersionWalk::new(engine, start, end);
+    while let Some(ts) = walk.enter()? {
+        if ts > upto {
+            walk.skip_versions(Some(upto));
+        } else if ts > after {
+            return walk.user_key().map(Some);
+        } else {
+            walk.skip_versions(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Streams the (user key, value) pairs visible at a read timestamp, in key
+/// order, skipping invisible versions and deleted keys.
+pub struct VisibleScan<'a> {
+    walk: VersionWalk<'a>,
+    read_ts: Timestamp,
+    /// Versions in `(read_ts, uncertainty_limit]` are errors (module docs).
+    uncertainty_limit: Timestamp,
+    /// An error was returned: the scan is over.
+    failed: bool,
+}
+
+impl<'a> VisibleScan<'a> {
+    /// Scans user keys in `[start, end)` (`end = None`: unbounded).
+    pub fn new(
+        engine: &'a dyn Engine,
+        start: &[u8],
+        end: Option<&[u8]>,
+        read_ts: Timestamp,
+    ) -> Self {
+        Self {
+            walk: VersionWalk::new(engine, start, end),
+            read_ts,
+            uncertainty_limit: read_ts,
+            failed: false,
+        }
+    }
+
+    /// Makes versions in `(read_ts, limit]` errors.
+    pub fn with_uncertainty(mut self, limit: Timestamp) -> Self {
+        self.uncertainty_limit = limit;
+        self
+    }
+
+    /// Ends the scan with `error`.
+    fn fail(&mut self, error: KvError) -> Result<KvPair> {
+        self.failed = true;
+        Err(error)
+    }
+}
+
 impl Iterator for VisibleScan<'_> {
     type Item = Result<KvPair>;
 
@@ -314,22 +383,15 @@ impl Iterator for VisibleScan<'_> {
             if self.failed {
                 return None;
             }
-            let Some((key, stored)) = self.cursor.entry() else {
-                return self.cursor.status().err().map(|e| self.fail(e.into()));
+            let ts = match self.walk.enter() {
+                Ok(Some(ts)) => ts,
+                Ok(None) => return None,
+                Err(e) => return Some(self.fail(e)),
             };
-            let (prefix, ts) = match versioned_prefix(key).zip(version_ts(key).ok()) {
-                Some(parts) => parts,
-                None => {
-                    let corrupt = StorageError::Corrupt(format!("version key {key:x?}"));
-                    return Some(self.fail(corrupt.into()));
-                }
-            };
-            self.prefix.clear();
-            self.prefix.extend_from_slice(prefix);
             if ts > self.read_ts {
                 if ts <= self.uncertainty_limit {
-                    let error = match decode_version_key(key) {
-                        Ok((user_key, _)) => KvError::ReadWithinUncertainty {
+                    let error = match self.walk.user_key() {
+                        Ok(user_key) => KvError::ReadWithinUncertainty {
                             key: printable_key(&user_key),
                             ts,
                         },
@@ -339,13 +401,12 @@ impl Iterator for VisibleScan<'_> {
                 }
                 // Newer than the snapshot and not uncertain: on to the
                 // newest version at or below the uncertainty limit.
-                self.skip_versions(Some(self.uncertainty_limit));
+                self.walk.skip_versions(Some(self.uncertainty_limit));
                 continue;
             }
             // The visible version of this key.
-            let decoded = decode_version_key(key)
-                .and_then(|(user_key, _)| Ok((user_key, decode_value(stored)?)));
-            self.skip_versions(None);
+            let decoded = self.walk.pair();
+            self.walk.skip_versions(None);
             match decoded {
                 Ok((user_key, Some(value))) => return Some(Ok((user_key, value))),
                 Ok((_, None)) => continue,
@@ -464,7 +525,7 @@ mod tests {
         versions: &BTreeMap<(Vec<u8>, Timestamp), Option<Vec<u8>>>,
         read_ts: Timestamp,
         limit: Timestamp,
-    ) -> (Vec<KvPair>, Option<Timestamp>) {
+    ) -> (Vec<KvPair>, Option<(Vec<u8>, Timestamp)>) {
         let mut out = Vec::new();
         let keys: std::collections::BTreeSet<&Vec<u8>> = versions.keys().map(|(k, _)| k).collect();
         for key in keys {
@@ -474,8 +535,8 @@ mod tests {
                 .filter(|((_, ts), _)| *ts > read_ts && *ts <= limit)
                 .map(|((_, ts), _)| *ts)
                 .max();
-            if uncertain.is_some() {
-                return (out, uncertain);
+            if let Some(ts) = uncertain {
+                return (out, Some((key.clone(), ts)));
             }
             let visible = of_key
                 .filter(|((_, ts), _)| *ts <= read_ts)
@@ -525,7 +586,10 @@ mod tests {
                     }
                 }
                 proptest::prop_assert_eq!(&got, &want);
-                proptest::prop_assert_eq!(failed, uncertain);
+                proptest::prop_assert_eq!(failed, uncertain.as_ref().map(|(_, ts)| *ts));
+                // The read check finds the same first key.
+                let changed = first_changed(engine, b"", None, read_ts, limit).unwrap();
+                proptest::prop_assert_eq!(changed, uncertain.as_ref().map(|(key, _)| key.clone()));
             }
         }
     }

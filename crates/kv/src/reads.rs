@@ -185,16 +185,12 @@ pub(crate) fn check_reads(
     own: Option<u128>,
 ) -> Result<Option<Reply>> {
     for span in spans {
-        // A plain scan: the span covers many keys' versions.
-        let (from, to) = mvcc::version_span(&span.start, span.end());
-        // Only a conflict's key is decoded: a span may hold millions.
-        for item in engine.scan(&from, Some(&to)) {
-            let (key, _) = item?;
-            let ts = mvcc::version_ts(&key)?;
-            if ts > read_ts && ts <= limit {
-                let (user_key, _) = mvcc::decode_version_key(&key)?;
-                return Ok(Some(Reply::ReadConflict(user_key)));
-            }
+        // Only a conflict's key is decoded, and a key's older versions
+        // are skipped: a span may hold millions.
+        if let Some(user_key) =
+            mvcc::first_changed(engine, &span.start, span.end(), read_ts, limit)?
+        {
+            return Ok(Some(Reply::ReadConflict(user_key)));
         }
         let (from, to) = crate::intents::intent_span(&span.start, span.end());
         for item in engine.scan(&from, Some(&to)) {
