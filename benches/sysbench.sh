@@ -18,6 +18,13 @@
 #     oltp_insert        INSERT INTO sbtestN (k, c, pad) VALUES (…), id from
 #                        the SERIAL sequence, autocommit: the durable-commit
 #                        path.
+#     oltp_read_write@rc, oltp_read_write@serializable
+#                        oltp_read_write with both servers at one isolation
+#                        level (default_transaction_isolation through
+#                        PGOPTIONS): plain oltp_read_write compares each
+#                        server's default, READ COMMITTED for PostgreSQL and
+#                        SERIALIZABLE for Shoal. Any workload takes @rc, @rr
+#                        or @serializable.
 #   For every run: transactions/s, latency (avg, p50, p95, p99 — p50/p95
 #   from sysbench's latency histogram, p99 its own --percentile=99), errors
 #   sysbench retried past (40001, 40P01, 23505), the server's CPU time per
@@ -85,7 +92,7 @@ else
   THREADS=${BENCH_THREADS:-"1 8 32"} RUN_TIME=${BENCH_TIME:-20}
   SETTLE_TIMEOUT=180  # seconds allowed for Shoal's background work after loading
 fi
-WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_read_only oltp_read_write oltp_update_index oltp_insert"}
+WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_read_only oltp_read_write oltp_read_write@rc oltp_read_write@serializable oltp_update_index oltp_insert"}
 CLIENTS=$THREADS
 RANGE_MAX_BYTES=${BENCH_RANGE_MAX_BYTES:-}
 SPLIT_TIMEOUT=600   # seconds allowed for Shoal's ranges to reach their size
@@ -204,12 +211,30 @@ scan() {
 # Benchmark runs
 # ---------------------------------------------------------------------------
 
-# bench NAME WORKLOAD THREADS: one sysbench run.
+# isolation_of WORKLOAD: the isolation level a `workload@level` run sets
+# on both servers (empty: each server's default).
+isolation_of() {
+  case $1 in
+    *@rc) echo "read committed" ;;
+    *@rr) echo "repeatable read" ;;
+    *@serializable) echo "serializable" ;;
+    *@*) die "unknown isolation suffix in workload $1 (use @rc, @rr or @serializable)" ;;
+    *) echo "" ;;
+  esac
+}
+
+# bench NAME WORKLOAD THREADS: one sysbench run. A workload named
+# `oltp_x@level` runs sysbench's oltp_x with the session default
+# default_transaction_isolation set to that level on the server (libpq's
+# PGOPTIONS), so both databases run it at the same isolation.
 bench() {
-  local name=$1 workload=$2 threads=$3 key="$2|$3|$1" out="$LOG_DIR/$2-t$3-$1.txt" rc=0
-  log "$workload, $threads thread(s), ${RUN_TIME}s: $name"
+  local name=$1 workload=${2%%@*} threads=$3 key="$2|$3|$1" out="$LOG_DIR/$2-t$3-$1.txt" rc=0
+  local isolation options=""
+  isolation=$(isolation_of "$2")
+  [[ -n $isolation ]] && options="-c default_transaction_isolation=${isolation// /\\ }"
+  log "$2, $threads thread(s), ${RUN_TIME}s: $name"
   sb_conn "$name"
-  measure "$name" "$key" timeout --kill-after=10 $(( RUN_TIME + 60 )) sysbench "$workload" \
+  PGOPTIONS=$options measure "$name" "$key" timeout --kill-after=10 $(( RUN_TIME + 60 )) sysbench "$workload" \
     "${SB_CONN[@]}" --threads="$threads" --time="$RUN_TIME" --events=0 \
     --percentile=99 --histogram=on run >"$out" 2>&1 || rc=$?
   if (( rc )); then
@@ -292,6 +317,7 @@ write_report() {
     report_header "sysbench: Shoal vs PostgreSQL"
     echo "- mode: $( (( SMOKE )) && echo "smoke" || echo "full"); $TABLES table(s) × $TABLE_SIZE rows; threads: $THREADS; ${RUN_TIME}s per run; workloads: $WORKLOADS"
     echo "- sysbench: $(sysbench --version | awk '{ print $2 }'), pgsql driver, prepared statements (--db-ps-mode=auto), tables from \`sysbench oltp_common prepare\`"
+    echo "- isolation: a plain workload runs at each server's default (PostgreSQL READ COMMITTED, Shoal SERIALIZABLE); \`@rc\`, \`@rr\` and \`@serializable\` runs set both servers' default_transaction_isolation to READ COMMITTED, REPEATABLE READ or SERIALIZABLE. Under SERIALIZABLE, transactions that fail with 40001 are counted as retried errors."
     echo
     headline_md
     echo
