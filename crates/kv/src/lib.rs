@@ -81,6 +81,7 @@ pub mod registry;
 mod relocate;
 mod remote;
 pub mod settings;
+mod settled_span;
 pub mod span_config;
 mod split;
 mod status;

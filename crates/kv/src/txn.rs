@@ -168,6 +168,8 @@ pub struct Txn {
     /// Untracked reads kept for the rest of the snapshot
     /// (`untracked_memo.rs`).
     memo: crate::untracked_memo::UntrackedMemo,
+    /// The span whose intents were last settled (`settle_intents`).
+    settled: Mutex<crate::settled_span::SettledSpan>,
 }
 
 /// Where a key is read (`Txn::locate`).
@@ -226,6 +228,7 @@ impl Txn {
             locks: Mutex::new(None),
             serving: false,
             memo: Default::default(),
+            settled: Default::default(),
         }
     }
 
@@ -302,7 +305,19 @@ impl Txn {
     /// that may commit at or below `limit`, and resolves those intents, so
     /// the versions read next are the whole truth (`distributed.rs`).
     /// Intents prepared above `limit` are left: they commit above it.
+    /// A span inside the one settled last is not looked at again
+    /// (`settled_span.rs`).
     fn settle_intents(&self, start: &[u8], end: Option<&[u8]>, limit: Timestamp) -> Result<()> {
+        if self.settled.lock().covers(start, end, limit) {
+            return Ok(());
+        }
+        self.settle_intents_now(start, end, limit)?;
+        *self.settled.lock() = crate::settled_span::SettledSpan::new(start, end, limit);
+        Ok(())
+    }
+
+    /// [`Txn::settle_intents`] without the memory of the last span.
+    fn settle_intents_now(&self, start: &[u8], end: Option<&[u8]>, limit: Timestamp) -> Result<()> {
         const BATCH: usize = 64;
         let (lower, upper) = crate::intents::intent_span(start, end);
         let deadline = std::time::Instant::now() + self.kv.timeout;
