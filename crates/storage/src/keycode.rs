@@ -282,17 +282,32 @@ impl Reader<'_, '_> {
     }
 
     fn escaped(&mut self) -> Result<Vec<u8>> {
+        // As stored, the escape byte is inverted too in a descending key.
+        let stored_escape = if self.invert { !ESCAPE } else { ESCAPE };
         let mut out = Vec::new();
         loop {
+            // The bytes up to the next escape are payload: copied in one go
+            // (every scanned row's key passes here).
+            let input: &[u8] = self.input;
+            let run = input
+                .iter()
+                .position(|&b| b == stored_escape)
+                .unwrap_or(input.len());
+            let (payload, rest) = input.split_at(run);
+            if self.invert {
+                out.extend(payload.iter().map(|b| !b));
+            } else {
+                out.extend_from_slice(payload);
+            }
+            *self.input = rest;
+            // The escape itself (past the end: the truncation error).
+            self.byte()?;
             match self.byte()? {
-                ESCAPE => match self.byte()? {
-                    ESCAPED_ZERO => out.push(0),
-                    TERMINATOR => return Ok(out),
-                    other => {
-                        return Err(invalid(format!("bad escape sequence 0x00 {other:#04x}")));
-                    }
-                },
-                b => out.push(b),
+                ESCAPED_ZERO => out.push(0),
+                TERMINATOR => return Ok(out),
+                other => {
+                    return Err(invalid(format!("bad escape sequence 0x00 {other:#04x}")));
+                }
             }
         }
     }
