@@ -43,10 +43,14 @@ pub fn table_prefix(table_id: u32) -> Vec<u8> {
     k
 }
 
+/// The length of [`index_prefix`]: the tag, the table id, the index id.
+const INDEX_PREFIX_LEN: usize = 1 + 4 + 1;
+
 /// The first key of the table's primary index.
 pub fn index_prefix(table_id: u32) -> Vec<u8> {
     let mut k = table_prefix(table_id);
     k.push(PRIMARY_INDEX);
+    debug_assert_eq!(k.len(), INDEX_PREFIX_LEN);
     k
 }
 
@@ -292,11 +296,10 @@ pub fn table_of_key(key: &[u8]) -> Option<u32> {
 /// Decodes the primary key columns of a row key into `row` (in column
 /// order; other columns untouched).
 pub fn decode_key_into(desc: &TableDescriptor, key: &[u8], row: &mut [Datum]) -> Result<()> {
-    let prefix_len = index_prefix(desc.id).len();
-    if key.len() < prefix_len {
+    // Every row is decoded here: the prefix's length is known, not built.
+    let Some(mut rest) = key.get(INDEX_PREFIX_LEN..) else {
         return Err(SqlError::Internal("row key shorter than its prefix".into()));
-    }
-    let mut rest = &key[prefix_len..];
+    };
     for pos in &desc.primary_key {
         let kd = keycode::decode_datum(&mut rest)
             .map_err(|e| SqlError::Internal(format!("corrupt row key: {e}")))?;
