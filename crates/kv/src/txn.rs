@@ -84,6 +84,7 @@ use crate::clock::Timestamp;
 use crate::error::{KvError, Result};
 use crate::mvcc;
 use crate::reads::{ReadSet, Span};
+use crate::settled_span::SettledSpan;
 use crate::store::Kv;
 use crate::write_locks::Locks;
 
@@ -169,7 +170,7 @@ pub struct Txn {
     /// (`untracked_memo.rs`).
     memo: crate::untracked_memo::UntrackedMemo,
     /// The span whose intents were last settled (`settle_intents`).
-    settled: Mutex<crate::settled_span::SettledSpan>,
+    settled: Mutex<SettledSpan>,
 }
 
 /// Where a key is read (`Txn::locate`).
@@ -305,15 +306,21 @@ impl Txn {
     /// that may commit at or below `limit`, and resolves those intents, so
     /// the versions read next are the whole truth (`distributed.rs`).
     /// Intents prepared above `limit` are left: they commit above it.
-    /// A span inside the one settled last is not looked at again
-    /// (`settled_span.rs`).
-    fn settle_intents(&self, start: &[u8], end: Option<&[u8]>, limit: Timestamp) -> Result<()> {
-        if self.settled.lock().covers(start, end, limit) {
-            return Ok(());
+    /// A span of `range` inside the one settled last is not looked at
+    /// again; else the span is settled and returned, for the caller to
+    /// remember once its read has been validated (`settled_span.rs`).
+    fn settle_intents(
+        &self,
+        range: RangeId,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: Timestamp,
+    ) -> Result<Option<SettledSpan>> {
+        if self.settled.lock().covers(range, start, end, limit) {
+            return Ok(None);
         }
         self.settle_intents_now(start, end, limit)?;
-        *self.settled.lock() = crate::settled_span::SettledSpan::new(start, end, limit);
-        Ok(())
+        Ok(Some(SettledSpan::new(range, start, end, limit)))
     }
 
     /// [`Txn::settle_intents`] without the memory of the last span.
@@ -527,7 +534,7 @@ impl Txn {
                 let piece = match &located {
                     Located::Local { range, limit, .. } => {
                         self.kv.load.record(*range, &from);
-                        self.settle_intents(&from, piece_end, *limit)?;
+                        let settled = self.settle_intents(*range, &from, piece_end, *limit)?;
                         let mut committed = self
                             .kv
                             .visible_scan(&from, piece_end, self.read_ts)
@@ -535,6 +542,11 @@ impl Txn {
                         let piece = self.merge_own(&from, piece_end, want, &mut committed)?;
                         drop(committed);
                         self.kv.check_snapshot(*range, self.read_ts)?;
+                        // Only a read the range still stands behind is
+                        // remembered as settled (`settled_span.rs`).
+                        if let Some(settled) = settled {
+                            *self.settled.lock() = settled;
+                        }
                         piece
                     }
                     Located::Remote { range, .. } => {
