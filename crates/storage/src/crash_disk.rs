@@ -83,7 +83,7 @@ impl Engine for CrashDisk {
         start: &[u8],
         end: Option<&[u8]>,
     ) -> Box<dyn crate::cursor::Cursor + 'a> {
-        Box::new(crate::cursor::ScanCursor::new(self, cf, start, end))
+        self.live.cursor_cf(cf, start, end)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
