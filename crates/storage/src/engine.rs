@@ -12,6 +12,11 @@
 //!   SQL scans walk whole tables with bounded memory. A scan is not required
 //!   to be a point-in-time snapshot across concurrent writes; the MVCC layer
 //!   above never overwrites a version key, so it does not need one.
+//! * **Cursors** ([`Cursor`], `cursor.rs`) cover the same intervals as
+//!   scans but lend the entry they stand on and can seek forward, for
+//!   readers that skip most of what they pass (MVCC scans over long
+//!   histories). An engine without a cursor of its own builds one from its
+//!   scans.
 //! * **Writes** are whole batches applied atomically: after a crash either all
 //!   operations of a batch are visible or none are. `sync = true` means the
 //!   batch is durable (its log record fsynced) before `write` returns; this is

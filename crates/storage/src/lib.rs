@@ -5,7 +5,8 @@
 //! SQL:
 //!
 //! 1. **An ordered byte map behind a trait** ([`Engine`]): point reads, lazy
-//!    ascending range scans, and atomic, optionally durable write batches.
+//!    ascending range scans, cursors that seek ([`Cursor`]), and atomic,
+//!    optionally durable write batches.
 //!    Two implementations: [`MemoryEngine`] (a locked `BTreeMap`, for tests
 //!    and anything that should not touch a disk) and [`RocksEngine`] (RocksDB,
 //!    for real nodes). Everything above — replication, MVCC, SQL — is written
