@@ -282,38 +282,45 @@ impl Kv {
     }
 
     /// Resolves one part of [`Kv::resolve_keys`], grouping it again while
-    /// ranges change under it (until `deadline`).
+    /// ranges change under it (until `deadline`): a loop over a stack of
+    /// parts, not recursion, since a range frozen for a merge answers
+    /// `WrongRange` every few milliseconds until then.
     fn resolve_part(
         &self,
         txn_id: u128,
         commit_ts: Option<Timestamp>,
-        (range, keys): (RangeId, Vec<Vec<u8>>),
+        part: (RangeId, Vec<Vec<u8>>),
         deadline: Instant,
     ) -> Result<()> {
-        let command = Command::Resolve {
-            txn_id,
-            commit_ts,
-            keys,
-        };
-        match self.propose_until(range, &command, deadline)? {
-            Reply::Resolved(_) => Ok(()),
-            // Split or merged since grouped, or frozen for a merge: group
-            // again once it settles.
-            Reply::WrongRange if Instant::now() < deadline => {
-                let Command::Resolve { keys, .. } = command else {
-                    return Err(KvError::Unavailable("a resolution lost its keys".into()));
-                };
-                std::thread::sleep(Duration::from_millis(5));
-                self.reload_directory();
-                let groups = self.group_by_range(keys.into_iter().map(|k| (k, None)).collect())?;
-                for (range, keys) in groups {
-                    let keys = keys.into_iter().map(|(k, _)| k).collect();
-                    self.resolve_part(txn_id, commit_ts, (range, keys), deadline)?;
+        let mut todo = vec![part];
+        while let Some((range, keys)) = todo.pop() {
+            let command = Command::Resolve {
+                txn_id,
+                commit_ts,
+                keys,
+            };
+            match self.propose_until(range, &command, deadline)? {
+                Reply::Resolved(_) => {}
+                // Split or merged since grouped, or frozen for a merge:
+                // group again once it settles.
+                Reply::WrongRange if Instant::now() < deadline => {
+                    let Command::Resolve { keys, .. } = command else {
+                        return Err(KvError::Unavailable("a resolution lost its keys".into()));
+                    };
+                    std::thread::sleep(Duration::from_millis(5));
+                    self.reload_directory();
+                    let groups =
+                        self.group_by_range(keys.into_iter().map(|k| (k, None)).collect())?;
+                    todo.extend(
+                        groups.into_iter().rev().map(|(range, keys)| {
+                            (range, keys.into_iter().map(|(k, _)| k).collect())
+                        }),
+                    );
                 }
-                Ok(())
+                other => return Err(other.unexpected("a resolution")),
             }
-            other => Err(other.unexpected("a resolution")),
         }
+        Ok(())
     }
 
     /// The record of `intent`'s transaction, read linearizably from its
@@ -670,5 +677,26 @@ mod tests {
         assert_eq!(reader.get(b"x").unwrap(), Some(b"old x".to_vec()));
         assert_eq!(reader.get(b"b").unwrap(), Some(b"old b".to_vec()));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    /// Resolving intents in a range frozen for a merge that never finishes
+    /// gives up at the deadline, its regroupings taking no more stack than
+    /// one: this thread's stack is far too small for them to nest.
+    #[test]
+    fn resolving_in_a_frozen_range_gives_up_at_its_deadline_on_a_small_stack() {
+        let kv = two_ranges();
+        let read_ts = kv.begin().unwrap().read_ts();
+        let txn_id = prepare_and_abandon(&kv, read_ts, Duration::from_secs(60));
+        let (right, _) = kv.route(b"x").unwrap();
+        let deadline = Instant::now() + kv.timeout;
+        let frozen = kv.propose_until(right, &Command::Freeze, deadline).unwrap();
+        assert!(matches!(frozen, Reply::Frozen(_)), "{frozen:?}");
+        let resolver = kv.clone();
+        let outcome = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || resolver.resolve_keys(txn_id, None, vec![b"x".to_vec()]))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.is_err(), "{outcome:?}");
     }
 }

@@ -170,41 +170,54 @@ impl PhaseOne<'_> {
     /// Proposes `writes` (in `range`, as far as this node knows) as a new
     /// part, grouping them again if ranges changed; returns the largest
     /// prepare timestamp.
+    ///
+    /// A loop over a stack of parts, not recursion: a range frozen for a
+    /// merge answers `WrongRange` every few milliseconds until `deadline`,
+    /// and each answer regroups the part.
     fn prepare(&self, range: RangeId, writes: Writes, deadline: Instant) -> Result<Timestamp> {
-        let command = Command::Prepare(Prepare {
-            txn_id: self.txn_id,
-            primary_key: self.primary_key.to_vec(),
-            read_ts: self.read_ts,
-            ts_hint: self.kv.clock.next(),
-            expiry: self.kv.clock.wall_now().saturating_add(self.ttl),
-            writes,
-            lock_id: self.lock_id,
-            part: self.numbers.fetch_add(1, Ordering::Relaxed),
-        });
-        match self
-            .kv
-            .prepare_waiting(range, &command, deadline, self.lock)?
-        {
-            Reply::Prepared(ts) => Ok(ts),
-            Reply::WrongRange if Instant::now() < deadline => {
-                let Command::Prepare(Prepare { writes, .. }) = command else {
-                    return Err(KvError::Unavailable("a prepare lost its writes".into()));
-                };
-                std::thread::sleep(Duration::from_millis(5));
-                self.kv.reload_directory();
-                let mut ts = self.read_ts;
-                for (range, writes) in self.kv.group_by_range(writes)? {
-                    ts = ts.max(self.prepare(range, writes, deadline)?);
+        let mut todo = vec![(range, writes)];
+        let mut largest: Option<Timestamp> = None;
+        while let Some((range, writes)) = todo.pop() {
+            let command = Command::Prepare(Prepare {
+                txn_id: self.txn_id,
+                primary_key: self.primary_key.to_vec(),
+                read_ts: self.read_ts,
+                ts_hint: self.kv.clock.next(),
+                expiry: self.kv.clock.wall_now().saturating_add(self.ttl),
+                writes,
+                lock_id: self.lock_id,
+                part: self.numbers.fetch_add(1, Ordering::Relaxed),
+            });
+            let ts = match self
+                .kv
+                .prepare_waiting(range, &command, deadline, self.lock)?
+            {
+                Reply::Prepared(ts) => ts,
+                Reply::WrongRange if Instant::now() < deadline => {
+                    let Command::Prepare(Prepare { writes, .. }) = command else {
+                        return Err(KvError::Unavailable("a prepare lost its writes".into()));
+                    };
+                    std::thread::sleep(Duration::from_millis(5));
+                    self.kv.reload_directory();
+                    let groups = self.kv.group_by_range(writes)?;
+                    // In key order, each group before the next.
+                    todo.extend(groups.into_iter().rev());
+                    self.read_ts
                 }
-                Ok(ts)
-            }
-            // Ranges kept changing: the caller aborts and starts over.
-            Reply::WrongRange => Err(KvError::Misrouted(
-                "a range changed while the transaction committed".to_string(),
-            )),
-            Reply::TxnEnded(_) => Err(crate::distributed::aborted_by_other(self.primary_key)),
-            other => Err(self.kv.refusal(self.read_ts, other, "a prepare")),
+                // Ranges kept changing: the caller aborts and starts over.
+                Reply::WrongRange => {
+                    return Err(KvError::Misrouted(
+                        "a range changed while the transaction committed".to_string(),
+                    ));
+                }
+                Reply::TxnEnded(_) => {
+                    return Err(crate::distributed::aborted_by_other(self.primary_key));
+                }
+                other => return Err(self.kv.refusal(self.read_ts, other, "a prepare")),
+            };
+            largest = Some(largest.map_or(ts, |l| l.max(ts)));
         }
+        Ok(largest.unwrap_or(self.read_ts))
     }
 
     /// Pushes the record's expiry forward if a third of its lifetime has
@@ -221,5 +234,43 @@ impl PhaseOne<'_> {
         self.prepare(range, Vec::new(), Instant::now() + self.kv.timeout)?;
         *renewed = Instant::now();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use shoal_storage::MemoryEngine;
+
+    use super::*;
+
+    /// A range frozen for a merge that never finishes refuses every
+    /// prepare until the request deadline: the commit gives up then, and
+    /// its hundreds of regroupings take no more stack than one. (Nested,
+    /// they overflowed the default stack of the part's worker thread.)
+    #[test]
+    fn a_commit_into_a_frozen_range_gives_up_at_its_deadline() {
+        let kv = Kv::open(Arc::new(MemoryEngine::new())).unwrap();
+        let right = kv.split_at(b"m").unwrap();
+        let deadline = Instant::now() + kv.timeout;
+        assert!(matches!(
+            kv.propose_until(right, &Command::Freeze, deadline).unwrap(),
+            Reply::Frozen(_)
+        ));
+        let outcome = (|| {
+            let txn = kv.begin()?;
+            txn.put(b"a".to_vec(), b"left".to_vec())?;
+            txn.put(b"x".to_vec(), b"right".to_vec())?;
+            txn.commit()
+        })();
+        assert!(outcome.is_err(), "{outcome:?}");
+        // Nothing of it is visible; the left range still takes writes.
+        let txn = kv.begin().unwrap();
+        assert_eq!(txn.get(b"a").unwrap(), None);
+        txn.put(b"b".to_vec(), b"after".to_vec()).unwrap();
+        txn.commit().unwrap();
     }
 }
