@@ -15,7 +15,8 @@
 //! it (the narrower, newer one); callers check the answer again after
 //! their read barrier, which lets the stale replica catch up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 use crate::{RangeBounds, RangeId};
 
@@ -23,8 +24,9 @@ use crate::{RangeBounds, RangeId};
 #[derive(Debug, Default)]
 pub struct ReplicaBounds {
     by_range: HashMap<RangeId, (RangeBounds, u64)>,
-    /// (start key, range) of every entry of `by_range`.
-    by_start: BTreeSet<(Vec<u8>, RangeId)>,
+    /// The ranges of `by_range` by start key (more than one only for a
+    /// moment: module docs).
+    by_start: BTreeMap<Vec<u8>, BTreeSet<RangeId>>,
 }
 
 impl ReplicaBounds {
@@ -34,7 +36,10 @@ impl ReplicaBounds {
         range: RangeId,
         layout: (RangeBounds, u64),
     ) -> Option<(RangeBounds, u64)> {
-        self.by_start.insert((layout.0.start.clone(), range));
+        self.by_start
+            .entry(layout.0.start.clone())
+            .or_default()
+            .insert(range);
         let replaced = self.by_range.insert(range, layout);
         if let Some((old, _)) = &replaced
             && self
@@ -42,16 +47,26 @@ impl ReplicaBounds {
                 .get(&range)
                 .is_some_and(|(b, _)| b.start != old.start)
         {
-            self.by_start.remove(&(old.start.clone(), range));
+            self.unindex(&old.start, range);
         }
         replaced
+    }
+
+    /// Drops `range` from the index under `start`.
+    fn unindex(&mut self, start: &[u8], range: RangeId) {
+        if let Some(ranges) = self.by_start.get_mut(start) {
+            ranges.remove(&range);
+            if ranges.is_empty() {
+                self.by_start.remove(start);
+            }
+        }
     }
 
     /// Unpublishes `range`.
     pub fn remove(&mut self, range: &RangeId) -> Option<(RangeBounds, u64)> {
         let removed = self.by_range.remove(range);
         if let Some((bounds, _)) = &removed {
-            self.by_start.remove(&(bounds.start.clone(), *range));
+            self.unindex(&bounds.start, *range);
         }
         removed
     }
@@ -86,13 +101,13 @@ impl ReplicaBounds {
 
     /// The local replica holding `key`, with its bounds (module docs).
     pub fn holding(&self, key: &[u8]) -> Option<(RangeId, &RangeBounds)> {
-        let (start, _) = self
+        let (_, ranges) = self
             .by_start
-            .range(..=(key.to_vec(), RangeId::MAX))
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()?;
-        self.by_start
-            .range((start.clone(), RangeId::MIN)..=(start.clone(), RangeId::MAX))
-            .filter_map(|(_, range)| Some((*range, &self.by_range.get(range)?.0)))
+        ranges
+            .iter()
+            .filter_map(|range| Some((*range, &self.by_range.get(range)?.0)))
             .find(|(_, bounds)| bounds.contains(key))
     }
 }
