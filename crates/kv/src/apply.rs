@@ -60,6 +60,18 @@
 //! (in `apply`, and from the snapshot's data before a snapshot is
 //! installed): a reader checks the threshold after reading, so a read that
 //! may have missed a collected version always notices.
+//!
+//! # Generations
+//!
+//! Each range also has a *generation*, a number this node never hands out
+//! twice: an entry that changed the range's data (its batch held more
+//! than the apply state), a split, a merge step, and a snapshot each give
+//! the range a new one — after the change is in the engine and before the
+//! entry's index is published, so a reader past a read barrier sees the
+//! generation of everything the barrier waited for. A replica removed and
+//! added again starts from a new one too. Two reads of a range that see
+//! the same generation therefore saw the same data, which is what lets
+//! `read_cache.rs` answer a read without the engine.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,6 +102,9 @@ struct PublishedRange {
     bytes: AtomicU64,
     /// Frozen for a merge: reads are refused (`merge.rs`).
     frozen: AtomicBool,
+    /// Changes whenever the range's data may have changed here (module
+    /// docs, *Generations*); never the same for two states of the data.
+    generation: AtomicU64,
 }
 
 /// State of the local replicas that readers on this node use. Timestamps
@@ -98,6 +113,8 @@ struct PublishedRange {
 #[derive(Debug, Default)]
 pub struct Published {
     ranges: RwLock<HashMap<RangeId, Arc<PublishedRange>>>,
+    /// The last generation handed out, to any range of this node.
+    generations: AtomicU64,
     /// Transaction decisions applied here, for waiters (`decisions.rs`).
     pub(crate) decisions: crate::decisions::Decisions,
 }
@@ -113,12 +130,14 @@ impl Published {
             gc_threshold: AtomicU64::new(read_u64(engine, &keys::gc_threshold(range))?),
             bytes: AtomicU64::new(read_u64(engine, &keys::size(range))?),
             frozen: AtomicBool::new(stored_frozen(engine, range)?),
+            generation: AtomicU64::new(0),
         };
         let mut ranges = self.ranges.write();
         let entry = ranges.entry(range).or_insert_with(|| {
             Arc::new(PublishedRange {
                 bytes: AtomicU64::new(fresh.bytes.load(Ordering::Relaxed)),
                 frozen: AtomicBool::new(fresh.frozen.load(Ordering::Relaxed)),
+                generation: AtomicU64::new(self.next_generation()),
                 ..PublishedRange::default()
             })
         });
@@ -159,11 +178,49 @@ impl Published {
         Ok(self.range(range, engine)?.frozen.load(Ordering::Acquire))
     }
 
+    /// The generation of `range`'s data here (module docs,
+    /// *Generations*).
+    pub(crate) fn generation(&self, range: RangeId, engine: &dyn Engine) -> Result<u64> {
+        Ok(self
+            .range(range, engine)?
+            .generation
+            .load(Ordering::Acquire))
+    }
+
+    /// A generation no range of this node had before.
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// `range`'s entry, created with a new generation if it has none.
+    fn entry(&self, range: RangeId) -> Arc<PublishedRange> {
+        if let Some(entry) = self.ranges.read().get(&range) {
+            return entry.clone();
+        }
+        self.ranges
+            .write()
+            .entry(range)
+            .or_insert_with(|| {
+                Arc::new(PublishedRange {
+                    generation: AtomicU64::new(self.next_generation()),
+                    ..PublishedRange::default()
+                })
+            })
+            .clone()
+    }
+
+    /// Gives `range` a new generation: its data changed here. Called
+    /// after the change is in the engine, before readers may rely on it.
+    fn bump_generation(&self, range: RangeId) {
+        let generation = self.next_generation();
+        self.entry(range)
+            .generation
+            .store(generation, Ordering::Release);
+    }
+
     /// Publishes whether `range` is frozen.
     pub(crate) fn publish_frozen(&self, range: RangeId, frozen: bool) {
-        let mut ranges = self.ranges.write();
-        let entry = ranges.entry(range).or_default();
-        entry.frozen.store(frozen, Ordering::Release);
+        self.entry(range).frozen.store(frozen, Ordering::Release);
     }
 
     /// Forgets `range` (its replica is gone).
@@ -172,8 +229,7 @@ impl Published {
     }
 
     pub(crate) fn publish(&self, range: RangeId, last_commit: Timestamp, gc_threshold: Timestamp) {
-        let mut ranges = self.ranges.write();
-        let entry = ranges.entry(range).or_default();
+        let entry = self.entry(range);
         entry.last_commit.fetch_max(last_commit, Ordering::AcqRel);
         entry.gc_threshold.fetch_max(gc_threshold, Ordering::AcqRel);
     }
@@ -221,6 +277,9 @@ pub struct KvStateMachine {
     /// Transactions the entry being applied decided: their waiters are
     /// woken once it is written (`decisions.rs`).
     pub(crate) decided: Vec<u128>,
+    /// The entry being applied changed the range's data: it gets a new
+    /// generation once written.
+    changed: bool,
 }
 
 impl std::fmt::Debug for KvStateMachine {
@@ -266,6 +325,7 @@ impl KvStateMachine {
             created: Vec::new(),
             published: published.clone(),
             decided: Vec::new(),
+            changed: false,
         };
         Ok((machine, published))
     }
@@ -454,31 +514,9 @@ impl KvStateMachine {
         self.created.push(child);
         Ok(())
     }
-}
 
-impl StateMachine for KvStateMachine {
-    fn data_spans(range: RangeId, bounds: &RangeBounds) -> Vec<DataSpan> {
-        keys::data_spans(range, bounds)
-    }
-
-    fn split_request(command: &[u8]) -> Option<SplitRequest> {
-        match Command::decode(command) {
-            Ok(Command::Split {
-                at,
-                new_range,
-                left_bytes,
-                sticky_until,
-            }) => Some(SplitRequest {
-                at,
-                new_range,
-                left_bytes,
-                sticky_until,
-            }),
-            _ => None,
-        }
-    }
-
-    fn apply(
+    /// Applies one decoded-or-not command: [`StateMachine::apply`]'s work.
+    fn apply_command(
         &mut self,
         ctx: &EntryContext<'_>,
         command: &[u8],
@@ -486,6 +524,7 @@ impl StateMachine for KvStateMachine {
         batch: &mut WriteBatch,
     ) -> shoal_replication::Result<Vec<u8>> {
         let (range, index) = (ctx.range, ctx.index);
+
         let command = match Command::decode(command) {
             Ok(command) => command,
             Err(e) => {
@@ -583,7 +622,42 @@ impl StateMachine for KvStateMachine {
         };
         encode_reply(reply)
     }
+}
 
+impl StateMachine for KvStateMachine {
+    fn data_spans(range: RangeId, bounds: &RangeBounds) -> Vec<DataSpan> {
+        keys::data_spans(range, bounds)
+    }
+
+    fn split_request(command: &[u8]) -> Option<SplitRequest> {
+        match Command::decode(command) {
+            Ok(Command::Split {
+                at,
+                new_range,
+                left_bytes,
+                sticky_until,
+            }) => Some(SplitRequest {
+                at,
+                new_range,
+                left_bytes,
+                sticky_until,
+            }),
+            _ => None,
+        }
+    }
+
+    fn apply(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        command: &[u8],
+        engine: &dyn Engine,
+        batch: &mut WriteBatch,
+    ) -> shoal_replication::Result<Vec<u8>> {
+        let before = batch.len();
+        let reply = self.apply_command(ctx, command, engine, batch);
+        self.changed |= batch.len() != before;
+        reply
+    }
     fn apply_split(
         &mut self,
         ctx: &EntryContext<'_>,
@@ -592,6 +666,7 @@ impl StateMachine for KvStateMachine {
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> shoal_replication::Result<Vec<u8>> {
+        self.changed = true;
         let reply = match outcome {
             SplitOutcome::Refused(why) => Ok(Reply::SplitRefused(why.clone())),
             SplitOutcome::Done { create_child } => {
@@ -617,11 +692,15 @@ impl StateMachine for KvStateMachine {
         engine: &dyn Engine,
         batch: &mut WriteBatch,
     ) -> shoal_replication::Result<Vec<u8>> {
+        self.changed = true;
         let reply = self.merge_step(ctx, outcome, engine, batch);
         encode_reply(reply)
     }
 
     fn applied(&mut self, range: RangeId, _index: u64) {
+        if std::mem::take(&mut self.changed) {
+            self.published.bump_generation(range);
+        }
         if let Some(state) = self.ranges.get(&range) {
             self.published.publish_state(range, state);
         }
@@ -636,6 +715,7 @@ impl StateMachine for KvStateMachine {
     }
 
     fn before_snapshot(&mut self, range: RangeId, data: &[u8]) {
+        self.published.bump_generation(range);
         if let Ok((header, _)) = shoal_replication::SnapshotHeader::parse(data) {
             self.published
                 .publish_frozen(range, header.frozen.is_some());
@@ -660,6 +740,7 @@ impl StateMachine for KvStateMachine {
     }
 
     fn on_snapshot(&mut self, range: RangeId, engine: &dyn Engine) {
+        self.published.bump_generation(range);
         self.ranges.remove(&range);
         match self.range(range, engine) {
             Ok(state) => self.published.publish_state(range, &state),

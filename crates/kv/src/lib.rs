@@ -75,6 +75,7 @@ mod meta;
 pub mod mvcc;
 mod parts;
 mod prepare;
+mod read_cache;
 pub mod reads;
 mod rebalance;
 pub mod registry;

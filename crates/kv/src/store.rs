@@ -97,6 +97,8 @@ pub struct Kv {
     pub(crate) directory: parking_lot::RwLock<Directory>,
     /// Requests served per range, for splits by load (`load.rs`).
     pub(crate) load: crate::load::LoadTracker,
+    /// Untracked reads answered from memory (`read_cache.rs`).
+    pub(crate) read_cache: crate::read_cache::ReadCache,
     /// Resolved two-phase transactions whose records GC's next pass marks
     /// finished (`distributed.rs`).
     pub(crate) finishing: Mutex<Vec<(Vec<u8>, u128)>>,
@@ -203,6 +205,7 @@ impl Kv {
             requests,
             directory: parking_lot::RwLock::new(Directory::default()),
             load: crate::load::LoadTracker::default(),
+            read_cache: crate::read_cache::ReadCache::default(),
             finishing: Mutex::new(Vec::new()),
         })
     }

@@ -357,16 +357,18 @@ impl Txn {
 
     /// [`Txn::settle_intents`] for one key: a point lookup, the read path's
     /// common case.
-    fn settle_intent_at(&self, key: &[u8], limit: Timestamp) -> Result<()> {
+    /// Whether the key had an intent (settled or left).
+    fn settle_intent_at(&self, key: &[u8], limit: Timestamp) -> Result<bool> {
         let Some(raw) = self.kv.engine.get(&crate::intents::intent_key(key))? else {
-            return Ok(());
+            return Ok(false);
         };
         let intent = crate::intents::Intent::decode(&raw)?;
         if intent.prepare_ts > limit {
-            return Ok(());
+            return Ok(true);
         }
         let deadline = std::time::Instant::now() + self.kv.timeout;
-        self.kv.resolve_intent(key, &intent, deadline)
+        self.kv.resolve_intent(key, &intent, deadline)?;
+        Ok(true)
     }
 
     /// Notes an uncertain version's timestamp in the node's clock, so the
@@ -454,7 +456,7 @@ impl Txn {
         if let Some(kept) = self.memo.get(key) {
             return Ok(kept);
         }
-        let value = self.read_snapshot(key)?;
+        let value = self.read_snapshot_cached(key)?;
         self.memo.remember(key, &value);
         Ok(value)
     }
@@ -477,17 +479,52 @@ impl Txn {
                 self.kv.check_snapshot(range, self.read_ts)?;
                 Ok(value)
             }
-            Located::Remote { range, .. } => {
-                let request = crate::remote::Request::Get {
-                    read_ts: self.read_ts,
-                    key: key.to_vec(),
-                };
-                match self.kv.ask(&self.kv.record_of(range)?, &request)? {
-                    crate::remote::Answer::Value(value) => Ok(value),
-                    other => Err(crate::store::unexpected_answer(&other)),
-                }
-            }
+            Located::Remote { range, .. } => self.read_remote(range, key),
         }))
+    }
+
+    /// [`Txn::read_snapshot`], answered from the node's read cache when an
+    /// entry proves the answer, and remembered there when it can be
+    /// (`read_cache.rs`).
+    fn read_snapshot_cached(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let engine = self.kv.engine.as_ref();
+        self.observe_uncertainty(self.routed(|| match self.locate(key)? {
+            Located::Local { range, limit, .. } => {
+                // Taken before the engine is read (`read_cache.rs`).
+                let generation = self.kv.published.generation(range, engine)?;
+                if let Some(value) = self.kv.read_cache.get(key, range, generation, self.read_ts) {
+                    // Not counted as the range's load: it cost the range
+                    // nothing.
+                    self.kv.check_snapshot(range, self.read_ts)?;
+                    return Ok(value);
+                }
+                self.kv.load.record(range, key);
+                let had_intent = self.settle_intent_at(key, limit)?;
+                let value = mvcc::read_visible_within(engine, key, self.read_ts, limit)?;
+                self.kv.check_snapshot(range, self.read_ts)?;
+                if !had_intent {
+                    let newest = mvcc::newest_version_ts(engine, key)?.unwrap_or(0);
+                    if newest <= self.read_ts {
+                        let cache = &self.kv.read_cache;
+                        cache.remember(key, (range, generation), newest, &value);
+                    }
+                }
+                Ok(value)
+            }
+            Located::Remote { range, .. } => self.read_remote(range, key),
+        }))
+    }
+
+    /// `key` at the snapshot, asked of a node holding `range`.
+    fn read_remote(&self, range: RangeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let request = crate::remote::Request::Get {
+            read_ts: self.read_ts,
+            key: key.to_vec(),
+        };
+        match self.kv.ask(&self.kv.record_of(range)?, &request)? {
+            crate::remote::Answer::Value(value) => Ok(value),
+            other => Err(crate::store::unexpected_answer(&other)),
+        }
     }
 
     /// Up to `limit` visible pairs in [start, end) in key order (own writes
