@@ -92,7 +92,7 @@ impl Kv {
                 {
                     // Aborted cleanly because a range changed: group again.
                     Err(KvError::Misrouted(_)) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(5));
+                        shoal_replication::blocking::sleep(Duration::from_millis(5));
                         self.reload_directory();
                         continue;
                     }
@@ -119,7 +119,7 @@ impl Kv {
                 // applied here by now (the reply came from this node's
                 // replica), so routing again finds the new range.
                 Reply::WrongRange if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
+                    shoal_replication::blocking::sleep(Duration::from_millis(5));
                 }
                 Reply::IntentConflict { key, intent } => {
                     let intent = Intent::decode(&intent)?;

@@ -72,7 +72,7 @@ impl Decisions {
         let slot = self.slot(txn_id);
         let mut applied = slot.applied.lock();
         if *applied == seen {
-            slot.changed.wait_for(&mut applied, timeout);
+            shoal_replication::blocking::wait(|| slot.changed.wait_for(&mut applied, timeout));
         }
     }
 }

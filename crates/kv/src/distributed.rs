@@ -215,7 +215,7 @@ impl Kv {
                 // The primary range is frozen for a merge, or was merged
                 // since it was routed: route again once it settles.
                 Reply::WrongRange if Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    shoal_replication::blocking::sleep(std::time::Duration::from_millis(5));
                     self.reload_directory();
                 }
                 other => return Err(other.unexpected("a transaction decision")),
@@ -307,7 +307,7 @@ impl Kv {
                     let Command::Resolve { keys, .. } = command else {
                         return Err(KvError::Unavailable("a resolution lost its keys".into()));
                     };
-                    std::thread::sleep(Duration::from_millis(5));
+                    shoal_replication::blocking::sleep(Duration::from_millis(5));
                     self.reload_directory();
                     let groups =
                         self.group_by_range(keys.into_iter().map(|k| (k, None)).collect())?;

@@ -98,6 +98,9 @@ pub use error::{KvError, Result};
 pub use gc::GcStats;
 pub use remote::not_serving;
 pub use shoal_placement::RangeDescriptor;
+/// Waits that hand a runtime worker's tasks to another thread (the SQL
+/// layer's retry pauses use it too).
+pub use shoal_replication::blocking;
 pub use status::{NodeStatus, RangeStatus};
 pub use store::{DEFAULT_REQUEST_TIMEOUT, DEFAULT_TICK, FIRST_RANGE, Kv, SINGLE_NODE_ID};
 pub use txn::{Isolation, Savepoint, Txn};

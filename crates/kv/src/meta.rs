@@ -198,7 +198,7 @@ impl Kv {
             let (home, _) = self.rerouting(|| self.route(&key))?;
             match self.propose_until(home, command, deadline)? {
                 Reply::WrongRange if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
+                    shoal_replication::blocking::sleep(Duration::from_millis(5));
                     self.reload_directory();
                 }
                 other => return Ok(other),

@@ -197,7 +197,7 @@ impl PhaseOne<'_> {
                     let Command::Prepare(Prepare { writes, .. }) = command else {
                         return Err(KvError::Unavailable("a prepare lost its writes".into()));
                     };
-                    std::thread::sleep(Duration::from_millis(5));
+                    shoal_replication::blocking::sleep(Duration::from_millis(5));
                     self.kv.reload_directory();
                     let groups = self.kv.group_by_range(writes)?;
                     // In key order, each group before the next.

@@ -752,7 +752,7 @@ impl Kv {
                             "no node holding the range answered: {why}"
                         )));
                     }
-                    std::thread::sleep(pause);
+                    shoal_replication::blocking::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(200));
                     self.reload_directory();
                 }

@@ -219,7 +219,7 @@ impl Kv {
                         && moving_since.get_or_insert_with(Instant::now).elapsed()
                             < self.timeout =>
                 {
-                    std::thread::sleep(Duration::from_millis(5));
+                    shoal_replication::blocking::sleep(Duration::from_millis(5));
                     self.reload_directory();
                 }
                 other => return Err(other.unexpected("a lock")),
@@ -258,7 +258,7 @@ impl Kv {
             if Instant::now() >= deadline {
                 return Err(KvError::Locked(Box::new(blocked.clone())));
             }
-            std::thread::sleep(pause);
+            shoal_replication::blocking::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         }
         Ok(())

@@ -48,6 +48,7 @@
 
 pub mod apply;
 pub mod apply_state;
+pub mod blocking;
 pub mod clock;
 pub mod error;
 pub mod faults;

@@ -558,7 +558,7 @@ impl<S: StateMachine> RaftHandle<S> {
                 Retry::Once => remaining,
                 Retry::Idempotent { attempt } | Retry::Read { attempt } => remaining.min(attempt),
             };
-            match rx.recv_timeout(wait) {
+            match crate::blocking::wait(|| rx.recv_timeout(wait)) {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(ReplicationError::Stopped)) | Err(RecvTimeoutError::Disconnected) => {
                     return Err(ReplicationError::Stopped);
@@ -592,7 +592,9 @@ impl<S: StateMachine> RaftHandle<S> {
                     continue;
                 }
             }
-            std::thread::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())));
+            crate::blocking::sleep(
+                RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())),
+            );
         }
     }
 

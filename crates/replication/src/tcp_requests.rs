@@ -123,6 +123,19 @@ fn exchange(stream: &mut TcpStream, payload: &[u8], deadline: Instant) -> std::i
 
 impl NodeRequests for TcpRequests {
     fn request(&self, to: NodeId, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        crate::blocking::wait(|| self.request_now(to, payload, timeout))
+    }
+
+    fn nodes(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = self.addresses.read().keys().copied().collect();
+        nodes.sort_unstable();
+        nodes
+    }
+}
+
+impl TcpRequests {
+    /// [`NodeRequests::request`], waiting on this thread.
+    fn request_now(&self, to: NodeId, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         if self.faults.is_cut(to) {
             std::thread::sleep(timeout);
             return Err(ReplicationError::Unreachable(format!(
@@ -172,12 +185,6 @@ impl NodeRequests for TcpRequests {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
         Ok(answer)
-    }
-
-    fn nodes(&self) -> Vec<NodeId> {
-        let mut nodes: Vec<NodeId> = self.addresses.read().keys().copied().collect();
-        nodes.sort_unstable();
-        nodes
     }
 }
 

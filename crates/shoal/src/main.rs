@@ -115,8 +115,13 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    // SQL statements block their worker while they wait for storage or a
-    // quorum, so the SQL runtime gets more workers than cores.
+    // SQL statements run on these workers and call the KV layer
+    // synchronously. Their long waits (a quorum, another node, a decision)
+    // hand the worker's queue to another thread (`shoal_replication::
+    // blocking`); the rest — storage reads, page faults — still hold it,
+    // so the SQL runtime keeps more workers than cores. (Three on two
+    // cores shortened point selects' tails but cost inserts a quarter of
+    // their throughput: every commit's wait became a thread handoff.)
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads((4 * cores).max(8))

@@ -361,7 +361,7 @@ impl LockTable {
                     if attempt < RACE_RETRIES =>
                 {
                     attempt += 1;
-                    std::thread::sleep(Duration::from_millis(1 << attempt.min(5)));
+                    shoal_kv::blocking::sleep(Duration::from_millis(1 << attempt.min(5)));
                 }
                 Err(e) => return Err(e.into()),
             }
