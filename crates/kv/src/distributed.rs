@@ -17,7 +17,10 @@
 //!    `committed` at it. This one log entry is the commit point: before it
 //!    nothing is visible, after it everything is.
 //! 3. **Resolve** every range's intents into versions at the commit
-//!    timestamp (in parts too), and answer the client.
+//!    timestamp (in parts too). A transaction of a few keys is answered
+//!    first and resolved by a background thread (`resolver.rs`): whoever
+//!    meets one of its intents before then finds the record committed
+//!    and resolves it; a bigger one is resolved before the answer.
 //!
 //! If any prepare is refused (a newer version: 40001; a snapshot too old)
 //! the coordinator aborts the record and removes the intents it placed.
@@ -65,6 +68,7 @@ use crate::error::{KvError, Result, printable_key};
 use crate::intents::{Intent, TxnStatus, record_key};
 use crate::parts;
 use crate::reads::Span;
+use crate::resolver::Resolution;
 use crate::store::Kv;
 
 /// How long a writer holding intents waits for another transaction's
@@ -142,12 +146,16 @@ impl Kv {
         match decided.committed_at() {
             Some(ts) => {
                 self.clock.observe(ts);
-                match self.resolve_keys(txn_id, Some(ts), prepared_keys) {
-                    // Nothing points at the record any more: it may go.
-                    Ok(()) => self.queue_finished(primary_key, txn_id),
-                    // Committed all the same: readers resolve what is left
-                    // (and the record stays, for them).
-                    Err(e) => tracing::debug!(error = %e, "intents left to readers"),
+                // Committed: the intents are resolved after the client is
+                // answered if the transaction is small (`resolver.rs`).
+                let resolution = Resolution {
+                    txn_id,
+                    commit_ts: ts,
+                    primary_key: primary_key.clone(),
+                    keys: prepared_keys,
+                };
+                if let Some(now) = self.resolver.submit(resolution) {
+                    self.resolve_committed(now);
                 }
                 tracing::debug!(read_ts, commit_ts = ts, "committed across ranges");
                 Ok(ts)
@@ -227,7 +235,7 @@ impl Kv {
     /// the next GC pass marks its record finished, off the commit's path,
     /// batched per range (`Kv::finish_resolved`). Past [`MAX_FINISHING`]
     /// queued, records are left committed (they only stay).
-    fn queue_finished(&self, primary_key: &[u8], txn_id: u128) {
+    pub(crate) fn queue_finished(&self, primary_key: &[u8], txn_id: u128) {
         let mut queue = self.finishing.lock();
         if queue.len() < MAX_FINISHING {
             queue.push((primary_key.to_vec(), txn_id));
@@ -542,7 +550,14 @@ mod tests {
         txn.put(b"x".to_vec(), b"1".to_vec()).unwrap();
         let first = txn.commit().unwrap();
         assert_eq!(records(&kv, b"b"), [TxnStatus::Committed(first)]);
-        kv.finish_resolved();
+        // Resolved in the background (`resolver.rs`): wait for it, bounded.
+        for _ in 0..500 {
+            kv.finish_resolved();
+            if records(&kv, b"b") == [TxnStatus::Finished(first)] {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(records(&kv, b"b"), [TxnStatus::Finished(first)]);
         // Decided, but its coordinator died before resolving: the record
         // must stay for the intents that still point at it.

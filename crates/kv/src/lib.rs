@@ -81,6 +81,7 @@ mod rebalance;
 pub mod registry;
 mod relocate;
 mod remote;
+mod resolver;
 pub mod settings;
 mod settled_span;
 pub mod span_config;

@@ -99,6 +99,9 @@ pub struct Kv {
     pub(crate) load: crate::load::LoadTracker,
     /// Untracked reads answered from memory (`read_cache.rs`).
     pub(crate) read_cache: crate::read_cache::ReadCache,
+    /// Committed transactions' intents resolved after the commit
+    /// returns (`resolver.rs`).
+    pub(crate) resolver: crate::resolver::Resolver,
     /// Resolved two-phase transactions whose records GC's next pass marks
     /// finished (`distributed.rs`).
     pub(crate) finishing: Mutex<Vec<(Vec<u8>, u128)>>,
@@ -190,7 +193,7 @@ impl Kv {
             floor = floor.max(published.last_commit(range, engine.as_ref()).unwrap_or(0));
         }
         tracing::info!(high_water = floor, node = raft.node_id(), "opened kv store");
-        Arc::new(Kv {
+        let kv = Arc::new(Kv {
             bounds,
             engine,
             raft,
@@ -206,8 +209,11 @@ impl Kv {
             directory: parking_lot::RwLock::new(Directory::default()),
             load: crate::load::LoadTracker::default(),
             read_cache: crate::read_cache::ReadCache::default(),
+            resolver: crate::resolver::Resolver::default(),
             finishing: Mutex::new(Vec::new()),
-        })
+        });
+        crate::resolver::Resolver::start(&kv);
+        kv
     }
 
     /// The handle to this node's Raft thread.
